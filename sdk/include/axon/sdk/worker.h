@@ -1,0 +1,199 @@
+// The worker SDK: what an agent worker process links to receive requests from the data
+// plane and send replies, all through its own shared-memory segment.
+//
+//   auto worker = axon::sdk::Worker::from_environment();   // fd handed over by the data plane
+//   worker->run([](const Request& req, ReplyWriter& out) {
+//     auto buf = out.loan(req.length);                   // or out.in_place()
+//     std::memcpy(buf.data(), req.data, req.length);
+//     out.commit(req.length);
+//   }, stop_flag);
+//
+// Requests are read in place in the segment; replies are written straight into a buffer
+// the data plane loaned out (or over the request's own buffer), so no byte is copied
+// between the two processes. Nothing on this path allocates, locks or throws.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "axon/shm/error.h"
+#include "axon/shm/layout.h"
+#include "axon/shm/region.h"
+#include "axon/shm/segment.h"
+#include "axon/shm/spsc_ring.h"
+
+namespace axon::sdk {
+
+using shm::ReplyStatus;
+
+// A request, readable in place until it is completed.
+struct Request {
+  const std::byte* data = nullptr;
+  std::uint32_t length = 0;
+  std::uint32_t capacity = 0;  // size of its buffer: the most an in-place reply can hold
+  shm::Descriptor meta{};      // ids, tenant, agent, session, trace context, deadline
+};
+
+// Where a reply is being written.
+struct ReplyBuffer {
+  std::byte* data = nullptr;
+  std::uint32_t capacity = 0;
+  std::uint32_t offset = 0;
+  bool in_place = false;
+
+  [[nodiscard]] bool valid() const noexcept { return data != nullptr; }
+  [[nodiscard]] std::span<std::byte> span() const noexcept { return {data, capacity}; }
+};
+
+struct WorkerStats {
+  std::uint64_t received = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t loan_failures = 0;   // no loaned buffer of the needed size was available
+  std::uint64_t reply_ring_full = 0; // flushes that had to wait for the data plane
+  std::uint64_t sleeps = 0;
+};
+
+struct WaitPolicy {
+  std::uint32_t spin_min = 64;         // pause iterations before sleeping, lower bound
+  std::uint32_t spin_max = 1u << 16;   // upper bound of the adaptive budget
+  std::uint64_t sleep_timeout_ns = 100'000'000;  // re-check stop flags at least this often
+};
+
+class ReplyWriter;
+
+class Worker {
+ public:
+  static constexpr std::uint32_t kMaxBurst = 32;
+
+  // Maps the segment behind fd (takes ownership) and checks its header.
+  static shm::ShmResult<Worker> attach(int fd, std::uint64_t expected_generation = 0);
+  // Connects to the data plane's handoff socket and attaches to the segment it sends.
+  static shm::ShmResult<Worker> connect(const std::string& socket_path, int timeout_ms = 5000);
+  // Uses AXON_WORKER_FD (an inherited connected handoff socket) or AXON_WORKER_SOCKET (a
+  // path to connect to), whichever is set.
+  static shm::ShmResult<Worker> from_environment(int timeout_ms = 5000);
+
+  Worker(Worker&&) noexcept = default;
+  Worker& operator=(Worker&&) noexcept = default;
+  ~Worker();
+
+  // --- hot path
+  // Takes up to max requests (at most kMaxBurst at a time are outstanding in a burst).
+  [[nodiscard]] std::uint32_t receive_burst(Request* out, std::uint32_t max) noexcept;
+  // Spins adaptively, then sleeps on the segment's futex until requests arrive, timeout_ns
+  // passes or stop becomes true. Returns true when requests are ready.
+  bool wait_for_requests(const std::atomic<bool>* stop = nullptr) noexcept;
+  // A buffer loaned by the data plane, for a reply of up to `size` bytes.
+  [[nodiscard]] bool try_loan(std::uint32_t size, ReplyBuffer& out) noexcept;
+  // The request's own buffer, reused for its reply. Reading the request after writing
+  // here reads the reply.
+  [[nodiscard]] ReplyBuffer in_place(const Request& request) noexcept;
+  // Queues the reply; flush() publishes queued replies in one store.
+  [[nodiscard]] bool try_complete(const Request& request, const ReplyBuffer& buffer, std::uint32_t length,
+                                  ReplyStatus status = ReplyStatus::ok) noexcept;
+  // Publishes queued replies. Returns false if some are still queued (reply ring full).
+  [[nodiscard]] bool try_flush() noexcept;
+  // Publishes queued replies, waiting for room if the data plane is behind.
+  void flush(const std::atomic<bool>* stop = nullptr) noexcept;
+
+  // Receives, dispatches to handler(const Request&, ReplyWriter&), and replies until
+  // stop is set. A handler that does not commit gets an explicit handler_error reply.
+  template <typename Handler>
+  void run(Handler&& handler, const std::atomic<bool>& stop);
+
+  // Marks the segment detached (clean shutdown).
+  void detach() noexcept;
+
+  [[nodiscard]] std::uint32_t worker_id() const noexcept { return view_.header->worker_id; }
+  [[nodiscard]] std::uint64_t generation() const noexcept { return view_.header->generation; }
+  [[nodiscard]] const WorkerStats& stats() const noexcept { return stats_; }
+  [[nodiscard]] shm::SegmentBacking backing() const noexcept { return region_.backing(); }
+  void set_wait_policy(const WaitPolicy& policy) noexcept { policy_ = policy; spin_budget_ = policy.spin_min; }
+
+ private:
+  Worker() = default;
+  [[nodiscard]] bool requests_ready() noexcept { return !requests_.empty(); }
+
+  shm::Region region_;
+  shm::SegmentView view_{};
+  shm::RingConsumer<shm::Descriptor> requests_;
+  shm::RingProducer<shm::Descriptor> replies_;
+  shm::RingConsumer<shm::LoanSlot> small_loans_;
+  shm::RingConsumer<shm::LoanSlot> large_loans_;
+  // Replies waiting for flush; bounded so a burst never needs more.
+  shm::Descriptor pending_[2 * kMaxBurst];
+  std::uint32_t pending_count_ = 0;
+  WaitPolicy policy_{};
+  std::uint32_t spin_budget_ = 64;
+  WorkerStats stats_{};
+};
+
+// Given to a run() handler for one request.
+class ReplyWriter {
+ public:
+  ReplyWriter(Worker& worker, const Request& request) noexcept : worker_(worker), request_(request) {}
+  // A loaned buffer of at least size bytes; empty span when none is available.
+  [[nodiscard]] std::span<std::byte> loan(std::uint32_t size) noexcept {
+    if (!worker_.try_loan(size, buffer_)) return {};
+    return buffer_.span();
+  }
+  // The request's own buffer.
+  [[nodiscard]] std::span<std::byte> in_place() noexcept {
+    buffer_ = worker_.in_place(request_);
+    return buffer_.span();
+  }
+  // Sends the first length bytes of the buffer taken with loan() or in_place().
+  void commit(std::uint32_t length, ReplyStatus status = ReplyStatus::ok) noexcept {
+    committed_ = true;
+    length_ = length;
+    status_ = status;
+  }
+  [[nodiscard]] bool committed() const noexcept { return committed_; }
+  [[nodiscard]] const ReplyBuffer& buffer() const noexcept { return buffer_; }
+  [[nodiscard]] std::uint32_t length() const noexcept { return length_; }
+  [[nodiscard]] ReplyStatus status() const noexcept { return status_; }
+
+ private:
+  Worker& worker_;
+  const Request& request_;
+  ReplyBuffer buffer_{};
+  std::uint32_t length_ = 0;
+  ReplyStatus status_ = ReplyStatus::ok;
+  bool committed_ = false;
+};
+
+template <typename Handler>
+void Worker::run(Handler&& handler, const std::atomic<bool>& stop) {
+  Request burst[kMaxBurst];
+  while (!stop.load(std::memory_order_relaxed)) {
+    std::uint32_t n = receive_burst(burst, kMaxBurst);
+    if (n == 0) {
+      wait_for_requests(&stop);
+      continue;
+    }
+    for (std::uint32_t i = 0; i < n; ++i) {
+      ReplyWriter writer(*this, burst[i]);
+      handler(burst[i], writer);
+      ReplyBuffer buffer = writer.buffer();
+      std::uint32_t length = writer.length();
+      ReplyStatus status = writer.status();
+      if (!writer.committed() || !buffer.valid() || length > buffer.capacity) {
+        // Never leave a request unanswered: an empty error reply in place.
+        buffer = in_place(burst[i]);
+        length = 0;
+        status = writer.committed() && !buffer.valid() ? ReplyStatus::reply_too_large : ReplyStatus::handler_error;
+      }
+      if (!try_complete(burst[i], buffer, length, status)) {
+        flush(&stop);
+        // Still no room only when stopping; the data plane then reports the request lost.
+        if (!try_complete(burst[i], buffer, length, status)) return;
+      }
+    }
+    flush(&stop);
+  }
+  flush(&stop);
+}
+
+}  // namespace axon::sdk

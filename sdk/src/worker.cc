@@ -1,0 +1,207 @@
+// Worker side of the segment: attach, receive, loan, complete, wait.
+#include "axon/sdk/worker.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "axon/common/clock.h"
+#include "axon/shm/eventcount.h"
+#include "axon/shm/handoff.h"
+
+namespace axon::sdk {
+
+using shm::ShmError;
+using shm::ShmResult;
+
+ShmResult<Worker> Worker::attach(int fd, std::uint64_t expected_generation) {
+  auto region = shm::Region::map_fd(fd);
+  if (!region) return region.error();
+  auto view = shm::validate_segment(region->base(), region->size());
+  if (!view) return view.error();
+  if (expected_generation != 0 && view->header->generation != expected_generation) {
+    return make_error(ShmError::generation_mismatch,
+                      "segment generation " + std::to_string(view->header->generation) + " but the handoff said " +
+                          std::to_string(expected_generation) + "; the data plane recycled it, reconnect");
+  }
+  Worker worker;
+  worker.region_ = std::move(region).value();
+  worker.view_ = view.value();
+  const auto& v = worker.view_;
+  worker.requests_ = shm::RingConsumer<shm::Descriptor>(v.request_ring, v.slots<shm::Descriptor>(v.request_ring));
+  worker.replies_ = shm::RingProducer<shm::Descriptor>(v.reply_ring, v.slots<shm::Descriptor>(v.reply_ring));
+  worker.small_loans_ = shm::RingConsumer<shm::LoanSlot>(v.small_loan_ring, v.slots<shm::LoanSlot>(v.small_loan_ring));
+  worker.large_loans_ = shm::RingConsumer<shm::LoanSlot>(v.large_loan_ring, v.slots<shm::LoanSlot>(v.large_loan_ring));
+  worker.spin_budget_ = worker.policy_.spin_min;
+  v.header->worker_pid.store(std::uint32_t(getpid()), std::memory_order_relaxed);
+  v.header->worker_generation.store(v.header->generation, std::memory_order_relaxed);
+  v.header->worker_state.store(std::uint32_t(shm::WorkerState::attached), std::memory_order_release);
+  return worker;
+}
+
+ShmResult<Worker> Worker::connect(const std::string& socket_path, int timeout_ms) {
+  auto sock = shm::connect_handoff(socket_path, timeout_ms);
+  if (!sock) return sock.error();
+  auto received = shm::receive_segment(sock.value(), timeout_ms);
+  close(sock.value());
+  if (!received) return received.error();
+  return attach(received->fd, received->message.generation);
+}
+
+ShmResult<Worker> Worker::from_environment(int timeout_ms) {
+  if (const char* inherited = std::getenv("AXON_WORKER_FD"); inherited != nullptr && *inherited != '\0') {
+    char* end = nullptr;
+    long fd = std::strtol(inherited, &end, 10);
+    if (end == inherited || *end != '\0' || fd < 0) {
+      return make_error(ShmError::bad_fd, std::string("AXON_WORKER_FD='") + inherited + "' is not a descriptor number");
+    }
+    auto received = shm::receive_segment(int(fd), timeout_ms);
+    close(int(fd));
+    if (!received) return received.error();
+    return attach(received->fd, received->message.generation);
+  }
+  if (const char* path = std::getenv("AXON_WORKER_SOCKET"); path != nullptr && *path != '\0') {
+    return connect(path, timeout_ms);
+  }
+  return make_error(ShmError::handoff_failed,
+                    "neither AXON_WORKER_FD nor AXON_WORKER_SOCKET is set; start workers from axon, or set "
+                    "AXON_WORKER_SOCKET to the data plane's worker socket");
+}
+
+Worker::~Worker() {
+  if (view_.header != nullptr) detach();
+}
+
+void Worker::detach() noexcept {
+  if (view_.header == nullptr) return;
+  (void)try_flush();
+  view_.header->worker_state.store(std::uint32_t(shm::WorkerState::detached), std::memory_order_release);
+}
+
+std::uint32_t Worker::receive_burst(Request* out, std::uint32_t max) noexcept {
+  if (max > kMaxBurst) max = kMaxBurst;
+  const std::uint64_t now = monotonic_ns();
+  const shm::SlabClass& small = view_.header->small;
+  const shm::SlabClass& large = view_.header->large;
+  std::uint32_t produced = 0;
+  (void)requests_.try_pop_burst(max, [&](const shm::Descriptor& d) noexcept {
+    // The data plane is trusted, but a bounds check is cheap insurance against a
+    // corrupted slot taking the worker down.
+    const shm::SlabClass& slab = (d.flags & shm::kFlagLargeBuffer) != 0 ? large : small;
+    if (d.buffer_offset < slab.offset || d.length > slab.buffer_size ||
+        std::uint64_t(d.buffer_offset) + slab.buffer_size > slab.offset + std::uint64_t(slab.count) * slab.buffer_size) {
+      return;
+    }
+    Request& r = out[produced++];
+    r.meta = d;
+    r.meta.hop_ns[shm::kHopWorkerDequeue] = now;
+    r.data = view_.at(d.buffer_offset);
+    r.length = d.length;
+    r.capacity = slab.buffer_size;
+  });
+  stats_.received += produced;
+  return produced;
+}
+
+bool Worker::wait_for_requests(const std::atomic<bool>* stop) noexcept {
+  // Spin first: a futex wake costs tens of µs on a VM, a spin iteration tens of ns.
+  for (std::uint32_t i = 0; i < spin_budget_; ++i) {
+    if (requests_ready()) {
+      // Work arrived while spinning: spinning pays off, allow longer next time.
+      spin_budget_ = spin_budget_ * 2 > policy_.spin_max ? policy_.spin_max : spin_budget_ * 2;
+      return true;
+    }
+    cpu_relax();
+  }
+  spin_budget_ = spin_budget_ / 2 < policy_.spin_min ? policy_.spin_min : spin_budget_ / 2;
+  if (stop != nullptr && stop->load(std::memory_order_relaxed)) return false;
+  shm::EventCount& event = view_.header->request_event;
+  std::uint32_t key = shm::eventcount_prepare_wait(event);
+  if (requests_ready() || (stop != nullptr && stop->load(std::memory_order_relaxed))) {
+    shm::eventcount_cancel_wait(event);
+    return requests_ready();
+  }
+  ++stats_.sleeps;
+  shm::eventcount_wait(event, key, policy_.sleep_timeout_ns);
+  return requests_ready();
+}
+
+bool Worker::try_loan(std::uint32_t size, ReplyBuffer& out) noexcept {
+  auto& ring = size <= view_.header->small.buffer_size ? small_loans_ : large_loans_;
+  if (size > view_.header->large.buffer_size) {
+    ++stats_.loan_failures;
+    return false;
+  }
+  shm::LoanSlot slot{};
+  if (!ring.try_pop(slot) || slot.capacity < size) {
+    // A small reply may borrow a large buffer rather than fail.
+    if (&ring == &small_loans_ && large_loans_.try_pop(slot) && slot.capacity >= size) {
+      // fall through with the large buffer
+    } else {
+      ++stats_.loan_failures;
+      return false;
+    }
+  }
+  out.data = view_.at(slot.buffer_offset);
+  out.capacity = slot.capacity;
+  out.offset = slot.buffer_offset;
+  out.in_place = false;
+  return true;
+}
+
+ReplyBuffer Worker::in_place(const Request& request) noexcept {
+  ReplyBuffer buffer;
+  buffer.data = const_cast<std::byte*>(request.data);
+  buffer.capacity = request.capacity;
+  buffer.offset = request.meta.buffer_offset;
+  buffer.in_place = true;
+  return buffer;
+}
+
+bool Worker::try_complete(const Request& request, const ReplyBuffer& buffer, std::uint32_t length,
+                          ReplyStatus status) noexcept {
+  if (pending_count_ == sizeof(pending_) / sizeof(pending_[0])) {
+    if (!try_flush()) return false;
+  }
+  shm::Descriptor& reply = pending_[pending_count_++];
+  reply = request.meta;
+  reply.buffer_offset = buffer.offset;
+  reply.length = length;
+  reply.status = std::uint16_t(status);
+  reply.flags = std::uint16_t((request.meta.flags & shm::kFlagLargeBuffer) |
+                              (buffer.in_place ? shm::kFlagReplyInPlace : shm::kFlagLoanedBuffer));
+  reply.hop_ns[shm::kHopWorkerComplete] = monotonic_ns();
+  ++stats_.completed;
+  return true;
+}
+
+bool Worker::try_flush() noexcept {
+  if (pending_count_ == 0) return true;
+  std::uint32_t pushed = replies_.try_push_burst(pending_, pending_count_);
+  if (pushed > 0) {
+    view_.header->requests_handled.fetch_add(pushed, std::memory_order_relaxed);
+    std::memmove(pending_, pending_ + pushed, (pending_count_ - pushed) * sizeof(shm::Descriptor));
+    pending_count_ -= pushed;
+  }
+  return pending_count_ == 0;
+}
+
+void Worker::flush(const std::atomic<bool>* stop) noexcept {
+  std::uint32_t spins = 0;
+  while (!try_flush()) {
+    if (spins++ == 0) {
+      ++stats_.reply_ring_full;
+      view_.header->reply_ring_full.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) return;
+    // The data plane polls the reply ring; it will make room without being woken.
+    if (spins < 1024) {
+      cpu_relax();
+    } else {
+      usleep(50);
+    }
+  }
+}
+
+}  // namespace axon::sdk
