@@ -28,6 +28,8 @@ class DeathWatch {
   // timeout_ms (0 = just look). Each death is reported once.
   std::uint32_t poll(std::vector<std::uint64_t>& dead, int timeout_ms);
   [[nodiscard]] std::size_t watched() const noexcept { return entries_.size(); }
+  // Readable when a watched process exited: lets callers fold the watch into their own poll().
+  [[nodiscard]] int fd() const noexcept { return epoll_fd_; }
 
  private:
   struct Entry {

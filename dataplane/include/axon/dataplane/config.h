@@ -1,0 +1,73 @@
+// The data plane's configuration: one TOML file (deploy/axon-dataplane.toml is the
+// annotated example). Loading checks every value and cross-reference up front and names
+// the file, line and fix for the first problem, so a bad file never starts a half-working
+// daemon.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "axon/common/result.h"
+#include "axon/shm/segment.h"
+
+namespace axon::dataplane {
+
+enum class ConfigError { io_error, parse_error, invalid_value, missing_field, unknown_key, unknown_reference };
+
+template <typename T>
+using ConfigResult = Result<T, ConfigError>;
+
+enum class ZeroCopy { automatic, required, disabled };
+
+struct XdpSettings {
+  ZeroCopy zero_copy = ZeroCopy::automatic;
+  std::uint32_t frame_size = 4096;  // UMEM frame; 2048 or 4096
+  std::uint32_t frames = 4096;      // UMEM frames per queue: half fill the RX side, half TX
+  bool busy_poll = true;            // SO_PREFER_BUSY_POLL where the kernel takes it
+  bool enforce_allowlist = false;
+  bool enforce_rate = false;
+};
+
+struct TenantConfig {
+  std::uint32_t id = 0;
+  std::string name;
+  std::uint32_t rate_pps = 0;  // 0 = unlimited
+  std::uint32_t burst = 0;
+  std::vector<std::string> prefixes;  // allowed source prefixes (allowlist)
+};
+
+struct WorkerConfig {
+  std::string name;  // also the handoff socket name: <run_dir>/workers/<name>.sock
+};
+
+struct AgentConfig {
+  std::uint32_t id = 0;
+  std::uint32_t tenant = 0;
+  std::string name;
+  std::vector<std::string> workers;  // names from [[workers]]
+};
+
+struct DataplaneConfig {
+  std::string source_path;
+  std::string interface;
+  std::string backend = "xdp";
+  std::vector<std::uint32_t> queues{0};
+  std::vector<int> cores{1};
+  int numa_node = -1;  // -1: take the NIC's node from sysfs
+  std::vector<std::uint16_t> ports{7400};
+  std::string run_dir = "/run/axon";
+  std::uint32_t drain_timeout_ms = 2000;
+  std::uint32_t busy_retry_after_us = 200;
+  std::uint32_t housekeeping_us = 200;  // how often lcores sweep deadlines and deaths
+  XdpSettings xdp;
+  shm::SegmentGeometry geometry;
+  std::vector<TenantConfig> tenants;
+  std::vector<WorkerConfig> workers;
+  std::vector<AgentConfig> agents;
+};
+
+ConfigResult<DataplaneConfig> load_config(const std::string& path);
+ConfigResult<DataplaneConfig> parse_config(const std::string& text, const std::string& source_name);
+
+}  // namespace axon::dataplane

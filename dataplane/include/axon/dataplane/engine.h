@@ -1,0 +1,124 @@
+// The poll-mode engine: one Lcore per receive queue, each running the loop
+//
+//   rx burst -> parse -> route -> copy into the worker's slab -> enqueue bursts
+//   -> poll reply rings -> build reply frames -> tx burst -> reap completions
+//
+// to completion on its own pinned core. An Lcore owns a fixed subset of the worker
+// channels (it is their only producer, which keeps the rings single-producer); requests
+// for a worker owned by another lcore cross over through an in-process SPSC forward ring.
+//
+// Every request that cannot be served is answered: BUSY when a ring or the buffer pool is
+// full, ERROR for an unknown agent, a dead worker, a passed deadline or a handler failure.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "axon/dataplane/config.h"
+#include "axon/dataplane/port.h"
+#include "axon/dataplane/routing.h"
+#include "axon/dataplane/stats.h"
+#include "axon/protocol/packet.h"
+#include "axon/shm/channel.h"
+
+namespace axon::dataplane {
+
+struct ReplyContext;
+class Lcore;
+
+// One configured worker: its segment, its reply contexts and its liveness state.
+struct WorkerSlot {
+  std::uint32_t index = 0;
+  std::string name;
+  std::uint32_t owner_lcore = 0;
+  std::uint32_t local_index = 0;  // position in the owner lcore's list
+  std::unique_ptr<shm::WorkerChannel> channel;
+  std::unique_ptr<ReplyContext[]> contexts;  // by buffer id; owner lcore only
+  std::atomic<std::uint32_t> state{std::uint32_t(WorkerSlotState::vacant)};
+  WorkerStats* stats = nullptr;
+};
+
+// Everything the lcores share. Built by the daemon (or a test) before lcores start.
+struct EngineShared {
+  EngineShared(const DataplaneConfig& cfg, std::uint32_t lcore_count);
+  ~EngineShared();
+
+  DataplaneConfig config;
+  std::vector<std::unique_ptr<WorkerSlot>> workers;
+  RouteHolder routes;
+  std::vector<Lcore*> lcores;
+  StatsView stats;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> draining{false};  // stop taking new requests, finish in-flight ones
+};
+
+// Creates every worker's channel (segment) and reply-context table; owner = index % lcores.
+Result<Ok, ConfigError> create_worker_slots(EngineShared& shared, std::uint32_t lcore_count, int numa_node);
+
+class Lcore {
+ public:
+  static constexpr std::uint32_t kBurst = 32;
+
+  Lcore(std::uint32_t id, Port& port, EngineShared& shared);
+  ~Lcore();
+  Lcore(const Lcore&) = delete;
+  Lcore& operator=(const Lcore&) = delete;
+
+  // Creates the forward rings between all lcores; call once, after every Lcore exists.
+  static void connect(std::vector<Lcore*>& lcores, std::uint32_t frame_size);
+
+  // Runs until shared.stop; then drains in-flight requests for up to drain_timeout_ms and
+  // answers whatever is left with ERROR.
+  void run() noexcept;
+  // One loop iteration; returns the work done (frames + replies), 0 when idle.
+  std::uint32_t poll_once() noexcept;
+  // Answers every in-flight request of this lcore's workers with ERROR (shutdown path).
+  void abandon_inflight(protocol::ErrorCode code) noexcept;
+  [[nodiscard]] std::uint64_t inflight() const noexcept;
+  [[nodiscard]] std::uint32_t id() const noexcept { return id_; }
+
+ private:
+  struct Forward;
+  struct Staging;
+
+  void handle_frame(const Frame& frame, std::uint64_t now) noexcept;
+  void enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
+                     const protocol::Header& request, std::uint64_t now) noexcept;
+  void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
+               const protocol::Header& request, std::uint64_t rx_ns) noexcept;
+  void flush_staged() noexcept;
+  std::uint32_t drain_forwarded(std::uint64_t now) noexcept;
+  std::uint32_t poll_replies(std::uint64_t now) noexcept;
+  void housekeeping(std::uint64_t now) noexcept;
+  void reclaim_dead(WorkerSlot& slot) noexcept;
+  void answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std::uint32_t retry_after_us = 0) noexcept;
+  void answer_busy(const ReplyContext& ctx) noexcept;
+  void send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
+                    std::uint32_t length) noexcept;
+  void flush_tx() noexcept;
+  WorkerSlot* pick_worker(const AgentRoute& route, std::uint64_t session_key) noexcept;
+
+  std::uint32_t id_;
+  Port& port_;
+  EngineShared& shared_;
+  LcoreStats& stats_;
+  protocol::PacketParser parser_;
+  std::vector<WorkerSlot*> owned_;
+  std::vector<std::unique_ptr<Staging>> staging_;  // parallel to owned_
+  std::vector<std::uint32_t> touched_;             // staging_ indices used this burst
+  std::vector<std::unique_ptr<Forward>> forward_out_;  // to lcore i (null for self)
+  std::vector<Forward*> forward_in_;                   // from lcore i (owned by the sender)
+  Frame tx_[64];
+  std::uint32_t tx_count_ = 0;
+  std::uint32_t frame_capacity_ = 0;
+  std::uint32_t round_robin_ = 0;
+  std::uint64_t next_housekeeping_ns_ = 0;
+  std::uint64_t next_deadline_sweep_ns_ = 0;
+  Frame tx_cache_[kBurst];  // free TX frames taken from the port in bursts
+  std::uint32_t tx_cache_count_ = 0;
+  std::vector<shm::LostRequest> lost_;  // reserved at start; reclaim never allocates after
+};
+
+}  // namespace axon::dataplane

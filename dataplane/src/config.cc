@@ -1,0 +1,347 @@
+// TOML -> DataplaneConfig with strict checking: unknown keys are errors (a typo must not
+// silently fall back to a default), and every error carries file:line and a fix.
+#include "axon/dataplane/config.h"
+
+#include <arpa/inet.h>
+
+#include <bit>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace axon::dataplane {
+namespace {
+
+Error<ConfigError> fail(ConfigError code, const std::string& where, const std::string& what) {
+  return make_error(code, where + ": " + what);
+}
+
+std::string where_of(const std::string& file, const toml::node& node) {
+  const auto& src = node.source();
+  return file + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column);
+}
+
+// Walks one table, reading known keys and rejecting any other.
+class TableReader {
+ public:
+  TableReader(const std::string& file, const toml::table& table, std::string name)
+      : file_(file), table_(table), name_(std::move(name)) {}
+
+  std::optional<Error<ConfigError>> error;
+
+  template <typename T>
+  bool read(const char* key, T& out) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (node == nullptr || error) return false;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (auto v = node->value<std::string>()) {
+        out = *v;
+        return true;
+      }
+      return wrong(*node, key, "a string");
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (auto v = node->value<bool>()) {
+        out = *v;
+        return true;
+      }
+      return wrong(*node, key, "true or false");
+    } else {
+      auto v = node->value<std::int64_t>();
+      if (!v || *v < std::int64_t(std::numeric_limits<T>::min()) || *v > std::int64_t(std::numeric_limits<T>::max())) {
+        return wrong(*node, key, "an integer in [" + std::to_string(std::numeric_limits<T>::min()) + ", " +
+                                     std::to_string(std::numeric_limits<T>::max()) + "]");
+      }
+      out = T(*v);
+      return true;
+    }
+  }
+
+  template <typename T>
+  bool read_list(const char* key, std::vector<T>& out) {
+    seen_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (node == nullptr || error) return false;
+    const toml::array* array = node->as_array();
+    if (array == nullptr) return wrong(*node, key, "an array");
+    std::vector<T> values;
+    for (const toml::node& element : *array) {
+      if constexpr (std::is_same_v<T, std::string>) {
+        auto v = element.value<std::string>();
+        if (!v) return wrong(element, key, "an array of strings");
+        values.push_back(*v);
+      } else {
+        auto v = element.value<std::int64_t>();
+        if (!v || *v < std::int64_t(std::numeric_limits<T>::min()) ||
+            *v > std::int64_t(std::numeric_limits<T>::max())) {
+          return wrong(element, key, "an array of integers in range");
+        }
+        values.push_back(T(*v));
+      }
+    }
+    out = std::move(values);
+    return true;
+  }
+
+  void reject_unknown() {
+    if (error) return;
+    for (const auto& [key, node] : table_) {
+      if (!seen_.contains(std::string(key.str()))) {
+        error = fail(ConfigError::unknown_key, where_of(file_, node),
+                     "unknown key '" + std::string(key.str()) + "' in [" + name_ +
+                         "]; check the spelling against deploy/axon-dataplane.toml");
+        return;
+      }
+    }
+  }
+
+  void invalid(const char* key, const std::string& what) {
+    if (error) return;
+    const toml::node* node = table_.get(key);
+    std::string where = node != nullptr ? where_of(file_, *node) : file_;
+    error = fail(ConfigError::invalid_value, where, "[" + name_ + "] " + key + ": " + what);
+  }
+
+  void require(const char* key) {
+    if (!error && table_.get(key) == nullptr) {
+      error = fail(ConfigError::missing_field, where_of(file_, table_),
+                   "[" + name_ + "] needs '" + key + "'; see deploy/axon-dataplane.toml");
+    }
+  }
+
+ private:
+  bool wrong(const toml::node& node, const char* key, const std::string& expected) {
+    error = fail(ConfigError::invalid_value, where_of(file_, node),
+                 "[" + name_ + "] " + key + " must be " + expected);
+    return false;
+  }
+
+  const std::string& file_;
+  const toml::table& table_;
+  std::string name_;
+  std::set<std::string> seen_;
+};
+
+bool valid_prefix(const std::string& text) {
+  auto slash = text.find('/');
+  std::string address = text.substr(0, slash);
+  int max_len = 0;
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, address.c_str(), buf) == 1) {
+    max_len = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), buf) == 1) {
+    max_len = 128;
+  } else {
+    return false;
+  }
+  if (slash == std::string::npos) return true;
+  std::string len = text.substr(slash + 1);
+  if (len.empty() || len.size() > 3 || len.find_first_not_of("0123456789") != std::string::npos) return false;
+  return std::stoi(len) <= max_len;
+}
+
+ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& file) {
+  DataplaneConfig config;
+  config.source_path = file;
+  std::optional<Error<ConfigError>> error;
+  auto check = [&](TableReader& reader) {
+    reader.reject_unknown();
+    if (reader.error && !error) error = reader.error;
+    return !error.has_value();
+  };
+
+  static const std::set<std::string> sections = {"dataplane", "xdp", "shm", "tenants", "workers", "agents"};
+  for (const auto& [key, node] : root) {
+    if (!sections.contains(std::string(key.str()))) {
+      return fail(ConfigError::unknown_key, where_of(file, node),
+                  "unknown section '" + std::string(key.str()) +
+                      "'; expected dataplane, xdp, shm, tenants, workers or agents");
+    }
+  }
+
+  const toml::table* dp = root["dataplane"].as_table();
+  if (dp == nullptr) return fail(ConfigError::missing_field, file, "missing [dataplane] section");
+  {
+    TableReader r(file, *dp, "dataplane");
+    r.require("interface");
+    r.read("interface", config.interface);
+    r.read("backend", config.backend);
+    r.read_list("queues", config.queues);
+    r.read_list("cores", config.cores);
+    std::string numa;
+    if (dp->get("numa_node") != nullptr && dp->get("numa_node")->is_string()) {
+      r.read("numa_node", numa);
+      if (!r.error && numa != "auto") r.invalid("numa_node", "use \"auto\" or a node number");
+    } else {
+      r.read("numa_node", config.numa_node);
+    }
+    r.read_list("ports", config.ports);
+    r.read("run_dir", config.run_dir);
+    r.read("drain_timeout_ms", config.drain_timeout_ms);
+    r.read("busy_retry_after_us", config.busy_retry_after_us);
+    r.read("housekeeping_us", config.housekeeping_us);
+    if (config.backend != "xdp") r.invalid("backend", "only \"xdp\" is available in this release");
+    if (config.queues.empty()) r.invalid("queues", "list at least one receive queue");
+    if (config.cores.size() != config.queues.size()) {
+      r.invalid("cores", "give exactly one core per queue (" + std::to_string(config.queues.size()) + " queues)");
+    }
+    if (config.ports.empty() || config.ports.size() > 4) r.invalid("ports", "list 1 to 4 UDP ports");
+    for (auto port : config.ports) {
+      if (port == 0) r.invalid("ports", "port 0 is not a valid UDP port");
+    }
+    if (config.interface.empty() || config.interface.size() > 15) r.invalid("interface", "must be 1-15 characters");
+    if (config.housekeeping_us == 0) r.invalid("housekeeping_us", "must be positive");
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* xdp = root["xdp"].as_table()) {
+    TableReader r(file, *xdp, "xdp");
+    std::string zc = "auto";
+    r.read("zero_copy", zc);
+    if (zc == "auto") {
+      config.xdp.zero_copy = ZeroCopy::automatic;
+    } else if (zc == "on") {
+      config.xdp.zero_copy = ZeroCopy::required;
+    } else if (zc == "off") {
+      config.xdp.zero_copy = ZeroCopy::disabled;
+    } else {
+      r.invalid("zero_copy", "use \"auto\", \"on\" or \"off\"");
+    }
+    r.read("frame_size", config.xdp.frame_size);
+    r.read("frames", config.xdp.frames);
+    r.read("busy_poll", config.xdp.busy_poll);
+    r.read("enforce_allowlist", config.xdp.enforce_allowlist);
+    r.read("enforce_rate", config.xdp.enforce_rate);
+    if (config.xdp.frame_size != 2048 && config.xdp.frame_size != 4096) r.invalid("frame_size", "use 2048 or 4096");
+    if (config.xdp.frames < 256 || !std::has_single_bit(config.xdp.frames)) {
+      r.invalid("frames", "use a power of two >= 256");
+    }
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* shm = root["shm"].as_table()) {
+    TableReader r(file, *shm, "shm");
+    auto& g = config.geometry;
+    r.read("request_capacity", g.request_capacity);
+    r.read("reply_capacity", g.reply_capacity);
+    r.read("loan_capacity", g.loan_capacity);
+    r.read("small_buffer_size", g.small_buffer_size);
+    r.read("small_buffer_count", g.small_buffer_count);
+    r.read("large_buffer_size", g.large_buffer_size);
+    r.read("large_buffer_count", g.large_buffer_count);
+    if (!check(r)) return *error;
+    if (auto ok = shm::check_geometry(g); !ok) {
+      return fail(ConfigError::invalid_value, where_of(file, *shm), "[shm] " + ok.message());
+    }
+  }
+
+  std::set<std::uint32_t> tenant_ids;
+  if (const toml::node* node = root.get("tenants")) {
+    const toml::array* tenants = node->as_array();
+    if (tenants == nullptr) return fail(ConfigError::invalid_value, where_of(file, *node), "use [[tenants]] tables");
+    for (const toml::node& entry : *tenants) {
+      const toml::table* t = entry.as_table();
+      if (t == nullptr) return fail(ConfigError::invalid_value, where_of(file, entry), "use [[tenants]] tables");
+      TenantConfig tenant;
+      TableReader r(file, *t, "tenants");
+      r.require("id");
+      r.read("id", tenant.id);
+      r.read("name", tenant.name);
+      r.read("rate_pps", tenant.rate_pps);
+      r.read("burst", tenant.burst);
+      r.read_list("prefixes", tenant.prefixes);
+      if (!r.error && !tenant_ids.insert(tenant.id).second) r.invalid("id", "tenant ids must be unique");
+      if (!r.error && tenant.rate_pps > 0 && tenant.burst == 0) r.invalid("burst", "set a burst with rate_pps");
+      for (const auto& prefix : tenant.prefixes) {
+        if (!r.error && !valid_prefix(prefix)) r.invalid("prefixes", "'" + prefix + "' is not an IPv4/IPv6 prefix");
+      }
+      if (!check(r)) return *error;
+      config.tenants.push_back(std::move(tenant));
+    }
+  }
+
+  std::set<std::string> worker_names;
+  if (const toml::node* node = root.get("workers")) {
+    const toml::array* workers = node->as_array();
+    if (workers == nullptr) return fail(ConfigError::invalid_value, where_of(file, *node), "use [[workers]] tables");
+    for (const toml::node& entry : *workers) {
+      const toml::table* t = entry.as_table();
+      if (t == nullptr) return fail(ConfigError::invalid_value, where_of(file, entry), "use [[workers]] tables");
+      WorkerConfig worker;
+      TableReader r(file, *t, "workers");
+      r.require("name");
+      r.read("name", worker.name);
+      if (!r.error && (worker.name.empty() || worker.name.size() > 64 ||
+                       worker.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+                           std::string::npos)) {
+        r.invalid("name", "use 1-64 characters from [A-Za-z0-9._-]");
+      }
+      if (!r.error && !worker_names.insert(worker.name).second) r.invalid("name", "worker names must be unique");
+      if (!check(r)) return *error;
+      config.workers.push_back(std::move(worker));
+    }
+  }
+  if (config.workers.empty()) return fail(ConfigError::missing_field, file, "declare at least one [[workers]] entry");
+  if (config.workers.size() > 4096) return fail(ConfigError::invalid_value, file, "at most 4096 workers");
+
+  std::set<std::uint32_t> agent_ids;
+  if (const toml::node* node = root.get("agents")) {
+    const toml::array* agents = node->as_array();
+    if (agents == nullptr) return fail(ConfigError::invalid_value, where_of(file, *node), "use [[agents]] tables");
+    for (const toml::node& entry : *agents) {
+      const toml::table* t = entry.as_table();
+      if (t == nullptr) return fail(ConfigError::invalid_value, where_of(file, entry), "use [[agents]] tables");
+      AgentConfig agent;
+      TableReader r(file, *t, "agents");
+      r.require("id");
+      r.require("tenant");
+      r.require("workers");
+      r.read("id", agent.id);
+      r.read("tenant", agent.tenant);
+      r.read("name", agent.name);
+      r.read_list("workers", agent.workers);
+      if (!r.error && !agent_ids.insert(agent.id).second) r.invalid("id", "agent ids must be unique");
+      if (!r.error && !tenant_ids.empty() && !tenant_ids.contains(agent.tenant)) {
+        r.invalid("tenant", "tenant " + std::to_string(agent.tenant) + " is not declared in [[tenants]]");
+      }
+      if (!r.error && (agent.workers.empty() || agent.workers.size() > 64)) r.invalid("workers", "list 1-64 workers");
+      for (const auto& name : agent.workers) {
+        if (!r.error && !worker_names.contains(name)) {
+          r.error = fail(ConfigError::unknown_reference, where_of(file, *t),
+                         "[agents] " + std::to_string(agent.id) + " names worker '" + name +
+                             "', which no [[workers]] entry declares");
+        }
+      }
+      if (!check(r)) return *error;
+      config.agents.push_back(std::move(agent));
+    }
+  }
+  return config;
+}
+
+}  // namespace
+
+ConfigResult<DataplaneConfig> parse_config(const std::string& text, const std::string& source_name) {
+  try {
+    toml::table root = toml::parse(text, source_name);
+    return build(root, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& src = e.source();
+    return make_error(ConfigError::parse_error, source_name + ":" + std::to_string(src.begin.line) + ":" +
+                                                    std::to_string(src.begin.column) + ": " +
+                                                    std::string(e.description()));
+  }
+}
+
+ConfigResult<DataplaneConfig> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return make_error(ConfigError::io_error, "cannot read config file '" + path + "'; check the path and permissions");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path);
+}
+
+}  // namespace axon::dataplane

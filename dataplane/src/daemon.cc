@@ -1,0 +1,445 @@
+// The data plane's control thread. Everything slow lives here: setup, worker handoff,
+// death detection, SIGHUP reloads, exporting XDP counters, and the ordered shutdown
+// (detach XDP first so no new request arrives, then drain, then close).
+#include "daemon.h"
+
+#include <net/if.h>
+#include <numa.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "axon/bpf/xdp_program.h"
+#include "axon/common/clock.h"
+#include "axon/common/cpu.h"
+#include "axon/common/log.h"
+#include "axon/dataplane/config.h"
+#include "axon/dataplane/engine.h"
+#include "axon/dataplane/port.h"
+#include "axon/dataplane/stats.h"
+#include "axon/shm/handoff.h"
+#include "axon/shm/liveness.h"
+
+namespace axon::dataplane {
+namespace {
+
+constexpr const char* kLog = "dataplane";
+
+int nic_numa_node(const std::string& interface) {
+  std::ifstream in("/sys/class/net/" + interface + "/device/numa_node");
+  int node = -1;
+  if (in >> node) return node;
+  return -1;
+}
+
+bool make_dirs(const std::string& path) {
+  std::string partial;
+  for (std::size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!partial.empty() && mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) return false;
+    }
+    if (i < path.size()) partial += path[i];
+  }
+  return true;
+}
+
+// Applies tenant rate limits and allowlists to the XDP maps, removing what `previous` had
+// and `next` no longer has.
+void apply_tenants(bpf::XdpProgram& program, const std::vector<TenantConfig>& previous,
+                   const std::vector<TenantConfig>& next) {
+  for (const TenantConfig& old : previous) {
+    bool kept = false;
+    for (const TenantConfig& t : next) kept = kept || t.id == old.id;
+    for (const std::string& text : old.prefixes) {
+      auto prefix = bpf::IpPrefix::parse(text);
+      if (prefix) (void)program.remove_prefix(old.id, prefix.value());
+    }
+    if (!kept || old.rate_pps != 0) (void)program.clear_rate_limit(old.id);
+  }
+  for (const TenantConfig& t : next) {
+    for (const std::string& text : t.prefixes) {
+      auto prefix = bpf::IpPrefix::parse(text);
+      if (!prefix) {
+        AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, prefix.message().c_str());
+        continue;
+      }
+      if (auto ok = program.allow_prefix(t.id, prefix.value()); !ok) {
+        AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, ok.message().c_str());
+      }
+    }
+    if (t.rate_pps != 0) {
+      if (auto ok = program.set_rate_limit(t.id, t.rate_pps, t.burst); !ok) {
+        AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, ok.message().c_str());
+      }
+    }
+  }
+}
+
+struct Listener {
+  std::uint32_t slot = 0;
+  shm::HandoffListener socket;
+};
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options) : options_(std::move(options)) {}
+  int run();
+
+ private:
+  bool setup();
+  void control_loop();
+  void accept_worker(Listener& listener);
+  void reload();
+  void export_counters();
+  void shutdown();
+
+  DaemonOptions options_;
+  DataplaneConfig config_;
+  std::unique_ptr<EngineShared> shared_;
+  std::optional<bpf::XdpProgram> program_;
+  std::vector<std::unique_ptr<Port>> ports_;
+  std::vector<std::unique_ptr<Lcore>> lcores_;
+  std::vector<std::thread> threads_;
+  std::vector<Listener> listeners_;
+  std::optional<shm::DeathWatch> deaths_;
+  int signal_fd_ = -1;
+  std::string stats_path_;
+};
+
+bool Daemon::setup() {
+  const std::uint32_t lcore_count = std::uint32_t(config_.queues.size());
+  int nic_node = config_.numa_node >= 0 ? config_.numa_node : nic_numa_node(config_.interface);
+  if (numa_available() >= 0) {
+    for (int core : config_.cores) {
+      int core_node = numa_node_of_cpu(core);
+      if (nic_node >= 0 && core_node >= 0 && core_node != nic_node) {
+        AXON_LOG_WARN(kLog, "core %d is on NUMA node %d but %s is on node %d: every packet crosses the "
+                            "interconnect; pick cores from node %d", core, core_node, config_.interface.c_str(),
+                      nic_node, nic_node);
+      }
+    }
+  }
+  if (!make_dirs(config_.run_dir + "/workers")) {
+    AXON_LOG_ERROR(kLog, "cannot create %s/workers: %s; set run_dir to a writable directory",
+                   config_.run_dir.c_str(), std::strerror(errno));
+    return false;
+  }
+  stats_path_ = config_.run_dir + "/dataplane.stats";
+  auto stats = create_stats_file(stats_path_, lcore_count, std::uint32_t(config_.workers.size()));
+  if (!stats) {
+    AXON_LOG_ERROR(kLog, "%s", stats.message().c_str());
+    return false;
+  }
+  shared_ = std::make_unique<EngineShared>(config_, lcore_count);
+  shared_->stats = stats.value();
+  std::snprintf(shared_->stats.header->interface, sizeof shared_->stats.header->interface, "%s",
+                config_.interface.c_str());
+
+  auto routes = RouteTable::build(config_);
+  if (!routes) {
+    AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
+    return false;
+  }
+  shared_->routes.publish(std::move(routes).value());
+  if (auto slots = create_worker_slots(*shared_, lcore_count, nic_node); !slots) {
+    AXON_LOG_ERROR(kLog, "%s", slots.message().c_str());
+    return false;
+  }
+
+  bpf::XdpConfig xdp;
+  xdp.ports.fill(0);
+  for (std::size_t i = 0; i < config_.ports.size(); ++i) xdp.ports[i] = config_.ports[i];
+  xdp.enforce_allowlist = config_.xdp.enforce_allowlist;
+  xdp.enforce_rate = config_.xdp.enforce_rate;
+  auto loaded = bpf::XdpProgram::load(xdp);
+  if (!loaded) {
+    AXON_LOG_ERROR(kLog, "%s", loaded.message().c_str());
+    return false;
+  }
+  program_.emplace(std::move(loaded).value());
+  apply_tenants(*program_, {}, config_.tenants);
+
+  for (std::uint32_t i = 0; i < lcore_count; ++i) {
+    AfXdpOptions port_options;
+    port_options.interface = config_.interface;
+    port_options.queue = config_.queues[i];
+    port_options.frame_size = config_.xdp.frame_size;
+    port_options.frames = config_.xdp.frames;
+    port_options.numa_node = nic_node;
+    port_options.busy_poll = config_.xdp.busy_poll;
+    port_options.zero_copy = config_.xdp.zero_copy == ZeroCopy::required   ? AfXdpOptions::ZeroCopy::required
+                             : config_.xdp.zero_copy == ZeroCopy::disabled ? AfXdpOptions::ZeroCopy::disabled
+                                                                           : AfXdpOptions::ZeroCopy::automatic;
+    auto port = open_af_xdp_port(port_options);
+    if (!port) {
+      AXON_LOG_ERROR(kLog, "%s", port.message().c_str());
+      return false;
+    }
+    if (auto ok = program_->set_socket(config_.queues[i], af_xdp_socket_fd(*port.value())); !ok) {
+      AXON_LOG_ERROR(kLog, "%s", ok.message().c_str());
+      return false;
+    }
+    std::snprintf(shared_->stats.header->port_mode, sizeof shared_->stats.header->port_mode, "%s",
+                  port.value()->info().mode.c_str());
+    ports_.push_back(std::move(port).value());
+  }
+
+  for (std::uint32_t i = 0; i < lcore_count; ++i) {
+    lcores_.push_back(std::make_unique<Lcore>(i, *ports_[i], *shared_));
+    shared_->lcores.push_back(lcores_.back().get());
+  }
+  Lcore::connect(shared_->lcores, config_.xdp.frame_size);
+
+  auto watch = shm::DeathWatch::create();
+  if (!watch) {
+    AXON_LOG_ERROR(kLog, "%s", watch.message().c_str());
+    return false;
+  }
+  deaths_.emplace(std::move(watch).value());
+  for (const auto& slot : shared_->workers) {
+    std::string path = config_.run_dir + "/workers/" + slot->name + ".sock";
+    auto listener = shm::HandoffListener::listen(path);
+    if (!listener) {
+      AXON_LOG_ERROR(kLog, "%s", listener.message().c_str());
+      return false;
+    }
+    listeners_.push_back(Listener{slot->index, std::move(listener).value()});
+  }
+
+  // Attach last: before this point a valid request would find no AF_XDP socket.
+  auto mode = program_->attach(config_.interface);
+  if (!mode) {
+    AXON_LOG_ERROR(kLog, "%s", mode.message().c_str());
+    return false;
+  }
+  shared_->stats.header->xdp_attached.store(1, std::memory_order_relaxed);
+
+  for (std::uint32_t i = 0; i < lcore_count; ++i) {
+    const int core = config_.cores[i];
+    threads_.emplace_back([this, i, core, nic_node] {
+      if (auto pinned = pin_this_thread(core); !pinned) {
+        AXON_LOG_WARN(kLog, "lcore %u: %s", i, pinned.message().c_str());
+      }
+      if (nic_node >= 0 && numa_available() >= 0) numa_set_preferred(nic_node);
+      char name[16];
+      std::snprintf(name, sizeof name, "axon-lcore%u", i);
+      pthread_setname_np(pthread_self(), name);
+      lcores_[i]->run();
+    });
+  }
+  shared_->stats.header->ready.store(1, std::memory_order_release);
+  AXON_LOG_INFO(kLog, "ready: %s, %zu queue(s), %zu worker slot(s), %zu agent(s), ports %s, XDP %s, AF_XDP %s mode, "
+                "worker sockets in %s/workers",
+                config_.interface.c_str(), config_.queues.size(), config_.workers.size(), config_.agents.size(),
+                [&] {
+                  std::string s;
+                  for (auto p : config_.ports) {
+                    if (!s.empty()) s.push_back(',');
+                    s.append(std::to_string(p));
+                  }
+                  return s;
+                }()
+                    .c_str(),
+                bpf::to_string(mode.value()), ports_.front()->info().mode.c_str(), config_.run_dir.c_str());
+  return true;
+}
+
+void Daemon::accept_worker(Listener& listener) {
+  auto conn = listener.socket.accept(0);
+  if (!conn) return;
+  int fd = conn.value();
+  WorkerSlot& slot = *shared_->workers[listener.slot];
+  auto cred = shm::peer_credentials(fd);
+  if (slot.state.load(std::memory_order_acquire) != std::uint32_t(WorkerSlotState::vacant)) {
+    AXON_LOG_WARN(kLog, "worker slot '%s' already has a live worker (pid %d); refusing pid %d", slot.name.c_str(),
+                  slot.stats != nullptr ? slot.stats->pid.load() : -1, cred ? cred->pid : -1);
+    close(fd);
+    return;
+  }
+  if (!cred) {
+    AXON_LOG_WARN(kLog, "worker slot '%s': %s", slot.name.c_str(), cred.message().c_str());
+    close(fd);
+    return;
+  }
+  shm::HandoffMessage message;
+  message.worker_id = slot.index;
+  message.layout_version = shm::kLayoutVersion;
+  message.generation = slot.channel->generation();
+  message.segment_size = slot.channel->view().size;
+  // Watch first: a worker that dies right after the handoff must still be reclaimed.
+  if (auto watched = deaths_->watch(cred->pid, slot.index); !watched) {
+    AXON_LOG_WARN(kLog, "worker slot '%s': %s", slot.name.c_str(), watched.message().c_str());
+    close(fd);
+    return;
+  }
+  if (auto sent = shm::send_segment(fd, slot.channel->segment_fd(), message); !sent) {
+    AXON_LOG_WARN(kLog, "worker slot '%s': %s", slot.name.c_str(), sent.message().c_str());
+    deaths_->forget(slot.index);
+    close(fd);
+    return;
+  }
+  close(fd);
+  if (slot.stats != nullptr) slot.stats->pid.store(cred->pid, std::memory_order_relaxed);
+  slot.state.store(std::uint32_t(WorkerSlotState::alive), std::memory_order_release);
+  AXON_LOG_INFO(kLog, "worker '%s' attached: pid %d, uid %u, segment generation %llu", slot.name.c_str(),
+                int(cred->pid), unsigned(cred->uid), static_cast<unsigned long long>(message.generation));
+}
+
+void Daemon::export_counters() {
+  auto counters = program_->read_counters();
+  if (counters) {
+    for (std::size_t i = 0; i < protocol::kReasonCount; ++i) {
+      shared_->stats.header->xdp_packets[i].store(counters->packets[i], std::memory_order_relaxed);
+      shared_->stats.header->xdp_bytes[i].store(counters->bytes[i], std::memory_order_relaxed);
+    }
+  }
+  shared_->stats.header->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+}
+
+void Daemon::reload() {
+  auto next = load_config(options_.config_path);
+  if (!next) {
+    AXON_LOG_ERROR(kLog, "reload rejected, keeping the running configuration: %s", next.message().c_str());
+    return;
+  }
+  bool same_workers = next->workers.size() == config_.workers.size();
+  for (std::size_t i = 0; same_workers && i < config_.workers.size(); ++i) {
+    same_workers = next->workers[i].name == config_.workers[i].name;
+  }
+  if (!same_workers) {
+    AXON_LOG_ERROR(kLog, "reload rejected: the [[workers]] list changed, which needs a restart; routes unchanged");
+    return;
+  }
+  auto routes = RouteTable::build(next.value());
+  if (!routes) {
+    AXON_LOG_ERROR(kLog, "reload rejected: %s", routes.message().c_str());
+    return;
+  }
+  std::size_t agents = routes.value()->size();
+  shared_->routes.publish(std::move(routes).value());
+  apply_tenants(*program_, config_.tenants, next->tenants);
+  config_.agents = next->agents;
+  config_.tenants = next->tenants;
+  AXON_LOG_INFO(kLog, "reloaded %s: %zu agent route(s), %zu tenant(s)", options_.config_path.c_str(), agents,
+                config_.tenants.size());
+}
+
+void Daemon::control_loop() {
+  std::vector<pollfd> fds;
+  fds.push_back({signal_fd_, POLLIN, 0});
+  fds.push_back({deaths_->fd(), POLLIN, 0});
+  for (const Listener& l : listeners_) fds.push_back({l.socket.fd(), POLLIN, 0});
+  std::vector<std::uint64_t> dead;
+  std::uint64_t next_export = 0;
+  for (;;) {
+    int n = ::poll(fds.data(), fds.size(), 50);
+    if (n < 0 && errno != EINTR) {
+      AXON_LOG_ERROR(kLog, "poll failed: %s", std::strerror(errno));
+      return;
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo info{};
+      if (read(signal_fd_, &info, sizeof info) == ssize_t(sizeof info)) {
+        if (info.ssi_signo == SIGHUP) {
+          reload();
+        } else {
+          AXON_LOG_INFO(kLog, "%s received: draining", strsignal(int(info.ssi_signo)));
+          return;
+        }
+      }
+    }
+    dead.clear();
+    deaths_->poll(dead, 0);
+    for (std::uint64_t index : dead) {
+      WorkerSlot& slot = *shared_->workers[index];
+      // The owner lcore reclaims on its next housekeeping tick and sets the slot vacant.
+      slot.state.store(std::uint32_t(WorkerSlotState::dying), std::memory_order_release);
+    }
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+      if (fds[2 + i].revents & POLLIN) accept_worker(listeners_[i]);
+    }
+    const std::uint64_t now = monotonic_ns();
+    if (now >= next_export) {
+      export_counters();
+      next_export = now + 100'000'000;
+    }
+  }
+}
+
+void Daemon::shutdown() {
+  // New requests stop first (the kernel handles the port again), then in-flight ones drain.
+  if (program_) {
+    if (auto detached = program_->detach(); !detached) {
+      AXON_LOG_ERROR(kLog, "%s", detached.message().c_str());
+    }
+    shared_->stats.header->xdp_attached.store(0, std::memory_order_relaxed);
+  }
+  if (shared_) {
+    shared_->stop.store(true, std::memory_order_release);
+  }
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  if (program_) export_counters();
+  listeners_.clear();
+  lcores_.clear();
+  ports_.clear();
+  program_.reset();
+  AXON_LOG_INFO(kLog, "stopped cleanly");
+}
+
+int Daemon::run() {
+  auto config = load_config(options_.config_path);
+  if (!config) {
+    AXON_LOG_ERROR(kLog, "%s", config.message().c_str());
+    return 1;
+  }
+  config_ = std::move(config).value();
+  if (options_.check_only) {
+    auto routes = RouteTable::build(config_);
+    if (!routes) {
+      AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
+      return 1;
+    }
+    std::printf("%s: ok (%zu workers, %zu agents, %zu tenants)\n", options_.config_path.c_str(),
+                config_.workers.size(), config_.agents.size(), config_.tenants.size());
+    return 0;
+  }
+  // Signals go to the control thread's signalfd only; lcore threads inherit the mask.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC);
+  if (signal_fd_ < 0) {
+    AXON_LOG_ERROR(kLog, "signalfd failed: %s", std::strerror(errno));
+    return 1;
+  }
+  if (!setup()) {
+    shutdown();
+    return 1;
+  }
+  control_loop();
+  shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& options) {
+  Daemon daemon(options);
+  return daemon.run();
+}
+
+}  // namespace axon::dataplane

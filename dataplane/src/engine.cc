@@ -1,0 +1,530 @@
+// The lcore loop. Hot-path functions are noexcept and allocation-free: every vector here
+// is sized before run() starts.
+#include "axon/dataplane/engine.h"
+
+#include <signal.h>
+
+#include <bit>
+#include <cstring>
+
+#include "axon/common/clock.h"
+#include "axon/common/log.h"
+#include "reply_builder.h"
+
+namespace axon::dataplane {
+
+namespace {
+
+constexpr std::uint32_t kForwardCells = 256;
+constexpr std::uint32_t kMaxFrame = 4096;
+constexpr std::uint64_t kDeadlineSweepNs = 1'000'000;
+
+// A frame copied from one lcore to the owner of its worker.
+struct ForwardCell {
+  std::uint64_t commit;
+  std::uint64_t rx_ns;
+  std::uint32_t len;
+  std::uint32_t reserved;
+  std::uint8_t frame[kMaxFrame];
+};
+
+std::uint32_t latency_bucket(std::uint64_t ns) noexcept {
+  if (ns == 0) return 0;
+  std::uint32_t bucket = std::uint32_t(63 - std::countl_zero(ns));
+  return bucket < kLatencyBuckets ? bucket : std::uint32_t(kLatencyBuckets - 1);
+}
+
+std::uint64_t mix(std::uint64_t v) noexcept {
+  v ^= v >> 33;
+  v *= 0xff51afd7ed558ccdull;
+  v ^= v >> 33;
+  return v;
+}
+
+}  // namespace
+
+struct Lcore::Staging {
+  shm::OutgoingRequest requests[kBurst];
+  std::uint32_t count = 0;
+  std::uint32_t room = 0;
+  bool touched = false;
+  std::uint32_t deadlines_live = 0;  // in-flight requests that carry a deadline
+};
+
+struct Lcore::Forward {
+  Forward() : header(new shm::RingHeader{}), cells(new ForwardCell[kForwardCells]) {
+    header->geometry.capacity = kForwardCells;
+    header->geometry.slot_size = sizeof(ForwardCell);
+    std::memset(static_cast<void*>(cells.get()), 0, sizeof(ForwardCell) * kForwardCells);
+    producer = shm::RingProducer<ForwardCell>(header.get(), cells.get());
+    consumer = shm::RingConsumer<ForwardCell>(header.get(), cells.get());
+  }
+  std::unique_ptr<shm::RingHeader> header;
+  std::unique_ptr<ForwardCell[]> cells;
+  shm::RingProducer<ForwardCell> producer;
+  shm::RingConsumer<ForwardCell> consumer;
+};
+
+EngineShared::EngineShared(const DataplaneConfig& cfg, std::uint32_t lcore_count)
+    : config(cfg), routes(lcore_count) {}
+
+EngineShared::~EngineShared() = default;
+
+Result<Ok, ConfigError> create_worker_slots(EngineShared& shared, std::uint32_t lcore_count, int numa_node) {
+  std::vector<std::uint32_t> per_lcore(lcore_count, 0);
+  for (std::size_t i = 0; i < shared.config.workers.size(); ++i) {
+    auto slot = std::make_unique<WorkerSlot>();
+    slot->index = std::uint32_t(i);
+    slot->name = shared.config.workers[i].name;
+    slot->owner_lcore = std::uint32_t(i % lcore_count);
+    slot->local_index = per_lcore[slot->owner_lcore]++;
+    shm::ChannelOptions options;
+    options.worker_id = std::uint32_t(i);
+    options.geometry = shared.config.geometry;
+    options.numa_node = numa_node;
+    auto channel = shm::WorkerChannel::create(options);
+    if (!channel) {
+      return make_error(ConfigError::invalid_value,
+                        "cannot create the segment for worker '" + slot->name + "': " + channel.message());
+    }
+    slot->channel = std::make_unique<shm::WorkerChannel>(std::move(channel).value());
+    slot->contexts.reset(new ReplyContext[slot->channel->total_buffers()]);
+    if (shared.stats.workers != nullptr) {
+      slot->stats = &shared.stats.workers[i];
+      std::snprintf(slot->stats->name, sizeof slot->stats->name, "%s", slot->name.c_str());
+      slot->stats->owner_lcore.store(slot->owner_lcore, std::memory_order_relaxed);
+      slot->stats->backing.store(std::uint32_t(slot->channel->backing()), std::memory_order_relaxed);
+      slot->stats->free_buffers.store(slot->channel->free_buffers(), std::memory_order_relaxed);
+      slot->stats->generation.store(slot->channel->generation(), std::memory_order_relaxed);
+    }
+    shared.workers.push_back(std::move(slot));
+  }
+  return Ok{};
+}
+
+Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
+    : id_(id),
+      port_(port),
+      shared_(shared),
+      stats_(shared.stats.lcores[id]),
+      parser_([&] {
+        protocol::PacketConfig pc;
+        pc.ports.fill(0);
+        for (std::size_t i = 0; i < shared.config.ports.size() && i < pc.ports.size(); ++i) {
+          pc.ports[i] = shared.config.ports[i];
+        }
+        pc.requests_only = true;
+        return pc;
+      }()) {
+  std::size_t max_buffers = 0;
+  for (auto& slot : shared.workers) {
+    if (slot->owner_lcore != id) continue;
+    owned_.push_back(slot.get());
+    staging_.push_back(std::make_unique<Staging>());
+    max_buffers += slot->channel->total_buffers();
+  }
+  touched_.reserve(owned_.size());
+  lost_.reserve(max_buffers);
+  frame_capacity_ = port.info().frame_capacity;
+  if (frame_capacity_ > kMaxFrame) frame_capacity_ = kMaxFrame;
+}
+
+Lcore::~Lcore() {
+  if (tx_cache_count_ > 0) port_.tx_free(tx_cache_, tx_cache_count_);
+}
+
+void Lcore::connect(std::vector<Lcore*>& lcores, std::uint32_t /*frame_size*/) {
+  const std::size_t n = lcores.size();
+  for (Lcore* from : lcores) {
+    from->forward_out_.resize(n);
+    for (std::size_t to = 0; to < n; ++to) {
+      if (to != from->id_ && n > 1) from->forward_out_[to] = std::make_unique<Forward>();
+    }
+  }
+  for (Lcore* to : lcores) {
+    to->forward_in_.assign(n, nullptr);
+    for (Lcore* from : lcores) {
+      if (from != to && n > 1) to->forward_in_[from->id_] = from->forward_out_[to->id_].get();
+    }
+  }
+}
+
+WorkerSlot* Lcore::pick_worker(const AgentRoute& route, std::uint64_t session_key) noexcept {
+  // Sticky sessions hash to one worker; otherwise rotate. Either way skip workers that are
+  // not alive, so one dead worker only moves its sessions, not everyone's.
+  const std::uint32_t n = route.worker_count;
+  if (n == 0) return nullptr;
+  std::uint32_t start = session_key != 0 ? std::uint32_t(mix(session_key) % n) : (round_robin_++ % n);
+  for (std::uint32_t probe = 0; probe < n; ++probe) {
+    WorkerSlot* slot = shared_.workers[route.workers[(start + probe) % n]].get();
+    if (slot->state.load(std::memory_order_acquire) == std::uint32_t(WorkerSlotState::alive)) return slot;
+  }
+  return nullptr;
+}
+
+void Lcore::handle_frame(const Frame& frame, std::uint64_t now) noexcept {
+  count(stats_.rx_frames);
+  count(stats_.rx_bytes, frame.len);
+  std::span<const std::uint8_t> bytes(frame.data, frame.len);
+  protocol::ParsedFrame parsed = parser_.parse(bytes);
+  if (!parsed.ok()) {
+    count(stats_.drops[std::size_t(parsed.reason)]);
+    return;
+  }
+  auto datagram = protocol::PacketParser::datagram_of(bytes, parsed);
+  protocol::Header request = protocol::decode_header(datagram);
+  const RouteTable* routes = shared_.routes.current();
+  const AgentRoute* route = routes == nullptr ? nullptr : routes->find(request.agent_id);
+  WorkerSlot* slot = nullptr;
+  protocol::ErrorCode error = protocol::ErrorCode::none;
+  if (request.segment_count > 1) {
+    error = protocol::ErrorCode::payload_too_large;  // reassembly is not implemented yet
+  } else if (route == nullptr || route->tenant_id != request.tenant_id) {
+    error = protocol::ErrorCode::unknown_agent;
+  } else if ((slot = pick_worker(*route, request.session_key)) == nullptr) {
+    error = protocol::ErrorCode::worker_failed;
+  }
+  if (error != protocol::ErrorCode::none) {
+    ReplyContext ctx;
+    if (capture_context(bytes, parsed, request, now, ctx)) {
+      answer_error(ctx, error, error == protocol::ErrorCode::worker_failed ? 100'000u : 0u);
+    } else {
+      count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
+    }
+    return;
+  }
+  if (slot->owner_lcore != id_) {
+    forward(slot->owner_lcore, frame, parsed, request, now);
+    return;
+  }
+  enqueue_local(*slot, frame, parsed, request, now);
+}
+
+void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
+                          const protocol::Header& request, std::uint64_t now) noexcept {
+  std::span<const std::uint8_t> bytes(frame.data, frame.len);
+  Staging& st = *staging_[slot.local_index];
+  if (!st.touched) {
+    st.touched = true;
+    st.room = slot.channel->request_room();
+    touched_.push_back(slot.local_index);
+  }
+  if (st.count == kBurst) {
+    flush_staged();
+    st.touched = true;
+    st.room = slot.channel->request_room();
+    touched_.push_back(slot.local_index);
+  }
+  auto payload = protocol::payload_of(protocol::PacketParser::datagram_of(bytes, parsed));
+  shm::BufferLease lease;
+  if (st.count >= st.room || !slot.channel->try_alloc(std::uint32_t(payload.size()), lease)) {
+    ReplyContext ctx;
+    if (capture_context(bytes, parsed, request, now, ctx)) answer_busy(ctx);
+    return;
+  }
+  ReplyContext& ctx = slot.contexts[lease.buffer_id];
+  if (!capture_context(bytes, parsed, request, now, ctx)) {
+    slot.channel->release(lease);
+    count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
+    return;
+  }
+  std::memcpy(lease.data, payload.data(), payload.size());
+  shm::OutgoingRequest& out = st.requests[st.count++];
+  shm::Descriptor& meta = out.meta;
+  meta = shm::Descriptor{};
+  meta.request_id = request.request_id;
+  meta.tenant_id = request.tenant_id;
+  meta.agent_id = request.agent_id;
+  meta.session_key = request.session_key;
+  meta.deadline_us = request.deadline_us;
+  meta.priority = std::uint8_t(request.priority);
+  meta.trace_flags = request.trace_flags;
+  std::memcpy(meta.trace_id, request.trace_id.data(), sizeof meta.trace_id);
+  std::memcpy(meta.parent_span_id, request.span_id.data(), sizeof meta.parent_span_id);
+  meta.hop_ns[shm::kHopRx] = now;
+  meta.user_cookie = lease.buffer_id;
+  out.lease = lease;
+  out.length = std::uint32_t(payload.size());
+}
+
+void Lcore::flush_staged() noexcept {
+  for (std::uint32_t local : touched_) {
+    Staging& st = *staging_[local];
+    WorkerSlot& slot = *owned_[local];
+    st.touched = false;
+    if (st.count == 0) continue;
+    std::uint32_t accepted = slot.channel->try_submit_burst(st.requests, st.count);
+    for (std::uint32_t i = 0; i < accepted; ++i) {
+      ReplyContext& ctx = slot.contexts[st.requests[i].lease.buffer_id];
+      ctx.live = 1;
+      if (ctx.has_deadline) ++st.deadlines_live;
+    }
+    for (std::uint32_t i = accepted; i < st.count; ++i) {
+      answer_busy(slot.contexts[st.requests[i].lease.buffer_id]);
+      slot.channel->release(st.requests[i].lease);
+    }
+    count(stats_.requests, accepted);
+    if (slot.stats != nullptr) count(slot.stats->submitted, accepted);
+    st.count = 0;
+  }
+  touched_.clear();
+}
+
+void Lcore::forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
+                    const protocol::Header& request, std::uint64_t rx_ns) noexcept {
+  Forward* ring = forward_out_[to].get();
+  std::uint32_t pushed = 0;
+  if (ring != nullptr && frame.len <= kMaxFrame) {
+    pushed = ring->producer.try_push_burst(1, [&](std::uint32_t, ForwardCell& cell) noexcept {
+      cell.rx_ns = rx_ns;
+      cell.len = frame.len;
+      std::memcpy(cell.frame, frame.data, frame.len);
+    });
+  }
+  if (pushed == 1) {
+    count(stats_.forwarded);
+    return;
+  }
+  count(stats_.forward_full);
+  ReplyContext ctx;
+  if (capture_context(std::span<const std::uint8_t>(frame.data, frame.len), parsed, request, rx_ns, ctx)) {
+    answer_busy(ctx);
+  }
+}
+
+std::uint32_t Lcore::drain_forwarded(std::uint64_t /*now*/) noexcept {
+  std::uint32_t work = 0;
+  for (Forward* ring : forward_in_) {
+    if (ring == nullptr) continue;
+    work += ring->consumer.try_pop_burst(kBurst, [&](const ForwardCell& cell) noexcept {
+      // The frame stays in the cell until the pop returns, and handle_frame copies the
+      // payload out before that.
+      Frame frame{const_cast<std::uint8_t*>(cell.frame), cell.len, 0};
+      // Counted once, by the lcore that received it.
+      stats_.rx_frames.store(stats_.rx_frames.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      stats_.rx_bytes.store(stats_.rx_bytes.load(std::memory_order_relaxed) - cell.len, std::memory_order_relaxed);
+      handle_frame(frame, cell.rx_ns);
+    });
+  }
+  return work;
+}
+
+void Lcore::send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
+                         std::uint32_t length) noexcept {
+  const std::uint32_t chunk = max_reply_payload(ctx, frame_capacity_);
+  if (chunk == 0) return;
+  const std::uint32_t segments = length == 0 ? 1 : (length + chunk - 1) / chunk;
+  protocol::Header header = reply;
+  header.segment_count = std::uint16_t(segments);
+  header.message_len = length;
+  for (std::uint32_t seg = 0; seg < segments; ++seg) {
+    if (tx_cache_count_ == 0) tx_cache_count_ = port_.tx_alloc_burst(tx_cache_, kBurst);
+    if (tx_cache_count_ == 0) {
+      count(stats_.tx_dropped, segments - seg);
+      return;
+    }
+    Frame frame = tx_cache_[--tx_cache_count_];
+    const std::uint32_t offset = seg * chunk;
+    const std::uint32_t piece = length - offset < chunk ? length - offset : chunk;
+    header.segment_index = std::uint16_t(seg);
+    std::uint32_t written = build_reply_frame(
+        ctx, header, std::span<const std::uint8_t>(data == nullptr ? nullptr : data + offset, piece),
+        std::span<std::uint8_t>(frame.data, frame.len));
+    if (written == 0) {
+      tx_cache_[tx_cache_count_++] = frame;
+      count(stats_.tx_dropped);
+      return;
+    }
+    frame.len = written;
+    tx_[tx_count_++] = frame;
+    if (tx_count_ == sizeof(tx_) / sizeof(tx_[0])) flush_tx();
+  }
+}
+
+void Lcore::answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std::uint32_t retry_after_us) noexcept {
+  count(stats_.errors_sent[std::size_t(code)]);
+  send_payload(ctx, protocol::make_error_reply(ctx.request, code, protocol::random_span_id(), retry_after_us),
+               nullptr, 0);
+}
+
+void Lcore::answer_busy(const ReplyContext& ctx) noexcept {
+  count(stats_.busy_sent);
+  send_payload(ctx,
+               protocol::make_busy_reply(ctx.request, shared_.config.busy_retry_after_us, protocol::random_span_id()),
+               nullptr, 0);
+}
+
+void Lcore::flush_tx() noexcept {
+  if (tx_count_ == 0) return;
+  std::uint32_t sent = port_.tx_burst(tx_, tx_count_);
+  if (sent < tx_count_) {
+    port_.tx_free(tx_ + sent, tx_count_ - sent);
+    count(stats_.tx_dropped, tx_count_ - sent);
+  }
+  count(stats_.tx_frames, sent);
+  tx_count_ = 0;
+}
+
+std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
+  std::uint32_t work = 0;
+  shm::Completion completions[kBurst];
+  for (std::uint32_t local = 0; local < owned_.size(); ++local) {
+    WorkerSlot& slot = *owned_[local];
+    if (slot.state.load(std::memory_order_acquire) != std::uint32_t(WorkerSlotState::alive)) continue;
+    std::uint32_t n = slot.channel->poll_replies(completions, kBurst);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const shm::Completion& c = completions[i];
+      ReplyContext& ctx = slot.contexts[c.request_buffer];
+      if (ctx.has_deadline && ctx.live && staging_[local]->deadlines_live > 0) --staging_[local]->deadlines_live;
+      if (ctx.answered) {
+        count(stats_.late_replies);
+      } else if (ctx.has_deadline && now > ctx.deadline_ns) {
+        answer_error(ctx, protocol::ErrorCode::deadline_exceeded);
+      } else if (c.status != shm::ReplyStatus::ok) {
+        answer_error(ctx, c.status == shm::ReplyStatus::reply_too_large ? protocol::ErrorCode::payload_too_large
+                                                                        : protocol::ErrorCode::handler_error);
+      } else {
+        protocol::Header reply =
+            protocol::make_reply(ctx.request, protocol::MessageType::response, protocol::random_span_id());
+        send_payload(ctx, reply, reinterpret_cast<const std::uint8_t*>(c.data), c.length);
+        count(stats_.responses);
+        const std::uint64_t took = now > c.enqueue_ns ? now - c.enqueue_ns : 0;
+        count(stats_.latency_ns[latency_bucket(took)]);
+        count(stats_.latency_sum_ns, took);
+      }
+      ctx.live = 0;
+      slot.channel->finish(c);
+    }
+    if (n > 0 && slot.stats != nullptr) count(slot.stats->completed, n);
+    work += n;
+    if (slot.channel->worker_misbehaved() && slot.stats != nullptr) {
+      // Impossible ring indices: the worker is broken or hostile. Kill it; the death
+      // watch then reclaims its buffers like any other death.
+      std::int32_t pid = slot.stats->pid.load(std::memory_order_relaxed);
+      if (pid > 0) kill(pid, SIGKILL);
+    }
+  }
+  return work;
+}
+
+void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
+  lost_.clear();
+  std::uint32_t lost = slot.channel->reclaim(lost_);
+  for (const shm::LostRequest& request : lost_) {
+    ReplyContext& ctx = slot.contexts[request.user_cookie];
+    if (ctx.live && !ctx.answered) answer_error(ctx, protocol::ErrorCode::worker_failed, 100'000u);
+    ctx.live = 0;
+  }
+  staging_[slot.local_index]->deadlines_live = 0;
+  if (slot.stats != nullptr) {
+    count(slot.stats->lost, lost);
+    count(slot.stats->deaths);
+    slot.stats->generation.store(slot.channel->generation(), std::memory_order_relaxed);
+    slot.stats->pid.store(0, std::memory_order_relaxed);
+  }
+  AXON_LOG_WARN("engine", "worker '%s' died: %u in-flight request(s) answered with ERROR worker_failed; every "
+                "buffer reclaimed (%u free, %u restocked as loans for the next worker)", slot.name.c_str(), lost,
+                slot.channel->free_buffers(), slot.channel->total_buffers() - slot.channel->free_buffers());
+  slot.state.store(std::uint32_t(WorkerSlotState::vacant), std::memory_order_release);
+}
+
+void Lcore::housekeeping(std::uint64_t now) noexcept {
+  const bool sweep = now >= next_deadline_sweep_ns_;
+  if (sweep) next_deadline_sweep_ns_ = now + kDeadlineSweepNs;
+  for (std::uint32_t local = 0; local < owned_.size(); ++local) {
+    WorkerSlot& slot = *owned_[local];
+    std::uint32_t state = slot.state.load(std::memory_order_acquire);
+    if (state == std::uint32_t(WorkerSlotState::dying)) {
+      reclaim_dead(slot);
+      continue;
+    }
+    if (state != std::uint32_t(WorkerSlotState::alive)) continue;
+    slot.channel->refill_loans();
+    Staging& st = *staging_[local];
+    if (sweep && st.deadlines_live > 0) {
+      // Answer expired requests now rather than when (or if) the worker replies; the
+      // reply that comes later is counted as late and dropped.
+      const std::uint32_t total = slot.channel->total_buffers();
+      for (std::uint32_t id = 0; id < total; ++id) {
+        ReplyContext& ctx = slot.contexts[id];
+        if (ctx.live && ctx.has_deadline && !ctx.answered && now > ctx.deadline_ns) {
+          answer_error(ctx, protocol::ErrorCode::deadline_exceeded);
+          ctx.answered = 1;
+          --st.deadlines_live;
+        }
+      }
+    }
+    if (slot.stats != nullptr) {
+      slot.stats->depth.store(slot.channel->request_depth(), std::memory_order_relaxed);
+      slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
+      slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
+    }
+  }
+  port_.poll_completions();
+}
+
+std::uint32_t Lcore::poll_once() noexcept {
+  const std::uint64_t now = monotonic_ns();
+  std::uint32_t work = 0;
+  if (!shared_.draining.load(std::memory_order_relaxed)) {
+    Frame frames[kBurst];
+    std::uint32_t n = port_.rx_burst(frames, kBurst);
+    for (std::uint32_t i = 0; i < n; ++i) handle_frame(frames[i], now);
+    flush_staged();
+    port_.rx_release(frames, n);
+    work += n;
+    work += drain_forwarded(now);
+    flush_staged();
+  }
+  work += poll_replies(now);
+  flush_tx();
+  if (now >= next_housekeeping_ns_) {
+    next_housekeeping_ns_ = now + std::uint64_t(shared_.config.housekeeping_us) * 1000u;
+    housekeeping(now);
+    flush_tx();
+  }
+  shared_.routes.quiescent(id_);
+  count(stats_.loops);
+  if (work == 0) count(stats_.idle_loops);
+  return work;
+}
+
+std::uint64_t Lcore::inflight() const noexcept {
+  std::uint64_t total = 0;
+  for (const WorkerSlot* slot : owned_) total += slot->channel->inflight();
+  return total;
+}
+
+void Lcore::abandon_inflight(protocol::ErrorCode code) noexcept {
+  for (WorkerSlot* slot : owned_) {
+    const std::uint32_t total = slot->channel->total_buffers();
+    for (std::uint32_t id = 0; id < total; ++id) {
+      ReplyContext& ctx = slot->contexts[id];
+      if (ctx.live && !ctx.answered) {
+        answer_error(ctx, code, 1'000'000u);
+        ctx.answered = 1;
+      }
+    }
+  }
+  flush_tx();
+}
+
+void Lcore::run() noexcept {
+  while (!shared_.stop.load(std::memory_order_relaxed)) {
+    if (poll_once() == 0) cpu_relax();
+  }
+  // Drain: keep serving replies for in-flight requests, bounded in time.
+  const std::uint64_t deadline = monotonic_ns() + std::uint64_t(shared_.config.drain_timeout_ms) * 1'000'000u;
+  while (inflight() > 0 && monotonic_ns() < deadline) {
+    if (poll_once() == 0) cpu_relax();
+  }
+  if (inflight() > 0) abandon_inflight(protocol::ErrorCode::overloaded);
+  // Give the last replies a chance to leave before the socket closes.
+  for (int i = 0; i < 100; ++i) {
+    flush_tx();
+    port_.poll_completions();
+  }
+  shared_.routes.offline(id_);
+}
+
+}  // namespace axon::dataplane
