@@ -1,0 +1,587 @@
+// XdpProgram: skeleton load with rodata config, native attach (libxdp dispatcher, else a single
+// program through a BPF link), table updates and counter reads.
+#include "axon/bpf/xdp_program.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <xdp/libxdp.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "axon/common/log.h"
+
+#include "axon_xdp.skel.h"
+
+namespace axon::bpf {
+namespace {
+
+constexpr const char* kLog = "xdp";
+
+std::string errno_text(int err) {
+  return std::strerror(err < 0 ? -err : err);
+}
+
+// libbpf and libxdp report through print callbacks; route them into axon's log. While the
+// dispatcher is being probed they are silenced: its expected failure on kernels without
+// freplace support prints a verifier log and a misleading "raise ulimit -l" hint.
+std::atomic<bool> g_quiet{false};
+
+// The kernel's answer to "does libxdp's dispatcher work here" does not change while we run.
+enum class DispatcherSupport { unknown, yes, no };
+std::atomic<DispatcherSupport> g_dispatcher{DispatcherSupport::unknown};
+
+void forward_library_log(bool warning, const char* fmt, va_list args) {
+  if (g_quiet.load(std::memory_order_relaxed)) return;
+  char line[1024];
+  int n = std::vsnprintf(line, sizeof line, fmt, args);
+  if (n <= 0) return;
+  std::size_t len = std::strlen(line);
+  while (len > 0 && line[len - 1] == '\n') line[--len] = '\0';
+  if (warning) {
+    AXON_LOG_WARN("libbpf", "%s", line);
+  } else {
+    AXON_LOG_DEBUG("libbpf", "%s", line);
+  }
+}
+
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  forward_library_log(level == LIBBPF_WARN, fmt, args);
+  return 0;
+}
+
+int libxdp_print(enum libxdp_print_level level, const char* fmt, va_list args) {
+  if (level == LIBXDP_DEBUG) return 0;
+  forward_library_log(level == LIBXDP_WARN, fmt, args);
+  return 0;
+}
+
+void install_library_logging() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    libbpf_set_print(libbpf_print);
+    libxdp_set_print(libxdp_print);
+  });
+}
+
+class QuietLibraries {
+ public:
+  QuietLibraries() noexcept { g_quiet.store(true, std::memory_order_relaxed); }
+  ~QuietLibraries() { g_quiet.store(false, std::memory_order_relaxed); }
+  QuietLibraries(const QuietLibraries&) = delete;
+  QuietLibraries& operator=(const QuietLibraries&) = delete;
+};
+
+}  // namespace
+
+// How the program is attached, so detach() undoes exactly that.
+enum class AttachPath { none, libxdp, link, netlink };
+
+struct XdpProgram::State {
+  axon_xdp* skel = nullptr;
+  XdpConfig config;
+  int ifindex = -1;
+  AttachPath path = AttachPath::none;
+  AttachMode mode = AttachMode::single;
+  xdp_program* libxdp_prog = nullptr;  // only while attached through libxdp
+  int link_fd = -1;                    // only while attached through a BPF link
+
+  int prog_fd() const noexcept { return bpf_program__fd(skel->progs.axon_xdp_filter); }
+
+  ~State() {
+    if (link_fd >= 0) close(link_fd);
+    if (libxdp_prog) xdp_program__close(libxdp_prog);
+    if (skel) axon_xdp__destroy(skel);
+  }
+};
+
+const char* to_string(XdpError code) noexcept {
+  switch (code) {
+    case XdpError::invalid_argument: return "invalid_argument";
+    case XdpError::open_failed: return "open_failed";
+    case XdpError::load_failed: return "load_failed";
+    case XdpError::not_loaded: return "not_loaded";
+    case XdpError::already_attached: return "already_attached";
+    case XdpError::interface_not_found: return "interface_not_found";
+    case XdpError::attach_failed: return "attach_failed";
+    case XdpError::detach_failed: return "detach_failed";
+    case XdpError::map_update_failed: return "map_update_failed";
+    case XdpError::map_read_failed: return "map_read_failed";
+    case XdpError::query_failed: return "query_failed";
+    case XdpError::test_run_failed: return "test_run_failed";
+  }
+  return "unknown";
+}
+
+const char* to_string(AttachMode mode) noexcept {
+  switch (mode) {
+    case AttachMode::multiprog: return "multiprog";
+    case AttachMode::single: return "single";
+  }
+  return "unknown";
+}
+
+// ---------------------------------------------------------------------------------------------
+// IpPrefix
+
+XdpResult<IpPrefix> IpPrefix::parse(std::string_view text) {
+  std::string address(text);
+  std::string length_text;
+  if (auto slash = address.find('/'); slash != std::string::npos) {
+    length_text = address.substr(slash + 1);
+    address.resize(slash);
+  }
+  IpPrefix prefix;
+  int max_len;
+  if (inet_pton(AF_INET, address.c_str(), prefix.address.data()) == 1) {
+    prefix.family = AF_INET;
+    max_len = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), prefix.address.data()) == 1) {
+    prefix.family = AF_INET6;
+    max_len = 128;
+  } else {
+    std::string message(text);
+    message += " is not an IP prefix; write it as 10.0.0.0/8 or 2001:db8::/32";
+    return make_error(XdpError::invalid_argument, std::move(message));
+  }
+  int length = max_len;
+  if (!length_text.empty()) {
+    char* end = nullptr;
+    long parsed = std::strtol(length_text.c_str(), &end, 10);
+    if (*end != '\0' || parsed < 0 || parsed > max_len)
+      return make_error(XdpError::invalid_argument,
+                        "prefix length in '" + std::string(text) + "' must be 0.." + std::to_string(max_len));
+    length = static_cast<int>(parsed);
+  }
+  prefix.length = static_cast<std::uint8_t>(length);
+  // Clear host bits: "10.1.2.3/8" and "10.0.0.0/8" are the same rule and must be one map key.
+  for (int bit = length; bit < max_len; ++bit)
+    prefix.address[static_cast<std::size_t>(bit / 8)] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+  return prefix;
+}
+
+std::string IpPrefix::to_string() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family, address.data(), buf, sizeof buf);
+  return std::string(buf) + "/" + std::to_string(length);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+XdpProgram::XdpProgram(std::unique_ptr<State> state) noexcept : state_(std::move(state)) {}
+XdpProgram::XdpProgram(XdpProgram&& other) noexcept = default;
+
+XdpProgram& XdpProgram::operator=(XdpProgram&& other) noexcept {
+  if (this != &other) {
+    release();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+XdpProgram::~XdpProgram() {
+  release();
+}
+
+void XdpProgram::release() noexcept {
+  if (!state_) return;
+  if (state_->path != AttachPath::none) {
+    auto result = detach();
+    if (!result.ok()) AXON_LOG_ERROR(kLog, "%s", result.message().c_str());
+  }
+  state_.reset();
+}
+
+XdpResult<XdpProgram> XdpProgram::load(const XdpConfig& config) {
+  install_library_logging();
+  if (config.max_queues == 0 || config.max_queues > 4096)
+    return make_error(XdpError::invalid_argument, "max_queues must be 1..4096 (the NIC's receive queue count)");
+  bool any_port = false;
+  for (std::uint16_t port : config.ports) any_port = any_port || port != 0;
+  if (!any_port) return make_error(XdpError::invalid_argument, "configure at least one AXP UDP port (default 7400)");
+
+  auto state = std::make_unique<State>();
+  state->config = config;
+  state->skel = axon_xdp__open();
+  if (!state->skel)
+    return make_error(XdpError::open_failed, "cannot open the embedded XDP object (" + errno_text(errno) +
+                                                 "); the build is broken, rebuild axon");
+
+  // Read-only data: written now, frozen by the load below.
+  auto& cfg = state->skel->rodata->axon_cfg;
+  for (std::size_t i = 0; i < kMaxPorts; ++i) cfg.ports[i] = axon_htons(config.ports[i]);
+  cfg.flags = AXON_CFG_REQUESTS_ONLY;
+  if (config.drop_all_fragments) cfg.flags |= AXON_CFG_DROP_ALL_FRAGMENTS;
+  if (config.enforce_allowlist) cfg.flags |= AXON_CFG_ENFORCE_ALLOWLIST;
+  if (config.enforce_rate) cfg.flags |= AXON_CFG_ENFORCE_RATE;
+  if (config.deliver_to_kernel) cfg.flags |= AXON_CFG_DELIVER_TO_KERNEL;
+
+  if (int err = bpf_map__set_max_entries(state->skel->maps.axon_xsks, config.max_queues); err != 0)
+    return make_error(XdpError::open_failed, "cannot size the AF_XDP socket map: " + errno_text(err));
+
+  if (int err = axon_xdp__load(state->skel); err != 0) {
+    std::string hint = (err == -EPERM || errno == EPERM)
+                           ? "; loading XDP needs CAP_BPF and CAP_NET_ADMIN (run as root or grant them)"
+                           : "; the verifier log above says which instruction it rejected";
+    return make_error(XdpError::load_failed, "the kernel refused the XDP program: " + errno_text(err) + hint);
+  }
+  XdpProgram program(std::move(state));
+  AXON_LOG_DEBUG(kLog, "loaded XDP program id %u", program.program_id());
+  return XdpResult<XdpProgram>(std::move(program));
+}
+
+const XdpConfig& XdpProgram::config() const noexcept {
+  return state_->config;
+}
+int XdpProgram::program_fd() const noexcept {
+  return state_ ? state_->prog_fd() : -1;
+}
+
+std::uint32_t XdpProgram::program_id() const noexcept {
+  if (!state_) return 0;
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(state_->prog_fd(), &info, &len) != 0) return 0;
+  return info.id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attach and detach
+
+XdpResult<int> interface_index(std::string_view interface_name) {
+  std::string name(interface_name);
+  unsigned index = if_nametoindex(name.c_str());
+  if (index == 0)
+    return make_error(XdpError::interface_not_found,
+                      "no interface named '" + name + "' in this network namespace; check `ip link` and the config");
+  return static_cast<int>(index);
+}
+
+XdpResult<AttachedXdp> query_attached(int ifindex) {
+  bpf_xdp_query_opts opts{};
+  opts.sz = sizeof opts;
+  if (int err = bpf_xdp_query(ifindex, 0, &opts); err != 0)
+    return make_error(XdpError::query_failed, "cannot query XDP state of ifindex " + std::to_string(ifindex) + ": " +
+                                                  errno_text(err) + "; check the interface still exists");
+  AttachedXdp state;
+  switch (opts.attach_mode) {
+    case XDP_ATTACHED_DRV:
+      state.program_id = opts.drv_prog_id;
+      state.native = true;
+      break;
+    case XDP_ATTACHED_SKB: state.program_id = opts.skb_prog_id; break;
+    case XDP_ATTACHED_HW: state.program_id = opts.hw_prog_id; break;
+    case XDP_ATTACHED_MULTI: state.program_id = opts.drv_prog_id ? opts.drv_prog_id : opts.skb_prog_id; break;
+    default: break;
+  }
+  state.native = state.native || (opts.attach_mode == XDP_ATTACHED_MULTI && opts.drv_prog_id != 0);
+  return state;
+}
+
+XdpResult<AttachMode> XdpProgram::attach(std::string_view interface_name) {
+  auto index = interface_index(interface_name);
+  if (!index.ok()) return index.error();
+  return attach(index.value());
+}
+
+XdpResult<AttachMode> XdpProgram::attach(int ifindex) {
+  if (!state_) return make_error(XdpError::not_loaded, "attach() on a moved-from XdpProgram");
+  if (state_->path != AttachPath::none)
+    return make_error(XdpError::already_attached, "the program is already attached to ifindex " +
+                                                      std::to_string(state_->ifindex) + "; detach() it first");
+  char name[IF_NAMESIZE] = "?";
+  if (!if_indextoname(static_cast<unsigned>(ifindex), name))
+    return make_error(XdpError::interface_not_found, "no interface with index " + std::to_string(ifindex) +
+                                                         " in this network namespace; check `ip link`");
+  int prog_fd = state_->prog_fd();
+
+  // 1. libxdp's dispatcher, so other XDP programs can share the interface.
+  if (g_dispatcher.load() != DispatcherSupport::no) {
+    xdp_program* prog;
+    {
+      QuietLibraries quiet;
+      prog = xdp_program__from_bpf_obj(state_->skel->obj, nullptr);
+    }
+    if (libxdp_get_error(prog) == 0) {
+      int err;
+      {
+        QuietLibraries quiet;
+        err = xdp_program__attach(prog, ifindex, XDP_MODE_NATIVE, 0);
+      }
+      bool multiprog = false;
+      AXON_LOG_DEBUG(kLog, "libxdp xdp_program__attach on %s returned %d", name, err);
+      if (err == 0) {
+        xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+        multiprog = libxdp_get_error(mp) == 0 && mp && !xdp_multiprog__is_legacy(mp);
+        if (libxdp_get_error(mp) == 0 && mp) xdp_multiprog__close(mp);
+        if (!multiprog) {
+          // libxdp quietly fell back to a legacy attach of our program; undo it and use a link
+          // instead, which the kernel removes by itself if this process dies.
+          QuietLibraries quiet;
+          (void)xdp_program__detach(prog, ifindex, XDP_MODE_NATIVE, 0);
+        }
+      }
+      if (multiprog) {
+        g_dispatcher.store(DispatcherSupport::yes);
+        state_->libxdp_prog = prog;
+        state_->path = AttachPath::libxdp;
+        state_->mode = AttachMode::multiprog;
+        state_->ifindex = ifindex;
+        AXON_LOG_INFO(kLog, "attached to %s (native mode, behind libxdp's multi-program dispatcher)", name);
+        return AttachMode::multiprog;
+      }
+      xdp_program__close(prog);
+      if (err != -EBUSY && err != -EEXIST) g_dispatcher.store(DispatcherSupport::no);
+    }
+  }
+
+  // 2. A single program, native mode, through a BPF link: XDP_FLAGS_DRV_MODE makes the kernel
+  //    refuse rather than silently use generic mode, and the link dies with this process.
+  bpf_link_create_opts link_opts{};
+  link_opts.sz = sizeof link_opts;
+  link_opts.flags = XDP_FLAGS_DRV_MODE;
+  int link_fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &link_opts);
+  if (link_fd >= 0) {
+    state_->link_fd = link_fd;
+    state_->path = AttachPath::link;
+  } else if (int err = -link_fd; err == EINVAL || err == EOPNOTSUPP) {
+    // 3. Kernels without XDP links (before 5.9): the netlink attach; detach() removes it.
+    if (int nl_err = bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_DRV_MODE | XDP_FLAGS_UPDATE_IF_NOEXIST, nullptr);
+        nl_err != 0)
+      return make_error(XdpError::attach_failed, std::string("cannot attach XDP in native mode to ") + name + ": " +
+                                                     errno_text(nl_err) +
+                                                     "; the driver may lack native XDP (check `ethtool -i`), or "
+                                                     "another program is attached (`ip link show " +
+                                                     name + "`)");
+    state_->path = AttachPath::netlink;
+  } else {
+    std::string why = errno_text(err);
+    if (err == EBUSY || err == EEXIST) {
+      auto other = query_attached(ifindex);
+      why = "another XDP program (id " + std::to_string(other.ok() ? other->program_id : 0) +
+            ") is attached; if it is a leftover, remove it with `ip link set dev " + name + " xdp off`";
+    }
+    return make_error(XdpError::attach_failed, std::string("cannot attach XDP in native mode to ") + name + ": " + why);
+  }
+  state_->mode = AttachMode::single;
+  state_->ifindex = ifindex;
+  AXON_LOG_INFO(kLog,
+                "attached to %s as the only XDP program (native mode): libxdp's multi-program dispatcher is "
+                "unavailable here (no freplace support in the kernel, or no bpffs at /sys/fs/bpf)",
+                name);
+  return AttachMode::single;
+}
+
+XdpResult<Ok> XdpProgram::detach() {
+  if (!state_) return make_error(XdpError::not_loaded, "detach() on a moved-from XdpProgram");
+  int err = 0;
+  switch (state_->path) {
+    case AttachPath::none: return Ok{};
+    case AttachPath::libxdp:
+      err = xdp_program__detach(state_->libxdp_prog, state_->ifindex, XDP_MODE_NATIVE, 0);
+      if (err == 0) {
+        xdp_program__close(state_->libxdp_prog);
+        state_->libxdp_prog = nullptr;
+      }
+      break;
+    case AttachPath::link:
+      // Closing the last reference to the link detaches the program.
+      err = close(state_->link_fd) == 0 ? 0 : -errno;
+      state_->link_fd = -1;
+      break;
+    case AttachPath::netlink: {
+      // REPLACE with our fd as the expected old program: never remove someone else's program.
+      bpf_xdp_attach_opts opts{};
+      opts.sz = sizeof opts;
+      opts.old_prog_fd = state_->prog_fd();
+      err = bpf_xdp_detach(state_->ifindex, XDP_FLAGS_DRV_MODE | XDP_FLAGS_REPLACE, &opts);
+      break;
+    }
+  }
+  if (err != 0)
+    return make_error(XdpError::detach_failed, "cannot detach XDP from ifindex " + std::to_string(state_->ifindex) +
+                                                   ": " + errno_text(err) +
+                                                   "; remove it by hand with `ip link set dev <if> xdp off`");
+  AXON_LOG_INFO(kLog, "detached from ifindex %d", state_->ifindex);
+  state_->path = AttachPath::none;
+  state_->ifindex = -1;
+  return Ok{};
+}
+
+bool XdpProgram::attached() const noexcept {
+  return state_ && state_->path != AttachPath::none;
+}
+int XdpProgram::attached_ifindex() const noexcept {
+  return state_ ? state_->ifindex : -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime tables
+
+namespace {
+
+// The LPM key of a rule: tenant in the first 32 bits, then the address prefix.
+template <typename Key>
+Key make_allow_key(std::uint32_t tenant_id, const IpPrefix& prefix) {
+  Key key{};
+  key.prefixlen = 32 + prefix.length;
+  key.tenant_id = axon_htonl(tenant_id);
+  std::memcpy(key.addr, prefix.address.data(), sizeof key.addr);
+  return key;
+}
+
+}  // namespace
+
+XdpResult<Ok> XdpProgram::allow_prefix(std::uint32_t tenant_id, const IpPrefix& prefix) {
+  if (!state_) return make_error(XdpError::not_loaded, "allow_prefix() on a moved-from XdpProgram");
+  std::uint32_t present = 1;
+  int err;
+  if (prefix.family == AF_INET) {
+    auto key = make_allow_key<axon_allow_v4_key>(tenant_id, prefix);
+    err = bpf_map__update_elem(state_->skel->maps.axon_allow_v4, &key, sizeof key, &present, sizeof present, BPF_ANY);
+  } else if (prefix.family == AF_INET6) {
+    auto key = make_allow_key<axon_allow_v6_key>(tenant_id, prefix);
+    err = bpf_map__update_elem(state_->skel->maps.axon_allow_v6, &key, sizeof key, &present, sizeof present, BPF_ANY);
+  } else {
+    return make_error(XdpError::invalid_argument, "prefix has no address family; build it with IpPrefix::parse()");
+  }
+  if (err != 0)
+    return make_error(XdpError::map_update_failed,
+                      "cannot allow " + prefix.to_string() + " for tenant " + std::to_string(tenant_id) + ": " +
+                          errno_text(err) + (err == -E2BIG || err == -ENOMEM ? "; the allowlist is full" : ""));
+  return Ok{};
+}
+
+XdpResult<Ok> XdpProgram::remove_prefix(std::uint32_t tenant_id, const IpPrefix& prefix) {
+  if (!state_) return make_error(XdpError::not_loaded, "remove_prefix() on a moved-from XdpProgram");
+  int err;
+  if (prefix.family == AF_INET) {
+    auto key = make_allow_key<axon_allow_v4_key>(tenant_id, prefix);
+    err = bpf_map__delete_elem(state_->skel->maps.axon_allow_v4, &key, sizeof key, 0);
+  } else if (prefix.family == AF_INET6) {
+    auto key = make_allow_key<axon_allow_v6_key>(tenant_id, prefix);
+    err = bpf_map__delete_elem(state_->skel->maps.axon_allow_v6, &key, sizeof key, 0);
+  } else {
+    return make_error(XdpError::invalid_argument, "prefix has no address family; build it with IpPrefix::parse()");
+  }
+  if (err != 0 && err != -ENOENT)
+    return make_error(XdpError::map_update_failed, "cannot remove " + prefix.to_string() + " for tenant " +
+                                                       std::to_string(tenant_id) + ": " + errno_text(err));
+  return Ok{};
+}
+
+XdpResult<Ok> XdpProgram::set_rate_limit(std::uint32_t tenant_id, std::uint32_t packets_per_second,
+                                         std::uint32_t burst) {
+  if (!state_) return make_error(XdpError::not_loaded, "set_rate_limit() on a moved-from XdpProgram");
+  if (packets_per_second == 0 || packets_per_second > 1'000'000'000u || burst == 0)
+    return make_error(XdpError::invalid_argument,
+                      "rate limit for tenant " + std::to_string(tenant_id) +
+                          " needs 1..1e9 packets/s and a burst of at least 1; use clear_rate_limit() for none");
+  axon_rate rate{};
+  rate.interval_ns = 1'000'000'000ull / packets_per_second;
+  rate.burst_ns = rate.interval_ns * burst;
+  rate.tat_ns = 0;  // in the past: the bucket starts full
+  __be32 key = axon_htonl(tenant_id);
+  if (int err = bpf_map__update_elem(state_->skel->maps.axon_rates, &key, sizeof key, &rate, sizeof rate, BPF_ANY);
+      err != 0)
+    return make_error(XdpError::map_update_failed, "cannot set the rate limit of tenant " + std::to_string(tenant_id) +
+                                                       ": " + errno_text(err) +
+                                                       (err == -E2BIG ? "; the tenant table is full" : ""));
+  return Ok{};
+}
+
+XdpResult<Ok> XdpProgram::clear_rate_limit(std::uint32_t tenant_id) {
+  if (!state_) return make_error(XdpError::not_loaded, "clear_rate_limit() on a moved-from XdpProgram");
+  __be32 key = axon_htonl(tenant_id);
+  int err = bpf_map__delete_elem(state_->skel->maps.axon_rates, &key, sizeof key, 0);
+  if (err != 0 && err != -ENOENT)
+    return make_error(XdpError::map_update_failed,
+                      "cannot clear the rate limit of tenant " + std::to_string(tenant_id) + ": " + errno_text(err));
+  return Ok{};
+}
+
+XdpResult<Ok> XdpProgram::set_socket(std::uint32_t queue, int xsk_fd) {
+  if (!state_) return make_error(XdpError::not_loaded, "set_socket() on a moved-from XdpProgram");
+  if (queue >= state_->config.max_queues)
+    return make_error(XdpError::invalid_argument, "queue " + std::to_string(queue) + " is beyond max_queues (" +
+                                                      std::to_string(state_->config.max_queues) +
+                                                      "); raise XdpConfig::max_queues");
+  std::uint32_t fd = static_cast<std::uint32_t>(xsk_fd);
+  if (int err = bpf_map__update_elem(state_->skel->maps.axon_xsks, &queue, sizeof queue, &fd, sizeof fd, BPF_ANY);
+      err != 0)
+    return make_error(XdpError::map_update_failed, "cannot register the AF_XDP socket for queue " +
+                                                       std::to_string(queue) + ": " + errno_text(err) +
+                                                       "; the fd must be an AF_XDP socket bound to that queue");
+  return Ok{};
+}
+
+XdpResult<Ok> XdpProgram::clear_socket(std::uint32_t queue) {
+  if (!state_) return make_error(XdpError::not_loaded, "clear_socket() on a moved-from XdpProgram");
+  int err = bpf_map__delete_elem(state_->skel->maps.axon_xsks, &queue, sizeof queue, 0);
+  if (err != 0 && err != -ENOENT)
+    return make_error(XdpError::map_update_failed,
+                      "cannot remove the AF_XDP socket of queue " + std::to_string(queue) + ": " + errno_text(err));
+  return Ok{};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observation
+
+XdpResult<XdpCounters> XdpProgram::read_counters() const {
+  if (!state_) return make_error(XdpError::not_loaded, "read_counters() on a moved-from XdpProgram");
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return make_error(XdpError::map_read_failed, "cannot count possible CPUs: " + errno_text(cpus));
+  std::vector<axon_counter> per_cpu(static_cast<std::size_t>(cpus));
+  XdpCounters totals;
+  for (std::uint32_t key = 0; key < kReasonCount; ++key) {
+    if (int err = bpf_map__lookup_elem(state_->skel->maps.axon_counters, &key, sizeof key, per_cpu.data(),
+                                       per_cpu.size() * sizeof(axon_counter), 0);
+        err != 0)
+      return make_error(XdpError::map_read_failed,
+                        "cannot read XDP counter " + std::to_string(key) + ": " + errno_text(err));
+    for (const axon_counter& c : per_cpu) {
+      totals.packets[key] += c.packets;
+      totals.bytes[key] += c.bytes;
+    }
+  }
+  return totals;
+}
+
+XdpResult<TestRunResult> XdpProgram::test_run(std::span<const std::uint8_t> frame,
+                                              const TestRunOptions& options) const {
+  if (!state_) return make_error(XdpError::not_loaded, "test_run() on a moved-from XdpProgram");
+  xdp_md ctx{};
+  ctx.data_end = static_cast<std::uint32_t>(frame.size());
+  ctx.ingress_ifindex = options.ingress_ifindex;
+  ctx.rx_queue_index = options.rx_queue;
+  bool with_ctx = options.ingress_ifindex != 0 || options.rx_queue != 0;
+
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.data_in = frame.data();
+  opts.data_size_in = static_cast<std::uint32_t>(frame.size());
+  opts.ctx_in = with_ctx ? &ctx : nullptr;
+  opts.ctx_size_in = with_ctx ? sizeof ctx : 0;
+  opts.repeat = 1;
+  if (int err = bpf_prog_test_run_opts(state_->prog_fd(), &opts); err != 0)
+    return make_error(XdpError::test_run_failed,
+                      "BPF_PROG_TEST_RUN refused a " + std::to_string(frame.size()) +
+                          "-byte frame: " + errno_text(err) +
+                          (frame.size() < 14 ? "; the kernel needs at least an Ethernet header (14 bytes)" : ""));
+  return TestRunResult{opts.retval};
+}
+
+}  // namespace axon::bpf
