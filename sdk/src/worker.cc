@@ -69,6 +69,28 @@ ShmResult<Worker> Worker::from_environment(int timeout_ms) {
                     "AXON_WORKER_SOCKET to the data plane's worker socket");
 }
 
+Worker::Worker(Worker&& other) noexcept { *this = std::move(other); }
+
+Worker& Worker::operator=(Worker&& other) noexcept {
+  if (this != &other) {
+    if (view_.header != nullptr) detach();
+    region_ = std::move(other.region_);
+    view_ = other.view_;
+    requests_ = other.requests_;
+    replies_ = other.replies_;
+    small_loans_ = other.small_loans_;
+    large_loans_ = other.large_loans_;
+    std::memcpy(pending_, other.pending_, sizeof pending_);
+    pending_count_ = other.pending_count_;
+    policy_ = other.policy_;
+    spin_budget_ = other.spin_budget_;
+    stats_ = other.stats_;
+    other.view_ = shm::SegmentView{};
+    other.pending_count_ = 0;
+  }
+  return *this;
+}
+
 Worker::~Worker() {
   if (view_.header != nullptr) detach();
 }

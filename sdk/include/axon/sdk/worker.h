@@ -75,8 +75,11 @@ class Worker {
   // path to connect to), whichever is set.
   static shm::ShmResult<Worker> from_environment(int timeout_ms = 5000);
 
-  Worker(Worker&&) noexcept = default;
-  Worker& operator=(Worker&&) noexcept = default;
+  // Moves transfer the attachment: only the live object marks the segment detached.
+  Worker(Worker&& other) noexcept;
+  Worker& operator=(Worker&& other) noexcept;
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
   ~Worker();
 
   // --- hot path
@@ -180,10 +183,11 @@ void Worker::run(Handler&& handler, const std::atomic<bool>& stop) {
       std::uint32_t length = writer.length();
       ReplyStatus status = writer.status();
       if (!writer.committed() || !buffer.valid() || length > buffer.capacity) {
-        // Never leave a request unanswered: an empty error reply in place.
-        buffer = in_place(burst[i]);
+        // Never leave a request unanswered: an empty error reply, in the handler's loaned
+        // buffer if it took one (so that loan goes back to the data plane), else in place.
+        status = writer.committed() ? ReplyStatus::reply_too_large : ReplyStatus::handler_error;
+        if (!buffer.valid()) buffer = in_place(burst[i]);
         length = 0;
-        status = writer.committed() && !buffer.valid() ? ReplyStatus::reply_too_large : ReplyStatus::handler_error;
       }
       if (!try_complete(burst[i], buffer, length, status)) {
         flush(&stop);

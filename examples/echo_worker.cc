@@ -1,0 +1,133 @@
+// echo_worker: the reference agent worker, written against the C++ SDK.
+//
+// It answers every request with its own payload, copied into a buffer the data plane
+// loaned out, so the reply is built in shared memory with no copy across the process
+// boundary. When no loan is available it replies in place: the request's buffer already
+// holds the payload, so the echo costs nothing at all.
+//
+//   echo_worker [--socket PATH] [--work-ns N]
+//
+// Without --socket it attaches through the environment the data plane sets up
+// (AXON_WORKER_FD or AXON_WORKER_SOCKET). SIGTERM or SIGINT stops it cleanly: queued
+// replies are flushed and the segment is marked detached.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "axon/common/clock.h"
+#include "axon/sdk/worker.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the stop flag is written from a signal handler");
+
+extern "C" void on_signal(int) {
+  g_stop.store(true, std::memory_order_relaxed);
+}
+
+void install_signal_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: a sleeping worker's futex wait returns at once
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+}
+
+int usage(const char* argv0, int code) {
+  std::fprintf(code == 0 ? stdout : stderr,
+               "usage: %s [--socket PATH] [--work-ns N]\n"
+               "  --socket PATH  connect to this handoff socket instead of AXON_WORKER_FD/AXON_WORKER_SOCKET\n"
+               "  --work-ns N    busy-spin N ns per request to simulate handler work (default 0)\n",
+               argv0);
+  return code;
+}
+
+bool parse_u64(const char* text, std::uint64_t& out) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long value = std::strtoull(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || text[0] == '-') return false;
+  out = value;
+  return true;
+}
+
+// Simulated handler work: a busy spin, since a real agent's CPU time is what we model.
+void spin_for(std::uint64_t ns) {
+  if (ns == 0) return;
+  const std::uint64_t until = axon::monotonic_ns() + ns;
+  while (axon::monotonic_ns() < until) axon::cpu_relax();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket_path;
+  std::uint64_t work_ns = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--socket" && i + 1 < argc) {
+      socket_path = argv[++i];
+    } else if (arg == "--work-ns" && i + 1 < argc) {
+      if (!parse_u64(argv[++i], work_ns)) {
+        std::fprintf(stderr, "echo_worker: --work-ns needs a non-negative integer, got '%s'\n", argv[i]);
+        return 2;
+      }
+    } else if (arg == "-h" || arg == "--help") {
+      return usage(argv[0], 0);
+    } else {
+      std::fprintf(stderr, "echo_worker: unknown argument '%s'\n", arg.c_str());
+      return usage(argv[0], 2);
+    }
+  }
+  install_signal_handlers();
+
+  auto attached = socket_path.empty() ? axon::sdk::Worker::from_environment() : axon::sdk::Worker::connect(socket_path);
+  if (!attached) {
+    std::fprintf(stderr, "echo_worker: cannot attach (%s): %s\n", axon::shm::to_string(attached.code()),
+                 attached.message().c_str());
+    return 1;
+  }
+  axon::sdk::Worker& worker = attached.value();
+
+  std::uint64_t loaned = 0;
+  std::uint64_t in_place = 0;
+  const std::uint64_t started = axon::monotonic_ns();
+  worker.run(
+      [&](const axon::sdk::Request& request, axon::sdk::ReplyWriter& reply) {
+        spin_for(work_ns);
+        std::span<std::byte> buffer = reply.loan(request.length);
+        if (!buffer.empty()) {
+          std::memcpy(buffer.data(), request.data, request.length);
+          ++loaned;
+        } else {
+          // No loan right now: the request's own buffer already holds the echo.
+          (void)reply.in_place();
+          ++in_place;
+        }
+        reply.commit(request.length);
+      },
+      g_stop);
+  worker.detach();
+
+  const double seconds = double(axon::monotonic_ns() - started) / 1e9;
+  const auto& s = worker.stats();
+  std::fprintf(stderr,
+               "echo_worker[%d]: worker %u generation %llu (%s): %llu received, %llu completed (%llu loaned, %llu "
+               "in place), %llu loan failures, %llu sleeps, %llu reply-ring waits in %.1f s; detached\n",
+               int(getpid()), worker.worker_id(), static_cast<unsigned long long>(worker.generation()),
+               worker.backing() == axon::shm::SegmentBacking::hugetlb_2m ? "2 MiB hugepages" : "4 KiB pages",
+               static_cast<unsigned long long>(s.received), static_cast<unsigned long long>(s.completed),
+               static_cast<unsigned long long>(loaned), static_cast<unsigned long long>(in_place),
+               static_cast<unsigned long long>(s.loan_failures), static_cast<unsigned long long>(s.sleeps),
+               static_cast<unsigned long long>(s.reply_ring_full), seconds);
+  return 0;
+}
