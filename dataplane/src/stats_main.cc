@@ -1,0 +1,175 @@
+// axon-dataplane-stats: reads a running data plane's stats file and prints totals, a live
+// line per interval, or JSON. Read-only: it never disturbs the data plane.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "axon/dataplane/stats.h"
+
+namespace {
+
+using axon::dataplane::StatsView;
+namespace protocol = axon::protocol;
+
+struct Totals {
+  std::uint64_t rx = 0, requests = 0, responses = 0, busy = 0, errors = 0, tx_dropped = 0, late = 0;
+  std::uint64_t errors_by[protocol::kErrorCodeCount] = {};
+  std::uint64_t drops[protocol::kReasonCount] = {};
+  std::uint64_t latency[axon::dataplane::kLatencyBuckets] = {};
+};
+
+std::uint64_t load(const axon::dataplane::Counter& c) { return c.load(std::memory_order_relaxed); }
+
+Totals collect(const StatsView& view) {
+  Totals t;
+  for (std::uint32_t i = 0; i < view.header->lcore_count; ++i) {
+    const auto& l = view.lcores[i];
+    t.rx += load(l.rx_frames);
+    t.requests += load(l.requests);
+    t.responses += load(l.responses);
+    t.busy += load(l.busy_sent);
+    t.tx_dropped += load(l.tx_dropped);
+    t.late += load(l.late_replies);
+    for (std::size_t e = 0; e < protocol::kErrorCodeCount; ++e) {
+      t.errors_by[e] += load(l.errors_sent[e]);
+      t.errors += load(l.errors_sent[e]);
+    }
+    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) t.drops[r] += load(l.drops[r]);
+    for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b) t.latency[b] += load(l.latency_ns[b]);
+  }
+  return t;
+}
+
+// Upper bound of the power-of-two bucket holding the q-quantile, in µs.
+double quantile_us(const std::uint64_t* buckets, double q) {
+  std::uint64_t total = 0;
+  for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b) total += buckets[b];
+  if (total == 0) return 0;
+  std::uint64_t want = std::uint64_t(q * double(total - 1)) + 1, seen = 0;
+  for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b) {
+    seen += buckets[b];
+    if (seen >= want) return double(std::uint64_t{1} << (b + 1)) / 1000.0;
+  }
+  return 0;
+}
+
+std::string drops_text(const StatsView& view, const Totals& t) {
+  std::string out;
+  for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+    auto reason = static_cast<protocol::Reason>(r);
+    if (!protocol::is_drop(reason)) continue;
+    std::uint64_t n = load(view.header->xdp_packets[r]) + t.drops[r];
+    if (n == 0) continue;
+    if (!out.empty()) out += ' ';
+    out += std::string(protocol::to_string(reason)) + "=" + std::to_string(n);
+  }
+  return out.empty() ? "none" : out;
+}
+
+void print_json(const StatsView& view, const Totals& t) {
+  std::printf("{\"interface\":\"%s\",\"mode\":\"%s\",\"ready\":%u,\"xdp_attached\":%u,", view.header->interface,
+              view.header->port_mode, view.header->ready.load(), view.header->xdp_attached.load());
+  std::printf("\"rx_frames\":%llu,\"requests\":%llu,\"responses\":%llu,\"busy\":%llu,\"tx_dropped\":%llu,"
+              "\"late_replies\":%llu,",
+              static_cast<unsigned long long>(t.rx), static_cast<unsigned long long>(t.requests),
+              static_cast<unsigned long long>(t.responses), static_cast<unsigned long long>(t.busy),
+              static_cast<unsigned long long>(t.tx_dropped), static_cast<unsigned long long>(t.late));
+  std::printf("\"errors\":{");
+  bool first = true;
+  for (std::size_t e = 1; e < protocol::kErrorCodeCount; ++e) {
+    std::printf("%s\"%s\":%llu", first ? "" : ",", protocol::to_string(static_cast<protocol::ErrorCode>(e)),
+                static_cast<unsigned long long>(t.errors_by[e]));
+    first = false;
+  }
+  std::printf("},\"xdp\":{");
+  first = true;
+  for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+    std::printf("%s\"%s\":%llu", first ? "" : ",", protocol::to_string(static_cast<protocol::Reason>(r)),
+                static_cast<unsigned long long>(load(view.header->xdp_packets[r])));
+    first = false;
+  }
+  std::printf("},\"userspace_drops\":{");
+  first = true;
+  for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+    std::printf("%s\"%s\":%llu", first ? "" : ",", protocol::to_string(static_cast<protocol::Reason>(r)),
+                static_cast<unsigned long long>(t.drops[r]));
+    first = false;
+  }
+  std::printf("},\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f},\"workers\":[", quantile_us(t.latency, 0.5),
+              quantile_us(t.latency, 0.99));
+  for (std::uint32_t w = 0; w < view.header->worker_count; ++w) {
+    const auto& ws = view.workers[w];
+    static const char* states[] = {"vacant", "alive", "dying"};
+    std::uint32_t state = ws.state.load();
+    std::printf("%s{\"name\":\"%s\",\"state\":\"%s\",\"pid\":%d,\"generation\":%llu,\"submitted\":%llu,"
+                "\"completed\":%llu,\"lost\":%llu,\"deaths\":%llu,\"depth\":%llu,\"inflight\":%llu,"
+                "\"free_buffers\":%llu}",
+                w == 0 ? "" : ",", ws.name, state < 3 ? states[state] : "?", ws.pid.load(),
+                static_cast<unsigned long long>(load(ws.generation)), static_cast<unsigned long long>(load(ws.submitted)),
+                static_cast<unsigned long long>(load(ws.completed)), static_cast<unsigned long long>(load(ws.lost)),
+                static_cast<unsigned long long>(load(ws.deaths)), static_cast<unsigned long long>(load(ws.depth)),
+                static_cast<unsigned long long>(load(ws.inflight)),
+                static_cast<unsigned long long>(load(ws.free_buffers)));
+  }
+  std::printf("]}\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string run_dir = "/run/axon";
+  bool json = false;
+  double watch = 0;
+  int count = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--run-dir" && i + 1 < argc) {
+      run_dir = argv[++i];
+    } else if (arg == "--json") {
+      json = true;
+    } else if (arg == "--watch" && i + 1 < argc) {
+      watch = std::atof(argv[++i]);
+    } else if (arg == "--count" && i + 1 < argc) {
+      count = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--run-dir DIR] [--json] [--watch SECONDS [--count N]]\n"
+                   "  reads DIR/dataplane.stats of a running axon-dataplane (default /run/axon)\n",
+                   argv[0]);
+      return arg == "-h" || arg == "--help" ? 0 : 2;
+    }
+  }
+  auto view = axon::dataplane::open_stats_file(run_dir + "/dataplane.stats");
+  if (!view) {
+    std::fprintf(stderr, "axon-dataplane-stats: %s\n", view.message().c_str());
+    return 1;
+  }
+  if (json) {
+    print_json(view.value(), collect(view.value()));
+    return 0;
+  }
+  Totals last = collect(view.value());
+  if (watch <= 0) {
+    std::printf("rx %llu  requests %llu  responses %llu  busy %llu  errors %llu  drops: %s\n",
+                static_cast<unsigned long long>(last.rx), static_cast<unsigned long long>(last.requests),
+                static_cast<unsigned long long>(last.responses), static_cast<unsigned long long>(last.busy),
+                static_cast<unsigned long long>(last.errors), drops_text(view.value(), last).c_str());
+    return 0;
+  }
+  for (int n = 0; count == 0 || n < count; ++n) {
+    usleep(useconds_t(watch * 1e6));
+    Totals now = collect(view.value());
+    std::uint64_t window[axon::dataplane::kLatencyBuckets];
+    for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b) window[b] = now.latency[b] - last.latency[b];
+    std::printf("dataplane: %8.0f req/s  in-plane p50 %6.1f us p99 %6.1f us  busy %llu  errors %llu  drops: %s\n",
+                double(now.responses - last.responses) / watch, quantile_us(window, 0.5), quantile_us(window, 0.99),
+                static_cast<unsigned long long>(now.busy - last.busy),
+                static_cast<unsigned long long>(now.errors - last.errors), drops_text(view.value(), now).c_str());
+    std::fflush(stdout);
+    last = now;
+  }
+  return 0;
+}
