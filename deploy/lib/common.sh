@@ -31,7 +31,7 @@ AXON_DEPS=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcap-dev libsystemd-dev
   libssl-dev openssl
   # runtime tools used by the scripts
-  iproute2 python3 procps
+  iproute2 python3 procps jq ethtool
 )
 
 # axon_log MESSAGE...: one timestamped line on stderr, so stdout stays for results.

@@ -1,0 +1,528 @@
+// The open-loop engine. The schedule (Poisson send times) is fixed before anything is sent, each
+// request's slot records its intended send time, and a reply's latency is charged from that
+// intended time; a sender that falls behind sends at once and the delay shows up as latency
+// instead of silently lowering the offered load (no coordinated omission).
+//
+// Request ids are run_tag << 40 | sequence, so a reply finds its slot in a power-of-two ring in
+// O(1). A reaper walks the ring in sequence order behind the timeout and counts every request
+// without a reply as lost; the sender never reuses a slot the reaper has not passed.
+#include "loadgen.h"
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "axon/common/clock.h"
+#include "axon/common/cpu.h"
+#include "axon/common/log.h"
+#include "axon/loadgen/net.h"
+#include "axon/loadgen/schedule.h"
+
+namespace axon::loadgen {
+namespace {
+
+namespace p = axon::protocol;
+constexpr const char* kLog = "loadgen";
+constexpr unsigned kBatch = 32;
+constexpr unsigned kSeqBits = 40;
+constexpr std::uint64_t kSeqMask = (1ull << kSeqBits) - 1;
+constexpr std::size_t kMaxRingSlots = 1u << 22;
+constexpr std::uint64_t kSecond = 1'000'000'000ull;
+
+struct Slot {
+  std::atomic<std::uint64_t> seq1{0};  // sequence + 1 of the request in this slot; 0 = never used
+  // Written before seq1 is released. Atomic (relaxed) because a late reply may read it while the
+  // sender reuses the slot; the reader re-checks seq1 afterwards and discards a torn pair.
+  std::atomic<std::uint64_t> intended_ns{0};
+};
+
+std::size_t ring_slots_for(double rate, unsigned timeout_ms) {
+  // Twice the requests that can be outstanding within one timeout, plus slack for bursts.
+  double need = 2.0 * rate * (static_cast<double>(timeout_ms) / 1000.0 + 0.25) + 4096;
+  std::size_t slots = 4096;
+  while (static_cast<double>(slots) < need && slots < kMaxRingSlots) slots <<= 1;
+  return slots;
+}
+
+class Engine {
+ public:
+  Engine(const LoadgenOptions& o, const std::atomic<bool>& stop) : o_(o), stop_(stop) {}
+  ~Engine() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  Result<Ok, LoadgenError> open();
+  LoadgenReport run();
+
+ private:
+  // Sender side (the sender thread, or the single loop).
+  bool send_due(std::uint64_t now, bool nonblocking);
+  void build_request(unsigned k, std::uint64_t seq);
+  // Receiver side (the receiver thread, or the single loop).
+  unsigned receive_batch(int flags);
+  void on_datagram(std::span<const std::uint8_t> dgram, std::uint64_t now);
+  void reap(std::uint64_t now, bool everything);
+  void maybe_live(std::uint64_t now);
+  bool measured(std::uint64_t intended) const noexcept { return intended >= measure_start_ && intended < measure_end_; }
+
+  void sender_thread();
+  void receiver_thread();
+  void single_thread();
+
+  LoadgenOptions o_;
+  const std::atomic<bool>& stop_;
+  int fd_ = -1;
+  std::uint64_t run_tag_ = 0;
+  p::TraceId trace_id_{};
+  std::uint64_t timeout_ns_ = 0;
+  std::uint64_t start_ns_ = 0, measure_start_ = 0, measure_end_ = 0, hard_end_ = 0;
+
+  std::size_t ring_size_ = 0;
+  std::unique_ptr<Slot[]> ring_;
+  std::unique_ptr<std::uint64_t[]> done_;  // receiver-owned: seq + 1 of the answered request
+
+  std::atomic<std::uint64_t> published_{0};  // requests sent (slots valid below this sequence)
+  std::atomic<std::uint64_t> reaped_{0};     // the reaper's cursor, read by the sender
+  std::atomic<bool> sender_finished_{false};
+  std::atomic<std::uint64_t> live_sent_{0};  // measured + warmup sends, for the live line
+  std::atomic<std::uint64_t> schedule_stop_ns_{0};
+
+  // Sender state.
+  std::unique_ptr<PoissonSchedule> schedule_;
+  std::unique_ptr<Rng> spread_;
+  std::uint64_t next_intended_ = 0;
+  std::uint64_t seq_ = 0;
+  bool schedule_done_ = false;
+  unsigned malformed_next_ = 0;
+  std::vector<std::uint8_t> tx_buf_;
+  std::vector<std::uint8_t> malformed_buf_;
+  std::array<std::size_t, kMalformedKinds> malformed_len_{};
+  std::size_t datagram_len_ = 0;
+  std::array<mmsghdr, kBatch> tx_{};
+  std::array<iovec, kBatch> tx_iov_{};
+  LoadgenReport sender_report_;
+  std::uint64_t ring_stalls_ = 0;
+
+  // Receiver state.
+  std::vector<std::uint8_t> rx_buf_;
+  std::array<mmsghdr, kBatch> rx_{};
+  std::array<iovec, kBatch> rx_iov_{};
+  std::uint64_t reap_cursor_ = 0;
+  LoadgenReport recv_report_;
+  LatencyHistogram interval_;
+  std::uint64_t next_live_ns_ = 0;
+  std::uint64_t live_prev_sent_ = 0, live_prev_busy_ = 0, live_prev_errors_ = 0, live_prev_lost_ = 0;
+};
+
+Result<Ok, LoadgenError> Engine::open() {
+  if (!(o_.rate > 0) || o_.rate > 50e6)
+    return make_error(LoadgenError::invalid_options, "--rate must be between 0 and 50,000,000 requests/s");
+  if (!(o_.duration_s > 0) || o_.duration_s > kMaxDurationS)
+    return make_error(LoadgenError::invalid_options, "--duration must be between 0 and 600 s");
+  if (o_.warmup_s < 0 || o_.warmup_s > 60)
+    return make_error(LoadgenError::invalid_options, "--warmup must be between 0 and 60 s");
+  if (o_.timeout_ms == 0 || o_.timeout_ms > 10'000)
+    return make_error(LoadgenError::invalid_options, "--timeout-ms must be between 1 and 10000");
+  if (o_.tenants.empty() || o_.agents.empty())
+    return make_error(LoadgenError::invalid_options, "at least one tenant and one agent are needed");
+  if (p::kHeaderLen + o_.payload_bytes > o_.max_datagram)
+    return make_error(LoadgenError::invalid_options, "--payload " + std::to_string(o_.payload_bytes) +
+                                                         " exceeds one datagram of --max-datagram " +
+                                                         std::to_string(o_.max_datagram) + " bytes");
+  if (o_.malformed_ratio < 0 || o_.malformed_ratio >= 1)
+    return make_error(LoadgenError::invalid_options, "--malformed-ratio must be in [0, 1)");
+  if (o_.threads != 1 && o_.threads != 2) return make_error(LoadgenError::invalid_options, "--threads must be 1 or 2");
+
+  auto target = resolve_udp(o_.target, p::kDefaultPort);
+  if (!target) return make_error(LoadgenError::invalid_options, "--target: " + target.message());
+  fd_ = ::socket(target->family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return make_error(LoadgenError::socket_failed, std::string("socket: ") + std::strerror(errno));
+  int buf = 8 << 20;
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) != 0)
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf) != 0)
+    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  // The receiver thread wakes at least every millisecond to reap and print, even when idle.
+  timeval tv{0, 1000};
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (!o_.bind.empty()) {
+    auto src = numeric_address(o_.bind, 0);
+    if (!src) return make_error(LoadgenError::invalid_options, "--bind: " + src.message());
+    if (::bind(fd_, src->get(), src->len) != 0)
+      return make_error(LoadgenError::socket_failed, "bind " + o_.bind + ": " + std::strerror(errno));
+  }
+  // Connected: the kernel skips the route lookup per datagram and filters other peers.
+  if (::connect(fd_, target->get(), target->len) != 0)
+    return make_error(LoadgenError::socket_failed, "connect " + target->to_string() + ": " + std::strerror(errno));
+
+  std::uint64_t r = 0;
+  if (getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) r = monotonic_ns();
+  run_tag_ = (r & 0xFFFFFF) | 1;  // 24 bits above the 40-bit sequence; never 0
+  Rng id_rng(o_.seed ^ r);
+  std::uint64_t t0 = id_rng.next() | 1, t1 = id_rng.next();
+  std::memcpy(trace_id_.data(), &t0, 8);
+  std::memcpy(trace_id_.data() + 8, &t1, 8);
+
+  timeout_ns_ = std::uint64_t{o_.timeout_ms} * 1'000'000ull;
+  ring_size_ = ring_slots_for(o_.rate, o_.timeout_ms);
+  ring_ = std::make_unique<Slot[]>(ring_size_);
+  done_ = std::make_unique<std::uint64_t[]>(ring_size_);
+
+  datagram_len_ = p::kHeaderLen + o_.payload_bytes;
+  tx_buf_.assign(kBatch * datagram_len_, 0);
+  for (unsigned k = 0; k < kBatch; ++k) {
+    // A fixed, recognisable payload; written once, only the headers change per request.
+    for (std::size_t i = 0; i < o_.payload_bytes; ++i)
+      tx_buf_[k * datagram_len_ + p::kHeaderLen + i] = static_cast<std::uint8_t>('a' + i % 26);
+    tx_iov_[k] = {tx_buf_.data() + k * datagram_len_, datagram_len_};
+    tx_[k].msg_hdr.msg_iov = &tx_iov_[k];
+    tx_[k].msg_hdr.msg_iovlen = 1;
+  }
+  malformed_buf_.assign(kMalformedKinds * datagram_len_, 0);
+  for (std::size_t k = 0; k < kMalformedKinds; ++k)
+    malformed_len_[k] = build_malformed(static_cast<MalformedKind>(k),
+                                        {malformed_buf_.data() + k * datagram_len_, datagram_len_}, o_.payload_bytes);
+
+  rx_buf_.assign(kBatch * (p::kMaxDatagramLen + 1), 0);
+  for (unsigned k = 0; k < kBatch; ++k) {
+    rx_iov_[k] = {rx_buf_.data() + k * (p::kMaxDatagramLen + 1), p::kMaxDatagramLen + 1};
+    rx_[k].msg_hdr.msg_iov = &rx_iov_[k];
+    rx_[k].msg_hdr.msg_iovlen = 1;
+  }
+  return Ok{};
+}
+
+void Engine::build_request(unsigned k, std::uint64_t seq) {
+  p::Header h;
+  h.type = p::MessageType::request;
+  h.priority = o_.priority;
+  h.trace_flags = p::kTraceSampled;
+  h.payload_len = static_cast<std::uint16_t>(o_.payload_bytes);
+  h.message_len = static_cast<std::uint32_t>(o_.payload_bytes);
+  // Spread over agents first, then tenants, so every (tenant, agent) pair sees traffic.
+  h.agent_id = o_.agents[seq % o_.agents.size()];
+  h.tenant_id = o_.tenants[(seq / o_.agents.size()) % o_.tenants.size()];
+  h.session_key = o_.sessions == 0 ? 0 : 1 + spread_->next() % o_.sessions;
+  h.request_id = (run_tag_ << kSeqBits) | (seq & kSeqMask);
+  h.trace_id = trace_id_;
+  std::uint64_t span = seq + 1;  // one span per request, never zero
+  std::memcpy(h.span_id.data(), &span, sizeof span);
+  h.deadline_us = o_.deadline_us;
+  (void)p::encode_header(h, {tx_buf_.data() + k * datagram_len_, p::kHeaderLen});
+  tx_iov_[k] = {tx_buf_.data() + k * datagram_len_, datagram_len_};
+}
+
+// Sends every request that is due (up to one batch). Returns whether it sent anything.
+bool Engine::send_due(std::uint64_t now, bool nonblocking) {
+  unsigned n = 0;
+  std::uint64_t first_seq = seq_;
+  while (n < kBatch && !schedule_done_) {
+    if (next_intended_ >= measure_end_ || stop_.load(std::memory_order_relaxed)) {
+      schedule_done_ = true;
+      schedule_stop_ns_.store(std::min(next_intended_, measure_end_), std::memory_order_relaxed);
+      break;
+    }
+    if (next_intended_ > now) break;
+    if (seq_ - reaped_.load(std::memory_order_acquire) >= ring_size_) {
+      ++ring_stalls_;  // the reaper must pass first; the delay is charged as latency
+      break;
+    }
+    std::uint64_t intended = next_intended_;
+    bool in_window = measured(intended);
+    if (o_.malformed_ratio > 0 && spread_->uniform() < o_.malformed_ratio) {
+      unsigned kind = malformed_next_++ % kMalformedKinds;
+      tx_iov_[n] = {malformed_buf_.data() + kind * datagram_len_, malformed_len_[kind]};
+      if (in_window) {
+        ++sender_report_.malformed_sent;
+        ++sender_report_.malformed_by_kind[kind];
+      }
+    } else {
+      Slot& slot = ring_[seq_ & (ring_size_ - 1)];
+      // Seqlock-style reuse: invalidate, then write, then publish, so that a reader racing with
+      // the reuse sees a changed seq1 and never pairs the old sequence with the new time.
+      slot.seq1.store(0, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+      slot.intended_ns.store(intended, std::memory_order_relaxed);
+      slot.seq1.store(seq_ + 1, std::memory_order_release);
+      build_request(n, seq_);
+      ++seq_;
+      if (in_window) {
+        ++sender_report_.sent;
+        sender_report_.send_lag.record(now > intended ? now - intended : 0);
+      }
+    }
+    ++n;
+    next_intended_ = schedule_->next();
+  }
+  if (n == 0) return false;
+
+  unsigned off = 0;
+  unsigned attempts = 0;
+  while (off < n && attempts++ < 100'000) {
+    int r = sendmmsg(fd_, tx_.data() + off, n - off, nonblocking ? MSG_DONTWAIT : 0);
+    if (r > 0) {
+      off += static_cast<unsigned>(r);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNREFUSED) continue;  // an ICMP error from an earlier datagram
+    if (errno == EAGAIN || errno == ENOBUFS) {
+      // The socket buffer is full. Make room by taking replies if this thread also receives.
+      if (o_.threads == 1) receive_batch(MSG_DONTWAIT);
+      continue;
+    }
+    ++sender_report_.send_errors;
+    ++off;  // skip the datagram the kernel refused; its request will count as lost
+  }
+  sender_report_.send_errors += n - off;
+  live_sent_.fetch_add(seq_ - first_seq, std::memory_order_relaxed);
+  published_.store(seq_, std::memory_order_release);
+  return true;
+}
+
+unsigned Engine::receive_batch(int flags) {
+  for (unsigned k = 0; k < kBatch; ++k) rx_[k].msg_hdr.msg_flags = 0;
+  int n = recvmmsg(fd_, rx_.data(), kBatch, flags, nullptr);
+  if (n <= 0) return 0;  // EAGAIN, the 1 ms receive timeout, or a reported ICMP error
+  std::uint64_t now = monotonic_ns();
+  for (int k = 0; k < n; ++k) {
+    if (rx_[k].msg_hdr.msg_flags & MSG_TRUNC) {
+      ++recv_report_.invalid;
+      continue;
+    }
+    on_datagram({rx_buf_.data() + k * (p::kMaxDatagramLen + 1), rx_[k].msg_len}, now);
+  }
+  return static_cast<unsigned>(n);
+}
+
+void Engine::on_datagram(std::span<const std::uint8_t> dgram, std::uint64_t now) {
+  if (p::validate(dgram) != p::Reason::ok || dgram[5] == AXP_MSG_REQUEST) {
+    ++recv_report_.invalid;
+    return;
+  }
+  p::Header h = p::decode_header(dgram);
+  if ((h.request_id >> kSeqBits) != run_tag_) {
+    // A receiver that answers a malformed datagram (e.g. unsupported_version, §7) echoes its id.
+    if ((h.request_id & kMalformedIdMask) == kMalformedIdTag)
+      ++recv_report_.malformed_replies;
+    else
+      ++recv_report_.unmatched;
+    return;
+  }
+  std::uint64_t seq = h.request_id & kSeqMask;
+  std::size_t idx = seq & (ring_size_ - 1);
+  Slot& slot = ring_[idx];
+  if (slot.seq1.load(std::memory_order_acquire) != seq + 1 || done_[idx] == seq + 1) {
+    ++recv_report_.unmatched;  // never sent, answered twice, or its slot was reused long ago
+    return;
+  }
+  std::uint64_t intended = slot.intended_ns.load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (slot.seq1.load(std::memory_order_relaxed) != seq + 1) {
+    ++recv_report_.unmatched;  // the sender reused the slot while we read it
+    return;
+  }
+  std::uint64_t latency = now > intended ? now - intended : 0;
+  if (seq < reap_cursor_ || latency > timeout_ns_) {
+    // After the timeout: the reaper counts (or counted) it as lost; note it as late too.
+    if (measured(intended)) ++recv_report_.late;
+    return;
+  }
+  done_[idx] = seq + 1;
+  if (!measured(intended)) return;
+  switch (h.type) {
+    case p::MessageType::response:
+      ++recv_report_.responses;
+      recv_report_.latency.record(latency);
+      interval_.record(latency);
+      if (h.payload_len != o_.payload_bytes) ++recv_report_.payload_mismatch;
+      break;
+    case p::MessageType::busy: ++recv_report_.busy; break;
+    case p::MessageType::error: {
+      ++recv_report_.errors;
+      auto code = static_cast<std::size_t>(h.error_code);
+      ++recv_report_.errors_by_code[std::min<std::size_t>(code, recv_report_.errors_by_code.size() - 1)];
+      break;
+    }
+    case p::MessageType::request: break;  // filtered above
+  }
+  if (h.trace_id != trace_id_) ++recv_report_.trace_mismatch;
+}
+
+void Engine::reap(std::uint64_t now, bool everything) {
+  std::uint64_t published = published_.load(std::memory_order_acquire);
+  while (reap_cursor_ < published) {
+    std::size_t idx = reap_cursor_ & (ring_size_ - 1);
+    std::uint64_t intended = ring_[idx].intended_ns.load(std::memory_order_relaxed);
+    bool answered = done_[idx] == reap_cursor_ + 1;
+    // Answered requests are passed at once (freeing their slots); the others wait for the timeout.
+    if (!everything && !answered && intended + timeout_ns_ > now) break;
+    if (!answered && measured(intended)) ++recv_report_.lost;
+    ++reap_cursor_;
+  }
+  reaped_.store(reap_cursor_, std::memory_order_release);
+}
+
+void Engine::maybe_live(std::uint64_t now) {
+  if (!o_.live || now < next_live_ns_) return;
+  double t = static_cast<double>(now - start_ns_) / 1e9;
+  std::uint64_t sent = live_sent_.load(std::memory_order_relaxed);
+  const LoadgenReport& r = recv_report_;
+  std::string errs;
+  for (std::size_t c = 0; c < r.errors_by_code.size(); ++c) {
+    if (r.errors_by_code[c] == 0) continue;
+    errs += errs.empty() ? "" : ",";
+    errs += c < p::kErrorCodeCount ? p::to_string(static_cast<p::ErrorCode>(c)) : "other";
+    errs += "=" + std::to_string(r.errors_by_code[c]);
+  }
+  std::printf(
+      "[%6.1fs]%s sent/s=%-8llu ok/s=%-8llu p50=%.1fus p99=%.1fus busy=%llu errors=%llu%s%s%s lost=%llu\n", t,
+      now < measure_start_ ? " warmup" : "", static_cast<unsigned long long>(sent - live_prev_sent_),
+      static_cast<unsigned long long>(interval_.count()), static_cast<double>(interval_.percentile_ns(50)) / 1e3,
+      static_cast<double>(interval_.percentile_ns(99)) / 1e3, static_cast<unsigned long long>(r.busy - live_prev_busy_),
+      static_cast<unsigned long long>(r.errors - live_prev_errors_), errs.empty() ? "" : " (", errs.c_str(),
+      errs.empty() ? "" : " total)", static_cast<unsigned long long>(r.lost - live_prev_lost_));
+  std::fflush(stdout);
+  live_prev_sent_ = sent;
+  live_prev_busy_ = r.busy;
+  live_prev_errors_ = r.errors;
+  live_prev_lost_ = r.lost;
+  interval_.reset();
+  next_live_ns_ += kSecond;
+  if (next_live_ns_ < now) next_live_ns_ = now + kSecond;
+}
+
+void Engine::sender_thread() {
+  prctl(PR_SET_TIMERSLACK, 1UL);  // sleeps end on time; the default 50 µs slack would skew arrivals
+  if (o_.cpu_send >= 0) {
+    if (auto pinned = pin_this_thread(o_.cpu_send); !pinned) AXON_LOG_WARN(kLog, "%s", pinned.message().c_str());
+  }
+  while (!schedule_done_) {
+    std::uint64_t now = monotonic_ns();
+    if (now > hard_end_) break;
+    if (send_due(now, false)) continue;
+    if (schedule_done_) break;
+    // Sleep through long gaps, spin through short ones: a wakeup costs tens of µs on this VM.
+    if (next_intended_ > now + 100'000) {
+      std::uint64_t wake = next_intended_ - 50'000;
+      timespec ts{static_cast<time_t>(wake / kSecond), static_cast<long>(wake % kSecond)};
+      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+    } else {
+      cpu_relax();
+    }
+  }
+  sender_finished_.store(true, std::memory_order_release);
+}
+
+void Engine::receiver_thread() {
+  prctl(PR_SET_TIMERSLACK, 1UL);
+  if (o_.cpu_recv >= 0) {
+    if (auto pinned = pin_this_thread(o_.cpu_recv); !pinned) AXON_LOG_WARN(kLog, "%s", pinned.message().c_str());
+  }
+  for (;;) {
+    // Blocks for the first datagram up to SO_RCVTIMEO (1 ms), then takes what is queued.
+    receive_batch(MSG_WAITFORONE);
+    std::uint64_t now = monotonic_ns();
+    reap(now, false);
+    maybe_live(now);
+    if (sender_finished_.load(std::memory_order_acquire) && reap_cursor_ == published_.load(std::memory_order_acquire))
+      break;
+    if (now > hard_end_) {
+      reap(now, true);
+      break;
+    }
+  }
+}
+
+void Engine::single_thread() {
+  prctl(PR_SET_TIMERSLACK, 1UL);
+  int cpu = o_.cpu_send >= 0 ? o_.cpu_send : o_.cpu_recv;
+  if (cpu >= 0) {
+    if (auto pinned = pin_this_thread(cpu); !pinned) AXON_LOG_WARN(kLog, "%s", pinned.message().c_str());
+  }
+  for (;;) {
+    std::uint64_t now = monotonic_ns();
+    bool sent = send_due(now, true);
+    unsigned got = 0;
+    for (int round = 0; round < 4; ++round) {
+      unsigned k = receive_batch(MSG_DONTWAIT);
+      got += k;
+      if (k < kBatch) break;
+    }
+    now = monotonic_ns();
+    reap(now, false);
+    maybe_live(now);
+    if (schedule_done_ && reap_cursor_ == published_.load(std::memory_order_relaxed)) break;
+    if (now > hard_end_) {
+      reap(now, true);
+      break;
+    }
+    if (sent || got) continue;
+    // Idle: wait for a reply or the next send time, whichever is first.
+    std::uint64_t until = schedule_done_ ? now + 1'000'000 : next_intended_;
+    if (until > now + 60'000) {
+      std::uint64_t wait = until - now - 40'000;
+      timespec ts{static_cast<time_t>(wait / kSecond), static_cast<long>(wait % kSecond)};
+      pollfd pfd{fd_, POLLIN, 0};
+      ppoll(&pfd, 1, &ts, nullptr);
+    } else {
+      cpu_relax();
+    }
+  }
+}
+
+LoadgenReport Engine::run() {
+  start_ns_ = monotonic_ns() + 10'000'000;  // a short lead time to start the threads
+  measure_start_ = start_ns_ + static_cast<std::uint64_t>(o_.warmup_s * 1e9);
+  measure_end_ = measure_start_ + static_cast<std::uint64_t>(o_.duration_s * 1e9);
+  hard_end_ = measure_end_ + timeout_ns_ + 200'000'000;
+  next_live_ns_ = start_ns_ + kSecond;
+  schedule_ = std::make_unique<PoissonSchedule>(o_.rate, o_.seed, start_ns_);
+  spread_ = std::make_unique<Rng>(o_.seed * 0x2545F4914F6CDD1Dull + 7);
+  next_intended_ = schedule_->next();
+  schedule_stop_ns_.store(measure_end_);
+
+  if (o_.threads == 1) {
+    single_thread();
+  } else {
+    std::thread sender([this] { sender_thread(); });
+    receiver_thread();
+    sender.join();
+  }
+
+  LoadgenReport out = recv_report_;
+  out.threads = o_.threads;
+  out.offered_rps = o_.rate;
+  out.sent = sender_report_.sent;
+  out.send_errors = sender_report_.send_errors;
+  out.malformed_sent = sender_report_.malformed_sent;
+  out.malformed_by_kind = sender_report_.malformed_by_kind;
+  out.send_lag = sender_report_.send_lag;
+  std::uint64_t stop = schedule_stop_ns_.load();
+  out.measured_s = stop > measure_start_ ? static_cast<double>(stop - measure_start_) / 1e9 : 0.0;
+  if (ring_stalls_ != 0)
+    AXON_LOG_WARN(kLog, "the sender waited %llu times for ring slots (rate x timeout is too large)",
+                  static_cast<unsigned long long>(ring_stalls_));
+  return out;
+}
+
+}  // namespace
+
+Result<LoadgenReport, LoadgenError> run_loadgen(const LoadgenOptions& options, const std::atomic<bool>& stop) {
+  Engine engine(options, stop);
+  if (auto opened = engine.open(); !opened) return opened.error();
+  return engine.run();
+}
+
+}  // namespace axon::loadgen

@@ -1,0 +1,75 @@
+// The open-loop load generator's engine: options, the report it produces, and run_loadgen().
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "axon/common/result.h"
+#include "axon/loadgen/histogram.h"
+#include "axon/loadgen/malformed.h"
+#include "axon/protocol/axp.h"
+
+namespace axon::loadgen {
+
+struct LoadgenOptions {
+  std::string target = "127.0.0.1:7400";
+  std::string bind;        // source address; empty lets the kernel choose
+  double rate = 10'000;    // offered requests/s (Poisson arrivals)
+  double duration_s = 10;  // measured window
+  double warmup_s = 1;     // sent but not measured, before the window
+  std::size_t payload_bytes = 64;
+  std::vector<std::uint32_t> tenants{1};
+  std::vector<std::uint32_t> agents{1};
+  std::uint64_t sessions = 0;  // distinct session keys (0 = no stickiness)
+  protocol::Priority priority = protocol::Priority::interactive;
+  std::uint32_t deadline_us = 0;
+  unsigned timeout_ms = 1000;  // a request unanswered this long is lost
+  int cpu_send = -1;
+  int cpu_recv = -1;
+  unsigned threads = 2;  // 1: one thread sends and receives (for a one-core budget)
+  bool live = false;
+  double malformed_ratio = 0;  // fraction of scheduled sends replaced by malformed datagrams
+  std::uint64_t seed = 1;
+  std::size_t max_datagram = 1472;
+};
+
+inline constexpr double kMaxDurationS = 600;
+
+struct LoadgenReport {
+  double offered_rps = 0;
+  double measured_s = 0;        // the measured window actually run (shorter if interrupted)
+  std::uint64_t sent = 0;       // valid requests with an intended time in the window
+  std::uint64_t responses = 0;  // RESPONSE within the timeout
+  std::uint64_t busy = 0;
+  std::uint64_t errors = 0;
+  std::array<std::uint64_t, 16> errors_by_code{};  // by protocol::ErrorCode; 15 = unknown codes
+  std::uint64_t lost = 0;                          // no reply within the timeout (includes late replies)
+  std::uint64_t late = 0;                          // replies that came after the timeout (already counted as lost)
+  std::uint64_t invalid = 0;                       // datagrams that failed validate() or were REQUESTs
+  std::uint64_t unmatched = 0;                     // valid replies with an id we never sent or already answered
+  std::uint64_t malformed_replies = 0;             // answers to injected malformed datagrams
+  std::uint64_t trace_mismatch = 0;
+  std::uint64_t payload_mismatch = 0;
+  std::uint64_t send_errors = 0;
+  std::uint64_t malformed_sent = 0;
+  std::array<std::uint64_t, kMalformedKinds> malformed_by_kind{};
+  LatencyHistogram latency;   // RESPONSE round trips, from the intended send time
+  LatencyHistogram send_lag;  // how late the sender was against the schedule
+  unsigned threads = 0;
+
+  [[nodiscard]] double achieved_rps() const noexcept {
+    return measured_s > 0 ? static_cast<double>(responses) / measured_s : 0;
+  }
+  [[nodiscard]] double sent_rps() const noexcept { return measured_s > 0 ? static_cast<double>(sent) / measured_s : 0; }
+};
+
+enum class LoadgenError { invalid_options, socket_failed, interrupted };
+
+// Runs one load test; returns after warmup + duration + timeout at the latest.
+[[nodiscard]] Result<LoadgenReport, LoadgenError> run_loadgen(const LoadgenOptions& options,
+                                                              const std::atomic<bool>& stop_requested);
+
+}  // namespace axon::loadgen

@@ -1,0 +1,194 @@
+// axon-loadgen: command line, signal handling and the JSON/text report around the open-loop engine.
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "axon/loadgen/id_list.h"
+
+#include "loadgen.h"
+
+namespace {
+
+namespace p = axon::protocol;
+using axon::loadgen::LatencyHistogram;
+using axon::loadgen::LoadgenOptions;
+using axon::loadgen::LoadgenReport;
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_signal(int) {
+  g_stop.store(true);
+}
+
+double us(std::uint64_t ns) {
+  return static_cast<double>(ns) / 1e3;
+}
+
+nlohmann::json latency_json(const LatencyHistogram& h) {
+  return {{"count", h.count()},
+          {"min", us(h.min_ns())},
+          {"mean", h.mean_ns() / 1e3},
+          {"p50", us(h.percentile_ns(50))},
+          {"p90", us(h.percentile_ns(90))},
+          {"p99", us(h.percentile_ns(99))},
+          {"p99_9", us(h.percentile_ns(99.9))},
+          {"max", us(h.max_ns())}};
+}
+
+nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
+  nlohmann::json errors = nlohmann::json::object();
+  for (std::size_t c = 0; c < r.errors_by_code.size(); ++c) {
+    if (r.errors_by_code[c] == 0) continue;
+    errors[c < p::kErrorCodeCount ? p::to_string(static_cast<p::ErrorCode>(c)) : "other"] = r.errors_by_code[c];
+  }
+  nlohmann::json malformed = nlohmann::json::object();
+  for (std::size_t k = 0; k < r.malformed_by_kind.size(); ++k)
+    if (r.malformed_by_kind[k] != 0)
+      malformed[to_string(static_cast<axon::loadgen::MalformedKind>(k))] = r.malformed_by_kind[k];
+  return {
+      {"tool", "axon-loadgen"},
+      {"schema", 1},
+      {"options",
+       {{"target", o.target},
+        {"bind", o.bind},
+        {"rate", o.rate},
+        {"duration_s", o.duration_s},
+        {"warmup_s", o.warmup_s},
+        {"payload_bytes", o.payload_bytes},
+        {"tenants", o.tenants},
+        {"agents_count", o.agents.size()},
+        {"sessions", o.sessions},
+        {"priority", p::to_string(o.priority)},
+        {"deadline_us", o.deadline_us},
+        {"timeout_ms", o.timeout_ms},
+        {"threads", r.threads},
+        {"cpu_send", o.cpu_send},
+        {"cpu_recv", o.cpu_recv},
+        {"malformed_ratio", o.malformed_ratio},
+        {"seed", o.seed}}},
+      {"offered_rps", r.offered_rps},
+      {"sent_rps", r.sent_rps()},
+      {"achieved_rps", r.achieved_rps()},
+      {"measured_s", r.measured_s},
+      {"sent", r.sent},
+      {"replies", r.responses + r.busy + r.errors},
+      {"responses", r.responses},
+      {"busy", r.busy},
+      {"errors", r.errors},
+      {"errors_by_name", errors},
+      {"lost", r.lost},
+      {"late", r.late},
+      {"invalid", r.invalid},
+      {"unmatched", r.unmatched},
+      {"malformed_replies", r.malformed_replies},
+      {"trace_mismatch", r.trace_mismatch},
+      {"payload_mismatch", r.payload_mismatch},
+      {"send_errors", r.send_errors},
+      {"malformed_sent", r.malformed_sent},
+      {"malformed_by_kind", malformed},
+      {"latency_us", latency_json(r.latency)},
+      {"send_lag_us", latency_json(r.send_lag)},
+  };
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  LoadgenOptions o;
+  std::vector<std::string> tenant_specs{"1"}, agent_specs{"1"};
+  std::string json_file;
+  CLI::App app{"axon-loadgen: open-loop AXP load generator (Poisson arrivals, latency from the intended send time)",
+               "axon-loadgen"};
+  app.add_option("--target", o.target, "Server HOST[:PORT] ([v6]:PORT for IPv6)")->capture_default_str();
+  app.add_option("--rate", o.rate, "Offered load in requests/s")->capture_default_str();
+  app.add_option("--duration", o.duration_s, "Measured seconds (at most 600)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, axon::loadgen::kMaxDurationS));
+  app.add_option("--warmup", o.warmup_s, "Seconds of load before measuring")->capture_default_str();
+  app.add_option("--payload", o.payload_bytes, "Payload bytes per request")->capture_default_str();
+  app.add_option("--tenant", tenant_specs, "Tenant ids (repeatable; lists and ranges like 1,3-5)")
+      ->capture_default_str();
+  app.add_option("--agent", agent_specs, "Agent ids to spread requests over (repeatable; lists and ranges)")
+      ->capture_default_str();
+  app.add_option("--sessions", o.sessions, "Distinct session keys (0 = none)")->capture_default_str();
+  // Parsed as text so --help and errors name the choices; the callback converts it to the enum.
+  app.add_option_function<std::string>(
+         "--priority",
+         [&o](const std::string& name) {
+           o.priority = name == "background" ? p::Priority::background : p::Priority::interactive;
+         },
+         "interactive (default) or background")
+      ->check(CLI::IsMember({"interactive", "background"}));
+  app.add_option("--deadline-us", o.deadline_us, "Deadline budget in each request (0 = none)");
+  app.add_option("--timeout-ms", o.timeout_ms, "A request unanswered this long counts as lost")->capture_default_str();
+  app.add_option("--cpu-send", o.cpu_send, "Pin the sender (or the single thread) to this CPU");
+  app.add_option("--cpu-recv", o.cpu_recv, "Pin the receiver to this CPU");
+  app.add_option("--threads", o.threads, "2: separate sender and receiver; 1: one thread does both")
+      ->capture_default_str();
+  app.add_option("--json", json_file, "Write the report as JSON to this file");
+  app.add_flag("--live", o.live, "Print a line of figures every second");
+  app.add_option("--bind", o.bind, "Source address");
+  app.add_option("--malformed-ratio", o.malformed_ratio,
+                 "Fraction of sends replaced by malformed datagrams (not expected to be answered)");
+  app.add_option("--seed", o.seed, "Seed of the arrival schedule")->capture_default_str();
+  app.add_option("--max-datagram", o.max_datagram, "Largest datagram (path MTU budget)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  // One core for both roles means one thread: two threads would only take turns on it.
+  if (o.cpu_send >= 0 && o.cpu_send == o.cpu_recv) o.threads = 1;
+  auto expand = [](const std::vector<std::string>& specs, const char* what, std::vector<std::uint32_t>& out) {
+    out.clear();
+    for (const auto& s : specs) {
+      auto list = axon::loadgen::IdList::parse(s);
+      if (!list) {
+        std::fprintf(stderr, "axon-loadgen: --%s %s\n", what, list.message().c_str());
+        return false;
+      }
+      auto ids = list->expand();
+      out.insert(out.end(), ids.begin(), ids.end());
+    }
+    return true;
+  };
+  if (!expand(tenant_specs, "tenant", o.tenants) || !expand(agent_specs, "agent", o.agents)) return 2;
+
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  auto result = axon::loadgen::run_loadgen(o, g_stop);
+  if (!result) {
+    std::fprintf(stderr, "axon-loadgen: %s\n", result.message().c_str());
+    return 2;
+  }
+  const LoadgenReport& r = result.value();
+  nlohmann::json j = report_json(r, o);
+  if (!json_file.empty()) {
+    std::ofstream out(json_file);
+    out << j.dump(2) << '\n';
+    if (!out) {
+      std::fprintf(stderr, "axon-loadgen: cannot write %s\n", json_file.c_str());
+      return 1;
+    }
+  }
+  const auto& lat = r.latency;
+  std::printf(
+      "offered=%.0f/s sent=%.0f/s achieved=%.0f/s over %.1fs | ok=%llu busy=%llu errors=%llu lost=%llu late=%llu "
+      "invalid=%llu unmatched=%llu malformed_sent=%llu | latency us p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f max=%.1f | "
+      "sender lag p99=%.1fus\n",
+      r.offered_rps, r.sent_rps(), r.achieved_rps(), r.measured_s, static_cast<unsigned long long>(r.responses),
+      static_cast<unsigned long long>(r.busy), static_cast<unsigned long long>(r.errors),
+      static_cast<unsigned long long>(r.lost), static_cast<unsigned long long>(r.late),
+      static_cast<unsigned long long>(r.invalid), static_cast<unsigned long long>(r.unmatched),
+      static_cast<unsigned long long>(r.malformed_sent), us(lat.percentile_ns(50)), us(lat.percentile_ns(90)),
+      us(lat.percentile_ns(99)), us(lat.percentile_ns(99.9)), us(lat.max_ns()), us(r.send_lag.percentile_ns(99)));
+  if (r.trace_mismatch || r.payload_mismatch)
+    std::printf("WARNING: %llu replies did not echo the trace id, %llu did not echo the payload size\n",
+                static_cast<unsigned long long>(r.trace_mismatch), static_cast<unsigned long long>(r.payload_mismatch));
+  return 0;
+}

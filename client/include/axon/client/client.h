@@ -1,0 +1,173 @@
+// axon::client: a blocking AXP client over one UDP socket (IPv4 or IPv6), for tools, tests and
+// applications that talk to the appliance. docs/protocol.md is the wire contract.
+//
+// One Client owns one connected UDP socket. connect() makes the kernel drop datagrams from any
+// other peer and report ICMP port-unreachable as ECONNREFUSED, so "nothing listens there" is an
+// immediate error instead of a timeout. Not thread-safe: one thread per Client.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "axon/common/result.h"
+#include "axon/protocol/axp.h"
+
+namespace axon::client {
+
+enum class ClientError {
+  invalid_argument,    // bad host, port, option or payload size
+  resolve_failed,      // getaddrinfo found no usable address
+  socket_failed,       // socket(), bind() or connect() failed
+  send_failed,         // the kernel refused the datagram
+  connection_refused,  // ICMP port unreachable: nothing listens on the server address
+  receive_failed,      // recv() failed for another reason
+  timeout,             // no matching reply within the time budget
+};
+
+[[nodiscard]] const char* to_string(ClientError error) noexcept;
+
+struct ClientOptions {
+  // Source address to bind to (numeric, v4 or v6); empty lets the kernel choose.
+  std::string bind_address;
+  // Largest datagram this client sends. The default is the IPv4 budget of a 1500-byte Ethernet
+  // path (docs/protocol.md §1): AXP has no IP fragmentation, so a larger datagram would be
+  // dropped by the appliance. Raise it only for paths known to carry more (loopback).
+  std::size_t max_datagram_bytes = 1472;
+  // Receive buffer (SO_RCVBUF) in bytes; 0 keeps the kernel default.
+  int receive_buffer_bytes = 0;
+};
+
+// A W3C trace context: the trace this request belongs to and the caller's current span.
+struct TraceContext {
+  protocol::TraceId trace_id{};
+  protocol::SpanId span_id{};
+  std::uint8_t flags = protocol::kTraceSampled;
+
+  // A new trace with a random trace id and a random root span.
+  [[nodiscard]] static TraceContext generate(bool sampled = true) noexcept;
+  [[nodiscard]] std::string traceparent() const { return protocol::to_traceparent(trace_id, span_id, flags); }
+};
+
+struct RequestOptions {
+  std::uint32_t tenant = 0;
+  std::uint32_t agent = 0;
+  std::uint64_t session_key = 0;  // 0 = no sticky routing
+  protocol::Priority priority = protocol::Priority::interactive;
+  std::uint32_t deadline_us = 0;  // 0 = no deadline
+  // nullopt sends no trace context (all-zero ids); TraceContext::generate() starts a new trace.
+  std::optional<TraceContext> trace;
+};
+
+struct CallOptions {
+  // Total time budget of the call, including BUSY retries and the waits between them.
+  std::chrono::milliseconds timeout{1000};
+  // How many times a BUSY reply is retried (after its retry_after_us) before it is returned.
+  unsigned busy_retries = 0;
+};
+
+// What a send_request() put on the wire; identifies the reply to wait for.
+struct SentRequest {
+  std::uint64_t request_id = 0;
+  std::optional<TraceContext> trace;
+  std::uint64_t sent_ns = 0;  // CLOCK_MONOTONIC
+};
+
+struct Reply {
+  protocol::MessageType type = protocol::MessageType::response;
+  protocol::ErrorCode error_code = protocol::ErrorCode::none;
+  std::uint32_t retry_after_us = 0;
+  std::vector<std::uint8_t> payload;
+  std::uint64_t request_id = 0;       // echoed by the server
+  protocol::TraceId trace_id{};       // echoed by the server
+  protocol::SpanId span_id{};         // the responder's new span (child of parent_span_id)
+  protocol::SpanId parent_span_id{};  // the span this client sent
+  std::uint8_t trace_flags = 0;
+  std::uint64_t rtt_ns = 0;  // from the last send of this request to this reply
+  unsigned attempts = 1;     // sends, including BUSY retries
+  protocol::Header header;   // the full decoded reply header
+
+  [[nodiscard]] bool ok() const noexcept { return type == protocol::MessageType::response; }
+  [[nodiscard]] bool has_trace() const noexcept { return protocol::is_valid_trace_id(trace_id); }
+  // The responder's span as a traceparent, or "" when the reply carries no trace context.
+  [[nodiscard]] std::string traceparent() const;
+};
+
+// Datagrams this client saw and did not hand to a caller.
+struct ClientCounters {
+  std::uint64_t sent = 0;
+  std::uint64_t replies = 0;    // matched and returned
+  std::uint64_t invalid = 0;    // failed protocol::validate(), or not a reply type
+  std::uint64_t unmatched = 0;  // valid, but no outstanding request has that id (late or foreign)
+  std::uint64_t timeouts = 0;
+};
+
+class Client {
+ public:
+  // Resolves host (name or numeric v4/v6) and connects a UDP socket to host:port.
+  [[nodiscard]] static Result<Client, ClientError> open(const std::string& host, std::uint16_t port,
+                                                        const ClientOptions& options = {});
+
+  Client(Client&& other) noexcept;
+  Client& operator=(Client&& other) noexcept;
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  ~Client();
+
+  // Sends one single-segment REQUEST and returns without waiting; pair with wait_reply().
+  [[nodiscard]] Result<SentRequest, ClientError> send_request(const RequestOptions& request,
+                                                              std::span<const std::uint8_t> payload);
+
+  // Waits for the reply to `sent`, discarding (and counting) anything else that arrives. On
+  // timeout the request stops being outstanding, so a late reply is counted as unmatched.
+  [[nodiscard]] Result<Reply, ClientError> wait_reply(const SentRequest& sent, std::chrono::nanoseconds timeout);
+
+  // send_request() + wait_reply(), retrying BUSY replies as CallOptions allows. A BUSY or ERROR
+  // reply is a successful call: the caller inspects Reply::type.
+  [[nodiscard]] Result<Reply, ClientError> call(const RequestOptions& request, std::span<const std::uint8_t> payload,
+                                                const CallOptions& options = {});
+
+  [[nodiscard]] const ClientCounters& counters() const noexcept { return counters_; }
+  // The peer as "addr:port" ("[addr]:port" for IPv6), for messages.
+  [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+
+ private:
+  Client(int fd, std::string peer, const ClientOptions& options);
+
+  struct Outstanding {
+    std::uint64_t sent_ns = 0;
+    protocol::SpanId span_id{};
+  };
+
+  // Reads datagrams until the reply for `request_id` arrives or `deadline_ns` passes.
+  Result<Reply, ClientError> receive_until(std::uint64_t request_id, std::uint64_t deadline_ns);
+  Result<SentRequest, ClientError> transmit(const RequestOptions& request, std::span<const std::uint8_t> payload,
+                                            std::uint64_t request_id);
+
+  int fd_ = -1;
+  std::string peer_;
+  ClientOptions options_;
+  std::uint64_t next_request_id_ = 0;
+  std::unordered_map<std::uint64_t, Outstanding> outstanding_;
+  // Replies that arrived for another outstanding request while waiting for one: kept so callers
+  // may pipeline several send_request()s and collect them in any order.
+  std::unordered_map<std::uint64_t, Reply> arrived_;
+  std::vector<std::uint8_t> tx_buffer_;
+  std::vector<std::uint8_t> rx_buffer_;
+  ClientCounters counters_;
+};
+
+// "host", "host:port", "[v6]" or "[v6]:port" into host and port; the port defaults to
+// `default_port`. Used by axonctl and the benchmarks so every tool reads addresses alike.
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+[[nodiscard]] Result<HostPort, ClientError> parse_host_port(const std::string& text, std::uint16_t default_port);
+
+}  // namespace axon::client
