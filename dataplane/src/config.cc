@@ -36,19 +36,19 @@ class TableReader {
     const toml::node* node = table_.get(key);
     if (node == nullptr || error) return false;
     if constexpr (std::is_same_v<T, std::string>) {
-      if (auto v = node->value<std::string>()) {
+      if (auto v = node->value_exact<std::string>()) {
         out = *v;
         return true;
       }
       return wrong(*node, key, "a string");
     } else if constexpr (std::is_same_v<T, bool>) {
-      if (auto v = node->value<bool>()) {
+      if (auto v = node->value_exact<bool>()) {
         out = *v;
         return true;
       }
       return wrong(*node, key, "true or false");
     } else {
-      auto v = node->value<std::int64_t>();
+      auto v = node->value_exact<std::int64_t>();
       if (!v || *v < std::int64_t(std::numeric_limits<T>::min()) || *v > std::int64_t(std::numeric_limits<T>::max())) {
         return wrong(*node, key, "an integer in [" + std::to_string(std::numeric_limits<T>::min()) + ", " +
                                      std::to_string(std::numeric_limits<T>::max()) + "]");
@@ -68,11 +68,11 @@ class TableReader {
     std::vector<T> values;
     for (const toml::node& element : *array) {
       if constexpr (std::is_same_v<T, std::string>) {
-        auto v = element.value<std::string>();
+        auto v = element.value_exact<std::string>();
         if (!v) return wrong(element, key, "an array of strings");
         values.push_back(*v);
       } else {
-        auto v = element.value<std::int64_t>();
+        auto v = element.value_exact<std::int64_t>();
         if (!v || *v < std::int64_t(std::numeric_limits<T>::min()) ||
             *v > std::int64_t(std::numeric_limits<T>::max())) {
           return wrong(element, key, "an array of integers in range");
@@ -99,7 +99,8 @@ class TableReader {
   void invalid(const char* key, const std::string& what) {
     if (error) return;
     const toml::node* node = table_.get(key);
-    std::string where = node != nullptr ? where_of(file_, *node) : file_;
+    // An absent key (e.g. a burst missing beside rate_pps) is reported at its table's line.
+    std::string where = node != nullptr ? where_of(file_, *node) : where_of(file_, table_);
     error = fail(ConfigError::invalid_value, where, "[" + name_ + "] " + key + ": " + what);
   }
 

@@ -290,6 +290,7 @@ void Daemon::accept_worker(Listener& listener) {
   close(fd);
   if (slot.stats != nullptr) slot.stats->pid.store(cred->pid, std::memory_order_relaxed);
   slot.state.store(std::uint32_t(WorkerSlotState::alive), std::memory_order_release);
+  if (slot.stats != nullptr) slot.stats->state.store(std::uint32_t(WorkerSlotState::alive), std::memory_order_release);
   AXON_LOG_INFO(kLog, "worker '%s' attached: pid %d, uid %u, segment generation %llu", slot.name.c_str(),
                 int(cred->pid), unsigned(cred->uid), static_cast<unsigned long long>(message.generation));
 }
@@ -363,6 +364,9 @@ void Daemon::control_loop() {
       WorkerSlot& slot = *shared_->workers[index];
       // The owner lcore reclaims on its next housekeeping tick and sets the slot vacant.
       slot.state.store(std::uint32_t(WorkerSlotState::dying), std::memory_order_release);
+      if (slot.stats != nullptr) {
+        slot.stats->state.store(std::uint32_t(WorkerSlotState::dying), std::memory_order_release);
+      }
     }
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
       if (fds[2 + i].revents & POLLIN) accept_worker(listeners_[i]);

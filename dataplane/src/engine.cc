@@ -375,7 +375,10 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
     for (std::uint32_t i = 0; i < n; ++i) {
       const shm::Completion& c = completions[i];
       ReplyContext& ctx = slot.contexts[c.request_buffer];
-      if (ctx.has_deadline && ctx.live && staging_[local]->deadlines_live > 0) --staging_[local]->deadlines_live;
+      // A request the deadline sweep already answered was taken off the count then.
+      if (ctx.has_deadline && ctx.live && !ctx.answered && staging_[local]->deadlines_live > 0) {
+        --staging_[local]->deadlines_live;
+      }
       if (ctx.answered) {
         count(stats_.late_replies);
       } else if (ctx.has_deadline && now > ctx.deadline_ns) {
@@ -395,7 +398,12 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
       ctx.live = 0;
       slot.channel->finish(c);
     }
-    if (n > 0 && slot.stats != nullptr) count(slot.stats->completed, n);
+    if (n > 0) {
+      // Loaned buffers came back with these replies: restock now rather than at the next
+      // housekeeping tick, or a busy worker runs out and falls back to in-place replies.
+      slot.channel->refill_loans();
+      if (slot.stats != nullptr) count(slot.stats->completed, n);
+    }
     work += n;
     if (slot.channel->worker_misbehaved() && slot.stats != nullptr) {
       // Impossible ring indices: the worker is broken or hostile. Kill it; the death
@@ -421,11 +429,16 @@ void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
     count(slot.stats->deaths);
     slot.stats->generation.store(slot.channel->generation(), std::memory_order_relaxed);
     slot.stats->pid.store(0, std::memory_order_relaxed);
+    // Housekeeping samples these only for live slots: publish the reclaimed state now.
+    slot.stats->depth.store(slot.channel->request_depth(), std::memory_order_relaxed);
+    slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
+    slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
   }
   AXON_LOG_WARN("engine", "worker '%s' died: %u in-flight request(s) answered with ERROR worker_failed; every "
                 "buffer reclaimed (%u free, %u restocked as loans for the next worker)", slot.name.c_str(), lost,
                 slot.channel->free_buffers(), slot.channel->total_buffers() - slot.channel->free_buffers());
   slot.state.store(std::uint32_t(WorkerSlotState::vacant), std::memory_order_release);
+  if (slot.stats != nullptr) slot.stats->state.store(std::uint32_t(WorkerSlotState::vacant), std::memory_order_release);
 }
 
 void Lcore::housekeeping(std::uint64_t now) noexcept {

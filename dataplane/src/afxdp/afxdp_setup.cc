@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "afxdp/afxdp_port.h"
+#include "axon/common/clock.h"
 #include "axon/common/log.h"
 
 #ifndef SO_PREFER_BUSY_POLL
@@ -92,12 +93,29 @@ Result<std::unique_ptr<Port>, PortError> open_af_xdp_port(const AfXdpOptions& op
   socket_config.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
   socket_config.xdp_flags = XDP_FLAGS_DRV_MODE;
   const bool try_zero_copy = options.zero_copy != AfXdpOptions::ZeroCopy::disabled;
+  // The kernel releases a closed AF_XDP socket's hold on its queue asynchronously (after an
+  // RCU grace period, from a workqueue), so a data plane restarted right after its
+  // predecessor exited can find the queue still busy for a moment: wait that out, bounded.
+  const std::uint64_t busy_deadline = monotonic_ns() + 5'000'000'000ull;
+  bool busy_logged = false;
+  auto create_socket = [&](std::uint32_t bind_flags) {
+    socket_config.bind_flags = bind_flags;
+    for (;;) {
+      int result = xsk_socket__create(&port->xsk_, options.interface.c_str(), options.queue, port->umem_, &port->rx_,
+                                      &port->tx_, &socket_config);
+      if (result != -EBUSY || monotonic_ns() >= busy_deadline) return result;
+      if (!busy_logged) {
+        AXON_LOG_INFO("afxdp", "%s queue %u is busy (a previous AF_XDP socket still being released?); retrying",
+                      options.interface.c_str(), options.queue);
+        busy_logged = true;
+      }
+      usleep(10'000);
+    }
+  };
   std::string mode = "copy";
   int rc = -EOPNOTSUPP;
   if (try_zero_copy) {
-    socket_config.bind_flags = XDP_USE_NEED_WAKEUP | XDP_ZEROCOPY;
-    rc = xsk_socket__create(&port->xsk_, options.interface.c_str(), options.queue, port->umem_, &port->rx_, &port->tx_,
-                            &socket_config);
+    rc = create_socket(XDP_USE_NEED_WAKEUP | XDP_ZEROCOPY);
     if (rc == 0) mode = "zero-copy";
   }
   if (rc != 0) {
@@ -109,9 +127,7 @@ Result<std::unique_ptr<Port>, PortError> open_af_xdp_port(const AfXdpOptions& op
       AXON_LOG_INFO("afxdp", "%s queue %u: zero copy unavailable (%s), using copy mode", options.interface.c_str(),
                     options.queue, std::strerror(-rc));
     }
-    socket_config.bind_flags = XDP_USE_NEED_WAKEUP | XDP_COPY;
-    rc = xsk_socket__create(&port->xsk_, options.interface.c_str(), options.queue, port->umem_, &port->rx_, &port->tx_,
-                            &socket_config);
+    rc = create_socket(XDP_USE_NEED_WAKEUP | XDP_COPY);
     if (rc != 0) {
       return fail(PortError::socket_failed, "AF_XDP socket on " + options.interface + " queue " +
                                                 std::to_string(options.queue) + " failed: " + std::strerror(-rc) +

@@ -1,0 +1,302 @@
+// parse_config / load_config: a complete valid file, defaults, and every error kind, each
+// with the file name and the line of the offending entry in its message.
+#include "axon/dataplane/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace axon::dataplane {
+namespace {
+
+constexpr const char* kName = "test.toml";
+
+const char* kValid = R"(# a complete configuration
+[dataplane]
+interface = "eth9"
+backend = "xdp"
+queues = [0, 1]
+cores = [2, 3]
+numa_node = "auto"
+ports = [7400, 7401]
+run_dir = "/tmp/axon-run"
+drain_timeout_ms = 1500
+busy_retry_after_us = 250
+housekeeping_us = 100
+
+[xdp]
+zero_copy = "off"
+frame_size = 2048
+frames = 512
+busy_poll = false
+enforce_allowlist = true
+enforce_rate = true
+
+[shm]
+request_capacity = 256
+reply_capacity = 128
+loan_capacity = 32
+small_buffer_size = 1024
+small_buffer_count = 512
+large_buffer_size = 65536
+large_buffer_count = 8
+
+[[tenants]]
+id = 1
+name = "acme"
+rate_pps = 1000
+burst = 100
+prefixes = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+
+[[tenants]]
+id = 2
+
+[[workers]]
+name = "echo-0"
+
+[[workers]]
+name = "echo.1_x"
+
+[[agents]]
+id = 7
+tenant = 1
+name = "echo"
+workers = ["echo-0", "echo.1_x"]
+
+[[agents]]
+id = 8
+tenant = 2
+workers = ["echo.1_x"]
+)";
+
+// The minimal file: [dataplane] interface, one worker.
+std::string minimal(const std::string& dataplane_extra = "", const std::string& rest = "") {
+  return "[dataplane]\ninterface = \"eth0\"\n" + dataplane_extra + "\n[[workers]]\nname = \"w\"\n" + rest;
+}
+
+// Expects a failure of `code` whose message starts with "test.toml:<line>:".
+void expect_error_at(const std::string& text, ConfigError code, int line, const std::string& fragment = "") {
+  auto result = parse_config(text, kName);
+  ASSERT_FALSE(result.ok()) << "accepted:\n" << text;
+  EXPECT_EQ(result.code(), code) << result.message();
+  const std::string prefix = std::string(kName) + ":" + std::to_string(line) + ":";
+  EXPECT_EQ(result.message().rfind(prefix, 0), 0u) << "expected '" << prefix << "...', got: " << result.message();
+  if (!fragment.empty()) {
+    EXPECT_NE(result.message().find(fragment), std::string::npos) << result.message();
+  }
+}
+
+TEST(DataplaneConfig, CompleteFileParsesEveryField) {
+  auto result = parse_config(kValid, kName);
+  ASSERT_TRUE(result.ok()) << result.message();
+  const DataplaneConfig& c = result.value();
+  EXPECT_EQ(c.source_path, kName);
+  EXPECT_EQ(c.interface, "eth9");
+  EXPECT_EQ(c.backend, "xdp");
+  EXPECT_EQ(c.queues, (std::vector<std::uint32_t>{0, 1}));
+  EXPECT_EQ(c.cores, (std::vector<int>{2, 3}));
+  EXPECT_EQ(c.numa_node, -1);
+  EXPECT_EQ(c.ports, (std::vector<std::uint16_t>{7400, 7401}));
+  EXPECT_EQ(c.run_dir, "/tmp/axon-run");
+  EXPECT_EQ(c.drain_timeout_ms, 1500u);
+  EXPECT_EQ(c.busy_retry_after_us, 250u);
+  EXPECT_EQ(c.housekeeping_us, 100u);
+  EXPECT_EQ(c.xdp.zero_copy, ZeroCopy::disabled);
+  EXPECT_EQ(c.xdp.frame_size, 2048u);
+  EXPECT_EQ(c.xdp.frames, 512u);
+  EXPECT_FALSE(c.xdp.busy_poll);
+  EXPECT_TRUE(c.xdp.enforce_allowlist);
+  EXPECT_TRUE(c.xdp.enforce_rate);
+  EXPECT_EQ(c.geometry.request_capacity, 256u);
+  EXPECT_EQ(c.geometry.reply_capacity, 128u);
+  EXPECT_EQ(c.geometry.loan_capacity, 32u);
+  EXPECT_EQ(c.geometry.small_buffer_size, 1024u);
+  EXPECT_EQ(c.geometry.small_buffer_count, 512u);
+  EXPECT_EQ(c.geometry.large_buffer_size, 65536u);
+  EXPECT_EQ(c.geometry.large_buffer_count, 8u);
+  ASSERT_EQ(c.tenants.size(), 2u);
+  EXPECT_EQ(c.tenants[0].id, 1u);
+  EXPECT_EQ(c.tenants[0].name, "acme");
+  EXPECT_EQ(c.tenants[0].rate_pps, 1000u);
+  EXPECT_EQ(c.tenants[0].burst, 100u);
+  EXPECT_EQ(c.tenants[0].prefixes, (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32", "192.0.2.7"}));
+  EXPECT_EQ(c.tenants[1].rate_pps, 0u);
+  ASSERT_EQ(c.workers.size(), 2u);
+  EXPECT_EQ(c.workers[1].name, "echo.1_x");
+  ASSERT_EQ(c.agents.size(), 2u);
+  EXPECT_EQ(c.agents[0].id, 7u);
+  EXPECT_EQ(c.agents[0].tenant, 1u);
+  EXPECT_EQ(c.agents[0].name, "echo");
+  EXPECT_EQ(c.agents[0].workers, (std::vector<std::string>{"echo-0", "echo.1_x"}));
+  EXPECT_EQ(c.agents[1].workers, (std::vector<std::string>{"echo.1_x"}));
+}
+
+TEST(DataplaneConfig, MinimalFileTakesTheDefaults) {
+  auto result = parse_config(minimal(), kName);
+  ASSERT_TRUE(result.ok()) << result.message();
+  const DataplaneConfig& c = result.value();
+  const DataplaneConfig d;
+  EXPECT_EQ(c.interface, "eth0");
+  EXPECT_EQ(c.queues, d.queues);
+  EXPECT_EQ(c.cores, d.cores);
+  EXPECT_EQ(c.ports, (std::vector<std::uint16_t>{7400}));
+  EXPECT_EQ(c.run_dir, d.run_dir);
+  EXPECT_EQ(c.xdp.zero_copy, ZeroCopy::automatic);
+  EXPECT_EQ(c.xdp.frame_size, d.xdp.frame_size);
+  EXPECT_FALSE(c.xdp.enforce_allowlist);
+  EXPECT_FALSE(c.xdp.enforce_rate);
+  EXPECT_EQ(c.geometry.request_capacity, d.geometry.request_capacity);
+  EXPECT_TRUE(c.tenants.empty());
+  EXPECT_TRUE(c.agents.empty());
+  ASSERT_EQ(c.workers.size(), 1u);
+}
+
+TEST(DataplaneConfig, NumaNodeTakesANumberOrAuto) {
+  auto numbered = parse_config(minimal("numa_node = 1\n"), kName);
+  ASSERT_TRUE(numbered.ok()) << numbered.message();
+  EXPECT_EQ(numbered->numa_node, 1);
+  expect_error_at(minimal("numa_node = \"near\"\n"), ConfigError::invalid_value, 3, "numa_node");
+}
+
+TEST(DataplaneConfig, ZeroCopyModes) {
+  for (auto [text, mode] : {std::pair{"auto", ZeroCopy::automatic}, std::pair{"on", ZeroCopy::required},
+                            std::pair{"off", ZeroCopy::disabled}}) {
+    auto r = parse_config(minimal("", std::string("[xdp]\nzero_copy = \"") + text + "\"\n"), kName);
+    ASSERT_TRUE(r.ok()) << r.message();
+    EXPECT_EQ(r->xdp.zero_copy, mode) << text;
+  }
+  // line 6: [dataplane], interface, (blank), [[workers]], name, then [xdp] is line 6, zero_copy line 7
+  expect_error_at(minimal("", "[xdp]\nzero_copy = \"sometimes\"\n"), ConfigError::invalid_value, 7, "zero_copy");
+}
+
+TEST(DataplaneConfig, SyntaxErrorNamesLineAndColumn) {
+  expect_error_at("[dataplane]\ninterface = \"eth0\"\nqueues = [0,\n", ConfigError::parse_error, 3);
+  expect_error_at("[dataplane]\ninterface = \"eth0\nqueues = [0]\n", ConfigError::parse_error, 2);
+  expect_error_at("[dataplane]\ninterface = \"eth0\"\ninterface = \"eth1\"\n", ConfigError::parse_error, 3);
+}
+
+TEST(DataplaneConfig, UnknownSectionAndUnknownKeysAreErrors) {
+  expect_error_at(minimal("", "\n[extra]\nx = 1\n"), ConfigError::unknown_key, 7, "unknown section 'extra'");
+  expect_error_at(minimal("intreface = \"eth1\"\n"), ConfigError::unknown_key, 3, "unknown key 'intreface'");
+  expect_error_at(minimal("", "[xdp]\nframes = 1024\nzerocopy = \"on\"\n"), ConfigError::unknown_key, 8,
+                  "unknown key 'zerocopy' in [xdp]");
+  expect_error_at(minimal("", "[shm]\nrequest_capacity = 64\nring_size = 64\n"), ConfigError::unknown_key, 8,
+                  "'ring_size' in [shm]");
+  expect_error_at(minimal("", "[[tenants]]\nid = 1\nrate = 5\n"), ConfigError::unknown_key, 8, "'rate' in [tenants]");
+  expect_error_at(minimal("", "[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\nweight = 2\n"),
+                  ConfigError::unknown_key, 10, "'weight' in [agents]");
+}
+
+TEST(DataplaneConfig, MissingFieldsAreNamed) {
+  {
+    auto r = parse_config("[xdp]\nframes = 1024\n", kName);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.code(), ConfigError::missing_field);
+    EXPECT_NE(r.message().find(kName), std::string::npos);
+    EXPECT_NE(r.message().find("[dataplane]"), std::string::npos) << r.message();
+  }
+  // The [dataplane] table is on line 2.
+  expect_error_at("# no interface\n[dataplane]\nqueues = [0]\n\n[[workers]]\nname = \"w\"\n",
+                  ConfigError::missing_field, 2, "needs 'interface'");
+  {
+    auto r = parse_config("[dataplane]\ninterface = \"eth0\"\n", kName);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.code(), ConfigError::missing_field);
+    EXPECT_NE(r.message().find("[[workers]]"), std::string::npos) << r.message();
+  }
+  expect_error_at(minimal("", "\n[[tenants]]\nname = \"x\"\n"), ConfigError::missing_field, 7, "needs 'id'");
+  expect_error_at(minimal("", "\n[[workers]]\n\n"), ConfigError::missing_field, 7, "needs 'name'");
+  expect_error_at(minimal("", "\n[[agents]]\nid = 3\ntenant = 1\n"), ConfigError::missing_field, 7, "needs 'workers'");
+}
+
+TEST(DataplaneConfig, InvalidValuesNameTheirLine) {
+  expect_error_at(minimal("backend = \"dpdk\"\n"), ConfigError::invalid_value, 3, "backend");
+  expect_error_at(minimal("queues = []\n"), ConfigError::invalid_value, 3, "queues");
+  expect_error_at(minimal("queues = [0, 1]\ncores = [1]\n"), ConfigError::invalid_value, 4, "one core per queue");
+  expect_error_at(minimal("ports = [0]\n"), ConfigError::invalid_value, 3, "port 0");
+  expect_error_at(minimal("ports = [1, 2, 3, 4, 5]\n"), ConfigError::invalid_value, 3, "1 to 4");
+  expect_error_at(minimal("ports = [70000]\n"), ConfigError::invalid_value, 3, "ports");
+  expect_error_at(minimal("housekeeping_us = 0\n"), ConfigError::invalid_value, 3, "housekeeping_us");
+  expect_error_at(minimal("drain_timeout_ms = -5\n"), ConfigError::invalid_value, 3, "drain_timeout_ms");
+  expect_error_at(minimal("drain_timeout_ms = \"soon\"\n"), ConfigError::invalid_value, 3, "an integer");
+  expect_error_at("[dataplane]\ninterface = \"an-interface-name-too-long\"\n\n[[workers]]\nname = \"w\"\n",
+                  ConfigError::invalid_value, 2, "1-15 characters");
+  expect_error_at(minimal("", "[xdp]\nframe_size = 1000\n"), ConfigError::invalid_value, 7, "2048 or 4096");
+  expect_error_at(minimal("", "[xdp]\nframes = 1000\n"), ConfigError::invalid_value, 7, "power of two");
+  // Types are exact: no integer-as-boolean, boolean-as-integer or float-as-integer.
+  expect_error_at(minimal("", "[xdp]\nbusy_poll = 1\n"), ConfigError::invalid_value, 7, "true or false");
+  expect_error_at(minimal("drain_timeout_ms = true\n"), ConfigError::invalid_value, 3, "an integer");
+  expect_error_at(minimal("", "[xdp]\nframes = 1024.0\n"), ConfigError::invalid_value, 7, "an integer");
+  expect_error_at(minimal("ports = [7400.0]\n"), ConfigError::invalid_value, 3, "integers");
+  expect_error_at(minimal("run_dir = 5\n"), ConfigError::invalid_value, 3, "a string");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nrate_pps = 10\n"), ConfigError::invalid_value, 7, "set a burst");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nprefixes = [\"10.0.0.0/33\"]\n"), ConfigError::invalid_value, 9,
+                  "not an IPv4/IPv6 prefix");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nprefixes = [\"example.com\"]\n"), ConfigError::invalid_value, 9,
+                  "not an IPv4/IPv6 prefix");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\n\n[[tenants]]\nid = 1\n"), ConfigError::invalid_value, 11,
+                  "unique");
+  expect_error_at(minimal("", "\n[[workers]]\nname = \"w\"\n"), ConfigError::invalid_value, 8, "unique");
+  expect_error_at(minimal("", "\n[[workers]]\nname = \"a b\"\n"), ConfigError::invalid_value, 8, "[A-Za-z0-9._-]");
+  expect_error_at(minimal("", "\n[[agents]]\nid = 1\ntenant = 0\nworkers = []\n"), ConfigError::invalid_value, 10,
+                  "1-64 workers");
+  expect_error_at(
+      minimal("",
+              "\n[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\n\n[[agents]]\nid = 1\ntenant = 0\nworkers = "
+              "[\"w\"]\n"),
+      ConfigError::invalid_value, 13, "unique");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\n\n[[agents]]\nid = 1\ntenant = 2\nworkers = [\"w\"]\n"),
+                  ConfigError::invalid_value, 12, "tenant 2 is not declared");
+  // [shm] geometry is checked as a whole, reported at the table.
+  expect_error_at(minimal("", "[shm]\nrequest_capacity = 3\n"), ConfigError::invalid_value, 6, "powers of two");
+  // A section that must be an array of tables.
+  expect_error_at(minimal("", "\n[agents]\nid = 1\n"), ConfigError::invalid_value, 7, "[[agents]]");
+}
+
+TEST(DataplaneConfig, AgentNamingAnUndeclaredWorkerIsAnUnknownReference) {
+  expect_error_at(minimal("", "\n[[agents]]\nid = 4\ntenant = 0\nworkers = [\"w\", \"ghost\"]\n"),
+                  ConfigError::unknown_reference, 7, "worker 'ghost'");
+}
+
+TEST(DataplaneConfig, LoadConfigReadsAFileAndNamesIt) {
+  char path[] = "/tmp/axon-config-test-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    std::ofstream out(path);
+    out << minimal("queues = [0]\ncores = [0]\nbogus = 1\n");
+  }
+  auto bad = load_config(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.code(), ConfigError::unknown_key);
+  EXPECT_EQ(bad.message().rfind(std::string(path) + ":5:", 0), 0u) << bad.message();
+  {
+    std::ofstream out(path);
+    out << kValid;
+  }
+  auto good = load_config(path);
+  ASSERT_TRUE(good.ok()) << good.message();
+  EXPECT_EQ(good->source_path, path);
+  std::remove(path);
+
+  auto missing = load_config("/nonexistent/axon.toml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.code(), ConfigError::io_error);
+  EXPECT_NE(missing.message().find("/nonexistent/axon.toml"), std::string::npos) << missing.message();
+}
+
+// The annotated example in deploy/ is the documentation of this schema: it must stay valid.
+TEST(DataplaneConfig, TheAnnotatedExampleParses) {
+  std::ifstream probe(AXON_EXAMPLE_CONFIG);
+  if (!probe) GTEST_SKIP() << AXON_EXAMPLE_CONFIG << " not present";
+  auto result = load_config(AXON_EXAMPLE_CONFIG);
+  ASSERT_TRUE(result.ok()) << result.message();
+  EXPECT_FALSE(result->workers.empty());
+  EXPECT_FALSE(result->agents.empty());
+}
+
+}  // namespace
+}  // namespace axon::dataplane

@@ -1,0 +1,309 @@
+// Support for the data plane integration tests: a namespace + veth pair of the test's own,
+// the real axon-dataplane and echo_worker processes, a read-only view of the stats file, an
+// AXP client whose socket lives inside the namespace, and raw frame crafting.
+//
+// Every resource is RAII and owned by the test that made it: processes are killed by pid and
+// reaped, the namespace (and with it the veth pair and any XDP program on it) is deleted, and
+// children carry PR_SET_PDEATHSIG so a crashed test binary leaves no daemon running.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "axon/dataplane/stats.h"
+#include "axon/protocol/axp.h"
+
+namespace axon::dataplane::it {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// How long to wait for something that normally takes milliseconds. Generous on purpose: the
+// machine is shared and a starved process must not read as a broken data plane; a passing test
+// never waits this long (every wait ends as soon as its condition holds).
+inline constexpr std::chrono::milliseconds kPatience = 15s;
+
+// Polls cond every ~2 ms until it holds or timeout passes; returns whether it held.
+template <typename F>
+bool eventually(F&& cond, std::chrono::milliseconds timeout = kPatience) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (cond()) return true;
+    if (Clock::now() >= deadline) return cond();
+    std::this_thread::sleep_for(2ms);
+  }
+}
+
+// Runs argv (argv[0] looked up in PATH) and returns its exit status; output gets stdout+stderr.
+int run_command(const std::vector<std::string>& argv, std::string* output = nullptr);
+
+// Runs fn on a short-lived thread that entered the namespace first (setns). Sockets created
+// there stay in the namespace for their whole life, whichever thread uses them later.
+bool in_netns(const std::string& ns, const std::function<void()>& fn, std::string* error = nullptr);
+
+// A network namespace with a veth pair: root end `root_if` (where the data plane attaches),
+// namespace end `ns_if` (the client side). Addresses: 10.199.X.1/30 and .2/30, and, when the
+// kernel takes them, fd99:199:X::1/64 and ::2/64 (nodad).
+class TestNetwork {
+ public:
+  static std::unique_ptr<TestNetwork> create(std::string& error);
+  ~TestNetwork();
+  TestNetwork(const TestNetwork&) = delete;
+  TestNetwork& operator=(const TestNetwork&) = delete;
+
+  // Deletes namespaces of this test binary's naming scheme (axit-<pid>) whose process is gone.
+  static void remove_leftovers();
+
+  // A socket created inside the namespace (SOCK_CLOEXEC added), or -1.
+  [[nodiscard]] int socket_in_ns(int domain, int type, int protocol) const;
+
+  std::string ns;
+  std::string root_if;
+  std::string ns_if;
+  int root_ifindex = 0;
+  int ns_ifindex = 0;  // inside the namespace
+  std::array<std::uint8_t, 6> root_mac{};
+  std::array<std::uint8_t, 6> ns_mac{};
+  std::string root_ip4, ns_ip4, prefix4;  // prefix4: the /30 that holds both ends
+  in_addr root_addr4{}, ns_addr4{};
+  bool has_ipv6 = false;
+  std::string root_ip6, ns_ip6;
+  in6_addr root_addr6{}, ns_addr6{};
+
+ private:
+  TestNetwork() = default;
+  bool created_ = false;
+};
+
+// Read-only view of <run_dir>/dataplane.stats.
+class StatsReader {
+ public:
+  static std::unique_ptr<StatsReader> open(const std::string& path, std::string* error = nullptr);
+  ~StatsReader();
+  StatsReader(const StatsReader&) = delete;
+  StatsReader& operator=(const StatsReader&) = delete;
+
+  [[nodiscard]] const StatsHeader& header() const noexcept { return *view_.header; }
+  [[nodiscard]] bool ready() const noexcept { return view_.header->ready.load(std::memory_order_acquire) != 0; }
+  [[nodiscard]] std::uint64_t xdp(protocol::Reason reason) const noexcept {
+    return view_.header->xdp_packets[std::size_t(reason)].load(std::memory_order_relaxed);
+  }
+  // Sum over lcores of one LcoreStats counter.
+  [[nodiscard]] std::uint64_t lcores(Counter LcoreStats::*member) const noexcept;
+  [[nodiscard]] std::uint64_t errors_sent(protocol::ErrorCode code) const noexcept;
+  [[nodiscard]] std::uint64_t lcore_drops(protocol::Reason reason) const noexcept;
+  [[nodiscard]] const WorkerStats& worker(std::size_t index) const noexcept { return view_.workers[index]; }
+  [[nodiscard]] WorkerSlotState worker_state(std::size_t index) const noexcept {
+    return WorkerSlotState(view_.workers[index].state.load(std::memory_order_acquire));
+  }
+  [[nodiscard]] std::uint64_t worker_counter(std::size_t index, Counter WorkerStats::*member) const noexcept {
+    return (view_.workers[index].*member).load(std::memory_order_relaxed);
+  }
+
+ private:
+  StatsReader() = default;
+  StatsView view_{};
+  std::size_t size_ = 0;
+};
+
+// A child process started with fork+exec, PR_SET_PDEATHSIG(SIGKILL), output to a log file.
+// The destructor kills it (SIGCONT first, in case it was stopped) and reaps it.
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  bool start(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
+             const std::string& log_path, std::string* error);
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  // True while the process has not exited (reaps it if it has).
+  bool running();
+  bool signal(int sig);
+  // Waits for exit; returns the exit code (or 128 + signal), nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  // SIGKILL + reap, if still running.
+  void kill_now();
+  [[nodiscard]] std::optional<int> exit_code() const noexcept { return exit_code_; }
+  [[nodiscard]] std::string log() const;
+  [[nodiscard]] const std::string& log_path() const noexcept { return log_path_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> exit_code_;
+  std::string log_path_;
+};
+
+// A temporary directory, removed on destruction unless keep() was called.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  void keep() noexcept { keep_ = true; }
+
+ private:
+  std::string path_;
+  bool keep_ = false;
+};
+
+// Knobs for a generated daemon configuration.
+struct ConfigSpec {
+  std::string xdp_extra;        // lines appended to [xdp]
+  std::string dataplane_extra;  // lines appended to [dataplane]
+  std::string shm =             // the whole [shm] body: small segments (a hugepage each)
+      "request_capacity = 128\nreply_capacity = 128\nloan_capacity = 16\nsmall_buffer_size = 2048\n"
+      "small_buffer_count = 256\nlarge_buffer_size = 65536\nlarge_buffer_count = 4\n";
+  std::vector<std::string> workers{"w0"};
+  // [[tenants]] and [[agents]] tables, verbatim. Default: tenant 1, agent 7 -> w0.
+  std::string tables = "[[tenants]]\nid = 1\nname = \"t1\"\n\n[[agents]]\nid = 7\ntenant = 1\nworkers = [\"w0\"]\n";
+  int core = 1;
+  std::uint32_t busy_retry_after_us = 200;
+};
+std::string make_config(const TestNetwork& net, const std::string& run_dir, const ConfigSpec& spec);
+
+// The real axon-dataplane, with its own run_dir.
+class Daemon {
+ public:
+  explicit Daemon(std::string run_dir) : run_dir_(std::move(run_dir)) {}
+  ~Daemon();  // SIGKILL if still running (tests stop it with stop())
+
+  [[nodiscard]] std::string config_path() const { return run_dir_ + "/dataplane.toml"; }
+  [[nodiscard]] std::string stats_path() const { return run_dir_ + "/dataplane.stats"; }
+  [[nodiscard]] std::string socket_path(const std::string& worker) const {
+    return run_dir_ + "/workers/" + worker + ".sock";
+  }
+  bool write_config(const std::string& text) const;
+  // Writes the config and starts the daemon (does not wait).
+  bool start(const std::string& config_text, std::string* error);
+  // Waits for the stats file's ready flag; fails early if the daemon exits.
+  bool wait_ready(std::chrono::milliseconds timeout, std::string* error);
+  // SIGTERM, then waits; returns the exit code (nullopt: had to be killed).
+  std::optional<int> stop(std::chrono::milliseconds timeout = 15s);
+  bool running() { return process_.running(); }
+  bool signal(int sig) { return process_.signal(sig); }
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) { return process_.wait_exit(timeout); }
+  [[nodiscard]] std::string log() const { return process_.log(); }
+  [[nodiscard]] pid_t pid() const noexcept { return process_.pid(); }
+  [[nodiscard]] StatsReader& stats() { return *stats_; }
+  [[nodiscard]] const std::string& run_dir() const noexcept { return run_dir_; }
+
+ private:
+  std::string run_dir_;
+  ChildProcess process_;
+  std::unique_ptr<StatsReader> stats_;
+};
+
+// One echo_worker attached to a worker slot.
+class Worker {
+ public:
+  Worker() = default;
+  ~Worker() = default;  // ChildProcess kills and reaps
+  bool start(const Daemon& daemon, const std::string& slot_name, std::uint64_t work_ns, std::string* error);
+  [[nodiscard]] pid_t pid() const noexcept { return process_.pid(); }
+  ChildProcess& process() noexcept { return process_; }
+  [[nodiscard]] std::string log() const { return process_.log(); }
+
+ private:
+  ChildProcess process_;
+};
+
+// One datagram received by the client, decoded when it is valid AXP.
+struct Received {
+  std::vector<std::uint8_t> bytes;
+  protocol::Reason reason = protocol::Reason::axp_truncated;
+  protocol::Header header{};
+  std::vector<std::uint8_t> payload;
+  sockaddr_storage from{};
+};
+
+// A UDP socket inside the namespace, bound to the namespace's address.
+class AxpClient {
+ public:
+  AxpClient(const TestNetwork& net, int family, std::uint16_t server_port = protocol::kDefaultPort);
+  ~AxpClient();
+  AxpClient(const AxpClient&) = delete;
+  AxpClient& operator=(const AxpClient&) = delete;
+
+  [[nodiscard]] bool ok() const noexcept { return fd_ >= 0; }
+  [[nodiscard]] std::uint16_t local_port() const noexcept { return local_port_; }
+  bool send(const protocol::Header& header, std::span<const std::uint8_t> payload = {});
+  bool send_bytes(std::span<const std::uint8_t> datagram);
+  std::optional<Received> receive(std::chrono::milliseconds timeout);
+  // Receives until `count` datagrams arrived or timeout passed.
+  std::vector<Received> receive_n(std::size_t count, std::chrono::milliseconds timeout);
+  // Receives until `done(all so far)` holds or timeout passed.
+  std::vector<Received> receive_until(const std::function<bool(const std::vector<Received>&)>& done,
+                                      std::chrono::milliseconds timeout);
+
+ private:
+  int fd_ = -1;
+  int family_ = AF_INET;
+  sockaddr_storage server_{};
+  socklen_t server_len_ = 0;
+  std::uint16_t local_port_ = 0;
+};
+
+// A REQUEST header with fresh trace context and a unique request id.
+protocol::Header request_header(std::uint32_t tenant, std::uint32_t agent);
+std::vector<std::uint8_t> encode(const protocol::Header& header, std::span<const std::uint8_t> payload = {});
+std::vector<std::uint8_t> pattern_payload(std::size_t size, std::uint8_t seed);
+
+// ---- raw frames -----------------------------------------------------------------------
+
+// Internet checksum (RFC 1071) over data, starting from a partial sum.
+std::uint16_t inet_checksum(std::span<const std::uint8_t> data, std::uint32_t partial = 0);
+std::uint32_t checksum_partial(std::span<const std::uint8_t> data, std::uint32_t sum = 0);
+
+struct FrameSpec {
+  std::array<std::uint8_t, 6> dst_mac{}, src_mac{};
+  std::vector<std::uint16_t> vlan_tags;  // TCIs, outermost first (ethertype 0x8100)
+  in_addr src{}, dst{};
+  std::uint16_t src_port = 40000, dst_port = protocol::kDefaultPort;
+  std::uint16_t frag_off = 0x4000;       // host order: flags + offset (default DF)
+  std::optional<std::uint16_t> udp_len;  // override the UDP length field
+  std::uint16_t ip_len_extra = 0;        // IPv4 total length claims this many bytes more than sent
+};
+// Ethernet (+VLAN) / IPv4 / UDP frame around `udp_payload`, checksums computed.
+std::vector<std::uint8_t> build_ipv4_frame(const FrameSpec& spec, std::span<const std::uint8_t> udp_payload);
+
+// A raw AF_PACKET socket inside the namespace, bound to the namespace end of the veth.
+class RawSocket {
+ public:
+  explicit RawSocket(const TestNetwork& net);
+  ~RawSocket();
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+  [[nodiscard]] bool ok() const noexcept { return fd_ >= 0; }
+  bool send(std::span<const std::uint8_t> frame);
+  // An incoming frame (not our own outgoing ones), with its VLAN tag from PACKET_AUXDATA
+  // when the kernel stripped one.
+  struct Frame {
+    std::vector<std::uint8_t> bytes;
+    bool vlan_valid = false;
+    std::uint16_t vlan_tci = 0;
+    std::uint16_t vlan_tpid = 0;
+  };
+  std::optional<Frame> receive(std::chrono::milliseconds timeout);
+
+ private:
+  int fd_ = -1;
+  int ifindex_ = 0;
+};
+
+}  // namespace axon::dataplane::it
