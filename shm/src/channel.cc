@@ -47,6 +47,9 @@ ShmResult<Ok> WorkerChannel::bind(std::uint64_t generation) {
                              options_.numa_node, region_.backing(), generation);
   if (!view) return view.error();
   view_ = view.value();
+  small_slab_ = view_.header->small;
+  large_slab_ = view_.header->large;
+  generation_ = generation;
   requests_ = RingProducer<Descriptor>(view_.request_ring, view_.slots<Descriptor>(view_.request_ring));
   replies_ = RingConsumer<Descriptor>(view_.reply_ring, view_.slots<Descriptor>(view_.reply_ring));
   small_loans_ = RingProducer<LoanSlot>(view_.small_loan_ring, view_.slots<LoanSlot>(view_.small_loan_ring));
@@ -65,11 +68,11 @@ ShmResult<Ok> WorkerChannel::bind(std::uint64_t generation) {
 }
 
 std::uint32_t WorkerChannel::capacity_of(std::uint32_t id) const noexcept {
-  return id < small_count_ ? view_.header->small.buffer_size : view_.header->large.buffer_size;
+  return id < small_count_ ? small_slab_.buffer_size : large_slab_.buffer_size;
 }
 
 std::uint64_t WorkerChannel::offset_of(std::uint32_t id) const noexcept {
-  const SlabClass& slab = id < small_count_ ? view_.header->small : view_.header->large;
+  const SlabClass& slab = id < small_count_ ? small_slab_ : large_slab_;
   std::uint32_t index = id < small_count_ ? id : id - small_count_;
   return slab.offset + std::uint64_t(index) * slab.buffer_size;
 }
@@ -77,8 +80,8 @@ std::uint64_t WorkerChannel::offset_of(std::uint32_t id) const noexcept {
 // Maps an offset the worker wrote back to a buffer id, rejecting anything that is not
 // exactly the start of one of this segment's buffers.
 bool WorkerChannel::buffer_of_offset(std::uint64_t offset, std::uint32_t& id) const noexcept {
-  const SlabClass& small = view_.header->small;
-  const SlabClass& large = view_.header->large;
+  const SlabClass& small = small_slab_;
+  const SlabClass& large = large_slab_;
   if (offset >= small.offset && offset < small.offset + std::uint64_t(small.count) * small.buffer_size) {
     std::uint64_t rel = offset - small.offset;
     if (rel % small.buffer_size != 0) return false;
@@ -96,9 +99,9 @@ bool WorkerChannel::buffer_of_offset(std::uint64_t offset, std::uint32_t& id) co
 
 bool WorkerChannel::try_alloc(std::uint32_t bytes, BufferLease& out) noexcept {
   std::vector<std::uint32_t>* pool = nullptr;
-  if (bytes <= view_.header->small.buffer_size && !free_small_.empty()) {
+  if (bytes <= small_slab_.buffer_size && !free_small_.empty()) {
     pool = &free_small_;
-  } else if (bytes <= view_.header->large.buffer_size && !free_large_.empty()) {
+  } else if (bytes <= large_slab_.buffer_size && !free_large_.empty()) {
     pool = &free_large_;
   }
   if (pool == nullptr) [[unlikely]] {
@@ -131,7 +134,7 @@ std::uint32_t WorkerChannel::try_submit_burst(OutgoingRequest* requests, std::ui
   std::uint32_t accepted = requests_.try_push_burst(n, [&](std::uint32_t i, Descriptor& slot) noexcept {
     OutgoingRequest& request = requests[i];
     const std::uint32_t id = request.lease.buffer_id;
-    slot = request.meta;
+    ring_detail::copy_body(slot, request.meta);  // all but `commit`: only the ring writes the stamp
     slot.buffer_offset = std::uint32_t(offset_of(id));
     slot.length = request.length;
     slot.inflight_slot = id;
@@ -244,7 +247,7 @@ std::uint32_t WorkerChannel::reclaim(std::vector<LostRequest>& lost) {
   ++stats_.reclaims;
   // Reformatting rebuilds the free lists from scratch, so every buffer, whatever state
   // the worker left it in, is back in the pool afterwards.
-  auto rebound = bind(view_.header->generation + 1);
+  auto rebound = bind(generation_ + 1);
   (void)rebound;  // cannot fail: same region, same geometry that was accepted at create
   return reported;
 }

@@ -145,7 +145,12 @@ HandoffListener::HandoffListener(HandoffListener&& other) noexcept : fd_(other.f
 
 HandoffListener& HandoffListener::operator=(HandoffListener&& other) noexcept {
   if (this != &other) {
-    this->~HandoffListener();
+    // Close and unlink ours by hand: calling ~HandoffListener() here would also destroy
+    // path_, and assigning to a destroyed string is a use-after-free and a double free.
+    if (fd_ >= 0) {
+      close(fd_);
+      unlink(path_.c_str());
+    }
     fd_ = other.fd_;
     path_ = std::move(other.path_);
     other.fd_ = -1;

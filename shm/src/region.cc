@@ -107,8 +107,9 @@ ShmResult<Attempt> try_create(const RegionOptions& options, bool huge) {
   }
   if (fallocate(attempt.fd, 0, 0, off_t(attempt.size)) != 0) {
     int err = errno;
+    const std::size_t wanted = attempt.size;  // undo() clears attempt
     undo(attempt);
-    return fail(ShmError::no_memory, "cannot reserve " + std::to_string(attempt.size) + " bytes of " +
+    return fail(ShmError::no_memory, "cannot reserve " + std::to_string(wanted) + " bytes of " +
                                          (huge ? "hugepages" : "shared memory") + ": " + errno_text(err));
   }
   // Pre-fault our page tables so the first request does not pay for them.

@@ -121,8 +121,8 @@ class WorkerChannel {
 
   // --- introspection
   [[nodiscard]] int segment_fd() const noexcept { return region_.fd(); }
-  [[nodiscard]] std::uint64_t generation() const noexcept { return view_.header->generation; }
-  [[nodiscard]] std::uint32_t worker_id() const noexcept { return view_.header->worker_id; }
+  [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+  [[nodiscard]] std::uint32_t worker_id() const noexcept { return options_.worker_id; }
   [[nodiscard]] const SegmentView& view() const noexcept { return view_; }
   [[nodiscard]] SegmentBacking backing() const noexcept { return region_.backing(); }
   [[nodiscard]] std::uint32_t total_buffers() const noexcept { return std::uint32_t(state_.size()); }
@@ -161,6 +161,11 @@ class WorkerChannel {
   RingProducer<LoanSlot> small_loans_;
   RingProducer<LoanSlot> large_loans_;
   std::uint32_t small_count_ = 0;
+  // Private copies of what bind() wrote into the header: the worker can rewrite the
+  // shared header, so buffer addresses, sizes and the generation never come from it.
+  SlabClass small_slab_{};
+  SlabClass large_slab_{};
+  std::uint64_t generation_ = 0;
   std::vector<BufferState> state_;
   std::vector<InflightEntry> inflight_;
   std::vector<std::uint32_t> free_small_;  // stacks: LIFO keeps recently used buffers warm
