@@ -15,7 +15,6 @@
 //   uint32_t push_burst(const Msg*, uint32_t);  up to n, may accept fewer
 //   uint32_t pop_burst(Msg*, uint32_t);
 //   void after_push();                          called once per successful push call
-//   bool connected();                           true once messages can flow (iceoryx)
 #pragma once
 
 #include <sys/types.h>
