@@ -131,7 +131,7 @@ bool Worker::wait_for_requests(const std::atomic<bool>* stop) noexcept {
   for (std::uint32_t i = 0; i < spin_budget_; ++i) {
     if (requests_ready()) {
       // Work arrived while spinning: spinning pays off, allow longer next time.
-      spin_budget_ = spin_budget_ * 2 > policy_.spin_max ? policy_.spin_max : spin_budget_ * 2;
+      spin_budget_ = spin_budget_ > policy_.spin_max / 2 ? policy_.spin_max : spin_budget_ * 2;
       return true;
     }
     cpu_relax();
