@@ -53,8 +53,12 @@ inline void set_msg(Msg64& m, std::uint64_t seq) noexcept {
   m.seq = seq;
   m.check = seq * kCheckMul;
 }
-inline bool msg_ok(const Msg64& m, std::uint64_t seq) noexcept { return m.seq == seq && m.check == seq * kCheckMul; }
-inline std::uint64_t msg_seq(const Msg64& m) noexcept { return m.seq; }
+inline bool msg_ok(const Msg64& m, std::uint64_t seq) noexcept {
+  return m.seq == seq && m.check == seq * kCheckMul;
+}
+inline std::uint64_t msg_seq(const Msg64& m) noexcept {
+  return m.seq;
+}
 
 // The production descriptor: the sequence goes in the first line, the check word in the
 // second, so the consumer touches both lines as the worker SDK does.
@@ -65,7 +69,9 @@ inline void set_msg(shm::Descriptor& d, std::uint64_t seq) noexcept {
 inline bool msg_ok(const shm::Descriptor& d, std::uint64_t seq) noexcept {
   return d.request_id == seq && d.user_cookie == seq * kCheckMul;
 }
-inline std::uint64_t msg_seq(const shm::Descriptor& d) noexcept { return d.request_id; }
+inline std::uint64_t msg_seq(const shm::Descriptor& d) noexcept {
+  return d.request_id;
+}
 
 // ---------------------------------------------------------------------------------------
 // Parameters and shared results
@@ -101,8 +107,8 @@ struct RoleResult {
   std::uint64_t tsc_start = 0;
   std::uint64_t tsc_end = 0;
   std::uint64_t messages = 0;
-  std::int64_t syscalls = -1;         // perf raw_syscalls:sys_enter count, -1 = not measured
-  std::uint64_t wakes_issued = 0;     // eventcount futex wakes by the producer
+  std::int64_t syscalls = -1;      // perf raw_syscalls:sys_enter count, -1 = not measured
+  std::uint64_t wakes_issued = 0;  // eventcount futex wakes by the producer
   LatencyStats latency;
   char error[256] = {};
 };
@@ -370,9 +376,9 @@ int run_role(Side& side, Workload workload, int role, Control& ctl, const Params
 // same bytes for every peer), `init` formats it before each run in the parent, and
 // `child` runs one role in a freshly forked, pinned process and returns its exit code.
 struct Peer {
-  const char* key;          // JSON key
-  const char* label;        // table label
-  const char* message;      // what crosses, e.g. "64 B"
+  const char* key;      // JSON key
+  const char* label;    // table label
+  const char* message;  // what crosses, e.g. "64 B"
   std::uint32_t msg_bytes;
   bool throughput;          // batch 1 / batch 32 rows
   bool latency;             // ping-pong row
@@ -381,7 +387,7 @@ struct Peer {
   std::size_t (*area_bytes)();
   void (*init)(std::byte* area);
   int (*child)(std::byte* area, Workload workload, int role, Control& ctl, const Params& p);
-  const char* note;         // shown under the table
+  const char* note;  // shown under the table
 };
 
 // Each peer translation unit provides its descriptors.

@@ -31,6 +31,7 @@
 
 #include "axon/common/cpu.h"
 #include "axon/shm/region.h"
+
 #include "bench.h"
 
 namespace axon::bench {
@@ -45,7 +46,7 @@ struct Options {
   std::string json;
   std::vector<std::string> only;  // peer keys; empty = all
   bool iceoryx = true;
-  bool rt = false;  // run the measuring processes under SCHED_FIFO
+  bool rt = false;           // run the measuring processes under SCHED_FIFO
   std::uint32_t slices = 4;  // interleaved samples per peer per run
   Params params;
   int watchdog_s = 60;
@@ -200,11 +201,11 @@ struct Series {
 
 struct PeerResult {
   Peer peer{};
-  std::string unavailable;  // non-empty: could not run here, and why
-  Series tput[2];           // M msg/s, batch 1 and batch 32
-  Series syscalls[2];       // producer syscalls per message (perf), per batch
-  Series wakes[2];          // producer futex wakes per message (eventcount counter)
-  Series p50, p99, p999, lat_min;  // one-way ns
+  std::string unavailable;                // non-empty: could not run here, and why
+  Series tput[2];                         // M msg/s, batch 1 and batch 32
+  Series syscalls[2];                     // producer syscalls per message (perf), per batch
+  Series wakes[2];                        // producer futex wakes per message (eventcount counter)
+  Series p50, p99, p999, lat_min;         // one-way ns
   Series wake_p50, wake_p99, wake_wakes;  // µs; wakes issued per sample
   std::vector<std::string> errors;
   [[nodiscard]] bool selected(const Options& o) const {
@@ -661,7 +662,9 @@ double paired_ratio(const Series& a, const Series& b) {
   return r.median();
 }
 
-std::string loadavg() { return trim(read_file("/proc/loadavg")); }
+std::string loadavg() {
+  return trim(read_file("/proc/loadavg"));
+}
 
 }  // namespace
 }  // namespace axon::bench
@@ -703,7 +706,7 @@ int main(int argc, char** argv) {
   sh.area = region->base() + kAreaAt;
   sh.area_size = region->size() - kAreaAt;
   const char* backing = region->backing() == axon::shm::SegmentBacking::hugetlb_2m ? "hugetlb 2 MiB (memfd MFD_HUGETLB)"
-                                                                                    : "4 KiB shmem (hugepage fallback)";
+                                                                                   : "4 KiB shmem (hugepage fallback)";
 
   std::vector<PeerResult> results;
   {
@@ -735,8 +738,10 @@ int main(int argc, char** argv) {
                opt.runs, static_cast<unsigned long long>(p.messages), p.cpu[0], p.cpu[1], backing, p.tsc_per_ns,
                load_start.c_str());
   if (std::atof(load_start.c_str()) > 0.5) {
-    std::fprintf(stderr, "axon-bench-ring: warning: the machine is busy (1-min load %.2f); with 2 vCPUs every "
-                         "number will be skewed by whatever else runs\n", std::atof(load_start.c_str()));
+    std::fprintf(stderr,
+                 "axon-bench-ring: warning: the machine is busy (1-min load %.2f); with 2 vCPUs every "
+                 "number will be skewed by whatever else runs\n",
+                 std::atof(load_start.c_str()));
   }
 
   bool failed = false;
@@ -775,7 +780,8 @@ int main(int argc, char** argv) {
         for (std::size_t k = 0; k < peers.size(); ++k) {
           const std::size_t i = (k + run + slice) % peers.size();
           PeerResult& pr = *peers[i];
-          if ((w == Workload::pingpong && !pr.peer.latency) || (w != Workload::pingpong && !pr.peer.throughput)) continue;
+          if ((w == Workload::pingpong && !pr.peer.latency) || (w != Workload::pingpong && !pr.peer.throughput))
+            continue;
           if (ok[i]) ok[i] = run_slice(pr, w, run, got[i]);
         }
       }
@@ -828,8 +834,7 @@ int main(int argc, char** argv) {
     }
   }
   const std::string load_end = loadavg();
-  const double wall_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 
   // Every selected, available peer must have a full set of results.
   for (auto& pr : results) {
@@ -883,8 +888,9 @@ int main(int argc, char** argv) {
 
   // ---- Markdown
   std::string md;
-  md += "| peer | msg | batch 1, M msg/s | batch 32, M msg/s | one-way p50 ns | one-way p99 ns | one-way p99.9 ns "
-        "| sleep→wake p50 / p99 µs | producer syscalls/msg b1 / b32 |\n";
+  md +=
+      "| peer | msg | batch 1, M msg/s | batch 32, M msg/s | one-way p50 ns | one-way p99 ns | one-way p99.9 ns "
+      "| sleep→wake p50 / p99 µs | producer syscalls/msg b1 / b32 |\n";
   md += "|---|---|---|---|---|---|---|---|---|\n";
   for (auto& pr : results) {
     if (!pr.selected(opt)) continue;
@@ -919,7 +925,8 @@ int main(int argc, char** argv) {
     md += " |\n";
   }
   md += "\nMedians of " + std::to_string(opt.runs) + " run(s), (min–max) across runs; each run is the median of " +
-        std::to_string(opt.slices) + " interleaved slice(s). Latency columns are the median over runs of each run's "
+        std::to_string(opt.slices) +
+        " interleaved slice(s). Latency columns are the median over runs of each run's "
         "percentile; syscalls/msg is the worst slice of any run.\n\n";
   md += "| target | goal | ratio of medians | met | median of per-run ratios | met |\n|---|---|---|---|---|---|\n";
   for (auto& t : targets) {
@@ -940,11 +947,14 @@ int main(int argc, char** argv) {
     }
     md += "\nBuffer recovery after kill -9 of the worker (" + std::to_string(rec.trials) + " trials, " +
           std::to_string(rec.held) + " requests held, " + std::to_string(rec.total_buffers) +
-          " buffers): kill() → all buffers free " + spread(total) + " µs median (min–max); of which kill() → "
-          "DeathWatch report " + fmt(detect.median()) + " µs, reclaim() " + fmt(reclaim.median()) + " µs.\n";
+          " buffers): kill() → all buffers free " + spread(total) +
+          " µs median (min–max); of which kill() → "
+          "DeathWatch report " +
+          fmt(detect.median()) + " µs, reclaim() " + fmt(reclaim.median()) + " µs.\n";
   }
   md += "\nSyscall counting: " + syscall_method + ". Region: " + backing + ". Wall time " + fmt(wall_s, 1) +
-        " s. Scheduling: " + (opt.rt ? "SCHED_FIFO 50" : "SCHED_OTHER") + ". /proc/loadavg at start: " + load_start + "; at end: " + load_end + ".\n";
+        " s. Scheduling: " + (opt.rt ? "SCHED_FIFO 50" : "SCHED_OTHER") + ". /proc/loadavg at start: " + load_start +
+        "; at end: " + load_end + ".\n";
   for (auto& pr : results) {
     for (auto& e : pr.errors) md += "\nFAILED " + std::string(pr.peer.key) + ": " + e;
   }
@@ -964,18 +974,19 @@ int main(int argc, char** argv) {
          ", \"kernel_version\": " + jstr(std::string(u.version)) + ", \"tsc_ghz\": " + jnum(p.tsc_per_ns, 4) +
          ", \"hugepages_total\": " + std::to_string(meminfo_field("HugePages_Total")) +
          ", \"hugepages_free\": " + std::to_string(meminfo_field("HugePages_Free")) +
-         ", \"hugepage_kb\": " + std::to_string(meminfo_field("Hugepagesize")) + ", \"compiler\": " +
-         jstr(std::string("g++ ") + __VERSION__) + ", \"loadavg_start\": " + jstr(load_start) +
+         ", \"hugepage_kb\": " + std::to_string(meminfo_field("Hugepagesize")) +
+         ", \"compiler\": " + jstr(std::string("g++ ") + __VERSION__) + ", \"loadavg_start\": " + jstr(load_start) +
          ", \"loadavg_end\": " + jstr(load_end) + "},\n";
     j += "  \"config\": {\"runs\": " + std::to_string(opt.runs) + ", \"quick\": " + (opt.quick ? "true" : "false") +
-         ", \"messages\": " + std::to_string(p.messages) + ", \"pingpong_round_trips\": " +
-         std::to_string(p.pingpong_iters) + ", \"pingpong_warmup\": " + std::to_string(p.pingpong_warmup) +
+         ", \"messages\": " + std::to_string(p.messages) +
+         ", \"pingpong_round_trips\": " + std::to_string(p.pingpong_iters) +
+         ", \"pingpong_warmup\": " + std::to_string(p.pingpong_warmup) +
          ", \"wake_samples\": " + std::to_string(p.wake_samples) + ", \"slices\": " + std::to_string(opt.slices) +
-         ", \"sched\": " +
-         jstr(opt.rt ? "SCHED_FIFO 50" : "SCHED_OTHER") + ", \"cpus\": [" + std::to_string(p.cpu[0]) + ", " +
-         std::to_string(p.cpu[1]) + "], \"message_bytes\": 64, \"descriptor_bytes\": 128, \"ring_capacity\": " +
-         std::to_string(kCapacity) + ", \"max_burst\": " + std::to_string(kMaxBurst) + ", \"region_backing\": " +
-         jstr(backing) + ", \"syscall_counting\": " + jstr(syscall_method) + "},\n";
+         ", \"sched\": " + jstr(opt.rt ? "SCHED_FIFO 50" : "SCHED_OTHER") + ", \"cpus\": [" + std::to_string(p.cpu[0]) +
+         ", " + std::to_string(p.cpu[1]) +
+         "], \"message_bytes\": 64, \"descriptor_bytes\": 128, \"ring_capacity\": " + std::to_string(kCapacity) +
+         ", \"max_burst\": " + std::to_string(kMaxBurst) + ", \"region_backing\": " + jstr(backing) +
+         ", \"syscall_counting\": " + jstr(syscall_method) + "},\n";
     j += "  \"peers\": [\n";
     bool first = true;
     for (auto& pr : results) {
@@ -990,12 +1001,12 @@ int main(int argc, char** argv) {
       }
       j += "\"status\": " + jstr(pr.errors.empty() ? "ok" : "failed") + ", \"errors\": [";
       for (std::size_t i = 0; i < pr.errors.size(); ++i) j += (i ? ", " : "") + jstr(pr.errors[i]);
-      j += "],\n      \"throughput_mmsgs\": {\"batch1\": " + jseries(pr.tput[0]) + ", \"batch32\": " +
-           jseries(pr.tput[1]) + "},\n";
-      j += "      \"producer_syscalls_per_msg\": {\"batch1\": " + jseries(pr.syscalls[0], 6) + ", \"batch32\": " +
-           jseries(pr.syscalls[1], 6) + "},\n";
-      j += "      \"producer_wakes_per_msg\": {\"batch1\": " + jseries(pr.wakes[0], 6) + ", \"batch32\": " +
-           jseries(pr.wakes[1], 6) + "},\n";
+      j += "],\n      \"throughput_mmsgs\": {\"batch1\": " + jseries(pr.tput[0]) +
+           ", \"batch32\": " + jseries(pr.tput[1]) + "},\n";
+      j += "      \"producer_syscalls_per_msg\": {\"batch1\": " + jseries(pr.syscalls[0], 6) +
+           ", \"batch32\": " + jseries(pr.syscalls[1], 6) + "},\n";
+      j += "      \"producer_wakes_per_msg\": {\"batch1\": " + jseries(pr.wakes[0], 6) +
+           ", \"batch32\": " + jseries(pr.wakes[1], 6) + "},\n";
       j += "      \"one_way_ns\": {\"p50\": " + jseries(pr.p50, 1) + ", \"p99\": " + jseries(pr.p99, 1) +
            ", \"p999\": " + jseries(pr.p999, 1) + ", \"min\": " + jseries(pr.lat_min, 1) + "},\n";
       j += "      \"sleep_to_wake_us\": ";
@@ -1024,10 +1035,12 @@ int main(int argc, char** argv) {
         reclaim.add(rec.reclaim_ns[i] / 1e3);
       }
       j += "{\"status\": " + jstr(rec.status == 0 ? "ok" : "failed") + ", \"trials\": " + std::to_string(rec.trials) +
-           ", \"requests_held\": " + std::to_string(rec.held) + ", \"lost_reported\": " +
-           std::to_string(rec.lost_reported) + ", \"buffers_total\": " + std::to_string(rec.total_buffers) +
-           ", \"buffers_free_restored\": " + std::to_string(rec.free_before) + ", \"segment_backing\": " +
-           jstr(rec.backing == 1 ? "hugetlb_2m" : "shmem_4k") + ", \"kill_to_reclaimed_us\": " + jseries(total, 1) +
+           ", \"requests_held\": " + std::to_string(rec.held) +
+           ", \"lost_reported\": " + std::to_string(rec.lost_reported) +
+           ", \"buffers_total\": " + std::to_string(rec.total_buffers) +
+           ", \"buffers_free_restored\": " + std::to_string(rec.free_before) +
+           ", \"segment_backing\": " + jstr(rec.backing == 1 ? "hugetlb_2m" : "shmem_4k") +
+           ", \"kill_to_reclaimed_us\": " + jseries(total, 1) +
            ", \"kill_to_death_reported_us\": " + jseries(detect, 1) + ", \"reclaim_us\": " + jseries(reclaim, 1) +
            ", \"error\": " + jstr(rec.error) + "}";
     } else if (recovery_ran) {

@@ -8,6 +8,7 @@
 
 #include "axon/shm/eventcount.h"
 #include "axon/shm/spsc_ring.h"
+
 #include "bench.h"
 
 namespace axon::bench {
@@ -190,8 +191,8 @@ int child(std::byte* area, Workload workload, int role, Control& ctl, const Para
 
 std::vector<Peer> axon_peers() {
   return {
-      Peer{"axon_ring_64", "axon SPSC ring", "64 B", 64, true, true, false, nullptr, &area_bytes<Msg64>,
-           &init<Msg64>, &child<Msg64, false>,
+      Peer{"axon_ring_64", "axon SPSC ring", "64 B", 64, true, true, false, nullptr, &area_bytes<Msg64>, &init<Msg64>,
+           &child<Msg64, false>,
            "axon RingProducer/RingConsumer<Slot> with a 64-byte slot (commit stamp + 56 B), copy in/out"},
       Peer{"axon_ring_descriptor", "axon SPSC ring, 128 B Descriptor", "128 B", 128, true, true, false, nullptr,
            &area_bytes<shm::Descriptor>, &init<shm::Descriptor>, &child<shm::Descriptor, false>,

@@ -19,11 +19,19 @@ struct BaselineArea {
 struct Token {
   std::uint64_t seq;
 };
-void set_msg(Token& t, std::uint64_t seq) noexcept { t.seq = seq; }
-bool msg_ok(const Token& t, std::uint64_t seq) noexcept { return t.seq == seq; }
-std::uint64_t msg_seq(const Token& t) noexcept { return t.seq; }
+void set_msg(Token& t, std::uint64_t seq) noexcept {
+  t.seq = seq;
+}
+bool msg_ok(const Token& t, std::uint64_t seq) noexcept {
+  return t.seq == seq;
+}
+std::uint64_t msg_seq(const Token& t) noexcept {
+  return t.seq;
+}
 
-std::size_t area_bytes() { return sizeof(BaselineArea); }
+std::size_t area_bytes() {
+  return sizeof(BaselineArea);
+}
 void init(std::byte* area) {
   auto* a = new (area) BaselineArea{};
   a->line[0].value.store(0, std::memory_order_relaxed);
@@ -68,8 +76,17 @@ int child(std::byte* area, Workload workload, int role, Control& ctl, const Para
 }  // namespace
 
 Peer baseline_peer() {
-  return Peer{"cacheline_pingpong", "plain cache-line ping-pong", "8 B", 8, false, true, false, nullptr, &area_bytes,
-              &init, &child,
+  return Peer{"cacheline_pingpong",
+              "plain cache-line ping-pong",
+              "8 B",
+              8,
+              false,
+              true,
+              false,
+              nullptr,
+              &area_bytes,
+              &init,
+              &child,
               "latency floor: two std::atomic<uint64_t> on separate 128-byte lines, same spin loop as the rings"};
 }
 

@@ -7,7 +7,6 @@
 #if AXON_BENCH_HAVE_BOOST
 #include <boost/lockfree/spsc_queue.hpp>
 #include <boost/version.hpp>
-
 #include <new>
 
 namespace axon::bench {
@@ -16,8 +15,12 @@ namespace {
 using Queue = boost::lockfree::spsc_queue<Msg64, boost::lockfree::capacity<kCapacity>>;
 static_assert(std::is_trivially_copyable_v<Msg64>);
 
-constexpr std::size_t queue_bytes() { return (sizeof(Queue) + 4095) & ~std::size_t{4095}; }
-std::size_t area_bytes() { return 2 * queue_bytes(); }
+constexpr std::size_t queue_bytes() {
+  return (sizeof(Queue) + 4095) & ~std::size_t{4095};
+}
+std::size_t area_bytes() {
+  return 2 * queue_bytes();
+}
 Queue* queue_of(std::byte* area, int channel) {
   return std::launder(reinterpret_cast<Queue*>(area + std::size_t(channel) * queue_bytes()));
 }
@@ -50,7 +53,16 @@ int child(std::byte* area, Workload workload, int role, Control& ctl, const Para
 }  // namespace
 
 Peer boost_peer() {
-  return Peer{"boost_spsc", "Boost.Lockfree spsc_queue", "64 B", 64, true, true, false, nullptr, &area_bytes, &init,
+  return Peer{"boost_spsc",
+              "Boost.Lockfree spsc_queue",
+              "64 B",
+              64,
+              true,
+              true,
+              false,
+              nullptr,
+              &area_bytes,
+              &init,
               &child,
               "boost::lockfree::spsc_queue<Msg64, capacity<1024>> (Boost " BOOST_LIB_VERSION
               ") placement-new in the shared region; push/pop and the (ptr, n) burst overloads"};
@@ -62,9 +74,12 @@ Peer boost_peer() {
 
 namespace axon::bench {
 Peer boost_peer() {
-  return Peer{"boost_spsc", "Boost.Lockfree spsc_queue", "64 B", 64, true, true, false,
-              "not built: boost/lockfree/spsc_queue.hpp (libboost-dev) was not found at configure time", nullptr,
-              nullptr, nullptr, ""};
+  return Peer{"boost_spsc", "Boost.Lockfree spsc_queue",
+              "64 B",       64,
+              true,         true,
+              false,        "not built: boost/lockfree/spsc_queue.hpp (libboost-dev) was not found at configure time",
+              nullptr,      nullptr,
+              nullptr,      ""};
 }
 }  // namespace axon::bench
 

@@ -25,7 +25,9 @@
 namespace axon::bench {
 namespace {
 
-std::size_t area_bytes() { return 0; }
+std::size_t area_bytes() {
+  return 0;
+}
 void init(std::byte*) {}
 
 using Pub = iox::popo::Publisher<Msg64>;
@@ -131,11 +133,22 @@ int child(std::byte*, Workload workload, int role, Control& ctl, const Params& p
 
 }  // namespace
 
-bool iceoryx_built() noexcept { return true; }
+bool iceoryx_built() noexcept {
+  return true;
+}
 
 Peer iceoryx_peer() {
-  return Peer{"iceoryx", "iceoryx 2.0 publisher/subscriber", "64 B", 64, true, true, false, nullptr, &area_bytes,
-              &init, &child,
+  return Peer{"iceoryx",
+              "iceoryx 2.0 publisher/subscriber",
+              "64 B",
+              64,
+              true,
+              true,
+              false,
+              nullptr,
+              &area_bytes,
+              &init,
+              &child,
               "iceoryx 2.0.3 typed Publisher/Subscriber, publishCopyOf + take, WAIT_FOR_CONSUMER/BLOCK_PRODUCER, "
               "queue 256; chunks live in RouDi's /dev/shm segments (4 KiB pages), not in the hugepage region"};
 }
@@ -145,11 +158,16 @@ Peer iceoryx_peer() {
 #else
 
 namespace axon::bench {
-bool iceoryx_built() noexcept { return false; }
+bool iceoryx_built() noexcept {
+  return false;
+}
 Peer iceoryx_peer() {
-  return Peer{"iceoryx", "iceoryx 2.0 publisher/subscriber", "64 B", 64, true, true, false,
-              "not built: iceoryx_posh (libiceoryx-posh-dev) was not found at configure time", nullptr, nullptr,
-              nullptr, ""};
+  return Peer{"iceoryx", "iceoryx 2.0 publisher/subscriber",
+              "64 B",    64,
+              true,      true,
+              false,     "not built: iceoryx_posh (libiceoryx-posh-dev) was not found at configure time",
+              nullptr,   nullptr,
+              nullptr,   ""};
 }
 }  // namespace axon::bench
 

@@ -16,8 +16,12 @@ namespace {
 
 constexpr unsigned kFlags = RING_F_SP_ENQ | RING_F_SC_DEQ;
 
-std::size_t ring_bytes() { return (std::size_t(rte_ring_get_memsize_elem(sizeof(Msg64), kCapacity)) + 4095) & ~4095ul; }
-std::size_t area_bytes() { return 2 * ring_bytes(); }
+std::size_t ring_bytes() {
+  return (std::size_t(rte_ring_get_memsize_elem(sizeof(Msg64), kCapacity)) + 4095) & ~4095ul;
+}
+std::size_t area_bytes() {
+  return 2 * ring_bytes();
+}
 rte_ring* ring_of(std::byte* area, int channel) {
   return reinterpret_cast<rte_ring*>(area + std::size_t(channel) * ring_bytes());
 }
@@ -71,8 +75,12 @@ Peer rte_ring_peer() {
 
 namespace axon::bench {
 Peer rte_ring_peer() {
-  return Peer{"rte_ring", "DPDK rte_ring SP/SC", "64 B", 64, true, true, false,
-              "not built: libdpdk (dpdk-dev) was not found at configure time", nullptr, nullptr, nullptr, ""};
+  return Peer{"rte_ring", "DPDK rte_ring SP/SC",
+              "64 B",     64,
+              true,       true,
+              false,      "not built: libdpdk (dpdk-dev) was not found at configure time",
+              nullptr,    nullptr,
+              nullptr,    ""};
 }
 }  // namespace axon::bench
 

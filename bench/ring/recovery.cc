@@ -20,6 +20,7 @@
 #include "axon/sdk/worker.h"
 #include "axon/shm/channel.h"
 #include "axon/shm/liveness.h"
+
 #include "bench.h"
 
 namespace axon::bench {

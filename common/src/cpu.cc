@@ -18,12 +18,14 @@ Result<Ok, CpuError> pin_this_thread(int cpu) {
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   if (int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set); rc != 0) {
-    return make_error(CpuError::affinity_failed, "cannot pin to cpu " + std::to_string(cpu) + ": " +
-                                                     std::strerror(rc) + "; check the cpuset this process runs in");
+    return make_error(CpuError::affinity_failed, "cannot pin to cpu " + std::to_string(cpu) + ": " + std::strerror(rc) +
+                                                     "; check the cpuset this process runs in");
   }
   return Ok{};
 }
 
-int online_cpus() noexcept { return int(sysconf(_SC_NPROCESSORS_ONLN)); }
+int online_cpus() noexcept {
+  return int(sysconf(_SC_NPROCESSORS_ONLN));
+}
 
 }  // namespace axon

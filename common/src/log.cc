@@ -22,8 +22,12 @@ const char* level_name(Level level) {
 }
 }  // namespace
 
-void set_level(Level level) noexcept { g_level.store(level, std::memory_order_relaxed); }
-Level level() noexcept { return g_level.load(std::memory_order_relaxed); }
+void set_level(Level level) noexcept {
+  g_level.store(level, std::memory_order_relaxed);
+}
+Level level() noexcept {
+  return g_level.load(std::memory_order_relaxed);
+}
 
 void write(Level lvl, const char* component, const char* fmt, ...) noexcept {
   if (static_cast<int>(lvl) < static_cast<int>(level())) return;

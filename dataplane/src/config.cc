@@ -3,12 +3,12 @@
 #include "axon/dataplane/config.h"
 
 #include <arpa/inet.h>
+#include <toml++/toml.h>
 
 #include <bit>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace axon::dataplane {
 namespace {
@@ -50,8 +50,9 @@ class TableReader {
     } else {
       auto v = node->value_exact<std::int64_t>();
       if (!v || *v < std::int64_t(std::numeric_limits<T>::min()) || *v > std::int64_t(std::numeric_limits<T>::max())) {
-        return wrong(*node, key, "an integer in [" + std::to_string(std::numeric_limits<T>::min()) + ", " +
-                                     std::to_string(std::numeric_limits<T>::max()) + "]");
+        return wrong(*node, key,
+                     "an integer in [" + std::to_string(std::numeric_limits<T>::min()) + ", " +
+                         std::to_string(std::numeric_limits<T>::max()) + "]");
       }
       out = T(*v);
       return true;
@@ -113,8 +114,7 @@ class TableReader {
 
  private:
   bool wrong(const toml::node& node, const char* key, const std::string& expected) {
-    error = fail(ConfigError::invalid_value, where_of(file_, node),
-                 "[" + name_ + "] " + key + " must be " + expected);
+    error = fail(ConfigError::invalid_value, where_of(file_, node), "[" + name_ + "] " + key + " must be " + expected);
     return false;
   }
 
@@ -155,9 +155,9 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
   static const std::set<std::string> sections = {"dataplane", "xdp", "shm", "tenants", "workers", "agents"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
-      return fail(ConfigError::unknown_key, where_of(file, node),
-                  "unknown section '" + std::string(key.str()) +
-                      "'; expected dataplane, xdp, shm, tenants, workers or agents");
+      return fail(
+          ConfigError::unknown_key, where_of(file, node),
+          "unknown section '" + std::string(key.str()) + "'; expected dataplane, xdp, shm, tenants, workers or agents");
     }
   }
 
@@ -274,8 +274,8 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.require("name");
       r.read("name", worker.name);
       if (!r.error && (worker.name.empty() || worker.name.size() > 64 ||
-                       worker.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
-                           std::string::npos)) {
+                       worker.name.find_first_not_of(
+                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != std::string::npos)) {
         r.invalid("name", "use 1-64 characters from [A-Za-z0-9._-]");
       }
       if (!r.error && !worker_names.insert(worker.name).second) r.invalid("name", "worker names must be unique");

@@ -122,15 +122,16 @@ bool Daemon::setup() {
     for (int core : config_.cores) {
       int core_node = numa_node_of_cpu(core);
       if (nic_node >= 0 && core_node >= 0 && core_node != nic_node) {
-        AXON_LOG_WARN(kLog, "core %d is on NUMA node %d but %s is on node %d: every packet crosses the "
-                            "interconnect; pick cores from node %d", core, core_node, config_.interface.c_str(),
-                      nic_node, nic_node);
+        AXON_LOG_WARN(kLog,
+                      "core %d is on NUMA node %d but %s is on node %d: every packet crosses the "
+                      "interconnect; pick cores from node %d",
+                      core, core_node, config_.interface.c_str(), nic_node, nic_node);
       }
     }
   }
   if (!make_dirs(config_.run_dir + "/workers")) {
-    AXON_LOG_ERROR(kLog, "cannot create %s/workers: %s; set run_dir to a writable directory",
-                   config_.run_dir.c_str(), std::strerror(errno));
+    AXON_LOG_ERROR(kLog, "cannot create %s/workers: %s; set run_dir to a writable directory", config_.run_dir.c_str(),
+                   std::strerror(errno));
     return false;
   }
   stats_path_ = config_.run_dir + "/dataplane.stats";
@@ -237,19 +238,21 @@ bool Daemon::setup() {
     });
   }
   shared_->stats.header->ready.store(1, std::memory_order_release);
-  AXON_LOG_INFO(kLog, "ready: %s, %zu queue(s), %zu worker slot(s), %zu agent(s), ports %s, XDP %s, AF_XDP %s mode, "
-                "worker sockets in %s/workers",
-                config_.interface.c_str(), config_.queues.size(), config_.workers.size(), config_.agents.size(),
-                [&] {
-                  std::string s;
-                  for (auto p : config_.ports) {
-                    if (!s.empty()) s.push_back(',');
-                    s.append(std::to_string(p));
-                  }
-                  return s;
-                }()
-                    .c_str(),
-                bpf::to_string(mode.value()), ports_.front()->info().mode.c_str(), config_.run_dir.c_str());
+  AXON_LOG_INFO(
+      kLog,
+      "ready: %s, %zu queue(s), %zu worker slot(s), %zu agent(s), ports %s, XDP %s, AF_XDP %s mode, "
+      "worker sockets in %s/workers",
+      config_.interface.c_str(), config_.queues.size(), config_.workers.size(), config_.agents.size(),
+      [&] {
+        std::string s;
+        for (auto p : config_.ports) {
+          if (!s.empty()) s.push_back(',');
+          s.append(std::to_string(p));
+        }
+        return s;
+      }()
+          .c_str(),
+      bpf::to_string(mode.value()), ports_.front()->info().mode.c_str(), config_.run_dir.c_str());
   return true;
 }
 
@@ -413,8 +416,8 @@ int Daemon::run() {
       AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
       return 1;
     }
-    std::printf("%s: ok (%zu workers, %zu agents, %zu tenants)\n", options_.config_path.c_str(),
-                config_.workers.size(), config_.agents.size(), config_.tenants.size());
+    std::printf("%s: ok (%zu workers, %zu agents, %zu tenants)\n", options_.config_path.c_str(), config_.workers.size(),
+                config_.agents.size(), config_.tenants.size());
     return 0;
   }
   // Signals go to the control thread's signalfd only; lcore threads inherit the mask.

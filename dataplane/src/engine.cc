@@ -9,6 +9,7 @@
 
 #include "axon/common/clock.h"
 #include "axon/common/log.h"
+
 #include "reply_builder.h"
 
 namespace axon::dataplane {
@@ -65,8 +66,7 @@ struct Lcore::Forward {
   shm::RingConsumer<ForwardCell> consumer;
 };
 
-EngineShared::EngineShared(const DataplaneConfig& cfg, std::uint32_t lcore_count)
-    : config(cfg), routes(lcore_count) {}
+EngineShared::EngineShared(const DataplaneConfig& cfg, std::uint32_t lcore_count) : config(cfg), routes(lcore_count) {}
 
 EngineShared::~EngineShared() = default;
 
@@ -103,11 +103,7 @@ Result<Ok, ConfigError> create_worker_slots(EngineShared& shared, std::uint32_t 
 }
 
 Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
-    : id_(id),
-      port_(port),
-      shared_(shared),
-      stats_(shared.stats.lcores[id]),
-      parser_([&] {
+    : id_(id), port_(port), shared_(shared), stats_(shared.stats.lcores[id]), parser_([&] {
         protocol::PacketConfig pc;
         pc.ports.fill(0);
         for (std::size_t i = 0; i < shared.config.ports.size() && i < pc.ports.size(); ++i) {
@@ -327,9 +323,9 @@ void Lcore::send_payload(const ReplyContext& ctx, const protocol::Header& reply,
     const std::uint32_t offset = seg * chunk;
     const std::uint32_t piece = length - offset < chunk ? length - offset : chunk;
     header.segment_index = std::uint16_t(seg);
-    std::uint32_t written = build_reply_frame(
-        ctx, header, std::span<const std::uint8_t>(data == nullptr ? nullptr : data + offset, piece),
-        std::span<std::uint8_t>(frame.data, frame.len));
+    std::uint32_t written =
+        build_reply_frame(ctx, header, std::span<const std::uint8_t>(data == nullptr ? nullptr : data + offset, piece),
+                          std::span<std::uint8_t>(frame.data, frame.len));
     if (written == 0) {
       tx_cache_[tx_cache_count_++] = frame;
       count(stats_.tx_dropped);
@@ -343,8 +339,8 @@ void Lcore::send_payload(const ReplyContext& ctx, const protocol::Header& reply,
 
 void Lcore::answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std::uint32_t retry_after_us) noexcept {
   count(stats_.errors_sent[std::size_t(code)]);
-  send_payload(ctx, protocol::make_error_reply(ctx.request, code, protocol::random_span_id(), retry_after_us),
-               nullptr, 0);
+  send_payload(ctx, protocol::make_error_reply(ctx.request, code, protocol::random_span_id(), retry_after_us), nullptr,
+               0);
 }
 
 void Lcore::answer_busy(const ReplyContext& ctx) noexcept {
@@ -434,9 +430,11 @@ void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
     slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
     slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
   }
-  AXON_LOG_WARN("engine", "worker '%s' died: %u in-flight request(s) answered with ERROR worker_failed; every "
-                "buffer reclaimed (%u free, %u restocked as loans for the next worker)", slot.name.c_str(), lost,
-                slot.channel->free_buffers(), slot.channel->total_buffers() - slot.channel->free_buffers());
+  AXON_LOG_WARN("engine",
+                "worker '%s' died: %u in-flight request(s) answered with ERROR worker_failed; every "
+                "buffer reclaimed (%u free, %u restocked as loans for the next worker)",
+                slot.name.c_str(), lost, slot.channel->free_buffers(),
+                slot.channel->total_buffers() - slot.channel->free_buffers());
   slot.state.store(std::uint32_t(WorkerSlotState::vacant), std::memory_order_release);
   if (slot.stats != nullptr) slot.stats->state.store(std::uint32_t(WorkerSlotState::vacant), std::memory_order_release);
 }

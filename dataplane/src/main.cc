@@ -4,6 +4,7 @@
 #include <string>
 
 #include "axon/common/log.h"
+
 #include "daemon.h"
 
 namespace {

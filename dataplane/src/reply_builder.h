@@ -16,7 +16,7 @@ struct ReplyContext {
   std::uint8_t l2[14 + 4 * AXON_MAX_VLAN_TAGS];  // Ethernet + VLAN tags as received
   std::uint8_t l2_len = 0;
   std::uint8_t ip_version = 0;
-  std::uint8_t answered = 0;      // an ERROR already went out (deadline sweep); drop the late reply
+  std::uint8_t answered = 0;  // an ERROR already went out (deadline sweep); drop the late reply
   std::uint8_t has_deadline = 0;
   std::uint8_t live = 0;  // a worker holds this request
   std::uint8_t src_addr[16];

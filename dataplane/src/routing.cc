@@ -46,7 +46,9 @@ Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const Datapla
 
 RouteHolder::RouteHolder(std::uint32_t readers) : epochs_(new Epoch[readers]), readers_(readers) {}
 
-RouteHolder::~RouteHolder() { delete current_.load(std::memory_order_acquire); }
+RouteHolder::~RouteHolder() {
+  delete current_.load(std::memory_order_acquire);
+}
 
 void RouteHolder::publish(std::unique_ptr<RouteTable> table, int timeout_ms) {
   const RouteTable* old = current_.exchange(table.release(), std::memory_order_acq_rel);
@@ -67,8 +69,10 @@ void RouteHolder::publish(std::unique_ptr<RouteTable> table, int timeout_ms) {
       return;
     }
     if (monotonic_ns() > deadline) {
-      AXON_LOG_WARN("routing", "an lcore did not pass a quiescent point within %d ms; keeping the old route table "
-                               "allocated (a few KiB) rather than risk freeing it under a reader", timeout_ms);
+      AXON_LOG_WARN("routing",
+                    "an lcore did not pass a quiescent point within %d ms; keeping the old route table "
+                    "allocated (a few KiB) rather than risk freeing it under a reader",
+                    timeout_ms);
       return;
     }
     usleep(100);

@@ -29,8 +29,7 @@ StatsView view_of(std::byte* base, std::uint32_t lcores) {
 
 }  // namespace
 
-Result<StatsView, StatsError> create_stats_file(const std::string& path, std::uint32_t lcores,
-                                                std::uint32_t workers) {
+Result<StatsView, StatsError> create_stats_file(const std::string& path, std::uint32_t lcores, std::uint32_t workers) {
   if (lcores == 0 || lcores > kMaxLcores || workers > kMaxWorkers) {
     return make_error(StatsError::bad_file, "stats file sizing out of range");
   }

@@ -21,7 +21,9 @@ struct Totals {
   std::uint64_t latency[axon::dataplane::kLatencyBuckets] = {};
 };
 
-std::uint64_t load(const axon::dataplane::Counter& c) { return c.load(std::memory_order_relaxed); }
+std::uint64_t load(const axon::dataplane::Counter& c) {
+  return c.load(std::memory_order_relaxed);
+}
 
 Totals collect(const StatsView& view) {
   Totals t;
@@ -72,11 +74,12 @@ std::string drops_text(const StatsView& view, const Totals& t) {
 void print_json(const StatsView& view, const Totals& t) {
   std::printf("{\"interface\":\"%s\",\"mode\":\"%s\",\"ready\":%u,\"xdp_attached\":%u,", view.header->interface,
               view.header->port_mode, view.header->ready.load(), view.header->xdp_attached.load());
-  std::printf("\"rx_frames\":%llu,\"requests\":%llu,\"responses\":%llu,\"busy\":%llu,\"tx_dropped\":%llu,"
-              "\"late_replies\":%llu,",
-              static_cast<unsigned long long>(t.rx), static_cast<unsigned long long>(t.requests),
-              static_cast<unsigned long long>(t.responses), static_cast<unsigned long long>(t.busy),
-              static_cast<unsigned long long>(t.tx_dropped), static_cast<unsigned long long>(t.late));
+  std::printf(
+      "\"rx_frames\":%llu,\"requests\":%llu,\"responses\":%llu,\"busy\":%llu,\"tx_dropped\":%llu,"
+      "\"late_replies\":%llu,",
+      static_cast<unsigned long long>(t.rx), static_cast<unsigned long long>(t.requests),
+      static_cast<unsigned long long>(t.responses), static_cast<unsigned long long>(t.busy),
+      static_cast<unsigned long long>(t.tx_dropped), static_cast<unsigned long long>(t.late));
   std::printf("\"errors\":{");
   bool first = true;
   for (std::size_t e = 1; e < protocol::kErrorCodeCount; ++e) {
@@ -104,15 +107,15 @@ void print_json(const StatsView& view, const Totals& t) {
     const auto& ws = view.workers[w];
     static const char* states[] = {"vacant", "alive", "dying"};
     std::uint32_t state = ws.state.load();
-    std::printf("%s{\"name\":\"%s\",\"state\":\"%s\",\"pid\":%d,\"generation\":%llu,\"submitted\":%llu,"
-                "\"completed\":%llu,\"lost\":%llu,\"deaths\":%llu,\"depth\":%llu,\"inflight\":%llu,"
-                "\"free_buffers\":%llu}",
-                w == 0 ? "" : ",", ws.name, state < 3 ? states[state] : "?", ws.pid.load(),
-                static_cast<unsigned long long>(load(ws.generation)), static_cast<unsigned long long>(load(ws.submitted)),
-                static_cast<unsigned long long>(load(ws.completed)), static_cast<unsigned long long>(load(ws.lost)),
-                static_cast<unsigned long long>(load(ws.deaths)), static_cast<unsigned long long>(load(ws.depth)),
-                static_cast<unsigned long long>(load(ws.inflight)),
-                static_cast<unsigned long long>(load(ws.free_buffers)));
+    std::printf(
+        "%s{\"name\":\"%s\",\"state\":\"%s\",\"pid\":%d,\"generation\":%llu,\"submitted\":%llu,"
+        "\"completed\":%llu,\"lost\":%llu,\"deaths\":%llu,\"depth\":%llu,\"inflight\":%llu,"
+        "\"free_buffers\":%llu}",
+        w == 0 ? "" : ",", ws.name, state < 3 ? states[state] : "?", ws.pid.load(),
+        static_cast<unsigned long long>(load(ws.generation)), static_cast<unsigned long long>(load(ws.submitted)),
+        static_cast<unsigned long long>(load(ws.completed)), static_cast<unsigned long long>(load(ws.lost)),
+        static_cast<unsigned long long>(load(ws.deaths)), static_cast<unsigned long long>(load(ws.depth)),
+        static_cast<unsigned long long>(load(ws.inflight)), static_cast<unsigned long long>(load(ws.free_buffers)));
   }
   std::printf("]}\n");
 }

@@ -69,7 +69,9 @@ ShmResult<Worker> Worker::from_environment(int timeout_ms) {
                     "AXON_WORKER_SOCKET to the data plane's worker socket");
 }
 
-Worker::Worker(Worker&& other) noexcept { *this = std::move(other); }
+Worker::Worker(Worker&& other) noexcept {
+  *this = std::move(other);
+}
 
 Worker& Worker::operator=(Worker&& other) noexcept {
   if (this != &other) {
@@ -112,7 +114,8 @@ std::uint32_t Worker::receive_burst(Request* out, std::uint32_t max) noexcept {
     // corrupted slot taking the worker down.
     const shm::SlabClass& slab = (d.flags & shm::kFlagLargeBuffer) != 0 ? large : small;
     if (d.buffer_offset < slab.offset || d.length > slab.buffer_size ||
-        std::uint64_t(d.buffer_offset) + slab.buffer_size > slab.offset + std::uint64_t(slab.count) * slab.buffer_size) {
+        std::uint64_t(d.buffer_offset) + slab.buffer_size >
+            slab.offset + std::uint64_t(slab.count) * slab.buffer_size) {
       return;
     }
     Request& r = out[produced++];

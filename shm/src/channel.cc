@@ -43,8 +43,8 @@ ShmResult<WorkerChannel> WorkerChannel::create(const ChannelOptions& options) {
 
 // (Re)formats the segment and resets every piece of private bookkeeping to "all free".
 ShmResult<Ok> WorkerChannel::bind(std::uint64_t generation) {
-  auto view = format_segment(region_.base(), region_.size(), options_.geometry, options_.worker_id,
-                             options_.numa_node, region_.backing(), generation);
+  auto view = format_segment(region_.base(), region_.size(), options_.geometry, options_.worker_id, options_.numa_node,
+                             region_.backing(), generation);
   if (!view) return view.error();
   view_ = view.value();
   small_slab_ = view_.header->small;
@@ -127,7 +127,9 @@ void WorkerChannel::release(const BufferLease& lease) noexcept {
   if (lease.buffer_id < state_.size() && state_[lease.buffer_id] == BufferState::leased) free_buffer(lease.buffer_id);
 }
 
-std::uint32_t WorkerChannel::request_room() noexcept { return requests_.free_slots(requests_.capacity()); }
+std::uint32_t WorkerChannel::request_room() noexcept {
+  return requests_.free_slots(requests_.capacity());
+}
 
 std::uint32_t WorkerChannel::try_submit_burst(OutgoingRequest* requests, std::uint32_t n) noexcept {
   const std::uint64_t now = monotonic_ns();

@@ -18,7 +18,9 @@ std::uint32_t* futex_word(EventCount& ec) noexcept {
   return reinterpret_cast<std::uint32_t*>(&ec.epoch);
 }
 
-void bump(std::atomic<std::uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
+void bump(std::atomic<std::uint64_t>& counter) noexcept {
+  counter.fetch_add(1, std::memory_order_relaxed);
+}
 
 }  // namespace
 
@@ -39,7 +41,9 @@ std::uint32_t eventcount_prepare_wait(EventCount& ec) noexcept {
   return key;
 }
 
-void eventcount_cancel_wait(EventCount& ec) noexcept { ec.waiters.fetch_sub(1, std::memory_order_seq_cst); }
+void eventcount_cancel_wait(EventCount& ec) noexcept {
+  ec.waiters.fetch_sub(1, std::memory_order_seq_cst);
+}
 
 void eventcount_wait(EventCount& ec, std::uint32_t key, std::uint64_t timeout_ns) noexcept {
   bump(ec.sleeps);

@@ -15,9 +15,13 @@
 namespace axon::shm {
 namespace {
 
-Error<ShmError> fail(std::string message) { return make_error(ShmError::handoff_failed, std::move(message)); }
+Error<ShmError> fail(std::string message) {
+  return make_error(ShmError::handoff_failed, std::move(message));
+}
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 bool fill_address(const std::string& path, sockaddr_un& address) {
   std::memset(&address, 0, sizeof address);

@@ -11,7 +11,9 @@
 
 namespace axon::shm {
 namespace {
-Error<ShmError> fail(std::string message) { return make_error(ShmError::watch_failed, std::move(message)); }
+Error<ShmError> fail(std::string message) {
+  return make_error(ShmError::watch_failed, std::move(message));
+}
 }  // namespace
 
 ShmResult<DeathWatch> DeathWatch::create() {
@@ -22,8 +24,7 @@ ShmResult<DeathWatch> DeathWatch::create() {
   return watch;
 }
 
-DeathWatch::DeathWatch(DeathWatch&& other) noexcept
-    : epoll_fd_(other.epoll_fd_), entries_(std::move(other.entries_)) {
+DeathWatch::DeathWatch(DeathWatch&& other) noexcept : epoll_fd_(other.epoll_fd_), entries_(std::move(other.entries_)) {
   other.epoll_fd_ = -1;
   other.entries_.clear();
 }
@@ -39,7 +40,9 @@ DeathWatch& DeathWatch::operator=(DeathWatch&& other) noexcept {
   return *this;
 }
 
-DeathWatch::~DeathWatch() { close_all(); }
+DeathWatch::~DeathWatch() {
+  close_all();
+}
 
 void DeathWatch::close_all() noexcept {
   for (const Entry& entry : entries_) close(entry.pidfd);

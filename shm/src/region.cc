@@ -36,11 +36,17 @@ constexpr unsigned kSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
 std::atomic<bool> g_fallback_warned{false};
 
-std::size_t round_up(std::size_t value, std::size_t align) { return (value + align - 1) / align * align; }
+std::size_t round_up(std::size_t value, std::size_t align) {
+  return (value + align - 1) / align * align;
+}
 
-std::string errno_text(int err) { return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")"; }
+std::string errno_text(int err) {
+  return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
+}
 
-Error<ShmError> fail(ShmError code, std::string message) { return make_error(code, std::move(message)); }
+Error<ShmError> fail(ShmError code, std::string message) {
+  return make_error(code, std::move(message));
+}
 
 // Binds [base, base+size) to one NUMA node before its pages are allocated.
 ShmResult<Ok> bind_to_node(std::byte* base, std::size_t size, int node) {
@@ -89,8 +95,8 @@ ShmResult<Attempt> try_create(const RegionOptions& options, bool huge) {
   if (ftruncate(attempt.fd, off_t(attempt.size)) != 0) {
     int err = errno;
     undo(attempt);
-    return fail(ShmError::no_memory, "cannot size the region to " + std::to_string(options.size) +
-                                         " bytes: " + errno_text(err));
+    return fail(ShmError::no_memory,
+                "cannot size the region to " + std::to_string(options.size) + " bytes: " + errno_text(err));
   }
   void* mapped = mmap(nullptr, attempt.size, PROT_READ | PROT_WRITE, MAP_SHARED, attempt.fd, 0);
   if (mapped == MAP_FAILED) {
@@ -162,8 +168,10 @@ ShmResult<Region> Region::create(const RegionOptions& options) {
   if (!created) return created.error();
   Attempt attempt = created.value();
   if (options.lock && mlock(attempt.base, attempt.size) != 0) {
-    AXON_LOG_WARN("shm", "mlock of %zu bytes failed (%s); the region may be swapped. Raise RLIMIT_MEMLOCK or grant "
-                         "CAP_IPC_LOCK", attempt.size, std::strerror(errno));
+    AXON_LOG_WARN("shm",
+                  "mlock of %zu bytes failed (%s); the region may be swapped. Raise RLIMIT_MEMLOCK or grant "
+                  "CAP_IPC_LOCK",
+                  attempt.size, std::strerror(errno));
   }
   return Region(attempt.base, attempt.size, attempt.fd, backing);
 }
@@ -172,7 +180,8 @@ ShmResult<Region> Region::map_fd(int fd) {
   struct stat st {};
   if (fd < 0 || fstat(fd, &st) != 0) {
     if (fd >= 0) close(fd);
-    return fail(ShmError::bad_fd, "segment fd " + std::to_string(fd) + " is not open; the data plane must hand it over");
+    return fail(ShmError::bad_fd,
+                "segment fd " + std::to_string(fd) + " is not open; the data plane must hand it over");
   }
   int seals = fcntl(fd, F_GET_SEALS);
   if (seals < 0 || (unsigned(seals) & F_SEAL_SHRINK) == 0) {
@@ -186,8 +195,8 @@ ShmResult<Region> Region::map_fd(int fd) {
                                          std::to_string(sizeof(SegmentHeader)) + "-byte header");
   }
   struct statfs fs {};
-  SegmentBacking backing = (fstatfs(fd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC) ? SegmentBacking::hugetlb_2m
-                                                                                     : SegmentBacking::shmem_4k;
+  SegmentBacking backing =
+      (fstatfs(fd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC) ? SegmentBacking::hugetlb_2m : SegmentBacking::shmem_4k;
   std::size_t size = std::size_t(st.st_size);
   void* mapped = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (mapped == MAP_FAILED) {
@@ -219,7 +228,9 @@ Region& Region::operator=(Region&& other) noexcept {
   return *this;
 }
 
-Region::~Region() { reset(); }
+Region::~Region() {
+  reset();
+}
 
 void Region::reset() noexcept {
   if (base_ != nullptr) munmap(base_, size_);

@@ -12,9 +12,13 @@ namespace {
 
 constexpr std::size_t kAlign = kFalseSharingRange;
 
-std::size_t align_up(std::size_t value) { return (value + kAlign - 1) / kAlign * kAlign; }
+std::size_t align_up(std::size_t value) {
+  return (value + kAlign - 1) / kAlign * kAlign;
+}
 
-Error<ShmError> fail(ShmError code, std::string message) { return make_error(code, std::move(message)); }
+Error<ShmError> fail(ShmError code, std::string message) {
+  return make_error(code, std::move(message));
+}
 
 struct Plan {
   std::size_t request_ring, reply_ring, small_loan_ring, large_loan_ring;
@@ -62,16 +66,15 @@ bool inside(std::uint64_t offset, std::uint64_t bytes, std::size_t size) {
 ShmResult<Ok> check_geometry(const SegmentGeometry& g) {
   auto pow2 = [](std::uint32_t v) { return v >= 2 && std::has_single_bit(v); };
   if (!pow2(g.request_capacity) || !pow2(g.reply_capacity) || !pow2(g.loan_capacity)) {
-    return fail(ShmError::invalid_argument, "ring capacities must be powers of two >= 2 (request " +
-                                                std::to_string(g.request_capacity) + ", reply " +
-                                                std::to_string(g.reply_capacity) + ", loan " +
-                                                std::to_string(g.loan_capacity) + ")");
+    return fail(ShmError::invalid_argument,
+                "ring capacities must be powers of two >= 2 (request " + std::to_string(g.request_capacity) +
+                    ", reply " + std::to_string(g.reply_capacity) + ", loan " + std::to_string(g.loan_capacity) + ")");
   }
   if (g.small_buffer_size == 0 || g.small_buffer_size % 64 != 0 || g.large_buffer_size % 64 != 0 ||
       g.large_buffer_size < g.small_buffer_size) {
-    return fail(ShmError::invalid_argument,
-                "buffer sizes must be multiples of 64 with large >= small (small " +
-                    std::to_string(g.small_buffer_size) + ", large " + std::to_string(g.large_buffer_size) + ")");
+    return fail(ShmError::invalid_argument, "buffer sizes must be multiples of 64 with large >= small (small " +
+                                                std::to_string(g.small_buffer_size) + ", large " +
+                                                std::to_string(g.large_buffer_size) + ")");
   }
   if (g.small_buffer_count == 0 || g.large_buffer_count == 0) {
     return fail(ShmError::invalid_argument, "each buffer class needs at least one buffer");
@@ -82,7 +85,9 @@ ShmResult<Ok> check_geometry(const SegmentGeometry& g) {
   return Ok{};
 }
 
-std::size_t segment_bytes(const SegmentGeometry& geometry) noexcept { return plan(geometry).total; }
+std::size_t segment_bytes(const SegmentGeometry& geometry) noexcept {
+  return plan(geometry).total;
+}
 
 ShmResult<SegmentView> format_segment(std::byte* base, std::size_t size, const SegmentGeometry& g,
                                       std::uint32_t worker_id, int numa_node, SegmentBacking backing,
@@ -124,20 +129,21 @@ ShmResult<SegmentView> validate_segment(std::byte* base, std::size_t size) {
   auto* header = reinterpret_cast<SegmentHeader*>(base);
   std::uint64_t magic = std::atomic_ref<std::uint64_t>(header->magic).load(std::memory_order_acquire);
   if (magic != kSegmentMagic) {
-    return fail(ShmError::bad_magic, "not an axon segment (magic 0x" + [&] {
-      char hex[17];
-      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(magic));
-      return std::string(hex);
-    }() + "); attach only to the fd the data plane handed over");
+    return fail(
+        ShmError::bad_magic, "not an axon segment (magic 0x" + [&] {
+          char hex[17];
+          std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(magic));
+          return std::string(hex);
+        }() + "); attach only to the fd the data plane handed over");
   }
   if (header->layout_version != kLayoutVersion) {
-    return fail(ShmError::version_mismatch,
-                "segment layout version " + std::to_string(header->layout_version) + " but this SDK speaks version " +
-                    std::to_string(kLayoutVersion) + "; rebuild the worker against the data plane's axon release");
+    return fail(ShmError::version_mismatch, "segment layout version " + std::to_string(header->layout_version) +
+                                                " but this SDK speaks version " + std::to_string(kLayoutVersion) +
+                                                "; rebuild the worker against the data plane's axon release");
   }
   if (header->header_size != sizeof(SegmentHeader) || header->segment_size != size) {
-    return fail(ShmError::truncated, "segment header claims " + std::to_string(header->segment_size) +
-                                         " bytes but " + std::to_string(size) + " are mapped");
+    return fail(ShmError::truncated, "segment header claims " + std::to_string(header->segment_size) + " bytes but " +
+                                         std::to_string(size) + " are mapped");
   }
   SegmentView view;
   view.base = base;

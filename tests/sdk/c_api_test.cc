@@ -9,6 +9,7 @@
 #include <string>
 
 #include "axon/shm/channel.h"
+
 #include "axon_worker.h"
 
 namespace {

@@ -8,9 +8,10 @@
 #include <cerrno>
 #include <cstring>
 
-#include "afxdp/afxdp_port.h"
 #include "axon/common/clock.h"
 #include "axon/common/log.h"
+
+#include "afxdp/afxdp_port.h"
 
 #ifndef SO_PREFER_BUSY_POLL
 #define SO_PREFER_BUSY_POLL 69
@@ -22,7 +23,9 @@
 namespace axon::dataplane {
 namespace {
 
-Error<PortError> fail(PortError code, std::string message) { return make_error(code, std::move(message)); }
+Error<PortError> fail(PortError code, std::string message) {
+  return make_error(code, std::move(message));
+}
 
 // Busy polling lets the poll-mode core drive the NIC's NAPI itself instead of waiting for
 // interrupts. Kernels or drivers that refuse an option just run without it.
@@ -82,8 +85,9 @@ Result<std::unique_ptr<Port>, PortError> open_af_xdp_port(const AfXdpOptions& op
   if (int rc = xsk_umem__create(&port->umem_, port->umem_area_.base(), port->umem_area_.size(), &port->fill_,
                                 &port->comp_, &umem_config);
       rc != 0) {
-    return fail(PortError::umem_failed, "xsk_umem__create failed: " + std::string(std::strerror(-rc)) +
-                                            "; AF_XDP needs CAP_NET_ADMIN and CAP_IPC_LOCK (or a larger RLIMIT_MEMLOCK)");
+    return fail(PortError::umem_failed,
+                "xsk_umem__create failed: " + std::string(std::strerror(-rc)) +
+                    "; AF_XDP needs CAP_NET_ADMIN and CAP_IPC_LOCK (or a larger RLIMIT_MEMLOCK)");
   }
 
   xsk_socket_config socket_config{};

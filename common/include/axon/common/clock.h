@@ -23,6 +23,8 @@ inline std::uint64_t monotonic_ns() noexcept {
 // TSC ticks per ns, measured once against CLOCK_MONOTONIC (about 20 ms).
 double tsc_ticks_per_ns() noexcept;
 
-inline void cpu_relax() noexcept { __builtin_ia32_pause(); }
+inline void cpu_relax() noexcept {
+  __builtin_ia32_pause();
+}
 
 }  // namespace axon

@@ -11,8 +11,7 @@ void set_level(Level level) noexcept;
 Level level() noexcept;
 
 // printf-style; prefixes the level and component, appends a newline.
-void write(Level level, const char* component, const char* fmt, ...) noexcept
-    __attribute__((format(printf, 3, 4)));
+void write(Level level, const char* component, const char* fmt, ...) noexcept __attribute__((format(printf, 3, 4)));
 
 }  // namespace axon::log
 

@@ -106,8 +106,8 @@ class Lcore {
   LcoreStats& stats_;
   protocol::PacketParser parser_;
   std::vector<WorkerSlot*> owned_;
-  std::vector<std::unique_ptr<Staging>> staging_;  // parallel to owned_
-  std::vector<std::uint32_t> touched_;             // staging_ indices used this burst
+  std::vector<std::unique_ptr<Staging>> staging_;      // parallel to owned_
+  std::vector<std::uint32_t> touched_;                 // staging_ indices used this burst
   std::vector<std::unique_ptr<Forward>> forward_out_;  // to lcore i (null for self)
   std::vector<Forward*> forward_in_;                   // from lcore i (owned by the sender)
   Frame tx_[64];

@@ -16,8 +16,8 @@ namespace axon::dataplane {
 
 struct Frame {
   std::uint8_t* data = nullptr;
-  std::uint32_t len = 0;       // bytes of packet (rx), or capacity until set by the engine (tx)
-  std::uint64_t handle = 0;    // backend's identity of the buffer
+  std::uint32_t len = 0;     // bytes of packet (rx), or capacity until set by the engine (tx)
+  std::uint64_t handle = 0;  // backend's identity of the buffer
 };
 
 struct PortCounters {
@@ -29,8 +29,8 @@ struct PortCounters {
 };
 
 struct PortInfo {
-  std::string backend;      // "af_xdp"
-  std::string mode;         // e.g. "zero-copy" or "copy"
+  std::string backend;  // "af_xdp"
+  std::string mode;     // e.g. "zero-copy" or "copy"
   std::string interface;
   std::uint32_t queue = 0;
   std::uint32_t frame_capacity = 0;  // largest frame the port can send
@@ -54,7 +54,14 @@ class Port {
   [[nodiscard]] virtual PortCounters counters() const noexcept = 0;
 };
 
-enum class PortError { invalid_argument, interface_not_found, no_memory, umem_failed, socket_failed, zero_copy_required };
+enum class PortError {
+  invalid_argument,
+  interface_not_found,
+  no_memory,
+  umem_failed,
+  socket_failed,
+  zero_copy_required
+};
 
 struct AfXdpOptions {
   std::string interface;

@@ -32,13 +32,13 @@ struct alignas(128) LcoreStats {
   Counter rx_frames;
   Counter rx_bytes;
   Counter tx_frames;
-  Counter requests;     // valid requests accepted into a worker's ring
-  Counter responses;    // RESPONSE datagrams sent
-  Counter busy_sent;    // BUSY replies: worker ring full or no buffer
-  Counter forwarded;    // requests handed to the lcore that owns the worker
-  Counter forward_full; // forward ring full (answered BUSY)
-  Counter tx_dropped;   // reply frames that found no TX room
-  Counter late_replies; // worker replies after the deadline ERROR already went out
+  Counter requests;      // valid requests accepted into a worker's ring
+  Counter responses;     // RESPONSE datagrams sent
+  Counter busy_sent;     // BUSY replies: worker ring full or no buffer
+  Counter forwarded;     // requests handed to the lcore that owns the worker
+  Counter forward_full;  // forward ring full (answered BUSY)
+  Counter tx_dropped;    // reply frames that found no TX room
+  Counter late_replies;  // worker replies after the deadline ERROR already went out
   Counter invalid_replies;
   Counter loops;
   Counter idle_loops;
@@ -57,9 +57,9 @@ struct alignas(128) WorkerStats {
   Counter generation;
   Counter submitted;
   Counter completed;
-  Counter lost;        // in-flight requests answered worker_failed when it died
+  Counter lost;  // in-flight requests answered worker_failed when it died
   Counter deaths;
-  Counter depth;       // request ring depth, sampled each housekeeping tick
+  Counter depth;  // request ring depth, sampled each housekeeping tick
   Counter inflight;
   Counter free_buffers;
   std::atomic<std::uint32_t> owner_lcore;
@@ -78,7 +78,7 @@ struct StatsHeader {
   std::atomic<std::uint32_t> ready;
   std::atomic<std::uint32_t> xdp_attached;
   char interface[16];
-  char port_mode[16];  // "copy" or "zero-copy"
+  char port_mode[16];                           // "copy" or "zero-copy"
   Counter xdp_packets[protocol::kReasonCount];  // XDP verdicts, copied from the BPF counters
   Counter xdp_bytes[protocol::kReasonCount];
 };

@@ -50,14 +50,14 @@ struct ReplyBuffer {
 struct WorkerStats {
   std::uint64_t received = 0;
   std::uint64_t completed = 0;
-  std::uint64_t loan_failures = 0;   // no loaned buffer of the needed size was available
-  std::uint64_t reply_ring_full = 0; // flushes that had to wait for the data plane
+  std::uint64_t loan_failures = 0;    // no loaned buffer of the needed size was available
+  std::uint64_t reply_ring_full = 0;  // flushes that had to wait for the data plane
   std::uint64_t sleeps = 0;
 };
 
 struct WaitPolicy {
-  std::uint32_t spin_min = 64;         // pause iterations before sleeping, lower bound
-  std::uint32_t spin_max = 1u << 16;   // upper bound of the adaptive budget
+  std::uint32_t spin_min = 64;                   // pause iterations before sleeping, lower bound
+  std::uint32_t spin_max = 1u << 16;             // upper bound of the adaptive budget
   std::uint64_t sleep_timeout_ns = 100'000'000;  // re-check stop flags at least this often
 };
 
@@ -113,7 +113,10 @@ class Worker {
   [[nodiscard]] std::uint64_t generation() const noexcept { return view_.header->generation; }
   [[nodiscard]] const WorkerStats& stats() const noexcept { return stats_; }
   [[nodiscard]] shm::SegmentBacking backing() const noexcept { return region_.backing(); }
-  void set_wait_policy(const WaitPolicy& policy) noexcept { policy_ = policy; spin_budget_ = policy.spin_min; }
+  void set_wait_policy(const WaitPolicy& policy) noexcept {
+    policy_ = policy;
+    spin_budget_ = policy.spin_min;
+  }
 
  private:
   Worker() = default;

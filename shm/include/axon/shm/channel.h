@@ -80,7 +80,7 @@ struct ChannelStats {
   std::uint64_t torn_replies = 0;       // reply slots with a wrong commit stamp
   std::uint64_t lost_on_reclaim = 0;    // requests reported lost when a worker died
   std::uint64_t reclaims = 0;
-  std::uint64_t wakes_issued = 0;       // futex wakes: the producer's only system call
+  std::uint64_t wakes_issued = 0;  // futex wakes: the producer's only system call
 };
 
 class WorkerChannel {

@@ -41,8 +41,8 @@ enum DescriptorFlag : std::uint16_t {
 // Status carried by a reply descriptor; mirrors AXP's error table for worker errors.
 enum class ReplyStatus : std::uint16_t {
   ok = 0,
-  handler_error = 1,   // the agent's handler failed; the data plane answers ERROR
-  reply_too_large = 2, // the handler needed more room than any loanable buffer
+  handler_error = 1,    // the agent's handler failed; the data plane answers ERROR
+  reply_too_large = 2,  // the handler needed more room than any loanable buffer
 };
 
 // One request or reply. Exactly two cache lines; written by the producer, stamped last.
@@ -119,14 +119,14 @@ struct RingHeader {
     std::atomic<std::uint64_t> pushed_total;
   } producer;
   struct alignas(kFalseSharingRange) ConsumerLine {
-    std::atomic<std::uint64_t> tail;  // next index to read; release-published
-    std::uint64_t cached_head;        // consumer's last view of head
+    std::atomic<std::uint64_t> tail;        // next index to read; release-published
+    std::uint64_t cached_head;              // consumer's last view of head
     std::atomic<std::uint64_t> torn_slots;  // slots whose commit stamp did not match
   } consumer;
   struct alignas(kFalseSharingRange) Geometry {  // written once at creation
-    std::uint64_t slots_offset;  // from the segment base
-    std::uint32_t capacity;      // power of two
-    std::uint32_t slot_size;     // sizeof the slot type, checked on attach
+    std::uint64_t slots_offset;                  // from the segment base
+    std::uint32_t capacity;                      // power of two
+    std::uint32_t slot_size;                     // sizeof the slot type, checked on attach
   } geometry;
 };
 static_assert(sizeof(RingHeader) == 3 * kFalseSharingRange);
@@ -141,17 +141,17 @@ static_assert(offsetof(RingHeader::ConsumerLine, cached_head) == 8);
 // calls futex_wake only when `waiters` is non-zero, so a busy consumer costs the
 // producer no system call at all.
 struct alignas(kFalseSharingRange) EventCount {
-  std::atomic<std::uint32_t> epoch;    // futex word
-  std::atomic<std::uint32_t> waiters;  // sleepers between prepare_wait and the wake
-  std::atomic<std::uint64_t> wakes_issued;    // futex_wake calls made by the producer
-  std::atomic<std::uint64_t> sleeps;          // futex_wait calls made by the consumer
+  std::atomic<std::uint32_t> epoch;         // futex word
+  std::atomic<std::uint32_t> waiters;       // sleepers between prepare_wait and the wake
+  std::atomic<std::uint64_t> wakes_issued;  // futex_wake calls made by the producer
+  std::atomic<std::uint64_t> sleeps;        // futex_wait calls made by the consumer
 };
 static_assert(sizeof(EventCount) == kFalseSharingRange);
 static_assert(offsetof(EventCount, waiters) == 4);
 
 struct SlabClass {
-  std::uint64_t offset;        // first buffer, from the segment base
-  std::uint32_t buffer_size;   // bytes per buffer, multiple of 64
+  std::uint64_t offset;       // first buffer, from the segment base
+  std::uint32_t buffer_size;  // bytes per buffer, multiple of 64
   std::uint32_t count;
 };
 static_assert(sizeof(SlabClass) == 16);
@@ -163,16 +163,16 @@ struct alignas(kFalseSharingRange) SegmentHeader {
   // --- identity: checked on attach before anything else is trusted
   std::uint64_t magic;
   std::uint32_t layout_version;
-  std::uint32_t header_size;  // sizeof(SegmentHeader)
-  std::uint64_t segment_size; // bytes mapped; equals the memfd size
-  std::uint64_t generation;   // bumped each time the data plane recycles the segment
+  std::uint32_t header_size;   // sizeof(SegmentHeader)
+  std::uint64_t segment_size;  // bytes mapped; equals the memfd size
+  std::uint64_t generation;    // bumped each time the data plane recycles the segment
   std::uint32_t worker_id;
-  std::int32_t numa_node;      // -1 when not bound
-  std::uint32_t backing;       // SegmentBacking
+  std::int32_t numa_node;  // -1 when not bound
+  std::uint32_t backing;   // SegmentBacking
   std::uint32_t reserved0;
   // --- geometry (offsets from the segment base)
-  std::uint64_t request_ring_offset;  // RingHeader, data plane -> worker (Descriptor)
-  std::uint64_t reply_ring_offset;    // RingHeader, worker -> data plane (Descriptor)
+  std::uint64_t request_ring_offset;     // RingHeader, data plane -> worker (Descriptor)
+  std::uint64_t reply_ring_offset;       // RingHeader, worker -> data plane (Descriptor)
   std::uint64_t small_loan_ring_offset;  // RingHeader, data plane -> worker (LoanSlot)
   std::uint64_t large_loan_ring_offset;  // RingHeader, data plane -> worker (LoanSlot)
   SlabClass small;
@@ -182,7 +182,7 @@ struct alignas(kFalseSharingRange) SegmentHeader {
   std::atomic<std::uint32_t> worker_pid;
   std::atomic<std::uint64_t> worker_generation;  // generation the worker attached to
   std::atomic<std::uint64_t> requests_handled;
-  std::atomic<std::uint64_t> reply_ring_full;    // times the worker waited for reply room
+  std::atomic<std::uint64_t> reply_ring_full;  // times the worker waited for reply room
   // --- the worker sleeps here when its request ring is empty
   EventCount request_event;
 };

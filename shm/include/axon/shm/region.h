@@ -15,11 +15,11 @@
 namespace axon::shm {
 
 struct RegionOptions {
-  std::size_t size = 0;          // rounded up to the page size used
-  int numa_node = -1;            // -1: no binding
-  bool allow_fallback = true;    // fall back to 4 KiB pages when no hugepage is free
-  bool lock = true;              // mlock the mapping
-  std::string name = "axon";     // memfd name, shown in /proc/<pid>/fd
+  std::size_t size = 0;        // rounded up to the page size used
+  int numa_node = -1;          // -1: no binding
+  bool allow_fallback = true;  // fall back to 4 KiB pages when no hugepage is free
+  bool lock = true;            // mlock the mapping
+  std::string name = "axon";   // memfd name, shown in /proc/<pid>/fd
 };
 
 class Region {
