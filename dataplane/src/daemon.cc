@@ -198,7 +198,7 @@ bool Daemon::setup() {
     lcores_.push_back(std::make_unique<Lcore>(i, *ports_[i], *shared_));
     shared_->lcores.push_back(lcores_.back().get());
   }
-  Lcore::connect(shared_->lcores, config_.xdp.frame_size);
+  Lcore::connect(shared_->lcores);
 
   auto watch = shm::DeathWatch::create();
   if (!watch) {

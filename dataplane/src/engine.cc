@@ -129,7 +129,7 @@ Lcore::~Lcore() {
   if (tx_cache_count_ > 0) port_.tx_free(tx_cache_, tx_cache_count_);
 }
 
-void Lcore::connect(std::vector<Lcore*>& lcores, std::uint32_t /*frame_size*/) {
+void Lcore::connect(std::vector<Lcore*>& lcores) {
   const std::size_t n = lcores.size();
   for (Lcore* from : lcores) {
     from->forward_out_.resize(n);
@@ -159,8 +159,6 @@ WorkerSlot* Lcore::pick_worker(const AgentRoute& route, std::uint64_t session_ke
 }
 
 void Lcore::handle_frame(const Frame& frame, std::uint64_t now) noexcept {
-  count(stats_.rx_frames);
-  count(stats_.rx_bytes, frame.len);
   std::span<const std::uint8_t> bytes(frame.data, frame.len);
   protocol::ParsedFrame parsed = parser_.parse(bytes);
   if (!parsed.ok()) {
@@ -288,17 +286,14 @@ void Lcore::forward(std::uint32_t to, const Frame& frame, const protocol::Parsed
   }
 }
 
-std::uint32_t Lcore::drain_forwarded(std::uint64_t /*now*/) noexcept {
+std::uint32_t Lcore::drain_forwarded() noexcept {
   std::uint32_t work = 0;
   for (Forward* ring : forward_in_) {
     if (ring == nullptr) continue;
     work += ring->consumer.try_pop_burst(kBurst, [&](const ForwardCell& cell) noexcept {
       // The frame stays in the cell until the pop returns, and handle_frame copies the
-      // payload out before that.
+      // payload out before that. It was counted by the lcore that received it.
       Frame frame{const_cast<std::uint8_t*>(cell.frame), cell.len, 0};
-      // Counted once, by the lcore that received it.
-      stats_.rx_frames.store(stats_.rx_frames.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-      stats_.rx_bytes.store(stats_.rx_bytes.load(std::memory_order_relaxed) - cell.len, std::memory_order_relaxed);
       handle_frame(frame, cell.rx_ns);
     });
   }
@@ -413,10 +408,16 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
 
 void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
   lost_.clear();
-  std::uint32_t lost = slot.channel->reclaim(lost_);
+  (void)slot.channel->reclaim(lost_);
+  // Requests the deadline sweep already answered are not lost: only the ones answered
+  // here count, so `lost` always equals the worker_failed ERRORs this death caused.
+  std::uint32_t lost = 0;
   for (const shm::LostRequest& request : lost_) {
     ReplyContext& ctx = slot.contexts[request.user_cookie];
-    if (ctx.live && !ctx.answered) answer_error(ctx, protocol::ErrorCode::worker_failed, 100'000u);
+    if (ctx.live && !ctx.answered) {
+      answer_error(ctx, protocol::ErrorCode::worker_failed, 100'000u);
+      ++lost;
+    }
     ctx.live = 0;
   }
   staging_[slot.local_index]->deadlines_live = 0;
@@ -477,16 +478,20 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
 std::uint32_t Lcore::poll_once() noexcept {
   const std::uint64_t now = monotonic_ns();
   std::uint32_t work = 0;
-  if (!shared_.draining.load(std::memory_order_relaxed)) {
-    Frame frames[kBurst];
-    std::uint32_t n = port_.rx_burst(frames, kBurst);
-    for (std::uint32_t i = 0; i < n; ++i) handle_frame(frames[i], now);
-    flush_staged();
-    port_.rx_release(frames, n);
-    work += n;
-    work += drain_forwarded(now);
-    flush_staged();
+  Frame frames[kBurst];
+  std::uint32_t n = port_.rx_burst(frames, kBurst);
+  std::uint64_t bytes = 0;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    bytes += frames[i].len;
+    handle_frame(frames[i], now);
   }
+  count(stats_.rx_frames, n);
+  count(stats_.rx_bytes, bytes);
+  flush_staged();
+  port_.rx_release(frames, n);
+  work += n;
+  work += drain_forwarded();
+  flush_staged();
   work += poll_replies(now);
   flush_tx();
   if (now >= next_housekeeping_ns_) {

@@ -51,7 +51,6 @@ struct EngineShared {
   std::vector<Lcore*> lcores;
   StatsView stats;
   std::atomic<bool> stop{false};
-  std::atomic<bool> draining{false};  // stop taking new requests, finish in-flight ones
 };
 
 // Creates every worker's channel (segment) and reply-context table; owner = index % lcores.
@@ -67,7 +66,7 @@ class Lcore {
   Lcore& operator=(const Lcore&) = delete;
 
   // Creates the forward rings between all lcores; call once, after every Lcore exists.
-  static void connect(std::vector<Lcore*>& lcores, std::uint32_t frame_size);
+  static void connect(std::vector<Lcore*>& lcores);
 
   // Runs until shared.stop; then drains in-flight requests for up to drain_timeout_ms and
   // answers whatever is left with ERROR.
@@ -89,7 +88,7 @@ class Lcore {
   void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
                const protocol::Header& request, std::uint64_t rx_ns) noexcept;
   void flush_staged() noexcept;
-  std::uint32_t drain_forwarded(std::uint64_t now) noexcept;
+  std::uint32_t drain_forwarded() noexcept;
   std::uint32_t poll_replies(std::uint64_t now) noexcept;
   void housekeeping(std::uint64_t now) noexcept;
   void reclaim_dead(WorkerSlot& slot) noexcept;
