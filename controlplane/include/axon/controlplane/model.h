@@ -1,0 +1,164 @@
+// The control plane's resource model: what the REST API, axonctl and the daemon agree on.
+//
+// The REST layer (src/api/) turns HTTP + JSON into calls on ControlApi and results back
+// into JSON; the daemon implements ControlApi over the registry, the worker pools and
+// the data plane link. Keeping the model here, free of HTTP and of process handling,
+// lets the API be tested against a fake and the daemon be tested without HTTP.
+//
+// JSON field names are the struct member names below (snake_case). Unknown fields in a
+// request body are rejected with 400 naming the field.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace axon::controlplane {
+
+// Thrown by ControlApi implementations (control plane only, never the data path). The
+// REST layer maps it to the HTTP status and {"error": message}.
+struct ApiError : std::runtime_error {
+  enum class Kind { bad_request, not_found, conflict, unavailable, internal };
+  ApiError(Kind k, const std::string& message) : std::runtime_error(message), kind(k) {}
+  Kind kind;  // 400, 404, 409, 503, 500
+};
+
+enum class PriorityClass { realtime, standard, batch };  // JSON: "realtime" | "standard" | "batch"
+
+// JSON: "closed" (normal), "open" (crash loop: no respawn until cooldown), "half_open"
+// (one trial worker after the cooldown).
+enum class BreakerState { closed, open, half_open };
+
+// JSON: "starting" (spawned, not attached to its slot yet), "warm" (attached, idle),
+// "busy" (attached, requests in flight), "draining" (no new requests), "backoff"
+// (crashed, waiting to respawn), "stopped".
+enum class WorkerState { starting, warm, busy, draining, backoff, stopped };
+
+struct PoolSize {
+  std::uint32_t min = 1;  // kept warm at all times
+  std::uint32_t max = 1;  // upper bound when scaling with load
+};
+
+// What an operator registers (POST /v1/agents, PUT /v1/agents/{name}).
+struct AgentSpec {
+  std::string name;                              // [a-z0-9][a-z0-9_-]{0,31}; unique
+  std::uint32_t id = 0;                          // AXP agent id (1..2^32-1); unique
+  std::uint32_t tenant = 0;                      // AXP tenant id; must exist
+  PriorityClass priority = PriorityClass::standard;
+  std::vector<std::string> command;              // argv; command[0] is an absolute path
+  std::map<std::string, std::string> env;        // extra environment (optional)
+  std::string user;                              // run as this user (optional; "" = daemon default)
+  PoolSize pool;
+  std::string cgroup_profile = "default";        // a [cgroup_profiles.<name>] from the config
+};
+
+struct AgentStatus {
+  AgentSpec spec;
+  std::uint32_t workers = 0;  // processes alive
+  std::uint32_t warm = 0;     // attached and serving
+  BreakerState breaker = BreakerState::closed;
+  std::uint64_t restarts = 0;             // respawns since registration
+  std::uint64_t crashes_in_window = 0;    // what the breaker counts
+  std::optional<std::int64_t> breaker_retry_in_ms;  // while open: until half_open
+  std::string last_exit;                  // e.g. "killed by signal 9", "exited with status 1"
+};
+
+struct WorkerInfo {
+  std::string id;       // stable for the worker's life: "<agent>-<n>"
+  std::string agent;
+  std::string slot;     // the data plane slot it is attached to
+  std::int32_t pid = 0;  // 0 while in backoff
+  WorkerState state = WorkerState::starting;
+  std::int64_t started_at_ms = 0;  // unix ms
+  std::uint64_t restarts = 0;
+  std::string cgroup;   // path relative to the cgroup root
+  std::uint64_t inflight = 0;
+  std::uint64_t ring_depth = 0;
+  std::uint64_t completed = 0;
+};
+
+struct TenantSpec {
+  std::uint32_t id = 0;          // AXP tenant id (1..2^32-1)
+  std::string name;
+  std::uint32_t rate_pps = 0;    // 0 = unlimited
+  std::uint32_t burst = 0;
+  std::vector<std::string> prefixes;  // "10.0.0.0/8", "2001:db8::/32"
+};
+
+// One agent's entry in the table pushed to the data plane (GET /v1/routes).
+struct RouteInfo {
+  std::uint32_t agent_id = 0;
+  std::string agent;
+  std::uint32_t tenant = 0;
+  std::vector<std::string> slots;  // live worker slots requests are spread over
+};
+
+struct DataplaneStatus {
+  bool connected = false;
+  std::int32_t pid = 0;
+  std::string backend;     // "xdp", "uring", "dpdk"
+  std::string mode;        // e.g. "copy", "zero-copy"
+  std::string interface;
+  bool ready = false;
+  std::int64_t heartbeat_age_ms = -1;
+  std::uint64_t table_version = 0;  // last tables the data plane accepted
+  std::uint64_t rx_frames = 0;
+  std::uint64_t requests = 0;
+  std::uint64_t responses = 0;
+  std::uint64_t drops = 0;   // malformed/refused frames, all reasons
+  std::uint64_t errors_sent = 0;
+  std::uint64_t busy_sent = 0;
+};
+
+struct SystemStatus {
+  std::string version;
+  std::int64_t uptime_ms = 0;
+  std::string cgroup_mode;  // "v2" | "v1" (hybrid or legacy host)
+  DataplaneStatus dataplane;
+  std::uint32_t agents = 0;
+  std::uint32_t workers = 0;
+  std::uint32_t warm = 0;
+  std::uint32_t breakers_open = 0;
+  std::uint32_t tenants = 0;
+};
+
+struct ScaleRequest {  // POST /v1/agents/{name}/scale
+  std::optional<std::uint32_t> min;
+  std::optional<std::uint32_t> max;
+};
+
+// The daemon's operations. Every method may throw ApiError; mutating methods are only
+// called for callers with the admin role (the REST layer checks roles and audits).
+class ControlApi {
+ public:
+  virtual ~ControlApi() = default;
+
+  virtual SystemStatus status() = 0;
+
+  virtual std::vector<AgentStatus> list_agents() = 0;
+  virtual AgentStatus get_agent(const std::string& name) = 0;                    // 404
+  virtual AgentStatus create_agent(const AgentSpec& spec) = 0;                   // 400, 409
+  virtual AgentStatus replace_agent(const std::string& name, const AgentSpec& spec) = 0;  // 400, 404
+  virtual void delete_agent(const std::string& name) = 0;                        // 404; drains its workers
+  virtual AgentStatus scale_agent(const std::string& name, const ScaleRequest& request) = 0;
+  virtual AgentStatus reset_breaker(const std::string& name) = 0;               // closes an open breaker
+
+  virtual std::vector<WorkerInfo> list_workers(const std::optional<std::string>& agent) = 0;
+  virtual WorkerInfo drain_worker(const std::string& id) = 0;  // 404; returns at once, drains async
+  virtual WorkerInfo kill_worker(const std::string& id) = 0;   // 404; SIGKILL, the pool respawns
+
+  virtual std::vector<TenantSpec> list_tenants() = 0;
+  virtual TenantSpec get_tenant(std::uint32_t id) = 0;
+  virtual TenantSpec put_tenant(std::uint32_t id, const TenantSpec& spec) = 0;  // create or replace
+  virtual void delete_tenant(std::uint32_t id) = 0;  // 409 while an agent uses it
+
+  virtual std::vector<RouteInfo> list_routes() = 0;
+
+  // Prometheus text exposition format (version 0.0.4) for GET /metrics.
+  virtual std::string metrics() = 0;
+};
+
+}  // namespace axon::controlplane
