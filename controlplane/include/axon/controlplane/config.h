@@ -1,0 +1,109 @@
+// The control plane's configuration: one TOML file (deploy/axon-controlplane.toml is the
+// annotated example). Loading checks every value and cross-reference up front and names
+// file:line and the fix for the first problem, so a bad file never starts a daemon.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "axon/common/result.h"
+#include "axon/controlplane/model.h"
+
+namespace axon::controlplane {
+
+enum class ConfigError { io_error, parse_error, invalid_value, missing_field, unknown_key, unknown_reference };
+
+struct ApiSettings {
+  std::string listen = "127.0.0.1:9443";  // "" = no TCP listener (unix socket only)
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;  // non-empty: mTLS
+  std::string tokens_file = "/etc/axon/tokens";
+  std::string audit_log = "/var/log/axon/audit.log";
+  std::string unix_socket = "/run/axon/api.sock";
+  double rate_per_second = 20;
+  std::uint32_t rate_burst = 40;
+  std::uint32_t max_body_bytes = 1 << 20;
+  std::uint32_t threads = 4;
+};
+
+// One [cgroup_profiles.<name>] table: limits for the tenant leaf a worker runs in.
+struct CgroupProfile {
+  std::optional<std::uint32_t> cpu_weight;
+  std::optional<std::uint32_t> cpu_max_percent;
+  std::optional<std::string> cpuset_cpus;
+  std::optional<std::string> cpuset_mems;
+  std::optional<std::uint64_t> memory_max;
+  std::optional<std::uint64_t> memory_high;
+  std::optional<std::uint64_t> pids_max;
+};
+
+struct CgroupSettings {
+  bool enabled = true;
+  std::string name = "axon";
+  std::string mode = "auto";  // auto | v2 | v1
+  std::string v2_root;        // "" = detect
+  std::map<std::string, std::uint32_t> class_weight{{"realtime", 1000}, {"standard", 100}, {"batch", 20}};
+  std::map<std::string, CgroupProfile> profiles{{"default", {}}};
+};
+
+struct PoolSettings {
+  std::chrono::milliseconds scale_interval{500};
+  // Scale up when the queued + in-flight requests per warm worker stay above this.
+  std::uint32_t scale_up_queue = 8;
+  // Scale down (towards min) after a worker has been idle this long.
+  std::chrono::milliseconds scale_down_idle{30000};
+  std::chrono::milliseconds drain_timeout{5000};
+  std::chrono::milliseconds stop_grace{3000};
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{10000};
+  std::chrono::milliseconds stable_after{10000};
+  std::uint32_t breaker_failures = 5;
+  std::chrono::milliseconds breaker_window{30000};
+  std::chrono::milliseconds breaker_cooldown{15000};
+  // On SIGTERM: "keep" leaves workers running for the next control plane to take over
+  // (the systemd default, KillMode=process); "stop" drains and stops them.
+  std::string on_exit = "keep";
+};
+
+// The data plane this control plane drives.
+struct DataplaneLinkSettings {
+  std::string run_dir = "/run/axon";  // where control.sock, dataplane.stats and workers/ live
+  // Non-empty: the control plane starts (and restarts) axon-dataplane itself with this
+  // command, for single-host setups without systemd. Under systemd leave it empty: the
+  // data plane is its own unit, so a control-plane restart never touches traffic.
+  std::vector<std::string> command;
+  std::chrono::milliseconds reconnect_interval{500};
+};
+
+struct ControlplaneConfig {
+  std::string source_path;
+  std::string state_dir = "/var/lib/axon";  // registry (agents, tenants) survives restarts here
+  std::string log_dir = "/var/log/axon";    // worker stdout/stderr: <log_dir>/workers/<id>.log
+  std::string worker_user;                  // default user for workers ("" = root; not recommended)
+  ApiSettings api;
+  CgroupSettings cgroups;
+  PoolSettings pools;
+  DataplaneLinkSettings dataplane;
+  // Seed the registry on the very first start (no state file yet); afterwards the REST API
+  // owns it.
+  std::vector<TenantSpec> tenants;
+  std::vector<AgentSpec> agents;
+};
+
+Result<ControlplaneConfig, ConfigError> load_config(const std::string& path);
+Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, const std::string& source_name);
+
+// Validation shared by the config loader and the REST API (which throws ApiError with the
+// returned message). Empty string = valid.
+std::string check_agent(const AgentSpec& spec, const ControlplaneConfig& config);
+std::string check_tenant(const TenantSpec& spec);
+
+const char* priority_name(PriorityClass priority) noexcept;
+std::optional<PriorityClass> priority_from_name(const std::string& text) noexcept;
+
+}  // namespace axon::controlplane

@@ -1,0 +1,432 @@
+// TOML -> ControlplaneConfig, strict: unknown keys, bad values and dangling references are
+// errors with file:line and a fix (see deploy/axon-controlplane.toml).
+#include "axon/controlplane/config.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "axon/common/toml_reader.h"
+
+namespace axon::controlplane {
+namespace {
+
+constexpr const char* kExample = "deploy/axon-controlplane.toml";
+using toml_config::Problem;
+using toml_config::TableReader;
+
+ConfigError to_error(Problem::Kind kind) {
+  switch (kind) {
+    case Problem::Kind::missing_field: return ConfigError::missing_field;
+    case Problem::Kind::unknown_key: return ConfigError::unknown_key;
+    case Problem::Kind::invalid_value: break;
+  }
+  return ConfigError::invalid_value;
+}
+
+// "512M", "2G", "65536" or a plain integer -> bytes.
+std::optional<std::uint64_t> parse_size(const toml::node& node) {
+  if (auto v = node.value_exact<std::int64_t>()) {
+    if (*v <= 0) return std::nullopt;
+    return std::uint64_t(*v);
+  }
+  auto text = node.value_exact<std::string>();
+  if (!text || text->empty()) return std::nullopt;
+  std::size_t used = 0;
+  unsigned long long number = 0;
+  try {
+    number = std::stoull(*text, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string suffix = text->substr(used);
+  std::uint64_t scale = 1;
+  if (suffix == "K" || suffix == "KiB") {
+    scale = 1ull << 10;
+  } else if (suffix == "M" || suffix == "MiB") {
+    scale = 1ull << 20;
+  } else if (suffix == "G" || suffix == "GiB") {
+    scale = 1ull << 30;
+  } else if (!suffix.empty()) {
+    return std::nullopt;
+  }
+  if (number == 0) return std::nullopt;
+  return std::uint64_t(number) * scale;
+}
+
+bool read_size(TableReader& reader, const char* key, std::optional<std::uint64_t>& out) {
+  const toml::node* node = reader.node(key);
+  if (node == nullptr) return false;
+  auto bytes = parse_size(*node);
+  if (!bytes) {
+    reader.invalid(key, "must be a positive size in bytes, or a string like \"512M\" / \"2G\"");
+    return false;
+  }
+  out = *bytes;
+  return true;
+}
+
+bool read_ms(TableReader& reader, const char* key, std::chrono::milliseconds& out, std::uint32_t min_ms,
+             std::uint32_t max_ms) {
+  std::uint32_t value = 0;
+  if (!reader.read(key, value)) return false;
+  if (value < min_ms || value > max_ms) {
+    reader.invalid(key, "must be between " + std::to_string(min_ms) + " and " + std::to_string(max_ms) + " ms");
+    return false;
+  }
+  out = std::chrono::milliseconds(value);
+  return true;
+}
+
+bool valid_prefix(const std::string& text) {
+  auto slash = text.find('/');
+  std::string address = text.substr(0, slash);
+  int max_bits = 0;
+  unsigned char buffer[16];
+  if (inet_pton(AF_INET, address.c_str(), buffer) == 1) {
+    max_bits = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), buffer) == 1) {
+    max_bits = 128;
+  } else {
+    return false;
+  }
+  if (slash == std::string::npos) return true;
+  std::string bits = text.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string::npos) return false;
+  return std::stoi(bits) <= max_bits;
+}
+
+void read_api(TableReader& r, ApiSettings& api) {
+  r.read("listen", api.listen);
+  r.read("cert_file", api.cert_file);
+  r.read("key_file", api.key_file);
+  r.read("client_ca_file", api.client_ca_file);
+  r.read("tokens_file", api.tokens_file);
+  r.read("audit_log", api.audit_log);
+  r.read("unix_socket", api.unix_socket);
+  if (r.read("rate_per_second", api.rate_per_second) && !(api.rate_per_second > 0)) {
+    r.invalid("rate_per_second", "must be > 0");
+  }
+  if (r.read("rate_burst", api.rate_burst) && api.rate_burst == 0) r.invalid("rate_burst", "must be >= 1");
+  if (r.read("max_body_bytes", api.max_body_bytes) && api.max_body_bytes < 1024) {
+    r.invalid("max_body_bytes", "must be >= 1024");
+  }
+  if (r.read("threads", api.threads) && (api.threads == 0 || api.threads > 64)) {
+    r.invalid("threads", "must be between 1 and 64");
+  }
+  r.reject_unknown();
+  if (!r.problem && !api.listen.empty() && (api.cert_file.empty() || api.key_file.empty())) {
+    r.invalid("listen",
+              "an HTTPS listener needs cert_file and key_file (deploy/install.sh generates a self-signed pair), or "
+              "set listen = \"\" to serve only the unix socket");
+  }
+  if (!r.problem && api.listen.empty() && api.unix_socket.empty()) {
+    r.invalid("listen", "both listen and unix_socket are empty: the API would be unreachable");
+  }
+}
+
+void read_profile(TableReader& r, CgroupProfile& profile) {
+  std::uint32_t value = 0;
+  if (r.read("cpu_weight", value)) {
+    if (value < 1 || value > 10000) r.invalid("cpu_weight", "must be between 1 and 10000 (cgroup v2 cpu.weight)");
+    profile.cpu_weight = value;
+  }
+  if (r.read("cpu_max_percent", value)) {
+    if (value < 1 || value > 100000) r.invalid("cpu_max_percent", "must be between 1 and 100000 (% of one CPU)");
+    profile.cpu_max_percent = value;
+  }
+  r.read("cpuset_cpus", profile.cpuset_cpus);
+  r.read("cpuset_mems", profile.cpuset_mems);
+  read_size(r, "memory_max", profile.memory_max);
+  read_size(r, "memory_high", profile.memory_high);
+  std::uint64_t pids = 0;
+  if (r.read("pids_max", pids)) {
+    if (pids == 0) r.invalid("pids_max", "must be >= 1");
+    profile.pids_max = pids;
+  }
+  r.reject_unknown();
+}
+
+void read_cgroups(TableReader& r, CgroupSettings& cg, const std::string& file) {
+  r.read("enabled", cg.enabled);
+  if (r.read("name", cg.name) &&
+      (cg.name.empty() || cg.name.find('/') != std::string::npos || cg.name == "." || cg.name == "..")) {
+    r.invalid("name", "must be a single directory name such as \"axon\"");
+  }
+  if (r.read("mode", cg.mode) && cg.mode != "auto" && cg.mode != "v2" && cg.mode != "v1") {
+    r.invalid("mode", "must be \"auto\", \"v2\" or \"v1\"");
+  }
+  r.read("v2_root", cg.v2_root);
+  if (const toml::table* weights = r.table("class_weight")) {
+    TableReader w(file, *weights, "cgroups.class_weight", kExample);
+    for (const char* cls : {"realtime", "standard", "batch"}) {
+      std::uint32_t value = 0;
+      if (w.read(cls, value)) {
+        if (value < 1 || value > 10000) w.invalid(cls, "must be between 1 and 10000");
+        cg.class_weight[cls] = value;
+      }
+    }
+    w.reject_unknown();
+    if (w.problem) r.problem = w.problem;
+  }
+  r.reject_unknown();
+}
+
+void read_pools(TableReader& r, PoolSettings& p) {
+  read_ms(r, "scale_interval_ms", p.scale_interval, 50, 60000);
+  if (r.read("scale_up_queue", p.scale_up_queue) && p.scale_up_queue == 0) {
+    r.invalid("scale_up_queue", "must be >= 1");
+  }
+  read_ms(r, "scale_down_idle_ms", p.scale_down_idle, 100, 86400000);
+  read_ms(r, "drain_timeout_ms", p.drain_timeout, 0, 600000);
+  read_ms(r, "stop_grace_ms", p.stop_grace, 0, 600000);
+  read_ms(r, "backoff_initial_ms", p.backoff_initial, 1, 600000);
+  read_ms(r, "backoff_max_ms", p.backoff_max, 1, 3600000);
+  read_ms(r, "stable_after_ms", p.stable_after, 1, 3600000);
+  if (r.read("breaker_failures", p.breaker_failures) && p.breaker_failures == 0) {
+    r.invalid("breaker_failures", "must be >= 1");
+  }
+  read_ms(r, "breaker_window_ms", p.breaker_window, 1, 3600000);
+  read_ms(r, "breaker_cooldown_ms", p.breaker_cooldown, 1, 3600000);
+  if (r.read("on_exit", p.on_exit) && p.on_exit != "keep" && p.on_exit != "stop") {
+    r.invalid("on_exit", "must be \"keep\" (leave workers for the next control plane) or \"stop\"");
+  }
+  r.reject_unknown();
+  if (!r.problem && p.backoff_max < p.backoff_initial) {
+    r.invalid("backoff_max_ms", "must be >= backoff_initial_ms");
+  }
+}
+
+void read_dataplane(TableReader& r, DataplaneLinkSettings& d) {
+  r.read("run_dir", d.run_dir);
+  if (r.read_list("command", d.command) && !d.command.empty() && d.command[0].rfind('/', 0) != 0) {
+    r.invalid("command", "command[0] must be an absolute path to axon-dataplane");
+  }
+  read_ms(r, "reconnect_interval_ms", d.reconnect_interval, 10, 60000);
+  r.reject_unknown();
+}
+
+void read_tenant(TableReader& r, TenantSpec& t) {
+  r.require("id");
+  r.require("name");
+  r.read("id", t.id);
+  r.read("name", t.name);
+  r.read("rate_pps", t.rate_pps);
+  r.read("burst", t.burst);
+  r.read_list("prefixes", t.prefixes);
+  r.reject_unknown();
+  if (!r.problem) {
+    if (auto why = check_tenant(t); !why.empty()) r.invalid("id", why);
+  }
+}
+
+void read_agent(TableReader& r, AgentSpec& a) {
+  for (const char* key : {"name", "id", "tenant", "command"}) r.require(key);
+  r.read("name", a.name);
+  r.read("id", a.id);
+  r.read("tenant", a.tenant);
+  std::string priority;
+  if (r.read("priority", priority)) {
+    if (auto p = priority_from_name(priority)) {
+      a.priority = *p;
+    } else {
+      r.invalid("priority", "must be \"realtime\", \"standard\" or \"batch\"");
+    }
+  }
+  r.read_list("command", a.command);
+  r.read("user", a.user);
+  r.read("cgroup_profile", a.cgroup_profile);
+  std::uint32_t min = a.pool.min;
+  std::uint32_t max = a.pool.max;
+  bool has_min = r.read("min_workers", min);
+  bool has_max = r.read("max_workers", max);
+  a.pool.min = min;
+  a.pool.max = has_max ? max : (has_min ? std::max(min, a.pool.max) : max);
+  r.reject_unknown();
+}
+
+}  // namespace
+
+const char* priority_name(PriorityClass priority) noexcept {
+  switch (priority) {
+    case PriorityClass::realtime: return "realtime";
+    case PriorityClass::standard: return "standard";
+    case PriorityClass::batch: return "batch";
+  }
+  return "standard";
+}
+
+std::optional<PriorityClass> priority_from_name(const std::string& text) noexcept {
+  if (text == "realtime") return PriorityClass::realtime;
+  if (text == "standard") return PriorityClass::standard;
+  if (text == "batch") return PriorityClass::batch;
+  return std::nullopt;
+}
+
+std::string check_tenant(const TenantSpec& spec) {
+  if (spec.id == 0) return "tenant id must be between 1 and 4294967295";
+  static const std::regex name_pattern("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
+  if (!std::regex_match(spec.name, name_pattern)) {
+    return "tenant name '" + spec.name + "' must match [A-Za-z0-9][A-Za-z0-9_.-]{0,62}";
+  }
+  if (spec.rate_pps > 0 && spec.burst == 0) return "tenant '" + spec.name + "' has rate_pps but no burst (>= 1)";
+  for (const auto& prefix : spec.prefixes) {
+    if (!valid_prefix(prefix)) {
+      return "tenant '" + spec.name + "' prefix '" + prefix + "' is not an IPv4/IPv6 prefix such as 10.0.0.0/8";
+    }
+  }
+  return {};
+}
+
+std::string check_agent(const AgentSpec& spec, const ControlplaneConfig& config) {
+  static const std::regex name_pattern("[a-z0-9][a-z0-9_-]{0,31}");
+  if (!std::regex_match(spec.name, name_pattern)) {
+    return "agent name '" + spec.name + "' must match [a-z0-9][a-z0-9_-]{0,31}";
+  }
+  if (spec.id == 0) return "agent '" + spec.name + "': id must be between 1 and 4294967295";
+  if (spec.tenant == 0) return "agent '" + spec.name + "': tenant must be a tenant id (>= 1)";
+  if (spec.command.empty() || spec.command[0].empty() || spec.command[0][0] != '/') {
+    return "agent '" + spec.name + "': command[0] must be an absolute path to the worker binary";
+  }
+  if (spec.pool.max == 0) return "agent '" + spec.name + "': pool max must be >= 1";
+  if (spec.pool.min > spec.pool.max) {
+    return "agent '" + spec.name + "': pool min (" + std::to_string(spec.pool.min) + ") is above max (" +
+           std::to_string(spec.pool.max) + ")";
+  }
+  if (spec.pool.max > 256) return "agent '" + spec.name + "': pool max must be <= 256";
+  if (!config.cgroups.profiles.contains(spec.cgroup_profile)) {
+    std::string known;
+    for (const auto& [name, profile] : config.cgroups.profiles) known += (known.empty() ? "" : ", ") + name;
+    return "agent '" + spec.name + "': unknown cgroup_profile '" + spec.cgroup_profile + "' (configured: " + known +
+           ")";
+  }
+  for (const auto& [key, value] : spec.env) {
+    if (key.empty() || key.find('=') != std::string::npos) {
+      return "agent '" + spec.name + "': environment variable name '" + key + "' is invalid";
+    }
+    if (key.rfind("AXON_", 0) == 0) {
+      return "agent '" + spec.name + "': environment variable '" + key + "' is reserved (AXON_* is set by axon)";
+    }
+  }
+  return {};
+}
+
+Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, const std::string& source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& src = e.source();
+    return make_error(ConfigError::parse_error, source_name + ":" + std::to_string(src.begin.line) + ":" +
+                                                    std::to_string(src.begin.column) + ": " +
+                                                    std::string(e.description()));
+  }
+  ControlplaneConfig config;
+  config.source_path = source_name;
+  TableReader top(source_name, root, "top level", kExample);
+  std::optional<Problem> problem;
+  auto section = [&](const char* key, auto&& reader_fn) {
+    if (problem) return;
+    if (const toml::table* table = top.table(key)) {
+      TableReader r(source_name, *table, key, kExample);
+      reader_fn(r, *table);
+      if (r.problem) problem = r.problem;
+    }
+    if (top.problem) problem = top.problem;
+  };
+  section("controlplane", [&](TableReader& r, const toml::table&) {
+    r.read("state_dir", config.state_dir);
+    r.read("log_dir", config.log_dir);
+    r.read("worker_user", config.worker_user);
+    r.reject_unknown();
+  });
+  section("api", [&](TableReader& r, const toml::table&) { read_api(r, config.api); });
+  section("cgroups", [&](TableReader& r, const toml::table&) { read_cgroups(r, config.cgroups, source_name); });
+  section("cgroup_profiles", [&](TableReader& r, const toml::table& table) {
+    for (const auto& [key, node] : table) {
+      std::string name(key.str());
+      const toml::table* profile_table = r.table(name.c_str());
+      if (profile_table == nullptr) break;
+      TableReader p(source_name, *profile_table, "cgroup_profiles." + name, kExample);
+      CgroupProfile profile;
+      read_profile(p, profile);
+      if (p.problem) {
+        r.problem = p.problem;
+        break;
+      }
+      config.cgroups.profiles[name] = profile;
+    }
+  });
+  section("pools", [&](TableReader& r, const toml::table&) { read_pools(r, config.pools); });
+  section("dataplane", [&](TableReader& r, const toml::table&) { read_dataplane(r, config.dataplane); });
+  auto table_array = [&](const char* key, auto&& item_fn) {
+    if (problem) return;
+    const toml::array* array = top.table_array(key);
+    if (top.problem) problem = top.problem;
+    if (array == nullptr) return;
+    for (const toml::node& node : *array) {
+      TableReader r(source_name, *node.as_table(), key, kExample);
+      item_fn(r);
+      if (r.problem) {
+        problem = r.problem;
+        return;
+      }
+    }
+  };
+  table_array("tenants", [&](TableReader& r) {
+    TenantSpec t;
+    read_tenant(r, t);
+    for (const auto& other : config.tenants) {
+      if (!r.problem && (other.id == t.id || other.name == t.name)) {
+        r.invalid("id", "tenant " + std::to_string(t.id) + " ('" + t.name + "') is defined twice");
+      }
+    }
+    config.tenants.push_back(t);
+  });
+  table_array("agents", [&](TableReader& r) {
+    AgentSpec a;
+    read_agent(r, a);
+    if (r.problem) return;
+    if (auto why = check_agent(a, config); !why.empty()) {
+      r.invalid("name", why);
+      return;
+    }
+    bool tenant_known = false;
+    for (const auto& t : config.tenants) tenant_known |= t.id == a.tenant;
+    if (!tenant_known) {
+      r.invalid("tenant", "tenant " + std::to_string(a.tenant) + " is not defined in [[tenants]]");
+      return;
+    }
+    for (const auto& other : config.agents) {
+      if (other.name == a.name || other.id == a.id) {
+        r.invalid("name", "agent '" + a.name + "' (id " + std::to_string(a.id) + ") is defined twice");
+        return;
+      }
+    }
+    config.agents.push_back(a);
+  });
+  if (!problem) {
+    top.reject_unknown();
+    problem = top.problem;
+  }
+  if (problem) return make_error(to_error(problem->kind), problem->message);
+  return config;
+}
+
+Result<ControlplaneConfig, ConfigError> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return make_error(ConfigError::io_error, "cannot read " + path + ": " + std::strerror(errno) +
+                                                 "; pass --config with the path of the control-plane TOML file");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path);
+}
+
+}  // namespace axon::controlplane

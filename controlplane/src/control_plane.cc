@@ -1,0 +1,1171 @@
+// ControlPlane: registry, warm pools, takeover and the data plane link (see control_plane.h).
+#include "control_plane.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "axon/common/log.h"
+#include "axon/controlplane/api_server.h"
+
+#include "api/json.h"
+
+namespace axon::controlplane {
+namespace {
+
+constexpr const char* kLog = "controlplane";
+constexpr const char* kVersion = "0.2.0";
+namespace dpc = dataplane::control;
+
+std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+bool make_dirs(const std::string& path, mode_t mode) {
+  std::string partial;
+  std::stringstream parts(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') partial = "/";
+  while (std::getline(parts, part, '/')) {
+    if (part.empty()) continue;
+    partial += part + "/";
+    if (mkdir(partial.c_str(), mode) != 0 && errno != EEXIST) return false;
+  }
+  return true;
+}
+
+// Writes `text` to path atomically: a crash leaves either the old or the new file.
+bool write_atomically(const std::string& path, const std::string& text, mode_t mode) {
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return false;
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      close(fd);
+      return false;
+    }
+    done += std::size_t(n);
+  }
+  bool ok = fsync(fd) == 0;
+  ok = close(fd) == 0 && ok;
+  return ok && rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// The process start time (clock ticks since boot, /proc/<pid>/stat field 22): with the pid
+// it identifies a process across pid reuse.
+std::uint64_t process_start_time(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return 0;
+  auto close_paren = line.rfind(')');
+  if (close_paren == std::string::npos) return 0;
+  std::istringstream rest(line.substr(close_paren + 2));
+  std::string field;
+  // Fields after "(comm)" start at 3 (state); starttime is field 22.
+  for (int i = 3; i <= 22; ++i) {
+    if (!(rest >> field)) return 0;
+  }
+  return std::strtoull(field.c_str(), nullptr, 10);
+}
+
+WorkerState state_from(const MemberStatus* member, const dpc::SlotInfo* slot, bool draining) {
+  if (member == nullptr) return WorkerState::stopped;
+  switch (member->phase) {
+    case MemberPhase::backoff:
+    case MemberPhase::blocked: return WorkerState::backoff;
+    case MemberPhase::stopping: return WorkerState::draining;
+    case MemberPhase::stopped: return WorkerState::stopped;
+    case MemberPhase::starting:
+    case MemberPhase::running: break;
+  }
+  if (draining) return WorkerState::draining;
+  bool attached = slot != nullptr && slot->state == "alive" && slot->pid == member->pid && member->pid != 0;
+  if (!attached) return WorkerState::starting;
+  return slot->inflight > 0 || slot->depth > 0 ? WorkerState::busy : WorkerState::warm;
+}
+
+std::string escape_log(const std::string& text) {
+  return text.empty() ? "-" : text;
+}
+
+}  // namespace
+
+ControlPlane::ControlPlane(ControlplaneConfig config) : config_(std::move(config)) {}
+
+ControlPlane::~ControlPlane() {
+  std::lock_guard lock(mutex_);
+  unmap_stats();
+}
+
+Result<Ok, DaemonError> ControlPlane::start() {
+  std::lock_guard lock(mutex_);
+  if (!make_dirs(config_.state_dir, 0750)) {
+    return make_error(DaemonError::io_error, "cannot create state_dir " + config_.state_dir + ": " +
+                                                 std::strerror(errno) + "; set [controlplane] state_dir");
+  }
+  if (!make_dirs(config_.log_dir + "/workers", 0750)) {
+    return make_error(DaemonError::io_error, "cannot create " + config_.log_dir + "/workers: " + std::strerror(errno) +
+                                                 "; set [controlplane] log_dir");
+  }
+  if (config_.cgroups.enabled) {
+    CgroupOptions options;
+    options.name = config_.cgroups.name;
+    options.mode = config_.cgroups.mode;
+    options.v2_root = config_.cgroups.v2_root;
+    auto opened = CgroupDriver::open(options);
+    if (!opened) {
+      return make_error(DaemonError::cgroups,
+                        opened.message() + " (or set [cgroups] enabled = false to run workers without cgroups)");
+    }
+    cgroups_.emplace(std::move(opened).value());
+    AXON_LOG_INFO(kLog, "cgroups: %s", cgroups_->describe().c_str());
+  } else {
+    AXON_LOG_WARN(kLog, "cgroups disabled ([cgroups] enabled = false): workers share the daemon's cgroup");
+  }
+  BackoffPolicy backoff;
+  backoff.initial = config_.pools.backoff_initial;
+  backoff.max = config_.pools.backoff_max;
+  backoff.stable_after = config_.pools.stable_after;
+  BreakerPolicy breaker;
+  breaker.failures = config_.pools.breaker_failures;
+  breaker.window = config_.pools.breaker_window;
+  breaker.cooldown = config_.pools.breaker_cooldown;
+  supervisor_ = std::make_unique<Supervisor>(cgroups_ ? &*cgroups_ : nullptr, backoff, breaker);
+  supervisor_->on_event = [this](const MemberEvent& event) { on_member_event(event); };
+
+  try {
+    load_state();
+  } catch (const std::exception& e) {
+    return make_error(DaemonError::state, std::string(e.what()));
+  }
+  link_dataplane();
+  take_over();
+  return Ok{};
+}
+
+// ---- registry persistence ------------------------------------------------------------
+
+void ControlPlane::load_state() {
+  std::string path = config_.state_dir + "/state.json";
+  std::ifstream in(path);
+  if (!in) {
+    for (const auto& t : config_.tenants) tenants_[t.id] = t;
+    for (const auto& a : config_.agents) agents_[a.name] = a;
+    AXON_LOG_INFO(kLog, "no %s yet: registry seeded from %s (%zu tenant(s), %zu agent(s))", path.c_str(),
+                  config_.source_path.c_str(), tenants_.size(), agents_.size());
+  } else {
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json state;
+    try {
+      state = nlohmann::json::parse(text.str());
+      for (const auto& t : state.at("tenants")) {
+        TenantSpec spec = json_io::tenant_spec_from_json(t);
+        tenants_[spec.id] = spec;
+      }
+      for (const auto& a : state.at("agents")) {
+        AgentSpec spec = json_io::agent_spec_from_json(a);
+        agents_[spec.name] = spec;
+      }
+      table_version_ = state.value("table_version", std::uint64_t(0));
+    } catch (const std::exception& e) {
+      throw std::runtime_error("cannot load " + path + ": " + e.what() +
+                               "; fix or move the file away (the registry is then re-seeded from the config)");
+    }
+    AXON_LOG_INFO(kLog, "registry from %s: %zu tenant(s), %zu agent(s)", path.c_str(), tenants_.size(), agents_.size());
+  }
+  for (const auto& [name, spec] : agents_) {
+    Pool& pool = pools_[name];
+    pool.target = spec.pool.min;
+  }
+  save_state();
+}
+
+void ControlPlane::save_state() {
+  nlohmann::json state;
+  state["version"] = 1;
+  state["table_version"] = table_version_;
+  state["tenants"] = nlohmann::json::array();
+  for (const auto& [id, t] : tenants_) state["tenants"].push_back(json_io::to_json(t));
+  state["agents"] = nlohmann::json::array();
+  for (const auto& [name, a] : agents_) state["agents"].push_back(json_io::to_json(a));
+  std::string path = config_.state_dir + "/state.json";
+  if (!write_atomically(path, state.dump(2) + "\n", 0640)) {
+    // The change is in force; only its persistence failed. Say so loudly: a restart would
+    // lose it.
+    AXON_LOG_ERROR(kLog, "cannot write %s: %s; the change is active but will not survive a restart", path.c_str(),
+                   std::strerror(errno));
+    throw ApiError(ApiError::Kind::internal,
+                   "the change is active but could not be saved to " + path + ": " + std::strerror(errno));
+  }
+}
+
+// <run_dir>/controlplane-workers.json: who runs where, so a restarted control plane can
+// adopt the workers instead of duplicating them. run_dir is a tmpfs: a reboot forgets it,
+// as it should.
+void ControlPlane::save_runtime() {
+  nlohmann::json runtime = nlohmann::json::array();
+  for (const auto& [id, w] : workers_) {
+    auto member = supervisor_->member(id);
+    nlohmann::json entry{{"id", id}, {"agent", w.agent}, {"slot", w.slot}, {"draining", w.draining}};
+    if (member && member->pid > 0) {
+      entry["pid"] = member->pid;
+      entry["start_time"] = process_start_time(member->pid);
+    }
+    runtime.push_back(entry);
+  }
+  std::string path = config_.dataplane.run_dir + "/controlplane-workers.json";
+  if (!write_atomically(path, runtime.dump() + "\n", 0640)) {
+    AXON_LOG_WARN(kLog, "cannot write %s: %s; a control-plane restart could not adopt the running workers",
+                  path.c_str(), std::strerror(errno));
+  }
+  runtime_dirty_ = false;
+}
+
+void ControlPlane::take_over() {
+  std::string path = config_.dataplane.run_dir + "/controlplane-workers.json";
+  std::set<pid_t> adopted_pids;
+  std::ifstream in(path);
+  if (in) {
+    nlohmann::json runtime;
+    try {
+      runtime = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+      AXON_LOG_WARN(kLog, "ignoring unreadable %s: %s", path.c_str(), e.what());
+      runtime = nlohmann::json::array();
+    }
+    for (const auto& entry : runtime) {
+      std::string id = entry.value("id", "");
+      std::string agent = entry.value("agent", "");
+      std::string slot = entry.value("slot", "");
+      pid_t pid = entry.value("pid", 0);
+      std::uint64_t start_time = entry.value("start_time", std::uint64_t(0));
+      auto spec = agents_.find(agent);
+      bool alive = pid > 0 && start_time != 0 && process_start_time(pid) == start_time;
+      if (!alive) continue;
+      if (spec == agents_.end() || entry.value("draining", false)) {
+        // Its agent is gone (or it was being drained): stop it rather than keep a stray.
+        AXON_LOG_INFO(kLog, "stopping worker %s (pid %d) left by the previous control plane: %s", id.c_str(), pid,
+                      spec == agents_.end() ? "its agent no longer exists" : "it was draining");
+        ::kill(pid, SIGTERM);
+        ++strays_stopped_;
+        continue;
+      }
+      auto adopted = supervisor_->adopt(id, agent, pid, spawn_spec(spec->second, id, slot));
+      if (!adopted) {
+        AXON_LOG_WARN(kLog, "cannot adopt worker %s (pid %d): %s", id.c_str(), pid, adopted.message().c_str());
+        continue;
+      }
+      Worker w;
+      w.id = id;
+      w.agent = agent;
+      w.slot = slot;
+      workers_[id] = w;
+      adopted_pids.insert(pid);
+      ++adopted_;
+      Pool& pool = pools_[agent];
+      auto dash = id.rfind('-');
+      if (dash != std::string::npos) {
+        pool.next_index = std::max<std::uint32_t>(pool.next_index, std::uint32_t(std::stoul(id.substr(dash + 1))) + 1);
+      }
+      AXON_LOG_INFO(kLog, "adopted worker %s (pid %d, agent %s, slot %s)", id.c_str(), pid, agent.c_str(),
+                    slot.c_str());
+    }
+  }
+  // Anything else in our cgroups is a stray (e.g. spawned just before a crash, before the
+  // runtime file was written): stop it, so a takeover never leaves duplicates.
+  if (cgroups_) {
+    for (const auto& [name, spec] : agents_) {
+      for (pid_t pid : cgroups_->pids(cgroup_of(spec))) {
+        if (adopted_pids.contains(pid)) continue;
+        AXON_LOG_INFO(kLog, "stopping stray pid %d in %s (not a worker this control plane knows)", pid,
+                      cgroups_->path_of(cgroup_of(spec)).c_str());
+        ::kill(pid, SIGKILL);
+        ++strays_stopped_;
+      }
+    }
+  }
+  for (auto& [name, pool] : pools_) {
+    std::uint32_t running = 0;
+    for (const auto& [id, w] : workers_) running += w.agent == name ? 1 : 0;
+    pool.target = std::clamp(std::max(pool.target, running), agents_[name].pool.min, agents_[name].pool.max);
+  }
+  save_runtime();
+}
+
+// ---- spawning ----------------------------------------------------------------------------
+
+std::string ControlPlane::cgroup_of(const AgentSpec& agent) const {
+  auto tenant = tenants_.find(agent.tenant);
+  std::string tenant_name = tenant != tenants_.end() ? tenant->second.name : "tenant-" + std::to_string(agent.tenant);
+  return std::string(priority_name(agent.priority)) + "/" + tenant_name + "/" + agent.name;
+}
+
+bool ControlPlane::ensure_cgroup(const AgentSpec& agent, std::string& error) {
+  if (!cgroups_) return true;
+  std::string class_group = priority_name(agent.priority);
+  CgroupLimits class_limits;
+  auto weight = config_.cgroups.class_weight.find(class_group);
+  if (weight != config_.cgroups.class_weight.end()) class_limits.cpu_weight = weight->second;
+  if (auto ok = cgroups_->ensure(class_group, class_limits); !ok) {
+    error = ok.message();
+    return false;
+  }
+  const CgroupProfile& profile = config_.cgroups.profiles.at(agent.cgroup_profile);
+  CgroupLimits limits;
+  limits.cpu_weight = profile.cpu_weight;
+  limits.cpu_max_percent = profile.cpu_max_percent;
+  limits.cpuset_cpus = profile.cpuset_cpus;
+  limits.cpuset_mems = profile.cpuset_mems;
+  limits.memory_max = profile.memory_max;
+  limits.memory_high = profile.memory_high;
+  limits.pids_max = profile.pids_max;
+  if (auto ok = cgroups_->ensure(cgroup_of(agent), limits); !ok) {
+    error = ok.message();
+    return false;
+  }
+  return true;
+}
+
+SpawnSpec ControlPlane::spawn_spec(const AgentSpec& agent, const std::string& worker_id,
+                                   const std::string& slot) const {
+  SpawnSpec spec;
+  spec.argv = agent.command;
+  spec.env = agent.env;
+  spec.env["AXON_WORKER_SOCKET"] = config_.dataplane.run_dir + "/workers/" + slot + ".sock";
+  spec.env["AXON_AGENT"] = agent.name;
+  spec.env["AXON_WORKER_ID"] = worker_id;
+  spec.env["AXON_TENANT"] = std::to_string(agent.tenant);
+  spec.user = agent.user.empty() ? config_.worker_user : agent.user;
+  spec.cgroup = cgroups_ ? cgroup_of(agent) : std::string();
+  spec.log_path = config_.log_dir + "/workers/" + worker_id + ".log";
+  return spec;
+}
+
+std::optional<std::string> ControlPlane::free_slot() const {
+  std::set<std::string> used;
+  for (const auto& [id, w] : workers_) used.insert(w.slot);
+  for (const auto& [name, slot] : dataplane_.slots) {
+    // Only vacant slots nobody of ours holds: a live slot belongs to someone (perhaps a
+    // worker started by hand), a dying one is still being reclaimed.
+    if (!used.contains(name) && slot.state == "vacant") return name;
+  }
+  return std::nullopt;
+}
+
+void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
+  auto slot = free_slot();
+  if (!slot) {
+    std::string key = std::to_string(dataplane_.slots.size());
+    if (pool.no_slot_warned != key) {
+      AXON_LOG_WARN(kLog,
+                    "agent %s wants %u worker(s) but the data plane has no free worker slot (%zu slot(s)); raise "
+                    "[dataplane] worker_slots in the data plane's config",
+                    agent.name.c_str(), pool.target, dataplane_.slots.size());
+      pool.no_slot_warned = key;
+    }
+    return;
+  }
+  std::string error;
+  if (!ensure_cgroup(agent, error)) {
+    ++spawn_failures_;
+    AXON_LOG_ERROR(kLog, "agent %s: %s", agent.name.c_str(), error.c_str());
+    return;
+  }
+  std::string id = agent.name + "-" + std::to_string(pool.next_index++);
+  auto started = supervisor_->start(id, agent.name, spawn_spec(agent, id, *slot));
+  if (!started) {
+    ++spawn_failures_;
+    AXON_LOG_ERROR(kLog, "agent %s: cannot start worker %s: %s", agent.name.c_str(), id.c_str(),
+                   started.message().c_str());
+    return;
+  }
+  Worker w;
+  w.id = id;
+  w.agent = agent.name;
+  w.slot = *slot;
+  workers_[id] = w;
+  runtime_dirty_ = true;
+  tables_dirty_ = true;
+  AXON_LOG_INFO(kLog, "started worker %s (pid %d) for agent %s on slot %s", id.c_str(), started->pid,
+                agent.name.c_str(), slot->c_str());
+}
+
+void ControlPlane::begin_drain(Worker& worker) {
+  if (worker.draining) return;
+  worker.draining = true;
+  worker.drain_started = Clock::now();
+  tables_dirty_ = true;  // the next push leaves its slot out: no new requests
+  runtime_dirty_ = true;
+  AXON_LOG_INFO(kLog, "draining worker %s (slot %s)", worker.id.c_str(), worker.slot.c_str());
+}
+
+void ControlPlane::on_member_event(const MemberEvent& event) {
+  switch (event.kind) {
+    case MemberEvent::Kind::spawned: runtime_dirty_ = true; break;
+    case MemberEvent::Kind::exited:
+      AXON_LOG_WARN(kLog, "worker %s (pid %d) %s", event.id.c_str(), event.pid, event.detail.c_str());
+      runtime_dirty_ = true;
+      break;
+    case MemberEvent::Kind::stopped: {
+      auto it = workers_.find(event.id);
+      if (it != workers_.end()) {
+        AXON_LOG_INFO(kLog, "worker %s stopped; slot %s released", event.id.c_str(), it->second.slot.c_str());
+        workers_.erase(it);
+      }
+      runtime_dirty_ = true;
+      tables_dirty_ = true;
+      break;
+    }
+    case MemberEvent::Kind::breaker_opened:
+      AXON_LOG_ERROR(kLog, "agent %s: crash loop, circuit breaker open (%s); its requests get ERROR until it closes",
+                     event.group.c_str(), event.detail.c_str());
+      break;
+    case MemberEvent::Kind::breaker_half_open:
+      AXON_LOG_INFO(kLog, "agent %s: breaker half-open, trying one worker", event.group.c_str());
+      break;
+    case MemberEvent::Kind::breaker_closed: AXON_LOG_INFO(kLog, "agent %s: breaker closed", event.group.c_str()); break;
+    case MemberEvent::Kind::spawn_failed:
+      ++spawn_failures_;
+      AXON_LOG_ERROR(kLog, "worker %s: %s", event.id.c_str(), event.detail.c_str());
+      break;
+    case MemberEvent::Kind::respawn_scheduled: break;
+  }
+}
+
+// ---- data plane link -----------------------------------------------------------------------
+
+void ControlPlane::drop_link(const std::string& why) {
+  if (dataplane_.connected) {
+    AXON_LOG_WARN(kLog, "lost the data plane link: %s; it keeps its last tables, reconnecting", why.c_str());
+  }
+  link_.reset();
+  dataplane_.connected = false;
+  link_error_ = why;
+}
+
+void ControlPlane::link_dataplane() {
+  auto now = Clock::now();
+  if (!link_) {
+    if (now < next_link_attempt_) return;
+    next_link_attempt_ = now + config_.dataplane.reconnect_interval;
+    auto connected = dpc::ControlClient::connect(config_.dataplane.run_dir, 1000);
+    if (!connected) {
+      if (link_error_ != connected.message()) {
+        AXON_LOG_WARN(kLog, "data plane: %s", connected.message().c_str());
+        link_error_ = connected.message();
+      }
+      return;
+    }
+    link_.emplace(std::move(connected).value());
+  }
+  auto hello = link_->hello();
+  if (!hello) {
+    drop_link(hello.message());
+    return;
+  }
+  bool first = !dataplane_.connected;
+  bool restarted = dataplane_.pid != 0 && dataplane_.pid != hello->pid;
+  dataplane_.connected = true;
+  dataplane_.hello = hello.value();
+  dataplane_.slots.clear();
+  for (const auto& slot : hello->slots) dataplane_.slots[slot.name] = slot;
+  if (first || restarted) {
+    if (restarted) ++dataplane_restarts_seen_;
+    AXON_LOG_INFO(kLog, "data plane %s: pid %d, %s (%s %s), %zu slot(s), tables v%llu",
+                  restarted ? "restarted" : "connected", hello->pid, hello->interface.c_str(), hello->backend.c_str(),
+                  hello->mode.c_str(), hello->slots.size(), static_cast<unsigned long long>(hello->table_version));
+    dataplane_.pid = hello->pid;
+    link_error_.clear();
+    // A new data plane process has none of our tables; the same one (we restarted) has
+    // them, but re-pushing is idempotent and cheap.
+    applied_.reset();
+    tables_dirty_ = true;
+    map_stats();
+  }
+}
+
+void ControlPlane::unmap_stats() {
+  if (dataplane_.stats.header != nullptr && dataplane_.stats_bytes != 0) {
+    munmap(dataplane_.stats.header, dataplane_.stats_bytes);
+  }
+  dataplane_.stats = {};
+  dataplane_.stats_bytes = 0;
+}
+
+void ControlPlane::map_stats() {
+  unmap_stats();
+  auto opened = dataplane::open_stats_file(config_.dataplane.run_dir + "/dataplane.stats");
+  if (!opened) {
+    AXON_LOG_WARN(kLog, "data plane stats: %s", opened.message().c_str());
+    return;
+  }
+  dataplane_.stats = opened.value();
+  const auto* h = dataplane_.stats.header;
+  dataplane_.stats_bytes = (sizeof(dataplane::StatsHeader) + 127) / 128 * 128 +
+                           h->lcore_count * sizeof(dataplane::LcoreStats) +
+                           h->worker_count * sizeof(dataplane::WorkerStats);
+}
+
+void ControlPlane::refresh_slots() {
+  link_dataplane();
+}
+
+dpc::Tables ControlPlane::build_tables() const {
+  dpc::Tables tables;
+  for (const auto& [id, t] : tenants_) {
+    tables.tenants.push_back(dpc::TenantEntry{t.id, t.name, t.rate_pps, t.burst, t.prefixes});
+  }
+  for (const auto& [name, a] : agents_) {
+    auto pool = pools_.find(name);
+    if (pool != pools_.end() && pool->second.deleting) continue;
+    dpc::AgentEntry entry;
+    entry.id = a.id;
+    entry.tenant = a.tenant;
+    entry.name = a.name;
+    // Every non-draining worker's slot, attached or not yet: the data plane skips slots
+    // without a live worker, and answers ERROR when none is live (e.g. breaker open).
+    for (const auto& [id, w] : workers_) {
+      if (w.agent == name && !w.draining) entry.workers.push_back(w.slot);
+    }
+    tables.agents.push_back(std::move(entry));
+  }
+  return tables;
+}
+
+void ControlPlane::push_tables(bool force) {
+  if (!link_ || !dataplane_.connected) return;
+  dpc::Tables tables = build_tables();
+  auto same = [](const dpc::Tables& a, const dpc::Tables& b) {
+    if (a.tenants.size() != b.tenants.size() || a.agents.size() != b.agents.size()) return false;
+    for (std::size_t i = 0; i < a.tenants.size(); ++i) {
+      const auto& x = a.tenants[i];
+      const auto& y = b.tenants[i];
+      if (x.id != y.id || x.name != y.name || x.rate_pps != y.rate_pps || x.burst != y.burst ||
+          x.prefixes != y.prefixes) {
+        return false;
+      }
+    }
+    for (std::size_t i = 0; i < a.agents.size(); ++i) {
+      const auto& x = a.agents[i];
+      const auto& y = b.agents[i];
+      if (x.id != y.id || x.tenant != y.tenant || x.name != y.name || x.workers != y.workers) return false;
+    }
+    return true;
+  };
+  if (!force && applied_ && same(*applied_, tables)) {
+    tables_dirty_ = false;
+    return;
+  }
+  tables.version = ++table_version_;
+  auto applied = link_->apply(tables);
+  if (!applied) {
+    if (applied.code() == dpc::ControlError::rejected) {
+      // Our own tables were refused: a bug or a slot that vanished. Keep the data plane's
+      // last good tables and say why; retry on the next change.
+      ++apply_failures_;
+      AXON_LOG_ERROR(kLog, "data plane rejected tables v%llu: %s", static_cast<unsigned long long>(tables.version),
+                     applied.message().c_str());
+      tables_dirty_ = false;
+      applied_ = tables;  // do not hammer it with the same refused tables
+      return;
+    }
+    drop_link(applied.message());
+    return;
+  }
+  applied_ = tables;
+  tables_dirty_ = false;
+  AXON_LOG_DEBUG(kLog, "tables v%llu applied", static_cast<unsigned long long>(tables.version));
+}
+
+// ---- pools ---------------------------------------------------------------------------------
+
+void ControlPlane::scale_pools() {
+  auto now = Clock::now();
+  if (now < next_scale_) return;
+  next_scale_ = now + config_.pools.scale_interval;
+  for (auto& [name, pool] : pools_) {
+    auto agent = agents_.find(name);
+    if (agent == agents_.end() || pool.deleting) continue;
+    const PoolSize& size = agent->second.pool;
+    std::uint64_t queued = 0;
+    std::uint32_t attached = 0;
+    Worker* idlest = nullptr;
+    for (auto& [id, w] : workers_) {
+      if (w.agent != name || w.draining) continue;
+      auto slot = dataplane_.slots.find(w.slot);
+      if (slot == dataplane_.slots.end() || slot->second.state != "alive") continue;
+      ++attached;
+      queued += slot->second.depth + slot->second.inflight;
+      if (slot->second.completed != w.last_completed || slot->second.inflight > 0) {
+        w.last_completed = slot->second.completed;
+        w.last_active = now;
+      }
+      if (idlest == nullptr || w.last_active < idlest->last_active) idlest = &w;
+    }
+    // Queue depth per worker is the load signal: it rises before latency does, and it is
+    // what a new worker would take away.
+    if (attached > 0 && queued / attached >= config_.pools.scale_up_queue) {
+      if (++pool.hot_ticks >= 2 && pool.target < size.max) {
+        ++pool.target;
+        pool.hot_ticks = 0;
+        AXON_LOG_INFO(kLog, "agent %s: %llu queued over %u worker(s); scaling up to %u", name.c_str(),
+                      static_cast<unsigned long long>(queued), attached, pool.target);
+      }
+    } else {
+      pool.hot_ticks = 0;
+      if (pool.target > size.min && idlest != nullptr && now - idlest->last_active >= config_.pools.scale_down_idle) {
+        --pool.target;
+        AXON_LOG_INFO(kLog, "agent %s: worker %s idle for %lld ms; scaling down to %u", name.c_str(),
+                      idlest->id.c_str(),
+                      static_cast<long long>(
+                          std::chrono::duration_cast<std::chrono::milliseconds>(now - idlest->last_active).count()),
+                      pool.target);
+        begin_drain(*idlest);
+      }
+    }
+    pool.target = std::clamp(pool.target, size.min, size.max);
+  }
+}
+
+void ControlPlane::reconcile_pools() {
+  // Spawning needs the data plane's slots; without a link the pools wait (and the data
+  // plane, if it is up, keeps serving the workers it has).
+  if (!dataplane_.connected) return;
+  for (auto& [name, pool] : pools_) {
+    auto agent = agents_.find(name);
+    if (agent == agents_.end() || pool.deleting) continue;
+    std::vector<Worker*> active;
+    for (auto& [id, w] : workers_) {
+      if (w.agent == name && !w.draining) active.push_back(&w);
+    }
+    if (active.size() < pool.target) {
+      for (std::size_t n = active.size(); n < pool.target; ++n) start_worker(agent->second, pool);
+    } else if (active.size() > pool.target) {
+      // Drain the newest first: the oldest have warm caches.
+      std::sort(active.begin(), active.end(), [](const Worker* a, const Worker* b) { return a->id > b->id; });
+      for (std::size_t n = pool.target; n < active.size(); ++n) begin_drain(*active[n - pool.target]);
+    }
+  }
+}
+
+void ControlPlane::progress_drains() {
+  auto now = Clock::now();
+  for (auto& [id, w] : workers_) {
+    if (!w.draining || w.stop_requested) continue;
+    // The drain starts once the data plane has tables without this slot.
+    if (tables_dirty_) continue;
+    auto slot = dataplane_.slots.find(w.slot);
+    bool idle = slot == dataplane_.slots.end() || slot->second.state != "alive" ||
+                (slot->second.inflight == 0 && slot->second.depth == 0);
+    bool timed_out = now - w.drain_started >= config_.pools.drain_timeout;
+    if (idle || timed_out || !dataplane_.connected) {
+      if (timed_out && !idle) {
+        AXON_LOG_WARN(kLog, "worker %s: drain timeout with %llu request(s) in flight; the data plane answers them",
+                      id.c_str(), static_cast<unsigned long long>(slot->second.inflight));
+      }
+      w.stop_requested = true;
+      supervisor_->stop(id, config_.pools.stop_grace);
+    }
+  }
+  // Deleted agents: forget them once their last worker is gone.
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    bool has_workers = false;
+    for (const auto& [id, w] : workers_) has_workers |= w.agent == it->first;
+    if (it->second.deleting && !has_workers) {
+      supervisor_->forget_group(it->first);
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void ControlPlane::tick() {
+  std::lock_guard lock(mutex_);
+  supervisor_->process();
+  refresh_slots();
+  scale_pools();
+  reconcile_pools();
+  if (tables_dirty_ || !applied_) push_tables(false);
+  progress_drains();
+  if (runtime_dirty_) save_runtime();
+}
+
+int ControlPlane::wait_fd() const {
+  return supervisor_->fd();
+}
+
+std::chrono::milliseconds ControlPlane::next_timeout() const {
+  std::lock_guard lock(mutex_);
+  // The link and slot view refresh at least every 200 ms.
+  return std::min(supervisor_->next_timeout(), std::chrono::milliseconds(200));
+}
+
+void ControlPlane::shutdown() {
+  std::unique_lock lock(mutex_);
+  if (config_.pools.on_exit != "stop") {
+    save_runtime();
+    AXON_LOG_INFO(kLog, "leaving %zu worker(s) running for the next control plane ([pools] on_exit = \"keep\")",
+                  workers_.size());
+    return;
+  }
+  for (auto& [id, w] : workers_) begin_drain(w);
+  for (auto& [name, pool] : pools_) pool.target = 0;
+  push_tables(false);
+  auto deadline = Clock::now() + config_.pools.drain_timeout + config_.pools.stop_grace + std::chrono::seconds(1);
+  while (!workers_.empty() && Clock::now() < deadline) {
+    supervisor_->process();
+    link_dataplane();
+    progress_drains();
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    lock.lock();
+  }
+  if (!workers_.empty()) AXON_LOG_WARN(kLog, "%zu worker(s) did not stop in time", workers_.size());
+  if (cgroups_) (void)cgroups_->remove_all_empty();
+  save_runtime();
+}
+
+// ---- views ---------------------------------------------------------------------------------
+
+AgentStatus ControlPlane::agent_status(const AgentSpec& spec) const {
+  AgentStatus status;
+  status.spec = spec;
+  for (const auto& [id, w] : workers_) {
+    if (w.agent != spec.name) continue;
+    auto member = supervisor_->member(id);
+    if (member && member->pid > 0) ++status.workers;
+    auto slot = dataplane_.slots.find(w.slot);
+    WorkerState state =
+        state_from(member ? &*member : nullptr, slot != dataplane_.slots.end() ? &slot->second : nullptr, w.draining);
+    if (state == WorkerState::warm || state == WorkerState::busy) ++status.warm;
+  }
+  GroupStatus group = supervisor_->group(spec.name);
+  status.breaker = group.breaker;
+  status.restarts = group.restarts;
+  status.crashes_in_window = group.crashes_in_window;
+  status.breaker_retry_in_ms = group.retry_in_ms;
+  status.last_exit = group.last_exit;
+  return status;
+}
+
+WorkerInfo ControlPlane::worker_info(const Worker& w) const {
+  WorkerInfo info;
+  info.id = w.id;
+  info.agent = w.agent;
+  info.slot = w.slot;
+  auto member = supervisor_->member(w.id);
+  auto slot = dataplane_.slots.find(w.slot);
+  const dpc::SlotInfo* slot_info = slot != dataplane_.slots.end() ? &slot->second : nullptr;
+  info.state = state_from(member ? &*member : nullptr, slot_info, w.draining);
+  if (member) {
+    info.pid = member->pid;
+    info.started_at_ms = member->started_at_ms;
+    info.restarts = member->restarts;
+  }
+  auto agent = agents_.find(w.agent);
+  if (cgroups_ && agent != agents_.end()) info.cgroup = cgroups_->name() + "/" + cgroup_of(agent->second);
+  if (slot_info != nullptr && slot_info->pid == info.pid && info.pid != 0) {
+    info.inflight = slot_info->inflight;
+    info.ring_depth = slot_info->depth;
+    info.completed = slot_info->completed;
+  }
+  return info;
+}
+
+const AgentSpec& ControlPlane::agent_or_404(const std::string& name) const {
+  auto it = agents_.find(name);
+  auto pool = pools_.find(name);
+  if (it == agents_.end() || (pool != pools_.end() && pool->second.deleting)) {
+    throw ApiError(ApiError::Kind::not_found, "no agent named '" + name + "'");
+  }
+  return it->second;
+}
+
+ControlPlane::Worker& ControlPlane::worker_or_404(const std::string& id) {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) throw ApiError(ApiError::Kind::not_found, "no worker with id '" + id + "'");
+  return it->second;
+}
+
+void ControlPlane::validate_agent(const AgentSpec& spec, const std::string* replacing) const {
+  if (auto why = check_agent(spec, config_); !why.empty()) throw ApiError(ApiError::Kind::bad_request, why);
+  if (!tenants_.contains(spec.tenant)) {
+    throw ApiError(ApiError::Kind::bad_request, "agent '" + spec.name + "': tenant " + std::to_string(spec.tenant) +
+                                                    " does not exist; create it with PUT /v1/tenants/" +
+                                                    std::to_string(spec.tenant));
+  }
+  for (const auto& [name, other] : agents_) {
+    if (replacing != nullptr && name == *replacing) continue;
+    if (name == spec.name) throw ApiError(ApiError::Kind::conflict, "agent '" + spec.name + "' already exists");
+    if (other.id == spec.id) {
+      throw ApiError(ApiError::Kind::conflict,
+                     "agent id " + std::to_string(spec.id) + " is already used by agent '" + name + "'");
+    }
+  }
+}
+
+// ---- ControlApi ----------------------------------------------------------------------------
+
+SystemStatus ControlPlane::status() {
+  std::lock_guard lock(mutex_);
+  SystemStatus s;
+  s.version = kVersion;
+  s.uptime_ms = unix_ms(std::chrono::system_clock::now()) - unix_ms(started_at_);
+  s.cgroup_mode = cgroups_ ? to_string(cgroups_->mode()) : "disabled";
+  DataplaneStatus& d = s.dataplane;
+  d.connected = dataplane_.connected;
+  if (dataplane_.connected) {
+    d.pid = dataplane_.hello.pid;
+    d.backend = dataplane_.hello.backend;
+    d.mode = dataplane_.hello.mode;
+    d.interface = dataplane_.hello.interface;
+    d.table_version = dataplane_.hello.table_version;
+  }
+  if (const auto* h = dataplane_.stats.header) {
+    d.ready = h->ready.load(std::memory_order_relaxed) != 0;
+    std::uint64_t beat = h->heartbeat_ns.load(std::memory_order_relaxed);
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    std::uint64_t now_ns = std::uint64_t(ts.tv_sec) * 1000000000ull + std::uint64_t(ts.tv_nsec);
+    d.heartbeat_age_ms = beat != 0 && now_ns >= beat ? std::int64_t((now_ns - beat) / 1000000) : -1;
+    for (std::uint32_t i = 0; i < h->lcore_count; ++i) {
+      const auto& l = dataplane_.stats.lcores[i];
+      d.rx_frames += l.rx_frames.load(std::memory_order_relaxed);
+      d.requests += l.requests.load(std::memory_order_relaxed);
+      d.responses += l.responses.load(std::memory_order_relaxed);
+      d.busy_sent += l.busy_sent.load(std::memory_order_relaxed);
+      for (const auto& e : l.errors_sent) d.errors_sent += e.load(std::memory_order_relaxed);
+      for (std::size_t r = 1; r < protocol::kReasonCount; ++r) d.drops += l.drops[r].load(std::memory_order_relaxed);
+    }
+    for (std::size_t r = 1; r < protocol::kReasonCount; ++r) {
+      if (protocol::Reason(r) == protocol::Reason::pass_not_axp) continue;
+      d.drops += h->xdp_packets[r].load(std::memory_order_relaxed);
+    }
+  }
+  s.agents = 0;
+  for (const auto& [name, a] : agents_) {
+    auto pool = pools_.find(name);
+    if (pool != pools_.end() && pool->second.deleting) continue;
+    ++s.agents;
+    AgentStatus as = agent_status(a);
+    s.workers += as.workers;
+    s.warm += as.warm;
+    s.breakers_open += as.breaker == BreakerState::open ? 1 : 0;
+  }
+  s.tenants = std::uint32_t(tenants_.size());
+  return s;
+}
+
+std::vector<AgentStatus> ControlPlane::list_agents() {
+  std::lock_guard lock(mutex_);
+  std::vector<AgentStatus> out;
+  for (const auto& [name, spec] : agents_) {
+    auto pool = pools_.find(name);
+    if (pool != pools_.end() && pool->second.deleting) continue;
+    out.push_back(agent_status(spec));
+  }
+  return out;
+}
+
+AgentStatus ControlPlane::get_agent(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  return agent_status(agent_or_404(name));
+}
+
+AgentStatus ControlPlane::create_agent(const AgentSpec& spec) {
+  std::lock_guard lock(mutex_);
+  auto pool_it = pools_.find(spec.name);
+  if (pool_it != pools_.end() && pool_it->second.deleting) {
+    throw ApiError(ApiError::Kind::conflict, "agent '" + spec.name +
+                                                 "' is still being deleted (draining its "
+                                                 "workers); retry in a few seconds");
+  }
+  validate_agent(spec, nullptr);
+  std::string error;
+  if (!ensure_cgroup(spec, error)) throw ApiError(ApiError::Kind::unavailable, error);
+  agents_[spec.name] = spec;
+  Pool& pool = pools_[spec.name];
+  pool = Pool{};
+  pool.target = spec.pool.min;
+  save_state();
+  tables_dirty_ = true;
+  reconcile_pools();
+  AXON_LOG_INFO(kLog, "agent %s registered (id %u, tenant %u, pool %u..%u)", spec.name.c_str(), spec.id, spec.tenant,
+                spec.pool.min, spec.pool.max);
+  return agent_status(spec);
+}
+
+AgentStatus ControlPlane::replace_agent(const std::string& name, const AgentSpec& spec) {
+  std::lock_guard lock(mutex_);
+  const AgentSpec old = agent_or_404(name);
+  if (spec.name != name) {
+    throw ApiError(ApiError::Kind::bad_request, "the body's name '" + spec.name + "' differs from the path's '" + name +
+                                                    "'; agents cannot be renamed");
+  }
+  validate_agent(spec, &name);
+  std::string error;
+  if (!ensure_cgroup(spec, error)) throw ApiError(ApiError::Kind::unavailable, error);
+  agents_[name] = spec;
+  Pool& pool = pools_[name];
+  pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);
+  bool process_changed = old.command != spec.command || old.env != spec.env || old.user != spec.user ||
+                         old.cgroup_profile != spec.cgroup_profile || old.priority != spec.priority ||
+                         old.tenant != spec.tenant;
+  if (process_changed) {
+    // A rolling replacement: the old workers drain while reconcile starts new ones with
+    // the new spec, so the agent never drops to zero workers.
+    for (auto& [id, w] : workers_) {
+      if (w.agent == name) begin_drain(w);
+    }
+  }
+  save_state();
+  tables_dirty_ = true;
+  reconcile_pools();
+  return agent_status(spec);
+}
+
+void ControlPlane::delete_agent(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  (void)agent_or_404(name);
+  agents_.erase(name);
+  Pool& pool = pools_[name];
+  pool.deleting = true;
+  pool.target = 0;
+  for (auto& [id, w] : workers_) {
+    if (w.agent == name) begin_drain(w);
+  }
+  save_state();
+  tables_dirty_ = true;
+  AXON_LOG_INFO(kLog, "agent %s deleted; draining its workers", name.c_str());
+}
+
+AgentStatus ControlPlane::scale_agent(const std::string& name, const ScaleRequest& request) {
+  std::lock_guard lock(mutex_);
+  AgentSpec spec = agent_or_404(name);
+  if (!request.min && !request.max) {
+    throw ApiError(ApiError::Kind::bad_request, "scale needs 'min', 'max' or both");
+  }
+  if (request.min) spec.pool.min = *request.min;
+  if (request.max) spec.pool.max = *request.max;
+  if (request.min && !request.max && spec.pool.max < spec.pool.min) spec.pool.max = spec.pool.min;
+  if (request.max && !request.min && spec.pool.min > spec.pool.max) spec.pool.min = spec.pool.max;
+  if (auto why = check_agent(spec, config_); !why.empty()) throw ApiError(ApiError::Kind::bad_request, why);
+  agents_[name] = spec;
+  Pool& pool = pools_[name];
+  pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);
+  save_state();
+  reconcile_pools();
+  AXON_LOG_INFO(kLog, "agent %s scaled to %u..%u (target %u)", name.c_str(), spec.pool.min, spec.pool.max, pool.target);
+  return agent_status(spec);
+}
+
+AgentStatus ControlPlane::reset_breaker(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  const AgentSpec& spec = agent_or_404(name);
+  supervisor_->reset_breaker(name);
+  return agent_status(spec);
+}
+
+std::vector<WorkerInfo> ControlPlane::list_workers(const std::optional<std::string>& agent) {
+  std::lock_guard lock(mutex_);
+  if (agent) (void)agent_or_404(*agent);
+  std::vector<WorkerInfo> out;
+  for (const auto& [id, w] : workers_) {
+    if (!agent || w.agent == *agent) out.push_back(worker_info(w));
+  }
+  return out;
+}
+
+WorkerInfo ControlPlane::drain_worker(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  Worker& w = worker_or_404(id);
+  begin_drain(w);
+  // A drained worker leaves the pool; reconcile keeps `min` warm by starting another.
+  return worker_info(w);
+}
+
+WorkerInfo ControlPlane::kill_worker(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  Worker& w = worker_or_404(id);
+  if (!supervisor_->kill(id)) {
+    throw ApiError(ApiError::Kind::conflict, "worker '" + id + "' has no running process (it is in backoff)");
+  }
+  AXON_LOG_INFO(kLog, "worker %s killed on request; the pool respawns it", id.c_str());
+  return worker_info(w);
+}
+
+std::vector<TenantSpec> ControlPlane::list_tenants() {
+  std::lock_guard lock(mutex_);
+  std::vector<TenantSpec> out;
+  for (const auto& [id, t] : tenants_) out.push_back(t);
+  return out;
+}
+
+TenantSpec ControlPlane::get_tenant(std::uint32_t id) {
+  std::lock_guard lock(mutex_);
+  auto it = tenants_.find(id);
+  if (it == tenants_.end()) throw ApiError(ApiError::Kind::not_found, "no tenant with id " + std::to_string(id));
+  return it->second;
+}
+
+TenantSpec ControlPlane::put_tenant(std::uint32_t id, const TenantSpec& spec) {
+  std::lock_guard lock(mutex_);
+  TenantSpec t = spec;
+  if (t.id != 0 && t.id != id) {
+    throw ApiError(ApiError::Kind::bad_request,
+                   "the body's id " + std::to_string(t.id) + " differs from the path's " + std::to_string(id));
+  }
+  t.id = id;
+  if (auto why = check_tenant(t); !why.empty()) throw ApiError(ApiError::Kind::bad_request, why);
+  for (const auto& [other_id, other] : tenants_) {
+    if (other_id != id && other.name == t.name) {
+      throw ApiError(ApiError::Kind::conflict,
+                     "tenant name '" + t.name + "' is already used by tenant " + std::to_string(other_id));
+    }
+  }
+  tenants_[id] = t;
+  save_state();
+  tables_dirty_ = true;
+  return t;
+}
+
+void ControlPlane::delete_tenant(std::uint32_t id) {
+  std::lock_guard lock(mutex_);
+  if (!tenants_.contains(id)) throw ApiError(ApiError::Kind::not_found, "no tenant with id " + std::to_string(id));
+  for (const auto& [name, a] : agents_) {
+    if (a.tenant == id) {
+      throw ApiError(ApiError::Kind::conflict,
+                     "tenant " + std::to_string(id) + " is used by agent '" + name + "'; delete or move it first");
+    }
+  }
+  tenants_.erase(id);
+  save_state();
+  tables_dirty_ = true;
+}
+
+std::vector<RouteInfo> ControlPlane::list_routes() {
+  std::lock_guard lock(mutex_);
+  std::vector<RouteInfo> out;
+  for (const auto& entry : build_tables().agents) {
+    RouteInfo r;
+    r.agent_id = entry.id;
+    r.agent = entry.name;
+    r.tenant = entry.tenant;
+    for (const auto& slot : entry.workers) {
+      auto s = dataplane_.slots.find(slot);
+      if (s != dataplane_.slots.end() && s->second.state == "alive") r.slots.push_back(slot);
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string ControlPlane::metrics() {
+  std::lock_guard lock(mutex_);
+  MetricsWriter m;
+  m.family("axon_controlplane_info", "gauge", "Build information of the control plane.")
+      .sample({{"version", kVersion}}, 1);
+  m.family("axon_controlplane_uptime_seconds", "gauge", "Seconds since the control plane started.")
+      .sample(double(unix_ms(std::chrono::system_clock::now()) - unix_ms(started_at_)) / 1000.0);
+  m.family("axon_dataplane_up", "gauge", "1 while the control plane is linked to a running data plane.")
+      .sample(dataplane_.connected ? 1 : 0);
+  m.family("axon_dataplane_restarts_seen_total", "counter", "Data plane restarts the control plane noticed.")
+      .sample(double(dataplane_restarts_seen_));
+  m.family("axon_table_pushes_rejected_total", "counter", "Table pushes the data plane refused.")
+      .sample(double(apply_failures_));
+  m.family("axon_worker_spawn_failures_total", "counter", "Worker spawns that failed (exec, cgroup, user).")
+      .sample(double(spawn_failures_));
+  m.family("axon_workers_adopted_total", "counter", "Workers taken over from a previous control plane.")
+      .sample(double(adopted_));
+  m.family("axon_agents", "gauge", "Registered agents.").sample(double(agents_.size()));
+  m.family("axon_tenants", "gauge", "Registered tenants.").sample(double(tenants_.size()));
+
+  std::vector<AgentStatus> agents;
+  for (const auto& [name, spec] : agents_) agents.push_back(agent_status(spec));
+  m.family("axon_agent_workers", "gauge", "Worker processes alive per agent.");
+  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.workers);
+  m.family("axon_agent_workers_warm", "gauge", "Workers attached to the data plane and serving, per agent.");
+  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.warm);
+  m.family("axon_agent_pool_min", "gauge", "Configured minimum warm workers per agent.");
+  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.spec.pool.min);
+  m.family("axon_agent_pool_max", "gauge", "Configured maximum workers per agent.");
+  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.spec.pool.max);
+  m.family("axon_agent_restarts_total", "counter", "Worker respawns per agent.");
+  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, double(a.restarts));
+  m.family("axon_agent_breaker_open", "gauge", "1 while the agent's crash-loop circuit breaker is open.");
+  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.breaker == BreakerState::open ? 1 : 0);
+
+  std::vector<WorkerInfo> workers;
+  for (const auto& [id, w] : workers_) workers.push_back(worker_info(w));
+  m.family("axon_worker_inflight", "gauge", "Requests in flight at the worker.");
+  for (const auto& w : workers) m.sample({{"agent", w.agent}, {"worker", w.id}}, double(w.inflight));
+  m.family("axon_worker_ring_depth", "gauge", "Requests queued in the worker's request ring.");
+  for (const auto& w : workers) m.sample({{"agent", w.agent}, {"worker", w.id}}, double(w.ring_depth));
+
+  if (const auto* h = dataplane_.stats.header) {
+    auto sum = [&](auto field) {
+      std::uint64_t total = 0;
+      for (std::uint32_t i = 0; i < h->lcore_count; ++i) {
+        total += (dataplane_.stats.lcores[i].*field).load(std::memory_order_relaxed);
+      }
+      return double(total);
+    };
+    m.family("axon_dataplane_rx_frames_total", "counter", "Frames the data plane received.")
+        .sample(sum(&dataplane::LcoreStats::rx_frames));
+    m.family("axon_dataplane_requests_total", "counter", "Valid requests queued to workers.")
+        .sample(sum(&dataplane::LcoreStats::requests));
+    m.family("axon_dataplane_responses_total", "counter", "RESPONSE datagrams sent.")
+        .sample(sum(&dataplane::LcoreStats::responses));
+    m.family("axon_dataplane_busy_total", "counter", "BUSY replies sent (full ring or no buffer).")
+        .sample(sum(&dataplane::LcoreStats::busy_sent));
+    m.family("axon_dataplane_errors_total", "counter", "ERROR replies sent, by AXP error code.");
+    for (std::size_t c = 1; c < protocol::kErrorCodeCount; ++c) {
+      std::uint64_t total = 0;
+      for (std::uint32_t i = 0; i < h->lcore_count; ++i) {
+        total += dataplane_.stats.lcores[i].errors_sent[c].load(std::memory_order_relaxed);
+      }
+      m.sample({{"code", protocol::to_string(protocol::ErrorCode(c))}}, double(total));
+    }
+    m.family("axon_dataplane_drops_total", "counter",
+             "Frames rejected, by reason and where (xdp: in the kernel, userspace: by the poll loop).");
+    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+      auto reason = protocol::Reason(r);
+      if (reason == protocol::Reason::ok || reason == protocol::Reason::pass_not_axp) continue;
+      std::uint64_t user = 0;
+      for (std::uint32_t i = 0; i < h->lcore_count; ++i) {
+        user += dataplane_.stats.lcores[i].drops[r].load(std::memory_order_relaxed);
+      }
+      m.sample({{"reason", protocol::to_string(reason)}, {"where", "xdp"}},
+               double(h->xdp_packets[r].load(std::memory_order_relaxed)));
+      m.sample({{"reason", protocol::to_string(reason)}, {"where", "userspace"}}, double(user));
+    }
+  }
+  return m.str();
+}
+
+std::string ControlPlane::status_line() {
+  SystemStatus s = status();
+  std::string line = std::to_string(s.agents) + " agent(s), " + std::to_string(s.warm) + "/" +
+                     std::to_string(s.workers) + " worker(s) warm";
+  if (s.breakers_open > 0) line += ", " + std::to_string(s.breakers_open) + " breaker(s) open";
+  line += s.dataplane.connected
+              ? ", data plane pid " + std::to_string(s.dataplane.pid) + " (" + s.dataplane.backend + ")"
+              : ", data plane not connected";
+  return escape_log(line);
+}
+
+}  // namespace axon::controlplane

@@ -1,0 +1,161 @@
+// ControlPlane: the daemon's state and its one control loop, behind ControlApi.
+//
+// It owns the registry (agents, tenants; persisted in <state_dir>/state.json), one warm
+// pool of worker processes per agent (Supervisor + CgroupDriver), and the link to the data
+// plane (its control socket for slots and tables, its stats file for counters). The REST
+// threads call the ControlApi methods; the control loop calls tick(). Both take mutex_, so
+// every decision sees one consistent state; nothing under the lock blocks for long (spawns
+// return at exec, data-plane calls have a short timeout).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "axon/common/result.h"
+#include "axon/controlplane/cgroup.h"
+#include "axon/controlplane/config.h"
+#include "axon/controlplane/model.h"
+#include "axon/controlplane/supervisor.h"
+#include "axon/dataplane/control.h"
+#include "axon/dataplane/stats.h"
+
+namespace axon::controlplane {
+
+enum class DaemonError { cgroups, state, io_error };
+
+class ControlPlane final : public ControlApi {
+ public:
+  explicit ControlPlane(ControlplaneConfig config);
+  ~ControlPlane() override;
+  ControlPlane(const ControlPlane&) = delete;
+  ControlPlane& operator=(const ControlPlane&) = delete;
+
+  // Opens cgroups, loads the registry, takes over the workers a previous control plane
+  // left running (and stops strays in our cgroups), connects to the data plane if it is up.
+  Result<Ok, DaemonError> start();
+  // One control-loop iteration: reap/respawn, data plane link, scaling, drains, routes.
+  void tick();
+  // The fd the loop polls (supervisor events) and how long it may sleep at most.
+  int wait_fd() const;
+  std::chrono::milliseconds next_timeout() const;
+  // on_exit = "stop": drain and stop every worker (bounded by drain_timeout + stop_grace);
+  // "keep": leave them for the next control plane.
+  void shutdown();
+  // One line for sd_notify STATUS= and the log.
+  std::string status_line();
+
+  // ControlApi
+  SystemStatus status() override;
+  std::vector<AgentStatus> list_agents() override;
+  AgentStatus get_agent(const std::string& name) override;
+  AgentStatus create_agent(const AgentSpec& spec) override;
+  AgentStatus replace_agent(const std::string& name, const AgentSpec& spec) override;
+  void delete_agent(const std::string& name) override;
+  AgentStatus scale_agent(const std::string& name, const ScaleRequest& request) override;
+  AgentStatus reset_breaker(const std::string& name) override;
+  std::vector<WorkerInfo> list_workers(const std::optional<std::string>& agent) override;
+  WorkerInfo drain_worker(const std::string& id) override;
+  WorkerInfo kill_worker(const std::string& id) override;
+  std::vector<TenantSpec> list_tenants() override;
+  TenantSpec get_tenant(std::uint32_t id) override;
+  TenantSpec put_tenant(std::uint32_t id, const TenantSpec& spec) override;
+  void delete_tenant(std::uint32_t id) override;
+  std::vector<RouteInfo> list_routes() override;
+  std::string metrics() override;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  struct Worker {
+    std::string id;
+    std::string agent;
+    std::string slot;
+    bool draining = false;
+    Clock::time_point drain_started{};
+    bool stop_requested = false;
+    std::uint64_t last_completed = 0;
+    Clock::time_point last_active = Clock::now();
+  };
+
+  struct Pool {
+    std::uint32_t target = 0;  // between spec.pool.min and max
+    std::uint32_t next_index = 0;
+    std::uint32_t hot_ticks = 0;  // consecutive scale intervals above scale_up_queue
+    bool deleting = false;        // deleted: workers draining, no respawn
+    std::string no_slot_warned;
+  };
+
+  struct DataplaneView {
+    bool connected = false;
+    dataplane::control::Hello hello;
+    std::map<std::string, dataplane::control::SlotInfo> slots;
+    std::int32_t pid = 0;
+    dataplane::StatsView stats;
+    std::size_t stats_bytes = 0;
+  };
+
+  // All private helpers expect mutex_ held.
+  void load_state();
+  void save_state();
+  void save_runtime();
+  void take_over();
+  SpawnSpec spawn_spec(const AgentSpec& agent, const std::string& worker_id, const std::string& slot) const;
+  std::string cgroup_of(const AgentSpec& agent) const;
+  bool ensure_cgroup(const AgentSpec& agent, std::string& error);
+  std::optional<std::string> free_slot() const;
+  void start_worker(const AgentSpec& agent, Pool& pool);
+  void begin_drain(Worker& worker);
+  void on_member_event(const MemberEvent& event);
+
+  void link_dataplane();
+  void drop_link(const std::string& why);
+  void map_stats();
+  void unmap_stats();
+  void refresh_slots();
+  void scale_pools();
+  void reconcile_pools();
+  void progress_drains();
+  void push_tables(bool force);
+  dataplane::control::Tables build_tables() const;
+
+  AgentStatus agent_status(const AgentSpec& spec) const;
+  WorkerInfo worker_info(const Worker& worker) const;
+  const AgentSpec& agent_or_404(const std::string& name) const;
+  Worker& worker_or_404(const std::string& id);
+  void validate_agent(const AgentSpec& spec, const std::string* replacing) const;
+
+  ControlplaneConfig config_;
+  mutable std::mutex mutex_;
+  std::optional<CgroupDriver> cgroups_;
+  std::unique_ptr<Supervisor> supervisor_;
+  std::map<std::string, AgentSpec> agents_;  // by name
+  std::map<std::uint32_t, TenantSpec> tenants_;
+  std::map<std::string, Pool> pools_;      // by agent name
+  std::map<std::string, Worker> workers_;  // by worker id
+  std::optional<dataplane::control::ControlClient> link_;
+  DataplaneView dataplane_;
+  Clock::time_point next_link_attempt_{};
+  Clock::time_point next_scale_{};
+  std::string link_error_;
+  std::uint64_t table_version_ = 0;
+  std::optional<dataplane::control::Tables> applied_;  // what the current data plane accepted
+  bool tables_dirty_ = true;
+  bool runtime_dirty_ = false;
+  std::uint64_t apply_failures_ = 0;
+  std::uint64_t spawn_failures_ = 0;
+  std::uint64_t dataplane_restarts_seen_ = 0;
+  std::uint64_t strays_stopped_ = 0;
+  std::uint64_t adopted_ = 0;
+  std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+};
+
+}  // namespace axon::controlplane

@@ -1,0 +1,201 @@
+// axon-controlplane: the control-plane daemon, and its offline helpers.
+//
+//   axon-controlplane --config FILE            run the daemon
+//   axon-controlplane --config FILE --check    validate the config and exit
+//   axon-controlplane token create --name N --role reader|admin [--tokens-file F | --config FILE]
+//
+// The daemon's main thread runs the control loop (worker pools, the data plane link) and
+// handles signals through a signalfd; the REST API runs on its own threads.
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "axon/common/log.h"
+#include "axon/common/systemd.h"
+#include "axon/controlplane/api_server.h"
+#include "axon/controlplane/config.h"
+
+#include "control_plane.h"
+
+namespace {
+
+constexpr const char* kLog = "controlplane";
+
+int create_token(const std::string& config_path, std::string tokens_file, const std::string& name,
+                 const std::string& role_name) {
+  using namespace axon::controlplane;
+  if (tokens_file.empty()) {
+    if (config_path.empty()) {
+      std::fprintf(stderr, "axon-controlplane: token create needs --tokens-file or --config\n");
+      return 2;
+    }
+    auto config = load_config(config_path);
+    if (!config) {
+      std::fprintf(stderr, "axon-controlplane: %s\n", config.message().c_str());
+      return 1;
+    }
+    tokens_file = config->api.tokens_file;
+  }
+  if (role_name != "reader" && role_name != "admin") {
+    std::fprintf(stderr, "axon-controlplane: --role must be reader or admin\n");
+    return 2;
+  }
+  auto token = TokenStore::create(tokens_file, name, role_name == "admin" ? Role::admin : Role::reader);
+  if (!token) {
+    std::fprintf(stderr, "axon-controlplane: %s\n", token.message().c_str());
+    return 1;
+  }
+  // The plaintext exists only here: the file keeps its hash.
+  std::printf("%s\n", token.value().c_str());
+  std::fprintf(stderr,
+               "token '%s' (%s) added to %s; it is shown once. Send SIGHUP to a running axon-controlplane to load "
+               "it.\n",
+               name.c_str(), role_name.c_str(), tokens_file.c_str());
+  return 0;
+}
+
+int run(const axon::controlplane::ControlplaneConfig& config) {
+  using namespace axon::controlplane;
+  axon::systemd::Notifier notifier = axon::systemd::Notifier::from_environment();
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGCHLD);
+  // Blocked before any thread starts, so only the signalfd sees them.
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd < 0) {
+    AXON_LOG_ERROR(kLog, "signalfd: %s", std::strerror(errno));
+    return 1;
+  }
+
+  ControlPlane plane(config);
+  if (auto started = plane.start(); !started) {
+    AXON_LOG_ERROR(kLog, "%s", started.message().c_str());
+    return 1;
+  }
+
+  ApiServerOptions api;
+  api.listen = config.api.listen;
+  api.cert_file = config.api.cert_file;
+  api.key_file = config.api.key_file;
+  api.client_ca_file = config.api.client_ca_file;
+  api.tokens_file = config.api.tokens_file;
+  api.audit_log = config.api.audit_log;
+  api.unix_socket = config.api.unix_socket;
+  api.rate_per_second = config.api.rate_per_second;
+  api.rate_burst = config.api.rate_burst;
+  api.max_body_bytes = config.api.max_body_bytes;
+  api.threads = config.api.threads;
+  auto server = ApiServer::start(api, plane);
+  if (!server) {
+    AXON_LOG_ERROR(kLog, "%s", server.message().c_str());
+    return 1;
+  }
+  // Ready means: registry loaded, workers adopted, API answering. The data plane may come
+  // later; the link reconnects on its own and status shows it.
+  plane.tick();
+  AXON_LOG_INFO(kLog, "ready: API on %s%s%s, %s", config.api.listen.empty() ? "-" : config.api.listen.c_str(),
+                config.api.unix_socket.empty() ? "" : " and ", config.api.unix_socket.c_str(),
+                plane.status_line().c_str());
+  notifier.ready();
+  notifier.status(plane.status_line());
+
+  const auto watchdog = axon::systemd::watchdog_interval();
+  auto next_watchdog = std::chrono::steady_clock::now();
+  auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  bool running = true;
+  while (running) {
+    auto timeout = plane.next_timeout();
+    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {plane.wait_fd(), POLLIN, 0}};
+    int ready = poll(fds, 2, int(timeout.count()));
+    if (ready < 0 && errno != EINTR) {
+      AXON_LOG_ERROR(kLog, "poll: %s", std::strerror(errno));
+      break;
+    }
+    if (ready > 0 && (fds[0].revents & POLLIN) != 0) {
+      signalfd_siginfo info{};
+      while (read(signal_fd, &info, sizeof info) == ssize_t(sizeof info)) {
+        if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
+          AXON_LOG_INFO(kLog, "signal %u: stopping", info.ssi_signo);
+          running = false;
+        } else if (info.ssi_signo == SIGHUP) {
+          notifier.reloading();
+          auto reloaded = server.value()->reload_tokens();
+          if (reloaded) {
+            AXON_LOG_INFO(kLog, "SIGHUP: tokens reloaded from %s", config.api.tokens_file.c_str());
+          } else {
+            AXON_LOG_ERROR(kLog, "SIGHUP: %s; keeping the previous tokens", reloaded.message().c_str());
+          }
+          notifier.ready();
+        }
+        // SIGCHLD only wakes the loop: the supervisor reaps through pidfds.
+      }
+    }
+    plane.tick();
+    auto now = std::chrono::steady_clock::now();
+    if (watchdog.count() > 0 && now >= next_watchdog) {
+      notifier.watchdog();
+      next_watchdog = now + watchdog;
+    }
+    if (now >= next_status) {
+      notifier.status(plane.status_line());
+      next_status = now + std::chrono::seconds(2);
+    }
+  }
+  notifier.stopping();
+  server.value()->stop();
+  plane.shutdown();
+  close(signal_fd);
+  AXON_LOG_INFO(kLog, "stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"axon-controlplane: worker pools, cgroups, the REST API and the data plane link"};
+  std::string config_path;
+  bool check = false;
+  app.add_option("--config,-c", config_path, "control-plane TOML file (see deploy/axon-controlplane.toml)");
+  app.add_flag("--check", check, "validate the config and exit");
+  auto* token = app.add_subcommand("token", "manage API tokens");
+  auto* token_create = token->add_subcommand("create", "create a token; prints it once");
+  std::string token_name;
+  std::string token_role = "reader";
+  std::string tokens_file;
+  token_create->add_option("--name", token_name, "who the token is for (appears in the audit log)")->required();
+  token_create->add_option("--role", token_role, "reader or admin")->required();
+  token_create->add_option("--tokens-file", tokens_file, "tokens file (default: [api] tokens_file of --config)");
+  token->require_subcommand(1);
+  CLI11_PARSE(app, argc, argv);
+
+  if (token_create->parsed()) return create_token(config_path, tokens_file, token_name, token_role);
+  if (config_path.empty()) {
+    std::fprintf(stderr, "axon-controlplane: --config FILE is required (see deploy/axon-controlplane.toml)\n");
+    return 2;
+  }
+  auto config = axon::controlplane::load_config(config_path);
+  if (!config) {
+    std::fprintf(stderr, "axon-controlplane: %s\n", config.message().c_str());
+    return 1;
+  }
+  if (check) {
+    std::printf("%s: ok (%zu tenant(s), %zu agent(s) to seed)\n", config_path.c_str(), config->tenants.size(),
+                config->agents.size());
+    return 0;
+  }
+  return run(config.value());
+}

@@ -1,0 +1,142 @@
+// The control plane's TOML loader: the annotated example parses, and every kind of mistake is
+// refused with its file:line and a message that names the key and the fix.
+#include "axon/controlplane/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace axon::controlplane {
+namespace {
+
+constexpr const char* kBase = R"(
+[api]
+listen = ""
+unix_socket = "/tmp/x.sock"
+
+[[tenants]]
+id = 1
+name = "acme"
+
+[[agents]]
+name = "echo"
+id = 7
+tenant = 1
+command = ["/bin/true"]
+min_workers = 2
+max_workers = 3
+)";
+
+struct BadCase {
+  const char* name;
+  std::string text;
+  ConfigError code;
+  const char* line;      // "test.toml:<line>" expected in the message
+  const char* mentions;  // and this text
+};
+
+TEST(ControlplaneConfig, AnnotatedExampleParses) {
+  auto config = load_config(AXON_EXAMPLE_CP_CONFIG);
+  ASSERT_TRUE(config) << config.message();
+  EXPECT_EQ(config->agents.size(), 1u);
+  EXPECT_EQ(config->agents[0].pool.min, 2u);
+  EXPECT_EQ(config->agents[0].pool.max, 4u);
+  EXPECT_EQ(config->cgroups.profiles.at("small").memory_max, 256ull << 20);
+  EXPECT_EQ(config->cgroups.profiles.at("small").cpu_max_percent, 50u);
+  EXPECT_EQ(config->cgroups.class_weight.at("realtime"), 1000u);
+  EXPECT_EQ(config->pools.breaker_failures, 5u);
+  EXPECT_EQ(config->pools.on_exit, "keep");
+}
+
+TEST(ControlplaneConfig, BaseParses) {
+  auto config = parse_config(kBase, "test.toml");
+  ASSERT_TRUE(config) << config.message();
+  EXPECT_EQ(config->agents[0].command[0], "/bin/true");
+  EXPECT_EQ(config->agents[0].priority, PriorityClass::standard);
+  EXPECT_EQ(config->agents[0].cgroup_profile, "default");
+}
+
+TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
+  const std::string base = kBase;
+  const BadCase cases[] = {
+      {"syntax", "[api\nlisten = 1\n", ConfigError::parse_error, "test.toml:1", ""},
+      {"unknown top-level table", base + "\n[apix]\nx = 1\n", ConfigError::unknown_key, "test.toml:18",
+       "unknown key 'apix'"},
+      {"unknown key in api", "[api]\nlisten = \"\"\nunix_socket = \"/x\"\nthreds = 2\n", ConfigError::unknown_key,
+       "test.toml:4", "unknown key 'threds' in [api]"},
+      {"listen without certificate", "[api]\nlisten = \"127.0.0.1:1\"\n", ConfigError::invalid_value, "test.toml:2",
+       "cert_file and key_file"},
+      {"wrong type", "[pools]\nscale_up_queue = \"8\"\n", ConfigError::invalid_value, "test.toml:2",
+       "scale_up_queue must be an integer"},
+      {"bad on_exit", "[pools]\non_exit = \"sometimes\"\n", ConfigError::invalid_value, "test.toml:2", "on_exit"},
+      {"backoff max below initial", "[pools]\nbackoff_initial_ms = 500\nbackoff_max_ms = 100\n",
+       ConfigError::invalid_value, "test.toml:3", "backoff_max_ms"},
+      {"bad size", "[cgroup_profiles.x]\nmemory_max = \"12Q\"\n", ConfigError::invalid_value, "test.toml:2", "512M"},
+      {"cpu weight range", "[cgroup_profiles.x]\ncpu_weight = 0\n", ConfigError::invalid_value, "test.toml:2",
+       "between 1 and 10000"},
+      {"bad cgroup mode", "[cgroups]\nmode = \"v3\"\n", ConfigError::invalid_value, "test.toml:2", "\"auto\""},
+      {"relative dataplane command", "[dataplane]\ncommand = [\"axon-dataplane\"]\n", ConfigError::invalid_value,
+       "test.toml:2", "absolute path"},
+      {"agent with unknown tenant", "[[agents]]\nname = \"a\"\nid = 1\ntenant = 9\ncommand = [\"/bin/true\"]\n",
+       ConfigError::invalid_value, "test.toml:4", "tenant 9 is not defined"},
+      {"agent min above max",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\nmin_workers = 3\nmax_workers = 2\n",
+       ConfigError::invalid_value, "test.toml:5", "min (3) is above max (2)"},
+      {"agent relative command",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = [\"true\"]\n",
+       ConfigError::invalid_value, "test.toml:5", "absolute path"},
+      {"agent bad priority",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\npriority = \"urgent\"\n"
+       "command = [\"/bin/true\"]\n",
+       ConfigError::invalid_value, "test.toml:8", "realtime"},
+      {"agent unknown profile",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\ncgroup_profile = \"huge\"\n",
+       ConfigError::invalid_value, "test.toml:5", "unknown cgroup_profile 'huge'"},
+      {"agent missing command", "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\n",
+       ConfigError::missing_field, "test.toml:4", "needs 'command'"},
+      {"duplicate agent", base + "\n[[agents]]\nname = \"echo\"\nid = 8\ntenant = 1\ncommand = [\"/bin/true\"]\n",
+       ConfigError::invalid_value, "test.toml:19", "defined twice"},
+      {"tenant bad prefix", "[[tenants]]\nid = 1\nname = \"t\"\nprefixes = [\"10.0.0.0/33\"]\n",
+       ConfigError::invalid_value, "test.toml:2", "10.0.0.0/33"},
+      {"tenant rate without burst", "[[tenants]]\nid = 1\nname = \"t\"\nrate_pps = 10\n", ConfigError::invalid_value,
+       "test.toml:2", "no burst"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto config = parse_config(c.text, "test.toml");
+    ASSERT_FALSE(config) << "accepted: " << c.name;
+    EXPECT_EQ(config.code(), c.code) << config.message();
+    EXPECT_NE(config.message().find(c.line), std::string::npos) << config.message();
+    EXPECT_NE(config.message().find(c.mentions), std::string::npos) << config.message();
+  }
+}
+
+TEST(ControlplaneConfig, MissingFileSaysWhatToDo) {
+  auto config = load_config("/nonexistent/axon-controlplane.toml");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.code(), ConfigError::io_error);
+  EXPECT_NE(config.message().find("--config"), std::string::npos) << config.message();
+}
+
+TEST(ControlplaneConfig, AgentChecksShared) {
+  ControlplaneConfig config;
+  AgentSpec spec;
+  spec.name = "echo";
+  spec.id = 7;
+  spec.tenant = 1;
+  spec.command = {"/bin/true"};
+  EXPECT_EQ(check_agent(spec, config), "");
+  spec.env["AXON_WORKER_SOCKET"] = "/x";
+  EXPECT_NE(check_agent(spec, config).find("reserved"), std::string::npos);
+  spec.env.clear();
+  spec.name = "Echo!";
+  EXPECT_NE(check_agent(spec, config).find("must match"), std::string::npos);
+  spec.name = "echo";
+  spec.pool.max = 0;
+  EXPECT_NE(check_agent(spec, config).find("max must be >= 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace axon::controlplane

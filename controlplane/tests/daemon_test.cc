@@ -1,0 +1,574 @@
+// The real axon-controlplane driving the real axon-dataplane on a veth pair in a namespace the
+// test creates: warm pools of real echo_worker processes in real cgroups, respawn after
+// kill -9, the crash-loop breaker, takeover after the control plane itself is killed, the data
+// plane restarting underneath, drains and scaling, sd_notify through a NOTIFY_SOCKET the test
+// listens on, and the REST API over real HTTPS with real tokens (curl) and its unix socket.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "axon/controlplane/api_server.h"
+
+#include "it_support.h"
+
+namespace axon::controlplane {
+namespace {
+
+using namespace std::chrono_literals;
+using dataplane::it::AxpClient;
+using dataplane::it::ChildProcess;
+using dataplane::it::eventually;
+using dataplane::it::run_command;
+using dataplane::it::TempDir;
+using dataplane::it::TestNetwork;
+using nlohmann::json;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::uint16_t free_tcp_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A NOTIFY_SOCKET of the test's own: collects what the daemon tells "systemd".
+class NotifyListener {
+ public:
+  explicit NotifyListener(std::string path) : path_(std::move(path)) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+    unlink(path_.c_str());
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  ~NotifyListener() {
+    close(fd_);
+    unlink(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+  // Everything received so far, one datagram per entry.
+  const std::vector<std::string>& messages() {
+    char buffer[4096];
+    for (;;) {
+      ssize_t n = recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      messages_.emplace_back(buffer, std::size_t(n));
+    }
+    return messages_;
+  }
+  bool saw(const std::string& needle) {
+    for (const auto& m : messages()) {
+      if (m.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::vector<std::string> messages_;
+};
+
+struct Http {
+  int status = 0;
+  std::string body;
+  json parsed() const { return json::parse(body, nullptr, false); }
+};
+
+pid_t pid_of(const json& worker) {
+  return worker.value("pid", 0);
+}
+
+class ControlplaneDaemon : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (netns, XDP, cgroups)";
+    TestNetwork::remove_leftovers();
+    std::string error;
+    net_ = TestNetwork::create(error);
+    ASSERT_TRUE(net_) << error;
+    run_dir_ = tmp_.path() + "/run";
+    state_dir_ = tmp_.path() + "/state";
+    std::filesystem::create_directories(run_dir_);
+    cgroup_name_ = "axon-cpit-" + std::to_string(getpid());
+    ASSERT_TRUE(start_dataplane());
+    // A real certificate for 127.0.0.1, and real tokens.
+    cert_ = tmp_.path() + "/server.crt";
+    key_ = tmp_.path() + "/server.key";
+    std::string out;
+    ASSERT_EQ(run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                           "-nodes", "-keyout", key_, "-out", cert_, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+                           "subjectAltName=IP:127.0.0.1"},
+                          &out),
+              0)
+        << out;
+    tokens_ = tmp_.path() + "/tokens";
+    auto admin = TokenStore::create(tokens_, "test-admin", Role::admin);
+    ASSERT_TRUE(admin) << admin.message();
+    admin_token_ = admin.value();
+    auto reader = TokenStore::create(tokens_, "test-reader", Role::reader);
+    ASSERT_TRUE(reader) << reader.message();
+    reader_token_ = reader.value();
+    port_ = free_tcp_port();
+    notify_ = std::make_unique<NotifyListener>(tmp_.path() + "/notify.sock");
+  }
+
+  void TearDown() override {
+    if (controlplane_) {
+      controlplane_->signal(SIGTERM);
+      controlplane_->wait_exit(20s);
+      controlplane_.reset();
+    }
+    if (dataplane_) dataplane_->stop();
+    // Whatever a failed test left in our cgroups (workers of a killed control plane).
+    kill_cgroup_leftovers();
+  }
+
+  bool start_dataplane() {
+    dataplane::it::ConfigSpec spec;
+    spec.workers = {};
+    spec.dataplane_extra = "worker_slots = 6\n";
+    spec.tables = "[[tenants]]\nid = 1\nname = \"t1\"\n";
+    dataplane_ = std::make_unique<dataplane::it::Daemon>(run_dir_);
+    std::string error;
+    if (!dataplane_->start(dataplane::it::make_config(*net_, run_dir_, spec), &error) ||
+        !dataplane_->wait_ready(dataplane::it::kPatience, &error)) {
+      ADD_FAILURE() << error << "\n" << dataplane_->log();
+      return false;
+    }
+    return true;
+  }
+
+  std::string config_text(const std::string& extra_agents = "", int breaker_failures = 4) const {
+    std::ostringstream c;
+    c << "[controlplane]\nstate_dir = \"" << state_dir_ << "\"\nlog_dir = \"" << tmp_.path() << "/log\"\n"
+      << "[api]\nlisten = \"127.0.0.1:" << port_ << "\"\ncert_file = \"" << cert_ << "\"\nkey_file = \"" << key_
+      << "\"\ntokens_file = \"" << tokens_ << "\"\naudit_log = \"" << tmp_.path() << "/audit.log\"\n"
+      << "unix_socket = \"" << run_dir_ << "/api.sock\"\nrate_per_second = 200\nrate_burst = 400\n"
+      << "[cgroups]\nname = \"" << cgroup_name_ << "\"\n"
+      << "[cgroup_profiles.default]\nmemory_max = \"256M\"\npids_max = 64\n"
+      << "[pools]\nscale_interval_ms = 100\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\nstable_after_ms = 2000\n"
+      << "breaker_failures = " << breaker_failures
+      << "\nbreaker_window_ms = 10000\nbreaker_cooldown_ms = 60000\non_exit = \"stop\"\n"
+      << "drain_timeout_ms = 2000\nstop_grace_ms = 1000\n"
+      << "[dataplane]\nrun_dir = \"" << run_dir_ << "\"\nreconnect_interval_ms = 50\n"
+      << "[[tenants]]\nid = 1\nname = \"t1\"\n"
+      << "[[agents]]\nname = \"echo\"\nid = 7\ntenant = 1\ncommand = [\"" << AXON_ECHO_WORKER_BIN << "\"]\n"
+      << "min_workers = 2\nmax_workers = 4\n"
+      << extra_agents;
+    return c.str();
+  }
+
+  void start_controlplane(const std::string& config, bool wait_ready = true) {
+    config_path_ = tmp_.path() + "/controlplane.toml";
+    {
+      std::ofstream out(config_path_);
+      out << config;
+    }
+    controlplane_ = std::make_unique<ChildProcess>();
+    std::string error;
+    static int serial = 0;
+    ASSERT_TRUE(controlplane_->start({AXON_CONTROLPLANE_BIN, "--config", config_path_},
+                                     {"NOTIFY_SOCKET=" + notify_->path(), "WATCHDOG_USEC=400000"},
+                                     tmp_.path() + "/controlplane-" + std::to_string(serial++) + ".log", &error))
+        << error;
+    if (wait_ready) {
+      ASSERT_TRUE(eventually([&] { return notify_->saw("READY=1") || !controlplane_->running(); }))
+          << controlplane_->log();
+      ASSERT_TRUE(controlplane_->running()) << controlplane_->log();
+    }
+  }
+
+  Http call(const std::string& method, const std::string& path, const std::string& body = "",
+            const std::string* token = nullptr, bool unix_socket = false) {
+    std::string body_file = tmp_.path() + "/response.body";
+    std::vector<std::string> argv{"curl",         "-sS", "-o",   body_file,    "-w",
+                                  "%{http_code}", "-X",  method, "--max-time", "10"};
+    if (unix_socket) {
+      argv.insert(argv.end(), {"--unix-socket", run_dir_ + "/api.sock", "http://localhost" + path});
+    } else {
+      argv.insert(argv.end(), {"--cacert", cert_, "https://127.0.0.1:" + std::to_string(port_) + path});
+      const std::string& t = token != nullptr ? *token : admin_token_;
+      if (!t.empty()) argv.insert(argv.end(), {"-H", "Authorization: Bearer " + t});
+    }
+    if (!body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
+    std::string out;
+    Http r;
+    if (run_command(argv, &out) != 0) {
+      r.body = out;
+      return r;
+    }
+    r.status = std::atoi(out.c_str());
+    r.body = read_file(body_file);
+    return r;
+  }
+
+  json workers(const std::string& agent = "echo") {
+    Http r = call("GET", "/v1/workers?agent=" + agent);
+    json j = r.parsed();
+    return j.is_object() && j.contains("workers") ? j["workers"] : json::array();
+  }
+
+  // Worker entries of `agent` that are attached and serving.
+  std::vector<json> warm_workers(const std::string& agent = "echo") {
+    std::vector<json> out;
+    for (const auto& w : workers(agent)) {
+      std::string state = w.value("state", "");
+      if (state == "warm" || state == "busy") out.push_back(w);
+    }
+    return out;
+  }
+
+  bool wait_warm(std::size_t count, const std::string& agent = "echo",
+                 std::chrono::milliseconds timeout = dataplane::it::kPatience) {
+    return eventually(
+        [&] {
+          auto all = workers(agent);
+          return warm_workers(agent).size() == count && all.size() == count;
+        },
+        timeout);
+  }
+
+  // One AXP request from the namespace; the reply's kind (RESPONSE/ERROR/BUSY) or nullopt.
+  std::optional<dataplane::it::Received> request(std::uint32_t agent, std::uint64_t id,
+                                                 std::chrono::milliseconds timeout = 3s) {
+    AxpClient client(*net_, AF_INET);
+    if (!client.ok()) return std::nullopt;
+    protocol::Header h{};
+    h.type = protocol::MessageType::request;
+    h.tenant_id = 1;
+    h.agent_id = agent;
+    h.request_id = id;
+    const std::uint8_t payload[] = {'p', 'i', 'n', 'g'};
+    if (!client.send(h, payload)) return std::nullopt;
+    return client.receive(timeout);
+  }
+
+  std::vector<pid_t> cgroup_pids() const {
+    std::vector<pid_t> pids;
+    std::string leaf = "/sys/fs/cgroup/pids/" + cgroup_name_ + "/standard/t1/echo/cgroup.procs";
+    std::ifstream in(leaf);
+    pid_t pid = 0;
+    while (in >> pid) pids.push_back(pid);
+    return pids;
+  }
+
+  void kill_cgroup_leftovers() {
+    for (const char* hierarchy : {"pids", "memory", "cpu,cpuacct", "cpuset"}) {
+      std::string root = std::string("/sys/fs/cgroup/") + hierarchy + "/" + cgroup_name_;
+      if (!std::filesystem::exists(root)) continue;
+      std::vector<std::string> dirs;
+      for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+        if (entry.is_directory()) dirs.push_back(entry.path());
+      }
+      dirs.push_back(root);
+      std::sort(dirs.begin(), dirs.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+      for (const auto& dir : dirs) {
+        std::ifstream procs(dir + "/cgroup.procs");
+        pid_t pid = 0;
+        while (procs >> pid) ::kill(pid, SIGKILL);
+      }
+      eventually([&] {
+        for (const auto& dir : dirs) rmdir(dir.c_str());
+        return !std::filesystem::exists(root);
+      });
+    }
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<TestNetwork> net_;
+  std::unique_ptr<dataplane::it::Daemon> dataplane_;
+  std::unique_ptr<ChildProcess> controlplane_;
+  std::unique_ptr<NotifyListener> notify_;
+  std::string run_dir_, state_dir_, cgroup_name_, cert_, key_, tokens_, config_path_;
+  std::string admin_token_, reader_token_;
+  std::uint16_t port_ = 0;
+};
+
+TEST_F(ControlplaneDaemon, PoolComesUpWarmInCgroupsAndServes) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << "\n" << controlplane_->log();
+  EXPECT_TRUE(notify_->saw("STATUS=")) << "no STATUS= line";
+
+  auto reply = request(7, 1);
+  ASSERT_TRUE(reply) << "no reply through the control plane's routes\n" << controlplane_->log();
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
+  EXPECT_EQ(std::string(reply->payload.begin(), reply->payload.end()), "ping");
+
+  Http routes = call("GET", "/v1/routes");
+  ASSERT_EQ(routes.status, 200) << routes.body;
+  ASSERT_EQ(routes.parsed()["routes"].size(), 1u) << routes.body;
+  EXPECT_EQ(routes.parsed()["routes"][0]["slots"].size(), 2u) << routes.body;
+
+  // Each worker: in our cgroup in every v1 hierarchy (or the v2 leaf), no capabilities,
+  // no_new_privs.
+  auto in_cgroup = cgroup_pids();
+  for (const auto& w : warm_workers()) {
+    pid_t pid = pid_of(w);
+    ASSERT_GT(pid, 0);
+    std::string cgroups = read_file("/proc/" + std::to_string(pid) + "/cgroup");
+    EXPECT_NE(cgroups.find(cgroup_name_ + "/standard/t1/echo"), std::string::npos) << cgroups;
+    EXPECT_NE(std::find(in_cgroup.begin(), in_cgroup.end(), pid), in_cgroup.end());
+    std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+    EXPECT_NE(status.find("CapEff:\t0000000000000000"), std::string::npos) << status;
+    EXPECT_NE(status.find("CapBnd:\t0000000000000000"), std::string::npos) << status;
+    EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos) << status;
+  }
+  EXPECT_EQ(read_file("/sys/fs/cgroup/memory/" + cgroup_name_ + "/standard/t1/echo/memory.limit_in_bytes"),
+            std::to_string(256ull << 20) + "\n");
+  EXPECT_EQ(read_file("/sys/fs/cgroup/pids/" + cgroup_name_ + "/standard/t1/echo/pids.max"), "64\n");
+
+  Http status = call("GET", "/v1/status");
+  ASSERT_EQ(status.status, 200) << status.body;
+  EXPECT_TRUE(status.parsed()["dataplane"]["connected"].get<bool>()) << status.body;
+  EXPECT_EQ(status.parsed()["warm"].get<int>(), 2) << status.body;
+  EXPECT_EQ(status.parsed()["cgroup_mode"].get<std::string>(), "v1") << status.body;
+}
+
+TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) {
+  // Every kill -9 counts as a crash: keep the breaker out of this test's way.
+  start_controlplane(config_text("", 100));
+  ASSERT_TRUE(wait_warm(2)) << workers().dump();
+  std::vector<double> respawn_ms;
+  for (int round = 0; round < 10; ++round) {
+    auto before = warm_workers();
+    ASSERT_EQ(before.size(), 2u);
+    pid_t victim = pid_of(before[0]);
+    pid_t other = pid_of(before[1]);
+    auto killed_at = std::chrono::steady_clock::now();
+    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    // In the first rounds, requests sent meanwhile must all be answered: by the surviving
+    // worker, or with an ERROR. The later rounds only time the respawn.
+    if (round < 3) {
+      for (std::uint64_t i = 0; i < 10; ++i) {
+        auto reply = request(7, 1000 + round * 100 + i);
+        ASSERT_TRUE(reply) << "request " << i << " after kill -9 went unanswered";
+      }
+    }
+    ASSERT_TRUE(eventually([&] {
+      auto now = warm_workers();
+      if (now.size() != 2) return false;
+      for (const auto& w : now) {
+        if (pid_of(w) == victim) return false;
+      }
+      return true;
+    })) << workers().dump()
+        << "\n"
+        << read_file(tmp_.path() + "/log/workers/echo-0.log") << read_file(tmp_.path() + "/log/workers/echo-1.log");
+    if (round >= 3) {
+      respawn_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed_at).count());
+    }
+    bool other_kept = false;
+    for (const auto& w : warm_workers()) other_kept |= pid_of(w) == other;
+    EXPECT_TRUE(other_kept) << "the surviving worker was replaced too";
+    EXPECT_EQ(cgroup_pids().size(), 2u) << "duplicate or missing workers in the cgroup";
+  }
+  std::sort(respawn_ms.begin(), respawn_ms.end());
+  // The figure for the notes (kill -9 -> pool back to min warm, seen through the API).
+  std::printf(
+      "[ figure ] kill -9 -> pool back to 2 warm (backoff 20 ms doubling to 200 ms): median %.1f ms, max %.1f ms over "
+      "%zu kills\n",
+      respawn_ms[respawn_ms.size() / 2], respawn_ms.back(), respawn_ms.size());
+  Http agent = call("GET", "/v1/agents/echo");
+  EXPECT_GE(agent.parsed()["restarts"].get<int>(), 10) << agent.body;
+  EXPECT_EQ(agent.parsed()["breaker"].get<std::string>(), "closed") << agent.body;
+}
+
+TEST_F(ControlplaneDaemon, CrashLoopOpensTheBreakerAndTheAgentGetsErrors) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  json spec{
+      {"name", "crashy"}, {"id", 9}, {"tenant", 1}, {"command", {"/bin/false"}}, {"pool", {{"min", 1}, {"max", 1}}}};
+  // The reader role cannot change anything; no token is 401.
+  Http denied = call("POST", "/v1/agents", spec.dump(), &reader_token_);
+  EXPECT_EQ(denied.status, 403) << denied.body;
+  std::string none;
+  EXPECT_EQ(call("POST", "/v1/agents", spec.dump(), &none).status, 401);
+  Http created = call("POST", "/v1/agents", spec.dump());
+  ASSERT_EQ(created.status, 201) << created.body;
+  ASSERT_TRUE(eventually([&] { return call("GET", "/v1/agents/crashy").parsed().value("breaker", "") == "open"; }))
+      << call("GET", "/v1/agents/crashy").body << "\n"
+      << controlplane_->log();
+  // Bounded: the breaker stops respawns at `breaker_failures` crashes.
+  std::this_thread::sleep_for(500ms);
+  json agent = call("GET", "/v1/agents/crashy").parsed();
+  EXPECT_LE(agent["restarts"].get<int>(), 5) << agent.dump();
+  EXPECT_NE(agent.value("last_exit", "").find("status 1"), std::string::npos) << agent.dump();
+  // Its requests get an explicit ERROR, never silence.
+  auto reply = request(9, 42);
+  ASSERT_TRUE(reply) << "a request for an agent with an open breaker went unanswered";
+  EXPECT_EQ(reply->header.type, protocol::MessageType::error);
+  // The healthy agent is unaffected.
+  auto ok = request(7, 43);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->header.type, protocol::MessageType::response);
+  // The audit log names who did what.
+  std::string audit = read_file(tmp_.path() + "/audit.log");
+  EXPECT_NE(audit.find("test-admin"), std::string::npos) << audit;
+  EXPECT_NE(audit.find("test-reader"), std::string::npos) << audit;
+  EXPECT_EQ(call("DELETE", "/v1/agents/crashy").status, 204);
+}
+
+TEST_F(ControlplaneDaemon, KillingTheControlPlaneKeepsTrafficAndARestartAdoptsTheWorkers) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  std::set<pid_t> pids;
+  for (const auto& w : warm_workers()) pids.insert(pid_of(w));
+  controlplane_->kill_now();  // SIGKILL
+  // The data plane keeps serving with its last tables.
+  for (std::uint64_t i = 0; i < 20; ++i) {
+    auto reply = request(7, 5000 + i);
+    ASSERT_TRUE(reply) << "traffic stopped with the control plane";
+    EXPECT_EQ(reply->header.type, protocol::MessageType::response);
+  }
+  for (pid_t pid : pids) EXPECT_EQ(::kill(pid, 0), 0) << "worker " << pid << " died with the control plane";
+
+  notify_ = std::make_unique<NotifyListener>(tmp_.path() + "/notify2.sock");
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << controlplane_->log();
+  std::set<pid_t> after;
+  for (const auto& w : warm_workers()) after.insert(pid_of(w));
+  EXPECT_EQ(after, pids) << "the restarted control plane did not adopt the running workers";
+  // No duplicates, no orphans: exactly the two adopted workers in the agent's cgroup.
+  std::this_thread::sleep_for(500ms);
+  auto in_cgroup = cgroup_pids();
+  EXPECT_EQ(std::set<pid_t>(in_cgroup.begin(), in_cgroup.end()), pids);
+  Http metrics = call("GET", "/metrics");
+  EXPECT_NE(metrics.body.find("axon_workers_adopted_total 2"), std::string::npos) << metrics.body;
+  // An adopted worker that crashes is respawned like any other.
+  ::kill(*pids.begin(), SIGKILL);
+  ASSERT_TRUE(eventually([&] {
+    auto now = warm_workers();
+    return now.size() == 2 &&
+           std::none_of(now.begin(), now.end(), [&](const json& w) { return pid_of(w) == *pids.begin(); });
+  })) << workers().dump();
+}
+
+TEST_F(ControlplaneDaemon, DataPlaneRestartIsFollowed) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  ASSERT_EQ(dataplane_->stop(), 0);
+  ASSERT_TRUE(eventually([&] { return !call("GET", "/v1/status").parsed()["dataplane"]["connected"].get<bool>(); }));
+  ASSERT_TRUE(start_dataplane());
+  // Workers of the old data plane exit; the pools respawn them on the new one's slots and
+  // the tables are pushed again.
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << controlplane_->log();
+  ASSERT_TRUE(eventually([&] {
+    auto reply = request(7, 77, 500ms);
+    return reply && reply->header.type == protocol::MessageType::response;
+  })) << controlplane_->log();
+}
+
+TEST_F(ControlplaneDaemon, DrainScaleAndDelete) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  Http scaled = call("POST", "/v1/agents/echo/scale", R"({"min": 3, "max": 3})");
+  ASSERT_EQ(scaled.status, 200) << scaled.body;
+  ASSERT_TRUE(wait_warm(3)) << workers().dump();
+
+  json victim = warm_workers()[0];
+  Http drained = call("POST", "/v1/workers/" + victim["id"].get<std::string>() + "/drain");
+  ASSERT_EQ(drained.status, 200) << drained.body;
+  // The drained worker exits; min = 3 brings a replacement.
+  ASSERT_TRUE(eventually([&] { return ::kill(pid_of(victim), 0) != 0; })) << "drained worker still running";
+  ASSERT_TRUE(wait_warm(3)) << workers().dump();
+
+  ASSERT_EQ(call("POST", "/v1/agents/echo/scale", R"({"min": 1, "max": 1})").status, 200);
+  ASSERT_TRUE(wait_warm(1)) << workers().dump();
+  auto reply = request(7, 9);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
+
+  EXPECT_EQ(call("POST", "/v1/workers/nope-1/drain").status, 404);
+  ASSERT_EQ(call("DELETE", "/v1/agents/echo").status, 204);
+  ASSERT_TRUE(eventually([&] { return cgroup_pids().empty(); }));
+  // Deleted: its requests are answered unknown_agent.
+  auto gone = request(7, 10);
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->header.type, protocol::MessageType::error);
+}
+
+TEST_F(ControlplaneDaemon, MetricsPassPromtoolAndUnixSocketIsRootAdmin) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  ASSERT_TRUE(request(7, 1));
+  Http metrics = call("GET", "/metrics", "", &reader_token_);
+  ASSERT_EQ(metrics.status, 200) << metrics.body;
+  EXPECT_NE(metrics.body.find("axon_agent_workers_warm{agent=\"echo\"} 2"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("axon_dataplane_responses_total"), std::string::npos);
+  std::string file = tmp_.path() + "/metrics.txt";
+  {
+    std::ofstream out(file);
+    out << metrics.body;
+  }
+  std::string out;
+  int rc = run_command({"sh", "-c", "promtool check metrics < " + file}, &out);
+  EXPECT_EQ(rc, 0) << out;
+
+  Http via_unix = call("GET", "/v1/status", "", nullptr, /*unix_socket=*/true);
+  EXPECT_EQ(via_unix.status, 200) << via_unix.body;
+  Http scale_unix = call("POST", "/v1/agents/echo/scale", R"({"max": 4})", nullptr, true);
+  EXPECT_EQ(scale_unix.status, 200) << scale_unix.body;
+}
+
+TEST_F(ControlplaneDaemon, SdNotifyLifecycleAndCleanStop) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  ASSERT_TRUE(eventually([&] { return notify_->saw("WATCHDOG=1"); })) << "no watchdog ping at WATCHDOG_USEC/2";
+  std::vector<pid_t> pids;
+  for (const auto& w : warm_workers()) pids.push_back(pid_of(w));
+  controlplane_->signal(SIGTERM);
+  auto code = controlplane_->wait_exit(20s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 0) << controlplane_->log();
+  EXPECT_TRUE(notify_->saw("STOPPING=1"));
+  // on_exit = "stop": workers drained and stopped, our cgroups removed.
+  for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "worker " << pid << " still running";
+  EXPECT_FALSE(std::filesystem::exists("/sys/fs/cgroup/pids/" + cgroup_name_ + "/standard/t1/echo"));
+  controlplane_.reset();
+}
+
+TEST_F(ControlplaneDaemon, BadConfigAndUnusableCgroupsFailClearly) {
+  start_controlplane(config_text() + "\n[bogus]\nx = 1\n", false);
+  auto code = controlplane_->wait_exit(10s);
+  ASSERT_TRUE(code);
+  EXPECT_NE(*code, 0);
+  EXPECT_NE(controlplane_->log().find("unknown key 'bogus'"), std::string::npos) << controlplane_->log();
+  EXPECT_NE(controlplane_->log().find("controlplane.toml:"), std::string::npos) << controlplane_->log();
+
+  std::string config = config_text();
+  config.replace(config.find("[cgroups]\n"), 10, "[cgroups]\nmode = \"v2\"\nv2_root = \"/nonexistent/cg\"\n");
+  start_controlplane(config, false);
+  code = controlplane_->wait_exit(10s);
+  ASSERT_TRUE(code);
+  EXPECT_NE(*code, 0);
+  EXPECT_NE(controlplane_->log().find("/nonexistent/cg"), std::string::npos) << controlplane_->log();
+  controlplane_.reset();
+}
+
+}  // namespace
+}  // namespace axon::controlplane
