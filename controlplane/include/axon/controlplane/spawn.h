@@ -1,0 +1,46 @@
+// spawn(): starts one worker process with clone3, in its cgroup, with no capabilities.
+//
+// The daemon is multi-threaded, so everything (argv/envp arrays, user lookups, fds) is
+// prepared before clone3 and the child runs only raw syscalls until execve. The child gets
+// a new session, stdin=/dev/null, stdout+stderr appended to the log, no other fds, no
+// capabilities (effective, permitted, inheritable, bounding, ambient), NO_NEW_PRIVS.
+// There is deliberately no PR_SET_PDEATHSIG: workers outlive a control-plane crash and a
+// restarted control plane adopts them (Supervisor::adopt).
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "axon/common/result.h"
+
+namespace axon::controlplane {
+
+class CgroupDriver;
+
+enum class SpawnError { invalid_argument, no_such_user, cgroup_failed, clone_failed, exec_failed };
+
+const char* to_string(SpawnError error) noexcept;
+
+struct SpawnSpec {
+  std::vector<std::string> argv;           // argv[0] is an absolute path
+  std::map<std::string, std::string> env;  // the child's whole environment (plus a default PATH)
+  std::string user;                        // "" = keep the daemon's uid; else setgroups/setgid/setuid
+  std::string cgroup;                      // group relative to CgroupDriver's <name> ("" = none)
+  std::string working_dir = "/";
+  std::string log_path;  // stdout+stderr appended here ("" = /dev/null)
+};
+
+struct Spawned {
+  pid_t pid = 0;
+  int pidfd = -1;  // owned by the caller (close it); CLOEXEC
+};
+
+// Returns once the child has exec'd (or failed to: exec_failed, "cannot exec /path: No such
+// file or directory", the child reaped). cgroups may be null when spec.cgroup is "".
+// v2: CLONE_INTO_CGROUP; v1: the child waits until it is placed in every hierarchy.
+Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups);
+
+}  // namespace axon::controlplane
