@@ -6,16 +6,21 @@
 #
 #   1. a network namespace `axon-qs` with a veth pair: axqs0 (10.199.77.1, the appliance
 #      side) <-> axqs1 (10.199.77.2, inside the namespace, the client side);
-#   2. axon-dataplane on axqs0: XDP front door + AF_XDP poll-mode core on CPU 1;
-#   3. two echo workers attached through their shared-memory segments;
+#   2. axon-dataplane on axqs0 (backend "auto": XDP + AF_XDP where XDP attaches, else the
+#      io_uring socket backend) with a pool of worker slots and its control socket;
+#   3. axon-controlplane with a self-signed TLS certificate and an admin token made for
+#      this run: it registers the `echo` agent, keeps 2 echo workers warm (unprivileged
+#      user `nobody`, no capabilities, in their own cgroups) and pushes the routes;
 #   4. one request with `axonctl send`, then axon-loadgen from the namespace: open-loop
 #      Poisson load for --duration seconds (default 10) with 1% malformed packets mixed in,
 #      so the XDP drop counters move;
 #   5. a live line per second from the load generator (achieved req/s, p50/p99 round
 #      trip, BUSY/ERROR) and from the data plane (its own rate, in-plane latency, drops by
 #      reason), then a summary;
-#   6. teardown: SIGTERM to the data plane (drains, detaches XDP, exits 0), workers
-#      stopped, namespace and veth deleted, and a check that no XDP program is left.
+#   6. `axonctl status` and `axonctl workers` through the REST API (HTTPS, bearer token);
+#   7. teardown: SIGTERM to the control plane (drains and stops its workers, removes its
+#      cgroups), then to the data plane (drains, detaches XDP, exits 0), namespace and veth
+#      deleted, and a check that no XDP program is left.
 #
 # Traffic stays inside the veth pair this script creates. Everything it starts is
 # stopped by PID on exit, also on Ctrl-C or failure.
@@ -39,7 +44,7 @@ while [[ $# -gt 0 ]]; do
     --rate) rate="$2"; shift ;;
     --shm-demo) shm_demo=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -63,7 +68,7 @@ if ((shm_demo)); then
 fi
 
 for b in dataplane/axon-dataplane dataplane/axon-dataplane-stats examples/echo_worker bench/loadgen/axon-loadgen \
-  client/axonctl; do
+  client/axonctl controlplane/axon-controlplane; do
   [[ -x "${bin}/${b}" ]] || axon_die "${bin}/${b} was not built"
 done
 
@@ -75,10 +80,17 @@ ns_ip=10.199.77.2
 run_dir="$(mktemp -d /tmp/axon-quickstart.XXXXXX)"
 pids=()
 dataplane_pid=""
+controlplane_pid=""
+api_port=19443
 
 cleanup() {
   local status=$?
   set +e
+  if [[ -n "${controlplane_pid}" ]] && kill -0 "${controlplane_pid}" 2>/dev/null; then
+    kill -TERM "${controlplane_pid}"
+    wait "${controlplane_pid}"
+    axon_log "control plane exited with status $?"
+  fi
   if [[ -n "${dataplane_pid}" ]] && kill -0 "${dataplane_pid}" 2>/dev/null; then
     kill -TERM "${dataplane_pid}"
     wait "${dataplane_pid}"
@@ -110,13 +122,18 @@ ip -n "${ns}" link set "${ns_if}" up
 ip -n "${ns}" link set lo up
 axon_log "veth ${host_if} (${host_ip}) <-> ${ns}:${ns_if} (${ns_ip})"
 
+# Workers run as `nobody`: they must reach their slot sockets under run_dir.
+chmod 0755 "${run_dir}"
 cat >"${run_dir}/dataplane.toml" <<TOML
 [dataplane]
 interface = "${host_if}"
+backend = "auto"
 queues = [0]
 cores = [1]
 ports = [7400]
 run_dir = "${run_dir}"
+# Slots the control plane assigns to the workers it starts.
+worker_slots = 4
 
 [xdp]
 enforce_allowlist = true
@@ -128,18 +145,6 @@ name = "quickstart"
 rate_pps = 2000000
 burst = 20000
 prefixes = ["10.199.77.0/30"]
-
-[[workers]]
-name = "echo-0"
-
-[[workers]]
-name = "echo-1"
-
-[[agents]]
-id = 7
-tenant = 1
-name = "echo"
-workers = ["echo-0", "echo-1"]
 TOML
 
 "${bin}/dataplane/axon-dataplane" --config "${run_dir}/dataplane.toml" &
@@ -149,14 +154,65 @@ for _ in $(seq 100); do
   kill -0 "${dataplane_pid}" 2>/dev/null || axon_die "axon-dataplane exited during start-up (see its log above)"
   sleep 0.1
 done
-for w in 0 1; do
-  AXON_WORKER_SOCKET="${run_dir}/workers/echo-${w}.sock" "${bin}/examples/echo_worker" &
-  pids+=($!)
-done
-for _ in $(seq 100); do
-  [[ "$("${bin}/dataplane/axon-dataplane-stats" --run-dir "${run_dir}" --json | grep -o '"state":"alive"' | wc -l)" == 2 ]] && break
+
+# The control plane: a certificate and an admin token of this run's own.
+mkdir -p "${run_dir}/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "${run_dir}/tls/server.key" -out "${run_dir}/tls/server.crt" \
+  2>/dev/null || axon_die "openssl could not make the API certificate"
+"${bin}/controlplane/axon-controlplane" token create --tokens-file "${run_dir}/tokens" --name quickstart \
+  --role admin >"${run_dir}/admin.token" 2>/dev/null || axon_die "cannot create the API token"
+cat >"${run_dir}/controlplane.toml" <<TOML
+[controlplane]
+state_dir = "${run_dir}/state"
+log_dir = "${run_dir}/log"
+worker_user = "nobody"
+
+[api]
+listen = "127.0.0.1:${api_port}"
+cert_file = "${run_dir}/tls/server.crt"
+key_file = "${run_dir}/tls/server.key"
+tokens_file = "${run_dir}/tokens"
+audit_log = "${run_dir}/audit.log"
+unix_socket = "${run_dir}/api.sock"
+
+[cgroups]
+name = "axon-quickstart"
+
+[pools]
+on_exit = "stop"
+
+[dataplane]
+run_dir = "${run_dir}"
+
+[[tenants]]
+id = 1
+name = "quickstart"
+rate_pps = 2000000
+burst = 20000
+prefixes = ["10.199.77.0/30"]
+
+[[agents]]
+name = "echo"
+id = 7
+tenant = 1
+command = ["${AXON_ROOT}/${bin}/examples/echo_worker"]
+min_workers = 2
+max_workers = 4
+TOML
+"${bin}/controlplane/axon-controlplane" --config "${run_dir}/controlplane.toml" &
+controlplane_pid=$!
+axonctl=("${bin}/client/axonctl" --api "https://127.0.0.1:${api_port}" --ca "${run_dir}/tls/server.crt"
+  --token-file "${run_dir}/admin.token")
+warm=0
+for _ in $(seq 150); do
+  kill -0 "${controlplane_pid}" 2>/dev/null || axon_die "axon-controlplane exited during start-up (see its log above)"
+  warm="$("${axonctl[@]}" --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["warm"])' 2>/dev/null || echo 0)"
+  [[ "${warm}" == 2 ]] && break
   sleep 0.1
 done
+[[ "${warm}" == 2 ]] || axon_die "the control plane did not bring 2 echo workers up (see its log above)"
+axon_log "control plane up: 2 echo workers warm"
 
 axon_log "one request through the appliance:"
 ip netns exec "${ns}" "${bin}/client/axonctl" send --to "${host_ip}:7400" --tenant 1 --agent 7 "hello from the quickstart"
@@ -184,3 +240,7 @@ print(f"  sent {r['sent']:,}, responses {r['responses']:,}, BUSY {r['busy']:,}, 
 print(f"  malformed sent {r['malformed_sent']:,}, of which answered {r['malformed_replies']:,} (expected 0: XDP drops them)")
 PY
 "${bin}/dataplane/axon-dataplane-stats" --run-dir "${run_dir}"
+echo
+axon_log "axonctl status"
+"${axonctl[@]}" status
+"${axonctl[@]}" workers list

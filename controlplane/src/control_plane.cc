@@ -2,6 +2,7 @@
 #include "control_plane.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@ namespace {
 
 constexpr const char* kLog = "controlplane";
 constexpr const char* kVersion = "0.2.0";
+constexpr const char* kDataplaneMember = "axon-dataplane";
 namespace dpc = dataplane::control;
 
 std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
@@ -151,8 +153,36 @@ Result<Ok, DaemonError> ControlPlane::start() {
     return make_error(DaemonError::state, std::string(e.what()));
   }
   link_dataplane();
+  if (!config_.dataplane.command.empty()) supervise_dataplane();
   take_over();
   return Ok{};
+}
+
+// [dataplane] command: this control plane runs axon-dataplane itself (hosts without
+// systemd). It is supervised like a worker (backoff, breaker) but keeps its privileges,
+// and it is adopted, not restarted, when a control plane restarts: traffic never stops
+// for a control-plane restart.
+void ControlPlane::supervise_dataplane() {
+  SpawnSpec spec;
+  spec.argv = config_.dataplane.command;
+  spec.keep_privileges = true;
+  spec.log_path = config_.log_dir + "/dataplane.log";
+  if (dataplane_.connected && dataplane_.hello.pid > 0) {
+    auto adopted = supervisor_->adopt(kDataplaneMember, kDataplaneMember, dataplane_.hello.pid, spec);
+    if (adopted) {
+      AXON_LOG_INFO(kLog, "supervising the running data plane (pid %d)", dataplane_.hello.pid);
+      return;
+    }
+    AXON_LOG_WARN(kLog, "cannot adopt the data plane (pid %d): %s", dataplane_.hello.pid, adopted.message().c_str());
+    return;
+  }
+  auto started = supervisor_->start(kDataplaneMember, kDataplaneMember, spec);
+  if (!started) {
+    AXON_LOG_ERROR(kLog, "cannot start the data plane (%s): %s", config_.dataplane.command[0].c_str(),
+                   started.message().c_str());
+    return;
+  }
+  AXON_LOG_INFO(kLog, "started the data plane: pid %d, log %s", started->pid, spec.log_path.c_str());
 }
 
 // ---- registry persistence ------------------------------------------------------------
@@ -385,6 +415,7 @@ void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
     return;
   }
   std::string id = agent.name + "-" + std::to_string(pool.next_index++);
+  grant_slot(*slot, agent);
   auto started = supervisor_->start(id, agent.name, spawn_spec(agent, id, *slot));
   if (!started) {
     ++spawn_failures_;
@@ -413,6 +444,15 @@ void ControlPlane::begin_drain(Worker& worker) {
 }
 
 void ControlPlane::on_member_event(const MemberEvent& event) {
+  if (event.group == kDataplaneMember) {
+    if (event.kind == MemberEvent::Kind::exited) {
+      AXON_LOG_ERROR(kLog, "the data plane (pid %d) %s; restarting it", event.pid, event.detail.c_str());
+    } else if (event.kind == MemberEvent::Kind::breaker_opened) {
+      AXON_LOG_ERROR(kLog, "the data plane keeps crashing (%s); see %s/dataplane.log", event.detail.c_str(),
+                     config_.log_dir.c_str());
+    }
+    return;
+  }
   switch (event.kind) {
     case MemberEvent::Kind::spawned: runtime_dirty_ = true; break;
     case MemberEvent::Kind::exited:
@@ -423,6 +463,11 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
       auto it = workers_.find(event.id);
       if (it != workers_.end()) {
         AXON_LOG_INFO(kLog, "worker %s stopped; slot %s released", event.id.c_str(), it->second.slot.c_str());
+        // Back to root: the user that held the slot must not attach to it again.
+        std::string path = config_.dataplane.run_dir + "/workers/" + it->second.slot + ".sock";
+        if (chown(path.c_str(), 0, 0) != 0 && errno != ENOENT) {
+          AXON_LOG_WARN(kLog, "cannot take %s back from the worker's user: %s", path.c_str(), std::strerror(errno));
+        }
         workers_.erase(it);
       }
       runtime_dirty_ = true;
@@ -494,6 +539,33 @@ void ControlPlane::link_dataplane() {
     applied_.reset();
     tables_dirty_ = true;
     map_stats();
+    if (restarted) {
+      // Workers exit when their data plane does, and respawns fail until it is back: those
+      // exits are not the agents' fault, so they must not keep a breaker open.
+      for (const auto& [name, spec] : agents_) supervisor_->reset_breaker(name);
+    }
+    // A restarted data plane made its slot sockets anew (root-owned, 0660).
+    for (const auto& [id, w] : workers_) {
+      auto agent = agents_.find(w.agent);
+      if (agent != agents_.end()) grant_slot(w.slot, agent->second);
+    }
+  }
+}
+
+// The data plane makes each slot socket root-owned with mode 0660. A worker that runs as
+// another user may connect only to the slot it is given, so the socket is handed to that
+// user right before the spawn (and again whenever the data plane recreates it).
+void ControlPlane::grant_slot(const std::string& slot, const AgentSpec& agent) const {
+  const std::string& user = agent.user.empty() ? config_.worker_user : agent.user;
+  if (user.empty()) return;
+  std::vector<char> buffer(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwnam_r(user.c_str(), &pw, buffer.data(), buffer.size(), &found) != 0 || found == nullptr) return;
+  std::string path = config_.dataplane.run_dir + "/workers/" + slot + ".sock";
+  if (chown(path.c_str(), pw.pw_uid, pw.pw_gid) != 0) {
+    AXON_LOG_WARN(kLog, "cannot hand %s to user %s: %s; the worker will not be able to attach", path.c_str(),
+                  user.c_str(), std::strerror(errno));
   }
 }
 
@@ -686,6 +758,12 @@ void ControlPlane::progress_drains() {
     for (const auto& [id, w] : workers_) has_workers |= w.agent == it->first;
     if (it->second.deleting && !has_workers) {
       supervisor_->forget_group(it->first);
+      if (cgroups_ && !it->second.cgroup.empty()) {
+        if (auto removed = cgroups_->remove_if_empty(it->second.cgroup); !removed) {
+          AXON_LOG_WARN(kLog, "agent %s deleted but its cgroup stays: %s", it->first.c_str(),
+                        removed.message().c_str());
+        }
+      }
       it = pools_.erase(it);
     } else {
       ++it;
@@ -735,6 +813,15 @@ void ControlPlane::shutdown() {
     lock.lock();
   }
   if (!workers_.empty()) AXON_LOG_WARN(kLog, "%zu worker(s) did not stop in time", workers_.size());
+  if (!config_.dataplane.command.empty() && supervisor_->member(kDataplaneMember)) {
+    supervisor_->stop(kDataplaneMember, config_.pools.drain_timeout + config_.pools.stop_grace);
+    auto stop_deadline =
+        Clock::now() + config_.pools.drain_timeout + config_.pools.stop_grace + std::chrono::seconds(1);
+    while (supervisor_->member(kDataplaneMember) && Clock::now() < stop_deadline) {
+      supervisor_->process();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
   if (cgroups_) (void)cgroups_->remove_all_empty();
   save_runtime();
 }
@@ -940,11 +1027,12 @@ AgentStatus ControlPlane::replace_agent(const std::string& name, const AgentSpec
 
 void ControlPlane::delete_agent(const std::string& name) {
   std::lock_guard lock(mutex_);
-  (void)agent_or_404(name);
+  std::string cgroup = cgroups_ ? cgroup_of(agent_or_404(name)) : std::string();
   agents_.erase(name);
   Pool& pool = pools_[name];
   pool.deleting = true;
   pool.target = 0;
+  pool.cgroup = cgroup;
   for (auto& [id, w] : workers_) {
     if (w.agent == name) begin_drain(w);
   }

@@ -91,6 +91,7 @@ class ControlPlane final : public ControlApi {
     std::uint32_t next_index = 0;
     std::uint32_t hot_ticks = 0;  // consecutive scale intervals above scale_up_queue
     bool deleting = false;        // deleted: workers draining, no respawn
+    std::string cgroup;           // deleted: removed once its last worker is gone
     std::string no_slot_warned;
   };
 
@@ -108,11 +109,13 @@ class ControlPlane final : public ControlApi {
   void save_state();
   void save_runtime();
   void take_over();
+  void supervise_dataplane();
   SpawnSpec spawn_spec(const AgentSpec& agent, const std::string& worker_id, const std::string& slot) const;
   std::string cgroup_of(const AgentSpec& agent) const;
   bool ensure_cgroup(const AgentSpec& agent, std::string& error);
   std::optional<std::string> free_slot() const;
   void start_worker(const AgentSpec& agent, Pool& pool);
+  void grant_slot(const std::string& slot, const AgentSpec& agent) const;
   void begin_drain(Worker& worker);
   void on_member_event(const MemberEvent& event);
 

@@ -64,6 +64,7 @@ struct ChildPlan {
   int stdin_fd = -1;
   int log_fd = -1;
   bool change_user = false;
+  bool keep_privileges = false;
   uid_t uid = 0;
   gid_t gid = 0;
   const gid_t* groups = nullptr;
@@ -121,29 +122,33 @@ struct KernelSigaction {
   // Everything above 2 closes at exec; the report pipe stays usable until then.
   if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) child_fail(plan, Step::close_fds);
 
-  // Capabilities: the bounding set and ambient set first, while we still hold CAP_SETPCAP.
-  for (int cap = 0; cap <= plan.last_cap; ++cap) {
-    if (::syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
-      if (errno == EPERM) break;  // an unprivileged daemon: nothing to give away
-      child_fail(plan, Step::bounding_set);
+  // Only the data plane (started by a control plane without systemd) keeps its privileges:
+  // it needs them for XDP, AF_XDP and hugepages. Workers never do.
+  if (!plan.keep_privileges) {
+    // Capabilities: the bounding set and ambient set first, while we still hold CAP_SETPCAP.
+    for (int cap = 0; cap <= plan.last_cap; ++cap) {
+      if (::syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+        if (errno == EPERM) break;  // an unprivileged daemon: nothing to give away
+        child_fail(plan, Step::bounding_set);
+      }
     }
+    if (::syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+      child_fail(plan, Step::ambient);
+
+    if (plan.change_user) {
+      if (::syscall(SYS_setgroups, plan.group_count, plan.groups) != 0) child_fail(plan, Step::groups);
+      if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) child_fail(plan, Step::gid);
+      if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) child_fail(plan, Step::uid);
+    }
+
+    // Effective, permitted and inheritable to zero. With the bounding and inheritable sets
+    // empty, exec grants nothing even to uid 0.
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (::syscall(SYS_capset, &header, data) != 0) child_fail(plan, Step::capabilities);
+
+    if (::syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(plan, Step::no_new_privs);
   }
-  if (::syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-    child_fail(plan, Step::ambient);
-
-  if (plan.change_user) {
-    if (::syscall(SYS_setgroups, plan.group_count, plan.groups) != 0) child_fail(plan, Step::groups);
-    if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) child_fail(plan, Step::gid);
-    if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) child_fail(plan, Step::uid);
-  }
-
-  // Effective, permitted and inheritable to zero. With the bounding and inheritable sets
-  // empty, exec grants nothing even to uid 0.
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (::syscall(SYS_capset, &header, data) != 0) child_fail(plan, Step::capabilities);
-
-  if (::syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(plan, Step::no_new_privs);
   if (::syscall(SYS_chdir, plan.working_dir) != 0) child_fail(plan, Step::chdir);
   ::syscall(SYS_execve, plan.path, plan.argv, plan.envp);
   child_fail(plan, Step::exec);
@@ -270,6 +275,7 @@ Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) 
     plan.group_count = groups.size();
   }
   plan.last_cap = static_cast<int>(cap_max_bits()) - 1;
+  plan.keep_privileges = spec.keep_privileges;
 
   // argv and envp arrays.
   std::vector<char*> argv;

@@ -113,6 +113,9 @@ class ControlplaneDaemon : public ::testing::Test {
     run_dir_ = tmp_.path() + "/run";
     state_dir_ = tmp_.path() + "/state";
     std::filesystem::create_directories(run_dir_);
+    // Workers run as nobody: they must be able to reach their slot sockets.
+    chmod(tmp_.path().c_str(), 0755);
+    chmod(run_dir_.c_str(), 0755);
     cgroup_name_ = "axon-cpit-" + std::to_string(getpid());
     ASSERT_TRUE(start_dataplane());
     // A real certificate for 127.0.0.1, and real tokens.
@@ -164,7 +167,8 @@ class ControlplaneDaemon : public ::testing::Test {
 
   std::string config_text(const std::string& extra_agents = "", int breaker_failures = 4) const {
     std::ostringstream c;
-    c << "[controlplane]\nstate_dir = \"" << state_dir_ << "\"\nlog_dir = \"" << tmp_.path() << "/log\"\n"
+    c << "[controlplane]\nstate_dir = \"" << state_dir_ << "\"\nlog_dir = \"" << tmp_.path()
+      << "/log\"\nworker_user = \"nobody\"\n"
       << "[api]\nlisten = \"127.0.0.1:" << port_ << "\"\ncert_file = \"" << cert_ << "\"\nkey_file = \"" << key_
       << "\"\ntokens_file = \"" << tokens_ << "\"\naudit_log = \"" << tmp_.path() << "/audit.log\"\n"
       << "unix_socket = \"" << run_dir_ << "/api.sock\"\nrate_per_second = 200\nrate_burst = 400\n"
@@ -336,6 +340,7 @@ TEST_F(ControlplaneDaemon, PoolComesUpWarmInCgroupsAndServes) {
     EXPECT_NE(status.find("CapEff:\t0000000000000000"), std::string::npos) << status;
     EXPECT_NE(status.find("CapBnd:\t0000000000000000"), std::string::npos) << status;
     EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos) << status;
+    EXPECT_NE(status.find("Uid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
   }
   EXPECT_EQ(read_file("/sys/fs/cgroup/memory/" + cgroup_name_ + "/standard/t1/echo/memory.limit_in_bytes"),
             std::to_string(256ull << 20) + "\n");
@@ -506,6 +511,9 @@ TEST_F(ControlplaneDaemon, DrainScaleAndDelete) {
   EXPECT_EQ(call("POST", "/v1/workers/nope-1/drain").status, 404);
   ASSERT_EQ(call("DELETE", "/v1/agents/echo").status, 204);
   ASSERT_TRUE(eventually([&] { return cgroup_pids().empty(); }));
+  ASSERT_TRUE(eventually([&] {
+    return !std::filesystem::exists("/sys/fs/cgroup/pids/" + cgroup_name_ + "/standard/t1/echo");
+  })) << "a deleted agent's cgroup was left behind";
   // Deleted: its requests are answered unknown_agent.
   auto gone = request(7, 10);
   ASSERT_TRUE(gone);
@@ -549,6 +557,35 @@ TEST_F(ControlplaneDaemon, SdNotifyLifecycleAndCleanStop) {
   // on_exit = "stop": workers drained and stopped, our cgroups removed.
   for (pid_t pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "worker " << pid << " still running";
   EXPECT_FALSE(std::filesystem::exists("/sys/fs/cgroup/pids/" + cgroup_name_ + "/standard/t1/echo"));
+  controlplane_.reset();
+}
+
+TEST_F(ControlplaneDaemon, RunsTheDataPlaneItselfAndAdoptsItAfterARestart) {
+  // [dataplane] command: no systemd; the control plane starts and supervises the data plane.
+  ASSERT_EQ(dataplane_->stop(), 0);
+  std::string config = config_text();
+  config.replace(config.find("[dataplane]\n"), 12,
+                 "[dataplane]\ncommand = [\"" + std::string(AXON_DATAPLANE_BIN) + "\", \"--config\", \"" +
+                     dataplane_->config_path() + "\"]\n");
+  start_controlplane(config);
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << controlplane_->log();
+  pid_t dataplane_pid = call("GET", "/v1/status").parsed()["dataplane"]["pid"].get<pid_t>();
+  ASSERT_GT(dataplane_pid, 0);
+  auto reply = request(7, 1);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
+  // A control-plane crash does not take the data plane (or its workers) with it, and the
+  // next control plane adopts it instead of starting a second one.
+  controlplane_->kill_now();
+  ASSERT_TRUE(request(7, 2));
+  notify_ = std::make_unique<NotifyListener>(tmp_.path() + "/notify3.sock");
+  start_controlplane(config);
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << controlplane_->log();
+  EXPECT_EQ(call("GET", "/v1/status").parsed()["dataplane"]["pid"].get<pid_t>(), dataplane_pid);
+  // on_exit = "stop" stops the data plane it runs, too.
+  controlplane_->signal(SIGTERM);
+  ASSERT_TRUE(controlplane_->wait_exit(30s));
+  EXPECT_TRUE(eventually([&] { return ::kill(dataplane_pid, 0) != 0; })) << "the data plane outlived its stop";
   controlplane_.reset();
 }
 

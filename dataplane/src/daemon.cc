@@ -22,6 +22,7 @@
 #include "axon/common/clock.h"
 #include "axon/common/cpu.h"
 #include "axon/common/log.h"
+#include "axon/common/systemd.h"
 #include "axon/dataplane/config.h"
 #include "axon/dataplane/engine.h"
 #include "axon/dataplane/port.h"
@@ -101,6 +102,7 @@ class Daemon {
   void reload();
   void export_counters();
   void shutdown();
+  void notify_status(std::uint64_t now_ns);
 
   DaemonOptions options_;
   DataplaneConfig config_;
@@ -113,6 +115,10 @@ class Daemon {
   std::optional<shm::DeathWatch> deaths_;
   int signal_fd_ = -1;
   std::string stats_path_;
+  // systemd (Type=notify): readiness, a one-line status and the watchdog; no-ops otherwise.
+  systemd::Notifier notifier_ = systemd::Notifier::from_environment();
+  std::uint64_t status_requests_ = 0;
+  std::uint64_t status_at_ns_ = 0;
 };
 
 bool Daemon::setup() {
@@ -337,6 +343,26 @@ void Daemon::reload() {
                 config_.tenants.size());
 }
 
+// STATUS= for `systemctl status`: backend, live workers and the request rate since last time.
+void Daemon::notify_status(std::uint64_t now_ns) {
+  std::uint64_t requests = 0;
+  for (std::uint32_t i = 0; i < shared_->stats.header->lcore_count; ++i) {
+    requests += shared_->stats.lcores[i].requests.load(std::memory_order_relaxed);
+  }
+  std::size_t alive = 0;
+  for (const auto& slot : shared_->workers) {
+    alive += slot->state.load(std::memory_order_relaxed) == std::uint32_t(WorkerSlotState::alive) ? 1 : 0;
+  }
+  double seconds = double(now_ns - status_at_ns_) / 1e9;
+  double rate = status_at_ns_ != 0 && seconds > 0 ? double(requests - status_requests_) / seconds : 0.0;
+  status_requests_ = requests;
+  status_at_ns_ = now_ns;
+  char text[256];
+  std::snprintf(text, sizeof text, "serving on %s (AF_XDP %s), %zu/%zu workers alive, %.0f req/s",
+                config_.interface.c_str(), ports_.front()->info().mode.c_str(), alive, shared_->workers.size(), rate);
+  (void)notifier_.status(text);
+}
+
 void Daemon::control_loop() {
   std::vector<pollfd> fds;
   fds.push_back({signal_fd_, POLLIN, 0});
@@ -344,6 +370,9 @@ void Daemon::control_loop() {
   for (const Listener& l : listeners_) fds.push_back({l.socket.fd(), POLLIN, 0});
   std::vector<std::uint64_t> dead;
   std::uint64_t next_export = 0;
+  const auto watchdog_ns = std::uint64_t(systemd::watchdog_interval().count()) * 1000;
+  std::uint64_t next_watchdog = 0;
+  std::uint64_t next_status = 0;
   for (;;) {
     int n = ::poll(fds.data(), fds.size(), 50);
     if (n < 0 && errno != EINTR) {
@@ -354,8 +383,11 @@ void Daemon::control_loop() {
       signalfd_siginfo info{};
       if (read(signal_fd_, &info, sizeof info) == ssize_t(sizeof info)) {
         if (info.ssi_signo == SIGHUP) {
+          (void)notifier_.reloading();
           reload();
+          (void)notifier_.ready();
         } else {
+          (void)notifier_.stopping();
           AXON_LOG_INFO(kLog, "%s received: draining", strsignal(int(info.ssi_signo)));
           return;
         }
@@ -378,6 +410,14 @@ void Daemon::control_loop() {
     if (now >= next_export) {
       export_counters();
       next_export = now + 100'000'000;
+    }
+    if (watchdog_ns != 0 && now >= next_watchdog) {
+      (void)notifier_.watchdog();
+      next_watchdog = now + watchdog_ns;
+    }
+    if (now >= next_status) {
+      notify_status(now);
+      next_status = now + 5'000'000'000;
     }
   }
 }
@@ -437,6 +477,7 @@ int Daemon::run() {
     shutdown();
     return 1;
   }
+  (void)notifier_.ready();  // XDP attached and lcores running: really serving
   control_loop();
   shutdown();
   return 0;

@@ -31,6 +31,9 @@ struct SpawnSpec {
   std::string cgroup;                      // group relative to CgroupDriver's <name> ("" = none)
   std::string working_dir = "/";
   std::string log_path;  // stdout+stderr appended here ("" = /dev/null)
+  // Keep the daemon's uid and capabilities and skip NO_NEW_PRIVS. Only for axon-dataplane
+  // when the control plane runs it ([dataplane] command); never for workers.
+  bool keep_privileges = false;
 };
 
 struct Spawned {

@@ -1,0 +1,207 @@
+// axonctl agents: list, get, create (from a JSON spec file and/or flags), delete, scale and
+// reset-breaker for the agents the control plane runs worker pools for.
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <sstream>
+
+#include "api_call.h"
+#include "commands.h"
+#include "tables.h"
+
+namespace axon::ctl {
+namespace {
+
+using nlohmann::json;
+
+struct CreateOptions {
+  std::string file;
+  std::string name;
+  std::uint32_t id = 0;
+  std::uint32_t tenant = 0;
+  std::string priority;
+  std::vector<std::string> command;
+  std::vector<std::string> argv;  // after "--"
+  std::vector<std::string> env;   // KEY=VALUE
+  std::uint32_t min = 0;
+  std::uint32_t max = 0;
+  std::string cgroup_profile;
+  std::string user;
+  CLI::Option* id_opt = nullptr;
+  CLI::Option* tenant_opt = nullptr;
+  CLI::Option* min_opt = nullptr;
+  CLI::Option* max_opt = nullptr;
+};
+
+std::string name_of(const json& agent) {
+  if (agent.is_object() && agent.contains("spec") && agent["spec"].is_object() && agent["spec"].contains("name") &&
+      agent["spec"]["name"].is_string()) {
+    return agent["spec"]["name"].get<std::string>();
+  }
+  return "?";
+}
+
+// The AgentSpec JSON for `agents create`: the --file spec (if any) with the flags on top.
+// Returns false with `why` set for a usage error.
+bool build_agent_spec(const CreateOptions& o, json& spec, std::string& why) {
+  spec = json::object();
+  if (!o.file.empty()) {
+    std::string text;
+    if (o.file == "-") {
+      text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    } else {
+      std::ifstream in(o.file);
+      if (!in) {
+        why = "agents create: cannot read --file " + o.file;
+        return false;
+      }
+      std::ostringstream buffer;
+      buffer << in.rdbuf();
+      text = buffer.str();
+    }
+    try {
+      spec = json::parse(text);
+    } catch (const json::exception& e) {
+      why = "agents create: " + o.file + " is not valid JSON: " + e.what();
+      return false;
+    }
+    if (!spec.is_object()) {
+      why = "agents create: " + o.file + " must hold one JSON object (an agent spec)";
+      return false;
+    }
+  }
+  if (!o.name.empty()) spec["name"] = o.name;
+  if (o.id_opt->count() > 0) spec["id"] = o.id;
+  if (o.tenant_opt->count() > 0) spec["tenant"] = o.tenant;
+  if (!o.priority.empty()) spec["priority"] = o.priority;
+  std::vector<std::string> command = o.command;
+  command.insert(command.end(), o.argv.begin(), o.argv.end());
+  if (!command.empty()) spec["command"] = command;
+  if (!o.env.empty()) {
+    json env = spec.contains("env") && spec["env"].is_object() ? spec["env"] : json::object();
+    for (const std::string& kv : o.env) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        why = "agents create: --env wants KEY=VALUE, got '" + kv + "'";
+        return false;
+      }
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    spec["env"] = env;
+  }
+  if (o.min_opt->count() > 0 || o.max_opt->count() > 0) {
+    json pool = spec.contains("pool") && spec["pool"].is_object() ? spec["pool"] : json::object();
+    if (o.min_opt->count() > 0) pool["min"] = o.min;
+    if (o.max_opt->count() > 0) pool["max"] = o.max;
+    spec["pool"] = pool;
+  }
+  if (!o.cgroup_profile.empty()) spec["cgroup_profile"] = o.cgroup_profile;
+  if (!o.user.empty()) spec["user"] = o.user;
+  if (!spec.contains("name")) {
+    why = "agents create: give --name (or a \"name\" in --file)";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) {
+  CLI::App* cmd = app.add_subcommand("agents", "List, inspect, create, delete and scale agents");
+  cmd->require_subcommand(1);
+
+  cmd->add_subcommand("list", "List agents (NAME ID TENANT PRIO WARM/MIN/MAX BREAKER RESTARTS)")
+      ->callback([&global, &selected] {
+        selected = [&global] { return call_api(global, {"GET", "/v1/agents", ""}, render_agents); };
+      });
+
+  auto get_name = std::make_shared<std::string>();
+  CLI::App* get = cmd->add_subcommand("get", "Show one agent's spec and pool state");
+  get->add_option("name", *get_name, "Agent name")->required();
+  get->callback([&global, &selected, get_name] {
+    std::string path = "/v1/agents/" + path_segment(*get_name);
+    selected = [&global, path] { return call_api(global, {"GET", path, ""}, render_agent); };
+  });
+
+  auto o = std::make_shared<CreateOptions>();
+  CLI::App* create = cmd->add_subcommand(
+      "create", "Register an agent: --file spec.json and/or flags; the worker command may follow --");
+  create->add_option("--file,-f", o->file, "Agent spec as JSON (\"-\" = stdin); flags override its fields");
+  create->add_option("--name", o->name, "Agent name: [a-z0-9][a-z0-9_-]{0,31}");
+  o->id_opt = create->add_option("--id", o->id, "AXP agent id (1..2^32-1)");
+  o->tenant_opt = create->add_option("--tenant", o->tenant, "AXP tenant id (must exist)");
+  create->add_option("--priority", o->priority, "realtime | standard | batch")
+      ->check(CLI::IsMember({"realtime", "standard", "batch"}));
+  create->add_option("--command", o->command, "Worker argv, one word per --command (or give argv after --)")
+      ->allow_extra_args(false);
+  create->add_option("argv", o->argv, "Worker argv after --");
+  create->add_option("--env", o->env, "Extra environment KEY=VALUE (repeatable)")->allow_extra_args(false);
+  o->min_opt = create->add_option("--min", o->min, "Workers kept warm");
+  o->max_opt = create->add_option("--max", o->max, "Upper bound when scaling with load");
+  create->add_option("--cgroup-profile", o->cgroup_profile, "A [cgroup_profiles.<name>] of the config");
+  create->add_option("--user", o->user, "Run workers as this user");
+  create->callback([&global, &selected, o] {
+    selected = [&global, o] {
+      json spec;
+      std::string why;
+      if (!build_agent_spec(*o, spec, why)) {
+        print_error_to(global, why);
+        return int(kExitUsage);
+      }
+      return call_api(global, {"POST", "/v1/agents", spec.dump()},
+                      [](const json& agent) { return "created agent " + name_of(agent) + "\n" + render_agent(agent); });
+    };
+  });
+
+  auto delete_name = std::make_shared<std::string>();
+  CLI::App* del = cmd->add_subcommand("delete", "Unregister an agent (its workers drain and stop)");
+  del->add_option("name", *delete_name, "Agent name")->required();
+  del->callback([&global, &selected, delete_name] {
+    std::string name = *delete_name;
+    selected = [&global, name] {
+      return call_api(global, {"DELETE", "/v1/agents/" + path_segment(name), ""},
+                      [name](const json&) { return "deleted agent " + name + "\n"; });
+    };
+  });
+
+  struct ScaleOptions {
+    std::string name;
+    std::uint32_t min = 0, max = 0;
+    CLI::Option* min_opt = nullptr;
+    CLI::Option* max_opt = nullptr;
+  };
+  auto s = std::make_shared<ScaleOptions>();
+  CLI::App* scale = cmd->add_subcommand("scale", "Change an agent's pool size");
+  scale->add_option("name", s->name, "Agent name")->required();
+  s->min_opt = scale->add_option("--min", s->min, "Workers kept warm");
+  s->max_opt = scale->add_option("--max", s->max, "Upper bound when scaling with load");
+  scale->callback([&global, &selected, s] {
+    selected = [&global, s] {
+      json body = json::object();
+      if (s->min_opt->count() > 0) body["min"] = s->min;
+      if (s->max_opt->count() > 0) body["max"] = s->max;
+      if (body.empty()) {
+        print_error_to(global, "agents scale: give --min, --max or both");
+        return int(kExitUsage);
+      }
+      return call_api(global, {"POST", "/v1/agents/" + path_segment(s->name) + "/scale", body.dump()},
+                      [](const json& agent) { return "scaled agent " + name_of(agent) + "\n" + render_agent(agent); });
+    };
+  });
+
+  auto reset_name = std::make_shared<std::string>();
+  CLI::App* reset = cmd->add_subcommand("reset-breaker", "Close an open crash-loop breaker so the pool respawns");
+  reset->add_option("name", *reset_name, "Agent name")->required();
+  reset->callback([&global, &selected, reset_name] {
+    std::string path = "/v1/agents/" + path_segment(*reset_name) + "/breaker/reset";
+    selected = [&global, path] {
+      return call_api(global, {"POST", path, ""}, [](const json& agent) {
+        return "reset breaker of agent " + name_of(agent) + "\n" + render_agent(agent);
+      });
+    };
+  });
+}
+
+}  // namespace axon::ctl

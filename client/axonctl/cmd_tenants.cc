@@ -1,0 +1,96 @@
+// axonctl tenants: list, set (create, or update only the given fields) and delete tenants:
+// their rate limits and source prefix allowlists.
+#include <CLI/CLI.hpp>
+#include <memory>
+
+#include "api_call.h"
+#include "commands.h"
+#include "tables.h"
+
+namespace axon::ctl {
+namespace {
+
+using nlohmann::json;
+
+struct SetOptions {
+  std::uint32_t id = 0;
+  std::string name;
+  std::uint32_t rate = 0;
+  std::uint32_t burst = 0;
+  std::vector<std::string> prefixes;
+  bool clear_prefixes = false;
+  CLI::Option* name_opt = nullptr;
+  CLI::Option* rate_opt = nullptr;
+  CLI::Option* burst_opt = nullptr;
+  CLI::Option* prefix_opt = nullptr;
+};
+
+// GET the tenant first so that `set` changes only what was given; a 404 means create.
+int run_set(GlobalOptions& global, const SetOptions& o) {
+  const std::string path = "/v1/tenants/" + std::to_string(o.id);
+  ApiRequest get{"GET", path, ""};
+  ApiOutcome current = send_api(global, get);
+  if (!current.response) return current.exit_code;
+  json spec = json::object();
+  if (current.response->status == 200) {
+    try {
+      spec = json::parse(current.response->body);
+    } catch (const json::exception&) {
+      spec = json::object();
+    }
+    if (!spec.is_object()) spec = json::object();
+  } else if (current.response->status != 404) {
+    return report_api_error(global, get, *current.response);
+  }
+  spec["id"] = o.id;
+  if (o.name_opt->count() > 0) spec["name"] = o.name;
+  if (o.rate_opt->count() > 0) spec["rate_pps"] = o.rate;
+  if (o.burst_opt->count() > 0) spec["burst"] = o.burst;
+  if (o.prefix_opt->count() > 0) spec["prefixes"] = o.prefixes;
+  if (o.clear_prefixes) spec["prefixes"] = json::array();
+  if (!spec.contains("name")) {
+    print_error_to(global, "tenants set: tenant " + std::to_string(o.id) + " does not exist yet: give --name");
+    return kExitUsage;
+  }
+  const bool created = current.response->status == 404;
+  return call_api(global, {"PUT", path, spec.dump()}, [created](const json& tenant) {
+    return std::string(created ? "created" : "updated") + " tenant\n" + render_tenant(tenant);
+  });
+}
+
+}  // namespace
+
+void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected) {
+  CLI::App* cmd = app.add_subcommand("tenants", "List, create/update and delete tenants");
+  cmd->require_subcommand(1);
+
+  cmd->add_subcommand("list", "List tenants (ID NAME RATE BURST PREFIXES)")->callback([&global, &selected] {
+    selected = [&global] { return call_api(global, {"GET", "/v1/tenants", ""}, render_tenants); };
+  });
+
+  auto o = std::make_shared<SetOptions>();
+  CLI::App* set = cmd->add_subcommand("set", "Create a tenant or change the given fields of one");
+  set->add_option("id", o->id, "AXP tenant id (1..2^32-1)")->required()->check(CLI::Range(1u, 0xffffffffu));
+  o->name_opt = set->add_option("--name", o->name, "Tenant name (required when creating)");
+  o->rate_opt = set->add_option("--rate", o->rate, "Requests per second (0 = unlimited)");
+  o->burst_opt = set->add_option("--burst", o->burst, "Burst size for the rate limit");
+  o->prefix_opt = set->add_option("--prefix", o->prefixes,
+                                  "Allowed source prefix, e.g. 10.0.0.0/8 (repeatable; "
+                                  "replaces the list)")
+                      ->expected(1, -1);
+  set->add_flag("--clear-prefixes", o->clear_prefixes, "Remove every source prefix");
+  set->callback([&global, &selected, o] { selected = [&global, o] { return run_set(global, *o); }; });
+
+  auto delete_id = std::make_shared<std::uint32_t>(0);
+  CLI::App* del = cmd->add_subcommand("delete", "Delete a tenant (refused while an agent uses it)");
+  del->add_option("id", *delete_id, "Tenant id")->required();
+  del->callback([&global, &selected, delete_id] {
+    std::uint32_t id = *delete_id;
+    selected = [&global, id] {
+      return call_api(global, {"DELETE", "/v1/tenants/" + std::to_string(id), ""},
+                      [id](const json&) { return "deleted tenant " + std::to_string(id) + "\n"; });
+    };
+  });
+}
+
+}  // namespace axon::ctl
