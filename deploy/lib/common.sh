@@ -29,9 +29,11 @@ AXON_DEPS=(
   dpdk-dev libbpf-dev libxdp-dev xdp-tools bpftool liburing-dev
   # control plane: config, CLI, JSON, capabilities, sd_notify, TLS
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcap-dev libsystemd-dev
-  libssl-dev openssl
+  libssl-dev openssl curl prometheus python3-yaml
   # runtime tools used by the scripts
   iproute2 python3 procps jq ethtool
+  # install.sh and its test: systemd-analyze/-tmpfiles/-sysusers, shellcheck
+  systemd shellcheck
 )
 
 # axon_log MESSAGE...: one timestamped line on stderr, so stdout stays for results.
