@@ -10,8 +10,12 @@
 #include <set>
 #include <sstream>
 
+#include "axon/dataplane/stats.h"
+
 namespace axon::dataplane {
 namespace {
+
+constexpr std::uint32_t kMaxWorkerSlots = std::uint32_t(kMaxWorkers);  // the stats file's bound
 
 Error<ConfigError> fail(ConfigError code, const std::string& where, const std::string& what) {
   return make_error(code, where + ": " + what);
@@ -142,6 +146,27 @@ bool valid_prefix(const std::string& text) {
   return std::stoi(len) <= max_len;
 }
 
+// Appends the [dataplane] worker_slots generic slots after the named [[workers]].
+ConfigResult<Ok> add_generic_slots(DataplaneConfig& config, std::set<std::string>& worker_names,
+                                   const std::string& file) {
+  for (std::uint32_t i = 0; i < config.worker_slots; ++i) {
+    WorkerConfig slot{generic_slot_name(i)};
+    if (!worker_names.insert(slot.name).second) {
+      return fail(ConfigError::invalid_value, file,
+                  "[[workers]] declares '" + slot.name + "', a name worker_slots generates; rename that worker");
+    }
+    config.workers.push_back(std::move(slot));
+  }
+  if (config.workers.empty()) {
+    return fail(ConfigError::missing_field, file, "declare [[workers]] entries or set [dataplane] worker_slots = N");
+  }
+  if (config.workers.size() > kMaxWorkerSlots) {
+    return fail(ConfigError::invalid_value, file,
+                "at most " + std::to_string(kMaxWorkerSlots) + " worker slots ([[workers]] plus worker_slots)");
+  }
+  return Ok{};
+}
+
 ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& file) {
   DataplaneConfig config;
   config.source_path = file;
@@ -182,6 +207,11 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     r.read("drain_timeout_ms", config.drain_timeout_ms);
     r.read("busy_retry_after_us", config.busy_retry_after_us);
     r.read("housekeeping_us", config.housekeeping_us);
+    r.read("worker_slots", config.worker_slots);
+    r.read_list("control_uids", config.control_uids);
+    if (config.worker_slots > kMaxWorkerSlots) {
+      r.invalid("worker_slots", "at most " + std::to_string(kMaxWorkerSlots) + " worker slots in all");
+    }
     if (config.backend != "xdp") r.invalid("backend", "only \"xdp\" is available in this release");
     if (config.queues.empty()) r.invalid("queues", "list at least one receive queue");
     if (config.cores.size() != config.queues.size()) {
@@ -283,8 +313,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       config.workers.push_back(std::move(worker));
     }
   }
-  if (config.workers.empty()) return fail(ConfigError::missing_field, file, "declare at least one [[workers]] entry");
-  if (config.workers.size() > 4096) return fail(ConfigError::invalid_value, file, "at most 4096 workers");
+  if (auto generic = add_generic_slots(config, worker_names, file); !generic) return generic.error();
 
   std::set<std::uint32_t> agent_ids;
   if (const toml::node* node = root.get("agents")) {
@@ -306,7 +335,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       if (!r.error && !tenant_ids.empty() && !tenant_ids.contains(agent.tenant)) {
         r.invalid("tenant", "tenant " + std::to_string(agent.tenant) + " is not declared in [[tenants]]");
       }
-      if (!r.error && (agent.workers.empty() || agent.workers.size() > 64)) r.invalid("workers", "list 1-64 workers");
+      if (!r.error && agent.workers.size() > 64) r.invalid("workers", "list at most 64 workers");
       for (const auto& name : agent.workers) {
         if (!r.error && !worker_names.contains(name)) {
           r.error = fail(ConfigError::unknown_reference, where_of(file, *t),
@@ -322,6 +351,44 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
 }
 
 }  // namespace
+
+std::string generic_slot_name(std::uint32_t index) {
+  return "slot-" + std::to_string(index);
+}
+
+ConfigResult<Ok> check_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
+                              const std::vector<WorkerConfig>& workers) {
+  auto invalid = [](std::string what) { return make_error(ConfigError::invalid_value, std::move(what)); };
+  std::set<std::uint32_t> tenant_ids;
+  for (const TenantConfig& t : tenants) {
+    const std::string item = "tenant " + std::to_string(t.id);
+    if (!tenant_ids.insert(t.id).second) return invalid(item + ": tenant ids must be unique");
+    if (t.rate_pps > 0 && t.burst == 0) return invalid(item + ": set a burst with rate_pps");
+    for (const std::string& prefix : t.prefixes) {
+      if (!valid_prefix(prefix)) return invalid(item + ": '" + prefix + "' is not an IPv4/IPv6 prefix");
+    }
+  }
+  std::set<std::string> slot_names;
+  for (const WorkerConfig& w : workers) slot_names.insert(w.name);
+  std::set<std::uint32_t> agent_ids;
+  for (const AgentConfig& a : agents) {
+    const std::string item = "agent " + std::to_string(a.id);
+    if (!agent_ids.insert(a.id).second) return invalid(item + ": agent ids must be unique");
+    if (!tenant_ids.empty() && !tenant_ids.contains(a.tenant)) {
+      return make_error(ConfigError::unknown_reference,
+                        item + ": tenant " + std::to_string(a.tenant) + " is not in the tenants table");
+    }
+    if (a.workers.size() > 64) return invalid(item + ": list at most 64 workers");
+    for (const std::string& name : a.workers) {
+      if (!slot_names.contains(name)) {
+        return make_error(ConfigError::unknown_reference,
+                          item + " names worker slot '" + name +
+                              "', which this data plane does not have (see hello/slots for the slot names)");
+      }
+    }
+  }
+  return Ok{};
+}
 
 ConfigResult<DataplaneConfig> parse_config(const std::string& text, const std::string& source_name) {
   try {

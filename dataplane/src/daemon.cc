@@ -30,6 +30,8 @@
 #include "axon/shm/handoff.h"
 #include "axon/shm/liveness.h"
 
+#include "control_server.h"
+
 namespace axon::dataplane {
 namespace {
 
@@ -100,6 +102,14 @@ class Daemon {
   void control_loop();
   void accept_worker(Listener& listener);
   void reload();
+  // Validates and installs tenant/agent tables: routes swapped (QSBR), XDP tenant maps
+  // updated. Shared by SIGHUP reloads and the control socket's apply; on failure nothing
+  // changes and `error` says why.
+  bool install_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
+                      std::string& error);
+  bool open_control_socket();
+  std::string handle_control(const control::Request& request);
+  std::vector<control::SlotInfo> slot_infos() const;
   void export_counters();
   void shutdown();
   void notify_status(std::uint64_t now_ns);
@@ -119,6 +129,10 @@ class Daemon {
   systemd::Notifier notifier_ = systemd::Notifier::from_environment();
   std::uint64_t status_requests_ = 0;
   std::uint64_t status_at_ns_ = 0;
+  std::unique_ptr<control::ControlServer> control_;
+  std::uint64_t table_version_ = 0;  // the last applied version; 0 = the config file's tables
+  std::uint64_t applies_ = 0;
+  std::uint64_t rejected_applies_ = 0;
 };
 
 bool Daemon::setup() {
@@ -221,6 +235,7 @@ bool Daemon::setup() {
     }
     listeners_.push_back(Listener{slot->index, std::move(listener).value()});
   }
+  if (!open_control_socket()) return false;
 
   // Attach last: before this point a valid request would find no AF_XDP socket.
   auto mode = program_->attach(config_.interface);
@@ -284,6 +299,7 @@ void Daemon::accept_worker(Listener& listener) {
   message.layout_version = shm::kLayoutVersion;
   message.generation = slot.channel->generation();
   message.segment_size = slot.channel->view().size;
+  message.sender_pid = std::int32_t(getpid());
   // Watch first: a worker that dies right after the handoff must still be reclaimed.
   if (auto watched = deaths_->watch(cred->pid, slot.index); !watched) {
     AXON_LOG_WARN(kLog, "worker slot '%s': %s", slot.name.c_str(), watched.message().c_str());
@@ -326,21 +342,120 @@ void Daemon::reload() {
     same_workers = next->workers[i].name == config_.workers[i].name;
   }
   if (!same_workers) {
-    AXON_LOG_ERROR(kLog, "reload rejected: the [[workers]] list changed, which needs a restart; routes unchanged");
+    AXON_LOG_ERROR(kLog,
+                   "reload rejected: the [[workers]] list or worker_slots changed, which needs a restart; routes "
+                   "unchanged");
     return;
   }
-  auto routes = RouteTable::build(next.value());
+  std::string error;
+  if (!install_tables(next->tenants, next->agents, error)) {
+    AXON_LOG_ERROR(kLog, "reload rejected: %s", error.c_str());
+    return;
+  }
+  // The file's tables replace whatever the control plane applied.
+  table_version_ = 0;
+  AXON_LOG_INFO(kLog, "reloaded %s: %zu agent route(s), %zu tenant(s)", options_.config_path.c_str(),
+                config_.agents.size(), config_.tenants.size());
+}
+
+bool Daemon::install_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
+                            std::string& error) {
+  if (auto checked = check_tables(tenants, agents, config_.workers); !checked) {
+    error = checked.message();
+    return false;
+  }
+  DataplaneConfig next = config_;
+  next.tenants = tenants;
+  next.agents = agents;
+  auto routes = RouteTable::build(next);
   if (!routes) {
-    AXON_LOG_ERROR(kLog, "reload rejected: %s", routes.message().c_str());
-    return;
+    error = routes.message();
+    return false;
   }
-  std::size_t agents = routes.value()->size();
   shared_->routes.publish(std::move(routes).value());
-  apply_tenants(*program_, config_.tenants, next->tenants);
-  config_.agents = next->agents;
-  config_.tenants = next->tenants;
-  AXON_LOG_INFO(kLog, "reloaded %s: %zu agent route(s), %zu tenant(s)", options_.config_path.c_str(), agents,
-                config_.tenants.size());
+  apply_tenants(*program_, config_.tenants, tenants);
+  config_.agents = agents;
+  config_.tenants = tenants;
+  return true;
+}
+
+bool Daemon::open_control_socket() {
+  auto server = control::ControlServer::listen(control::control_socket_path(config_.run_dir), config_.control_uids);
+  if (!server) {
+    AXON_LOG_ERROR(kLog, "%s", server.message().c_str());
+    return false;
+  }
+  control_ = std::move(server).value();
+  return true;
+}
+
+std::vector<control::SlotInfo> Daemon::slot_infos() const {
+  std::vector<control::SlotInfo> slots;
+  slots.reserve(shared_->workers.size());
+  for (const auto& slot : shared_->workers) {
+    control::SlotInfo info;
+    info.name = slot->name;
+    switch (WorkerSlotState(slot->state.load(std::memory_order_acquire))) {
+      case WorkerSlotState::vacant: info.state = "vacant"; break;
+      case WorkerSlotState::alive: info.state = "alive"; break;
+      case WorkerSlotState::dying: info.state = "dying"; break;
+    }
+    if (const WorkerStats* s = slot->stats; s != nullptr) {
+      info.pid = s->pid.load(std::memory_order_relaxed);
+      info.generation = s->generation.load(std::memory_order_relaxed);
+      info.inflight = s->inflight.load(std::memory_order_relaxed);
+      info.depth = s->depth.load(std::memory_order_relaxed);
+      info.submitted = s->submitted.load(std::memory_order_relaxed);
+      info.completed = s->completed.load(std::memory_order_relaxed);
+      info.lost = s->lost.load(std::memory_order_relaxed);
+      info.deaths = s->deaths.load(std::memory_order_relaxed);
+    }
+    slots.push_back(std::move(info));
+  }
+  return slots;
+}
+
+std::string Daemon::handle_control(const control::Request& request) {
+  switch (request.op) {
+    case control::Op::hello: {
+      control::Hello hello;
+      hello.pid = std::int32_t(getpid());
+      hello.interface = config_.interface;
+      hello.backend = config_.backend;
+      hello.mode = ports_.empty() ? std::string() : ports_.front()->info().mode;
+      hello.run_dir = config_.run_dir;
+      hello.table_version = table_version_;
+      hello.slots = slot_infos();
+      hello.refused_peers = control_->refused();
+      hello.bad_requests = control_->bad_requests();
+      hello.applies = applies_;
+      hello.rejected_applies = rejected_applies_;
+      return control::encode_hello(hello);
+    }
+    case control::Op::slots: return control::encode_slots(slot_infos());
+    case control::Op::apply: break;
+  }
+  std::vector<TenantConfig> tenants;
+  for (const control::TenantEntry& t : request.tables.tenants) {
+    tenants.push_back(TenantConfig{t.id, t.name, t.rate_pps, t.burst, t.prefixes});
+  }
+  std::vector<AgentConfig> agents;
+  for (const control::AgentEntry& a : request.tables.agents) {
+    agents.push_back(AgentConfig{a.id, a.tenant, a.name, a.workers});
+  }
+  std::string error;
+  if (!install_tables(tenants, agents, error)) {
+    ++rejected_applies_;
+    AXON_LOG_WARN(kLog, "apply of table version %llu rejected, keeping version %llu: %s",
+                  static_cast<unsigned long long>(request.tables.version),
+                  static_cast<unsigned long long>(table_version_), error.c_str());
+    return control::encode_error("apply rejected, previous tables stay in force: " + error);
+  }
+  ++applies_;
+  table_version_ = request.tables.version;
+  AXON_LOG_INFO(kLog, "applied table version %llu from the control socket: %zu agent(s), %zu tenant(s)",
+                static_cast<unsigned long long>(table_version_), agents.size(), tenants.size());
+  return control::encode_applied(table_version_);
 }
 
 // STATUS= for `systemctl status`: backend, live workers and the request rate since last time.
@@ -368,6 +483,8 @@ void Daemon::control_loop() {
   fds.push_back({signal_fd_, POLLIN, 0});
   fds.push_back({deaths_->fd(), POLLIN, 0});
   for (const Listener& l : listeners_) fds.push_back({l.socket.fd(), POLLIN, 0});
+  const std::size_t control_at = fds.size();
+  fds.push_back({control_->fd(), POLLIN, 0});
   std::vector<std::uint64_t> dead;
   std::uint64_t next_export = 0;
   const auto watchdog_ns = std::uint64_t(systemd::watchdog_interval().count()) * 1000;
@@ -406,6 +523,9 @@ void Daemon::control_loop() {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
       if (fds[2 + i].revents & POLLIN) accept_worker(listeners_[i]);
     }
+    if (fds[control_at].revents & POLLIN) {
+      control_->serve([this](const control::Request& request) { return handle_control(request); });
+    }
     const std::uint64_t now = monotonic_ns();
     if (now >= next_export) {
       export_counters();
@@ -436,6 +556,7 @@ void Daemon::shutdown() {
   for (std::thread& t : threads_) t.join();
   threads_.clear();
   if (program_) export_counters();
+  control_.reset();
   listeners_.clear();
   lcores_.clear();
   ports_.clear();

@@ -240,8 +240,15 @@ TEST(DataplaneConfig, InvalidValuesNameTheirLine) {
                   "unique");
   expect_error_at(minimal("", "\n[[workers]]\nname = \"w\"\n"), ConfigError::invalid_value, 8, "unique");
   expect_error_at(minimal("", "\n[[workers]]\nname = \"a b\"\n"), ConfigError::invalid_value, 8, "[A-Za-z0-9._-]");
-  expect_error_at(minimal("", "\n[[agents]]\nid = 1\ntenant = 0\nworkers = []\n"), ConfigError::invalid_value, 10,
-                  "1-64 workers");
+  expect_error_at(minimal(
+                      "", "\n[[agents]]\nid = 1\ntenant = 0\nworkers = [" +
+                              [] {
+                                std::string list;
+                                for (int i = 0; i < 65; ++i) list += std::string(i == 0 ? "" : ", ") + "\"w\"";
+                                return list;
+                              }() +
+                              "]\n"),
+                  ConfigError::invalid_value, 10, "at most 64 workers");
   expect_error_at(
       minimal("",
               "\n[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\n\n[[agents]]\nid = 1\ntenant = 0\nworkers = "
@@ -253,6 +260,40 @@ TEST(DataplaneConfig, InvalidValuesNameTheirLine) {
   expect_error_at(minimal("", "[shm]\nrequest_capacity = 3\n"), ConfigError::invalid_value, 6, "powers of two");
   // A section that must be an array of tables.
   expect_error_at(minimal("", "\n[agents]\nid = 1\n"), ConfigError::invalid_value, 7, "[[agents]]");
+}
+
+// worker_slots = N adds generic slots after the named ones; [[workers]] becomes optional.
+TEST(DataplaneConfig, WorkerSlotsAddGenericSlotsAfterNamedWorkers) {
+  auto both = parse_config(minimal("worker_slots = 3\ncontrol_uids = [1000, 65534]\n"), "test.toml");
+  ASSERT_TRUE(both.ok()) << both.message();
+  ASSERT_EQ(both->workers.size(), 4u);
+  EXPECT_EQ(both->workers[0].name, "w");
+  EXPECT_EQ(both->workers[1].name, "slot-0");
+  EXPECT_EQ(both->workers[3].name, "slot-2");
+  EXPECT_EQ(both->control_uids, (std::vector<std::uint32_t>{1000, 65534}));
+
+  auto only = parse_config(
+      "[dataplane]\ninterface = \"eth0\"\nworker_slots = 2\n\n[[agents]]\nid = 1\ntenant = 0\nworkers = "
+      "[\"slot-1\"]\n\n[[agents]]\nid = 2\ntenant = 0\nworkers = []\n",
+      "test.toml");
+  ASSERT_TRUE(only.ok()) << only.message();
+  EXPECT_EQ(only->workers.size(), 2u);
+  EXPECT_TRUE(only->agents[1].workers.empty()) << "an agent without workers is valid (answered worker_failed)";
+
+  auto none = parse_config("[dataplane]\ninterface = \"eth0\"\n", "test.toml");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.message().find("worker_slots"), std::string::npos) << none.message();
+
+  auto clash = parse_config("[dataplane]\ninterface = \"eth0\"\nworker_slots = 2\n\n[[workers]]\nname = \"slot-1\"\n",
+                            "test.toml");
+  ASSERT_FALSE(clash.ok());
+  EXPECT_NE(clash.message().find("'slot-1'"), std::string::npos) << clash.message();
+
+  auto too_many = parse_config(minimal("worker_slots = 4096\n"), "test.toml");
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_NE(too_many.message().find("at most 4096"), std::string::npos) << too_many.message();
+  expect_error_at(minimal("worker_slots = 5000\n"), ConfigError::invalid_value, 3, "at most 4096");
+  expect_error_at(minimal("control_uids = [-1]\n"), ConfigError::invalid_value, 3, "integers");
 }
 
 TEST(DataplaneConfig, AgentNamingAnUndeclaredWorkerIsAnUnknownReference) {

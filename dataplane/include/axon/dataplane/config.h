@@ -45,7 +45,7 @@ struct AgentConfig {
   std::uint32_t id = 0;
   std::uint32_t tenant = 0;
   std::string name;
-  std::vector<std::string> workers;  // names from [[workers]]
+  std::vector<std::string> workers;  // worker slot names; empty = answered ERROR worker_failed
 };
 
 struct DataplaneConfig {
@@ -60,6 +60,9 @@ struct DataplaneConfig {
   std::uint32_t drain_timeout_ms = 2000;
   std::uint32_t busy_retry_after_us = 200;
   std::uint32_t housekeeping_us = 200;  // how often lcores sweep deadlines and deaths
+
+  std::uint32_t worker_slots = 0;           // generic slots "slot-0".."slot-<N-1>", after [[workers]]
+  std::vector<std::uint32_t> control_uids;  // beyond root and our euid, may use control.sock
   XdpSettings xdp;
   shm::SegmentGeometry geometry;
   std::vector<TenantConfig> tenants;
@@ -68,6 +71,13 @@ struct DataplaneConfig {
 };
 
 ConfigResult<DataplaneConfig> load_config(const std::string& path);
+// The name of generic worker slot i ("slot-<i>").
+std::string generic_slot_name(std::uint32_t index);
+// Checks tenant and agent tables against the worker slots by the same rules as the TOML
+// [[tenants]]/[[agents]] sections (used for tables that arrive over the control socket);
+// the message names the offending item.
+ConfigResult<Ok> check_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
+                              const std::vector<WorkerConfig>& workers);
 ConfigResult<DataplaneConfig> parse_config(const std::string& text, const std::string& source_name);
 
 }  // namespace axon::dataplane
