@@ -177,12 +177,13 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp", "shm", "tenants", "workers", "agents"};
+  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",   "dpdk",
+                                                 "shm",       "tenants", "workers", "agents"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
-      return fail(
-          ConfigError::unknown_key, where_of(file, node),
-          "unknown section '" + std::string(key.str()) + "'; expected dataplane, xdp, shm, tenants, workers or agents");
+      return fail(ConfigError::unknown_key, where_of(file, node),
+                  "unknown section '" + std::string(key.str()) +
+                      "'; expected dataplane, xdp, uring, dpdk, shm, tenants, workers or agents");
     }
   }
 
@@ -212,7 +213,9 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     if (config.worker_slots > kMaxWorkerSlots) {
       r.invalid("worker_slots", "at most " + std::to_string(kMaxWorkerSlots) + " worker slots in all");
     }
-    if (config.backend != "xdp") r.invalid("backend", "only \"xdp\" is available in this release");
+    if (config.backend != "auto" && config.backend != "xdp" && config.backend != "uring" && config.backend != "dpdk") {
+      r.invalid("backend", "use \"auto\", \"xdp\", \"uring\" or \"dpdk\"");
+    }
     if (config.queues.empty()) r.invalid("queues", "list at least one receive queue");
     if (config.cores.size() != config.queues.size()) {
       r.invalid("cores", "give exactly one core per queue (" + std::to_string(config.queues.size()) + " queues)");
@@ -249,6 +252,94 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.invalid("frames", "use a power of two >= 256");
     }
     if (!check(r)) return *error;
+  }
+
+  if (const toml::table* uring = root["uring"].as_table()) {
+    TableReader r(file, *uring, "uring");
+    UringSettings& u = config.uring;
+    r.read("bind_address", u.bind_address);
+    r.read("bind_to_device", u.bind_to_device);
+    r.read("buffers", u.buffers);
+    r.read("buffer_size", u.buffer_size);
+    r.read("tx_frames", u.tx_frames);
+    r.read("frame_size", u.frame_size);
+    r.read("ring_entries", u.ring_entries);
+    r.read("socket_buffer", u.socket_buffer);
+    unsigned char addr[16];
+    if (!u.bind_address.empty() && inet_pton(AF_INET, u.bind_address.c_str(), addr) != 1 &&
+        inet_pton(AF_INET6, u.bind_address.c_str(), addr) != 1) {
+      r.invalid("bind_address", "use \"\" (every address) or one IPv4/IPv6 address of this host");
+    }
+    if (u.buffers < 64 || u.buffers > 32768 || !std::has_single_bit(u.buffers)) {
+      r.invalid("buffers", "use a power of two in [64, 32768]");
+    }
+    if (u.buffer_size < 512 || u.buffer_size > 65536) r.invalid("buffer_size", "use 512 to 65536 bytes");
+    if (u.frame_size < 512 || u.frame_size > 4096) r.invalid("frame_size", "use 512 to 4096 bytes");
+    if (u.tx_frames < 64 || u.tx_frames > 65536) r.invalid("tx_frames", "use 64 to 65536 frames");
+    if (u.ring_entries < 64 || u.ring_entries > 32768 || !std::has_single_bit(u.ring_entries)) {
+      r.invalid("ring_entries", "use a power of two in [64, 32768]");
+    }
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* dpdk = root["dpdk"].as_table()) {
+    TableReader r(file, *dpdk, "dpdk");
+    DpdkSettings& d = config.dpdk;
+    r.read_list("allow", d.allow);
+    r.read_list("vdevs", d.vdevs);
+    r.read("socket_mem", d.socket_mem);
+    r.read("in_memory", d.in_memory);
+    r.read("file_prefix", d.file_prefix);
+    r.read("mbufs", d.mbufs);
+    r.read("mbuf_cache", d.mbuf_cache);
+    r.read("rx_descriptors", d.rx_descriptors);
+    r.read("tx_descriptors", d.tx_descriptors);
+    r.read("telemetry", d.telemetry);
+    r.read_list("eal_args", d.eal_args);
+    if (d.socket_mem.find_first_not_of("0123456789,") != std::string::npos || d.socket_mem.starts_with(',') ||
+        d.socket_mem.ends_with(',') || d.socket_mem.find(",,") != std::string::npos) {
+      r.invalid("socket_mem", "use MiB per NUMA node separated by commas, e.g. \"256\" or \"256,256\"");
+    }
+    if (d.file_prefix.empty() || d.file_prefix.size() > 64 ||
+        d.file_prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+            std::string::npos) {
+      r.invalid("file_prefix", "use 1-64 characters from [A-Za-z0-9_-]");
+    }
+    for (const std::string& v : d.vdevs) {
+      if (v.empty() || v.find_first_of(" \t") != std::string::npos) {
+        r.invalid("vdevs",
+                  "'" + v + "' is not a vdev: use \"<driver><n>[,key=value...]\", e.g. \"net_af_xdp0,iface=eth0\"");
+      }
+    }
+    for (const std::string& a : d.allow) {
+      if (a.empty() || a.find_first_of(" \t") != std::string::npos) {
+        r.invalid("allow", "'" + a + "' is not a PCI address such as \"0000:3b:00.0\"");
+      }
+    }
+    if (d.mbufs < 1024 || d.mbufs > (1u << 24)) r.invalid("mbufs", "use 1024 to 16777216 mbufs per NUMA node");
+    if (d.mbuf_cache > 512 || d.mbuf_cache * 3 > d.mbufs * 2) {
+      r.invalid("mbuf_cache", "use at most 512 and at most two thirds of mbufs");
+    }
+    for (auto [key, value] : {std::pair{"rx_descriptors", d.rx_descriptors}, {"tx_descriptors", d.tx_descriptors}}) {
+      if (value < 64 || value > 16384 || !std::has_single_bit(value)) {
+        r.invalid(key, "use a power of two in [64, 16384]");
+      }
+    }
+    if (!check(r)) return *error;
+  }
+  if (config.backend == "dpdk") {
+    // DPDK numbers a port's queues 0..n-1; the list only says how many lcores serve them.
+    for (std::size_t i = 0; i < config.queues.size(); ++i) {
+      if (config.queues[i] != i) {
+        return fail(ConfigError::invalid_value, where_of(file, *dp),
+                    "[dataplane] queues: with backend = \"dpdk\" list the queues as 0, 1, ... n-1 (one lcore each)");
+      }
+    }
+    if (config.dpdk.allow.empty() && config.dpdk.vdevs.empty()) {
+      return fail(ConfigError::missing_field, file,
+                  "backend = \"dpdk\" needs a device: list a vfio-pci bound NIC in [dpdk] allow, or a vdev in "
+                  "[dpdk] vdevs (e.g. \"net_af_xdp0,iface=eth0\")");
+    }
   }
 
   if (const toml::table* shm = root["shm"].as_table()) {

@@ -31,6 +31,7 @@
 #include "axon/shm/liveness.h"
 
 #include "control_server.h"
+#include "dpdk/dpdk_options.h"
 
 namespace axon::dataplane {
 namespace {
@@ -99,6 +100,10 @@ class Daemon {
 
  private:
   bool setup();
+  bool open_ports(int nic_node);
+  bool try_xdp(AfXdpOptions::ZeroCopy zero_copy, int nic_node, std::string& why);
+  bool try_uring(int nic_node, std::string& why);
+  bool try_dpdk(int nic_node, std::string& why);
   void control_loop();
   void accept_worker(Listener& listener);
   void reload();
@@ -133,10 +138,181 @@ class Daemon {
   std::uint64_t table_version_ = 0;  // the last applied version; 0 = the config file's tables
   std::uint64_t applies_ = 0;
   std::uint64_t rejected_applies_ = 0;
+  std::string backend_;                // "xdp", "uring" or "dpdk", once open_ports chose
+  std::string attach_mode_;            // how the XDP program attached (xdp only)
+  std::unique_ptr<DpdkRuntime> dpdk_;  // dpdk only; outlives ports_ and lcores_
 };
+
+// Loads and configures the XDP program, opens one AF_XDP socket per queue and attaches. On
+// failure everything it made is gone again (sockets closed, program detached and unloaded) and
+// `why` says what went wrong, so the caller can fall back to another backend.
+bool Daemon::try_xdp(AfXdpOptions::ZeroCopy zero_copy, int nic_node, std::string& why) {
+  bpf::XdpConfig xdp;
+  xdp.ports.fill(0);
+  for (std::size_t i = 0; i < config_.ports.size(); ++i) xdp.ports[i] = config_.ports[i];
+  xdp.enforce_allowlist = config_.xdp.enforce_allowlist;
+  xdp.enforce_rate = config_.xdp.enforce_rate;
+  auto undo = [&](std::string message) {
+    ports_.clear();
+    program_.reset();  // detaches (if attached) and unloads
+    why = std::move(message);
+    return false;
+  };
+  auto loaded = bpf::XdpProgram::load(xdp);
+  if (!loaded) return undo(loaded.message());
+  program_.emplace(std::move(loaded).value());
+  apply_tenants(*program_, {}, config_.tenants);
+  for (std::size_t i = 0; i < config_.queues.size(); ++i) {
+    AfXdpOptions port_options;
+    port_options.interface = config_.interface;
+    port_options.queue = config_.queues[i];
+    port_options.frame_size = config_.xdp.frame_size;
+    port_options.frames = config_.xdp.frames;
+    port_options.numa_node = nic_node;
+    port_options.busy_poll = config_.xdp.busy_poll;
+    port_options.zero_copy = zero_copy;
+    auto port = open_af_xdp_port(port_options);
+    if (!port) {
+      if (port.code() == PortError::zero_copy_required) {
+        // The port's message ends in advice for a forced zero copy; keep only the kernel's reason.
+        const std::string& m = port.message();
+        const auto open = m.find('('), close = m.find(')', open == std::string::npos ? 0 : open);
+        std::string errno_text = open != std::string::npos && close != std::string::npos
+                                     ? " " + m.substr(open, close - open + 1)
+                                     : std::string();
+        return undo("not supported by " + config_.interface + " queue " + std::to_string(config_.queues[i]) +
+                    errno_text);
+      }
+      return undo(port.message());
+    }
+    if (auto ok = program_->set_socket(config_.queues[i], af_xdp_socket_fd(*port.value())); !ok) {
+      return undo(ok.message());
+    }
+    ports_.push_back(std::move(port).value());
+  }
+  auto mode = program_->attach(config_.interface);
+  if (!mode) return undo(mode.message());
+  attach_mode_ = bpf::to_string(mode.value());
+  return true;
+}
+
+// One io_uring port (its own SO_REUSEPORT sockets) per lcore.
+bool Daemon::try_uring(int nic_node, std::string& why) {
+  for (std::size_t i = 0; i < config_.queues.size(); ++i) {
+    UringOptions options;
+    options.interface = config_.uring.bind_to_device ? config_.interface : std::string();
+    options.bind_address = config_.uring.bind_address;
+    options.ports = config_.ports;
+    options.queue = std::uint32_t(i);
+    options.buffers = config_.uring.buffers;
+    options.buffer_size = config_.uring.buffer_size;
+    options.tx_frames = config_.uring.tx_frames;
+    options.frame_size = config_.uring.frame_size;
+    options.ring_entries = config_.uring.ring_entries;
+    options.socket_buffer = config_.uring.socket_buffer;
+    options.numa_node = nic_node;
+    auto port = open_uring_port(options);
+    if (!port) {
+      ports_.clear();
+      why = port.message();
+      return false;
+    }
+    ports_.push_back(std::move(port).value());
+  }
+  return true;
+}
+
+// DPDK owns the device: no XDP program. One runtime (EAL, pools, the ethdev port) hands
+// out one port per queue; its NUMA placement follows the lcores' cores, not nic_node.
+bool Daemon::try_dpdk(int /*nic_node*/, std::string& why) {
+  auto runtime = open_dpdk(dpdk_options_from(config_));
+  if (!runtime) {
+    why = runtime.message();
+    return false;
+  }
+  dpdk_ = std::move(runtime).value();
+  for (std::uint32_t i = 0; i < dpdk_->queue_count(); ++i) ports_.push_back(dpdk_->take_port(i));
+  AXON_LOG_INFO(kLog, "dpdk: %s, EAL runtime dir %s", dpdk_->describe().c_str(), dpdk_->runtime_dir().c_str());
+  return true;
+}
+
+// Opens one port per lcore with the configured backend, or with "auto" the best one that
+// works here: XDP zero copy, then XDP copy mode, then io_uring sockets. Logs exactly one line
+// naming the choice and why each better candidate was passed over.
+bool Daemon::open_ports(int nic_node) {
+  const std::string& wanted = config_.backend;
+  std::string why;
+  if (wanted == "xdp") {
+    const auto zc = config_.xdp.zero_copy == ZeroCopy::required   ? AfXdpOptions::ZeroCopy::required
+                    : config_.xdp.zero_copy == ZeroCopy::disabled ? AfXdpOptions::ZeroCopy::disabled
+                                                                  : AfXdpOptions::ZeroCopy::automatic;
+    if (!try_xdp(zc, nic_node, why)) {
+      AXON_LOG_ERROR(kLog, "backend xdp: %s", why.c_str());
+      return false;
+    }
+    backend_ = "xdp";
+    AXON_LOG_INFO(kLog, "backend: xdp %s (configured)", ports_.front()->info().mode.c_str());
+    return true;
+  }
+  if (wanted == "uring") {
+    if (!try_uring(nic_node, why)) {
+      AXON_LOG_ERROR(kLog, "backend uring: %s", why.c_str());
+      return false;
+    }
+    backend_ = "uring";
+    AXON_LOG_INFO(kLog, "backend: uring (configured)");
+    return true;
+  }
+  if (wanted == "dpdk") {
+    if (!try_dpdk(nic_node, why)) {
+      AXON_LOG_ERROR(kLog, "backend dpdk: %s", why.c_str());
+      return false;
+    }
+    backend_ = "dpdk";
+    AXON_LOG_INFO(kLog, "backend: dpdk (configured)");
+    return true;
+  }
+  // auto
+  std::string passed_over;
+  auto note = [&](const char* candidate, const std::string& reason) {
+    passed_over += std::string(passed_over.empty() ? "" : "; ") + candidate + ": " + reason;
+  };
+  if (config_.xdp.zero_copy == ZeroCopy::disabled) {
+    note("xdp zero-copy", "disabled by [xdp] zero_copy = \"off\"");
+  } else if (try_xdp(AfXdpOptions::ZeroCopy::required, nic_node, why)) {
+    backend_ = "xdp";
+    AXON_LOG_INFO(kLog, "backend: xdp zero-copy (auto: the best available)");
+    return true;
+  } else {
+    note("xdp zero-copy", why);
+  }
+  if (config_.xdp.zero_copy == ZeroCopy::required) {
+    note("xdp copy", "forbidden by [xdp] zero_copy = \"on\"");
+  } else if (try_xdp(AfXdpOptions::ZeroCopy::disabled, nic_node, why)) {
+    backend_ = "xdp";
+    AXON_LOG_INFO(kLog, "backend: xdp copy (auto; %s)", passed_over.c_str());
+    return true;
+  } else {
+    note("xdp copy", why);
+  }
+  if (try_uring(nic_node, why)) {
+    backend_ = "uring";
+    AXON_LOG_INFO(kLog, "backend: uring (auto; %s)", passed_over.c_str());
+    return true;
+  }
+  note("uring", why);
+  AXON_LOG_ERROR(kLog, "backend: none works here (auto; %s); fix one of them or set [dataplane] backend",
+                 passed_over.c_str());
+  return false;
+}
 
 bool Daemon::setup() {
   const std::uint32_t lcore_count = std::uint32_t(config_.queues.size());
+  if (config_.backend != "dpdk" && if_nametoindex(config_.interface.c_str()) == 0) {
+    AXON_LOG_ERROR(kLog, "interface '%s' does not exist; check `ip link` and set [dataplane] interface in %s",
+                   config_.interface.c_str(), options_.config_path.c_str());
+    return false;
+  }
   int nic_node = config_.numa_node >= 0 ? config_.numa_node : nic_numa_node(config_.interface);
   if (numa_available() >= 0) {
     for (int core : config_.cores) {
@@ -165,54 +341,27 @@ bool Daemon::setup() {
   std::snprintf(shared_->stats.header->interface, sizeof shared_->stats.header->interface, "%s",
                 config_.interface.c_str());
 
-  auto routes = RouteTable::build(config_);
-  if (!routes) {
+  if (auto routes = RouteTable::build(config_); !routes) {
     AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
     return false;
   }
-  shared_->routes.publish(std::move(routes).value());
   if (auto slots = create_worker_slots(*shared_, lcore_count, nic_node); !slots) {
     AXON_LOG_ERROR(kLog, "%s", slots.message().c_str());
     return false;
   }
 
-  bpf::XdpConfig xdp;
-  xdp.ports.fill(0);
-  for (std::size_t i = 0; i < config_.ports.size(); ++i) xdp.ports[i] = config_.ports[i];
-  xdp.enforce_allowlist = config_.xdp.enforce_allowlist;
-  xdp.enforce_rate = config_.xdp.enforce_rate;
-  auto loaded = bpf::XdpProgram::load(xdp);
-  if (!loaded) {
-    AXON_LOG_ERROR(kLog, "%s", loaded.message().c_str());
+  if (!open_ports(nic_node)) return false;
+  std::snprintf(shared_->stats.header->backend, sizeof shared_->stats.header->backend, "%s", backend_.c_str());
+  std::snprintf(shared_->stats.header->port_mode, sizeof shared_->stats.header->port_mode, "%s",
+                ports_.front()->info().mode.c_str());
+  if (program_ && program_->attached()) shared_->stats.header->xdp_attached.store(1, std::memory_order_relaxed);
+  // Without the XDP program, the tenant allowlist and rate limit are enforced by the lcores.
+  auto routes = RouteTable::build(config_, !program_.has_value());
+  if (!routes) {
+    AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
     return false;
   }
-  program_.emplace(std::move(loaded).value());
-  apply_tenants(*program_, {}, config_.tenants);
-
-  for (std::uint32_t i = 0; i < lcore_count; ++i) {
-    AfXdpOptions port_options;
-    port_options.interface = config_.interface;
-    port_options.queue = config_.queues[i];
-    port_options.frame_size = config_.xdp.frame_size;
-    port_options.frames = config_.xdp.frames;
-    port_options.numa_node = nic_node;
-    port_options.busy_poll = config_.xdp.busy_poll;
-    port_options.zero_copy = config_.xdp.zero_copy == ZeroCopy::required   ? AfXdpOptions::ZeroCopy::required
-                             : config_.xdp.zero_copy == ZeroCopy::disabled ? AfXdpOptions::ZeroCopy::disabled
-                                                                           : AfXdpOptions::ZeroCopy::automatic;
-    auto port = open_af_xdp_port(port_options);
-    if (!port) {
-      AXON_LOG_ERROR(kLog, "%s", port.message().c_str());
-      return false;
-    }
-    if (auto ok = program_->set_socket(config_.queues[i], af_xdp_socket_fd(*port.value())); !ok) {
-      AXON_LOG_ERROR(kLog, "%s", ok.message().c_str());
-      return false;
-    }
-    std::snprintf(shared_->stats.header->port_mode, sizeof shared_->stats.header->port_mode, "%s",
-                  port.value()->info().mode.c_str());
-    ports_.push_back(std::move(port).value());
-  }
+  shared_->routes.publish(std::move(routes).value());
 
   for (std::uint32_t i = 0; i < lcore_count; ++i) {
     lcores_.push_back(std::make_unique<Lcore>(i, *ports_[i], *shared_));
@@ -237,14 +386,6 @@ bool Daemon::setup() {
   }
   if (!open_control_socket()) return false;
 
-  // Attach last: before this point a valid request would find no AF_XDP socket.
-  auto mode = program_->attach(config_.interface);
-  if (!mode) {
-    AXON_LOG_ERROR(kLog, "%s", mode.message().c_str());
-    return false;
-  }
-  shared_->stats.header->xdp_attached.store(1, std::memory_order_relaxed);
-
   for (std::uint32_t i = 0; i < lcore_count; ++i) {
     const int core = config_.cores[i];
     threads_.emplace_back([this, i, core, nic_node] {
@@ -261,8 +402,8 @@ bool Daemon::setup() {
   shared_->stats.header->ready.store(1, std::memory_order_release);
   AXON_LOG_INFO(
       kLog,
-      "ready: %s, %zu queue(s), %zu worker slot(s), %zu agent(s), ports %s, XDP %s, AF_XDP %s mode, "
-      "worker sockets in %s/workers",
+      "ready: %s, %zu queue(s), %zu worker slot(s), %zu agent(s), ports %s, backend %s (%s%s%s), worker sockets in "
+      "%s/workers",
       config_.interface.c_str(), config_.queues.size(), config_.workers.size(), config_.agents.size(),
       [&] {
         std::string s;
@@ -273,7 +414,8 @@ bool Daemon::setup() {
         return s;
       }()
           .c_str(),
-      bpf::to_string(mode.value()), ports_.front()->info().mode.c_str(), config_.run_dir.c_str());
+      backend_.c_str(), ports_.front()->info().mode.c_str(), attach_mode_.empty() ? "" : ", XDP ", attach_mode_.c_str(),
+      config_.run_dir.c_str());
   return true;
 }
 
@@ -321,6 +463,10 @@ void Daemon::accept_worker(Listener& listener) {
 }
 
 void Daemon::export_counters() {
+  if (!program_) {
+    shared_->stats.header->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    return;
+  }
   auto counters = program_->read_counters();
   if (counters) {
     for (std::size_t i = 0; i < protocol::kReasonCount; ++i) {
@@ -367,13 +513,13 @@ bool Daemon::install_tables(const std::vector<TenantConfig>& tenants, const std:
   DataplaneConfig next = config_;
   next.tenants = tenants;
   next.agents = agents;
-  auto routes = RouteTable::build(next);
+  auto routes = RouteTable::build(next, !program_.has_value());
   if (!routes) {
     error = routes.message();
     return false;
   }
   shared_->routes.publish(std::move(routes).value());
-  apply_tenants(*program_, config_.tenants, tenants);
+  if (program_) apply_tenants(*program_, config_.tenants, tenants);
   config_.agents = agents;
   config_.tenants = tenants;
   return true;
@@ -421,7 +567,7 @@ std::string Daemon::handle_control(const control::Request& request) {
       control::Hello hello;
       hello.pid = std::int32_t(getpid());
       hello.interface = config_.interface;
-      hello.backend = config_.backend;
+      hello.backend = backend_;
       hello.mode = ports_.empty() ? std::string() : ports_.front()->info().mode;
       hello.run_dir = config_.run_dir;
       hello.table_version = table_version_;
@@ -473,8 +619,9 @@ void Daemon::notify_status(std::uint64_t now_ns) {
   status_requests_ = requests;
   status_at_ns_ = now_ns;
   char text[256];
-  std::snprintf(text, sizeof text, "serving on %s (AF_XDP %s), %zu/%zu workers alive, %.0f req/s",
-                config_.interface.c_str(), ports_.front()->info().mode.c_str(), alive, shared_->workers.size(), rate);
+  std::snprintf(text, sizeof text, "serving on %s (%s %s), %zu/%zu workers alive, %.0f req/s",
+                config_.interface.c_str(), backend_.c_str(), ports_.front()->info().mode.c_str(), alive,
+                shared_->workers.size(), rate);
   (void)notifier_.status(text);
 }
 
@@ -560,6 +707,7 @@ void Daemon::shutdown() {
   listeners_.clear();
   lcores_.clear();
   ports_.clear();
+  dpdk_.reset();  // stops and closes the device, rte_eal_cleanup, removes its runtime dir
   program_.reset();
   AXON_LOG_INFO(kLog, "stopped cleanly");
 }

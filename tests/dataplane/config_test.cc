@@ -133,6 +133,33 @@ TEST(DataplaneConfig, CompleteFileParsesEveryField) {
   EXPECT_EQ(c.agents[1].workers, (std::vector<std::string>{"echo.1_x"}));
 }
 
+TEST(DataplaneConfig, BackendAndUringSectionParse) {
+  for (const char* backend : {"auto", "xdp", "uring"}) {
+    auto r = parse_config(minimal(std::string("backend = \"") + backend + "\"\n"), kName);
+    ASSERT_TRUE(r.ok()) << r.message();
+    EXPECT_EQ(r.value().backend, backend);
+  }
+  auto r = parse_config(minimal("backend = \"uring\"\n",
+                                "[uring]\nbind_address = \"::1\"\nbind_to_device = false\nbuffers = 256\n"
+                                "buffer_size = 4096\ntx_frames = 128\nframe_size = 1024\nring_entries = 128\n"
+                                "socket_buffer = 65536\n"),
+                        kName);
+  ASSERT_TRUE(r.ok()) << r.message();
+  const UringSettings& u = r.value().uring;
+  EXPECT_EQ(u.bind_address, "::1");
+  EXPECT_FALSE(u.bind_to_device);
+  EXPECT_EQ(u.buffers, 256u);
+  EXPECT_EQ(u.buffer_size, 4096u);
+  EXPECT_EQ(u.tx_frames, 128u);
+  EXPECT_EQ(u.frame_size, 1024u);
+  EXPECT_EQ(u.ring_entries, 128u);
+  EXPECT_EQ(u.socket_buffer, 65536u);
+  // The default is automatic selection.
+  auto d = parse_config(minimal(), kName);
+  ASSERT_TRUE(d.ok()) << d.message();
+  EXPECT_EQ(d.value().backend, "auto");
+}
+
 TEST(DataplaneConfig, MinimalFileTakesTheDefaults) {
   auto result = parse_config(minimal(), kName);
   ASSERT_TRUE(result.ok()) << result.message();
@@ -212,7 +239,14 @@ TEST(DataplaneConfig, MissingFieldsAreNamed) {
 }
 
 TEST(DataplaneConfig, InvalidValuesNameTheirLine) {
-  expect_error_at(minimal("backend = \"dpdk\"\n"), ConfigError::invalid_value, 3, "backend");
+  expect_error_at(minimal("backend = \"netmap\"\n"), ConfigError::invalid_value, 3, "\"auto\", \"xdp\", \"uring\"");
+  expect_error_at(minimal("", "[uring]\nbuffers = 1000\n"), ConfigError::invalid_value, 7, "power of two");
+  expect_error_at(minimal("", "[uring]\nring_entries = 32\n"), ConfigError::invalid_value, 7, "ring_entries");
+  expect_error_at(minimal("", "[uring]\nframe_size = 9000\n"), ConfigError::invalid_value, 7, "frame_size");
+  expect_error_at(minimal("", "[uring]\nbind_address = \"localhost\"\n"), ConfigError::invalid_value, 7,
+                  "bind_address");
+  expect_error_at(minimal("", "[uring]\nbind_to_device = \"yes\"\n"), ConfigError::invalid_value, 7, "true or false");
+  expect_error_at(minimal("", "[uring]\nbufers = 64\n"), ConfigError::unknown_key, 7, "unknown key 'bufers'");
   expect_error_at(minimal("queues = []\n"), ConfigError::invalid_value, 3, "queues");
   expect_error_at(minimal("queues = [0, 1]\ncores = [1]\n"), ConfigError::invalid_value, 4, "one core per queue");
   expect_error_at(minimal("ports = [0]\n"), ConfigError::invalid_value, 3, "port 0");

@@ -29,6 +29,35 @@ struct XdpSettings {
   bool enforce_rate = false;
 };
 
+// [dpdk]: used when backend = "dpdk". The lcore threads are [dataplane] cores (one per
+// queue); DPDK queue i is served by the thread on cores[i].
+struct DpdkSettings {
+  std::vector<std::string> allow;    // PCI devices (bound to vfio-pci) to use; empty: none
+  std::vector<std::string> vdevs;    // virtual devices, e.g. "net_af_xdp0,iface=veth0"
+  std::string socket_mem;            // hugepage MiB to reserve per NUMA node ("256,256"); "": on demand
+  bool in_memory = true;             // no hugetlbfs files and no shared runtime config
+  std::string file_prefix = "axon";  // EAL runtime dir /var/run/dpdk/<file_prefix>
+  std::uint32_t mbufs = 8191;        // mbufs per NUMA node
+  std::uint32_t mbuf_cache = 256;    // per-lcore cache (<= 512)
+  std::uint32_t rx_descriptors = 1024;
+  std::uint32_t tx_descriptors = 1024;
+  bool telemetry = true;              // the dpdk_telemetry.v2 socket in the runtime dir
+  std::vector<std::string> eal_args;  // extra EAL arguments, appended verbatim
+};
+
+// [uring]: used when backend = "uring" (or "auto" falls back to it). Plain UDP sockets driven
+// through io_uring; needs no privilege beyond binding the ports.
+struct UringSettings {
+  std::string bind_address;               // "" = every address (dual-stack); else one IPv4/IPv6 address
+  bool bind_to_device = true;             // SO_BINDTODEVICE to [dataplane] interface
+  std::uint32_t buffers = 4096;           // receive buffers per queue (power of two, <= 32768)
+  std::uint32_t buffer_size = 2048;       // bytes per receive buffer, headroom included
+  std::uint32_t tx_frames = 1024;         // reply frames per queue
+  std::uint32_t frame_size = 2048;        // bytes per reply frame
+  std::uint32_t ring_entries = 1024;      // io_uring submission queue entries (power of two)
+  std::uint32_t socket_buffer = 4194304;  // SO_RCVBUF/SO_SNDBUF request, bytes
+};
+
 struct TenantConfig {
   std::uint32_t id = 0;
   std::string name;
@@ -51,7 +80,7 @@ struct AgentConfig {
 struct DataplaneConfig {
   std::string source_path;
   std::string interface;
-  std::string backend = "xdp";
+  std::string backend = "auto";  // "auto", "xdp", "uring" or "dpdk"
   std::vector<std::uint32_t> queues{0};
   std::vector<int> cores{1};
   int numa_node = -1;  // -1: take the NIC's node from sysfs
@@ -64,6 +93,8 @@ struct DataplaneConfig {
   std::uint32_t worker_slots = 0;           // generic slots "slot-0".."slot-<N-1>", after [[workers]]
   std::vector<std::uint32_t> control_uids;  // beyond root and our euid, may use control.sock
   XdpSettings xdp;
+  UringSettings uring;
+  DpdkSettings dpdk;
   shm::SegmentGeometry geometry;
   std::vector<TenantConfig> tenants;
   std::vector<WorkerConfig> workers;
