@@ -9,7 +9,8 @@
 //
 // Without --socket it attaches through the environment the data plane sets up
 // (AXON_WORKER_FD or AXON_WORKER_SOCKET). SIGTERM or SIGINT stops it cleanly: queued
-// replies are flushed and the segment is marked detached.
+// replies are flushed and the segment is marked detached. It also exits (status 0) when
+// the data plane it attached to exits.
 #include <signal.h>
 #include <unistd.h>
 
@@ -117,6 +118,10 @@ int main(int argc, char** argv) {
       },
       g_stop);
   worker.detach();
+  if (worker.dataplane_exited()) {
+    std::fprintf(stderr, "echo_worker[%d]: the data plane exited; stopping (a new worker attaches to its successor)\n",
+                 int(getpid()));
+  }
 
   const double seconds = double(axon::monotonic_ns() - started) / 1e9;
   const auto& s = worker.stats();

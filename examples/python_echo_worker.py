@@ -56,7 +56,12 @@ def main() -> int:
 
     started = time.monotonic()
     with worker:
-        worker.run(echo, stop)
+        try:
+            worker.run(echo, stop)
+        except axon_worker.AxonError as e:
+            if e.status != axon_worker.ERR_DATAPLANE_EXITED:
+                raise
+            print(f"python_echo_worker[{os.getpid()}]: the data plane exited; stopping", file=sys.stderr)
         worker.detach()
         s = worker.stats()
     print(

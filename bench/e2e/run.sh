@@ -2,7 +2,11 @@
 # bench/e2e/run.sh: axon against the traditional baseline, side by side in one run, on one veth
 # pair this script creates, with the same echo work and the same core budget for each peer.
 #
-#   sudo bench/e2e/run.sh [--build DIR] [--peers "baseline axon"] [--quick] [...]   (--help)
+#   sudo bench/e2e/run.sh [--build DIR] [--peers "baseline xdp uring dpdk"] [--quick] [...]   (--help)
+#
+# Peers: the epoll/recvmmsg baseline, and axon-dataplane once per backend (xdp: XDP + AF_XDP
+# copy mode on veth; uring: io_uring UDP sockets; dpdk: DPDK with a net_af_xdp vdev), one row
+# each in the same run.
 #
 # What it measures, per peer:
 #   1. an offered-load sweep (open loop, Poisson) up to saturation: throughput at saturation is
@@ -30,7 +34,7 @@ repo="$(cd "${here}/../.." && pwd)"
 # --- options ---------------------------------------------------------------------------------
 build=""
 axon_build=""
-peers="baseline axon"
+peers="baseline xdp uring dpdk"
 server_cpu=1
 load_cpu=0
 workers=1
@@ -59,7 +63,8 @@ Options:
   --build DIR        build tree with bench/loadgen/axon-loadgen etc. (default: newest under build/)
   --axon-build DIR   build tree with dataplane/axon-dataplane and examples/echo_worker
                      (default: the --build tree)
-  --peers "LIST"     peers to run, from: baseline axon            (default: "${peers}")
+  --peers "LIST"     peers to run, from: baseline xdp uring dpdk (axon = xdp)
+                     (default: "${peers}")
   --server-cpu N     CPU of the peer under test, front end and workers (default: ${server_cpu})
   --load-cpu N       CPU of axon-loadgen and axon-pktgen         (default: ${load_cpu})
   --workers N        echo worker processes per peer              (default: ${workers})
@@ -277,13 +282,13 @@ start_baseline() {
 }
 
 # ============================ LEAD: confirm this function ====================================
-# start_axon IFACE: writes the data plane's TOML config for IFACE and starts axon-dataplane and
-# its echo workers. The layout mirrors the baseline: the poll-mode lcore and the workers get
-# ${server_cpu}; tenant 1, agents 1-64 served by ${workers} worker(s); no allowlist or rate
+# start_axon IFACE BACKEND: writes the data plane's TOML config for IFACE with [dataplane] backend
+# = BACKEND ("xdp", "uring", "dpdk") and starts axon-dataplane and its echo workers. The
+# layout mirrors the baseline: the poll-mode lcore and the workers get ${server_cpu}; tenant 1, agents 1-64 served by ${workers} worker(s); no allowlist or rate
 # limit (the baseline has none), so the comparison measures the data path, not the policy.
 # Returns non-zero with the reason in $why when axon cannot run here (the peer is skipped).
 start_axon() {
-  local iface="$1"
+  local iface="$1" backend="$2"
   [[ -x "${dataplane_bin}" ]] || { why="axon-dataplane not built (${dataplane_bin})"; return 1; }
   [[ -x "${echo_worker_bin}" ]] || { why="echo_worker not built (${echo_worker_bin})"; return 1; }
   local run_dir="${work}/axon-run"
@@ -299,6 +304,7 @@ start_axon() {
   cat >"${run_dir}/dataplane.toml" <<TOML
 [dataplane]
 interface = "${iface}"
+backend = "${backend}"
 queues = [0]
 cores = [${server_cpu}]
 ports = [${port}]
@@ -308,6 +314,7 @@ run_dir = "${run_dir}"
 enforce_allowlist = false
 enforce_rate = false
 
+${backend_toml:-}
 [[tenants]]
 id = 1
 name = "e2e"
@@ -331,6 +338,20 @@ TOML
   wait_ready axon "${dp_pid}"
 }
 # ===========================================================================================
+
+# One peer per backend. backend_toml: extra TOML sections for that backend's config.
+start_xdp() { backend_toml="" start_axon "$1" xdp; }
+start_uring() { backend_toml="" start_axon "$1" uring; }
+# The DPDK backend's row: DPDK drives $1 through a net_af_xdp vdev (AF_XDP under DPDK, with the
+# PMD's own XDP program sending every frame of the queue to DPDK; axon's program is not loaded).
+# The kernel behind $1 then never sees ARP, so the namespace gets a static neighbour entry.
+# dpdk_vdev_args (environment) is appended to the vdev, e.g. ",busy_budget=0".
+start_dpdk() {
+  local mac
+  mac="$(cat "/sys/class/net/$1/address")"
+  ip -n "${ns}" neigh replace "${addr_r}" lladdr "${mac}" dev "${vn}" nud permanent
+  backend_toml=$'[dpdk]\nvdevs = ["net_af_xdp0,iface='"$1"${dpdk_vdev_args:-}$'"]\nfile_prefix = "axon-e2e-'"$$"$'"\n' start_axon "$1" dpdk
+}
 
 stop_peer() {
   local pid
@@ -471,8 +492,8 @@ xdp_compare() {
   jq --argjson d "${drops}" --argjson p "${pps}" --arg n "${napi_where}" \
     '.bare_xdp_drop = {drops_per_s: $d, sender_pps: $p, napi: $n}' "${result}" >"${result}.t" && mv "${result}.t" "${result}"
 
-  if [[ " ${peers} " != *" axon "* ]]; then return; fi
-  if ! start_axon "${vr}"; then
+  if [[ " ${peers} " != *" xdp "* ]]; then return; fi
+  if ! start_xdp "${vr}"; then
     log "xdp: axon skipped: ${why}"
     stop_peer
     jq --arg w "${why}" '.axon = {skipped: $w}' "${result}" >"${result}.t" && mv "${result}.t" "${result}"
@@ -504,8 +525,9 @@ drops=0
 pps=0
 napi_where=""
 rx_where=""
+peers="$(echo " ${peers} " | sed 's/ axon / xdp /g')"
 for peer in ${peers}; do
-  case "${peer}" in baseline | axon) ;; *) die "unknown peer '${peer}'" ;; esac
+  case "${peer}" in baseline | xdp | uring | dpdk) ;; *) die "unknown peer '${peer}'" ;; esac
 done
 # The baseline goes first: its saturation defines the latency points of every peer.
 ordered="baseline $(echo " ${peers} " | sed 's/ baseline / /')"

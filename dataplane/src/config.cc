@@ -10,8 +10,12 @@
 #include <set>
 #include <sstream>
 
+#include "axon/dataplane/stats.h"
+
 namespace axon::dataplane {
 namespace {
+
+constexpr std::uint32_t kMaxWorkerSlots = std::uint32_t(kMaxWorkers);  // the stats file's bound
 
 Error<ConfigError> fail(ConfigError code, const std::string& where, const std::string& what) {
   return make_error(code, where + ": " + what);
@@ -142,6 +146,27 @@ bool valid_prefix(const std::string& text) {
   return std::stoi(len) <= max_len;
 }
 
+// Appends the [dataplane] worker_slots generic slots after the named [[workers]].
+ConfigResult<Ok> add_generic_slots(DataplaneConfig& config, std::set<std::string>& worker_names,
+                                   const std::string& file) {
+  for (std::uint32_t i = 0; i < config.worker_slots; ++i) {
+    WorkerConfig slot{generic_slot_name(i)};
+    if (!worker_names.insert(slot.name).second) {
+      return fail(ConfigError::invalid_value, file,
+                  "[[workers]] declares '" + slot.name + "', a name worker_slots generates; rename that worker");
+    }
+    config.workers.push_back(std::move(slot));
+  }
+  if (config.workers.empty()) {
+    return fail(ConfigError::missing_field, file, "declare [[workers]] entries or set [dataplane] worker_slots = N");
+  }
+  if (config.workers.size() > kMaxWorkerSlots) {
+    return fail(ConfigError::invalid_value, file,
+                "at most " + std::to_string(kMaxWorkerSlots) + " worker slots ([[workers]] plus worker_slots)");
+  }
+  return Ok{};
+}
+
 ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& file) {
   DataplaneConfig config;
   config.source_path = file;
@@ -152,12 +177,13 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp", "shm", "tenants", "workers", "agents"};
+  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",   "dpdk",
+                                                 "shm",       "tenants", "workers", "agents"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
-      return fail(
-          ConfigError::unknown_key, where_of(file, node),
-          "unknown section '" + std::string(key.str()) + "'; expected dataplane, xdp, shm, tenants, workers or agents");
+      return fail(ConfigError::unknown_key, where_of(file, node),
+                  "unknown section '" + std::string(key.str()) +
+                      "'; expected dataplane, xdp, uring, dpdk, shm, tenants, workers or agents");
     }
   }
 
@@ -182,7 +208,14 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     r.read("drain_timeout_ms", config.drain_timeout_ms);
     r.read("busy_retry_after_us", config.busy_retry_after_us);
     r.read("housekeeping_us", config.housekeeping_us);
-    if (config.backend != "xdp") r.invalid("backend", "only \"xdp\" is available in this release");
+    r.read("worker_slots", config.worker_slots);
+    r.read_list("control_uids", config.control_uids);
+    if (config.worker_slots > kMaxWorkerSlots) {
+      r.invalid("worker_slots", "at most " + std::to_string(kMaxWorkerSlots) + " worker slots in all");
+    }
+    if (config.backend != "auto" && config.backend != "xdp" && config.backend != "uring" && config.backend != "dpdk") {
+      r.invalid("backend", "use \"auto\", \"xdp\", \"uring\" or \"dpdk\"");
+    }
     if (config.queues.empty()) r.invalid("queues", "list at least one receive queue");
     if (config.cores.size() != config.queues.size()) {
       r.invalid("cores", "give exactly one core per queue (" + std::to_string(config.queues.size()) + " queues)");
@@ -219,6 +252,94 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.invalid("frames", "use a power of two >= 256");
     }
     if (!check(r)) return *error;
+  }
+
+  if (const toml::table* uring = root["uring"].as_table()) {
+    TableReader r(file, *uring, "uring");
+    UringSettings& u = config.uring;
+    r.read("bind_address", u.bind_address);
+    r.read("bind_to_device", u.bind_to_device);
+    r.read("buffers", u.buffers);
+    r.read("buffer_size", u.buffer_size);
+    r.read("tx_frames", u.tx_frames);
+    r.read("frame_size", u.frame_size);
+    r.read("ring_entries", u.ring_entries);
+    r.read("socket_buffer", u.socket_buffer);
+    unsigned char addr[16];
+    if (!u.bind_address.empty() && inet_pton(AF_INET, u.bind_address.c_str(), addr) != 1 &&
+        inet_pton(AF_INET6, u.bind_address.c_str(), addr) != 1) {
+      r.invalid("bind_address", "use \"\" (every address) or one IPv4/IPv6 address of this host");
+    }
+    if (u.buffers < 64 || u.buffers > 32768 || !std::has_single_bit(u.buffers)) {
+      r.invalid("buffers", "use a power of two in [64, 32768]");
+    }
+    if (u.buffer_size < 512 || u.buffer_size > 65536) r.invalid("buffer_size", "use 512 to 65536 bytes");
+    if (u.frame_size < 512 || u.frame_size > 4096) r.invalid("frame_size", "use 512 to 4096 bytes");
+    if (u.tx_frames < 64 || u.tx_frames > 65536) r.invalid("tx_frames", "use 64 to 65536 frames");
+    if (u.ring_entries < 64 || u.ring_entries > 32768 || !std::has_single_bit(u.ring_entries)) {
+      r.invalid("ring_entries", "use a power of two in [64, 32768]");
+    }
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* dpdk = root["dpdk"].as_table()) {
+    TableReader r(file, *dpdk, "dpdk");
+    DpdkSettings& d = config.dpdk;
+    r.read_list("allow", d.allow);
+    r.read_list("vdevs", d.vdevs);
+    r.read("socket_mem", d.socket_mem);
+    r.read("in_memory", d.in_memory);
+    r.read("file_prefix", d.file_prefix);
+    r.read("mbufs", d.mbufs);
+    r.read("mbuf_cache", d.mbuf_cache);
+    r.read("rx_descriptors", d.rx_descriptors);
+    r.read("tx_descriptors", d.tx_descriptors);
+    r.read("telemetry", d.telemetry);
+    r.read_list("eal_args", d.eal_args);
+    if (d.socket_mem.find_first_not_of("0123456789,") != std::string::npos || d.socket_mem.starts_with(',') ||
+        d.socket_mem.ends_with(',') || d.socket_mem.find(",,") != std::string::npos) {
+      r.invalid("socket_mem", "use MiB per NUMA node separated by commas, e.g. \"256\" or \"256,256\"");
+    }
+    if (d.file_prefix.empty() || d.file_prefix.size() > 64 ||
+        d.file_prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+            std::string::npos) {
+      r.invalid("file_prefix", "use 1-64 characters from [A-Za-z0-9_-]");
+    }
+    for (const std::string& v : d.vdevs) {
+      if (v.empty() || v.find_first_of(" \t") != std::string::npos) {
+        r.invalid("vdevs",
+                  "'" + v + "' is not a vdev: use \"<driver><n>[,key=value...]\", e.g. \"net_af_xdp0,iface=eth0\"");
+      }
+    }
+    for (const std::string& a : d.allow) {
+      if (a.empty() || a.find_first_of(" \t") != std::string::npos) {
+        r.invalid("allow", "'" + a + "' is not a PCI address such as \"0000:3b:00.0\"");
+      }
+    }
+    if (d.mbufs < 1024 || d.mbufs > (1u << 24)) r.invalid("mbufs", "use 1024 to 16777216 mbufs per NUMA node");
+    if (d.mbuf_cache > 512 || d.mbuf_cache * 3 > d.mbufs * 2) {
+      r.invalid("mbuf_cache", "use at most 512 and at most two thirds of mbufs");
+    }
+    for (auto [key, value] : {std::pair{"rx_descriptors", d.rx_descriptors}, {"tx_descriptors", d.tx_descriptors}}) {
+      if (value < 64 || value > 16384 || !std::has_single_bit(value)) {
+        r.invalid(key, "use a power of two in [64, 16384]");
+      }
+    }
+    if (!check(r)) return *error;
+  }
+  if (config.backend == "dpdk") {
+    // DPDK numbers a port's queues 0..n-1; the list only says how many lcores serve them.
+    for (std::size_t i = 0; i < config.queues.size(); ++i) {
+      if (config.queues[i] != i) {
+        return fail(ConfigError::invalid_value, where_of(file, *dp),
+                    "[dataplane] queues: with backend = \"dpdk\" list the queues as 0, 1, ... n-1 (one lcore each)");
+      }
+    }
+    if (config.dpdk.allow.empty() && config.dpdk.vdevs.empty()) {
+      return fail(ConfigError::missing_field, file,
+                  "backend = \"dpdk\" needs a device: list a vfio-pci bound NIC in [dpdk] allow, or a vdev in "
+                  "[dpdk] vdevs (e.g. \"net_af_xdp0,iface=eth0\")");
+    }
   }
 
   if (const toml::table* shm = root["shm"].as_table()) {
@@ -283,8 +404,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       config.workers.push_back(std::move(worker));
     }
   }
-  if (config.workers.empty()) return fail(ConfigError::missing_field, file, "declare at least one [[workers]] entry");
-  if (config.workers.size() > 4096) return fail(ConfigError::invalid_value, file, "at most 4096 workers");
+  if (auto generic = add_generic_slots(config, worker_names, file); !generic) return generic.error();
 
   std::set<std::uint32_t> agent_ids;
   if (const toml::node* node = root.get("agents")) {
@@ -306,7 +426,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       if (!r.error && !tenant_ids.empty() && !tenant_ids.contains(agent.tenant)) {
         r.invalid("tenant", "tenant " + std::to_string(agent.tenant) + " is not declared in [[tenants]]");
       }
-      if (!r.error && (agent.workers.empty() || agent.workers.size() > 64)) r.invalid("workers", "list 1-64 workers");
+      if (!r.error && agent.workers.size() > 64) r.invalid("workers", "list at most 64 workers");
       for (const auto& name : agent.workers) {
         if (!r.error && !worker_names.contains(name)) {
           r.error = fail(ConfigError::unknown_reference, where_of(file, *t),
@@ -322,6 +442,44 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
 }
 
 }  // namespace
+
+std::string generic_slot_name(std::uint32_t index) {
+  return "slot-" + std::to_string(index);
+}
+
+ConfigResult<Ok> check_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
+                              const std::vector<WorkerConfig>& workers) {
+  auto invalid = [](std::string what) { return make_error(ConfigError::invalid_value, std::move(what)); };
+  std::set<std::uint32_t> tenant_ids;
+  for (const TenantConfig& t : tenants) {
+    const std::string item = "tenant " + std::to_string(t.id);
+    if (!tenant_ids.insert(t.id).second) return invalid(item + ": tenant ids must be unique");
+    if (t.rate_pps > 0 && t.burst == 0) return invalid(item + ": set a burst with rate_pps");
+    for (const std::string& prefix : t.prefixes) {
+      if (!valid_prefix(prefix)) return invalid(item + ": '" + prefix + "' is not an IPv4/IPv6 prefix");
+    }
+  }
+  std::set<std::string> slot_names;
+  for (const WorkerConfig& w : workers) slot_names.insert(w.name);
+  std::set<std::uint32_t> agent_ids;
+  for (const AgentConfig& a : agents) {
+    const std::string item = "agent " + std::to_string(a.id);
+    if (!agent_ids.insert(a.id).second) return invalid(item + ": agent ids must be unique");
+    if (!tenant_ids.empty() && !tenant_ids.contains(a.tenant)) {
+      return make_error(ConfigError::unknown_reference,
+                        item + ": tenant " + std::to_string(a.tenant) + " is not in the tenants table");
+    }
+    if (a.workers.size() > 64) return invalid(item + ": list at most 64 workers");
+    for (const std::string& name : a.workers) {
+      if (!slot_names.contains(name)) {
+        return make_error(ConfigError::unknown_reference,
+                          item + " names worker slot '" + name +
+                              "', which this data plane does not have (see hello/slots for the slot names)");
+      }
+    }
+  }
+  return Ok{};
+}
 
 ConfigResult<DataplaneConfig> parse_config(const std::string& text, const std::string& source_name) {
   try {

@@ -30,6 +30,9 @@
 #include "axon/shm/handoff.h"
 #include "axon/shm/liveness.h"
 
+#include "control_server.h"
+#include "dpdk/dpdk_options.h"
+
 namespace axon::dataplane {
 namespace {
 
@@ -97,9 +100,21 @@ class Daemon {
 
  private:
   bool setup();
+  bool open_ports(int nic_node);
+  bool try_xdp(AfXdpOptions::ZeroCopy zero_copy, int nic_node, std::string& why);
+  bool try_uring(int nic_node, std::string& why);
+  bool try_dpdk(int nic_node, std::string& why);
   void control_loop();
   void accept_worker(Listener& listener);
   void reload();
+  // Validates and installs tenant/agent tables: routes swapped (QSBR), XDP tenant maps
+  // updated. Shared by SIGHUP reloads and the control socket's apply; on failure nothing
+  // changes and `error` says why.
+  bool install_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
+                      std::string& error);
+  bool open_control_socket();
+  std::string handle_control(const control::Request& request);
+  std::vector<control::SlotInfo> slot_infos() const;
   void export_counters();
   void shutdown();
   void notify_status(std::uint64_t now_ns);
@@ -119,10 +134,185 @@ class Daemon {
   systemd::Notifier notifier_ = systemd::Notifier::from_environment();
   std::uint64_t status_requests_ = 0;
   std::uint64_t status_at_ns_ = 0;
+  std::unique_ptr<control::ControlServer> control_;
+  std::uint64_t table_version_ = 0;  // the last applied version; 0 = the config file's tables
+  std::uint64_t applies_ = 0;
+  std::uint64_t rejected_applies_ = 0;
+  std::string backend_;                // "xdp", "uring" or "dpdk", once open_ports chose
+  std::string attach_mode_;            // how the XDP program attached (xdp only)
+  std::unique_ptr<DpdkRuntime> dpdk_;  // dpdk only; outlives ports_ and lcores_
 };
+
+// Loads and configures the XDP program, opens one AF_XDP socket per queue and attaches. On
+// failure everything it made is gone again (sockets closed, program detached and unloaded) and
+// `why` says what went wrong, so the caller can fall back to another backend.
+bool Daemon::try_xdp(AfXdpOptions::ZeroCopy zero_copy, int nic_node, std::string& why) {
+  bpf::XdpConfig xdp;
+  xdp.ports.fill(0);
+  for (std::size_t i = 0; i < config_.ports.size(); ++i) xdp.ports[i] = config_.ports[i];
+  xdp.enforce_allowlist = config_.xdp.enforce_allowlist;
+  xdp.enforce_rate = config_.xdp.enforce_rate;
+  auto undo = [&](std::string message) {
+    ports_.clear();
+    program_.reset();  // detaches (if attached) and unloads
+    why = std::move(message);
+    return false;
+  };
+  auto loaded = bpf::XdpProgram::load(xdp);
+  if (!loaded) return undo(loaded.message());
+  program_.emplace(std::move(loaded).value());
+  apply_tenants(*program_, {}, config_.tenants);
+  for (std::size_t i = 0; i < config_.queues.size(); ++i) {
+    AfXdpOptions port_options;
+    port_options.interface = config_.interface;
+    port_options.queue = config_.queues[i];
+    port_options.frame_size = config_.xdp.frame_size;
+    port_options.frames = config_.xdp.frames;
+    port_options.numa_node = nic_node;
+    port_options.busy_poll = config_.xdp.busy_poll;
+    port_options.zero_copy = zero_copy;
+    auto port = open_af_xdp_port(port_options);
+    if (!port) {
+      if (port.code() == PortError::zero_copy_required) {
+        // The port's message ends in advice for a forced zero copy; keep only the kernel's reason.
+        const std::string& m = port.message();
+        const auto open = m.find('('), close = m.find(')', open == std::string::npos ? 0 : open);
+        std::string errno_text = open != std::string::npos && close != std::string::npos
+                                     ? " " + m.substr(open, close - open + 1)
+                                     : std::string();
+        return undo("not supported by " + config_.interface + " queue " + std::to_string(config_.queues[i]) +
+                    errno_text);
+      }
+      return undo(port.message());
+    }
+    if (auto ok = program_->set_socket(config_.queues[i], af_xdp_socket_fd(*port.value())); !ok) {
+      return undo(ok.message());
+    }
+    ports_.push_back(std::move(port).value());
+  }
+  auto mode = program_->attach(config_.interface);
+  if (!mode) return undo(mode.message());
+  attach_mode_ = bpf::to_string(mode.value());
+  return true;
+}
+
+// One io_uring port (its own SO_REUSEPORT sockets) per lcore.
+bool Daemon::try_uring(int nic_node, std::string& why) {
+  for (std::size_t i = 0; i < config_.queues.size(); ++i) {
+    UringOptions options;
+    options.interface = config_.uring.bind_to_device ? config_.interface : std::string();
+    options.bind_address = config_.uring.bind_address;
+    options.ports = config_.ports;
+    options.queue = std::uint32_t(i);
+    options.buffers = config_.uring.buffers;
+    options.buffer_size = config_.uring.buffer_size;
+    options.tx_frames = config_.uring.tx_frames;
+    options.frame_size = config_.uring.frame_size;
+    options.ring_entries = config_.uring.ring_entries;
+    options.socket_buffer = config_.uring.socket_buffer;
+    options.numa_node = nic_node;
+    auto port = open_uring_port(options);
+    if (!port) {
+      ports_.clear();
+      why = port.message();
+      return false;
+    }
+    ports_.push_back(std::move(port).value());
+  }
+  return true;
+}
+
+// DPDK owns the device: no XDP program. One runtime (EAL, pools, the ethdev port) hands
+// out one port per queue; its NUMA placement follows the lcores' cores, not nic_node.
+bool Daemon::try_dpdk(int /*nic_node*/, std::string& why) {
+  auto runtime = open_dpdk(dpdk_options_from(config_));
+  if (!runtime) {
+    why = runtime.message();
+    return false;
+  }
+  dpdk_ = std::move(runtime).value();
+  for (std::uint32_t i = 0; i < dpdk_->queue_count(); ++i) ports_.push_back(dpdk_->take_port(i));
+  AXON_LOG_INFO(kLog, "dpdk: %s, EAL runtime dir %s", dpdk_->describe().c_str(), dpdk_->runtime_dir().c_str());
+  return true;
+}
+
+// Opens one port per lcore with the configured backend, or with "auto" the best one that
+// works here: XDP zero copy, then XDP copy mode, then io_uring sockets. Logs exactly one line
+// naming the choice and why each better candidate was passed over.
+bool Daemon::open_ports(int nic_node) {
+  const std::string& wanted = config_.backend;
+  std::string why;
+  if (wanted == "xdp") {
+    const auto zc = config_.xdp.zero_copy == ZeroCopy::required   ? AfXdpOptions::ZeroCopy::required
+                    : config_.xdp.zero_copy == ZeroCopy::disabled ? AfXdpOptions::ZeroCopy::disabled
+                                                                  : AfXdpOptions::ZeroCopy::automatic;
+    if (!try_xdp(zc, nic_node, why)) {
+      AXON_LOG_ERROR(kLog, "backend xdp: %s", why.c_str());
+      return false;
+    }
+    backend_ = "xdp";
+    AXON_LOG_INFO(kLog, "backend: xdp %s (configured)", ports_.front()->info().mode.c_str());
+    return true;
+  }
+  if (wanted == "uring") {
+    if (!try_uring(nic_node, why)) {
+      AXON_LOG_ERROR(kLog, "backend uring: %s", why.c_str());
+      return false;
+    }
+    backend_ = "uring";
+    AXON_LOG_INFO(kLog, "backend: uring (configured)");
+    return true;
+  }
+  if (wanted == "dpdk") {
+    if (!try_dpdk(nic_node, why)) {
+      AXON_LOG_ERROR(kLog, "backend dpdk: %s", why.c_str());
+      return false;
+    }
+    backend_ = "dpdk";
+    AXON_LOG_INFO(kLog, "backend: dpdk (configured)");
+    return true;
+  }
+  // auto
+  std::string passed_over;
+  auto note = [&](const char* candidate, const std::string& reason) {
+    passed_over += std::string(passed_over.empty() ? "" : "; ") + candidate + ": " + reason;
+  };
+  if (config_.xdp.zero_copy == ZeroCopy::disabled) {
+    note("xdp zero-copy", "disabled by [xdp] zero_copy = \"off\"");
+  } else if (try_xdp(AfXdpOptions::ZeroCopy::required, nic_node, why)) {
+    backend_ = "xdp";
+    AXON_LOG_INFO(kLog, "backend: xdp zero-copy (auto: the best available)");
+    return true;
+  } else {
+    note("xdp zero-copy", why);
+  }
+  if (config_.xdp.zero_copy == ZeroCopy::required) {
+    note("xdp copy", "forbidden by [xdp] zero_copy = \"on\"");
+  } else if (try_xdp(AfXdpOptions::ZeroCopy::disabled, nic_node, why)) {
+    backend_ = "xdp";
+    AXON_LOG_INFO(kLog, "backend: xdp copy (auto; %s)", passed_over.c_str());
+    return true;
+  } else {
+    note("xdp copy", why);
+  }
+  if (try_uring(nic_node, why)) {
+    backend_ = "uring";
+    AXON_LOG_INFO(kLog, "backend: uring (auto; %s)", passed_over.c_str());
+    return true;
+  }
+  note("uring", why);
+  AXON_LOG_ERROR(kLog, "backend: none works here (auto; %s); fix one of them or set [dataplane] backend",
+                 passed_over.c_str());
+  return false;
+}
 
 bool Daemon::setup() {
   const std::uint32_t lcore_count = std::uint32_t(config_.queues.size());
+  if (config_.backend != "dpdk" && if_nametoindex(config_.interface.c_str()) == 0) {
+    AXON_LOG_ERROR(kLog, "interface '%s' does not exist; check `ip link` and set [dataplane] interface in %s",
+                   config_.interface.c_str(), options_.config_path.c_str());
+    return false;
+  }
   int nic_node = config_.numa_node >= 0 ? config_.numa_node : nic_numa_node(config_.interface);
   if (numa_available() >= 0) {
     for (int core : config_.cores) {
@@ -151,54 +341,27 @@ bool Daemon::setup() {
   std::snprintf(shared_->stats.header->interface, sizeof shared_->stats.header->interface, "%s",
                 config_.interface.c_str());
 
-  auto routes = RouteTable::build(config_);
-  if (!routes) {
+  if (auto routes = RouteTable::build(config_); !routes) {
     AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
     return false;
   }
-  shared_->routes.publish(std::move(routes).value());
   if (auto slots = create_worker_slots(*shared_, lcore_count, nic_node); !slots) {
     AXON_LOG_ERROR(kLog, "%s", slots.message().c_str());
     return false;
   }
 
-  bpf::XdpConfig xdp;
-  xdp.ports.fill(0);
-  for (std::size_t i = 0; i < config_.ports.size(); ++i) xdp.ports[i] = config_.ports[i];
-  xdp.enforce_allowlist = config_.xdp.enforce_allowlist;
-  xdp.enforce_rate = config_.xdp.enforce_rate;
-  auto loaded = bpf::XdpProgram::load(xdp);
-  if (!loaded) {
-    AXON_LOG_ERROR(kLog, "%s", loaded.message().c_str());
+  if (!open_ports(nic_node)) return false;
+  std::snprintf(shared_->stats.header->backend, sizeof shared_->stats.header->backend, "%s", backend_.c_str());
+  std::snprintf(shared_->stats.header->port_mode, sizeof shared_->stats.header->port_mode, "%s",
+                ports_.front()->info().mode.c_str());
+  if (program_ && program_->attached()) shared_->stats.header->xdp_attached.store(1, std::memory_order_relaxed);
+  // Without the XDP program, the tenant allowlist and rate limit are enforced by the lcores.
+  auto routes = RouteTable::build(config_, !program_.has_value());
+  if (!routes) {
+    AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
     return false;
   }
-  program_.emplace(std::move(loaded).value());
-  apply_tenants(*program_, {}, config_.tenants);
-
-  for (std::uint32_t i = 0; i < lcore_count; ++i) {
-    AfXdpOptions port_options;
-    port_options.interface = config_.interface;
-    port_options.queue = config_.queues[i];
-    port_options.frame_size = config_.xdp.frame_size;
-    port_options.frames = config_.xdp.frames;
-    port_options.numa_node = nic_node;
-    port_options.busy_poll = config_.xdp.busy_poll;
-    port_options.zero_copy = config_.xdp.zero_copy == ZeroCopy::required   ? AfXdpOptions::ZeroCopy::required
-                             : config_.xdp.zero_copy == ZeroCopy::disabled ? AfXdpOptions::ZeroCopy::disabled
-                                                                           : AfXdpOptions::ZeroCopy::automatic;
-    auto port = open_af_xdp_port(port_options);
-    if (!port) {
-      AXON_LOG_ERROR(kLog, "%s", port.message().c_str());
-      return false;
-    }
-    if (auto ok = program_->set_socket(config_.queues[i], af_xdp_socket_fd(*port.value())); !ok) {
-      AXON_LOG_ERROR(kLog, "%s", ok.message().c_str());
-      return false;
-    }
-    std::snprintf(shared_->stats.header->port_mode, sizeof shared_->stats.header->port_mode, "%s",
-                  port.value()->info().mode.c_str());
-    ports_.push_back(std::move(port).value());
-  }
+  shared_->routes.publish(std::move(routes).value());
 
   for (std::uint32_t i = 0; i < lcore_count; ++i) {
     lcores_.push_back(std::make_unique<Lcore>(i, *ports_[i], *shared_));
@@ -221,14 +384,7 @@ bool Daemon::setup() {
     }
     listeners_.push_back(Listener{slot->index, std::move(listener).value()});
   }
-
-  // Attach last: before this point a valid request would find no AF_XDP socket.
-  auto mode = program_->attach(config_.interface);
-  if (!mode) {
-    AXON_LOG_ERROR(kLog, "%s", mode.message().c_str());
-    return false;
-  }
-  shared_->stats.header->xdp_attached.store(1, std::memory_order_relaxed);
+  if (!open_control_socket()) return false;
 
   for (std::uint32_t i = 0; i < lcore_count; ++i) {
     const int core = config_.cores[i];
@@ -246,8 +402,8 @@ bool Daemon::setup() {
   shared_->stats.header->ready.store(1, std::memory_order_release);
   AXON_LOG_INFO(
       kLog,
-      "ready: %s, %zu queue(s), %zu worker slot(s), %zu agent(s), ports %s, XDP %s, AF_XDP %s mode, "
-      "worker sockets in %s/workers",
+      "ready: %s, %zu queue(s), %zu worker slot(s), %zu agent(s), ports %s, backend %s (%s%s%s), worker sockets in "
+      "%s/workers",
       config_.interface.c_str(), config_.queues.size(), config_.workers.size(), config_.agents.size(),
       [&] {
         std::string s;
@@ -258,7 +414,8 @@ bool Daemon::setup() {
         return s;
       }()
           .c_str(),
-      bpf::to_string(mode.value()), ports_.front()->info().mode.c_str(), config_.run_dir.c_str());
+      backend_.c_str(), ports_.front()->info().mode.c_str(), attach_mode_.empty() ? "" : ", XDP ", attach_mode_.c_str(),
+      config_.run_dir.c_str());
   return true;
 }
 
@@ -284,6 +441,7 @@ void Daemon::accept_worker(Listener& listener) {
   message.layout_version = shm::kLayoutVersion;
   message.generation = slot.channel->generation();
   message.segment_size = slot.channel->view().size;
+  message.sender_pid = std::int32_t(getpid());
   // Watch first: a worker that dies right after the handoff must still be reclaimed.
   if (auto watched = deaths_->watch(cred->pid, slot.index); !watched) {
     AXON_LOG_WARN(kLog, "worker slot '%s': %s", slot.name.c_str(), watched.message().c_str());
@@ -305,6 +463,10 @@ void Daemon::accept_worker(Listener& listener) {
 }
 
 void Daemon::export_counters() {
+  if (!program_) {
+    shared_->stats.header->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    return;
+  }
   auto counters = program_->read_counters();
   if (counters) {
     for (std::size_t i = 0; i < protocol::kReasonCount; ++i) {
@@ -326,21 +488,120 @@ void Daemon::reload() {
     same_workers = next->workers[i].name == config_.workers[i].name;
   }
   if (!same_workers) {
-    AXON_LOG_ERROR(kLog, "reload rejected: the [[workers]] list changed, which needs a restart; routes unchanged");
+    AXON_LOG_ERROR(kLog,
+                   "reload rejected: the [[workers]] list or worker_slots changed, which needs a restart; routes "
+                   "unchanged");
     return;
   }
-  auto routes = RouteTable::build(next.value());
+  std::string error;
+  if (!install_tables(next->tenants, next->agents, error)) {
+    AXON_LOG_ERROR(kLog, "reload rejected: %s", error.c_str());
+    return;
+  }
+  // The file's tables replace whatever the control plane applied.
+  table_version_ = 0;
+  AXON_LOG_INFO(kLog, "reloaded %s: %zu agent route(s), %zu tenant(s)", options_.config_path.c_str(),
+                config_.agents.size(), config_.tenants.size());
+}
+
+bool Daemon::install_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
+                            std::string& error) {
+  if (auto checked = check_tables(tenants, agents, config_.workers); !checked) {
+    error = checked.message();
+    return false;
+  }
+  DataplaneConfig next = config_;
+  next.tenants = tenants;
+  next.agents = agents;
+  auto routes = RouteTable::build(next, !program_.has_value());
   if (!routes) {
-    AXON_LOG_ERROR(kLog, "reload rejected: %s", routes.message().c_str());
-    return;
+    error = routes.message();
+    return false;
   }
-  std::size_t agents = routes.value()->size();
   shared_->routes.publish(std::move(routes).value());
-  apply_tenants(*program_, config_.tenants, next->tenants);
-  config_.agents = next->agents;
-  config_.tenants = next->tenants;
-  AXON_LOG_INFO(kLog, "reloaded %s: %zu agent route(s), %zu tenant(s)", options_.config_path.c_str(), agents,
-                config_.tenants.size());
+  if (program_) apply_tenants(*program_, config_.tenants, tenants);
+  config_.agents = agents;
+  config_.tenants = tenants;
+  return true;
+}
+
+bool Daemon::open_control_socket() {
+  auto server = control::ControlServer::listen(control::control_socket_path(config_.run_dir), config_.control_uids);
+  if (!server) {
+    AXON_LOG_ERROR(kLog, "%s", server.message().c_str());
+    return false;
+  }
+  control_ = std::move(server).value();
+  return true;
+}
+
+std::vector<control::SlotInfo> Daemon::slot_infos() const {
+  std::vector<control::SlotInfo> slots;
+  slots.reserve(shared_->workers.size());
+  for (const auto& slot : shared_->workers) {
+    control::SlotInfo info;
+    info.name = slot->name;
+    switch (WorkerSlotState(slot->state.load(std::memory_order_acquire))) {
+      case WorkerSlotState::vacant: info.state = "vacant"; break;
+      case WorkerSlotState::alive: info.state = "alive"; break;
+      case WorkerSlotState::dying: info.state = "dying"; break;
+    }
+    if (const WorkerStats* s = slot->stats; s != nullptr) {
+      info.pid = s->pid.load(std::memory_order_relaxed);
+      info.generation = s->generation.load(std::memory_order_relaxed);
+      info.inflight = s->inflight.load(std::memory_order_relaxed);
+      info.depth = s->depth.load(std::memory_order_relaxed);
+      info.submitted = s->submitted.load(std::memory_order_relaxed);
+      info.completed = s->completed.load(std::memory_order_relaxed);
+      info.lost = s->lost.load(std::memory_order_relaxed);
+      info.deaths = s->deaths.load(std::memory_order_relaxed);
+    }
+    slots.push_back(std::move(info));
+  }
+  return slots;
+}
+
+std::string Daemon::handle_control(const control::Request& request) {
+  switch (request.op) {
+    case control::Op::hello: {
+      control::Hello hello;
+      hello.pid = std::int32_t(getpid());
+      hello.interface = config_.interface;
+      hello.backend = backend_;
+      hello.mode = ports_.empty() ? std::string() : ports_.front()->info().mode;
+      hello.run_dir = config_.run_dir;
+      hello.table_version = table_version_;
+      hello.slots = slot_infos();
+      hello.refused_peers = control_->refused();
+      hello.bad_requests = control_->bad_requests();
+      hello.applies = applies_;
+      hello.rejected_applies = rejected_applies_;
+      return control::encode_hello(hello);
+    }
+    case control::Op::slots: return control::encode_slots(slot_infos());
+    case control::Op::apply: break;
+  }
+  std::vector<TenantConfig> tenants;
+  for (const control::TenantEntry& t : request.tables.tenants) {
+    tenants.push_back(TenantConfig{t.id, t.name, t.rate_pps, t.burst, t.prefixes});
+  }
+  std::vector<AgentConfig> agents;
+  for (const control::AgentEntry& a : request.tables.agents) {
+    agents.push_back(AgentConfig{a.id, a.tenant, a.name, a.workers});
+  }
+  std::string error;
+  if (!install_tables(tenants, agents, error)) {
+    ++rejected_applies_;
+    AXON_LOG_WARN(kLog, "apply of table version %llu rejected, keeping version %llu: %s",
+                  static_cast<unsigned long long>(request.tables.version),
+                  static_cast<unsigned long long>(table_version_), error.c_str());
+    return control::encode_error("apply rejected, previous tables stay in force: " + error);
+  }
+  ++applies_;
+  table_version_ = request.tables.version;
+  AXON_LOG_INFO(kLog, "applied table version %llu from the control socket: %zu agent(s), %zu tenant(s)",
+                static_cast<unsigned long long>(table_version_), agents.size(), tenants.size());
+  return control::encode_applied(table_version_);
 }
 
 // STATUS= for `systemctl status`: backend, live workers and the request rate since last time.
@@ -358,8 +619,9 @@ void Daemon::notify_status(std::uint64_t now_ns) {
   status_requests_ = requests;
   status_at_ns_ = now_ns;
   char text[256];
-  std::snprintf(text, sizeof text, "serving on %s (AF_XDP %s), %zu/%zu workers alive, %.0f req/s",
-                config_.interface.c_str(), ports_.front()->info().mode.c_str(), alive, shared_->workers.size(), rate);
+  std::snprintf(text, sizeof text, "serving on %s (%s %s), %zu/%zu workers alive, %.0f req/s",
+                config_.interface.c_str(), backend_.c_str(), ports_.front()->info().mode.c_str(), alive,
+                shared_->workers.size(), rate);
   (void)notifier_.status(text);
 }
 
@@ -368,6 +630,8 @@ void Daemon::control_loop() {
   fds.push_back({signal_fd_, POLLIN, 0});
   fds.push_back({deaths_->fd(), POLLIN, 0});
   for (const Listener& l : listeners_) fds.push_back({l.socket.fd(), POLLIN, 0});
+  const std::size_t control_at = fds.size();
+  fds.push_back({control_->fd(), POLLIN, 0});
   std::vector<std::uint64_t> dead;
   std::uint64_t next_export = 0;
   const auto watchdog_ns = std::uint64_t(systemd::watchdog_interval().count()) * 1000;
@@ -406,6 +670,9 @@ void Daemon::control_loop() {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
       if (fds[2 + i].revents & POLLIN) accept_worker(listeners_[i]);
     }
+    if (fds[control_at].revents & POLLIN) {
+      control_->serve([this](const control::Request& request) { return handle_control(request); });
+    }
     const std::uint64_t now = monotonic_ns();
     if (now >= next_export) {
       export_counters();
@@ -436,9 +703,11 @@ void Daemon::shutdown() {
   for (std::thread& t : threads_) t.join();
   threads_.clear();
   if (program_) export_counters();
+  control_.reset();
   listeners_.clear();
   lcores_.clear();
   ports_.clear();
+  dpdk_.reset();  // stops and closes the device, rte_eal_cleanup, removes its runtime dir
   program_.reset();
   AXON_LOG_INFO(kLog, "stopped cleanly");
 }

@@ -158,7 +158,7 @@ WorkerSlot* Lcore::pick_worker(const AgentRoute& route, std::uint64_t session_ke
   return nullptr;
 }
 
-void Lcore::handle_frame(const Frame& frame, std::uint64_t now) noexcept {
+void Lcore::handle_frame(const Frame& frame, std::uint64_t now, bool admitted) noexcept {
   std::span<const std::uint8_t> bytes(frame.data, frame.len);
   protocol::ParsedFrame parsed = parser_.parse(bytes);
   if (!parsed.ok()) {
@@ -168,6 +168,15 @@ void Lcore::handle_frame(const Frame& frame, std::uint64_t now) noexcept {
   auto datagram = protocol::PacketParser::datagram_of(bytes, parsed);
   protocol::Header request = protocol::decode_header(datagram);
   const RouteTable* routes = shared_.routes.current();
+  if (!admitted && routes != nullptr && routes->enforces_policy()) {
+    // Backends without the XDP program enforce the tenant allowlist and rate limit here,
+    // with the reasons XDP would count. Forwarded frames were admitted by their first lcore.
+    const protocol::Reason verdict = routes->admit(request.tenant_id, parsed.info, now);
+    if (verdict != protocol::Reason::ok) {
+      count(stats_.drops[std::size_t(verdict)]);
+      return;
+    }
+  }
   const AgentRoute* route = routes == nullptr ? nullptr : routes->find(request.agent_id);
   WorkerSlot* slot = nullptr;
   protocol::ErrorCode error = protocol::ErrorCode::none;
@@ -294,7 +303,7 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
       // The frame stays in the cell until the pop returns, and handle_frame copies the
       // payload out before that. It was counted by the lcore that received it.
       Frame frame{const_cast<std::uint8_t*>(cell.frame), cell.len, 0};
-      handle_frame(frame, cell.rx_ns);
+      handle_frame(frame, cell.rx_ns, true);
     });
   }
   return work;

@@ -1,9 +1,12 @@
 // Route table construction and quiescent-state publication.
 #include "axon/dataplane/routing.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
+#include <cstring>
 #include <map>
 
 #include "axon/common/clock.h"
@@ -11,7 +14,71 @@
 
 namespace axon::dataplane {
 
-Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const DataplaneConfig& config) {
+namespace {
+
+bool parse_prefix(const std::string& text, TenantPolicy::Prefix& out) {
+  const auto slash = text.find('/');
+  const std::string address = text.substr(0, slash);
+  if (inet_pton(AF_INET, address.c_str(), out.addr) == 1) {
+    out.ip_version = 4;
+    out.length = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), out.addr) == 1) {
+    out.ip_version = 6;
+    out.length = 128;
+  } else {
+    return false;
+  }
+  if (slash != std::string::npos) {
+    const int len = std::atoi(text.c_str() + slash + 1);
+    if (len < 0 || len > out.length) return false;
+    out.length = std::uint8_t(len);
+  }
+  return true;
+}
+
+bool prefix_matches(const TenantPolicy::Prefix& prefix, const std::uint8_t* addr) noexcept {
+  const std::uint32_t full = prefix.length / 8u, rest = prefix.length % 8u;
+  if (std::memcmp(prefix.addr, addr, full) != 0) return false;
+  if (rest == 0) return true;
+  const std::uint8_t mask = std::uint8_t(0xff << (8 - rest));
+  return (prefix.addr[full] & mask) == (addr[full] & mask);
+}
+
+}  // namespace
+
+protocol::Reason RouteTable::admit(std::uint32_t tenant_id, const axon_packet_info& info,
+                                   std::uint64_t now_ns) const noexcept {
+  auto it =
+      std::lower_bound(tenants_.begin(), tenants_.end(), tenant_id,
+                       [](const std::unique_ptr<TenantPolicy>& t, std::uint32_t id) { return t->tenant_id < id; });
+  const TenantPolicy* tenant = it != tenants_.end() && (*it)->tenant_id == tenant_id ? it->get() : nullptr;
+  if (enforce_allowlist_) {
+    bool allowed = false;
+    if (tenant != nullptr) {
+      for (const TenantPolicy::Prefix& p : tenant->prefixes) {
+        if (p.ip_version == info.ip_version && prefix_matches(p, info.src_addr)) {
+          allowed = true;
+          break;
+        }
+      }
+    }
+    if (!allowed) return protocol::Reason::prefix_denied;
+  }
+  if (enforce_rate_ && tenant != nullptr && tenant->interval_ns != 0) {
+    // GCRA, as the XDP program: one shared word per tenant, compare-and-swap, bounded retries.
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      std::uint64_t tat = tenant->tat_ns.load(std::memory_order_relaxed);
+      const std::uint64_t next = (tat > now_ns ? tat : now_ns) + tenant->interval_ns;
+      if (next - now_ns > tenant->burst_ns) return protocol::Reason::rate_limited;
+      if (tenant->tat_ns.compare_exchange_weak(tat, next, std::memory_order_relaxed)) return protocol::Reason::ok;
+    }
+    return protocol::Reason::rate_limited;
+  }
+  return protocol::Reason::ok;
+}
+
+Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const DataplaneConfig& config,
+                                                                   bool userspace_policy) {
   std::map<std::string, std::uint16_t> index;
   for (std::size_t i = 0; i < config.workers.size(); ++i) index[config.workers[i].name] = std::uint16_t(i);
   auto table = std::make_unique<RouteTable>();
@@ -40,6 +107,29 @@ Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const Datapla
     std::uint32_t at = hash(table->routes_[i].agent_id) & mask;
     while (table->slots_[at] >= 0) at = (at + 1) & mask;
     table->slots_[at] = std::int32_t(i);
+  }
+  if (userspace_policy) {
+    table->enforce_allowlist_ = config.xdp.enforce_allowlist;
+    table->enforce_rate_ = config.xdp.enforce_rate;
+    for (const TenantConfig& t : config.tenants) {
+      auto policy = std::make_unique<TenantPolicy>();
+      policy->tenant_id = t.id;
+      for (const std::string& text : t.prefixes) {
+        TenantPolicy::Prefix prefix;
+        if (!parse_prefix(text, prefix)) {
+          return make_error(ConfigError::invalid_value,
+                            "tenant " + std::to_string(t.id) + ": '" + text + "' is not an IPv4/IPv6 prefix");
+        }
+        policy->prefixes.push_back(prefix);
+      }
+      if (t.rate_pps != 0) {
+        policy->interval_ns = 1'000'000'000ull / t.rate_pps;
+        policy->burst_ns = policy->interval_ns * std::max<std::uint32_t>(t.burst, 1);
+      }
+      table->tenants_.push_back(std::move(policy));
+    }
+    std::sort(table->tenants_.begin(), table->tenants_.end(),
+              [](const auto& a, const auto& b) { return a->tenant_id < b->tenant_id; });
   }
   return table;
 }

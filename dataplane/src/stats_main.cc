@@ -72,8 +72,9 @@ std::string drops_text(const StatsView& view, const Totals& t) {
 }
 
 void print_json(const StatsView& view, const Totals& t) {
-  std::printf("{\"interface\":\"%s\",\"mode\":\"%s\",\"ready\":%u,\"xdp_attached\":%u,", view.header->interface,
-              view.header->port_mode, view.header->ready.load(), view.header->xdp_attached.load());
+  std::printf("{\"interface\":\"%s\",\"backend\":\"%s\",\"mode\":\"%s\",\"ready\":%u,\"xdp_attached\":%u,",
+              view.header->interface, view.header->backend, view.header->port_mode, view.header->ready.load(),
+              view.header->xdp_attached.load());
   std::printf(
       "\"rx_frames\":%llu,\"requests\":%llu,\"responses\":%llu,\"busy\":%llu,\"tx_dropped\":%llu,"
       "\"late_replies\":%llu,",
@@ -156,6 +157,8 @@ int main(int argc, char** argv) {
   }
   Totals last = collect(view.value());
   if (watch <= 0) {
+    std::printf("backend %s (%s) on %s\n", view.value().header->backend, view.value().header->port_mode,
+                view.value().header->interface);
     std::printf("rx %llu  requests %llu  responses %llu  busy %llu  errors %llu  drops: %s\n",
                 static_cast<unsigned long long>(last.rx), static_cast<unsigned long long>(last.requests),
                 static_cast<unsigned long long>(last.responses), static_cast<unsigned long long>(last.busy),

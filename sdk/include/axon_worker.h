@@ -61,6 +61,7 @@ typedef enum axon_status {
   AXON_ERR_NO_LOAN = -21,             /* no loaned buffer of that size right now: reply in place */
   AXON_ERR_REPLY_TOO_LARGE = -22,     /* the reply does not fit the buffer */
   AXON_ERR_STOPPED = -23,             /* the stop flag was raised before the call could finish */
+  AXON_ERR_DATAPLANE_EXITED = -24,    /* the data plane exited: no request will come; exit or reconnect */
   AXON_ERR_INTERNAL = -30             /* out of memory or an unexpected failure inside the SDK */
 } axon_status;
 
@@ -145,7 +146,9 @@ AXON_WORKER_API const char* axon_status_name(int status);
 /* Maps the segment behind fd (takes ownership of fd, even on failure). expected_generation
  * 0 accepts any generation. */
 AXON_WORKER_API int axon_worker_attach_fd(int fd, uint64_t expected_generation, axon_worker** out);
-/* Connects to the data plane's handoff socket and attaches to the segment it sends. */
+/* Connects to the data plane's handoff socket and attaches to the segment it sends,
+ * retrying a refused handoff (slot still being reclaimed) until timeout_ms; a negative
+ * timeout_ms means AXON_WORKER_CONNECT_TIMEOUT_MS, or 5000 when that is unset. */
 AXON_WORKER_API int axon_worker_connect(const char* socket_path, int timeout_ms, axon_worker** out);
 /* Uses AXON_WORKER_FD (inherited connected socket) or AXON_WORKER_SOCKET (a path). */
 AXON_WORKER_API int axon_worker_from_environment(int timeout_ms, axon_worker** out);
@@ -162,7 +165,8 @@ AXON_WORKER_API void axon_worker_close(axon_worker* worker);
 AXON_WORKER_API int axon_worker_receive_burst(axon_worker* worker, axon_request* out, uint32_t max);
 /* Spins adaptively, then sleeps on the segment's futex until requests arrive, the sleep
  * timeout passes (100 ms by default) or *stop becomes non-zero (stop may be NULL).
- * Returns 1 when requests are ready, 0 otherwise, or a negative axon_status. */
+ * Returns 1 when requests are ready, 0 otherwise, or a negative axon_status
+ * (AXON_ERR_DATAPLANE_EXITED once the data plane that handed over the segment is gone). */
 AXON_WORKER_API int axon_worker_wait(axon_worker* worker, const volatile int* stop);
 /* A buffer loaned by the data plane for a reply of up to size bytes (zero copy).
  * AXON_ERR_NO_LOAN when none is available now: reply in place instead. A loaned buffer
@@ -184,7 +188,8 @@ AXON_WORKER_API int axon_worker_flush(axon_worker* worker, const volatile int* s
 
 /* Receives, calls handler for each request, completes and flushes, until *stop becomes
  * non-zero (stop must not be NULL; set it from a signal handler). Returns AXON_OK once
- * stopped. Every request gets exactly one reply. */
+ * stopped, AXON_ERR_DATAPLANE_EXITED when the data plane exited. Every request gets
+ * exactly one reply. */
 AXON_WORKER_API int axon_worker_run(axon_worker* worker, axon_handler_fn handler, void* user_data,
                                     const volatile int* stop);
 

@@ -46,6 +46,7 @@ ERR_AGAIN = -20
 ERR_NO_LOAN = -21
 ERR_REPLY_TOO_LARGE = -22
 ERR_STOPPED = -23
+ERR_DATAPLANE_EXITED = -24
 ERR_INTERNAL = -30
 
 # axon_reply_status
@@ -341,7 +342,8 @@ class Worker:
         return cls(h)
 
     @classmethod
-    def connect(cls, socket_path: str, timeout_ms: int = 5000) -> "Worker":
+    def connect(cls, socket_path: str, timeout_ms: int = -1) -> "Worker":
+        """Retries a refused handoff until timeout_ms (negative: AXON_WORKER_CONNECT_TIMEOUT_MS or 5000)."""
         h = ctypes.c_void_p()
         rc = _lib.axon_worker_connect(os.fsencode(socket_path), timeout_ms, ctypes.byref(h))
         if rc != OK:
@@ -349,7 +351,7 @@ class Worker:
         return cls(h)
 
     @classmethod
-    def from_environment(cls, timeout_ms: int = 5000) -> "Worker":
+    def from_environment(cls, timeout_ms: int = -1) -> "Worker":
         """Attaches through AXON_WORKER_FD or AXON_WORKER_SOCKET, as set by the data plane."""
         h = ctypes.c_void_p()
         rc = _lib.axon_worker_from_environment(timeout_ms, ctypes.byref(h))
@@ -432,7 +434,9 @@ class Worker:
             if n < 0:
                 raise _error(n)
             if n == 0:
-                lib.axon_worker_wait(h, stop_ref)
+                rc = lib.axon_worker_wait(h, stop_ref)
+                if rc == ERR_DATAPLANE_EXITED:
+                    raise _error(rc)  # nothing will arrive any more
                 continue
             for i in range(n):
                 raw = burst[i]  # a view into the burst array, valid until the next receive

@@ -267,6 +267,7 @@ const char* axon_status_name(int status) {
     case AXON_ERR_NO_LOAN: return "AXON_ERR_NO_LOAN";
     case AXON_ERR_REPLY_TOO_LARGE: return "AXON_ERR_REPLY_TOO_LARGE";
     case AXON_ERR_STOPPED: return "AXON_ERR_STOPPED";
+    case AXON_ERR_DATAPLANE_EXITED: return "AXON_ERR_DATAPLANE_EXITED";
     case AXON_ERR_INTERNAL: return "AXON_ERR_INTERNAL";
     default: return "AXON_ERR_UNKNOWN";
   }
@@ -325,7 +326,11 @@ int axon_worker_wait(axon_worker* worker, const volatile int* stop) {
   // The sleep ends on a wake, a signal (EINTR) or the policy's timeout, so a flag raised
   // meanwhile is seen within sleep_timeout_ns at the latest.
   const std::atomic<bool> never{false};
-  return worker->worker.wait_for_requests(&never) ? 1 : 0;
+  if (worker->worker.wait_for_requests(&never)) return 1;
+  if (worker->worker.dataplane_exited()) {
+    return fail(AXON_ERR_DATAPLANE_EXITED, "the data plane exited; no request will arrive on this segment");
+  }
+  return 0;
 }
 
 int axon_worker_loan(axon_worker* worker, uint32_t size, axon_buffer* out) {
@@ -403,7 +408,9 @@ int axon_worker_run(axon_worker* worker, axon_handler_fn handler, void* user_dat
     const std::uint32_t n = w.receive_burst(burst, sdk::Worker::kMaxBurst);
     if (n == 0) {
       const std::atomic<bool> never{false};
-      (void)w.wait_for_requests(&never);
+      if (!w.wait_for_requests(&never) && w.dataplane_exited()) {
+        return fail(AXON_ERR_DATAPLANE_EXITED, "the data plane exited; no request will arrive on this segment");
+      }
       continue;
     }
     for (std::uint32_t i = 0; i < n; ++i) {

@@ -1,8 +1,13 @@
 // Worker side of the segment: attach, receive, loan, complete, wait.
 #include "axon/sdk/worker.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -15,7 +20,55 @@ namespace axon::sdk {
 using shm::ShmError;
 using shm::ShmResult;
 
-ShmResult<Worker> Worker::attach(int fd, std::uint64_t expected_generation) {
+namespace {
+
+constexpr int kDefaultConnectTimeoutMs = 5000;
+
+int connect_timeout_ms(int given) {
+  if (given >= 0) return given;
+  if (const char* text = std::getenv("AXON_WORKER_CONNECT_TIMEOUT_MS"); text != nullptr && *text != '\0') {
+    char* end = nullptr;
+    long value = std::strtol(text, &end, 10);
+    if (end != text && *end == '\0' && value >= 0 && value <= 3'600'000) return int(value);
+  }
+  return kDefaultConnectTimeoutMs;
+}
+
+int remaining_ms(std::uint64_t deadline_ns) {
+  const std::uint64_t now = monotonic_ns();
+  return now >= deadline_ns ? 0 : int((deadline_ns - now + 999'999) / 1'000'000);
+}
+
+// Waits for the handoff reply; true when a message is there, false when the data plane
+// closed the connection without one (it refused us: the slot is occupied or dying).
+ShmResult<bool> wait_handoff(int sock, int timeout_ms) {
+  pollfd pfd{sock, POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&pfd, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc <= 0) {
+    return make_error(ShmError::handoff_failed, "no segment arrived within " + std::to_string(timeout_ms) +
+                                                    " ms; is the data plane running and did it accept this worker?");
+  }
+  char probe;
+  ssize_t got = recv(sock, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  return got > 0;
+}
+
+// The data plane's pid as this process sees it, for the exit watch. SO_PEERCRED is
+// translated into our pid namespace; the handoff's sender_pid is in the data plane's. Watch
+// only when both agree the peer is the data plane (a containerised worker, or a socket
+// brokered by another process, gets no watch rather than a watch on the wrong process).
+int dataplane_pid_of(int sock, const shm::HandoffMessage& message) {
+  if (message.sender_pid <= 0) return 0;
+  auto peer = shm::peer_credentials(sock);
+  return peer && peer->pid == message.sender_pid ? int(peer->pid) : 0;
+}
+
+}  // namespace
+
+ShmResult<Worker> Worker::attach(int fd, std::uint64_t expected_generation, int dataplane_pid) {
   auto region = shm::Region::map_fd(fd);
   if (!region) return region.error();
   auto view = shm::validate_segment(region->base(), region->size());
@@ -37,16 +90,53 @@ ShmResult<Worker> Worker::attach(int fd, std::uint64_t expected_generation) {
   v.header->worker_pid.store(std::uint32_t(getpid()), std::memory_order_relaxed);
   v.header->worker_generation.store(v.header->generation, std::memory_order_relaxed);
   v.header->worker_state.store(std::uint32_t(shm::WorkerState::attached), std::memory_order_release);
+  if (dataplane_pid > 0) {
+    worker.dataplane_pidfd_ = int(syscall(SYS_pidfd_open, pid_t(dataplane_pid), 0));
+    // ESRCH: it is already gone. Any other failure only costs the early exit notice.
+    if (worker.dataplane_pidfd_ < 0 && errno == ESRCH) worker.dataplane_exited_ = true;
+  }
   return worker;
 }
 
+void Worker::check_dataplane() noexcept {
+  if (dataplane_pidfd_ < 0 || dataplane_exited_) return;
+  pollfd pfd{dataplane_pidfd_, POLLIN, 0};
+  if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN) != 0) dataplane_exited_ = true;
+}
+
 ShmResult<Worker> Worker::connect(const std::string& socket_path, int timeout_ms) {
-  auto sock = shm::connect_handoff(socket_path, timeout_ms);
-  if (!sock) return sock.error();
-  auto received = shm::receive_segment(sock.value(), timeout_ms);
-  close(sock.value());
-  if (!received) return received.error();
-  return attach(received->fd, received->message.generation);
+  timeout_ms = connect_timeout_ms(timeout_ms);
+  const std::uint64_t deadline = monotonic_ns() + std::uint64_t(timeout_ms) * 1'000'000u;
+  int backoff_ms = 5;
+  for (int attempt = 1;; ++attempt) {
+    // connect_handoff itself waits out ENOENT / ECONNREFUSED (socket not there yet).
+    auto sock = shm::connect_handoff(socket_path, remaining_ms(deadline));
+    if (!sock) return sock.error();
+    // A live data plane answers at once (segment or refusal); the floor keeps the last
+    // attempt of a spent budget from reading as "no answer".
+    auto ready = wait_handoff(sock.value(), std::max(remaining_ms(deadline), 200));
+    if (!ready) {
+      close(sock.value());
+      return ready.error();
+    }
+    if (ready.value()) {
+      auto received = shm::receive_segment(sock.value(), 0);
+      const int dataplane_pid = received ? dataplane_pid_of(sock.value(), received->message) : 0;
+      close(sock.value());
+      if (!received) return received.error();
+      return attach(received->fd, received->message.generation, dataplane_pid);
+    }
+    close(sock.value());
+    if (remaining_ms(deadline) <= backoff_ms) {
+      return make_error(ShmError::handoff_failed,
+                        "the data plane refused the handoff on " + socket_path + " " + std::to_string(attempt) +
+                            " time(s) within " + std::to_string(timeout_ms) +
+                            " ms: the slot already has a live worker or is still reclaiming a dead one (its log "
+                            "says which); use a vacant slot or raise AXON_WORKER_CONNECT_TIMEOUT_MS");
+    }
+    usleep(useconds_t(backoff_ms) * 1000u);
+    backoff_ms = std::min(backoff_ms * 2, 100);
+  }
 }
 
 ShmResult<Worker> Worker::from_environment(int timeout_ms) {
@@ -56,10 +146,11 @@ ShmResult<Worker> Worker::from_environment(int timeout_ms) {
     if (end == inherited || *end != '\0' || fd < 0) {
       return make_error(ShmError::bad_fd, std::string("AXON_WORKER_FD='") + inherited + "' is not a descriptor number");
     }
-    auto received = shm::receive_segment(int(fd), timeout_ms);
+    auto received = shm::receive_segment(int(fd), connect_timeout_ms(timeout_ms));
+    const int dataplane_pid = received ? dataplane_pid_of(int(fd), received->message) : 0;
     close(int(fd));
     if (!received) return received.error();
-    return attach(received->fd, received->message.generation);
+    return attach(received->fd, received->message.generation, dataplane_pid);
   }
   if (const char* path = std::getenv("AXON_WORKER_SOCKET"); path != nullptr && *path != '\0') {
     return connect(path, timeout_ms);
@@ -87,6 +178,10 @@ Worker& Worker::operator=(Worker&& other) noexcept {
     policy_ = other.policy_;
     spin_budget_ = other.spin_budget_;
     stats_ = other.stats_;
+    if (dataplane_pidfd_ >= 0) close(dataplane_pidfd_);
+    dataplane_pidfd_ = other.dataplane_pidfd_;
+    dataplane_exited_ = other.dataplane_exited_;
+    other.dataplane_pidfd_ = -1;
     other.view_ = shm::SegmentView{};
     other.pending_count_ = 0;
   }
@@ -95,6 +190,7 @@ Worker& Worker::operator=(Worker&& other) noexcept {
 
 Worker::~Worker() {
   if (view_.header != nullptr) detach();
+  if (dataplane_pidfd_ >= 0) close(dataplane_pidfd_);
 }
 
 void Worker::detach() noexcept {
@@ -149,7 +245,10 @@ bool Worker::wait_for_requests(const std::atomic<bool>* stop) noexcept {
   }
   ++stats_.sleeps;
   shm::eventcount_wait(event, key, policy_.sleep_timeout_ns);
-  return requests_ready();
+  if (requests_ready()) return true;
+  // Only an idle worker pays this syscall, at most once per sleep_timeout_ns.
+  check_dataplane();
+  return false;
 }
 
 bool Worker::try_loan(std::uint32_t size, ReplyBuffer& out) noexcept {

@@ -133,6 +133,33 @@ TEST(DataplaneConfig, CompleteFileParsesEveryField) {
   EXPECT_EQ(c.agents[1].workers, (std::vector<std::string>{"echo.1_x"}));
 }
 
+TEST(DataplaneConfig, BackendAndUringSectionParse) {
+  for (const char* backend : {"auto", "xdp", "uring"}) {
+    auto r = parse_config(minimal(std::string("backend = \"") + backend + "\"\n"), kName);
+    ASSERT_TRUE(r.ok()) << r.message();
+    EXPECT_EQ(r.value().backend, backend);
+  }
+  auto r = parse_config(minimal("backend = \"uring\"\n",
+                                "[uring]\nbind_address = \"::1\"\nbind_to_device = false\nbuffers = 256\n"
+                                "buffer_size = 4096\ntx_frames = 128\nframe_size = 1024\nring_entries = 128\n"
+                                "socket_buffer = 65536\n"),
+                        kName);
+  ASSERT_TRUE(r.ok()) << r.message();
+  const UringSettings& u = r.value().uring;
+  EXPECT_EQ(u.bind_address, "::1");
+  EXPECT_FALSE(u.bind_to_device);
+  EXPECT_EQ(u.buffers, 256u);
+  EXPECT_EQ(u.buffer_size, 4096u);
+  EXPECT_EQ(u.tx_frames, 128u);
+  EXPECT_EQ(u.frame_size, 1024u);
+  EXPECT_EQ(u.ring_entries, 128u);
+  EXPECT_EQ(u.socket_buffer, 65536u);
+  // The default is automatic selection.
+  auto d = parse_config(minimal(), kName);
+  ASSERT_TRUE(d.ok()) << d.message();
+  EXPECT_EQ(d.value().backend, "auto");
+}
+
 TEST(DataplaneConfig, MinimalFileTakesTheDefaults) {
   auto result = parse_config(minimal(), kName);
   ASSERT_TRUE(result.ok()) << result.message();
@@ -212,7 +239,14 @@ TEST(DataplaneConfig, MissingFieldsAreNamed) {
 }
 
 TEST(DataplaneConfig, InvalidValuesNameTheirLine) {
-  expect_error_at(minimal("backend = \"dpdk\"\n"), ConfigError::invalid_value, 3, "backend");
+  expect_error_at(minimal("backend = \"netmap\"\n"), ConfigError::invalid_value, 3, "\"auto\", \"xdp\", \"uring\"");
+  expect_error_at(minimal("", "[uring]\nbuffers = 1000\n"), ConfigError::invalid_value, 7, "power of two");
+  expect_error_at(minimal("", "[uring]\nring_entries = 32\n"), ConfigError::invalid_value, 7, "ring_entries");
+  expect_error_at(minimal("", "[uring]\nframe_size = 9000\n"), ConfigError::invalid_value, 7, "frame_size");
+  expect_error_at(minimal("", "[uring]\nbind_address = \"localhost\"\n"), ConfigError::invalid_value, 7,
+                  "bind_address");
+  expect_error_at(minimal("", "[uring]\nbind_to_device = \"yes\"\n"), ConfigError::invalid_value, 7, "true or false");
+  expect_error_at(minimal("", "[uring]\nbufers = 64\n"), ConfigError::unknown_key, 7, "unknown key 'bufers'");
   expect_error_at(minimal("queues = []\n"), ConfigError::invalid_value, 3, "queues");
   expect_error_at(minimal("queues = [0, 1]\ncores = [1]\n"), ConfigError::invalid_value, 4, "one core per queue");
   expect_error_at(minimal("ports = [0]\n"), ConfigError::invalid_value, 3, "port 0");
@@ -240,8 +274,15 @@ TEST(DataplaneConfig, InvalidValuesNameTheirLine) {
                   "unique");
   expect_error_at(minimal("", "\n[[workers]]\nname = \"w\"\n"), ConfigError::invalid_value, 8, "unique");
   expect_error_at(minimal("", "\n[[workers]]\nname = \"a b\"\n"), ConfigError::invalid_value, 8, "[A-Za-z0-9._-]");
-  expect_error_at(minimal("", "\n[[agents]]\nid = 1\ntenant = 0\nworkers = []\n"), ConfigError::invalid_value, 10,
-                  "1-64 workers");
+  expect_error_at(minimal(
+                      "", "\n[[agents]]\nid = 1\ntenant = 0\nworkers = [" +
+                              [] {
+                                std::string list;
+                                for (int i = 0; i < 65; ++i) list += std::string(i == 0 ? "" : ", ") + "\"w\"";
+                                return list;
+                              }() +
+                              "]\n"),
+                  ConfigError::invalid_value, 10, "at most 64 workers");
   expect_error_at(
       minimal("",
               "\n[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\n\n[[agents]]\nid = 1\ntenant = 0\nworkers = "
@@ -253,6 +294,40 @@ TEST(DataplaneConfig, InvalidValuesNameTheirLine) {
   expect_error_at(minimal("", "[shm]\nrequest_capacity = 3\n"), ConfigError::invalid_value, 6, "powers of two");
   // A section that must be an array of tables.
   expect_error_at(minimal("", "\n[agents]\nid = 1\n"), ConfigError::invalid_value, 7, "[[agents]]");
+}
+
+// worker_slots = N adds generic slots after the named ones; [[workers]] becomes optional.
+TEST(DataplaneConfig, WorkerSlotsAddGenericSlotsAfterNamedWorkers) {
+  auto both = parse_config(minimal("worker_slots = 3\ncontrol_uids = [1000, 65534]\n"), "test.toml");
+  ASSERT_TRUE(both.ok()) << both.message();
+  ASSERT_EQ(both->workers.size(), 4u);
+  EXPECT_EQ(both->workers[0].name, "w");
+  EXPECT_EQ(both->workers[1].name, "slot-0");
+  EXPECT_EQ(both->workers[3].name, "slot-2");
+  EXPECT_EQ(both->control_uids, (std::vector<std::uint32_t>{1000, 65534}));
+
+  auto only = parse_config(
+      "[dataplane]\ninterface = \"eth0\"\nworker_slots = 2\n\n[[agents]]\nid = 1\ntenant = 0\nworkers = "
+      "[\"slot-1\"]\n\n[[agents]]\nid = 2\ntenant = 0\nworkers = []\n",
+      "test.toml");
+  ASSERT_TRUE(only.ok()) << only.message();
+  EXPECT_EQ(only->workers.size(), 2u);
+  EXPECT_TRUE(only->agents[1].workers.empty()) << "an agent without workers is valid (answered worker_failed)";
+
+  auto none = parse_config("[dataplane]\ninterface = \"eth0\"\n", "test.toml");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.message().find("worker_slots"), std::string::npos) << none.message();
+
+  auto clash = parse_config("[dataplane]\ninterface = \"eth0\"\nworker_slots = 2\n\n[[workers]]\nname = \"slot-1\"\n",
+                            "test.toml");
+  ASSERT_FALSE(clash.ok());
+  EXPECT_NE(clash.message().find("'slot-1'"), std::string::npos) << clash.message();
+
+  auto too_many = parse_config(minimal("worker_slots = 4096\n"), "test.toml");
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_NE(too_many.message().find("at most 4096"), std::string::npos) << too_many.message();
+  expect_error_at(minimal("worker_slots = 5000\n"), ConfigError::invalid_value, 3, "at most 4096");
+  expect_error_at(minimal("control_uids = [-1]\n"), ConfigError::invalid_value, 3, "integers");
 }
 
 TEST(DataplaneConfig, AgentNamingAnUndeclaredWorkerIsAnUnknownReference) {

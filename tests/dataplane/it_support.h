@@ -164,6 +164,12 @@ class TempDir {
 
 // Knobs for a generated daemon configuration.
 struct ConfigSpec {
+  // [dataplane] backend: "xdp", "uring", "dpdk" or "auto"; the backend's own section comes from
+  // backend_sections() below.
+  std::string backend = "xdp";
+  std::string interface;  // default: the veth pair's root end
+  std::uint16_t port = protocol::kDefaultPort;
+  std::string uring_extra;      // lines appended to [uring] (backend uring or auto)
   std::string xdp_extra;        // lines appended to [xdp]
   std::string dataplane_extra;  // lines appended to [dataplane]
   std::string shm =             // the whole [shm] body: small segments (a hugepage each)
@@ -176,6 +182,11 @@ struct ConfigSpec {
   std::uint32_t busy_retry_after_us = 200;
 };
 std::string make_config(const TestNetwork& net, const std::string& run_dir, const ConfigSpec& spec);
+
+// The per-backend hook of make_config: the TOML sections a backend needs to serve `net` (for
+// "uring" its [uring] table; for "dpdk" the [dpdk] table with a vdev on the veth). Backends
+// that need nothing return "".
+std::string backend_sections(const TestNetwork& net, const ConfigSpec& spec);
 
 // The real axon-dataplane, with its own run_dir.
 class Daemon {
@@ -232,10 +243,12 @@ struct Received {
   sockaddr_storage from{};
 };
 
-// A UDP socket inside the namespace, bound to the namespace's address.
+// A UDP socket inside the namespace, bound to the namespace's address (or, with the second
+// constructor, a socket in this process's namespace talking to a loopback server).
 class AxpClient {
  public:
   AxpClient(const TestNetwork& net, int family, std::uint16_t server_port = protocol::kDefaultPort);
+  AxpClient(const std::string& loopback_server, std::uint16_t server_port);
   ~AxpClient();
   AxpClient(const AxpClient&) = delete;
   AxpClient& operator=(const AxpClient&) = delete;
@@ -252,6 +265,8 @@ class AxpClient {
                                       std::chrono::milliseconds timeout);
 
  private:
+  void bind_and_name(const sockaddr_storage& local, socklen_t local_len);
+
   int fd_ = -1;
   int family_ = AF_INET;
   sockaddr_storage server_{};

@@ -3,12 +3,17 @@
 // and that buffers always come back.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "axon/shm/channel.h"
+#include "axon/shm/handoff.h"
 
 #include "axon_worker.h"
 
@@ -172,6 +177,108 @@ TEST(CApi, ForgedRequestAndExhaustedLoansAreRefused) {
   channel.reclaim(lost);
   EXPECT_TRUE(lost.empty());
   EXPECT_EQ(channel.free_buffers() + 5u, channel.total_buffers());  // 4 small + 1 large restocked
+}
+
+// A stand-in data plane on a real handoff socket: refuses the first `refusals` workers
+// (accept + close, as axon-dataplane does for an occupied or dying slot), then hands the
+// segment over naming `sender_pid` as the data plane.
+class FakeHandoff {
+ public:
+  FakeHandoff(WorkerChannel& channel, int refusals, pid_t sender_pid)
+      : path_("/tmp/axon-capi-test-" + std::to_string(getpid()) + ".sock") {
+    auto listener = axon::shm::HandoffListener::listen(path_);
+    EXPECT_TRUE(listener.ok()) << (listener.ok() ? "" : listener.message());
+    listener_ = std::move(listener).value();
+    thread_ = std::thread([this, &channel, refusals, sender_pid] {
+      for (int i = 0; i <= refusals; ++i) {
+        auto conn = listener_.accept(10000);
+        if (!conn) return;
+        if (i < refusals) {
+          close(conn.value());
+          continue;
+        }
+        axon::shm::HandoffMessage message;
+        message.generation = channel.generation();
+        message.segment_size = channel.view().size;
+        message.sender_pid = sender_pid;
+        (void)axon::shm::send_segment(conn.value(), channel.segment_fd(), message);
+        close(conn.value());
+      }
+    });
+  }
+  ~FakeHandoff() { thread_.join(); }
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  axon::shm::HandoffListener listener_;
+  std::thread thread_;
+};
+
+TEST(CApi, ConnectRetriesARefusedHandoffWithinItsBudget) {
+  WorkerChannel channel = make_channel();
+  {
+    FakeHandoff handoff(channel, 3, 0);
+    axon_worker* worker = nullptr;
+    ASSERT_EQ(axon_worker_connect(handoff.path().c_str(), 5000, &worker), AXON_OK) << axon_worker_last_error();
+    axon_worker_close(worker);
+  }
+  {
+    // Refused more often than a 50 ms budget allows: a clear error, not a hang.
+    FakeHandoff handoff(channel, 20, 0);
+    axon_worker* worker = nullptr;
+    EXPECT_EQ(axon_worker_connect(handoff.path().c_str(), 50, &worker), AXON_ERR_HANDOFF_FAILED);
+    EXPECT_NE(std::string(axon_worker_last_error()).find("refused the handoff"), std::string::npos)
+        << axon_worker_last_error();
+    // Let the stand-in finish: connect until it stops accepting (each is refused).
+    for (int i = 0; i < 100; ++i) {
+      if (axon_worker_connect(handoff.path().c_str(), 0, &worker) == AXON_OK) {
+        axon_worker_close(worker);
+        break;
+      }
+    }
+  }
+}
+
+int exit_handler(axon_worker*, const axon_request*, axon_reply*, void*) {
+  return 0;
+}
+
+TEST(CApi, WaitAndRunReportTheDataPlaneExiting) {
+  WorkerChannel channel = make_channel();
+  const std::string path = "/tmp/axon-capi-exit-" + std::to_string(getpid()) + ".sock";
+  unlink(path.c_str());
+  // A child process plays the data plane: it listens, hands the segment over naming itself
+  // (as axon-dataplane does), and stays until killed.
+  pid_t dataplane = fork();
+  ASSERT_GE(dataplane, 0);
+  if (dataplane == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a failed test
+    auto listener = axon::shm::HandoffListener::listen(path);
+    if (!listener) _exit(1);
+    auto conn = listener->accept(10000);
+    if (!conn) _exit(2);
+    axon::shm::HandoffMessage message;
+    message.generation = channel.generation();
+    message.segment_size = channel.view().size;
+    message.sender_pid = getpid();
+    if (!axon::shm::send_segment(conn.value(), channel.segment_fd(), message)) _exit(3);
+    for (;;) pause();
+  }
+  axon_worker* worker = nullptr;
+  ASSERT_EQ(axon_worker_connect(path.c_str(), 5000, &worker), AXON_OK) << axon_worker_last_error();
+  ASSERT_EQ(axon_worker_set_wait_policy(worker, 1, 1, 5'000'000), AXON_OK);
+  EXPECT_EQ(axon_worker_wait(worker, nullptr), 0) << "the data plane is alive: a plain timeout";
+  kill(dataplane, SIGKILL);
+  ASSERT_EQ(waitpid(dataplane, nullptr, 0), dataplane);
+  int rc = 0;
+  for (int i = 0; i < 400 && rc == 0; ++i) rc = axon_worker_wait(worker, nullptr);
+  EXPECT_EQ(rc, AXON_ERR_DATAPLANE_EXITED) << axon_worker_last_error();
+  EXPECT_STREQ(axon_status_name(rc), "AXON_ERR_DATAPLANE_EXITED");
+  volatile int stop = 0;
+  EXPECT_EQ(axon_worker_run(worker, exit_handler, nullptr, &stop), AXON_ERR_DATAPLANE_EXITED);
+  axon_worker_close(worker);
+  unlink(path.c_str());  // the killed child could not remove its socket
 }
 
 }  // namespace

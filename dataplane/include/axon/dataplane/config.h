@@ -29,6 +29,35 @@ struct XdpSettings {
   bool enforce_rate = false;
 };
 
+// [dpdk]: used when backend = "dpdk". The lcore threads are [dataplane] cores (one per
+// queue); DPDK queue i is served by the thread on cores[i].
+struct DpdkSettings {
+  std::vector<std::string> allow;    // PCI devices (bound to vfio-pci) to use; empty: none
+  std::vector<std::string> vdevs;    // virtual devices, e.g. "net_af_xdp0,iface=veth0"
+  std::string socket_mem;            // hugepage MiB to reserve per NUMA node ("256,256"); "": on demand
+  bool in_memory = true;             // no hugetlbfs files and no shared runtime config
+  std::string file_prefix = "axon";  // EAL runtime dir /var/run/dpdk/<file_prefix>
+  std::uint32_t mbufs = 8191;        // mbufs per NUMA node
+  std::uint32_t mbuf_cache = 256;    // per-lcore cache (<= 512)
+  std::uint32_t rx_descriptors = 1024;
+  std::uint32_t tx_descriptors = 1024;
+  bool telemetry = true;              // the dpdk_telemetry.v2 socket in the runtime dir
+  std::vector<std::string> eal_args;  // extra EAL arguments, appended verbatim
+};
+
+// [uring]: used when backend = "uring" (or "auto" falls back to it). Plain UDP sockets driven
+// through io_uring; needs no privilege beyond binding the ports.
+struct UringSettings {
+  std::string bind_address;               // "" = every address (dual-stack); else one IPv4/IPv6 address
+  bool bind_to_device = true;             // SO_BINDTODEVICE to [dataplane] interface
+  std::uint32_t buffers = 4096;           // receive buffers per queue (power of two, <= 32768)
+  std::uint32_t buffer_size = 2048;       // bytes per receive buffer, headroom included
+  std::uint32_t tx_frames = 1024;         // reply frames per queue
+  std::uint32_t frame_size = 2048;        // bytes per reply frame
+  std::uint32_t ring_entries = 1024;      // io_uring submission queue entries (power of two)
+  std::uint32_t socket_buffer = 4194304;  // SO_RCVBUF/SO_SNDBUF request, bytes
+};
+
 struct TenantConfig {
   std::uint32_t id = 0;
   std::string name;
@@ -45,13 +74,13 @@ struct AgentConfig {
   std::uint32_t id = 0;
   std::uint32_t tenant = 0;
   std::string name;
-  std::vector<std::string> workers;  // names from [[workers]]
+  std::vector<std::string> workers;  // worker slot names; empty = answered ERROR worker_failed
 };
 
 struct DataplaneConfig {
   std::string source_path;
   std::string interface;
-  std::string backend = "xdp";
+  std::string backend = "auto";  // "auto", "xdp", "uring" or "dpdk"
   std::vector<std::uint32_t> queues{0};
   std::vector<int> cores{1};
   int numa_node = -1;  // -1: take the NIC's node from sysfs
@@ -60,7 +89,12 @@ struct DataplaneConfig {
   std::uint32_t drain_timeout_ms = 2000;
   std::uint32_t busy_retry_after_us = 200;
   std::uint32_t housekeeping_us = 200;  // how often lcores sweep deadlines and deaths
+
+  std::uint32_t worker_slots = 0;           // generic slots "slot-0".."slot-<N-1>", after [[workers]]
+  std::vector<std::uint32_t> control_uids;  // beyond root and our euid, may use control.sock
   XdpSettings xdp;
+  UringSettings uring;
+  DpdkSettings dpdk;
   shm::SegmentGeometry geometry;
   std::vector<TenantConfig> tenants;
   std::vector<WorkerConfig> workers;
@@ -68,6 +102,13 @@ struct DataplaneConfig {
 };
 
 ConfigResult<DataplaneConfig> load_config(const std::string& path);
+// The name of generic worker slot i ("slot-<i>").
+std::string generic_slot_name(std::uint32_t index);
+// Checks tenant and agent tables against the worker slots by the same rules as the TOML
+// [[tenants]]/[[agents]] sections (used for tables that arrive over the control socket);
+// the message names the offending item.
+ConfigResult<Ok> check_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
+                              const std::vector<WorkerConfig>& workers);
 ConfigResult<DataplaneConfig> parse_config(const std::string& text, const std::string& source_name);
 
 }  // namespace axon::dataplane

@@ -82,7 +82,7 @@ class Lcore {
   struct Forward;
   struct Staging;
 
-  void handle_frame(const Frame& frame, std::uint64_t now) noexcept;
+  void handle_frame(const Frame& frame, std::uint64_t now, bool admitted = false) noexcept;
   void enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
                      const protocol::Header& request, std::uint64_t now) noexcept;
   void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,

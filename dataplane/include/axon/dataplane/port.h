@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "axon/common/result.h"
 
@@ -26,10 +27,12 @@ struct PortCounters {
   std::uint64_t tx_ring_full = 0;   // frames tx_burst could not queue
   std::uint64_t tx_pool_empty = 0;  // tx_alloc_burst came back short
   std::uint64_t wakeups = 0;        // system calls made to kick the kernel
+  std::uint64_t rx_dropped = 0;     // datagrams the backend lost before the engine saw them
+  std::uint64_t tx_errors = 0;      // frames the kernel refused after tx_burst took them
 };
 
 struct PortInfo {
-  std::string backend;  // "af_xdp"
+  std::string backend;  // "af_xdp", "uring"
   std::string mode;     // e.g. "zero-copy" or "copy"
   std::string interface;
   std::uint32_t queue = 0;
@@ -60,7 +63,8 @@ enum class PortError {
   no_memory,
   umem_failed,
   socket_failed,
-  zero_copy_required
+  zero_copy_required,
+  ring_failed
 };
 
 struct AfXdpOptions {
@@ -79,5 +83,75 @@ Result<std::unique_ptr<Port>, PortError> open_af_xdp_port(const AfXdpOptions& op
 
 // The AF_XDP socket fd of a port made by open_af_xdp_port (for the XSKMAP), else -1.
 int af_xdp_socket_fd(const Port& port) noexcept;
+
+struct UringOptions {
+  std::string interface;                   // SO_BINDTODEVICE target; empty = any interface
+  std::string bind_address;                // empty = any (dual-stack IPv6 socket, IPv4 mapped)
+  std::vector<std::uint16_t> ports{7400};  // one socket per port, SO_REUSEPORT across queues
+  std::uint32_t queue = 0;                 // the lcore this port serves (for names and logs)
+  std::uint32_t buffers = 4096;            // receive buffers in the provided-buffer ring
+  std::uint32_t buffer_size = 2048;        // bytes per receive buffer (headroom included)
+  std::uint32_t tx_frames = 1024;          // private TX frame pool
+  std::uint32_t frame_size = 2048;         // bytes per TX frame
+  std::uint32_t ring_entries = 1024;       // submission queue entries
+  std::uint32_t socket_buffer = 4 << 20;   // SO_RCVBUF/SO_SNDBUF bytes (best effort)
+  int numa_node = -1;
+};
+
+// Opens the UDP sockets (one per port) and the io_uring with its provided-buffer ring for one
+// lcore. Needs no privilege beyond binding the ports. Received datagrams reach the engine as
+// Ethernet/IP/UDP frames with a synthetic header written into the buffer's headroom.
+Result<std::unique_ptr<Port>, PortError> open_uring_port(const UringOptions& options);
+
+}  // namespace axon::dataplane
+
+namespace axon::dataplane {
+
+// ---- DPDK -------------------------------------------------------------------------------
+// DPDK owns the device: no XDP program of axon's is involved. One DpdkRuntime per process
+// (DPDK's EAL can be initialised only once per process); it owns the EAL, the mempools and
+// the one ethdev port, and hands out one Port per queue. Destroying it stops and closes the
+// device, calls rte_eal_cleanup and removes the EAL runtime directory it created.
+
+struct DpdkOptions {
+  std::uint32_t queues = 1;          // RX/TX queue pairs, one per lcore; RSS spreads flows over them
+  std::vector<int> cores;            // the lcore threads' cores, by queue (NUMA placement of pools)
+  std::vector<std::string> allow;    // PCI allowlist (-a); empty probes no PCI device
+  std::vector<std::string> vdevs;    // --vdev values, e.g. "net_af_xdp0,iface=veth0"
+  std::string socket_mem;            // --socket-mem, e.g. "256" or "256,256"; empty: on demand
+  bool in_memory = true;             // --in-memory: no hugetlbfs files, no shared config
+  std::string file_prefix = "axon";  // runtime dir /var/run/dpdk/<prefix> (telemetry socket)
+  std::uint32_t mbufs = 8191;        // mbufs per NUMA node's pool
+  std::uint32_t mbuf_cache = 256;    // per-lcore mempool cache
+  std::uint16_t rx_descriptors = 1024;
+  std::uint16_t tx_descriptors = 1024;
+  bool telemetry = true;
+  std::vector<std::string> extra_args;  // appended to the EAL arguments verbatim
+};
+
+class DpdkRuntime {
+ public:
+  virtual ~DpdkRuntime() = default;
+  [[nodiscard]] virtual std::uint32_t queue_count() const noexcept = 0;
+  // Hands over the port of one queue (once; nullptr afterwards). Destroy every port, and
+  // stop using it, before the runtime. A port is driven by one thread at a time; the first
+  // burst a thread drives registers that thread with the EAL (rte_thread_register) so it
+  // gets an lcore id and its own mempool cache.
+  [[nodiscard]] virtual std::unique_ptr<Port> take_port(std::uint32_t queue) noexcept = 0;
+  // Ethdev name and driver, e.g. "net_af_xdp0 (net_af_xdp)".
+  [[nodiscard]] virtual std::string describe() const = 0;
+  // Mbufs currently in the pools (all nodes): equal to the start value when nothing leaks.
+  [[nodiscard]] virtual std::uint64_t mbufs_available() const noexcept = 0;
+  // Where the EAL runtime directory (and the telemetry socket, if enabled) lives.
+  [[nodiscard]] virtual std::string runtime_dir() const = 0;
+};
+
+// The EAL argument vector open_dpdk uses (argv[0] included); exposed for tests and --check.
+std::vector<std::string> dpdk_eal_arguments(const DpdkOptions& options);
+
+// Initialises the EAL, creates the pools and configures and starts the single ethdev port
+// the options name (one allowlisted device or one vdev). Every failure cleans up what it
+// made and says what to change.
+Result<std::unique_ptr<DpdkRuntime>, PortError> open_dpdk(const DpdkOptions& options);
 
 }  // namespace axon::dataplane

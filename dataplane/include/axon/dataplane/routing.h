@@ -14,6 +14,7 @@
 
 #include "axon/common/result.h"
 #include "axon/dataplane/config.h"
+#include "axon/protocol/axp.h"
 
 namespace axon::dataplane {
 
@@ -26,10 +27,35 @@ struct AgentRoute {
   std::uint16_t workers[kMaxWorkersPerAgent] = {};  // worker slot indices
 };
 
+// A tenant's allowlist and rate limit, enforced in userspace for backends without the XDP
+// program (io_uring, DPDK): the same rules as bpf/axon_xdp.bpf.c (source must match one of the
+// tenant's prefixes; GCRA bucket shared by every lcore) and the same drop reasons.
+struct TenantPolicy {
+  struct Prefix {
+    std::uint8_t ip_version = 4;
+    std::uint8_t length = 0;
+    std::uint8_t addr[16] = {};
+  };
+  std::uint32_t tenant_id = 0;
+  std::vector<Prefix> prefixes;
+  std::uint64_t interval_ns = 0;  // 0: no rate limit
+  std::uint64_t burst_ns = 0;
+  mutable std::atomic<std::uint64_t> tat_ns{0};
+};
+
 class RouteTable {
  public:
   // Builds the table from config; worker names resolve to their index in config.workers.
-  static Result<std::unique_ptr<RouteTable>, ConfigError> build(const DataplaneConfig& config);
+  // With userspace_policy, [xdp] enforce_allowlist/enforce_rate are applied by admit() (for
+  // backends where no XDP program does it).
+  static Result<std::unique_ptr<RouteTable>, ConfigError> build(const DataplaneConfig& config,
+                                                                bool userspace_policy = false);
+
+  [[nodiscard]] bool enforces_policy() const noexcept { return enforce_allowlist_ || enforce_rate_; }
+  // ok, prefix_denied or rate_limited for a valid request of tenant_id (host order) from the
+  // source in info.
+  [[nodiscard]] protocol::Reason admit(std::uint32_t tenant_id, const axon_packet_info& info,
+                                       std::uint64_t now_ns) const noexcept;
 
   [[nodiscard]] const AgentRoute* find(std::uint32_t agent_id) const noexcept {
     std::uint32_t mask = std::uint32_t(slots_.size() - 1);
@@ -51,7 +77,10 @@ class RouteTable {
     return v;
   }
   std::vector<AgentRoute> routes_;
-  std::vector<std::int32_t> slots_;  // open addressing, -1 = empty
+  std::vector<std::int32_t> slots_;                     // open addressing, -1 = empty
+  std::vector<std::unique_ptr<TenantPolicy>> tenants_;  // sorted by tenant_id
+  bool enforce_allowlist_ = false;
+  bool enforce_rate_ = false;
 };
 
 // The published table plus the quiescent-state bookkeeping that makes freeing safe.

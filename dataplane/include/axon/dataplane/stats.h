@@ -17,7 +17,8 @@
 namespace axon::dataplane {
 
 inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
-inline constexpr std::uint32_t kStatsVersion = 1;
+// 2: added backend[].
+inline constexpr std::uint32_t kStatsVersion = 2;
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
 inline constexpr std::size_t kLatencyBuckets = 48;  // power-of-two ns buckets: [2^i, 2^(i+1))
@@ -78,7 +79,8 @@ struct StatsHeader {
   std::atomic<std::uint32_t> ready;
   std::atomic<std::uint32_t> xdp_attached;
   char interface[16];
-  char port_mode[16];                           // "copy" or "zero-copy"
+  char port_mode[16];                           // "copy", "zero-copy" (xdp); the ring mode (uring)
+  char backend[16];                             // the backend chosen at start: "xdp", "uring", "dpdk"
   Counter xdp_packets[protocol::kReasonCount];  // XDP verdicts, copied from the BPF counters
   Counter xdp_bytes[protocol::kReasonCount];
 };

@@ -67,13 +67,17 @@ class Worker {
  public:
   static constexpr std::uint32_t kMaxBurst = 32;
 
-  // Maps the segment behind fd (takes ownership) and checks its header.
-  static shm::ShmResult<Worker> attach(int fd, std::uint64_t expected_generation = 0);
+  // Maps the segment behind fd (takes ownership) and checks its header. With a
+  // dataplane_pid, the worker watches that process and stops waiting once it exits.
+  static shm::ShmResult<Worker> attach(int fd, std::uint64_t expected_generation = 0, int dataplane_pid = 0);
   // Connects to the data plane's handoff socket and attaches to the segment it sends.
-  static shm::ShmResult<Worker> connect(const std::string& socket_path, int timeout_ms = 5000);
+  // A refused handoff (the slot is still being reclaimed after its previous worker died,
+  // or the socket is not there yet) is retried with a short backoff for up to timeout_ms;
+  // a negative timeout_ms means AXON_WORKER_CONNECT_TIMEOUT_MS, or 5000 when unset.
+  static shm::ShmResult<Worker> connect(const std::string& socket_path, int timeout_ms = -1);
   // Uses AXON_WORKER_FD (an inherited connected handoff socket) or AXON_WORKER_SOCKET (a
   // path to connect to), whichever is set.
-  static shm::ShmResult<Worker> from_environment(int timeout_ms = 5000);
+  static shm::ShmResult<Worker> from_environment(int timeout_ms = -1);
 
   // Moves transfer the attachment: only the live object marks the segment detached.
   Worker(Worker&& other) noexcept;
@@ -86,8 +90,12 @@ class Worker {
   // Takes up to max requests (at most kMaxBurst at a time are outstanding in a burst).
   [[nodiscard]] std::uint32_t receive_burst(Request* out, std::uint32_t max) noexcept;
   // Spins adaptively, then sleeps on the segment's futex until requests arrive, timeout_ns
-  // passes or stop becomes true. Returns true when requests are ready.
+  // passes or stop becomes true. Returns true when requests are ready. After a sleep that
+  // found no work it checks (one poll() on a pidfd) whether the data plane exited.
   bool wait_for_requests(const std::atomic<bool>* stop = nullptr) noexcept;
+  // True once the data plane that handed over the segment has exited: no request will
+  // ever arrive again. run() returns when this becomes true.
+  [[nodiscard]] bool dataplane_exited() const noexcept { return dataplane_exited_; }
   // A buffer loaned by the data plane, for a reply of up to `size` bytes.
   [[nodiscard]] bool try_loan(std::uint32_t size, ReplyBuffer& out) noexcept;
   // The request's own buffer, reused for its reply. Reading the request after writing
@@ -121,6 +129,7 @@ class Worker {
  private:
   Worker() = default;
   [[nodiscard]] bool requests_ready() noexcept { return !requests_.empty(); }
+  void check_dataplane() noexcept;
 
   shm::Region region_;
   shm::SegmentView view_{};
@@ -128,6 +137,8 @@ class Worker {
   shm::RingProducer<shm::Descriptor> replies_;
   shm::RingConsumer<shm::LoanSlot> small_loans_;
   shm::RingConsumer<shm::LoanSlot> large_loans_;
+  int dataplane_pidfd_ = -1;  // watched only after an idle sleep, never on the busy path
+  bool dataplane_exited_ = false;
   // Replies waiting for flush; bounded so a burst never needs more.
   shm::Descriptor pending_[2 * kMaxBurst];
   std::uint32_t pending_count_ = 0;
@@ -173,7 +184,7 @@ class ReplyWriter {
 template <typename Handler>
 void Worker::run(Handler&& handler, const std::atomic<bool>& stop) {
   Request burst[kMaxBurst];
-  while (!stop.load(std::memory_order_relaxed)) {
+  while (!stop.load(std::memory_order_relaxed) && !dataplane_exited_) {
     std::uint32_t n = receive_burst(burst, kMaxBurst);
     if (n == 0) {
       wait_for_requests(&stop);

@@ -15,7 +15,8 @@
 namespace axon::shm {
 
 inline constexpr std::uint32_t kHandoffMagic = 0x41584f48;  // "HOXA"
-inline constexpr std::uint32_t kHandoffVersion = 1;
+// Version 2 added sender_pid.
+inline constexpr std::uint32_t kHandoffVersion = 2;
 
 // Sent alongside the fd.
 struct HandoffMessage {
@@ -25,8 +26,12 @@ struct HandoffMessage {
   std::uint32_t layout_version = 0;
   std::uint64_t generation = 0;
   std::uint64_t segment_size = 0;
+  // The data plane's pid (in its own pid namespace), so a worker can notice it exiting
+  // through a pidfd instead of sleeping on its futex forever; 0 = not given.
+  std::int32_t sender_pid = 0;
+  std::uint32_t reserved = 0;
 };
-static_assert(sizeof(HandoffMessage) == 32);
+static_assert(sizeof(HandoffMessage) == 40);
 
 struct ReceivedSegment {
   int fd = -1;

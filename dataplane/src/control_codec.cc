@@ -1,0 +1,358 @@
+// JSON encoding and strict decoding of control-socket messages (see control_codec.h).
+//
+// Decoding checks types and ranges by hand rather than through nlohmann's throwing get<>,
+// so a hostile or buggy peer gets a message naming the field, and the data plane's control
+// thread never unwinds through an exception it did not expect.
+#include "control_codec.h"
+
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+
+namespace axon::dataplane::control {
+namespace {
+
+using nlohmann::json;
+
+// Reads typed fields of one JSON object, rejecting unknown keys like the TOML loader does.
+class ObjectReader {
+ public:
+  ObjectReader(const json& object, std::string where) : object_(object), where_(std::move(where)) {}
+
+  std::optional<std::string> error;
+
+  template <typename T>
+  void number(const char* key, T& out, bool required) {
+    seen_.insert(key);
+    if (error) return;
+    auto it = object_.find(key);
+    if (it == object_.end()) {
+      if (required) error = where_ + ": '" + key + "' is required";
+      return;
+    }
+    if (!it->is_number_unsigned() || it->template get<std::uint64_t>() > std::numeric_limits<T>::max()) {
+      error =
+          where_ + ": '" + key + "' must be an integer in [0, " + std::to_string(std::numeric_limits<T>::max()) + "]";
+      return;
+    }
+    out = T(it->template get<std::uint64_t>());
+  }
+
+  void string(const char* key, std::string& out) {
+    seen_.insert(key);
+    if (error) return;
+    auto it = object_.find(key);
+    if (it == object_.end()) return;
+    if (!it->is_string()) {
+      error = where_ + ": '" + key + "' must be a string";
+      return;
+    }
+    out = it->template get<std::string>();
+  }
+
+  void strings(const char* key, std::vector<std::string>& out, bool required) {
+    seen_.insert(key);
+    if (error) return;
+    auto it = object_.find(key);
+    if (it == object_.end()) {
+      if (required) error = where_ + ": '" + key + "' is required (it may be an empty list)";
+      return;
+    }
+    if (!it->is_array()) {
+      error = where_ + ": '" + key + "' must be an array of strings";
+      return;
+    }
+    for (const json& element : *it) {
+      if (!element.is_string()) {
+        error = where_ + ": '" + key + "' must be an array of strings";
+        return;
+      }
+      out.push_back(element.get<std::string>());
+    }
+  }
+
+  void reject_unknown() {
+    if (error) return;
+    for (auto it = object_.begin(); it != object_.end(); ++it) {
+      if (!seen_.contains(it.key())) {
+        error = where_ + ": unknown key '" + it.key() + "'";
+        return;
+      }
+    }
+  }
+
+ private:
+  const json& object_;
+  std::string where_;
+  std::set<std::string> seen_;
+};
+
+Result<Tables, CodecError> parse_tables(const json& root) {
+  Tables tables;
+  auto invalid = [](std::string message) { return make_error(CodecError::invalid, std::move(message)); };
+  ObjectReader top(root, "apply");
+  top.number("version", tables.version, true);
+  const json* tenants = nullptr;
+  const json* agents = nullptr;
+  if (auto it = root.find("tenants"); it != root.end()) tenants = &*it;
+  if (auto it = root.find("agents"); it != root.end()) agents = &*it;
+  if (top.error) return invalid(*top.error);
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const std::string& key = it.key();
+    if (key != "op" && key != "version" && key != "tenants" && key != "agents") {
+      return invalid("apply: unknown key '" + key + "'");
+    }
+  }
+  if (tenants == nullptr || !tenants->is_array()) return invalid("apply: 'tenants' must be an array (it may be empty)");
+  if (agents == nullptr || !agents->is_array()) return invalid("apply: 'agents' must be an array (it may be empty)");
+  std::size_t index = 0;
+  for (const json& entry : *tenants) {
+    const std::string where = "tenants[" + std::to_string(index++) + "]";
+    if (!entry.is_object()) return invalid(where + ": must be an object");
+    TenantEntry t;
+    ObjectReader r(entry, where);
+    r.number("id", t.id, true);
+    r.string("name", t.name);
+    r.number("rate_pps", t.rate_pps, false);
+    r.number("burst", t.burst, false);
+    r.strings("prefixes", t.prefixes, false);
+    r.reject_unknown();
+    if (r.error) return invalid(*r.error);
+    tables.tenants.push_back(std::move(t));
+  }
+  index = 0;
+  for (const json& entry : *agents) {
+    const std::string where = "agents[" + std::to_string(index++) + "]";
+    if (!entry.is_object()) return invalid(where + ": must be an object");
+    AgentEntry a;
+    ObjectReader r(entry, where);
+    r.number("id", a.id, true);
+    r.number("tenant", a.tenant, true);
+    r.string("name", a.name);
+    r.strings("workers", a.workers, true);
+    r.reject_unknown();
+    if (r.error) return invalid(*r.error);
+    tables.agents.push_back(std::move(a));
+  }
+  return tables;
+}
+
+json slot_json(const SlotInfo& s) {
+  return json{{"name", s.name},
+              {"state", s.state},
+              {"pid", s.pid},
+              {"generation", s.generation},
+              {"inflight", s.inflight},
+              {"depth", s.depth},
+              {"submitted", s.submitted},
+              {"completed", s.completed},
+              {"lost", s.lost},
+              {"deaths", s.deaths}};
+}
+
+// Parses a reply and checks "ok"; returns the object on success.
+Result<json, ControlError> parse_reply(std::string_view text) {
+  json root = json::parse(text, nullptr, false);
+  if (root.is_discarded() || !root.is_object()) {
+    return make_error(ControlError::protocol_error,
+                      "the data plane's reply is not a JSON object; are client and data plane the same release?");
+  }
+  auto ok = root.find("ok");
+  if (ok == root.end() || !ok->is_boolean()) {
+    return make_error(ControlError::protocol_error, "the data plane's reply has no \"ok\" field");
+  }
+  if (!ok->get<bool>()) {
+    std::string message = "the data plane said no";
+    if (auto e = root.find("error"); e != root.end() && e->is_string()) message = e->get<std::string>();
+    bool refused = false;
+    if (auto r = root.find("refused"); r != root.end() && r->is_boolean()) refused = r->get<bool>();
+    return make_error(refused ? ControlError::refused : ControlError::rejected, message);
+  }
+  return root;
+}
+
+template <typename T>
+bool read_number(const json& object, const char* key, T& out) {
+  auto it = object.find(key);
+  if (it == object.end()) return true;  // optional: newer/older peers may differ
+  if (!it->is_number_integer()) return false;
+  if constexpr (std::is_signed_v<T>) {
+    out = T(it->get<std::int64_t>());
+  } else {
+    out = T(it->get<std::uint64_t>());
+  }
+  return true;
+}
+
+bool read_string(const json& object, const char* key, std::string& out) {
+  auto it = object.find(key);
+  if (it == object.end()) return true;
+  if (!it->is_string()) return false;
+  out = it->get<std::string>();
+  return true;
+}
+
+Result<std::vector<SlotInfo>, ControlError> parse_slot_array(const json& root) {
+  auto it = root.find("slots");
+  if (it == root.end() || !it->is_array()) {
+    return make_error(ControlError::protocol_error, "the data plane's reply has no \"slots\" array");
+  }
+  std::vector<SlotInfo> slots;
+  for (const json& entry : *it) {
+    SlotInfo s;
+    bool ok = entry.is_object() && read_string(entry, "name", s.name) && read_string(entry, "state", s.state) &&
+              read_number(entry, "pid", s.pid) && read_number(entry, "generation", s.generation) &&
+              read_number(entry, "inflight", s.inflight) && read_number(entry, "depth", s.depth) &&
+              read_number(entry, "submitted", s.submitted) && read_number(entry, "completed", s.completed) &&
+              read_number(entry, "lost", s.lost) && read_number(entry, "deaths", s.deaths);
+    if (!ok) return make_error(ControlError::protocol_error, "a slot in the data plane's reply has a mistyped field");
+    slots.push_back(std::move(s));
+  }
+  return slots;
+}
+
+}  // namespace
+
+Result<Request, CodecError> parse_request(std::string_view text) {
+  if (text.size() > kMaxMessageBytes) {
+    return make_error(CodecError::oversize, "request of " + std::to_string(text.size()) + " bytes exceeds the " +
+                                                std::to_string(kMaxMessageBytes) + "-byte limit");
+  }
+  try {
+    json root = json::parse(text, nullptr, false);
+    if (root.is_discarded()) {
+      return make_error(CodecError::malformed, "the request is not valid JSON");
+    }
+    if (!root.is_object()) return make_error(CodecError::malformed, "the request must be a JSON object");
+    auto op = root.find("op");
+    if (op == root.end() || !op->is_string()) {
+      return make_error(CodecError::malformed, "the request needs an \"op\" string (hello, apply or slots)");
+    }
+    const std::string name = op->get<std::string>();
+    Request request;
+    if (name == "hello" || name == "slots") {
+      if (root.size() != 1) return make_error(CodecError::invalid, name + " takes no other fields");
+      request.op = name == "hello" ? Op::hello : Op::slots;
+      return request;
+    }
+    if (name == "apply") {
+      auto tables = parse_tables(root);
+      if (!tables) return tables.error();
+      request.op = Op::apply;
+      request.tables = std::move(tables).value();
+      return request;
+    }
+    return make_error(CodecError::unknown_op,
+                      "unknown op '" + name + "'; this data plane knows hello, apply and slots");
+  } catch (const std::exception& e) {
+    // Not expected (every access above is type-checked), but a control message must
+    // never take the data plane down.
+    return make_error(CodecError::malformed, std::string("cannot decode the request: ") + e.what());
+  }
+}
+
+std::string encode_error(std::string_view message, bool refused) {
+  json reply{{"ok", false}, {"error", std::string(message)}};
+  if (refused) reply["refused"] = true;
+  // Replacement keeps a message with bytes that are not UTF-8 (echoed input) encodable.
+  return reply.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string encode_hello(const Hello& hello) {
+  json slots = json::array();
+  for (const SlotInfo& s : hello.slots) slots.push_back(slot_json(s));
+  json reply{{"ok", true},
+             {"protocol", kProtocolVersion},
+             {"pid", hello.pid},
+             {"interface", hello.interface},
+             {"backend", hello.backend},
+             {"mode", hello.mode},
+             {"run_dir", hello.run_dir},
+             {"table_version", hello.table_version},
+             {"control",
+              {{"refused_peers", hello.refused_peers},
+               {"bad_requests", hello.bad_requests},
+               {"applies", hello.applies},
+               {"rejected_applies", hello.rejected_applies}}},
+             {"slots", std::move(slots)}};
+  return reply.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string encode_slots(const std::vector<SlotInfo>& slots) {
+  json array = json::array();
+  for (const SlotInfo& s : slots) array.push_back(slot_json(s));
+  return json{{"ok", true}, {"slots", std::move(array)}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string encode_applied(std::uint64_t version) {
+  return json{{"ok", true}, {"table_version", version}}.dump();
+}
+
+std::string encode_hello_request() {
+  return R"({"op":"hello"})";
+}
+
+std::string encode_slots_request() {
+  return R"({"op":"slots"})";
+}
+
+std::string encode_apply_request(const Tables& tables) {
+  json tenants = json::array();
+  for (const TenantEntry& t : tables.tenants) {
+    tenants.push_back(
+        json{{"id", t.id}, {"name", t.name}, {"rate_pps", t.rate_pps}, {"burst", t.burst}, {"prefixes", t.prefixes}});
+  }
+  json agents = json::array();
+  for (const AgentEntry& a : tables.agents) {
+    agents.push_back(json{{"id", a.id}, {"tenant", a.tenant}, {"name", a.name}, {"workers", a.workers}});
+  }
+  return json{
+      {"op", "apply"}, {"version", tables.version}, {"tenants", std::move(tenants)}, {"agents", std::move(agents)}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<Hello, ControlError> parse_hello_reply(std::string_view text) {
+  auto root = parse_reply(text);
+  if (!root) return root.error();
+  const json& r = root.value();
+  Hello hello;
+  bool ok = read_number(r, "protocol", hello.protocol) && read_number(r, "pid", hello.pid) &&
+            read_string(r, "interface", hello.interface) && read_string(r, "backend", hello.backend) &&
+            read_string(r, "mode", hello.mode) && read_string(r, "run_dir", hello.run_dir) &&
+            read_number(r, "table_version", hello.table_version);
+  if (auto c = r.find("control"); ok && c != r.end() && c->is_object()) {
+    ok = read_number(*c, "refused_peers", hello.refused_peers) && read_number(*c, "bad_requests", hello.bad_requests) &&
+         read_number(*c, "applies", hello.applies) && read_number(*c, "rejected_applies", hello.rejected_applies);
+  }
+  if (!ok) return make_error(ControlError::protocol_error, "the data plane's hello reply has a mistyped field");
+  if (hello.protocol != kProtocolVersion) {
+    return make_error(ControlError::protocol_error, "the data plane speaks control protocol " +
+                                                        std::to_string(hello.protocol) + ", this client " +
+                                                        std::to_string(kProtocolVersion) + "; use matching releases");
+  }
+  auto slots = parse_slot_array(r);
+  if (!slots) return slots.error();
+  hello.slots = std::move(slots).value();
+  return hello;
+}
+
+Result<std::vector<SlotInfo>, ControlError> parse_slots_reply(std::string_view text) {
+  auto root = parse_reply(text);
+  if (!root) return root.error();
+  return parse_slot_array(root.value());
+}
+
+Result<std::uint64_t, ControlError> parse_applied_reply(std::string_view text) {
+  auto root = parse_reply(text);
+  if (!root) return root.error();
+  std::uint64_t version = 0;
+  auto it = root.value().find("table_version");
+  if (it == root.value().end() || !it->is_number_unsigned()) {
+    return make_error(ControlError::protocol_error, "the data plane's apply reply has no table_version");
+  }
+  version = it->get<std::uint64_t>();
+  return version;
+}
+
+}  // namespace axon::dataplane::control

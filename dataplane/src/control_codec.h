@@ -1,0 +1,42 @@
+// The JSON messages of the control socket, both directions, in one place so the data plane
+// (server) and ControlClient cannot drift apart. Parsing never throws: every malformed input
+// becomes an error with a message that names the offending field or item.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "axon/common/result.h"
+#include "axon/dataplane/control.h"
+
+namespace axon::dataplane::control {
+
+enum class CodecError { oversize, malformed, unknown_op, invalid };
+
+enum class Op { hello, apply, slots };
+
+struct Request {
+  Op op = Op::hello;
+  Tables tables;  // op == apply
+};
+
+// --- server side
+Result<Request, CodecError> parse_request(std::string_view text);
+std::string encode_error(std::string_view message, bool refused = false);
+std::string encode_hello(const Hello& hello);
+std::string encode_slots(const std::vector<SlotInfo>& slots);
+std::string encode_applied(std::uint64_t version);
+
+// --- client side
+std::string encode_hello_request();
+std::string encode_slots_request();
+std::string encode_apply_request(const Tables& tables);
+// Checks the reply's "ok"; an ok:false reply becomes `rejected` (or `refused`) with the
+// data plane's message, anything unparseable becomes protocol_error.
+Result<Hello, ControlError> parse_hello_reply(std::string_view text);
+Result<std::vector<SlotInfo>, ControlError> parse_slots_reply(std::string_view text);
+Result<std::uint64_t, ControlError> parse_applied_reply(std::string_view text);
+
+}  // namespace axon::dataplane::control

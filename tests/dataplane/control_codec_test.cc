@@ -1,0 +1,181 @@
+// The control socket's JSON messages: what the data plane accepts, what it refuses (and
+// that the refusal names the field), and that client and server agree on every reply.
+#include "control_codec.h"
+
+#include <gtest/gtest.h>
+
+#include "axon/dataplane/config.h"
+
+namespace axon::dataplane::control {
+namespace {
+
+void expect_bad(const std::string& text, CodecError code, const std::string& needle) {
+  auto r = parse_request(text);
+  ASSERT_FALSE(r.ok()) << text;
+  EXPECT_EQ(r.code(), code) << text << " -> " << r.message();
+  EXPECT_NE(r.message().find(needle), std::string::npos) << text << " -> " << r.message();
+}
+
+TEST(ControlCodec, SimpleOpsParse) {
+  auto hello = parse_request(R"({"op":"hello"})");
+  ASSERT_TRUE(hello.ok()) << hello.message();
+  EXPECT_EQ(hello->op, Op::hello);
+  auto slots = parse_request(R"( { "op" : "slots" } )");
+  ASSERT_TRUE(slots.ok()) << slots.message();
+  EXPECT_EQ(slots->op, Op::slots);
+}
+
+TEST(ControlCodec, MalformedRequestsAreRejectedWithAReason) {
+  expect_bad("", CodecError::malformed, "not valid JSON");
+  expect_bad("{\"op\":\"hello\"", CodecError::malformed, "not valid JSON");
+  expect_bad("\xff\xfe", CodecError::malformed, "not valid JSON");
+  expect_bad("[1,2]", CodecError::malformed, "JSON object");
+  expect_bad("\"hello\"", CodecError::malformed, "JSON object");
+  expect_bad("{}", CodecError::malformed, "\"op\"");
+  expect_bad(R"({"op":5})", CodecError::malformed, "\"op\"");
+  expect_bad(R"({"op":"hello","extra":1})", CodecError::invalid, "no other fields");
+}
+
+TEST(ControlCodec, UnknownOpIsNamed) {
+  expect_bad(R"({"op":"format_disk"})", CodecError::unknown_op, "unknown op 'format_disk'");
+}
+
+TEST(ControlCodec, OversizeRequestIsRejectedBeforeParsing) {
+  std::string big = R"({"op":"hello","pad":")" + std::string(kMaxMessageBytes, 'x') + "\"}";
+  expect_bad(big, CodecError::oversize, "exceeds");
+}
+
+TEST(ControlCodec, ApplyRoundTripsThroughTheClientEncoder) {
+  Tables t;
+  t.version = 9;
+  t.tenants.push_back({1, "acme", 1000, 50, {"10.0.0.0/8", "2001:db8::/32"}});
+  t.agents.push_back({7, 1, "echo", {"slot-0", "slot-3"}});
+  t.agents.push_back({8, 1, "", {}});
+  auto r = parse_request(encode_apply_request(t));
+  ASSERT_TRUE(r.ok()) << r.message();
+  ASSERT_EQ(r->op, Op::apply);
+  EXPECT_EQ(r->tables.version, 9u);
+  ASSERT_EQ(r->tables.tenants.size(), 1u);
+  EXPECT_EQ(r->tables.tenants[0].name, "acme");
+  EXPECT_EQ(r->tables.tenants[0].rate_pps, 1000u);
+  EXPECT_EQ(r->tables.tenants[0].burst, 50u);
+  EXPECT_EQ(r->tables.tenants[0].prefixes, t.tenants[0].prefixes);
+  ASSERT_EQ(r->tables.agents.size(), 2u);
+  EXPECT_EQ(r->tables.agents[0].workers, t.agents[0].workers);
+  EXPECT_TRUE(r->tables.agents[1].workers.empty());
+}
+
+TEST(ControlCodec, ApplyFieldsAreTypeAndRangeChecked) {
+  expect_bad(R"({"op":"apply","tenants":[],"agents":[]})", CodecError::invalid, "'version' is required");
+  expect_bad(R"({"op":"apply","version":-1,"tenants":[],"agents":[]})", CodecError::invalid, "'version'");
+  expect_bad(R"({"op":"apply","version":1,"agents":[]})", CodecError::invalid, "'tenants' must be an array");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":{}})", CodecError::invalid, "'agents'");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[],"x":1})", CodecError::invalid, "unknown key 'x'");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[{"name":"a"}],"agents":[]})", CodecError::invalid,
+             "tenants[0]: 'id' is required");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":4294967296}],"agents":[]})", CodecError::invalid,
+             "tenants[0]: 'id' must be an integer");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":1.5}],"agents":[]})", CodecError::invalid, "'id'");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":1,"prefixes":"10.0.0.0/8"}],"agents":[]})",
+             CodecError::invalid, "'prefixes' must be an array of strings");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":1,"rate":5}],"agents":[]})", CodecError::invalid,
+             "tenants[0]: unknown key 'rate'");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[{"id":1,"tenant":1}]})", CodecError::invalid,
+             "agents[0]: 'workers' is required");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[{"id":1,"tenant":1,"workers":[3]}]})",
+             CodecError::invalid, "agents[0]: 'workers' must be an array of strings");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[7]})", CodecError::invalid,
+             "agents[0]: must be an object");
+}
+
+TEST(ControlCodec, RepliesRoundTrip) {
+  Hello h;
+  h.pid = 1234;
+  h.interface = "axd0";
+  h.backend = "xdp";
+  h.mode = "copy";
+  h.run_dir = "/run/axon";
+  h.table_version = 77;
+  h.refused_peers = 2;
+  h.bad_requests = 3;
+  h.applies = 4;
+  h.rejected_applies = 5;
+  SlotInfo s;
+  s.name = "slot-0";
+  s.state = "alive";
+  s.pid = 99;
+  s.generation = 3;
+  s.inflight = 4;
+  s.depth = 5;
+  s.submitted = 6;
+  s.completed = 7;
+  s.lost = 8;
+  s.deaths = 9;
+  h.slots = {s, SlotInfo{"slot-1", "vacant"}};
+  auto back = parse_hello_reply(encode_hello(h));
+  ASSERT_TRUE(back.ok()) << back.message();
+  EXPECT_EQ(back->protocol, kProtocolVersion);
+  EXPECT_EQ(back->pid, 1234);
+  EXPECT_EQ(back->interface, "axd0");
+  EXPECT_EQ(back->mode, "copy");
+  EXPECT_EQ(back->run_dir, "/run/axon");
+  EXPECT_EQ(back->table_version, 77u);
+  EXPECT_EQ(back->refused_peers, 2u);
+  EXPECT_EQ(back->rejected_applies, 5u);
+  ASSERT_EQ(back->slots.size(), 2u);
+  EXPECT_EQ(back->slots[0].pid, 99);
+  EXPECT_EQ(back->slots[0].deaths, 9u);
+  EXPECT_EQ(back->slots[0].completed, 7u);
+  EXPECT_EQ(back->slots[1].state, "vacant");
+
+  auto slots = parse_slots_reply(encode_slots(h.slots));
+  ASSERT_TRUE(slots.ok()) << slots.message();
+  EXPECT_EQ(slots->size(), 2u);
+  auto applied = parse_applied_reply(encode_applied(12));
+  ASSERT_TRUE(applied.ok()) << applied.message();
+  EXPECT_EQ(applied.value(), 12u);
+}
+
+TEST(ControlCodec, ErrorRepliesBecomeRejectedOrRefused) {
+  auto rejected = parse_applied_reply(encode_error("agent 7 names worker slot 'x'"));
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_EQ(rejected.code(), ControlError::rejected);
+  EXPECT_EQ(rejected.message(), "agent 7 names worker slot 'x'");
+  auto refused = parse_hello_reply(encode_error("refused: uid 5", true));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.code(), ControlError::refused);
+  for (const char* junk : {"", "nope", "[]", R"({"ok":"yes"})", R"({"ok":true})"}) {
+    auto r = parse_hello_reply(junk);
+    ASSERT_FALSE(r.ok()) << junk;
+    EXPECT_EQ(r.code(), ControlError::protocol_error) << junk;
+  }
+  auto wrong_protocol = parse_hello_reply(R"({"ok":true,"protocol":2,"slots":[]})");
+  ASSERT_FALSE(wrong_protocol.ok());
+  EXPECT_NE(wrong_protocol.message().find("protocol 2"), std::string::npos);
+}
+
+// check_tables applies the TOML rules to tables from the socket, naming the item.
+TEST(ControlTables, CheckTablesNamesTheOffendingItem) {
+  std::vector<WorkerConfig> slots{{"slot-0"}, {"slot-1"}};
+  std::vector<TenantConfig> tenants{{1, "a", 0, 0, {"10.0.0.0/8"}}};
+  std::vector<AgentConfig> agents{{7, 1, "x", {"slot-0"}}, {8, 1, "empty", {}}};
+  EXPECT_TRUE(check_tables(tenants, agents, slots).ok());
+  EXPECT_TRUE(check_tables({}, {}, slots).ok());
+
+  auto expect = [&](const std::vector<TenantConfig>& t, const std::vector<AgentConfig>& a, const std::string& needle) {
+    auto r = check_tables(t, a, slots);
+    ASSERT_FALSE(r.ok()) << needle;
+    EXPECT_NE(r.message().find(needle), std::string::npos) << r.message();
+  };
+  expect(tenants, {{7, 1, "", {"slot-0", "slot-5"}}}, "agent 7 names worker slot 'slot-5'");
+  expect(tenants, {{7, 2, "", {"slot-0"}}}, "agent 7: tenant 2");
+  expect({{1, "", 0, 0, {"10.0.0.0/33"}}}, {}, "tenant 1: '10.0.0.0/33'");
+  expect({{1, "", 0, 0, {"example.com"}}}, {}, "'example.com'");
+  expect({{1, "", 10, 0, {}}}, {}, "tenant 1: set a burst");
+  expect({{1, "", 0, 0, {}}, {1, "", 0, 0, {}}}, {}, "tenant 1: tenant ids must be unique");
+  expect(tenants, {{7, 1, "", {}}, {7, 1, "", {}}}, "agent 7: agent ids must be unique");
+  expect(tenants, {{7, 1, "", std::vector<std::string>(65, "slot-0")}}, "at most 64");
+}
+
+}  // namespace
+}  // namespace axon::dataplane::control

@@ -1,0 +1,453 @@
+// End-to-end tests of the data plane's control socket and of the worker-side behaviour the
+// control plane relies on when it respawns workers: the real axon-dataplane on a veth pair
+// in a namespace this test creates, real echo_worker processes, tables pushed through
+// ControlClient, and AXP requests from inside the namespace.
+//
+// Nothing asserts on a sleep: every wait polls a condition against a deadline.
+#include "axon/dataplane/control.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+
+#include "axon/bpf/xdp_program.h"
+
+#include "it_support.h"
+
+namespace axon::dataplane::it {
+namespace {
+
+using control::ControlClient;
+using control::ControlError;
+using control::Tables;
+using protocol::ErrorCode;
+using protocol::Header;
+using protocol::MessageType;
+using protocol::Reason;
+
+constexpr std::uint32_t kSlots = 4;
+
+std::string describe(const Received& rx) {
+  if (rx.reason != Reason::ok) return std::string("invalid AXP (") + protocol::to_string(rx.reason) + ")";
+  std::string s = protocol::to_string(rx.header.type);
+  if (rx.header.type == MessageType::error) s += std::string(" ") + protocol::to_string(rx.header.error_code);
+  return s;
+}
+
+bool is_error(const Received& rx, ErrorCode code) {
+  return rx.reason == Reason::ok && rx.header.type == MessageType::error && rx.header.error_code == code;
+}
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// Tables: tenant 1 (allowing the test network), agent 7 -> the given slots.
+Tables tables_for(const TestNetwork& net, std::uint64_t version, std::vector<std::string> agent7_slots) {
+  Tables t;
+  t.version = version;
+  t.tenants.push_back({1, "t1", 0, 0, {net.prefix4}});
+  t.agents.push_back({7, 1, "echo", std::move(agent7_slots)});
+  return t;
+}
+
+class ControlIT : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) return;
+    net_ = TestNetwork::create(net_error_).release();
+  }
+  static void TearDownTestSuite() {
+    delete net_;
+    net_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: it creates a namespace, a veth pair and attaches XDP";
+    ASSERT_NE(net_, nullptr) << "cannot create the test network: " << net_error_;
+    dir_ = std::make_unique<TempDir>();
+    ASSERT_FALSE(dir_->path().empty());
+  }
+
+  void TearDown() override {
+    for (auto& w : workers_) w->signal(SIGCONT);
+    if (daemon_ && daemon_->running()) {
+      auto code = daemon_->stop();
+      EXPECT_EQ(code, std::optional<int>(0)) << "SIGTERM must drain, detach and exit 0";
+    }
+    if (net_ != nullptr) {
+      auto q = bpf::query_attached(net_->root_ifindex);
+      EXPECT_TRUE(q && q->program_id == 0) << "an XDP program was left on " << net_->root_if;
+      if (!q || q->program_id != 0) run_command({"ip", "link", "set", "dev", net_->root_if, "xdp", "off"});
+    }
+    if (HasFailure()) {
+      if (daemon_) std::cerr << "---- axon-dataplane log:\n" << daemon_->log() << "----\n";
+      for (auto& w : workers_) std::cerr << "---- echo_worker " << w->pid() << " log:\n" << w->log() << "----\n";
+      if (dir_) {
+        dir_->keep();
+        std::cerr << "run_dir kept: " << dir_->path() << "\n";
+      }
+    }
+    workers_.clear();
+    daemon_.reset();
+    dir_.reset();
+  }
+
+  // Generic slots only, no tables: everything routed comes from the control socket.
+  ConfigSpec generic_spec(const std::string& extra = "") const {
+    ConfigSpec spec;
+    spec.workers.clear();
+    spec.tables.clear();
+    spec.dataplane_extra = "worker_slots = " + std::to_string(kSlots) + "\n" + extra;
+    return spec;
+  }
+
+  void start_daemon(const ConfigSpec& spec) {
+    daemon_ = std::make_unique<Daemon>(dir_->path());
+    std::string error;
+    ASSERT_TRUE(daemon_->start(make_config(*net_, dir_->path(), spec), &error)) << error;
+    ASSERT_TRUE(daemon_->wait_ready(30s, &error)) << error;
+  }
+
+  // echo_worker on a slot, with extra environment; does not wait for it to attach.
+  ChildProcess* spawn_worker(const std::string& slot, const std::vector<std::string>& env = {}) {
+    workers_.push_back(std::make_unique<ChildProcess>());
+    ChildProcess* w = workers_.back().get();
+    std::vector<std::string> full_env{"AXON_WORKER_SOCKET=" + daemon_->socket_path(slot)};
+    full_env.insert(full_env.end(), env.begin(), env.end());
+    std::string error;
+    static int serial = 0;
+    EXPECT_TRUE(w->start({AXON_ECHO_WORKER_BIN}, full_env,
+                         dir_->path() + "/worker-" + slot + "-" + std::to_string(serial++) + ".log", &error))
+        << error;
+    return w;
+  }
+
+  bool slot_alive_with(std::size_t index, pid_t pid) {
+    return daemon_->stats().worker_state(index) == WorkerSlotState::alive &&
+           daemon_->stats().worker(index).pid.load() == pid;
+  }
+
+  ChildProcess* start_worker(const std::string& slot, std::size_t index) {
+    ChildProcess* w = spawn_worker(slot);
+    if (!eventually([&] { return slot_alive_with(index, w->pid()); })) {
+      ADD_FAILURE() << "slot " << slot << " never showed pid " << w->pid() << " alive";
+      return nullptr;
+    }
+    return w;
+  }
+
+  ControlClient connect_client() {
+    auto client = ControlClient::connect(dir_->path());
+    EXPECT_TRUE(client.ok()) << client.message();
+    if (!client.ok()) std::abort();  // every caller needs a client; fail loudly
+    return std::move(client).value();
+  }
+
+  std::optional<Received> roundtrip(AxpClient& client, const Header& h, std::span<const std::uint8_t> payload = {}) {
+    if (!client.send(h, payload)) return std::nullopt;
+    // Skip replies to earlier requests that arrived late.
+    auto got = client.receive_until(
+        [&](const std::vector<Received>& all) {
+          return !all.empty() && all.back().reason == Reason::ok && all.back().header.request_id == h.request_id;
+        },
+        kPatience);
+    if (got.empty() || got.back().header.request_id != h.request_id) return std::nullopt;
+    return got.back();
+  }
+
+  void expect_echo(AxpClient& client, std::uint32_t agent, const char* context) {
+    Header h = request_header(1, agent);
+    auto payload = pattern_payload(40, std::uint8_t(agent));
+    auto rx = roundtrip(client, h, payload);
+    ASSERT_TRUE(rx) << context << ": no reply from agent " << agent;
+    ASSERT_EQ(rx->header.type, MessageType::response) << context << ": " << describe(*rx);
+    EXPECT_EQ(rx->payload, payload) << context;
+  }
+
+  void expect_error_reply(AxpClient& client, std::uint32_t agent, ErrorCode code, const char* context) {
+    Header h = request_header(1, agent);
+    auto rx = roundtrip(client, h);
+    ASSERT_TRUE(rx) << context << ": no reply at all (a request must never be met with silence)";
+    EXPECT_TRUE(is_error(*rx, code)) << context << ": expected ERROR " << protocol::to_string(code) << ", got "
+                                     << describe(*rx);
+  }
+
+  static TestNetwork* net_;
+  static std::string net_error_;
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Daemon> daemon_;
+  std::vector<std::unique_ptr<ChildProcess>> workers_;
+};
+
+TestNetwork* ControlIT::net_ = nullptr;
+std::string ControlIT::net_error_;
+
+TEST_F(ControlIT, HelloDescribesTheDataPlaneAndItsGenericSlots) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  struct stat st {};
+  ASSERT_EQ(stat(control::control_socket_path(dir_->path()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u) << "control.sock must be 0660";
+  ChildProcess* w = start_worker("slot-1", 1);
+  ASSERT_NE(w, nullptr);
+
+  ControlClient client = connect_client();
+  auto hello = client.hello();
+  ASSERT_TRUE(hello.ok()) << hello.message();
+  EXPECT_EQ(hello->protocol, control::kProtocolVersion);
+  EXPECT_EQ(hello->pid, daemon_->pid());
+  EXPECT_EQ(hello->interface, net_->root_if);
+  EXPECT_EQ(hello->backend, "xdp");
+  EXPECT_EQ(hello->mode, "copy");  // veth has no zero copy
+  EXPECT_EQ(hello->run_dir, dir_->path());
+  EXPECT_EQ(hello->table_version, 0u);
+  ASSERT_EQ(hello->slots.size(), std::size_t(kSlots));
+  for (std::uint32_t i = 0; i < kSlots; ++i) {
+    EXPECT_EQ(hello->slots[i].name, "slot-" + std::to_string(i));
+    EXPECT_EQ(hello->slots[i].state, i == 1 ? "alive" : "vacant") << "slot " << i;
+    EXPECT_EQ(hello->slots[i].pid, i == 1 ? w->pid() : 0) << "slot " << i;
+  }
+  auto slots = client.slots();
+  ASSERT_TRUE(slots.ok()) << slots.message();
+  ASSERT_EQ(slots->size(), std::size_t(kSlots));
+  EXPECT_EQ((*slots)[1].state, "alive");
+  EXPECT_GT((*slots)[1].generation, 0u);
+}
+
+TEST_F(ControlIT, AppliedTablesRouteToGenericSlotsAndInvalidAppliesKeepTheOldTables) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  ASSERT_NE(start_worker("slot-2", 2), nullptr);
+  AxpClient axp(*net_, AF_INET);
+  ASSERT_TRUE(axp.ok());
+  ASSERT_NO_FATAL_FAILURE(expect_error_reply(axp, 7, ErrorCode::unknown_agent, "before any apply"));
+
+  ControlClient client = connect_client();
+  auto applied = client.apply(tables_for(*net_, 41, {"slot-2"}));
+  ASSERT_TRUE(applied.ok()) << applied.message();
+  EXPECT_EQ(applied.value(), 41u);
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "after apply"));
+  EXPECT_GT(daemon_->stats().worker_counter(2, &WorkerStats::completed), 0u) << "slot-2 served the request";
+
+  struct Bad {
+    const char* what;
+    Tables tables;
+    const char* message;
+  };
+  std::vector<Bad> bad;
+  bad.push_back({"unknown slot", tables_for(*net_, 42, {"slot-2", "slot-9"}), "slot-9"});
+  {
+    Tables t = tables_for(*net_, 43, {"slot-2"});
+    t.agents[0].tenant = 5;
+    bad.push_back({"unknown tenant", t, "tenant 5"});
+  }
+  {
+    Tables t = tables_for(*net_, 44, {"slot-2"});
+    t.tenants[0].prefixes.push_back("10.0.0.0/33");
+    bad.push_back({"bad prefix", t, "10.0.0.0/33"});
+  }
+  {
+    Tables t = tables_for(*net_, 45, {"slot-2"});
+    t.agents.push_back(t.agents[0]);
+    bad.push_back({"duplicate agent", t, "agent 7"});
+  }
+  for (const Bad& b : bad) {
+    auto r = client.apply(b.tables);
+    ASSERT_FALSE(r.ok()) << b.what << " was accepted";
+    EXPECT_EQ(r.code(), ControlError::rejected) << b.what;
+    EXPECT_NE(r.message().find(b.message), std::string::npos) << b.what << ": " << r.message();
+    ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, b.what));
+  }
+  auto hello = client.hello();
+  ASSERT_TRUE(hello.ok()) << hello.message();
+  EXPECT_EQ(hello->table_version, 41u) << "rejected applies must not change the version in force";
+  EXPECT_EQ(hello->applies, 1u);
+  EXPECT_EQ(hello->rejected_applies, bad.size());
+
+  // The tables outlive the control plane's connection.
+  { ControlClient gone = std::move(client); }
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "after the control client disconnected"));
+
+  // SIGHUP: the file's tables (none here) replace the applied ones, and the version says so.
+  ASSERT_TRUE(daemon_->signal(SIGHUP));
+  ControlClient again = connect_client();
+  ASSERT_TRUE(eventually([&] {
+    auto h = again.hello();
+    return h.ok() && h->table_version == 0;
+  })) << "SIGHUP did not replace the applied tables";
+  ASSERT_NO_FATAL_FAILURE(expect_error_reply(axp, 7, ErrorCode::unknown_agent, "after SIGHUP"));
+}
+
+TEST_F(ControlIT, EmptyWorkerListAndAllWorkersDeadBothAnswerWorkerFailed) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  ChildProcess* w = start_worker("slot-3", 3);
+  ASSERT_NE(w, nullptr);
+  ControlClient client = connect_client();
+  Tables t = tables_for(*net_, 1, {"slot-3"});
+  t.agents.push_back({8, 1, "unstaffed", {}});
+  t.agents.push_back({9, 1, "doomed", {"slot-3"}});
+  auto applied = client.apply(t);
+  ASSERT_TRUE(applied.ok()) << applied.message();
+  AxpClient axp(*net_, AF_INET);
+  ASSERT_TRUE(axp.ok());
+  const std::uint64_t errors_before = daemon_->stats().errors_sent(ErrorCode::worker_failed);
+  ASSERT_NO_FATAL_FAILURE(expect_error_reply(axp, 8, ErrorCode::worker_failed, "agent with no workers"));
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 9, "agent 9 while its worker lives"));
+
+  w->kill_now();  // SIGKILL + reap
+  ASSERT_TRUE(eventually([&] { return daemon_->stats().worker_state(3) == WorkerSlotState::vacant; }));
+  ASSERT_NO_FATAL_FAILURE(expect_error_reply(axp, 9, ErrorCode::worker_failed, "agent whose only worker died"));
+  EXPECT_GE(daemon_->stats().errors_sent(ErrorCode::worker_failed) - errors_before, 2u);
+  auto slots = client.slots();
+  ASSERT_TRUE(slots.ok()) << slots.message();
+  EXPECT_EQ((*slots)[3].state, "vacant");
+  EXPECT_EQ((*slots)[3].deaths, 1u);
+}
+
+TEST_F(ControlIT, PeersOfAnotherUidAreRefusedAndCountedUnlessListed) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec("control_uids = [65533]\n")));
+  // Let uid 65534 reach the socket (0660, group root): the uid check is what must stop it.
+  ASSERT_EQ(chmod(dir_->path().c_str(), 0750), 0);
+  auto try_as = [&](uid_t uid) -> int {
+    pid_t child = fork();
+    if (child == 0) {
+      if (setresuid(uid, uid, uid) != 0) _exit(10);
+      auto c = ControlClient::connect(dir_->path(), 2000);
+      if (!c) {
+        std::fprintf(stderr, "connect as uid %u: %s\n", unsigned(uid), c.message().c_str());
+        _exit(c.code() == ControlError::refused ? 2 : 11);
+      }
+      auto h = c->hello();
+      if (h.ok()) _exit(0);
+      std::fprintf(stderr, "hello as uid %u: %s\n", unsigned(uid), h.message().c_str());
+      if (h.code() == ControlError::refused && h.message().find("uid") != std::string::npos) _exit(2);
+      _exit(12);
+    }
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+  };
+  EXPECT_EQ(try_as(65534), 2) << "uid 65534 must get an explicit refusal (2); 0 = served, 11/12 = other errors";
+  EXPECT_EQ(try_as(65533), 0) << "uid 65533 is in control_uids and must be served";
+  ControlClient client = connect_client();
+  auto hello = client.hello();
+  ASSERT_TRUE(hello.ok()) << hello.message();
+  EXPECT_EQ(hello->refused_peers, 1u);
+  EXPECT_NE(daemon_->log().find("refused control connection"), std::string::npos);
+}
+
+TEST_F(ControlIT, MalformedUnknownAndOversizeRequestsGetErrorRepliesAndTheDaemonCarriesOn) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  int size = 4 << 20;
+  ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size), 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::string path = control::control_socket_path(dir_->path());
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+  auto exchange = [&](const std::string& request) {
+    EXPECT_EQ(send(fd, request.data(), request.size(), 0), ssize_t(request.size())) << std::strerror(errno);
+    std::string reply(control::kMaxMessageBytes + 1, '\0');
+    pollfd pfd{fd, POLLIN, 0};
+    if (poll(&pfd, 1, 15000) != 1) return std::string("<no reply>");
+    ssize_t got = recv(fd, reply.data(), reply.size(), 0);
+    reply.resize(got > 0 ? std::size_t(got) : 0);
+    return reply;
+  };
+  std::string r = exchange("{not json");
+  EXPECT_NE(r.find("\"ok\":false"), std::string::npos) << r;
+  EXPECT_NE(r.find("not valid JSON"), std::string::npos) << r;
+  r = exchange(R"({"op":"reboot"})");
+  EXPECT_NE(r.find("unknown op 'reboot'"), std::string::npos) << r;
+  r = exchange(R"({"op":"apply","version":1,"tenants":[{"id":-1}],"agents":[]})");
+  EXPECT_NE(r.find("tenants[0]"), std::string::npos) << r;
+  r = exchange(std::string(control::kMaxMessageBytes + 10, ' '));
+  EXPECT_NE(r.find("exceeds"), std::string::npos) << r.substr(0, 200);
+  r = exchange(R"({"op":"hello"})");
+  EXPECT_NE(r.find("\"ok\":true"), std::string::npos) << r.substr(0, 200);
+  EXPECT_NE(r.find("\"bad_requests\":4"), std::string::npos) << r.substr(0, 400);
+  close(fd);
+  EXPECT_TRUE(daemon_->running());
+}
+
+TEST_F(ControlIT, ClientSeesNotRunningWhileTheDataPlaneIsDownAndReconnectsAfterRestart) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  ControlClient client = connect_client();
+  auto first = client.hello();
+  ASSERT_TRUE(first.ok()) << first.message();
+  const pid_t first_pid = first->pid;
+
+  ASSERT_EQ(daemon_->stop(), std::optional<int>(0));
+  auto stale = client.hello();
+  ASSERT_FALSE(stale.ok()) << "a call on a connection to a stopped data plane must fail";
+  EXPECT_TRUE(stale.code() == ControlError::not_running || stale.code() == ControlError::io_error) << stale.message();
+  auto down = ControlClient::connect(dir_->path());
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.code(), ControlError::not_running);
+  EXPECT_NE(down.message().find("is axon-dataplane running with run_dir=" + dir_->path()), std::string::npos)
+      << down.message();
+
+  // The stopped daemon's stats file still says ready: remove it so the wait below is for
+  // the new daemon.
+  ASSERT_EQ(unlink(daemon_->stats_path().c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  auto up = ControlClient::connect(dir_->path());
+  ASSERT_TRUE(up.ok()) << up.message();
+  auto hello = up->hello();
+  ASSERT_TRUE(hello.ok()) << hello.message();
+  EXPECT_NE(hello->pid, first_pid);
+  EXPECT_EQ(hello->pid, daemon_->pid());
+}
+
+TEST_F(ControlIT, RefusedWorkerRetriesUntilItsSlotFreesUp) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  ChildProcess* first = start_worker("slot-0", 0);
+  ASSERT_NE(first, nullptr);
+  // A short retry budget against an occupied slot ends in a clear failure.
+  ChildProcess* impatient = spawn_worker("slot-0", {"AXON_WORKER_CONNECT_TIMEOUT_MS=1000"});
+  auto code = impatient->wait_exit(kPatience);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  EXPECT_NE(impatient->log().find("refused the handoff"), std::string::npos) << impatient->log();
+
+  // With a budget, it keeps trying while the slot is occupied, then dying, and attaches
+  // once the slot is vacant again.
+  ChildProcess* patient = spawn_worker("slot-0", {"AXON_WORKER_CONNECT_TIMEOUT_MS=20000"});
+  const std::string refused = "refusing pid " + std::to_string(patient->pid());
+  ASSERT_TRUE(eventually([&] { return count_of(daemon_->log(), refused) >= 2; }))
+      << "the second worker did not retry against the occupied slot";
+  first->kill_now();
+  ASSERT_TRUE(eventually([&] { return slot_alive_with(0, patient->pid()); }))
+      << "the retrying worker never attached after the slot was reclaimed";
+  ControlClient client = connect_client();
+  ASSERT_TRUE(client.apply(tables_for(*net_, 2, {"slot-0"})).ok());
+  AxpClient axp(*net_, AF_INET);
+  ASSERT_TRUE(axp.ok());
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "served by the respawned worker"));
+}
+
+TEST_F(ControlIT, WorkerExitsCleanlyWhenTheDataPlaneIsKilled) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  ChildProcess* w = start_worker("slot-0", 0);
+  ASSERT_NE(w, nullptr);
+  ASSERT_TRUE(daemon_->signal(SIGKILL));
+  ASSERT_TRUE(daemon_->wait_exit(kPatience).has_value());
+  auto code = w->wait_exit(kPatience);
+  ASSERT_TRUE(code.has_value()) << "the worker kept sleeping after its data plane died";
+  EXPECT_EQ(*code, 0);
+  EXPECT_NE(w->log().find("the data plane exited"), std::string::npos) << w->log();
+}
+
+}  // namespace
+}  // namespace axon::dataplane::it
