@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -268,10 +267,28 @@ std::optional<PriorityClass> priority_from_name(const std::string& text) noexcep
   return std::nullopt;
 }
 
+namespace {
+
+// Names become cgroup directories, file names and metric labels, so they are limited to a
+// conservative alphabet. Hand-written rather than std::regex: the same rule, no allocation,
+// and no regex engine in a daemon that parses untrusted REST bodies.
+bool is_name(const std::string& text, std::size_t max_length, bool allow_upper, bool allow_dot) noexcept {
+  if (text.empty() || text.size() > max_length) return false;
+  auto is_alnum = [allow_upper](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (allow_upper && c >= 'A' && c <= 'Z');
+  };
+  if (!is_alnum(text[0])) return false;
+  for (char c : text) {
+    if (!is_alnum(c) && c != '_' && c != '-' && !(allow_dot && c == '.')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string check_tenant(const TenantSpec& spec) {
   if (spec.id == 0) return "tenant id must be between 1 and 4294967295";
-  static const std::regex name_pattern("[A-Za-z0-9][A-Za-z0-9_.-]{0,62}");
-  if (!std::regex_match(spec.name, name_pattern)) {
+  if (!is_name(spec.name, 63, /*allow_upper=*/true, /*allow_dot=*/true)) {
     return "tenant name '" + spec.name + "' must match [A-Za-z0-9][A-Za-z0-9_.-]{0,62}";
   }
   if (spec.rate_pps > 0 && spec.burst == 0) return "tenant '" + spec.name + "' has rate_pps but no burst (>= 1)";
@@ -284,8 +301,7 @@ std::string check_tenant(const TenantSpec& spec) {
 }
 
 std::string check_agent(const AgentSpec& spec, const ControlplaneConfig& config) {
-  static const std::regex name_pattern("[a-z0-9][a-z0-9_-]{0,31}");
-  if (!std::regex_match(spec.name, name_pattern)) {
+  if (!is_name(spec.name, 32, /*allow_upper=*/false, /*allow_dot=*/false)) {
     return "agent name '" + spec.name + "' must match [a-z0-9][a-z0-9_-]{0,31}";
   }
   if (spec.id == 0) return "agent '" + spec.name + "': id must be between 1 and 4294967295";

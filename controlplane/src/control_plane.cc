@@ -455,10 +455,17 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
   }
   switch (event.kind) {
     case MemberEvent::Kind::spawned: runtime_dirty_ = true; break;
-    case MemberEvent::Kind::exited:
-      AXON_LOG_WARN(kLog, "worker %s (pid %d) %s", event.id.c_str(), event.pid, event.detail.c_str());
+    case MemberEvent::Kind::exited: {
+      // An exit we asked for (drain, scale-down, stop) is routine; anything else is a crash.
+      auto it = workers_.find(event.id);
+      if (it != workers_.end() && it->second.draining) {
+        AXON_LOG_INFO(kLog, "worker %s (pid %d) %s after draining", event.id.c_str(), event.pid, event.detail.c_str());
+      } else {
+        AXON_LOG_WARN(kLog, "worker %s (pid %d) %s", event.id.c_str(), event.pid, event.detail.c_str());
+      }
       runtime_dirty_ = true;
       break;
+    }
     case MemberEvent::Kind::stopped: {
       auto it = workers_.find(event.id);
       if (it != workers_.end()) {

@@ -501,7 +501,9 @@ std::uint32_t Lcore::poll_once() noexcept {
   work += n;
   work += drain_forwarded();
   flush_staged();
-  work += poll_replies(now);
+  // A fresh clock for replies: a worker on another core often answers requests submitted
+  // earlier in this same iteration, which `now` (taken before rx) would record as 0 ns.
+  work += poll_replies(monotonic_ns());
   flush_tx();
   if (now >= next_housekeeping_ns_) {
     next_housekeeping_ns_ = now + std::uint64_t(shared_.config.housekeeping_us) * 1000u;

@@ -94,7 +94,7 @@ sleep 0.3
 
 log="$(cat "${dir}/notify.log")"
 echo "${log}"
-grep -q '^STATUS=serving on '"${root_if}"' (AF_XDP [a-z-]*), 0/2 workers alive, [0-9]* req/s$' <<<"${log}" ||
+grep -qE '^STATUS=serving on '"${root_if}"' \((xdp|uring|dpdk) [a-z-]*\), 0/2 workers alive, [0-9]* req/s$' <<<"${log}" ||
   fail "no STATUS= line describing ${root_if}"
 pings="$(grep -c '^WATCHDOG=1$' <<<"${log}" || true)"
 ((pings >= 3)) || fail "only ${pings} WATCHDOG=1 pings in 3.5 s with WATCHDOG_USEC=2000000"

@@ -1,9 +1,11 @@
 // CgroupDriver: creates, limits, populates and removes the control plane's cgroups.
 //
-// Layout (the same on v2 and v1): <root>/<name>/<class>/<tenant>/
-//   <name>            the subtree we own (default "axon")
-//   <name>/<class>    one group per priority class; class-level limits (cpu_weight)
-//   <name>/<class>/<tenant>   the leaf; tenant/profile limits; workers live only here
+// Layout (the same on v2 and v1), as the control plane uses it:
+//   <name>                           the subtree we own (default "axon")
+//   <name>/<class>                   one group per priority class; class-level cpu_weight
+//   <name>/<class>/<tenant>          groups a tenant's agents of that class
+//   <name>/<class>/<tenant>/<agent>  the leaf; the agent's profile limits; workers live here
+// The driver itself takes any relative path; it only insists that processes go to leaves.
 //
 // cgroup v2 is the primary path (production hosts). Its rules shape the design:
 //  - no internal processes: a group that has children never holds processes, so workers
