@@ -20,18 +20,6 @@ Error<ControlError> io_failure(const std::string& path, const std::string& what)
   return make_error(ControlError::io_error, "control socket " + path + ": " + what);
 }
 
-// Lets a 1 MiB message through where the kernel allows it (SO_SNDBUF is capped by
-// net.core.wmem_max unless the caller may force it).
-void widen_buffers(int fd) {
-  int size = int(kMaxMessageBytes + 4096);
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0) {
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  }
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-  }
-}
-
 // Waits for `events` on fd until deadline; false on timeout.
 bool wait_for(int fd, short events, std::uint64_t deadline_ns) {
   for (;;) {
@@ -62,7 +50,7 @@ Result<ControlClient, ControlError> ControlClient::connect(const std::string& ru
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return io_failure(path, std::string("socket() failed: ") + std::strerror(errno));
-  widen_buffers(fd);
+  widen_socket_buffers(fd);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
     const int err = errno;
     ::close(fd);

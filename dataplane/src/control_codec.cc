@@ -5,6 +5,8 @@
 // thread never unwinds through an exception it did not expect.
 #include "control_codec.h"
 
+#include <sys/socket.h>
+
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -353,6 +355,16 @@ Result<std::uint64_t, ControlError> parse_applied_reply(std::string_view text) {
   }
   version = it->get<std::uint64_t>();
   return version;
+}
+
+void widen_socket_buffers(int fd) noexcept {
+  int size = int(kMaxMessageBytes + 4096);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0) {
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  }
 }
 
 }  // namespace axon::dataplane::control

@@ -22,6 +22,11 @@ struct Request {
   Tables tables;  // op == apply
 };
 
+// Both ends: lets a message of up to kMaxMessageBytes (a hello with thousands of slots, a
+// large apply) through where the kernel allows it; SO_SNDBUF alone is capped by
+// net.core.wmem_max unless the caller may force it.
+void widen_socket_buffers(int fd) noexcept;
+
 // --- server side
 Result<Request, CodecError> parse_request(std::string_view text);
 std::string encode_error(std::string_view message, bool refused = false);

@@ -19,17 +19,6 @@ namespace {
 
 constexpr const char* kLog = "control";
 
-void widen_buffers(int fd) {
-  // Replies (hello with thousands of slots) and requests may reach kMaxMessageBytes.
-  int size = int(kMaxMessageBytes + 4096);
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0) {
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  }
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-  }
-}
-
 }  // namespace
 
 Result<std::unique_ptr<ControlServer>, ServerError> ControlServer::listen(const std::string& path,
@@ -134,7 +123,7 @@ void ControlServer::accept_all() {
       close(fd);
       continue;
     }
-    widen_buffers(fd);
+    widen_socket_buffers(fd);
     epoll_event event{};
     event.events = EPOLLIN | EPOLLRDHUP;
     event.data.fd = fd;
