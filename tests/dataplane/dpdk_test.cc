@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <latch>
 #include <string>
 #include <thread>
 #include <vector>
@@ -261,17 +262,25 @@ class DpdkRing : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0 || free_hugepages() < 8) return;
-    auto opened = open_dpdk(ring_options(prefix_));
+    // Two queue pairs: net_ring loops each TX queue back to the RX queue of the same index,
+    // which shows the queues are really separate rings, as an lcore per queue needs.
+    DpdkOptions options = ring_options(prefix_);
+    options.queues = 2;
+    options.cores = {0, 1};
+    auto opened = open_dpdk(options);
     if (!opened) {
       open_error_ = opened.message();
       return;
     }
     runtime_ = std::move(opened).value().release();
     port_ = runtime_->take_port(0).release();
+    second_port_ = runtime_->take_port(1).release();
   }
   static void TearDownTestSuite() {
     delete port_;
     port_ = nullptr;
+    delete second_port_;
+    second_port_ = nullptr;
     delete runtime_;
     runtime_ = nullptr;
   }
@@ -280,38 +289,42 @@ class DpdkRing : public ::testing::Test {
     if (free_hugepages() < 8 && runtime_ == nullptr) GTEST_SKIP() << "needs 8 free hugepages";
     ASSERT_NE(runtime_, nullptr) << open_error_;
     ASSERT_NE(port_, nullptr);
+    ASSERT_NE(second_port_, nullptr);
     drain();
+    drain(second_port_);
   }
-  void drain() {
+  static void drain(Port* port = port_) {
     Frame frames[32];
     for (;;) {
-      std::uint32_t n = port_->rx_burst(frames, 32);
+      std::uint32_t n = port->rx_burst(frames, 32);
       if (n == 0) break;
-      port_->rx_release(frames, n);
+      port->rx_release(frames, n);
     }
   }
   // Allocates, fills and sends n frames; returns how many the port took (the rest freed).
-  std::uint32_t send(std::uint32_t n, std::uint8_t seed) {
+  std::uint32_t send(std::uint32_t n, std::uint8_t seed, Port* port = port_) {
     std::vector<Frame> frames(n);
-    std::uint32_t got = port_->tx_alloc_burst(frames.data(), n);
+    std::uint32_t got = port->tx_alloc_burst(frames.data(), n);
     EXPECT_EQ(got, n);
     for (std::uint32_t i = 0; i < got; ++i) {
       EXPECT_GE(frames[i].len, 2048u);
       frames[i].len = 60 + i;
       for (std::uint32_t b = 0; b < frames[i].len; ++b) frames[i].data[b] = std::uint8_t(seed + i + b);
     }
-    std::uint32_t sent = port_->tx_burst(frames.data(), got);
-    if (sent < got) port_->tx_free(frames.data() + sent, got - sent);
+    std::uint32_t sent = port->tx_burst(frames.data(), got);
+    if (sent < got) port->tx_free(frames.data() + sent, got - sent);
     return sent;
   }
 
   static DpdkRuntime* runtime_;
   static std::string open_error_;
   static Port* port_;
+  static Port* second_port_;
   static inline const std::string prefix_ = unique_prefix("ring");
 };
 DpdkRuntime* DpdkRing::runtime_ = nullptr;
 Port* DpdkRing::port_ = nullptr;
+Port* DpdkRing::second_port_ = nullptr;
 std::string DpdkRing::open_error_;
 
 TEST_F(DpdkRing, PortDescribesItself) {
@@ -320,8 +333,11 @@ TEST_F(DpdkRing, PortDescribesItself) {
   EXPECT_EQ(info.interface, "net_ring0");
   EXPECT_EQ(info.queue, 0u);
   EXPECT_GE(info.frame_capacity, 2048u);
-  EXPECT_EQ(runtime_->queue_count(), 1u);
+  EXPECT_EQ(runtime_->queue_count(), 2u);
+  EXPECT_EQ(second_port_->info().queue, 1u);
   EXPECT_EQ(runtime_->take_port(0), nullptr) << "a port is handed out once";
+  EXPECT_EQ(runtime_->take_port(1), nullptr) << "a port is handed out once";
+  EXPECT_EQ(runtime_->take_port(2), nullptr) << "there is no third queue";
   EXPECT_NE(runtime_->describe().find("net_ring0"), std::string::npos);
 }
 
@@ -341,6 +357,51 @@ TEST_F(DpdkRing, BurstsLoopBackByteForByte) {
   const PortCounters after = port_->counters();
   EXPECT_EQ(after.tx_frames - before.tx_frames, 32u);
   EXPECT_EQ(after.rx_frames - before.rx_frames, 32u);
+}
+
+TEST_F(DpdkRing, EachQueueIsItsOwnRingAndTheirThreadsRunAtOnce) {
+  // One thread per queue, as the engine runs them: each sends on its queue and must get back
+  // exactly its own frames, never the other queue's, while sharing the one mempool. Like
+  // engine lcores, both threads register with the EAL before either drives traffic and stay
+  // until both are done, so neither inherits the other's lcore id (and mempool cache).
+  const std::uint64_t start = runtime_->mbufs_available();
+  std::latch registered(2), finished(2);
+  auto drive = [&](Port* port, std::uint8_t seed, std::uint32_t* own, std::uint32_t* foreign) {
+    Frame nothing[1];
+    EXPECT_EQ(port->rx_burst(nothing, 1), 0u);  // the first burst registers the thread
+    registered.arrive_and_wait();
+    for (int round = 0; round < 40; ++round) {
+      EXPECT_EQ(send(16, seed, port), 16u);
+      Frame frames[32];
+      std::uint32_t n = port->rx_burst(frames, 32);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        // send() fills byte b of frame i with seed + i + b, so byte 0 minus the index-free
+        // length offset (len = 60 + i) recovers the seed.
+        const std::uint32_t index = frames[i].len - 60;
+        if (frames[i].data[0] == std::uint8_t(seed + index)) {
+          ++*own;
+        } else {
+          ++*foreign;
+        }
+      }
+      port->rx_release(frames, n);
+    }
+    finished.arrive_and_wait();
+  };
+  std::uint32_t own0 = 0, foreign0 = 0, own1 = 0, foreign1 = 0;
+  std::thread first([&] { drive(port_, 10, &own0, &foreign0); });
+  std::thread second([&] { drive(second_port_, 130, &own1, &foreign1); });
+  first.join();
+  second.join();
+  EXPECT_EQ(own0, 640u);
+  EXPECT_EQ(own1, 640u);
+  EXPECT_EQ(foreign0, 0u) << "queue 0 received frames sent on queue 1";
+  EXPECT_EQ(foreign1, 0u) << "queue 1 received frames sent on queue 0";
+  drain();
+  drain(second_port_);
+  port_->poll_completions();
+  second_port_->poll_completions();
+  EXPECT_EQ(runtime_->mbufs_available(), start);
 }
 
 TEST_F(DpdkRing, MbufsReturnToThePoolAfterBurstsAndTxFree) {

@@ -55,10 +55,12 @@ bool in_netns(const std::string& ns, const std::function<void()>& fn, std::strin
 
 // A network namespace with a veth pair: root end `root_if` (where the data plane attaches),
 // namespace end `ns_if` (the client side). Addresses: 10.199.X.1/30 and .2/30, and, when the
-// kernel takes them, fd99:199:X::1/64 and ::2/64 (nodad).
+// kernel takes them, fd99:199:X::1/64 and ::2/64 (nodad). With queues > 1 both ends get that
+// many TX and RX queues: the namespace end spreads flows over its TX queues by hash, and veth
+// delivers each frame on the root end's RX queue of the same index.
 class TestNetwork {
  public:
-  static std::unique_ptr<TestNetwork> create(std::string& error);
+  static std::unique_ptr<TestNetwork> create(std::string& error, unsigned queues = 1);
   ~TestNetwork();
   TestNetwork(const TestNetwork&) = delete;
   TestNetwork& operator=(const TestNetwork&) = delete;
@@ -102,6 +104,10 @@ class StatsReader {
   }
   // Sum over lcores of one LcoreStats counter.
   [[nodiscard]] std::uint64_t lcores(Counter LcoreStats::*member) const noexcept;
+  // One lcore's counter.
+  [[nodiscard]] std::uint64_t lcore(std::uint32_t index, Counter LcoreStats::*member) const noexcept {
+    return (view_.lcores[index].*member).load(std::memory_order_relaxed);
+  }
   [[nodiscard]] std::uint64_t errors_sent(protocol::ErrorCode code) const noexcept;
   [[nodiscard]] std::uint64_t lcore_drops(protocol::Reason reason) const noexcept;
   [[nodiscard]] const WorkerStats& worker(std::size_t index) const noexcept { return view_.workers[index]; }
@@ -179,6 +185,9 @@ struct ConfigSpec {
   // [[tenants]] and [[agents]] tables, verbatim. Default: tenant 1, agent 7 -> w0.
   std::string tables = "[[tenants]]\nid = 1\nname = \"t1\"\n\n[[agents]]\nid = 7\ntenant = 1\nworkers = [\"w0\"]\n";
   int core = 1;
+  // queues = [0 .. queue_count-1], one lcore each on cores core, core+1, ... (modulo the CPU
+  // count); dpdk's vdev gets the same queue_count.
+  std::uint32_t queue_count = 1;
   std::uint32_t busy_retry_after_us = 200;
 };
 std::string make_config(const TestNetwork& net, const std::string& run_dir, const ConfigSpec& spec);
