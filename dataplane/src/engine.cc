@@ -440,11 +440,21 @@ void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
     slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
     slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
   }
-  AXON_LOG_WARN("engine",
-                "worker '%s' died: %u in-flight request(s) answered with ERROR worker_failed; every "
-                "buffer reclaimed (%u free, %u restocked as loans for the next worker)",
-                slot.name.c_str(), lost, slot.channel->free_buffers(),
-                slot.channel->total_buffers() - slot.channel->free_buffers());
+  // A drained worker leaves with nothing in flight: routine, not an alarm. Only an exit that
+  // cost requests is a warning.
+  const std::uint32_t free_buffers = slot.channel->free_buffers();
+  const std::uint32_t loans = slot.channel->total_buffers() - free_buffers;
+  if (lost == 0) {
+    AXON_LOG_INFO("engine",
+                  "worker '%s' exited with no request in flight; every buffer reclaimed (%u free, %u restocked "
+                  "as loans for the next worker)",
+                  slot.name.c_str(), free_buffers, loans);
+  } else {
+    AXON_LOG_WARN("engine",
+                  "worker '%s' died: %u in-flight request(s) answered with ERROR worker_failed; every buffer "
+                  "reclaimed (%u free, %u restocked as loans for the next worker)",
+                  slot.name.c_str(), lost, free_buffers, loans);
+  }
   slot.state.store(std::uint32_t(WorkerSlotState::vacant), std::memory_order_release);
   if (slot.stats != nullptr) slot.stats->state.store(std::uint32_t(WorkerSlotState::vacant), std::memory_order_release);
 }
