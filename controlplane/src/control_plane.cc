@@ -795,8 +795,30 @@ int ControlPlane::wait_fd() const {
 
 std::chrono::milliseconds ControlPlane::next_timeout() const {
   std::lock_guard lock(mutex_);
-  // The link and slot view refresh at least every 200 ms.
-  return std::min(supervisor_->next_timeout(), std::chrono::milliseconds(200));
+  // The link and slot view refresh at least every 200 ms, and every 10 ms while a spawned
+  // worker has not attached yet: a respawn after a crash should count as warm as soon as it
+  // serves, not up to a refresh period later (the pool's recovery time is what operators see).
+  const auto refresh =
+      dataplane_.connected && worker_starting() ? std::chrono::milliseconds(10) : std::chrono::milliseconds(200);
+  return std::min(supervisor_->next_timeout(), refresh);
+}
+
+bool ControlPlane::worker_starting() const {
+  // Only recent spawns: a worker that never attaches must not keep the loop at 100 Hz.
+  const std::int64_t recent_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count() -
+      5000;
+  for (const auto& [id, w] : workers_) {
+    auto member = supervisor_->member(id);
+    if (!member || member->started_at_ms < recent_ms) continue;
+    auto slot = dataplane_.slots.find(w.slot);
+    if (state_from(&*member, slot != dataplane_.slots.end() ? &slot->second : nullptr, w.draining) ==
+        WorkerState::starting) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void ControlPlane::shutdown() {

@@ -132,6 +132,8 @@ class ControlPlane final : public ControlApi {
 
   AgentStatus agent_status(const AgentSpec& spec) const;
   WorkerInfo worker_info(const Worker& worker) const;
+  // Whether a spawned worker has not attached to the data plane yet (caller holds mutex_).
+  bool worker_starting() const;
   const AgentSpec& agent_or_404(const std::string& name) const;
   Worker& worker_or_404(const std::string& id);
   void validate_agent(const AgentSpec& spec, const std::string* replacing) const;
