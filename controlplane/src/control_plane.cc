@@ -1249,6 +1249,19 @@ std::string ControlPlane::metrics() {
         .sample(sum(&dataplane::LcoreStats::responses));
     m.family("axon_dataplane_busy_total", "counter", "BUSY replies sent (full ring or no buffer).")
         .sample(sum(&dataplane::LcoreStats::busy_sent));
+    m.family("axon_dataplane_tx_dropped_total", "counter", "Reply frames dropped: the port had no TX room.")
+        .sample(sum(&dataplane::LcoreStats::tx_dropped));
+    m.family("axon_dataplane_port_errors_total", "counter",
+             "Losses in the backend's port, below the engine: received datagrams it could not hand over "
+             "(rx_dropped, e.g. truncated) and replies the kernel refused (tx_errors).");
+    m.sample({{"kind", "rx_dropped"}}, sum(&dataplane::LcoreStats::port_rx_dropped));
+    m.sample({{"kind", "tx_errors"}}, sum(&dataplane::LcoreStats::port_tx_errors));
+    m.family("axon_dataplane_device_errors_total", "counter",
+             "The DPDK device's own drop and error counters (rte_eth_stats); 0 for the other backends.");
+    m.sample({{"kind", "rx_missed"}}, double(h->device_rx_missed.load(std::memory_order_relaxed)));
+    m.sample({{"kind", "rx_nombuf"}}, double(h->device_rx_nombuf.load(std::memory_order_relaxed)));
+    m.sample({{"kind", "rx_errors"}}, double(h->device_rx_errors.load(std::memory_order_relaxed)));
+    m.sample({{"kind", "tx_errors"}}, double(h->device_tx_errors.load(std::memory_order_relaxed)));
     m.family("axon_dataplane_errors_total", "counter", "ERROR replies sent, by AXP error code.");
     for (std::size_t c = 1; c < protocol::kErrorCodeCount; ++c) {
       std::uint64_t total = 0;

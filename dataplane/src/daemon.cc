@@ -463,6 +463,14 @@ void Daemon::accept_worker(Listener& listener) {
 }
 
 void Daemon::export_counters() {
+  if (dpdk_) {
+    const DpdkRuntime::DeviceCounters device = dpdk_->device_counters();
+    StatsHeader& h = *shared_->stats.header;
+    h.device_rx_missed.store(device.rx_missed, std::memory_order_relaxed);
+    h.device_rx_nombuf.store(device.rx_nombuf, std::memory_order_relaxed);
+    h.device_rx_errors.store(device.rx_errors, std::memory_order_relaxed);
+    h.device_tx_errors.store(device.tx_errors, std::memory_order_relaxed);
+  }
   if (!program_) {
     shared_->stats.header->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
     return;
@@ -702,7 +710,7 @@ void Daemon::shutdown() {
   }
   for (std::thread& t : threads_) t.join();
   threads_.clear();
-  if (program_) export_counters();
+  if (program_ || dpdk_) export_counters();
   control_.reset();
   listeners_.clear();
   lcores_.clear();

@@ -492,6 +492,9 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
     }
   }
   port_.poll_completions();
+  const PortCounters port = port_.counters();
+  stats_.port_rx_dropped.store(port.rx_dropped, std::memory_order_relaxed);
+  stats_.port_tx_errors.store(port.tx_errors, std::memory_order_relaxed);
 }
 
 std::uint32_t Lcore::poll_once() noexcept {

@@ -16,6 +16,7 @@ namespace protocol = axon::protocol;
 
 struct Totals {
   std::uint64_t rx = 0, requests = 0, responses = 0, busy = 0, errors = 0, tx_dropped = 0, late = 0;
+  std::uint64_t port_rx_dropped = 0, port_tx_errors = 0;
   std::uint64_t errors_by[protocol::kErrorCodeCount] = {};
   std::uint64_t drops[protocol::kReasonCount] = {};
   std::uint64_t latency[axon::dataplane::kLatencyBuckets] = {};
@@ -35,6 +36,8 @@ Totals collect(const StatsView& view) {
     t.busy += load(l.busy_sent);
     t.tx_dropped += load(l.tx_dropped);
     t.late += load(l.late_replies);
+    t.port_rx_dropped += load(l.port_rx_dropped);
+    t.port_tx_errors += load(l.port_tx_errors);
     for (std::size_t e = 0; e < protocol::kErrorCodeCount; ++e) {
       t.errors_by[e] += load(l.errors_sent[e]);
       t.errors += load(l.errors_sent[e]);
@@ -102,7 +105,16 @@ void print_json(const StatsView& view, const Totals& t) {
                 static_cast<unsigned long long>(t.drops[r]));
     first = false;
   }
-  std::printf("},\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f},\"workers\":[", quantile_us(t.latency, 0.5),
+  const auto& h = *view.header;
+  std::printf(
+      "},\"port\":{\"rx_dropped\":%llu,\"tx_errors\":%llu},\"device\":{\"rx_missed\":%llu,\"rx_nombuf\":%llu,"
+      "\"rx_errors\":%llu,\"tx_errors\":%llu}",
+      static_cast<unsigned long long>(t.port_rx_dropped), static_cast<unsigned long long>(t.port_tx_errors),
+      static_cast<unsigned long long>(load(h.device_rx_missed)),
+      static_cast<unsigned long long>(load(h.device_rx_nombuf)),
+      static_cast<unsigned long long>(load(h.device_rx_errors)),
+      static_cast<unsigned long long>(load(h.device_tx_errors)));
+  std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f},\"workers\":[", quantile_us(t.latency, 0.5),
               quantile_us(t.latency, 0.99));
   for (std::uint32_t w = 0; w < view.header->worker_count; ++w) {
     const auto& ws = view.workers[w];
@@ -163,6 +175,20 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(last.rx), static_cast<unsigned long long>(last.requests),
                 static_cast<unsigned long long>(last.responses), static_cast<unsigned long long>(last.busy),
                 static_cast<unsigned long long>(last.errors), drops_text(view.value(), last).c_str());
+    // Losses below the engine, printed only when there are any.
+    const auto& h = *view.value().header;
+    const std::uint64_t device[] = {load(h.device_rx_missed), load(h.device_rx_nombuf), load(h.device_rx_errors),
+                                    load(h.device_tx_errors)};
+    if (last.tx_dropped + last.port_rx_dropped + last.port_tx_errors + device[0] + device[1] + device[2] + device[3] !=
+        0) {
+      std::printf(
+          "lost below the engine: tx_dropped %llu  port rx_dropped %llu tx_errors %llu  device rx_missed %llu "
+          "rx_nombuf %llu rx_errors %llu tx_errors %llu\n",
+          static_cast<unsigned long long>(last.tx_dropped), static_cast<unsigned long long>(last.port_rx_dropped),
+          static_cast<unsigned long long>(last.port_tx_errors), static_cast<unsigned long long>(device[0]),
+          static_cast<unsigned long long>(device[1]), static_cast<unsigned long long>(device[2]),
+          static_cast<unsigned long long>(device[3]));
+    }
     return 0;
   }
   for (int n = 0; count == 0 || n < count; ++n) {

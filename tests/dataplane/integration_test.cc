@@ -1479,6 +1479,30 @@ TEST_F(UringIT, ReceiveIsRearmedAfterTheBufferRingRanDry) {
   }
 }
 
+// A request far longer than the port's receive buffers (64 KiB, sent as IP fragments and
+// reassembled by the kernel) reaches the engine cut to the buffer, its header still claiming
+// the full length. The shared validator must reject it (bad_length: the header claims more than
+// the datagram holds) and count it once, nothing
+// may be answered from the partial copy, and the socket must go on serving.
+TEST_F(UringIT, ADatagramLongerThanItsBufferIsDroppedByReasonAndTheSocketKeepsServing) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  ASSERT_NE(start_worker("w0", 0), nullptr);
+  AxpClient client(*net_, AF_INET);
+  ASSERT_TRUE(client.ok());
+  const std::uint64_t bad_length_before = dropped(Reason::bad_length);
+  Header big = request_header(1, 7);
+  ASSERT_TRUE(client.send_bytes(encode(big, pattern_payload(65000, 9))));
+  EXPECT_TRUE(eventually([&] { return dropped(Reason::bad_length) == bad_length_before + 1; }))
+      << "bad_length: " << dropped(Reason::bad_length) - bad_length_before;
+  EXPECT_EQ(stats().lcores(&LcoreStats::requests), 0u) << "a cut request must not reach the worker";
+  EXPECT_EQ(stats().lcores(&LcoreStats::port_rx_dropped), 0u) << "counted once, by the validator";
+  EXPECT_FALSE(client.receive(200ms).has_value()) << "nothing may be answered from a partial copy";
+  Header h = request_header(1, 7);
+  auto rx = roundtrip(client, h, pattern_payload(64, 1));
+  ASSERT_TRUE(rx) << "the socket stopped receiving after the oversized datagram";
+  expect_response(*rx, h, pattern_payload(64, 1));
+}
+
 // Two receive queues, one lcore each, on a veth with two queues per end. Flows from many
 // client sockets hash over both queues, so both lcores receive; the one worker belongs to one
 // lcore, so the other must hand its requests over the forward ring, and every request is still

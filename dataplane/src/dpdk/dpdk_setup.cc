@@ -152,6 +152,16 @@ class DpdkRuntimeImpl final : public DpdkRuntime {
     return total;
   }
   [[nodiscard]] std::string runtime_dir() const override { return runtime_dir_; }
+  [[nodiscard]] DeviceCounters device_counters() const noexcept override {
+    DeviceCounters out;
+    rte_eth_stats stats{};
+    if (!port_started_ || rte_eth_stats_get(port_id_, &stats) != 0) return out;
+    out.rx_missed = stats.imissed;
+    out.rx_nombuf = stats.rx_nombuf;
+    out.rx_errors = stats.ierrors;
+    out.tx_errors = stats.oerrors;
+    return out;
+  }
 
   void teardown() {
     ports_.clear();

@@ -144,6 +144,11 @@ class DpdkRuntime {
   [[nodiscard]] virtual std::uint64_t mbufs_available() const noexcept = 0;
   // Where the EAL runtime directory (and the telemetry socket, if enabled) lives.
   [[nodiscard]] virtual std::string runtime_dir() const = 0;
+  // The device's own drop and error counters (rte_eth_stats_get); all 0 if it cannot say.
+  struct DeviceCounters {
+    std::uint64_t rx_missed = 0, rx_nombuf = 0, rx_errors = 0, tx_errors = 0;
+  };
+  [[nodiscard]] virtual DeviceCounters device_counters() const noexcept = 0;
 };
 
 // The EAL argument vector open_dpdk uses (argv[0] included); exposed for tests and --check.

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "axon/common/result.h"
 #include "axon/protocol/axp.h"
@@ -17,8 +18,8 @@
 namespace axon::dataplane {
 
 inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
-// 2: added backend[].
-inline constexpr std::uint32_t kStatsVersion = 2;
+// 2: added backend[]. 3: added the port and device drop counters.
+inline constexpr std::uint32_t kStatsVersion = 3;
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
 inline constexpr std::size_t kLatencyBuckets = 48;  // power-of-two ns buckets: [2^i, 2^(i+1))
@@ -47,6 +48,9 @@ struct alignas(128) LcoreStats {
   Counter drops[protocol::kReasonCount];           // frames rejected by the userspace validator
   Counter latency_ns[kLatencyBuckets];             // enqueue -> reply built, per request
   Counter latency_sum_ns;
+  // The lcore's port, copied from its PortCounters each housekeeping tick.
+  Counter port_rx_dropped;  // datagrams the port lost before the engine saw them (e.g. truncated)
+  Counter port_tx_errors;   // reply frames the kernel refused after the port took them
 };
 
 enum class WorkerSlotState : std::uint32_t { vacant = 0, alive = 1, dying = 2 };
@@ -83,7 +87,23 @@ struct StatsHeader {
   char backend[16];                             // the backend chosen at start: "xdp", "uring", "dpdk"
   Counter xdp_packets[protocol::kReasonCount];  // XDP verdicts, copied from the BPF counters
   Counter xdp_bytes[protocol::kReasonCount];
+  // The DPDK device's own counters (rte_eth_stats), copied by the control thread; 0 for the
+  // other backends, whose losses below the engine are in xdp_packets and port_rx_dropped.
+  Counter device_rx_missed;  // imissed: the device had no RX descriptor free
+  Counter device_rx_nombuf;  // rx_nombuf: no mbuf to refill a descriptor
+  Counter device_rx_errors;  // ierrors
+  Counter device_tx_errors;  // oerrors
 };
+
+// The file is read by other processes, built separately: its blocks must stay plain,
+// lock-free, 128-byte multiples (one writer per block, no false sharing between lcores).
+static_assert(Counter::is_always_lock_free);
+static_assert(std::is_standard_layout_v<LcoreStats> && std::is_standard_layout_v<WorkerStats> &&
+              std::is_standard_layout_v<StatsHeader>);
+static_assert(alignof(LcoreStats) == 128 && sizeof(LcoreStats) % 128 == 0);
+static_assert(alignof(WorkerStats) == 128 && sizeof(WorkerStats) % 128 == 0);
+static_assert(offsetof(StatsHeader, magic) == 0 && offsetof(StatsHeader, version) == 8,
+              "magic and version are what a reader checks first: they never move");
 
 // File layout: StatsHeader, then lcore_count LcoreStats, then worker_count WorkerStats.
 struct StatsView {
