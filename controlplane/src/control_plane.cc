@@ -1257,7 +1257,7 @@ std::string ControlPlane::metrics() {
     m.sample({{"kind", "rx_dropped"}}, sum(&dataplane::LcoreStats::port_rx_dropped));
     m.sample({{"kind", "tx_errors"}}, sum(&dataplane::LcoreStats::port_tx_errors));
     m.family("axon_dataplane_device_errors_total", "counter",
-             "The DPDK device's own drop and error counters (rte_eth_stats); 0 for the other backends.");
+             "Losses below the port: the DPDK device's rte_eth_stats, or the AF_XDP sockets' XDP_STATISTICS (xdp).");
     m.sample({{"kind", "rx_missed"}}, double(h->device_rx_missed.load(std::memory_order_relaxed)));
     m.sample({{"kind", "rx_nombuf"}}, double(h->device_rx_nombuf.load(std::memory_order_relaxed)));
     m.sample({{"kind", "rx_errors"}}, double(h->device_rx_errors.load(std::memory_order_relaxed)));

@@ -1479,6 +1479,51 @@ TEST_F(UringIT, ReceiveIsRearmedAfterTheBufferRingRanDry) {
   }
 }
 
+// A stalled data plane (SIGSTOP) while requests keep coming: the kernel runs out of posted
+// buffers (fill ring) or RX ring room and has to drop the rest. Those losses happen below the
+// port, where the engine cannot see them, so the kernel's own counts (XDP_STATISTICS) must
+// reach the stats file, and with the engine's they must account for every request sent. Each
+// request that got through is answered once the data plane runs again (RESPONSE, or BUSY where
+// the worker's ring was full).
+TEST_F(XdpIT, RequestsTheKernelCouldNotQueueWhileStalledAreCountedAndTheRestAnswered) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  ASSERT_NE(start_worker("w0", 0), nullptr);
+  AxpClient client(*net_, AF_INET);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(client.widen_receive_buffer(8 << 20));
+  const StatsHeader& header = stats().header();
+  auto kernel_drops = [&] {
+    return header.device_rx_missed.load() + header.device_rx_nombuf.load() + header.device_rx_errors.load();
+  };
+  EXPECT_EQ(kernel_drops(), 0u);
+  ASSERT_TRUE(daemon_->signal(SIGSTOP));
+  ASSERT_TRUE(eventually([&] { return process_state(daemon_->pid()) == 'T'; })) << "daemon did not stop";
+  // Twice what the 1024-frame UMEM can hold for receive, paced so that veth itself keeps up.
+  constexpr int kSent = 1024;
+  for (int i = 0; i < kSent; ++i) {
+    ASSERT_TRUE(client.send(request_header(1, 7)));
+    if (i % 64 == 63) std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_TRUE(daemon_->signal(SIGCONT));
+  EXPECT_TRUE(eventually([&] { return kernel_drops() > 0; }))
+      << "the kernel's drop counts never reached the stats file";
+  EXPECT_TRUE(eventually([&] { return stats().lcores(&LcoreStats::rx_frames) + kernel_drops() == kSent; }))
+      << "engine received " << stats().lcores(&LcoreStats::rx_frames) << ", kernel dropped: rx_ring_full "
+      << header.device_rx_missed.load() << ", fill ring empty " << header.device_rx_nombuf.load() << ", other "
+      << header.device_rx_errors.load() << "; of " << kSent << " sent";
+  const std::uint64_t received = stats().lcores(&LcoreStats::rx_frames);
+  auto got = client.receive_n(std::size_t(received), kPatience);
+  EXPECT_EQ(got.size(), received) << "a request the engine received went unanswered";
+  for (const auto& rx : got) {
+    ASSERT_TRUE(is_type(rx, MessageType::response) || is_type(rx, MessageType::busy)) << describe(rx);
+  }
+  EXPECT_EQ(stats().lcores(&LcoreStats::responses) + stats().lcores(&LcoreStats::busy_sent), received);
+  Header h = request_header(1, 7);
+  auto rx = roundtrip(client, h);
+  ASSERT_TRUE(rx) << "no reply after the stall";
+  expect_response(*rx, h, {});
+}
+
 // A request far longer than the port's receive buffers (64 KiB, sent as IP fragments and
 // reassembled by the kernel) reaches the engine cut to the buffer, its header still claiming
 // the full length. The shared validator must reject it (bad_length: the header claims more than

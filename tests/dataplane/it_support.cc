@@ -610,6 +610,10 @@ bool AxpClient::send(const protocol::Header& header, std::span<const std::uint8_
   return !bytes.empty() && send_bytes(bytes);
 }
 
+bool AxpClient::widen_receive_buffer(int bytes) {
+  return setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) == 0;
+}
+
 bool AxpClient::send_bytes(std::span<const std::uint8_t> datagram) {
   ssize_t n =
       sendto(fd_, datagram.data(), datagram.size(), 0, reinterpret_cast<const sockaddr*>(&server_), server_len_);

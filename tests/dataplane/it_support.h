@@ -264,6 +264,8 @@ class AxpClient {
 
   [[nodiscard]] bool ok() const noexcept { return fd_ >= 0; }
   [[nodiscard]] std::uint16_t local_port() const noexcept { return local_port_; }
+  // For tests that let hundreds of replies queue up before reading them.
+  bool widen_receive_buffer(int bytes);
   bool send(const protocol::Header& header, std::span<const std::uint8_t> payload = {});
   bool send_bytes(std::span<const std::uint8_t> datagram);
   std::optional<Received> receive(std::chrono::milliseconds timeout);

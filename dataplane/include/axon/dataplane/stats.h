@@ -87,12 +87,13 @@ struct StatsHeader {
   char backend[16];                             // the backend chosen at start: "xdp", "uring", "dpdk"
   Counter xdp_packets[protocol::kReasonCount];  // XDP verdicts, copied from the BPF counters
   Counter xdp_bytes[protocol::kReasonCount];
-  // The DPDK device's own counters (rte_eth_stats), copied by the control thread; 0 for the
-  // other backends, whose losses below the engine are in xdp_packets and port_rx_dropped.
-  Counter device_rx_missed;  // imissed: the device had no RX descriptor free
-  Counter device_rx_nombuf;  // rx_nombuf: no mbuf to refill a descriptor
-  Counter device_rx_errors;  // ierrors
-  Counter device_tx_errors;  // oerrors
+  // Losses the layer below the port counts, copied by the control thread every 100 ms: the
+  // DPDK device's rte_eth_stats, or the kernel's XDP_STATISTICS of the AF_XDP sockets (xdp);
+  // 0 for uring, whose socket losses are in port_rx_dropped.
+  Counter device_rx_missed;  // dpdk imissed; xdp rx_ring_full: no room in the RX ring
+  Counter device_rx_nombuf;  // dpdk rx_nombuf; xdp rx_fill_ring_empty_descs: no free buffer
+  Counter device_rx_errors;  // dpdk ierrors; xdp rx_dropped (less the fill ring's) + rx_invalid_descs
+  Counter device_tx_errors;  // dpdk oerrors; xdp tx_invalid_descs
 };
 
 // The file is read by other processes, built separately: its blocks must stay plain,
