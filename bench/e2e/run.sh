@@ -138,6 +138,7 @@ baseline_bin="${build}/bench/baseline/axon-baseline-server"
 axonctl="${build}/client/axonctl"
 dataplane_bin="${axon_build:-${build}}/dataplane/axon-dataplane"
 echo_worker_bin="${axon_build:-${build}}/examples/echo_worker"
+dataplane_stats_bin="${axon_build:-${build}}/dataplane/axon-dataplane-stats"
 for b in "${loadgen}" "${axonctl}"; do [[ -x "${b}" ]] || die "missing ${b}"; done
 ncpu="$(nproc)"
 ((server_cpu < ncpu && load_cpu < ncpu)) || die "--server-cpu/--load-cpu must be below ${ncpu}"
@@ -375,15 +376,31 @@ loadgen_run() {
     >>"${work}/loadgen.log" 2>&1 || { log "axon-loadgen failed at ${rate}/s (see ${work}/loadgen.log)"; return 1; }
 }
 
+# The data plane's own counters (axon peers only): what it answered and what was lost below
+# its engine, so that a step's lost replies can be placed on one side or the other.
+dataplane_counters() {
+  [[ "$1" != baseline && -x "${dataplane_stats_bin}" ]] || { echo '{}'; return; }
+  "${dataplane_stats_bin}" --run-dir "${work}/axon-run" --json 2>/dev/null |
+    jq -c '{rx_frames, responses, busy, tx_dropped, port, device}' 2>/dev/null || echo '{}'
+}
+
 # Sweeps the offered load until the peer saturates; records the steps in ${work}/<peer>-sweep-*.json.
+# For axon peers each step also records the data plane's counter deltas ("dataplane").
 sweep() {
-  local peer="$1" rate achieved bad json i=0
+  local peer="$1" rate achieved bad json i=0 before after below
   for rate in ${rates}; do
     json="${work}/${peer}-sweep-$(printf '%02d' ${i}).json"
     i=$((i + 1))
+    before="$(dataplane_counters "${peer}")"
     loadgen_run "${rate}" "${json}" "${step_s}" || break
+    after="$(dataplane_counters "${peer}")"
+    jq --argjson b "${before}" --argjson a "${after}" '
+      def delta(a; b): if (a | type) == "object" then (a | with_entries(.value = (.value - (b[.key] // 0)))) else a - (b // 0) end;
+      . + (if ($a | length) > 0 then {dataplane: ($a | with_entries(.value = delta(.value; $b[.key])))} else {} end)' \
+      "${json}" >"${json}.tmp" && mv "${json}.tmp" "${json}"
     read -r achieved bad < <(jq -r '[.achieved_rps, (.lost + .busy + .errors) / ([.sent, 1] | max)] | @tsv' "${json}")
-    log "${peer}: offered ${rate}/s -> achieved $(printf '%.0f' "${achieved}")/s, p99 $(jq -r '.latency_us.p99' "${json}") us, not ok $(awk -v b="${bad}" 'BEGIN { printf "%.1f%%", b * 100 }')"
+    below="$(jq -r 'if .dataplane then ", data plane lost below the engine \(.dataplane.tx_dropped + ([.dataplane.port[], .dataplane.device[]] | add)), answered \(.dataplane.responses + .dataplane.busy)" else "" end' "${json}")"
+    log "${peer}: offered ${rate}/s -> achieved $(printf '%.0f' "${achieved}")/s, p99 $(jq -r '.latency_us.p99' "${json}") us, not ok $(awk -v b="${bad}" 'BEGIN { printf "%.1f%%", b * 100 }')${below}"
     # Saturated: below 90% of the offered rate served, or more than 5% of requests not served.
     if awk -v a="${achieved}" -v r="${rate}" -v b="${bad}" 'BEGIN { exit !(a < 0.9 * r || b > 0.05) }'; then
       break

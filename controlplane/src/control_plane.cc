@@ -1251,6 +1251,9 @@ std::string ControlPlane::metrics() {
         .sample(sum(&dataplane::LcoreStats::busy_sent));
     m.family("axon_dataplane_tx_dropped_total", "counter", "Reply frames dropped: the port had no TX room.")
         .sample(sum(&dataplane::LcoreStats::tx_dropped));
+    m.family("axon_dataplane_tx_backpressure_total", "counter",
+             "Poll loops that left worker replies queued because no TX frame was free.")
+        .sample(sum(&dataplane::LcoreStats::tx_backpressure));
     m.family("axon_dataplane_port_errors_total", "counter",
              "Losses in the backend's port, below the engine: received datagrams it could not hand over "
              "(rx_dropped, e.g. truncated) and replies the kernel refused (tx_errors).");

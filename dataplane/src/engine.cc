@@ -354,6 +354,13 @@ void Lcore::answer_busy(const ReplyContext& ctx) noexcept {
                nullptr, 0);
 }
 
+std::uint32_t Lcore::tx_room() noexcept {
+  if (tx_cache_count_ < kBurst) {
+    tx_cache_count_ += port_.tx_alloc_burst(tx_cache_ + tx_cache_count_, kBurst - tx_cache_count_);
+  }
+  return tx_cache_count_;
+}
+
 void Lcore::flush_tx() noexcept {
   if (tx_count_ == 0) return;
   std::uint32_t sent = port_.tx_burst(tx_, tx_count_);
@@ -371,7 +378,15 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
   for (std::uint32_t local = 0; local < owned_.size(); ++local) {
     WorkerSlot& slot = *owned_[local];
     if (slot.state.load(std::memory_order_acquire) != std::uint32_t(WorkerSlotState::alive)) continue;
-    std::uint32_t n = slot.channel->poll_replies(completions, kBurst);
+    // Take only as many replies as there are TX frames for. Without frames a reply taken off
+    // the ring could only be dropped; left in the worker's ring it waits for the sends in
+    // flight to complete, and the worker's full reply ring is the backpressure it feels.
+    const std::uint32_t room = tx_room();
+    if (room == 0) {
+      count(stats_.tx_backpressure);
+      break;
+    }
+    std::uint32_t n = slot.channel->poll_replies(completions, room < kBurst ? room : kBurst);
     for (std::uint32_t i = 0; i < n; ++i) {
       const shm::Completion& c = completions[i];
       ReplyContext& ctx = slot.contexts[c.request_buffer];

@@ -16,7 +16,7 @@ namespace protocol = axon::protocol;
 
 struct Totals {
   std::uint64_t rx = 0, requests = 0, responses = 0, busy = 0, errors = 0, tx_dropped = 0, late = 0;
-  std::uint64_t port_rx_dropped = 0, port_tx_errors = 0;
+  std::uint64_t port_rx_dropped = 0, port_tx_errors = 0, tx_backpressure = 0;
   std::uint64_t errors_by[protocol::kErrorCodeCount] = {};
   std::uint64_t drops[protocol::kReasonCount] = {};
   std::uint64_t latency[axon::dataplane::kLatencyBuckets] = {};
@@ -38,6 +38,7 @@ Totals collect(const StatsView& view) {
     t.late += load(l.late_replies);
     t.port_rx_dropped += load(l.port_rx_dropped);
     t.port_tx_errors += load(l.port_tx_errors);
+    t.tx_backpressure += load(l.tx_backpressure);
     for (std::size_t e = 0; e < protocol::kErrorCodeCount; ++e) {
       t.errors_by[e] += load(l.errors_sent[e]);
       t.errors += load(l.errors_sent[e]);
@@ -107,10 +108,11 @@ void print_json(const StatsView& view, const Totals& t) {
   }
   const auto& h = *view.header;
   std::printf(
-      "},\"port\":{\"rx_dropped\":%llu,\"tx_errors\":%llu},\"device\":{\"rx_missed\":%llu,\"rx_nombuf\":%llu,"
+      "},\"tx_backpressure\":%llu,\"port\":{\"rx_dropped\":%llu,\"tx_errors\":%llu},\"device\":{\"rx_missed\":%llu,"
+      "\"rx_nombuf\":%llu,"
       "\"rx_errors\":%llu,\"tx_errors\":%llu}",
-      static_cast<unsigned long long>(t.port_rx_dropped), static_cast<unsigned long long>(t.port_tx_errors),
-      static_cast<unsigned long long>(load(h.device_rx_missed)),
+      static_cast<unsigned long long>(t.tx_backpressure), static_cast<unsigned long long>(t.port_rx_dropped),
+      static_cast<unsigned long long>(t.port_tx_errors), static_cast<unsigned long long>(load(h.device_rx_missed)),
       static_cast<unsigned long long>(load(h.device_rx_nombuf)),
       static_cast<unsigned long long>(load(h.device_rx_errors)),
       static_cast<unsigned long long>(load(h.device_tx_errors)));

@@ -98,6 +98,8 @@ class Lcore {
                     std::uint32_t length) noexcept;
   void flush_tx() noexcept;
   WorkerSlot* pick_worker(const AgentRoute& route, std::uint64_t session_key) noexcept;
+  // Free TX frames in the cache after topping it up from the port (0: none to be had).
+  std::uint32_t tx_room() noexcept;
 
   std::uint32_t id_;
   Port& port_;

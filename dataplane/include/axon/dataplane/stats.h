@@ -18,7 +18,7 @@
 namespace axon::dataplane {
 
 inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
-// 2: added backend[]. 3: added the port and device drop counters.
+// 2: added backend[]. 3: added the port and device drop counters and tx_backpressure.
 inline constexpr std::uint32_t kStatsVersion = 3;
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
@@ -34,13 +34,14 @@ struct alignas(128) LcoreStats {
   Counter rx_frames;
   Counter rx_bytes;
   Counter tx_frames;
-  Counter requests;      // valid requests accepted into a worker's ring
-  Counter responses;     // RESPONSE datagrams sent
-  Counter busy_sent;     // BUSY replies: worker ring full or no buffer
-  Counter forwarded;     // requests handed to the lcore that owns the worker
-  Counter forward_full;  // forward ring full (answered BUSY)
-  Counter tx_dropped;    // reply frames that found no TX room
-  Counter late_replies;  // worker replies after the deadline ERROR already went out
+  Counter requests;         // valid requests accepted into a worker's ring
+  Counter responses;        // RESPONSE datagrams sent
+  Counter busy_sent;        // BUSY replies: worker ring full or no buffer
+  Counter forwarded;        // requests handed to the lcore that owns the worker
+  Counter forward_full;     // forward ring full (answered BUSY)
+  Counter tx_dropped;       // reply frames that found no TX room
+  Counter tx_backpressure;  // loops that left worker replies queued: no TX frame free
+  Counter late_replies;     // worker replies after the deadline ERROR already went out
   Counter invalid_replies;
   Counter loops;
   Counter idle_loops;
