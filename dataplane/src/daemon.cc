@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -465,35 +466,33 @@ void Daemon::accept_worker(Listener& listener) {
 }
 
 void Daemon::export_counters() {
-  if (backend_ == "xdp") {
+  std::optional<DeviceCounters> device;
+  if (dpdk_) {
+    device = dpdk_->device_counters();
+  } else if (backend_ == "xdp") {
     // The kernel's side of each AF_XDP socket: frames it could not deliver because our RX
     // ring was full or the fill ring empty (a stalled or overloaded lcore), or that it dropped.
-    DpdkRuntime::DeviceCounters sum;
+    device.emplace();
     for (const auto& port : ports_) {
       xdp_statistics st{};
       socklen_t len = sizeof st;
       if (getsockopt(af_xdp_socket_fd(*port), SOL_XDP, XDP_STATISTICS, &st, &len) != 0) continue;
-      sum.rx_missed += st.rx_ring_full;
-      sum.rx_nombuf += st.rx_fill_ring_empty_descs;
+      device->rx_missed += st.rx_ring_full;
+      device->rx_nombuf += st.rx_fill_ring_empty_descs;
       // rx_dropped also counts every frame lost to an empty fill ring (already in rx_nombuf):
       // what remains are frames too large for a UMEM frame.
-      sum.rx_errors += (st.rx_dropped > st.rx_fill_ring_empty_descs ? st.rx_dropped - st.rx_fill_ring_empty_descs : 0) +
-                       st.rx_invalid_descs;
-      sum.tx_errors += st.tx_invalid_descs;
+      device->rx_errors +=
+          (st.rx_dropped > st.rx_fill_ring_empty_descs ? st.rx_dropped - st.rx_fill_ring_empty_descs : 0) +
+          st.rx_invalid_descs;
+      device->tx_errors += st.tx_invalid_descs;
     }
-    StatsHeader& h = *shared_->stats.header;
-    h.device_rx_missed.store(sum.rx_missed, std::memory_order_relaxed);
-    h.device_rx_nombuf.store(sum.rx_nombuf, std::memory_order_relaxed);
-    h.device_rx_errors.store(sum.rx_errors, std::memory_order_relaxed);
-    h.device_tx_errors.store(sum.tx_errors, std::memory_order_relaxed);
   }
-  if (dpdk_) {
-    const DpdkRuntime::DeviceCounters device = dpdk_->device_counters();
+  if (device) {
     StatsHeader& h = *shared_->stats.header;
-    h.device_rx_missed.store(device.rx_missed, std::memory_order_relaxed);
-    h.device_rx_nombuf.store(device.rx_nombuf, std::memory_order_relaxed);
-    h.device_rx_errors.store(device.rx_errors, std::memory_order_relaxed);
-    h.device_tx_errors.store(device.tx_errors, std::memory_order_relaxed);
+    h.device_rx_missed.store(device->rx_missed, std::memory_order_relaxed);
+    h.device_rx_nombuf.store(device->rx_nombuf, std::memory_order_relaxed);
+    h.device_rx_errors.store(device->rx_errors, std::memory_order_relaxed);
+    h.device_tx_errors.store(device->tx_errors, std::memory_order_relaxed);
   }
   if (!program_) {
     shared_->stats.header->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);

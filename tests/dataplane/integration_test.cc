@@ -1526,9 +1526,9 @@ TEST_F(XdpIT, RequestsTheKernelCouldNotQueueWhileStalledAreCountedAndTheRestAnsw
 
 // A request far longer than the port's receive buffers (64 KiB, sent as IP fragments and
 // reassembled by the kernel) reaches the engine cut to the buffer, its header still claiming
-// the full length. The shared validator must reject it (bad_length: the header claims more than
-// the datagram holds) and count it once, nothing
-// may be answered from the partial copy, and the socket must go on serving.
+// the full length. The shared validator must reject it (bad_length: the header claims more
+// than the datagram holds) and count it once; nothing may be answered from the partial copy,
+// and the socket must go on serving.
 TEST_F(UringIT, ADatagramLongerThanItsBufferIsDroppedByReasonAndTheSocketKeepsServing) {
   ASSERT_NO_FATAL_FAILURE(start_daemon());
   ASSERT_NE(start_worker("w0", 0), nullptr);

@@ -31,6 +31,15 @@ struct PortCounters {
   std::uint64_t tx_errors = 0;      // frames the kernel refused after tx_burst took them
 };
 
+// Losses below a port that the layer underneath counts (a DPDK device, or the kernel's side
+// of AF_XDP sockets), as published in StatsHeader::device_*.
+struct DeviceCounters {
+  std::uint64_t rx_missed = 0;  // no room in the RX ring
+  std::uint64_t rx_nombuf = 0;  // no free receive buffer
+  std::uint64_t rx_errors = 0;  // other receive drops
+  std::uint64_t tx_errors = 0;
+};
+
 struct PortInfo {
   std::string backend;  // "af_xdp", "uring"
   std::string mode;     // e.g. "zero-copy" or "copy"
@@ -145,9 +154,6 @@ class DpdkRuntime {
   // Where the EAL runtime directory (and the telemetry socket, if enabled) lives.
   [[nodiscard]] virtual std::string runtime_dir() const = 0;
   // The device's own drop and error counters (rte_eth_stats_get); all 0 if it cannot say.
-  struct DeviceCounters {
-    std::uint64_t rx_missed = 0, rx_nombuf = 0, rx_errors = 0, tx_errors = 0;
-  };
   [[nodiscard]] virtual DeviceCounters device_counters() const noexcept = 0;
 };
 
