@@ -117,6 +117,16 @@ Result<std::string, KnobError> read_knob(const std::string& root, const Knob& kn
   return canonical(knob, *text);
 }
 
+Result<std::string, KnobError> read_original(const std::string& root, const Knob& knob, std::string& why) {
+  if (knob.kind == KnobKind::ethtool || knob.format == FileFormat::bracket) return read_knob(root, knob, why);
+  auto canonical_value = read_knob(root, knob, why);  // same errors, same missing/refused split
+  if (!canonical_value) return canonical_value;
+  auto text = read_text(root, knob.path);
+  if (!text) return make_error(classify(errno, knob.path, "cannot read", why), why);
+  if (!text->empty() && text->back() == '\n') text->pop_back();
+  return *text;
+}
+
 Result<Ok, KnobError> write_knob(const std::string& root, const Knob& knob, const std::string& value,
                                  std::string& why) {
   if (knob.kind == KnobKind::ethtool) {

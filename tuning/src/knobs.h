@@ -56,6 +56,10 @@ struct KnobFailure {
 
 // Reads the knob's value in its canonical form (see FileFormat); root is the prefix.
 Result<std::string, KnobError> read_knob(const std::string& root, const Knob& knob, std::string& why);
+// The value to keep in the snapshot so that writing it back restores the knob exactly:
+// the file's text as it is (only its final newline dropped; tabs and all), except for
+// bracket files, whose written form is the selected word.
+Result<std::string, KnobError> read_original(const std::string& root, const Knob& knob, std::string& why);
 // Writes `value`; never creates a file that is not there.
 Result<Ok, KnobError> write_knob(const std::string& root, const Knob& knob, const std::string& value, std::string& why);
 

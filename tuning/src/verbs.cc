@@ -183,7 +183,14 @@ TResult<Report> apply(const std::string& profile, const Options& options, const 
     if (p.skip.empty()) planned_keys.insert(p.knob.key());
     const Assessment& a = assessed.back();
     if (a.item.status != Status::skipped && a.target && snap.find(p.knob.key()) == nullptr) {
-      snap.entries.push_back(SnapshotEntry{p.knob, a.item.live});
+      std::string why;
+      auto original = read_original(options.root, p.knob, why);
+      if (!original) {
+        assessed.back().item.status = Status::skipped;
+        assessed.back().item.reason = why;
+        continue;
+      }
+      snap.entries.push_back(SnapshotEntry{p.knob, original.value()});
       added_keys.insert(p.knob.key());
     }
   }
