@@ -30,6 +30,8 @@ AXON_DEPS=(
   # control plane: config, CLI, JSON, capabilities, sd_notify, TLS
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcap-dev libsystemd-dev
   libssl-dev openssl curl prometheus python3-yaml
+  # host tuning: ethtool's netlink interface (NIC queues, coalescing)
+  libmnl-dev
   # runtime tools used by the scripts
   iproute2 python3 procps jq ethtool
   # install.sh and its test: systemd-analyze/-tmpfiles/-sysusers, shellcheck

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -157,7 +158,10 @@ nlmsghdr* put_header(char* buf, std::uint16_t type, std::uint8_t cmd, std::uint8
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = type;
   nlh->nlmsg_flags = NLM_F_REQUEST | (ack ? NLM_F_ACK : 0);
-  nlh->nlmsg_seq = unsigned(time(nullptr)) ^ unsigned(getpid());
+  // A fresh sequence number per request, so a late message of an earlier request on the
+  // same socket can never be taken for this one's answer.
+  static std::atomic<unsigned> next_seq{unsigned(time(nullptr))};
+  nlh->nlmsg_seq = next_seq.fetch_add(1, std::memory_order_relaxed);
   auto* genl = static_cast<genlmsghdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(genlmsghdr)));
   genl->cmd = cmd;
   genl->version = version;
@@ -181,7 +185,8 @@ Socket open_ethtool(std::uint16_t& family, std::string& why) {
   (void)mnl_socket_setsockopt(sock.get(), NETLINK_CAP_ACK, &one, sizeof(one));
 
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
-  nlmsghdr* nlh = put_header(buf.data(), GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, true);
+  // No ACK asked: the reply is the answer, and no ACK is left queued for the next request.
+  nlmsghdr* nlh = put_header(buf.data(), GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, false);
   mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, ETHTOOL_GENL_NAME);
   Exchange ex;
   if (!transact(sock.get(), nlh, on_family, ex, why)) return nullptr;

@@ -192,10 +192,15 @@ std::string current_netns() {
 }
 
 bool in_separate_netns() {
+  // The kernel registers its host-wide net.core sysctls (netdev_budget, busy_poll, ...)
+  // in the initial namespace only, so their presence says where we are even when PID 1's
+  // namespace cannot be read (a container, or no CAP_SYS_PTRACE over PID 1).
+  struct stat st {};
+  if (::stat("/proc/sys/net/core/netdev_budget", &st) == 0) return false;
   char buf[128];
   const ssize_t n = ::readlink("/proc/1/ns/net", buf, sizeof(buf) - 1);
-  const std::string mine = current_netns();
-  return n > 0 && !mine.empty() && std::string(buf, std::size_t(n)) != mine;
+  if (n > 0 && std::string(buf, std::size_t(n)) == current_netns()) return false;
+  return true;
 }
 
 std::vector<std::string> netns_interfaces() {
