@@ -34,8 +34,9 @@ AXON_DEPS=(
   libmnl-dev
   # runtime tools used by the scripts
   iproute2 python3 procps jq ethtool
-  # install.sh and its test: systemd-analyze/-tmpfiles/-sysusers, shellcheck
-  systemd shellcheck
+  # install.sh and its tests: systemd-analyze/-tmpfiles/-sysusers, shellcheck; the
+  # Debian package (CPack's DEB generator uses dpkg-shlibdeps) and its lint
+  systemd shellcheck dpkg-dev fakeroot lintian
 )
 
 # axon_log MESSAGE...: one timestamped line on stderr, so stdout stays for results.

@@ -11,6 +11,9 @@
 # Also: drift found by verify and diff, rollback refused from another namespace, and
 # apply killed with SIGKILL at several points followed by a full rollback.
 # Needs root (exit 77 = skipped otherwise).
+# `check && pass || fail` is deliberate: pass never fails. ${...} in single quotes are
+# dpkg-query fields.
+# shellcheck disable=SC2015,SC2016
 set -euo pipefail
 
 axonctl="${1:?usage: tuning_netns_test.sh AXONCTL}"
