@@ -31,6 +31,7 @@ struct TuneOptions {
   std::vector<std::string> interfaces;
   bool netns_only = false;
   bool all = false;
+  bool remote = false;
 };
 
 bool is_file(const std::string& path) {
@@ -70,7 +71,10 @@ int exit_for(tuning::TuningError e) {
   }
 }
 
+int run_remote(GlobalOptions& global, const TuneOptions& o, tuning::Verb verb);
+
 int run(GlobalOptions& global, const TuneOptions& o, tuning::Verb verb) {
+  if (o.remote) return run_remote(global, o, verb);
   tuning::Options options;
   options.root = o.root;
   options.state_dir = o.state_dir;
@@ -124,6 +128,35 @@ int run(GlobalOptions& global, const TuneOptions& o, tuning::Verb verb) {
   return kExitOk;
 }
 
+// --remote: the same verb through the control plane's /v1/tuning (its tuning component
+// applies on its host with its state directory; roles: admin for apply and rollback).
+int run_remote(GlobalOptions& global, const TuneOptions& o, tuning::Verb verb) {
+  ApiRequest request;
+  switch (verb) {
+    case tuning::Verb::apply:
+      request = {"POST", "/v1/tuning/apply", nlohmann::json{{"profile", o.profile}}.dump()};
+      break;
+    case tuning::Verb::rollback: request = {"POST", "/v1/tuning/rollback", "{}"}; break;
+    default:
+      request = {"GET", std::string("/v1/tuning/") + tuning::to_string(verb) + "?profile=" + path_segment(o.profile),
+                 ""};
+  }
+  ApiOutcome outcome = send_api(global, request);
+  if (!outcome.response) return outcome.exit_code;
+  const client::RestResponse& response = *outcome.response;
+  if (response.status != 200) return report_api_error(global, request, response);
+  auto report = tuning::report_from_json(response.body);
+  if (!report) {
+    print_error_to(global, "tune: the API's answer: " + report.message());
+    return kExitApiError;
+  }
+  const std::string text = global.json ? response.body + "\n" : tuning::render_text(report.value(), o.all);
+  std::fputs(text.c_str(), global.out);
+  if (verb == tuning::Verb::verify && !report.value().in_force()) return kExitFailure;
+  if (verb == tuning::Verb::rollback && report.value().count(tuning::Status::failed) > 0) return kExitFailure;
+  return kExitOk;
+}
+
 int run_list(GlobalOptions& global, const TuneOptions& o) {
   tuning::Options options;
   options.profile_dirs = o.profile_dirs.empty() ? default_profile_dirs() : o.profile_dirs;
@@ -155,6 +188,8 @@ void add_common(CLI::App* cmd, TuneOptions& o, bool with_profile) {
                   "Only knobs of this network namespace (net.* sysctls, interfaces); refuses the host's namespace");
     cmd->add_flag("--all", o.all, "One line per knob (per CPU, per IRQ) instead of collapsing alike ones");
   }
+  cmd->add_flag("--remote", o.remote,
+                "Through the control plane's REST API (/v1/tuning, --api/--unix/--token) instead of locally");
   cmd->add_option("--root", o.root, "Root prefix for /proc and /sys (a sandbox directory in tests)");
   cmd->add_option("--state-dir", o.state_dir, "Where the snapshot and lock live (default /var/lib/axon/tuning)");
   cmd->add_option("--profile-dir", o.profile_dirs,

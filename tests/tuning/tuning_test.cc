@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "axon/tuning/service.h"
+
 #include "cpus.h"
 #include "profile.h"
 #include "sandbox.h"
@@ -458,6 +460,90 @@ TEST(CpuSets, ListsAndMasksRoundTrip) {
   EXPECT_EQ(format_cpumask({0, 1}, 2), "00000003");
   EXPECT_EQ(format_cpumask({33}, 40), "00000002,00000000");
   EXPECT_FALSE(parse_cpumask("xyz"));
+}
+
+}  // namespace
+}  // namespace axon::tuning
+
+namespace axon::tuning {
+namespace {
+
+// --- the control plane's component -------------------------------------------------------------
+
+class ServiceSandbox : public TuningSandbox {
+ protected:
+  ServiceConfig config(bool apply_at_start) {
+    ServiceConfig c;
+    c.profile = "host";
+    c.apply_at_start = apply_at_start;
+    c.verify_interval = std::chrono::milliseconds(1000);
+    c.options = options_;
+    return c;
+  }
+};
+
+TEST_F(ServiceSandbox, AppliesAtStartVerifiesPeriodicallyAndExportsDrift) {
+  box_.put("/proc/cmdline", "ro nohz_full=2-3 irqaffinity=0-1\n");
+  TuningService service(config(true));
+  auto started = service.start();
+  ASSERT_TRUE(started) << started.message();
+  EXPECT_EQ(started.value().verb, Verb::apply);
+  EXPECT_EQ(box_.get("/proc/sys/vm/swappiness"), "10\n");
+  auto s = service.state();
+  EXPECT_TRUE(s.verified);
+  EXPECT_TRUE(s.in_force);
+  EXPECT_EQ(s.applied, std::optional<std::string>("host"));
+  EXPECT_NE(service.metrics().find("axon_tuning_drift{profile=\"host\"} 0"), std::string::npos);
+
+  box_.put("/proc/sys/vm/max_map_count", "1\n");
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(service.tick(t0)) << "not due yet";
+  EXPECT_TRUE(service.tick(t0 + std::chrono::seconds(2)));
+  s = service.state();
+  EXPECT_FALSE(s.in_force);
+  EXPECT_EQ(s.drift, 1u);
+  const std::string metrics = service.metrics();
+  EXPECT_NE(metrics.find("axon_tuning_drift{profile=\"host\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("axon_tuning_in_force{profile=\"host\"} 0"), std::string::npos);
+  EXPECT_NE(metrics.find("axon_tuning_verifications_total 2"), std::string::npos) << metrics;
+}
+
+TEST_F(ServiceSandbox, RestResourceRespectsRolesAndRefusesPaths) {
+  TuningService service(config(false));
+  ASSERT_TRUE(service.start());
+  const auto before = box_.tree();
+  EXPECT_EQ(box_.get("/proc/sys/vm/swappiness"), "60\n") << "apply_at_start is off";
+
+  auto r = service.handle("POST", "/v1/tuning/apply", "", "{\"profile\":\"host\"}", false);
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(tree_diff(box_.tree(), before), "") << "a reader changed nothing";
+  EXPECT_EQ(service.handle("POST", "/v1/tuning/rollback", "", "", false).status, 403);
+  EXPECT_EQ(service.handle("POST", "/v1/tuning/check", "", "", true).status, 405);
+  EXPECT_EQ(service.handle("GET", "/v1/tuning/check", "profile=/etc/passwd", "", true).status, 400);
+  EXPECT_EQ(service.handle("POST", "/v1/tuning/apply", "", "{\"profile\":\"../x.toml\"}", true).status, 400);
+  EXPECT_EQ(service.handle("POST", "/v1/tuning/apply", "", "{\"profile\":\"host\",\"x\":1}", true).status, 400);
+  EXPECT_EQ(service.handle("GET", "/v1/tuning/check", "profile=nope", "", false).status, 404);
+  EXPECT_EQ(service.handle("GET", "/v1/tuning/nothing", "", "", false).status, 404);
+
+  r = service.handle("GET", "/v1/tuning/check", "profile=host", "", false);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"verb\": \"check\""), std::string::npos);
+  r = service.handle("GET", "/v1/tuning/profiles", "", "", false);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"name\":\"host\""), std::string::npos) << r.body;
+
+  r = service.handle("POST", "/v1/tuning/apply", "", "{\"profile\":\"host\"}", true);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(box_.get("/proc/sys/vm/swappiness"), "10\n");
+  r = service.handle("GET", "/v1/tuning", "", "", false);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"applied\":\"host\""), std::string::npos) << r.body;
+  r = service.handle("GET", "/v1/tuning/diff", "", "", false);  // the configured profile
+  EXPECT_EQ(r.status, 200);
+
+  auto lock = StateLock::acquire(options_);
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(service.handle("POST", "/v1/tuning/rollback", "", "", true).status, 409) << "locked by someone else";
 }
 
 }  // namespace

@@ -145,6 +145,7 @@ std::string render_json(const Report& r) {
   for (const auto& i : r.items) {
     items.push_back({{"section", i.section},
                      {"knob", i.knob},
+                     {"group", i.group},
                      {"where", i.where},
                      {"live", i.live},
                      {"want", i.want},
@@ -182,6 +183,71 @@ std::string render_json(const Report& r) {
             {"summary", summary},
             {"in_force", r.in_force()}};
   return j.dump(2);
+}
+
+TResult<Report> report_from_json(const std::string& text) {
+  using nlohmann::json;
+  const json j = json::parse(text, nullptr, false);
+  auto bad = [](const std::string& what) {
+    return make_error(TuningError::invalid_input, "not a tuning report: " + what);
+  };
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  Report r;
+  try {
+    const std::string verb = j.at("verb").get<std::string>();
+    bool known = false;
+    for (Verb v : {Verb::check, Verb::apply, Verb::verify, Verb::diff, Verb::rollback}) {
+      if (verb == to_string(v)) {
+        r.verb = v;
+        known = true;
+      }
+    }
+    if (!known) return bad("verb '" + verb + "'");
+    r.profile = j.value("profile", "");
+    r.includes = j.value("includes", std::vector<std::string>{});
+    r.description = j.value("description", "");
+    const json& h = j.at("host");
+    auto cpus = [&](const char* key) { return parse_cpulist(h.value(key, "")).value_or(CpuSet{}); };
+    r.host.online_cpus = cpus("online_cpus");
+    r.host.numa_nodes = cpus("numa_nodes");
+    r.host.dataplane_cpus = cpus("dataplane_cpus");
+    r.host.housekeeping_cpus = cpus("housekeeping_cpus");
+    r.host.cores_from = h.value("cores_from", "");
+    r.host.interfaces = h.value("interfaces", std::vector<std::string>{});
+    r.host.cgroup_mode = h.value("cgroup_mode", "");
+    for (const auto& i : j.at("items")) {
+      Item item;
+      item.section = i.value("section", "");
+      item.knob = i.value("knob", "");
+      item.group = i.value("group", "");
+      item.where = i.value("where", "");
+      item.live = i.value("live", "");
+      item.want = i.value("want", "");
+      item.now = i.value("now", "");
+      item.reason = i.value("reason", "");
+      const std::string status = i.value("status", "");
+      bool ok = false;
+      for (Status st : {Status::ok, Status::change, Status::changed, Status::skipped, Status::drift, Status::restored,
+                        Status::failed}) {
+        if (status == to_string(st)) {
+          item.status = st;
+          ok = true;
+        }
+      }
+      if (!ok) return bad("item status '" + status + "'");
+      r.items.push_back(std::move(item));
+    }
+    for (const auto& c : j.at("cmdline")) {
+      r.cmdline.push_back(
+          CmdlineParam{c.value("want", ""), c.value("present", ""), c.value("ok", false), c.value("unknown", false)});
+    }
+    r.cmdline_fix = j.value("cmdline_fix", "");
+    r.snapshot = j.value("snapshot", "");
+    r.notes = j.value("notes", std::vector<std::string>{});
+  } catch (const json::exception& e) {
+    return bad(e.what());
+  }
+  return r;
 }
 
 }  // namespace axon::tuning

@@ -151,6 +151,8 @@ TResult<std::optional<std::string>> applied_profile(const Options& options);
 std::string render_text(const Report& report, bool verbose = false);
 // The same report as JSON (the REST API's body).
 std::string render_json(const Report& report);
+// A report back from render_json's JSON (axonctl tune --remote prints what the API sent).
+TResult<Report> report_from_json(const std::string& json);
 
 // "2-3,6" -> {2, 3, 6}: the kernel's CPU list syntax; nullopt when it is not one.
 std::optional<std::vector<int>> parse_cpu_list(const std::string& text);
