@@ -70,12 +70,13 @@ file(GLOB AXON_DOCS ${CMAKE_SOURCE_DIR}/docs/*.md)
 install(FILES ${AXON_DOCS} ${CMAKE_SOURCE_DIR}/docs/api/openapi.yaml DESTINATION ${AXON_DOC_DIR} COMPONENT axon)
 install(FILES ${CMAKE_SOURCE_DIR}/examples/python_echo_worker.py DESTINATION ${AXON_DOC_DIR}/examples COMPONENT axon)
 install(FILES ${CMAKE_SOURCE_DIR}/deploy/debian/copyright DESTINATION ${AXON_DOC_DIR} COMPONENT axon)
-# Debian wants a compressed changelog without a timestamp in its gzip header.
-add_custom_command(OUTPUT ${AXON_PKG_STAGE}/changelog.Debian.gz
-                   COMMAND gzip -9n -c ${CMAKE_SOURCE_DIR}/deploy/debian/changelog > ${AXON_PKG_STAGE}/changelog.Debian.gz
+# Debian wants a compressed changelog without a timestamp in its gzip header (changelog.gz:
+# a native package, no Debian revision).
+add_custom_command(OUTPUT ${AXON_PKG_STAGE}/changelog.gz
+                   COMMAND gzip -9n -c ${CMAKE_SOURCE_DIR}/deploy/debian/changelog > ${AXON_PKG_STAGE}/changelog.gz
                    DEPENDS ${CMAKE_SOURCE_DIR}/deploy/debian/changelog)
-add_custom_target(axon_package_files ALL DEPENDS ${AXON_PKG_STAGE}/changelog.Debian.gz)
-install(FILES ${AXON_PKG_STAGE}/changelog.Debian.gz DESTINATION ${AXON_DOC_DIR} COMPONENT axon)
+add_custom_target(axon_package_files ALL DEPENDS ${AXON_PKG_STAGE}/changelog.gz)
+install(FILES ${AXON_PKG_STAGE}/changelog.gz DESTINATION ${AXON_DOC_DIR} COMPONENT axon)
 
 # --- CPack DEB ------------------------------------------------------------------------------
 set(CPACK_GENERATOR DEB)
@@ -85,16 +86,17 @@ set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "kernel-assisted data plane for AI-agent worker processes")
 set(CPACK_PACKAGE_DESCRIPTION
-    "axon puts an XDP/eBPF front door and a poll-mode data plane (AF_XDP, DPDK or io_uring)
-in front of agent worker processes, which it feeds through per-worker hugepage
-shared-memory rings. A control plane keeps warm worker pools in cgroups and serves an
-HTTPS REST API; axonctl is its client. Host tuning profiles (axonctl tune) prepare and
-verify the host and roll their changes back.")
+    "axon puts an XDP/eBPF front door and a poll-mode data plane (AF_XDP, DPDK
+or io_uring) in front of agent worker processes, which it feeds through
+per-worker hugepage shared-memory rings. A control plane keeps warm worker
+pools in cgroups and serves an HTTPS REST API; axonctl is its client. Host
+tuning profiles (axonctl tune) prepare and verify the host and roll their
+changes back.")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
-set(CPACK_DEBIAN_PACKAGE_MAINTAINER "axon maintainers <axon@localhost.localdomain>")
+# A placeholder address (example.org is reserved for that): set the real one before publishing.
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER "axon maintainers <axon@example.org>")
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://axon.localhost.localdomain/")
 # Library dependencies from the binaries themselves (dpkg-shlibdeps), plus what the
 # maintainer scripts and the units call.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)

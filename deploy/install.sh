@@ -7,7 +7,9 @@
 #
 #   1. the package: --deb FILE, else built from the build tree (default build/release) with
 #      `cmake --build DIR --target package`
-#   2. installed with dpkg (missing dependencies then come from apt-get -f install); its
+#   2. installed with dpkg (missing dependencies then come from apt-get -f install), keeping
+#      every config that is already there (--force-confold; dpkg's default goes beside it
+#      as .dpkg-dist); its
 #      postinst creates the axon-worker user, /run/axon, /var/lib/axon, /var/log/axon, a
 #      self-signed API certificate and an admin token, each only when missing. dpkg keeps
 #      any /etc/axon/*.toml the operator changed (conffiles).
@@ -98,7 +100,19 @@ axon_log "package: ${deb}"
 if [[ -n "${destdir}" ]]; then
   mkdir -p "${destdir}"
   destdir="$(cd "${destdir}" && pwd)"
-  dpkg-deb -x "${deb}" "${destdir}"
+  # Like dpkg: a conffile already under DESTDIR is kept, the package's goes beside it as
+  # .dpkg-dist.
+  unpacked="$(mktemp -d)"
+  dpkg-deb -x "${deb}" "${unpacked}"
+  while read -r conffile; do
+    [[ -n "${conffile}" && -e "${destdir}${conffile}" && -e "${unpacked}${conffile}" ]] || continue
+    if ! cmp -s "${unpacked}${conffile}" "${destdir}${conffile}"; then
+      mv "${unpacked}${conffile}" "${unpacked}${conffile}.dpkg-dist"
+      axon_log "kept ${conffile}; the package's default is ${conffile}.dpkg-dist"
+    fi
+  done < <(dpkg-deb -I "${deb}" conffiles 2>/dev/null || true)
+  cp -a "${unpacked}/." "${destdir}/"
+  rm -rf "${unpacked}"
   "${destdir}/usr/lib/axon/axon-setup" --root "${destdir}"
   cat <<DONE
 Unpacked under ${destdir} and set up there (axon-worker user, directories, API certificate, admin
@@ -110,9 +124,13 @@ fi
 [[ "$(id -u)" -eq 0 ]] || axon_die "installing needs root (or use --destdir DIR to stage)"
 
 # --- 2. install ---------------------------------------------------------------------------------
-if ! dpkg -i "${deb}"; then
+# A config the operator already has (changed, or written before the first install) is kept
+# and never asked about: --force-confold; dpkg puts its own default beside it as .dpkg-dist.
+dpkg_opts=(--force-confdef --force-confold)
+if ! dpkg "${dpkg_opts[@]}" -i "${deb}"; then
   axon_warn "dpkg could not configure axon (missing dependencies?); trying apt-get -f install"
-  DEBIAN_FRONTEND=noninteractive apt-get install -f -y -q --no-install-recommends ||
+  DEBIAN_FRONTEND=noninteractive apt-get install -f -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ||
     axon_die "the axon package did not install: see the dpkg and apt-get output above"
 fi
 # shellcheck disable=SC2016 # ${Status} is dpkg-query's field, not a shell variable

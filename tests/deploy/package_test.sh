@@ -62,7 +62,7 @@ deb="$(find "${build}" -maxdepth 1 -name 'axon_*.deb' -printf '%T@ %p\n' | sort 
 }
 pass "package built in $(($(date +%s) - start)) s: $(basename "${deb}") ($(du -h "${deb}" | cut -f1))"
 
-lint="$(lintian --no-tag-display-limit "${deb}" 2>&1 || true)"
+lint="$(lintian --tag-display-limit 0 "${deb}" 2>&1 || true)"
 errors="$(grep -E '^E: ' <<<"${lint}" || true)"
 if [[ -z "${errors}" ]]; then
   pass "lintian: no errors ($(grep -c '^W: ' <<<"${lint}" || true) warnings)"
@@ -204,7 +204,8 @@ in_root dpkg-query -W -f='${Status}' axon 2>/dev/null | grep -q 'installed' && f
 # --- install.sh through the package, with a tuning profile --------------------------------------
 # The profile is applied to a sandbox root inside the throwaway root (--tune-arg), so the
 # host's own sysctls are never touched.
-mkdir -p "${root}/tmp/sbx/proc/sys/vm" "${root}/tmp/profiles"
+mkdir -p "${root}/tmp/sbx/proc/sys/vm" "${root}/tmp/sbx/sys/devices/system/cpu" "${root}/tmp/profiles"
+echo 0-1 >"${root}/tmp/sbx/sys/devices/system/cpu/online"
 echo 60 >"${root}/tmp/sbx/proc/sys/vm/swappiness"
 printf '[profile]\ndescription = "install test"\n[sysctl]\n"vm.swappiness" = 7\n' >"${root}/tmp/profiles/itest.toml"
 mkdir -p "${root}${src}"

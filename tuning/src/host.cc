@@ -116,6 +116,8 @@ TResult<HostFacts> read_host(const Options& options) {
   }
   if (!options.interfaces.empty()) facts.interfaces = options.interfaces;
   for (int c : facts.dataplane_cpus) {
+    // Without an online list (a sandbox root without one) there is nothing to check against.
+    if (facts.online_cpus.empty()) break;
     if (!std::binary_search(facts.online_cpus.begin(), facts.online_cpus.end(), c)) {
       return make_error(TuningError::invalid_input,
                         "data plane core " + std::to_string(c) + " (from " + facts.cores_from +
