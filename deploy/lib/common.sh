@@ -30,10 +30,13 @@ AXON_DEPS=(
   # control plane: config, CLI, JSON, capabilities, sd_notify, TLS
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcap-dev libsystemd-dev
   libssl-dev openssl curl prometheus python3-yaml
+  # host tuning: ethtool's netlink interface (NIC queues, coalescing)
+  libmnl-dev
   # runtime tools used by the scripts
   iproute2 python3 procps jq ethtool
-  # install.sh and its test: systemd-analyze/-tmpfiles/-sysusers, shellcheck
-  systemd shellcheck
+  # install.sh and its tests: systemd-analyze/-tmpfiles/-sysusers, shellcheck; the
+  # Debian package (CPack's DEB generator uses dpkg-shlibdeps) and its lint
+  systemd shellcheck dpkg-dev fakeroot lintian
 )
 
 # axon_log MESSAGE...: one timestamped line on stderr, so stdout stays for results.

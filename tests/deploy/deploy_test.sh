@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# deploy_units_test: install.sh into a temporary root, then check what it installed.
+# deploy_units_test: install.sh --destdir (the package, unpacked and set up) into a temporary
+# root, then check what it installed.
 #
 #   deploy_test.sh SOURCE_DIR BUILD_DIR
 #
@@ -44,9 +45,17 @@ for bin in dataplane/axon-dataplane client/axonctl; do
   }
 done
 
-# --- install into the temporary root ---------------------------------------------------------
+# --- the package, once (install.sh would build it on each run) ---------------------------------
 log="${root}.log"
-if "${install_sh}" --build-dir "${build}" --destdir "${root}" >"${log}" 2>&1; then
+if ! cmake --build "${build}" --target package >"${log}" 2>&1; then
+  tail -n 30 "${log}" >&2
+  echo "FAIL: cmake --build ${build} --target package" >&2
+  exit 1
+fi
+deb="$(find "${build}" -maxdepth 1 -name 'axon_*.deb' -printf '%T@ %p\n' | sort -nr | head -n 1 | cut -d' ' -f2-)"
+
+# --- install into the temporary root ---------------------------------------------------------
+if "${install_sh}" --deb "${deb}" --destdir "${root}" >"${log}" 2>&1; then
   pass "install.sh --destdir"
 else
   cat "${log}" >&2
@@ -65,12 +74,12 @@ expect_file() { # expect_file PATH MODE
   mode="$(stat -c %a "${path}")"
   [[ "${mode}" == "$2" ]] || fail "$1 has mode ${mode}, want $2"
 }
-expect_file /usr/local/bin/axon-dataplane 755
-expect_file /usr/local/bin/axonctl 755
-expect_file /etc/systemd/system/axon-dataplane.service 644
-expect_file /etc/systemd/system/axon-controlplane.service 644
-expect_file /etc/tmpfiles.d/axon.conf 644
-expect_file /etc/sysusers.d/axon.conf 644
+expect_file /usr/bin/axon-dataplane 755
+expect_file /usr/bin/axonctl 755
+expect_file /lib/systemd/system/axon-dataplane.service 644
+expect_file /lib/systemd/system/axon-controlplane.service 644
+expect_file /usr/lib/tmpfiles.d/axon.conf 644
+expect_file /usr/lib/sysusers.d/axon.conf 644
 expect_file /etc/axon/dataplane.toml 644
 expect_file /etc/axon/tls/server.crt 644
 expect_file /etc/axon/tls/server.key 600
@@ -98,24 +107,24 @@ pass "certificate and token"
 # --- a second install keeps what is there -------------------------------------------------------
 echo "# operator edit" >>"${root}/etc/axon/dataplane.toml"
 sums_before="$(cd "${root}" && sha256sum etc/axon/dataplane.toml etc/axon/tls/server.crt etc/axon/tls/server.key etc/axon/axonctl.token etc/axon/tokens)"
-"${install_sh}" --build-dir "${build}" --destdir "${root}" >/dev/null 2>&1 || fail "second install.sh run failed"
+"${install_sh}" --deb "${deb}" --destdir "${root}" >/dev/null 2>&1 || fail "second install.sh run failed"
 sums_after="$(cd "${root}" && sha256sum etc/axon/dataplane.toml etc/axon/tls/server.crt etc/axon/tls/server.key etc/axon/axonctl.token etc/axon/tokens)"
 [[ "${sums_before}" == "${sums_after}" ]] || fail "a second install overwrote configs, the certificate or the token"
 pass "second install overwrote nothing"
 
 # --- systemd-analyze verify on the installed units ----------------------------------------------
-# ExecStart= must name executables that exist: point /usr/local/bin at the staged binaries.
+# ExecStart= must name executables that exist: point /usr/bin at the staged binaries.
 # axon-controlplane may not be built yet; /bin/true stands in for it then.
 verify_dir="${root}/verify"
 mkdir -p "${verify_dir}"
 stand_in=()
-if [[ ! -x "${root}/usr/local/bin/axon-controlplane" ]]; then
+if [[ ! -x "${root}/usr/bin/axon-controlplane" ]]; then
   echo "note: axon-controlplane is not built; /bin/true stands in for it in the verified unit"
-  stand_in=(-e "s|/usr/local/bin/axon-controlplane|/bin/true|g")
+  stand_in=(-e "s|/usr/bin/axon-controlplane|/bin/true|g")
 fi
 for unit in axon-dataplane.service axon-controlplane.service; do
-  sed "${stand_in[@]}" -e "s|/usr/local/bin/|${root}/usr/local/bin/|g" \
-    "${root}/etc/systemd/system/${unit}" >"${verify_dir}/${unit}"
+  sed "${stand_in[@]}" -e "s|/usr/bin/|${root}/usr/bin/|g" \
+    "${root}/lib/systemd/system/${unit}" >"${verify_dir}/${unit}"
 done
 verify() { # verify UNIT...: prints systemd-analyze's findings; succeeds only when there are none
   local out rc=0
