@@ -198,7 +198,7 @@ int main(int argc, char** argv) {
   driver->add_option("--timeout-ms", o.timeout_ms, "A request unanswered this long is lost")->capture_default_str();
   driver->add_option("--cpu", o.cpu, "Pin the driver (and libnats' threads) to this CPU");
   driver->add_option("--seed", o.seed, "Seed of the arrival schedule")->capture_default_str();
-  driver->add_option("--max-lag-us", o.max_lag_us, "Send lag p99 above which the run is load_behind")
+  driver->add_option("--max-lag-us", o.max_lag_us, "Send lag p90 above which the run is load_behind")
       ->capture_default_str();
   driver->add_option("--json", o.json_file, "Write the report here");
   CLI11_PARSE(app, argc, argv);

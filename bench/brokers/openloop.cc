@@ -138,11 +138,15 @@ int OpenLoop::finish(double cpu_s, double wall_s, std::uint64_t tx_packets, std:
   double measured_s = schedule_stop_ > measure_start_ ? static_cast<double>(schedule_stop_ - measure_start_) / 1e9 : 0;
   std::uint64_t lost = sent_ > responses_ ? sent_ - responses_ : 0;
   double lag_p99 = static_cast<double>(send_lag_.percentile_ns(99)) / 1e3;
+  // The same verdicts as axon-loadgen (loadgen.h): behind when most sends are late, stalled when
+  // a host stall made a few percent of them very late.
+  double lag_p90 = static_cast<double>(send_lag_.percentile_ns(90)) / 1e3;
+  double stall_share = send_lag_.fraction_at_or_above(1'000'000);
   bool behind = false;
   std::string why;
-  if (send_lag_.count() > 0 && lag_p99 > o_.max_lag_us) {
+  if (send_lag_.count() > 0 && lag_p90 > o_.max_lag_us) {
     behind = true;
-    why = "send lag p99 " + std::to_string(static_cast<long>(lag_p99)) + " us > " +
+    why = "send lag p90 " + std::to_string(static_cast<long>(lag_p90)) + " us > " +
           std::to_string(static_cast<long>(o_.max_lag_us)) + " us";
   } else if (send_errors_ > sent_ / 1000) {
     behind = true;
@@ -180,6 +184,8 @@ int OpenLoop::finish(double cpu_s, double wall_s, std::uint64_t tx_packets, std:
       {"send_lag_us", latency_json(send_lag_)},
       {"load_behind", behind},
       {"load_behind_reason", why},
+      {"stall_share", stall_share},
+      {"stalled", stall_share >= 0.005},
       {"cpu_s", cpu_s},
       {"wall_s", wall_s},
       {"packets", packets},

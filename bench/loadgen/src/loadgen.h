@@ -47,6 +47,8 @@ struct LoadgenOptions {
 };
 
 inline constexpr double kMaxDurationS = 600;
+inline constexpr std::uint64_t kStallLagNs = 1'000'000;
+inline constexpr double kStalledShare = 0.005;
 
 struct LoadgenReport {
   double offered_rps = 0;
@@ -80,6 +82,11 @@ struct LoadgenReport {
   std::uint64_t rx_packets = 0;  // datagrams received over the whole run
   bool load_behind = false;      // the load side could not keep its schedule (see max_lag_us)
   std::string load_behind_reason;
+  // Share of requests sent 1 ms or more late. This VM's vCPUs are descheduled by the host for
+  // tens of ms now and then (steal); such a stall delays the load and the peer alike and shows
+  // as a few percent of late sends, not as a sender that cannot keep up.
+  double stall_share = 0;
+  bool stalled = false;  // stall_share >= kStalledShare: the run's p99 reflects those stalls
 
   [[nodiscard]] double achieved_rps() const noexcept {
     return measured_s > 0 ? static_cast<double>(responses) / measured_s : 0;

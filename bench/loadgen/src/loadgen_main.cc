@@ -87,6 +87,8 @@ nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
       {"transport", r.transport},
       {"load_behind", r.load_behind},
       {"load_behind_reason", r.load_behind_reason},
+      {"stall_share", r.stall_share},
+      {"stalled", r.stalled},
       {"cpu_s", r.cpu_s},
       {"wall_s", r.wall_s},
       {"packets", r.packets},
@@ -176,7 +178,7 @@ int main(int argc, char** argv) {
   app.add_option("--dst-mac", o.dst_mac, "With --xdp-dev: the target's MAC (default: the neighbour table)");
   app.add_option("--xdp-frames", o.xdp_frames, "With --xdp-dev: UMEM frames (power of two)")->capture_default_str();
   app.add_option("--max-lag-us", o.max_lag_us,
-                 "A run whose send lag p99 exceeds this is reported as load_behind (the load side fell behind)")
+                 "A run whose send lag p90 exceeds this is reported as load_behind (the load side fell behind)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
