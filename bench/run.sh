@@ -50,6 +50,7 @@ peers=""
 server_cpu=1
 load_cpu=0
 workers=1
+worker_spin_max=""
 payloads="64 1024 8192"
 port=7400
 step_s=2
@@ -84,6 +85,8 @@ Options:
                      (default: all; --short: "reflector xdp baseline")
   --short            the CI gate's suite (see above)
   --workers N        worker processes per peer (default: ${workers})
+  --worker-spin-max N  axon's echo_worker: the SDK's adaptive spin bound before it sleeps
+                     (default: the SDK's; see docs/benchmarks.md on sharing the lcore's cpu)
   --rates "LIST"     sweep rates in req/s, ascending (default: ${rates})
   --fixed-rate R     the fixed-load rate (default: 50% of the baseline's saturation)
   --payloads "LIST"  payload sweep sizes in bytes (default: ${payloads})
@@ -114,6 +117,7 @@ while [[ $# -gt 0 ]]; do
     --peers) peers="$2"; shift 2 ;;
     --short) short=1; shift ;;
     --workers) workers="$2"; shift 2 ;;
+    --worker-spin-max) worker_spin_max="$2"; shift 2 ;;
     --rates) rates="$2"; shift 2 ;;
     --fixed-rate) fixed_rate="$2"; shift 2 ;;
     --payloads) payloads="$2"; shift 2 ;;
@@ -413,7 +417,8 @@ TOML
     sleep 0.1
   done
   for ((w = 0; w < workers; w++)); do
-    AXON_WORKER_SOCKET="${run_dir}/workers/echo-${w}.sock" spawn "${echo_worker_bin}" >>"${work}/axon-workers.log" 2>&1
+    AXON_WORKER_SOCKET="${run_dir}/workers/echo-${w}.sock" spawn "${echo_worker_bin}" \
+      ${worker_spin_max:+--spin-max "${worker_spin_max}"} >>"${work}/axon-workers.log" 2>&1
     peer_pids+=" ${last_pid}"
   done
   wait_axp_ready axon "${dp_pid}"
@@ -800,7 +805,7 @@ mkdir -p "${out}"
   --arg cpu_model "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
   --arg load_start "${loadavg_start}" --arg load_end "$(cat /proc/loadavg)" \
   --argjson server_cpu "${server_cpu}" --argjson load_cpu "${load_cpu}" --argjson workers "${workers}" \
-  --arg load_sched "${load_prefix[*]}" --arg rx "${rx_where}" --argjson short "${short}" \
+  --arg load_sched "${load_prefix[*]}" --arg rx "${rx_where}" --argjson short "${short}" --arg spin "${worker_spin_max}" \
   --argjson fixed_rate "${fixed_rate:-0}" --argjson step_s "${step_s}" --argjson latency_s "${latency_s}" \
   --argjson max_lag "${max_lag_us}" --argjson retries "${retries}" --argjson wall "$(($(date +%s) - start_epoch))" \
   --arg commit "$(git -C "${repo}" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
@@ -809,6 +814,7 @@ mkdir -p "${out}"
     machine: {kernel: $kernel, cpus: $ncpu, cpu_model: $cpu_model, loadavg_start: $load_start, loadavg_end: $load_end,
               cpu_shares: $shares},
     layout: {server_cpu: $server_cpu, load_cpu: $load_cpu, workers: $workers, load_sched: $load_sched,
+             worker_spin_max: (if $spin == "" then "SDK default" else ($spin | tonumber) end),
              peer_sched: "nice -10", receive_path: $rx},
     config: {fixed_rate: $fixed_rate, step_s: $step_s, latency_s: $latency_s, max_lag_us: $max_lag, retries: $retries},
     wall_s: $wall,
