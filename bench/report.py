@@ -70,6 +70,9 @@ def analyse_peer(tag, raw, short):
             "p99_9_us": s["latency_us"]["p99_9"],
             "lag_p99_us": s["send_lag_us"]["p99"],
             "lost": s.get("lost", 0),
+            # Requests the link dropped: the load side's veth refused the frame because the
+            # peer's end had a full receive ring (256 frames), e.g. while a host stall stopped it.
+            "link_dropped": s.get("send_dropped", 0) + (s.get("xsk") or {}).get("kicks_busy", 0),
             "stall_share": s.get("stall_share", 0.0),
             "stalled": bool(s.get("stalled")),
             "steal": s.get("steal", {}),
@@ -279,14 +282,14 @@ def markdown(raw, peers, ratios, targets, plots):
         lines += payload_rows
 
     lines += ["", "### Sweep steps", "",
-              "| peer | offered | served | p50 µs | p99 µs | p99.9 µs | lost | load lag p99 µs | steal load/peer cpu | step |",
+              "| peer | offered | served | p50 µs | p99 µs | p99.9 µs | lost (of which at the link) | load lag p99 µs | steal load/peer cpu | step |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for tag, p in peers.items():
         for s in p.get("steps", []):
             why = f" ({s['load_behind_reason']})" if s["verdict"] == "behind" else ""
             steal = "/".join(f"{v:.0%}" for v in s["steal"].values()) if s["steal"] else "-"
             lines.append(f"| {tag} | {f_rate(s['offered_rps'])} | {f_rate(s['achieved_rps'])} | {f_us(s['p50_us'])} | "
-                         f"{p99_text(s)} | {f_us(s['p99_9_us'])} | {s['lost']} | {f_us(s['lag_p99_us'])} | {steal} | "
+                         f"{p99_text(s)} | {f_us(s['p99_9_us'])} | {s['lost']} ({s['link_dropped']}) | {f_us(s['lag_p99_us'])} | {steal} | "
                          f"{s['verdict']}{why} |")
 
     x = raw.get("xdp_drop") or {}

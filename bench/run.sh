@@ -594,7 +594,7 @@ run_step_retry() {
 }
 
 step_line() {
-  jq -r '"offered \(.offered_rps | floor)/s -> \(.achieved_rps | floor)/s, p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us, lost \(.lost) (dropped at the sender \(.send_dropped // 0)), lag p99 \(.send_lag_us.p99) us, steal \([.steal[]] | map(. * 100 | round) | join("/"))%, cpu peer \(.cpu.peer_s) s, load \(.cpu.load_s * 1000 | round / 1000) s" + (if .load_behind then " LOAD BEHIND (\(.load_behind_reason))" elif .stalled then " (host stall: \(.stall_share * 1000 | round / 10)% of sends late)" else "" end)' "$1"
+  jq -r '"offered \(.offered_rps | floor)/s -> \(.achieved_rps | floor)/s, p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us, lost \(.lost) (dropped at the sender \(.send_dropped // 0), by the veth link \(.xsk.kicks_busy // 0)), lag p99 \(.send_lag_us.p99) us, steal \([.steal[]] | map(. * 100 | round) | join("/"))%, cpu peer \(.cpu.peer_s) s, load \(.cpu.load_s * 1000 | round / 1000) s" + (if .load_behind then " LOAD BEHIND (\(.load_behind_reason))" elif .stalled then " (host stall: \(.stall_share * 1000 | round / 10)% of sends late)" else "" end)' "$1"
 }
 
 # Offered-load sweep until the peer saturates (< 90% served, or > 5% not answered) or the load
