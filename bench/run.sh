@@ -50,7 +50,7 @@ peers=""
 server_cpu=1
 load_cpu=0
 workers=1
-worker_spin_max=""
+worker_spin_max=64
 payloads="64 1024 8192"
 port=7400
 step_s=2
@@ -62,7 +62,7 @@ fixed_rate=""
 max_lag_us=""
 retries=2
 max_steal=0.02
-overload_rate=300000
+overload_rate=200000
 short=0
 ring=1
 ring_runs=3
@@ -86,7 +86,9 @@ Options:
   --short            the CI gate's suite (see above)
   --workers N        worker processes per peer (default: ${workers})
   --worker-spin-max N  axon's echo_worker: the SDK's adaptive spin bound before it sleeps
-                     (default: the SDK's; see docs/benchmarks.md on sharing the lcore's cpu)
+                     (default: ${worker_spin_max}: the worker shares its cpu with the data plane's
+                     polling lcore, and the SDK's default (65536) lets the two spin against each
+                     other; "" for the SDK default; see docs/benchmarks.md)
   --rates "LIST"     sweep rates in req/s, ascending (default: ${rates})
   --fixed-rate R     the fixed-load rate (default: 50% of the baseline's saturation)
   --payloads "LIST"  payload sweep sizes in bytes (default: ${payloads})
@@ -212,6 +214,9 @@ peer_pids=""
 cleanup() {
   local status=$?
   set +e
+  # A second signal (timeout(1) forwards one, a user presses Ctrl-C twice) must not cut the
+  # cleanup short and leave the namespace, the veth or an XDP program behind.
+  trap '' INT TERM
   [[ -n "${autogroup_nice}" ]] && echo "${autogroup_nice}" >"/proc/$$/autogroup" 2>/dev/null
   for pid in "${pids[@]}"; do kill -TERM "${pid}" 2>/dev/null; done
   for pid in "${pids[@]}"; do
