@@ -509,8 +509,10 @@ stop_peer() {
 # CPU both sides used and, for axon peers, the data plane's counter deltas. Returns non-zero if
 # the load tool failed.
 dataplane_counters() {
-  [[ "${current}" == xdp || "${current}" == uring || "${current}" == dpdk ]] && [[ -x "${dataplane_stats_bin}" ]] ||
-    { echo '{}'; return; }
+  if [[ "${current}" != xdp && "${current}" != uring && "${current}" != dpdk ]] || [[ ! -x "${dataplane_stats_bin}" ]]; then
+    echo '{}'
+    return
+  fi
   "${dataplane_stats_bin}" --run-dir "${work}/axon-run" --json 2>/dev/null |
     jq -c '{rx_frames, responses, busy, tx_dropped, port, device}' 2>/dev/null || echo '{}'
 }

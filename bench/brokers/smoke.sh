@@ -7,7 +7,13 @@ set -euo pipefail
 nats_bin="$1" zmq_bin="$2" work="$3"
 mkdir -p "${work}"
 declare -a pids=()
-trap 'for p in "${pids[@]}"; do kill "${p}" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+# shellcheck disable=SC2317  # called by the EXIT trap
+stop_all() {
+  local pid
+  for pid in "${pids[@]}"; do kill "${pid}" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop_all EXIT
 
 check() {
   python3 - "$1" <<'PY'

@@ -19,5 +19,5 @@ fi
 rm -rf "${out}"
 # Bounded: the short suite takes about a minute; anything near the limit is a hang.
 timeout --kill-after=10 150 "${here}/../run.sh" --short --build "${build}" --out "${out}"
-cat "${out}/summary.md" | sed -n '1,/^### Ratios/p' | head -n 40
+sed -n '1,/^### Ratios/p' "${out}/summary.md" | head -n 40
 exec "${here}/../compare" "${out}"
