@@ -694,9 +694,10 @@ cpustat_start="$(grep '^cpu[0-9]' /proc/stat)"
 setup_net
 log "layout: peers on cpu ${server_cpu} (nice -10, ${workers} worker(s) each); load on cpu ${load_cpu} (${load_prefix[*]}); ${ncpu} cpus; load average ${loadavg_start}"
 
-# The reflector goes first (the ceiling), the baseline second: its saturation sets the fixed rate.
+# The baseline goes first: its saturation sets the fixed rate every peer (the reflector too) is
+# measured at. Then the reflector (the ceiling), then the others.
 ordered=""
-for p in reflector baseline xdp uring dpdk nats nats_asap zmq; do [[ " ${peers} " == *" ${p} "* ]] && ordered+="${p} "; done
+for p in baseline reflector xdp uring dpdk nats nats_asap zmq; do [[ " ${peers} " == *" ${p} "* ]] && ordered+="${p} "; done
 declare -A skipped=()
 current=""
 rx_where=""
