@@ -34,13 +34,14 @@ PEER_NAMES = {
 AXON = ("xdp", "uring", "dpdk")
 
 
-def verdict(step):
+def verdict(step, max_steal):
+    """As bench/run.sh's step_verdict."""
     if step.get("load_behind"):
         return "behind"
     sent = max(step.get("sent", 0), 1)
     not_ok = step.get("lost", 0) + step.get("busy", 0) + step.get("errors", 0)
     if step["achieved_rps"] < 0.9 * step["offered_rps"] or not_ok > 0.05 * sent:
-        return "saturated"
+        return "disturbed" if max((step.get("steal") or {"x": 0}).values()) > max_steal else "saturated"
     return "ok"
 
 
@@ -48,7 +49,7 @@ def per_request_ns(cpu_s, n):
     return cpu_s * 1e9 / n if n else None
 
 
-def analyse_peer(tag, raw, short):
+def analyse_peer(tag, raw, short, max_steal):
     """Saturation and its kind from the sweep, plus per-step figures."""
     if raw.get("skipped"):
         return {"skipped": raw["skipped"]}
@@ -63,7 +64,7 @@ def analyse_peer(tag, raw, short):
             "offered_rps": s["offered_rps"],
             "achieved_rps": s["achieved_rps"],
             "served_any_rps": served_any,
-            "verdict": verdict(s),
+            "verdict": verdict(s, max_steal),
             "load_behind_reason": s.get("load_behind_reason", ""),
             "p50_us": s["latency_us"]["p50"],
             "p99_us": s["latency_us"]["p99"],
@@ -94,6 +95,9 @@ def analyse_peer(tag, raw, short):
                 else "lower bound: load side fell behind")
     elif last["verdict"] == "saturated":
         kind = "measured"
+    elif last["verdict"] == "disturbed":
+        kind = (f"lower bound: the host took the vCPUs (steal) during the last steps, up to "
+                f"{last['offered_rps']:,.0f}/s")
     elif last["verdict"] == "behind":
         kind = f"lower bound: the load side fell behind at {last['offered_rps']:,.0f}/s ({last['load_behind_reason']})"
     else:
@@ -133,7 +137,8 @@ def ratio(a, b):
 
 def derive(raw):
     short = raw.get("mode") == "short"
-    peers = {tag: analyse_peer(tag, p, short) for tag, p in (raw.get("peers") or {}).items()}
+    max_steal = (raw.get("config") or {}).get("max_steal", 0.02)
+    peers = {tag: analyse_peer(tag, p, short, max_steal) for tag, p in (raw.get("peers") or {}).items()}
     live = {t: p for t, p in peers.items() if not p.get("skipped")}
 
     def sat(t):

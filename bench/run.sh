@@ -604,16 +604,32 @@ step_line() {
   jq -r '"offered \(.offered_rps | floor)/s -> \(.achieved_rps | floor)/s, p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us, lost \(.lost) (dropped at the sender \(.send_dropped // 0), by the veth link \(.xsk.kicks_busy // 0)), lag p99 \(.send_lag_us.p99) us, steal \([.steal[]] | map(. * 100 | round) | join("/"))%, cpu peer \(.cpu.peer_s) s, load \(.cpu.load_s * 1000 | round / 1000) s" + (if .load_behind then " LOAD BEHIND (\(.load_behind_reason))" elif .stalled then " (host stall: \(.stall_share * 1000 | round / 10)% of sends late)" else "" end)' "$1"
 }
 
-# Offered-load sweep until the peer saturates (< 90% served, or > 5% not answered) or the load
-# side falls behind.
+# step_verdict JSON: "behind" (the load side fell behind), "saturated" (< 90% served in time, or
+# > 5% not answered), "disturbed" (saturated, but the host took more than --max-steal of a cpu
+# during the step even after the retries: the losses may be the host's), or "ok".
+step_verdict() {
+  jq -r --argjson s "${max_steal}" 'if .load_behind then "behind"
+    elif (.achieved_rps < 0.9 * .offered_rps) or ((.lost + .busy + .errors) > 0.05 * ([.sent, 1] | max)) then
+      (if ([.steal[]] | max) > $s then "disturbed" else "saturated" end)
+    else "ok" end' "$1"
+}
+
+# Offered-load sweep until the peer saturates or the load side falls behind. A saturated step the
+# host disturbed does not end the sweep; two in a row do.
 sweep() {
-  local tag="$1" rate json i=0 verdict
+  local tag="$1" rate json i=0 verdict disturbed=0
   for rate in ${rates}; do
     json="${work}/${tag}-sweep-$(printf '%02d' ${i}).json"
     i=$((i + 1))
     run_step_retry "${rate}" "${step_s}" 64 "${json}" || break
     log "${tag}: $(step_line "${json}")"
-    verdict="$(jq -r 'if .load_behind then "behind" elif (.achieved_rps < 0.9 * .offered_rps) or ((.lost + .busy + .errors) > 0.05 * ([.sent, 1] | max)) then "saturated" else "ok" end' "${json}")"
+    verdict="$(step_verdict "${json}")"
+    if [[ "${verdict}" == disturbed ]]; then
+      disturbed=$((disturbed + 1))
+      ((disturbed < 2)) && { log "${tag}: the host disturbed this step; the sweep goes on"; continue; }
+      break
+    fi
+    disturbed=0
     [[ "${verdict}" == ok ]] || break
   done
 }
@@ -756,7 +772,7 @@ run_peer() {
       current=nats
       run_step_retry "${rate}" "${step_s}" 64 "${json}" || break
       log "nats (long-running): $(step_line "${json}")"
-      verdict="$(jq -r 'if .load_behind then "behind" elif (.achieved_rps < 0.9 * .offered_rps) or ((.lost + .busy + .errors) > 0.05 * ([.sent, 1] | max)) then "saturated" else "ok" end' "${json}")"
+      verdict="$(step_verdict "${json}")"
       [[ "${verdict}" == ok ]] || break
     done
     run_step_retry "${fixed_rate}" "${latency_s}" 64 "${work}/nats_long-fixed-64.json" || true
@@ -815,7 +831,7 @@ mkdir -p "${out}"
   --argjson server_cpu "${server_cpu}" --argjson load_cpu "${load_cpu}" --argjson workers "${workers}" \
   --arg load_sched "${load_prefix[*]}" --arg rx "${rx_where}" --argjson short "${short}" --arg spin "${worker_spin_max}" \
   --argjson fixed_rate "${fixed_rate:-0}" --argjson step_s "${step_s}" --argjson latency_s "${latency_s}" \
-  --argjson max_lag "${max_lag_us}" --argjson retries "${retries}" --argjson wall "$(($(date +%s) - start_epoch))" \
+  --argjson max_lag "${max_lag_us}" --argjson retries "${retries}" --argjson max_steal "${max_steal}" --argjson wall "$(($(date +%s) - start_epoch))" \
   --arg commit "$(git -C "${repo}" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   --slurpfile xdp "${work}/xdp_drop.json" --slurpfile ring "${work}/ring.json" --argjson shares "${cpu_shares}" \
   '{schema: 1, suite: "axon bench/run.sh", timestamp: $ts, commit: $commit, mode: (if $short == 1 then "short" else "full" end),
@@ -824,7 +840,8 @@ mkdir -p "${out}"
     layout: {server_cpu: $server_cpu, load_cpu: $load_cpu, workers: $workers, load_sched: $load_sched,
              worker_spin_max: (if $spin == "" then "SDK default" else ($spin | tonumber) end),
              peer_sched: "nice -10", receive_path: $rx},
-    config: {fixed_rate: $fixed_rate, step_s: $step_s, latency_s: $latency_s, max_lag_us: $max_lag, retries: $retries},
+    config: {fixed_rate: $fixed_rate, step_s: $step_s, latency_s: $latency_s, max_lag_us: $max_lag, retries: $retries,
+             max_steal: $max_steal},
     wall_s: $wall,
     peers: (map({(.peer): .}) | add), xdp_drop: $xdp[0], ring: $ring[0]}' >"${out}/raw.json"
 if ((keep)); then cp -r "${work}" "${out}/work" 2>/dev/null || true; fi
