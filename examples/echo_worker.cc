@@ -5,7 +5,7 @@
 // boundary. When no loan is available it replies in place: the request's buffer already
 // holds the payload, so the echo costs nothing at all.
 //
-//   echo_worker [--socket PATH] [--work-ns N]
+//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N]
 //
 // Without --socket it attaches through the environment the data plane sets up
 // (AXON_WORKER_FD or AXON_WORKER_SOCKET). SIGTERM or SIGINT stops it cleanly: queued
@@ -45,9 +45,11 @@ void install_signal_handlers() {
 
 int usage(const char* argv0, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--socket PATH] [--work-ns N]\n"
+               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N]\n"
                "  --socket PATH  connect to this handoff socket instead of AXON_WORKER_FD/AXON_WORKER_SOCKET\n"
-               "  --work-ns N    busy-spin N ns per request to simulate handler work (default 0)\n",
+               "  --work-ns N    busy-spin N ns per request to simulate handler work (default 0)\n"
+               "  --spin-max N   upper bound of the adaptive spin before sleeping, in pause iterations\n"
+               "                 (default 65536; small values suit a worker sharing a core with the data plane)\n",
                argv0);
   return code;
 }
@@ -73,6 +75,7 @@ void spin_for(std::uint64_t ns) {
 int main(int argc, char** argv) {
   std::string socket_path;
   std::uint64_t work_ns = 0;
+  std::uint64_t spin_max = 0;  // 0: the SDK's default wait policy
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--socket" && i + 1 < argc) {
@@ -80,6 +83,11 @@ int main(int argc, char** argv) {
     } else if (arg == "--work-ns" && i + 1 < argc) {
       if (!parse_u64(argv[++i], work_ns)) {
         std::fprintf(stderr, "echo_worker: --work-ns needs a non-negative integer, got '%s'\n", argv[i]);
+        return 2;
+      }
+    } else if (arg == "--spin-max" && i + 1 < argc) {
+      if (!parse_u64(argv[++i], spin_max) || spin_max == 0 || spin_max > (1u << 24)) {
+        std::fprintf(stderr, "echo_worker: --spin-max needs an integer from 1 to 16777216, got '%s'\n", argv[i]);
         return 2;
       }
     } else if (arg == "-h" || arg == "--help") {
@@ -98,6 +106,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   axon::sdk::Worker& worker = attached.value();
+  if (spin_max != 0) {
+    axon::sdk::WaitPolicy policy;
+    policy.spin_max = std::uint32_t(spin_max);
+    if (policy.spin_min > policy.spin_max) policy.spin_min = policy.spin_max;
+    worker.set_wait_policy(policy);
+  }
 
   std::uint64_t loaned = 0;
   std::uint64_t in_place = 0;

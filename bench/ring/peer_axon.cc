@@ -69,6 +69,69 @@ struct AxonSide {
   }
 };
 
+// The experiment behind the burst question of the ring work: axon's burst path exactly as in
+// spsc_ring.h (cached peer indices, one release store of the index per burst, the 56-byte body
+// copy), but with no per-slot commit stamp: the producer does not store it and the consumer
+// neither reads nor checks it. Run beside the real ring in the same slices, the difference is
+// what the stamps cost a burst. Bench-only: without stamps a single-slot pop could not poll.
+template <typename Slot>
+struct StampFreeSide {
+  using Msg = Slot;
+  shm::RingHeader* out_h;
+  Slot* out_s;
+  shm::RingHeader* in_h;
+  Slot* in_s;
+  std::uint32_t mask = kCapacity - 1;
+
+  StampFreeSide(std::byte* area, int role) {
+    auto* a = reinterpret_cast<AxonArea*>(area);
+    const int out_ch = role == 0 ? 0 : 1;
+    out_h = &a->ring[out_ch];
+    out_s = slots_of<Slot>(area, out_ch);
+    in_h = &a->ring[1 - out_ch];
+    in_s = slots_of<Slot>(area, 1 - out_ch);
+  }
+  std::uint32_t push_burst(const Msg* m, std::uint32_t n) noexcept {
+    const std::uint64_t head = out_h->producer.head.load(std::memory_order_relaxed);
+    std::uint64_t free = kCapacity - (head - out_h->producer.cached_tail);
+    if (free < n) {
+      out_h->producer.cached_tail = out_h->consumer.tail.load(std::memory_order_acquire);
+      free = kCapacity - (head - out_h->producer.cached_tail);
+    }
+    const std::uint32_t count = n < free ? n : std::uint32_t(free);
+    for (std::uint32_t i = 0; i < count; ++i) shm::ring_detail::copy_body(out_s[(head + i) & mask], m[i]);
+    out_h->producer.head.store(head + count, std::memory_order_release);
+    return count;
+  }
+  std::uint32_t pop_burst(Msg* m, std::uint32_t max) noexcept {
+    const std::uint64_t tail = in_h->consumer.tail.load(std::memory_order_relaxed);
+    std::uint64_t head = in_h->consumer.cached_head;
+    if (head <= tail) {
+      head = in_h->producer.head.load(std::memory_order_acquire);
+      in_h->consumer.cached_head = head;
+      if (head <= tail) return 0;
+    }
+    const std::uint32_t ready = std::uint32_t(head - tail);
+    const std::uint32_t count = ready < max ? ready : max;
+    for (std::uint32_t i = 0; i < count; ++i) m[i] = in_s[(tail + i) & mask];
+    in_h->consumer.tail.store(tail + count, std::memory_order_release);
+    return count;
+  }
+  bool push1(const Msg& m) noexcept { return push_burst(&m, 1) == 1; }
+  bool pop1(Msg& m) noexcept { return pop_burst(&m, 1) == 1; }
+  void after_push() noexcept {}
+};
+
+template <typename Slot>
+int stamp_free_child(std::byte* area, Workload workload, int role, Control& ctl, const Params& p) {
+  if (workload == Workload::wake) {
+    fail(ctl.role[role], "the stamp-free variant has no blocking wait");
+    return 1;
+  }
+  StampFreeSide<Slot> side(area, role);
+  return run_role(side, workload, role, ctl, p);
+}
+
 // Is the process asleep (state S) right now? Reads /proc/<pid>/stat.
 bool sleeping(int pid) {
   char path[64];
@@ -201,6 +264,10 @@ std::vector<Peer> axon_peers() {
            &area_bytes<shm::Descriptor>, &init<shm::Descriptor>, &child<shm::Descriptor, true>,
            "the data plane's producer path: eventcount_notify() after every push call (fence + waiter check; "
            "futex wake only when the consumer sleeps)"},
+      Peer{"axon_ring_64_stampfree", "axon burst path without commit stamps (experiment)", "64 B", 64, true, true,
+           false, nullptr, &area_bytes<Msg64>, &init<Msg64>, &stamp_free_child<Msg64>,
+           "bench-only: the same burst path with no per-slot stamp written or checked; its difference to the "
+           "axon SPSC ring row is what the stamps cost"},
   };
 }
 

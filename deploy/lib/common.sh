@@ -34,6 +34,8 @@ AXON_DEPS=(
   libmnl-dev
   # runtime tools used by the scripts
   iproute2 python3 procps jq ethtool
+  # the benchmark suite's broker peers (NATS server and C client, ZeroMQ) and its plots
+  nats-server libnats-dev libzmq3-dev gnuplot-nox
   # install.sh and its tests: systemd-analyze/-tmpfiles/-sysusers, shellcheck; the
   # Debian package (CPack's DEB generator uses dpkg-shlibdeps) and its lint
   systemd shellcheck dpkg-dev fakeroot lintian

@@ -6,12 +6,18 @@
 // Request ids are run_tag << 40 | sequence, so a reply finds its slot in a power-of-two ring in
 // O(1). A reaper walks the ring in sequence order behind the timeout and counts every request
 // without a reply as lost; the sender never reuses a slot the reaper has not passed.
+//
+// Two transports carry the same datagrams: a connected kernel UDP socket (sendmmsg/recvmmsg), or
+// with --xdp-dev an AF_XDP socket on the load generator's own veth end (xsk_io.h), which costs
+// far less per request and so keeps the load side ahead of the appliance.
 #include "loadgen.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,6 +90,8 @@ class Engine {
   LoadgenOptions o_;
   const std::atomic<bool>& stop_;
   int fd_ = -1;
+  std::unique_ptr<XskIo> xsk_;  // the AF_XDP transport, when --xdp-dev is set
+  int poll_fd_ = -1;            // what an idle loop waits on: the UDP socket or the AF_XDP socket
   std::uint64_t run_tag_ = 0;
   p::TraceId trace_id_{};
   std::uint64_t timeout_ns_ = 0;
@@ -121,6 +129,8 @@ class Engine {
   std::array<iovec, kBatch> rx_iov_{};
   std::uint64_t reap_cursor_ = 0;
   LoadgenReport recv_report_;
+  std::uint64_t packets_rx_ = 0;
+  std::uint64_t packets_tx_ = 0;  // sender side
   LatencyHistogram interval_;
   std::uint64_t next_live_ns_ = 0;
   std::uint64_t live_prev_sent_ = 0, live_prev_busy_ = 0, live_prev_errors_ = 0, live_prev_lost_ = 0;
@@ -163,9 +173,36 @@ Result<Ok, LoadgenError> Engine::open() {
     if (::bind(fd_, src->get(), src->len) != 0)
       return make_error(LoadgenError::socket_failed, "bind " + o_.bind + ": " + std::strerror(errno));
   }
-  // Connected: the kernel skips the route lookup per datagram and filters other peers.
-  if (::connect(fd_, target->get(), target->len) != 0)
-    return make_error(LoadgenError::socket_failed, "connect " + target->to_string() + ": " + std::strerror(errno));
+  if (!o_.xdp_dev.empty()) {
+    // The AF_XDP path sends IPv4 frames it builds itself. The UDP socket stays open, bound to the
+    // source port, so that no other socket on this host can take the port the replies come to.
+    if (target->family() != AF_INET)
+      return make_error(LoadgenError::invalid_options, "--xdp-dev needs an IPv4 --target");
+    if (o_.bind.empty()) {
+      auto any = numeric_address("0.0.0.0", 0);
+      if (!any || ::bind(fd_, any->get(), any->len) != 0)
+        return make_error(LoadgenError::socket_failed, std::string("bind: ") + std::strerror(errno));
+    }
+    SockAddr local;
+    local.len = sizeof local.storage;
+    if (getsockname(fd_, local.get(), &local.len) != 0)
+      return make_error(LoadgenError::socket_failed, std::string("getsockname: ") + std::strerror(errno));
+    const auto* dst = reinterpret_cast<const sockaddr_in*>(target->get());
+    XskOptions xo;
+    xo.dev = o_.xdp_dev;
+    xo.queue = o_.xdp_queue;
+    xo.dst_mac = o_.dst_mac;
+    xo.frames = o_.xdp_frames;
+    auto xsk = XskIo::open(xo, dst->sin_addr.s_addr, dst->sin_port, local.port());
+    if (!xsk) return make_error(LoadgenError::socket_failed, "--xdp-dev: " + xsk.message());
+    xsk_ = std::move(xsk).value();
+    poll_fd_ = xsk_->fd();
+  } else {
+    // Connected: the kernel skips the route lookup per datagram and filters other peers.
+    if (::connect(fd_, target->get(), target->len) != 0)
+      return make_error(LoadgenError::socket_failed, "connect " + target->to_string() + ": " + std::strerror(errno));
+    poll_fd_ = fd_;
+  }
 
   std::uint64_t r = 0;
   if (getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) r = monotonic_ns();
@@ -270,6 +307,22 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
 
   unsigned off = 0;
   unsigned attempts = 0;
+  if (xsk_) {
+    // No free TX slot means the kernel is not taking frames: the link pushes back because the
+    // peer's receive queue is full. Take completions (and, with one thread, the replies waiting)
+    // and try once more; then drop the rest at the sender, as a full link would, rather than
+    // falling behind the schedule. Those requests get no reply and count as lost.
+    for (int round = 0; round < 2 && off < n; ++round) {
+      off += xsk_->send(tx_iov_.data() + off, n - off);
+      if (off < n) {
+        xsk_->reap();
+        if (o_.threads == 1) receive_batch(MSG_DONTWAIT);
+      }
+    }
+    sender_report_.send_dropped += n - off;
+    packets_tx_ += off;
+    off = n;
+  }
   while (off < n && attempts++ < 100'000) {
     int r = sendmmsg(fd_, tx_.data() + off, n - off, nonblocking ? MSG_DONTWAIT : 0);
     if (r > 0) {
@@ -286,15 +339,29 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
     ++off;  // skip the datagram the kernel refused; its request will count as lost
   }
   sender_report_.send_errors += n - off;
+  if (!xsk_) packets_tx_ += off;
   live_sent_.fetch_add(seq_ - first_seq, std::memory_order_relaxed);
   published_.store(seq_, std::memory_order_release);
   return true;
 }
 
 unsigned Engine::receive_batch(int flags) {
+  if (xsk_) {
+    if (o_.threads == 1) xsk_->reap();  // with two threads the completion ring is the sender's
+    std::uint64_t now = monotonic_ns();
+    unsigned n = xsk_->receive(kBatch, [&](std::span<const std::uint8_t> dgram) { on_datagram(dgram, now); });
+    packets_rx_ += n;
+    if (n == 0 && flags == MSG_WAITFORONE) {
+      // The receiver thread blocks up to 1 ms, like SO_RCVTIMEO on the socket.
+      pollfd pfd{poll_fd_, POLLIN, 0};
+      poll(&pfd, 1, 1);
+    }
+    return n;
+  }
   for (unsigned k = 0; k < kBatch; ++k) rx_[k].msg_hdr.msg_flags = 0;
   int n = recvmmsg(fd_, rx_.data(), kBatch, flags, nullptr);
   if (n <= 0) return 0;  // EAGAIN, the 1 ms receive timeout, or a reported ICMP error
+  packets_rx_ += static_cast<unsigned>(n);
   std::uint64_t now = monotonic_ns();
   for (int k = 0; k < n; ++k) {
     if (rx_[k].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -413,6 +480,7 @@ void Engine::sender_thread() {
     if (now > hard_end_) break;
     if (send_due(now, false)) continue;
     if (schedule_done_) break;
+    if (xsk_) xsk_->reap();
     // Sleep through long gaps, spin through short ones: a wakeup costs tens of µs on this VM.
     if (next_intended_ > now + 100'000) {
       std::uint64_t wake = next_intended_ - 50'000;
@@ -474,7 +542,7 @@ void Engine::single_thread() {
     if (until > now + 60'000) {
       std::uint64_t wait = until - now - 40'000;
       timespec ts{static_cast<time_t>(wait / kSecond), static_cast<long>(wait % kSecond)};
-      pollfd pfd{fd_, POLLIN, 0};
+      pollfd pfd{poll_fd_, POLLIN, 0};
       ppoll(&pfd, 1, &ts, nullptr);
     } else {
       cpu_relax();
@@ -482,7 +550,16 @@ void Engine::single_thread() {
   }
 }
 
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 LoadgenReport Engine::run() {
+  const double cpu0 = cpu_seconds();
+  const std::uint64_t wall0 = monotonic_ns();
   start_ns_ = monotonic_ns() + 10'000'000;  // a short lead time to start the threads
   measure_start_ = start_ns_ + static_cast<std::uint64_t>(o_.warmup_s * 1e9);
   measure_end_ = measure_start_ + static_cast<std::uint64_t>(o_.duration_s * 1e9);
@@ -506,6 +583,7 @@ LoadgenReport Engine::run() {
   out.offered_rps = o_.rate;
   out.sent = sender_report_.sent;
   out.send_errors = sender_report_.send_errors;
+  out.send_dropped = sender_report_.send_dropped;
   out.malformed_sent = sender_report_.malformed_sent;
   out.malformed_by_kind = sender_report_.malformed_by_kind;
   out.send_lag = sender_report_.send_lag;
@@ -514,6 +592,39 @@ LoadgenReport Engine::run() {
   if (ring_stalls_ != 0)
     AXON_LOG_WARN(kLog, "the sender waited %llu times for ring slots (rate x timeout is too large)",
                   static_cast<unsigned long long>(ring_stalls_));
+  out.cpu_s = cpu_seconds() - cpu0;
+  out.wall_s = static_cast<double>(monotonic_ns() - wall0) / 1e9;
+  out.packets = packets_rx_ + packets_tx_;
+  out.tx_packets = packets_tx_;
+  out.rx_packets = packets_rx_;
+  if (xsk_) {
+    out.transport = xsk_->describe();
+    out.xsk = xsk_->stats();
+  } else {
+    out.transport = "udp socket (sendmmsg/recvmmsg)";
+  }
+  // Did the load side keep its schedule? Late sends are charged to latency, so a run whose
+  // sender lagged measures the load generator as much as the peer. A sender that cannot keep up
+  // is late for most requests (p90); a host stall of the whole VM makes a few percent of them
+  // very late, which is reported as stall_share instead.
+  const double lag_p90_us = static_cast<double>(out.send_lag.percentile_ns(90)) / 1e3;
+  out.stall_share = out.send_lag.fraction_at_or_above(kStallLagNs);
+  out.stalled = out.stall_share >= kStalledShare;
+  char why[256];
+  if (out.send_lag.count() > 0 && lag_p90_us > o_.max_lag_us) {
+    std::snprintf(why, sizeof why, "send lag p90 %.0f us > %.0f us", lag_p90_us, o_.max_lag_us);
+    out.load_behind = true;
+    out.load_behind_reason = why;
+  } else if (out.send_errors > out.sent / 1000) {
+    std::snprintf(why, sizeof why, "%llu sends failed", static_cast<unsigned long long>(out.send_errors));
+    out.load_behind = true;
+    out.load_behind_reason = why;
+  } else if (out.xsk.rx_ring_full + out.xsk.rx_fill_ring_empty > out.sent / 1000) {
+    std::snprintf(why, sizeof why, "the load generator's own receive rings overflowed (%llu frames)",
+                  static_cast<unsigned long long>(out.xsk.rx_ring_full + out.xsk.rx_fill_ring_empty));
+    out.load_behind = true;
+    out.load_behind_reason = why;
+  }
   return out;
 }
 

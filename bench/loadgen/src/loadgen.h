@@ -12,6 +12,8 @@
 #include "axon/loadgen/malformed.h"
 #include "axon/protocol/axp.h"
 
+#include "xsk_io.h"
+
 namespace axon::loadgen {
 
 struct LoadgenOptions {
@@ -34,9 +36,19 @@ struct LoadgenOptions {
   double malformed_ratio = 0;  // fraction of scheduled sends replaced by malformed datagrams
   std::uint64_t seed = 1;
   std::size_t max_datagram = 1472;
+  // AF_XDP transport (empty xdp_dev = kernel UDP socket): see xsk_io.h.
+  std::string xdp_dev;
+  unsigned xdp_queue = 0;
+  std::string dst_mac;
+  std::uint32_t xdp_frames = 8192;
+  // A run whose send lag p99 exceeds this (µs) fell behind its schedule: its figures describe
+  // the load generator, and the report says so instead of presenting them as the peer's.
+  double max_lag_us = 100;
 };
 
 inline constexpr double kMaxDurationS = 600;
+inline constexpr std::uint64_t kStallLagNs = 1'000'000;
+inline constexpr double kStalledShare = 0.005;
 
 struct LoadgenReport {
   double offered_rps = 0;
@@ -54,11 +66,27 @@ struct LoadgenReport {
   std::uint64_t trace_mismatch = 0;
   std::uint64_t payload_mismatch = 0;
   std::uint64_t send_errors = 0;
+  std::uint64_t send_dropped = 0;  // AF_XDP: requests dropped at the sender because the link
+                                   // pushed back (the peer's receive queue was full); lost
   std::uint64_t malformed_sent = 0;
   std::array<std::uint64_t, kMalformedKinds> malformed_by_kind{};
   LatencyHistogram latency;   // RESPONSE round trips, from the intended send time
   LatencyHistogram send_lag;  // how late the sender was against the schedule
   unsigned threads = 0;
+  std::string transport;         // "udp socket" or the AF_XDP socket's description
+  XskStats xsk;                  // AF_XDP counters (zero for the socket transport)
+  double cpu_s = 0;              // this process's user + system CPU time over the whole run
+  double wall_s = 0;             // wall time of the whole run (warmup, window, drain)
+  std::uint64_t packets = 0;     // datagrams sent + received over the whole run (for CPU per packet)
+  std::uint64_t tx_packets = 0;  // datagrams sent over the whole run (warmup and window)
+  std::uint64_t rx_packets = 0;  // datagrams received over the whole run
+  bool load_behind = false;      // the load side could not keep its schedule (see max_lag_us)
+  std::string load_behind_reason;
+  // Share of requests sent 1 ms or more late. This VM's vCPUs are descheduled by the host for
+  // tens of ms now and then (steal); such a stall delays the load and the peer alike and shows
+  // as a few percent of late sends, not as a sender that cannot keep up.
+  double stall_share = 0;
+  bool stalled = false;  // stall_share >= kStalledShare: the run's p99 reflects those stalls
 
   [[nodiscard]] double achieved_rps() const noexcept {
     return measured_s > 0 ? static_cast<double>(responses) / measured_s : 0;

@@ -29,8 +29,18 @@ double us(std::uint64_t ns) {
   return static_cast<double>(ns) / 1e3;
 }
 
+// Points of the latency CDF (percentile, µs) for the suite's CDF plot.
+nlohmann::json cdf_json(const LatencyHistogram& h) {
+  nlohmann::json points = nlohmann::json::array();
+  for (double p : {0.0,  1.0,  5.0,  10.0, 20.0, 30.0, 40.0, 50.0,  60.0,  70.0, 80.0,
+                   90.0, 95.0, 97.0, 98.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0})
+    points.push_back({p, us(h.percentile_ns(p))});
+  return points;
+}
+
 nlohmann::json latency_json(const LatencyHistogram& h) {
   return {{"count", h.count()},
+          {"cdf", cdf_json(h)},
           {"min", us(h.min_ns())},
           {"mean", h.mean_ns() / 1e3},
           {"p50", us(h.percentile_ns(50))},
@@ -70,7 +80,30 @@ nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
         {"cpu_send", o.cpu_send},
         {"cpu_recv", o.cpu_recv},
         {"malformed_ratio", o.malformed_ratio},
-        {"seed", o.seed}}},
+        {"seed", o.seed},
+        {"xdp_dev", o.xdp_dev},
+        {"xdp_queue", o.xdp_queue},
+        {"max_lag_us", o.max_lag_us}}},
+      {"transport", r.transport},
+      {"load_behind", r.load_behind},
+      {"load_behind_reason", r.load_behind_reason},
+      {"stall_share", r.stall_share},
+      {"stalled", r.stalled},
+      {"cpu_s", r.cpu_s},
+      {"wall_s", r.wall_s},
+      {"packets", r.packets},
+      {"tx_packets", r.tx_packets},
+      {"rx_packets", r.rx_packets},
+      {"cpu_ns_per_packet", r.packets ? r.cpu_s * 1e9 / static_cast<double>(r.packets) : 0.0},
+      {"xsk",
+       {{"rx_dropped", r.xsk.rx_dropped},
+        {"rx_ring_full", r.xsk.rx_ring_full},
+        {"rx_fill_ring_empty", r.xsk.rx_fill_ring_empty},
+        {"tx_invalid", r.xsk.tx_invalid},
+        {"tx_no_frame", r.xsk.tx_no_frame},
+        {"rx_not_ours", r.xsk.rx_not_ours},
+        {"kicks", r.xsk.kicks},
+        {"kicks_busy", r.xsk.kicks_busy}}},
       {"offered_rps", r.offered_rps},
       {"sent_rps", r.sent_rps()},
       {"achieved_rps", r.achieved_rps()},
@@ -89,6 +122,7 @@ nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
       {"trace_mismatch", r.trace_mismatch},
       {"payload_mismatch", r.payload_mismatch},
       {"send_errors", r.send_errors},
+      {"send_dropped", r.send_dropped},
       {"malformed_sent", r.malformed_sent},
       {"malformed_by_kind", malformed},
       {"latency_us", latency_json(r.latency)},
@@ -137,6 +171,15 @@ int main(int argc, char** argv) {
                  "Fraction of sends replaced by malformed datagrams (not expected to be answered)");
   app.add_option("--seed", o.seed, "Seed of the arrival schedule")->capture_default_str();
   app.add_option("--max-datagram", o.max_datagram, "Largest datagram (path MTU budget)")->capture_default_str();
+  app.add_option("--xdp-dev", o.xdp_dev,
+                 "Send and receive through AF_XDP on this interface (the load side's own veth end; attaches "
+                 "an XDP program there for the replies). IPv4 only");
+  app.add_option("--xdp-queue", o.xdp_queue, "Queue of --xdp-dev")->capture_default_str();
+  app.add_option("--dst-mac", o.dst_mac, "With --xdp-dev: the target's MAC (default: the neighbour table)");
+  app.add_option("--xdp-frames", o.xdp_frames, "With --xdp-dev: UMEM frames (power of two)")->capture_default_str();
+  app.add_option("--max-lag-us", o.max_lag_us,
+                 "A run whose send lag p90 exceeds this is reported as load_behind (the load side fell behind)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   // One core for both roles means one thread: two threads would only take turns on it.
@@ -180,13 +223,15 @@ int main(int argc, char** argv) {
   std::printf(
       "offered=%.0f/s sent=%.0f/s achieved=%.0f/s over %.1fs | ok=%llu busy=%llu errors=%llu lost=%llu late=%llu "
       "invalid=%llu unmatched=%llu malformed_sent=%llu | latency us p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f max=%.1f | "
-      "sender lag p99=%.1fus\n",
+      "sender lag p99=%.1fus | %.0f ns CPU/packet%s%s\n",
       r.offered_rps, r.sent_rps(), r.achieved_rps(), r.measured_s, static_cast<unsigned long long>(r.responses),
       static_cast<unsigned long long>(r.busy), static_cast<unsigned long long>(r.errors),
       static_cast<unsigned long long>(r.lost), static_cast<unsigned long long>(r.late),
       static_cast<unsigned long long>(r.invalid), static_cast<unsigned long long>(r.unmatched),
       static_cast<unsigned long long>(r.malformed_sent), us(lat.percentile_ns(50)), us(lat.percentile_ns(90)),
-      us(lat.percentile_ns(99)), us(lat.percentile_ns(99.9)), us(lat.max_ns()), us(r.send_lag.percentile_ns(99)));
+      us(lat.percentile_ns(99)), us(lat.percentile_ns(99.9)), us(lat.max_ns()), us(r.send_lag.percentile_ns(99)),
+      r.packets ? r.cpu_s * 1e9 / static_cast<double>(r.packets) : 0.0,
+      r.load_behind ? " | LOAD SIDE FELL BEHIND: " : "", r.load_behind_reason.c_str());
   if (r.trace_mismatch || r.payload_mismatch)
     std::printf("WARNING: %llu replies did not echo the trace id, %llu did not echo the payload size\n",
                 static_cast<unsigned long long>(r.trace_mismatch), static_cast<unsigned long long>(r.payload_mismatch));

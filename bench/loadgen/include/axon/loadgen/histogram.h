@@ -41,6 +41,14 @@ class LatencyHistogram {
   }
   [[nodiscard]] std::uint64_t bucket_count(std::size_t bucket) const noexcept { return counts_[bucket]; }
 
+  // The share of recorded values at or above ns (to the bucket's 1.6% resolution); 0 when empty.
+  [[nodiscard]] double fraction_at_or_above(std::uint64_t ns) const noexcept {
+    if (count_ == 0) return 0.0;
+    std::uint64_t n = 0;
+    for (std::size_t b = bucket_of(ns); b < kBuckets; ++b) n += counts_[b];
+    return static_cast<double>(n) / static_cast<double>(count_);
+  }
+
   // The value below which p percent of the recorded values fall (p in [0, 100]), as the middle
   // of the bucket that holds that rank, clamped to the observed min and max; p = 0 and p = 100
   // are the exact min and max. 0 when empty.
