@@ -727,5 +727,52 @@ TEST_F(ControlplaneDaemon, EachWorkerHasItsOwnUidAndNoOtherProcessReachesItsSegm
   EXPECT_EQ(reply->header.type, protocol::MessageType::response);
 }
 
+// Issue 11 item 17: an admin token is not a root shell. Through the real HTTPS API with a
+// real token, an agent whose user or command is outside the configured allowlists is
+// refused with 400 and the reason, on create and on update, and nothing is started.
+TEST_F(ControlplaneDaemon, WorkerUsersAndCommandsOutsideTheAllowlistsAreRefused) {
+  controlplane_extra_ = "allowed_worker_users = [\"daemon\"]\n";
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  struct Case {
+    json spec;
+    const char* reason;
+  };
+  auto agent = [](const std::string& command, const std::string& user) {
+    json j{{"name", "evil"}, {"id", 66}, {"tenant", 1}, {"command", {command}}, {"pool", {{"min", 1}, {"max", 1}}}};
+    if (!user.empty()) j["user"] = user;
+    return j;
+  };
+  const Case cases[] = {
+      {agent(AXON_ECHO_WORKER_BIN, "root"), "allowed_worker_users"},
+      {agent(AXON_ECHO_WORKER_BIN, "bin"), "user 'bin' is not allowed"},
+      {agent("/bin/sh", ""), "command '/bin/sh' is not allowed"},
+      {agent("/bin/sh", "daemon"), "allowed_worker_commands"},
+      {agent(std::filesystem::path(AXON_ECHO_WORKER_BIN).parent_path().string() + "/../../../../../bin/sh", ""),
+       "allowed_worker_commands"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.spec.dump());
+    Http r = call("POST", "/v1/agents", c.spec.dump());
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find(c.reason), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(call("GET", "/v1/agents/evil").status, 404);
+  // An allowed user is accepted; turning the existing agent into root is refused.
+  Http ok = call("POST", "/v1/agents", agent(AXON_ECHO_WORKER_BIN, "daemon").dump());
+  ASSERT_EQ(ok.status, 201) << ok.body;
+  json to_root = agent(AXON_ECHO_WORKER_BIN, "root");
+  Http update = call("PUT", "/v1/agents/evil", to_root.dump());
+  EXPECT_EQ(update.status, 400) << update.body;
+  EXPECT_NE(update.body.find("allowed_worker_users"), std::string::npos) << update.body;
+  EXPECT_EQ(call("GET", "/v1/agents/evil").parsed()["spec"].value("user", ""), "daemon");
+  // No process of ours ever ran as root.
+  for (const auto& w : workers("evil")) {
+    std::string status = read_file("/proc/" + std::to_string(pid_of(w)) + "/status");
+    EXPECT_EQ(status.find("Uid:\t0\t"), std::string::npos) << status;
+  }
+  EXPECT_EQ(call("DELETE", "/v1/agents/evil").status, 204);
+}
+
 }  // namespace
 }  // namespace axon::controlplane
