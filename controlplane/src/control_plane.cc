@@ -787,6 +787,10 @@ void ControlPlane::reconcile_pools() {
 
 void ControlPlane::progress_drains() {
   auto now = Clock::now();
+  // Stopping a worker that has no process (backoff, e.g. behind an open breaker) reports
+  // `stopped` at once, and on_member_event then erases it from workers_: so stop only after
+  // the walk over workers_ (issue 11 item 7).
+  std::vector<std::string> to_stop;
   for (auto& [id, w] : workers_) {
     if (!w.draining || w.stop_requested) continue;
     // The drain starts once the data plane has tables without this slot.
@@ -801,9 +805,10 @@ void ControlPlane::progress_drains() {
                       id.c_str(), static_cast<unsigned long long>(slot->second.inflight));
       }
       w.stop_requested = true;
-      supervisor_->stop(id, config_.pools.stop_grace);
+      to_stop.push_back(id);
     }
   }
+  for (const auto& id : to_stop) supervisor_->stop(id, config_.pools.stop_grace);
   // Deleted agents: forget them once their last worker is gone.
   for (auto it = pools_.begin(); it != pools_.end();) {
     bool has_workers = false;
