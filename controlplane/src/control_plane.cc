@@ -457,6 +457,7 @@ void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
     return;
   }
   ++pool.next_index;
+  send_grant(*slot, 0);  // managed from now on: nobody may claim it until our worker does
   grant_slot(*slot, agent);
   auto started = supervisor_->start(id, agent.name, std::move(spec).value());
   if (!started) {
@@ -465,6 +466,7 @@ void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
                    started.message().c_str());
     return;
   }
+  send_grant(*slot, started->pid);
   Worker w;
   w.id = id;
   w.agent = agent.name;
@@ -496,7 +498,13 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
     return;
   }
   switch (event.kind) {
-    case MemberEvent::Kind::spawned: runtime_dirty_ = true; break;
+    case MemberEvent::Kind::spawned: {
+      // A respawn: only this process may claim the slot.
+      auto it = workers_.find(event.id);
+      if (it != workers_.end()) send_grant(it->second.slot, event.pid);
+      runtime_dirty_ = true;
+      break;
+    }
     case MemberEvent::Kind::exited: {
       // An exit we asked for (drain, scale-down, stop) is routine; anything else is a crash.
       auto it = workers_.find(event.id);
@@ -513,6 +521,7 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
       if (it != workers_.end()) {
         AXON_LOG_INFO(kLog, "worker %s stopped; slot %s released", event.id.c_str(), it->second.slot.c_str());
         // Back to root: the user that held the slot must not attach to it again.
+        send_grant(it->second.slot, 0);
         std::string path = config_.dataplane.run_dir + "/workers/" + it->second.slot + ".sock";
         if (chown(path.c_str(), 0, 0) != 0 && errno != ENOENT) {
           AXON_LOG_WARN(kLog, "cannot take %s back from the worker's user: %s", path.c_str(), std::strerror(errno));
@@ -596,7 +605,24 @@ void ControlPlane::link_dataplane() {
     // A restarted data plane made its slot sockets anew (root-owned, 0660).
     for (const auto& [id, w] : workers_) {
       auto agent = agents_.find(w.agent);
-      if (agent != agents_.end()) grant_slot(w.slot, agent->second);
+      if (agent == agents_.end()) continue;
+      auto member = supervisor_->member(id);
+      send_grant(w.slot, member && member->pid > 0 ? member->pid : 0);
+      grant_slot(w.slot, agent->second);
+    }
+  }
+}
+
+// Tells the data plane which process may claim `slot` (0 = none yet). Without a link the
+// grant is sent on the next connect (link_dataplane re-grants every slot we hold).
+void ControlPlane::send_grant(const std::string& slot, pid_t pid) {
+  if (!link_) return;
+  auto granted = link_->grant(slot, pid);
+  if (!granted) {
+    AXON_LOG_WARN(kLog, "data plane: grant of slot %s to pid %d failed: %s", slot.c_str(), int(pid),
+                  granted.message().c_str());
+    if (granted.code() == dpc::ControlError::not_running || granted.code() == dpc::ControlError::io_error) {
+      drop_link(granted.message());
     }
   }
 }
