@@ -60,7 +60,8 @@ std::string openssl_errors() {
 Response json_response(int status, json body) {
   Response r;
   r.status = status;
-  r.body = body.dump() + "\n";
+  // replace: a message quoting a path with invalid UTF-8 must not make the dump throw.
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   return r;
 }
 
@@ -68,15 +69,20 @@ Response error_response(int status, const std::string& message) {
   return json_response(status, json{{"error", message}});
 }
 
-int status_of(ApiError::Kind kind) {
-  switch (kind) {
-    case ApiError::Kind::bad_request: return 400;
-    case ApiError::Kind::not_found: return 404;
-    case ApiError::Kind::conflict: return 409;
-    case ApiError::Kind::unavailable: return 503;
-    case ApiError::Kind::internal: return 500;
+// The one place an ApiErrorCode becomes an HTTP status.
+int status_of(ApiErrorCode code) {
+  switch (code) {
+    case ApiErrorCode::invalid_argument: return 400;
+    case ApiErrorCode::not_found: return 404;
+    case ApiErrorCode::conflict: return 409;
+    case ApiErrorCode::unavailable: return 503;
+    case ApiErrorCode::internal: return 500;
   }
   return 500;
+}
+
+Response error_response(const ApiError& error) {
+  return error_response(status_of(error.code), error.message);
 }
 
 bool is_mutating(const std::string& method) {
@@ -112,11 +118,11 @@ struct RouteDef {
   Handler handler;
 };
 
-json body_json(const Call& call) {
+ApiResult<json> body_json(const Call& call) {
   return json_io::parse_body(call.body);
 }
 
-std::uint32_t tenant_id_param(const Call& call) {
+ApiResult<std::uint32_t> tenant_id_param(const Call& call) {
   const std::string& s = call.params.at("id");
   std::uint64_t v = 0;
   bool ok = !s.empty() && s.size() <= 10;
@@ -125,7 +131,7 @@ std::uint32_t tenant_id_param(const Call& call) {
     if (ok) v = v * 10 + static_cast<std::uint64_t>(c - '0');
   }
   if (!ok || v == 0 || v > 0xffffffffULL) {
-    throw ApiError(ApiError::Kind::bad_request, "tenant id '" + s + "' must be an integer from 1 to 4294967295");
+    return api_error(ApiErrorCode::invalid_argument, "tenant id '" + s + "' must be an integer from 1 to 4294967295");
   }
   return static_cast<std::uint32_t>(v);
 }
@@ -137,14 +143,38 @@ json list_of(const char* key, const std::vector<T>& items) {
   return json{{key, std::move(arr)}};
 }
 
+// The call's value as JSON with `status`, or its error with the error's status.
+template <typename T>
+Response reply(int status, const ApiResult<T>& result) {
+  if (!result) return error_response(result.error());
+  return json_response(status, json_io::to_json(result.value()));
+}
+
+template <typename T>
+Response reply_list(const char* key, const ApiResult<std::vector<T>>& result) {
+  if (!result) return error_response(result.error());
+  return json_response(200, list_of(key, result.value()));
+}
+
+Response reply_no_content(const ApiResult<Ok>& result) {
+  if (!result) return error_response(result.error());
+  Response r;
+  r.status = 204;
+  return r;
+}
+
 // An empty body or "{}": for actions that take no parameters today.
-void expect_no_parameters(const Call& call, const char* what) {
-  if (call.body.find_first_not_of(" \t\r\n") == std::string::npos) return;
-  const json j = body_json(call);
-  if (!j.is_object()) throw ApiError(ApiError::Kind::bad_request, std::string(what) + " body must be a JSON object");
-  if (!j.empty()) {
-    throw ApiError(ApiError::Kind::bad_request, "unknown field '" + j.begin().key() + "' in " + what);
+ApiResult<Ok> expect_no_parameters(const Call& call, const char* what) {
+  if (call.body.find_first_not_of(" \t\r\n") == std::string::npos) return Ok{};
+  const auto j = body_json(call);
+  if (!j) return j.error();
+  if (!j->is_object()) {
+    return api_error(ApiErrorCode::invalid_argument, std::string(what) + " body must be a JSON object");
   }
+  if (!j->empty()) {
+    return api_error(ApiErrorCode::invalid_argument, "unknown field '" + j->begin().key() + "' in " + what);
+  }
+  return Ok{};
 }
 
 const std::vector<RouteDef>& route_table() {
@@ -154,75 +184,80 @@ const std::vector<RouteDef>& route_table() {
       t.push_back(RouteDef{method, path, std::move(query), std::move(h)});
     };
     add("GET", "/v1/health", [](ControlApi&, const Call&) { return json_response(200, json{{"status", "ok"}}); });
-    add("GET", "/v1/status",
-        [](ControlApi& api, const Call&) { return json_response(200, json_io::to_json(api.status())); });
+    add("GET", "/v1/status", [](ControlApi& api, const Call&) { return reply(200, api.status()); });
 
-    add("GET", "/v1/agents",
-        [](ControlApi& api, const Call&) { return json_response(200, list_of("agents", api.list_agents())); });
+    add("GET", "/v1/agents", [](ControlApi& api, const Call&) { return reply_list("agents", api.list_agents()); });
     add("POST", "/v1/agents", [](ControlApi& api, const Call& call) {
-      const AgentSpec spec = json_io::agent_spec_from_json(body_json(call));
-      Response r = json_response(201, json_io::to_json(api.create_agent(spec)));
-      r.headers.emplace_back("Location", "/v1/agents/" + spec.name);
+      const auto body = body_json(call);
+      if (!body) return error_response(body.error());
+      const auto spec = json_io::agent_spec_from_json(body.value());
+      if (!spec) return error_response(spec.error());
+      Response r = reply(201, api.create_agent(spec.value()));
+      if (r.status == 201) r.headers.emplace_back("Location", "/v1/agents/" + spec->name);
       return r;
     });
-    add("GET", "/v1/agents/{name}", [](ControlApi& api, const Call& call) {
-      return json_response(200, json_io::to_json(api.get_agent(call.params.at("name"))));
-    });
+    add("GET", "/v1/agents/{name}",
+        [](ControlApi& api, const Call& call) { return reply(200, api.get_agent(call.params.at("name"))); });
     add("PUT", "/v1/agents/{name}", [](ControlApi& api, const Call& call) {
       const std::string& name = call.params.at("name");
-      const AgentSpec spec = json_io::agent_spec_from_json(body_json(call), name);
-      return json_response(200, json_io::to_json(api.replace_agent(name, spec)));
+      const auto body = body_json(call);
+      if (!body) return error_response(body.error());
+      const auto spec = json_io::agent_spec_from_json(body.value(), name);
+      if (!spec) return error_response(spec.error());
+      return reply(200, api.replace_agent(name, spec.value()));
     });
-    add("DELETE", "/v1/agents/{name}", [](ControlApi& api, const Call& call) {
-      api.delete_agent(call.params.at("name"));
-      Response r;
-      r.status = 204;
-      return r;
-    });
+    add("DELETE", "/v1/agents/{name}",
+        [](ControlApi& api, const Call& call) { return reply_no_content(api.delete_agent(call.params.at("name"))); });
     add("POST", "/v1/agents/{name}/scale", [](ControlApi& api, const Call& call) {
-      const ScaleRequest request = json_io::scale_request_from_json(body_json(call));
-      return json_response(200, json_io::to_json(api.scale_agent(call.params.at("name"), request)));
+      const auto body = body_json(call);
+      if (!body) return error_response(body.error());
+      const auto request = json_io::scale_request_from_json(body.value());
+      if (!request) return error_response(request.error());
+      return reply(200, api.scale_agent(call.params.at("name"), request.value()));
     });
     add("POST", "/v1/agents/{name}/breaker/reset", [](ControlApi& api, const Call& call) {
-      expect_no_parameters(call, "breaker reset");
-      return json_response(200, json_io::to_json(api.reset_breaker(call.params.at("name"))));
+      if (const auto none = expect_no_parameters(call, "breaker reset"); !none) return error_response(none.error());
+      return reply(200, api.reset_breaker(call.params.at("name")));
     });
 
     add("GET", "/v1/workers",
         [](ControlApi& api, const Call& call) {
           std::optional<std::string> agent;
           if (const auto it = call.query.find("agent"); it != call.query.end()) agent = it->second;
-          return json_response(200, list_of("workers", api.list_workers(agent)));
+          return reply_list("workers", api.list_workers(agent));
         },
         {"agent"});
     add("POST", "/v1/workers/{id}/drain", [](ControlApi& api, const Call& call) {
-      expect_no_parameters(call, "drain");
-      return json_response(200, json_io::to_json(api.drain_worker(call.params.at("id"))));
+      if (const auto none = expect_no_parameters(call, "drain"); !none) return error_response(none.error());
+      return reply(200, api.drain_worker(call.params.at("id")));
     });
     add("POST", "/v1/workers/{id}/kill", [](ControlApi& api, const Call& call) {
-      expect_no_parameters(call, "kill");
-      return json_response(200, json_io::to_json(api.kill_worker(call.params.at("id"))));
+      if (const auto none = expect_no_parameters(call, "kill"); !none) return error_response(none.error());
+      return reply(200, api.kill_worker(call.params.at("id")));
     });
 
-    add("GET", "/v1/tenants",
-        [](ControlApi& api, const Call&) { return json_response(200, list_of("tenants", api.list_tenants())); });
+    add("GET", "/v1/tenants", [](ControlApi& api, const Call&) { return reply_list("tenants", api.list_tenants()); });
     add("GET", "/v1/tenants/{id}", [](ControlApi& api, const Call& call) {
-      return json_response(200, json_io::to_json(api.get_tenant(tenant_id_param(call))));
+      const auto id = tenant_id_param(call);
+      if (!id) return error_response(id.error());
+      return reply(200, api.get_tenant(id.value()));
     });
     add("PUT", "/v1/tenants/{id}", [](ControlApi& api, const Call& call) {
-      const std::uint32_t id = tenant_id_param(call);
-      const TenantSpec spec = json_io::tenant_spec_from_json(body_json(call), id);
-      return json_response(200, json_io::to_json(api.put_tenant(id, spec)));
+      const auto id = tenant_id_param(call);
+      if (!id) return error_response(id.error());
+      const auto body = body_json(call);
+      if (!body) return error_response(body.error());
+      const auto spec = json_io::tenant_spec_from_json(body.value(), id.value());
+      if (!spec) return error_response(spec.error());
+      return reply(200, api.put_tenant(id.value(), spec.value()));
     });
     add("DELETE", "/v1/tenants/{id}", [](ControlApi& api, const Call& call) {
-      api.delete_tenant(tenant_id_param(call));
-      Response r;
-      r.status = 204;
-      return r;
+      const auto id = tenant_id_param(call);
+      if (!id) return error_response(id.error());
+      return reply_no_content(api.delete_tenant(id.value()));
     });
 
-    add("GET", "/v1/routes",
-        [](ControlApi& api, const Call&) { return json_response(200, list_of("routes", api.list_routes())); });
+    add("GET", "/v1/routes", [](ControlApi& api, const Call&) { return reply_list("routes", api.list_routes()); });
     // GET /metrics is answered by the server itself: it appends its own families.
     add("GET", "/metrics", [](ControlApi&, const Call&) { return Response{}; });
     return t;
@@ -921,22 +956,23 @@ Response ApiServer::Impl::dispatch(const Connection& conn, const http::RequestHe
     body_consumed = true;
   }
 
+  if (route->path == "/metrics") {
+    auto text = api.metrics();
+    if (!text) return error_response(text.error());
+    if (!text->empty() && text->back() != '\n') *text += '\n';
+    *text += own_metrics();
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = std::move(text.value());
+    return r;
+  }
+  // ControlApi reports errors as values; this is only the backstop for what the standard
+  // library or nlohmann-json throw (std::bad_alloc, ...), so the client still gets a 500.
   try {
-    if (route->path == "/metrics") {
-      std::string text = api.metrics();
-      if (!text.empty() && text.back() != '\n') text += '\n';
-      text += own_metrics();
-      Response r;
-      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-      r.body = std::move(text);
-      return r;
-    }
     return route->handler(api, call);
-  } catch (const ApiError& e) {
-    return error_response(status_of(e.kind), e.what());
   } catch (const std::exception& e) {
     AXON_LOG_ERROR(kLog, "%s %s failed: %s", head.method.c_str(), head.path.c_str(), e.what());
-    return error_response(500, std::string("internal error: ") + e.what());
+    return error_response(500, "internal error; see the control plane's log");
   }
 }
 
