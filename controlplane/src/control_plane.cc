@@ -147,11 +147,7 @@ Result<Ok, DaemonError> ControlPlane::start() {
   supervisor_ = std::make_unique<Supervisor>(cgroups_ ? &*cgroups_ : nullptr, backoff, breaker);
   supervisor_->on_event = [this](const MemberEvent& event) { on_member_event(event); };
 
-  try {
-    load_state();
-  } catch (const std::exception& e) {
-    return make_error(DaemonError::state, std::string(e.what()));
-  }
+  if (auto loaded = load_state(); !loaded) return loaded;
   link_dataplane();
   if (!config_.dataplane.command.empty()) supervise_dataplane();
   take_over();
@@ -187,7 +183,7 @@ void ControlPlane::supervise_dataplane() {
 
 // ---- registry persistence ------------------------------------------------------------
 
-void ControlPlane::load_state() {
+Result<Ok, DaemonError> ControlPlane::load_state() {
   std::string path = config_.state_dir + "/state.json";
   std::ifstream in(path);
   if (!in) {
@@ -198,21 +194,10 @@ void ControlPlane::load_state() {
   } else {
     std::stringstream text;
     text << in.rdbuf();
-    nlohmann::json state;
-    try {
-      state = nlohmann::json::parse(text.str());
-      for (const auto& t : state.at("tenants")) {
-        TenantSpec spec = json_io::tenant_spec_from_json(t);
-        tenants_[spec.id] = spec;
-      }
-      for (const auto& a : state.at("agents")) {
-        AgentSpec spec = json_io::agent_spec_from_json(a);
-        agents_[spec.name] = spec;
-      }
-      table_version_ = state.value("table_version", std::uint64_t(0));
-    } catch (const std::exception& e) {
-      throw std::runtime_error("cannot load " + path + ": " + e.what() +
-                               "; fix or move the file away (the registry is then re-seeded from the config)");
+    if (auto loaded = parse_state(text.str()); !loaded) {
+      return make_error(DaemonError::state, "cannot load " + path + ": " + loaded.message() +
+                                                "; fix or move the file away (the registry is then re-seeded from "
+                                                "the config)");
     }
     AXON_LOG_INFO(kLog, "registry from %s: %zu tenant(s), %zu agent(s)", path.c_str(), tenants_.size(), agents_.size());
   }
@@ -220,10 +205,36 @@ void ControlPlane::load_state() {
     Pool& pool = pools_[name];
     pool.target = spec.pool.min;
   }
-  save_state();
+  if (auto saved = save_state(); !saved) return make_error(DaemonError::state, saved.message());
+  return Ok{};
 }
 
-void ControlPlane::save_state() {
+ApiResult<Ok> ControlPlane::parse_state(const std::string& text) {
+  const auto state = nlohmann::json::parse(text, nullptr, false);
+  if (state.is_discarded() || !state.is_object()) {
+    return api_error(ApiErrorCode::invalid_argument, "not a JSON object");
+  }
+  const auto tenants = state.find("tenants");
+  const auto agents = state.find("agents");
+  if (tenants == state.end() || !tenants->is_array() || agents == state.end() || !agents->is_array()) {
+    return api_error(ApiErrorCode::invalid_argument, "needs the arrays 'tenants' and 'agents'");
+  }
+  for (const auto& t : *tenants) {
+    auto spec = json_io::tenant_spec_from_json(t);
+    if (!spec) return spec.error();
+    tenants_[spec->id] = spec.value();
+  }
+  for (const auto& a : *agents) {
+    auto spec = json_io::agent_spec_from_json(a);
+    if (!spec) return spec.error();
+    agents_[spec->name] = spec.value();
+  }
+  const auto version = state.find("table_version");
+  table_version_ = version != state.end() && version->is_number_unsigned() ? version->get<std::uint64_t>() : 0;
+  return Ok{};
+}
+
+ApiResult<Ok> ControlPlane::save_state() {
   nlohmann::json state;
   state["version"] = 1;
   state["table_version"] = table_version_;
@@ -237,9 +248,10 @@ void ControlPlane::save_state() {
     // lose it.
     AXON_LOG_ERROR(kLog, "cannot write %s: %s; the change is active but will not survive a restart", path.c_str(),
                    std::strerror(errno));
-    throw ApiError(ApiError::Kind::internal,
-                   "the change is active but could not be saved to " + path + ": " + std::strerror(errno));
+    return api_error(ApiErrorCode::internal,
+                     "the change is active but could not be saved to " + path + ": " + std::strerror(errno));
   }
+  return Ok{};
 }
 
 // <run_dir>/controlplane-workers.json: who runs where, so a restarted control plane can
@@ -742,6 +754,10 @@ void ControlPlane::reconcile_pools() {
 
 void ControlPlane::progress_drains() {
   auto now = Clock::now();
+  // Stopping a worker that has no process (backoff, e.g. behind an open breaker) reports
+  // `stopped` at once, and on_member_event then erases it from workers_: so stop only after
+  // the walk over workers_ (issue 11 item 7).
+  std::vector<std::string> to_stop;
   for (auto& [id, w] : workers_) {
     if (!w.draining || w.stop_requested) continue;
     // The drain starts once the data plane has tables without this slot.
@@ -756,9 +772,10 @@ void ControlPlane::progress_drains() {
                       id.c_str(), static_cast<unsigned long long>(slot->second.inflight));
       }
       w.stop_requested = true;
-      supervisor_->stop(id, config_.pools.stop_grace);
+      to_stop.push_back(id);
     }
   }
+  for (const auto& id : to_stop) supervisor_->stop(id, config_.pools.stop_grace);
   // Deleted agents: forget them once their last worker is gone.
   for (auto it = pools_.begin(); it != pools_.end();) {
     bool has_workers = false;
@@ -902,41 +919,46 @@ WorkerInfo ControlPlane::worker_info(const Worker& w) const {
   return info;
 }
 
-const AgentSpec& ControlPlane::agent_or_404(const std::string& name) const {
+ApiResult<const AgentSpec*> ControlPlane::find_agent(const std::string& name) const {
   auto it = agents_.find(name);
   auto pool = pools_.find(name);
   if (it == agents_.end() || (pool != pools_.end() && pool->second.deleting)) {
-    throw ApiError(ApiError::Kind::not_found, "no agent named '" + name + "'");
+    return api_error(ApiErrorCode::not_found, "no agent named '" + name + "'");
   }
-  return it->second;
+  return &it->second;
 }
 
-ControlPlane::Worker& ControlPlane::worker_or_404(const std::string& id) {
+ApiResult<ControlPlane::Worker*> ControlPlane::find_worker(const std::string& id) {
   auto it = workers_.find(id);
-  if (it == workers_.end()) throw ApiError(ApiError::Kind::not_found, "no worker with id '" + id + "'");
-  return it->second;
+  if (it == workers_.end()) return api_error(ApiErrorCode::not_found, "no worker with id '" + id + "'");
+  return &it->second;
 }
 
-void ControlPlane::validate_agent(const AgentSpec& spec, const std::string* replacing) const {
-  if (auto why = check_agent(spec, config_); !why.empty()) throw ApiError(ApiError::Kind::bad_request, why);
+ApiResult<Ok> ControlPlane::validate_agent(const AgentSpec& spec, const std::string* replacing) const {
+  if (auto why = check_agent(spec, config_); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
   if (!tenants_.contains(spec.tenant)) {
-    throw ApiError(ApiError::Kind::bad_request, "agent '" + spec.name + "': tenant " + std::to_string(spec.tenant) +
-                                                    " does not exist; create it with PUT /v1/tenants/" +
-                                                    std::to_string(spec.tenant));
+    return api_error(ApiErrorCode::invalid_argument,
+                     "agent '" + spec.name + "': tenant " + std::to_string(spec.tenant) +
+                         " does not exist; create it with PUT /v1/tenants/" + std::to_string(spec.tenant));
   }
   for (const auto& [name, other] : agents_) {
     if (replacing != nullptr && name == *replacing) continue;
-    if (name == spec.name) throw ApiError(ApiError::Kind::conflict, "agent '" + spec.name + "' already exists");
+    if (name == spec.name) return api_error(ApiErrorCode::conflict, "agent '" + spec.name + "' already exists");
     if (other.id == spec.id) {
-      throw ApiError(ApiError::Kind::conflict,
-                     "agent id " + std::to_string(spec.id) + " is already used by agent '" + name + "'");
+      return api_error(ApiErrorCode::conflict,
+                       "agent id " + std::to_string(spec.id) + " is already used by agent '" + name + "'");
     }
   }
+  return Ok{};
 }
 
 // ---- ControlApi ----------------------------------------------------------------------------
 
-SystemStatus ControlPlane::status() {
+ApiResult<SystemStatus> ControlPlane::status() {
+  return system_status();
+}
+
+SystemStatus ControlPlane::system_status() {
   std::lock_guard lock(mutex_);
   SystemStatus s;
   s.version = kVersion;
@@ -986,7 +1008,7 @@ SystemStatus ControlPlane::status() {
   return s;
 }
 
-std::vector<AgentStatus> ControlPlane::list_agents() {
+ApiResult<std::vector<AgentStatus>> ControlPlane::list_agents() {
   std::lock_guard lock(mutex_);
   std::vector<AgentStatus> out;
   for (const auto& [name, spec] : agents_) {
@@ -997,44 +1019,49 @@ std::vector<AgentStatus> ControlPlane::list_agents() {
   return out;
 }
 
-AgentStatus ControlPlane::get_agent(const std::string& name) {
+ApiResult<AgentStatus> ControlPlane::get_agent(const std::string& name) {
   std::lock_guard lock(mutex_);
-  return agent_status(agent_or_404(name));
+  const auto spec = find_agent(name);
+  if (!spec) return spec.error();
+  return agent_status(*spec.value());
 }
 
-AgentStatus ControlPlane::create_agent(const AgentSpec& spec) {
+ApiResult<AgentStatus> ControlPlane::create_agent(const AgentSpec& spec) {
   std::lock_guard lock(mutex_);
   auto pool_it = pools_.find(spec.name);
   if (pool_it != pools_.end() && pool_it->second.deleting) {
-    throw ApiError(ApiError::Kind::conflict, "agent '" + spec.name +
+    return api_error(ApiErrorCode::conflict, "agent '" + spec.name +
                                                  "' is still being deleted (draining its "
                                                  "workers); retry in a few seconds");
   }
-  validate_agent(spec, nullptr);
+  if (auto valid = validate_agent(spec, nullptr); !valid) return valid.error();
   std::string error;
-  if (!ensure_cgroup(spec, error)) throw ApiError(ApiError::Kind::unavailable, error);
+  if (!ensure_cgroup(spec, error)) return api_error(ApiErrorCode::unavailable, error);
   agents_[spec.name] = spec;
   Pool& pool = pools_[spec.name];
   pool = Pool{};
   pool.target = spec.pool.min;
-  save_state();
   tables_dirty_ = true;
+  const auto saved = save_state();
   reconcile_pools();
+  if (!saved) return saved.error();
   AXON_LOG_INFO(kLog, "agent %s registered (id %u, tenant %u, pool %u..%u)", spec.name.c_str(), spec.id, spec.tenant,
                 spec.pool.min, spec.pool.max);
   return agent_status(spec);
 }
 
-AgentStatus ControlPlane::replace_agent(const std::string& name, const AgentSpec& spec) {
+ApiResult<AgentStatus> ControlPlane::replace_agent(const std::string& name, const AgentSpec& spec) {
   std::lock_guard lock(mutex_);
-  const AgentSpec old = agent_or_404(name);
+  const auto found = find_agent(name);
+  if (!found) return found.error();
+  const AgentSpec old = *found.value();
   if (spec.name != name) {
-    throw ApiError(ApiError::Kind::bad_request, "the body's name '" + spec.name + "' differs from the path's '" + name +
-                                                    "'; agents cannot be renamed");
+    return api_error(ApiErrorCode::invalid_argument, "the body's name '" + spec.name + "' differs from the path's '" +
+                                                         name + "'; agents cannot be renamed");
   }
-  validate_agent(spec, &name);
+  if (auto valid = validate_agent(spec, &name); !valid) return valid.error();
   std::string error;
-  if (!ensure_cgroup(spec, error)) throw ApiError(ApiError::Kind::unavailable, error);
+  if (!ensure_cgroup(spec, error)) return api_error(ApiErrorCode::unavailable, error);
   agents_[name] = spec;
   Pool& pool = pools_[name];
   pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);
@@ -1048,15 +1075,18 @@ AgentStatus ControlPlane::replace_agent(const std::string& name, const AgentSpec
       if (w.agent == name) begin_drain(w);
     }
   }
-  save_state();
   tables_dirty_ = true;
+  const auto saved = save_state();
   reconcile_pools();
+  if (!saved) return saved.error();
   return agent_status(spec);
 }
 
-void ControlPlane::delete_agent(const std::string& name) {
+ApiResult<Ok> ControlPlane::delete_agent(const std::string& name) {
   std::lock_guard lock(mutex_);
-  std::string cgroup = cgroups_ ? cgroup_of(agent_or_404(name)) : std::string();
+  const auto found = find_agent(name);
+  if (!found) return found.error();
+  std::string cgroup = cgroups_ ? cgroup_of(*found.value()) : std::string();
   agents_.erase(name);
   Pool& pool = pools_[name];
   pool.deleting = true;
@@ -1065,41 +1095,47 @@ void ControlPlane::delete_agent(const std::string& name) {
   for (auto& [id, w] : workers_) {
     if (w.agent == name) begin_drain(w);
   }
-  save_state();
   tables_dirty_ = true;
   AXON_LOG_INFO(kLog, "agent %s deleted; draining its workers", name.c_str());
+  return save_state();
 }
 
-AgentStatus ControlPlane::scale_agent(const std::string& name, const ScaleRequest& request) {
+ApiResult<AgentStatus> ControlPlane::scale_agent(const std::string& name, const ScaleRequest& request) {
   std::lock_guard lock(mutex_);
-  AgentSpec spec = agent_or_404(name);
+  const auto found = find_agent(name);
+  if (!found) return found.error();
+  AgentSpec spec = *found.value();
   if (!request.min && !request.max) {
-    throw ApiError(ApiError::Kind::bad_request, "scale needs 'min', 'max' or both");
+    return api_error(ApiErrorCode::invalid_argument, "scale needs 'min', 'max' or both");
   }
   if (request.min) spec.pool.min = *request.min;
   if (request.max) spec.pool.max = *request.max;
   if (request.min && !request.max && spec.pool.max < spec.pool.min) spec.pool.max = spec.pool.min;
   if (request.max && !request.min && spec.pool.min > spec.pool.max) spec.pool.min = spec.pool.max;
-  if (auto why = check_agent(spec, config_); !why.empty()) throw ApiError(ApiError::Kind::bad_request, why);
+  if (auto why = check_agent(spec, config_); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
   agents_[name] = spec;
   Pool& pool = pools_[name];
   pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);
-  save_state();
+  const auto saved = save_state();
   reconcile_pools();
+  if (!saved) return saved.error();
   AXON_LOG_INFO(kLog, "agent %s scaled to %u..%u (target %u)", name.c_str(), spec.pool.min, spec.pool.max, pool.target);
   return agent_status(spec);
 }
 
-AgentStatus ControlPlane::reset_breaker(const std::string& name) {
+ApiResult<AgentStatus> ControlPlane::reset_breaker(const std::string& name) {
   std::lock_guard lock(mutex_);
-  const AgentSpec& spec = agent_or_404(name);
+  const auto spec = find_agent(name);
+  if (!spec) return spec.error();
   supervisor_->reset_breaker(name);
-  return agent_status(spec);
+  return agent_status(*spec.value());
 }
 
-std::vector<WorkerInfo> ControlPlane::list_workers(const std::optional<std::string>& agent) {
+ApiResult<std::vector<WorkerInfo>> ControlPlane::list_workers(const std::optional<std::string>& agent) {
   std::lock_guard lock(mutex_);
-  if (agent) (void)agent_or_404(*agent);
+  if (agent) {
+    if (const auto found = find_agent(*agent); !found) return found.error();
+  }
   std::vector<WorkerInfo> out;
   for (const auto& [id, w] : workers_) {
     if (!agent || w.agent == *agent) out.push_back(worker_info(w));
@@ -1107,74 +1143,78 @@ std::vector<WorkerInfo> ControlPlane::list_workers(const std::optional<std::stri
   return out;
 }
 
-WorkerInfo ControlPlane::drain_worker(const std::string& id) {
+ApiResult<WorkerInfo> ControlPlane::drain_worker(const std::string& id) {
   std::lock_guard lock(mutex_);
-  Worker& w = worker_or_404(id);
+  const auto found = find_worker(id);
+  if (!found) return found.error();
+  Worker& w = *found.value();
   begin_drain(w);
   // A drained worker leaves the pool; reconcile keeps `min` warm by starting another.
   return worker_info(w);
 }
 
-WorkerInfo ControlPlane::kill_worker(const std::string& id) {
+ApiResult<WorkerInfo> ControlPlane::kill_worker(const std::string& id) {
   std::lock_guard lock(mutex_);
-  Worker& w = worker_or_404(id);
+  const auto found = find_worker(id);
+  if (!found) return found.error();
+  Worker& w = *found.value();
   if (!supervisor_->kill(id)) {
-    throw ApiError(ApiError::Kind::conflict, "worker '" + id + "' has no running process (it is in backoff)");
+    return api_error(ApiErrorCode::conflict, "worker '" + id + "' has no running process (it is in backoff)");
   }
   AXON_LOG_INFO(kLog, "worker %s killed on request; the pool respawns it", id.c_str());
   return worker_info(w);
 }
 
-std::vector<TenantSpec> ControlPlane::list_tenants() {
+ApiResult<std::vector<TenantSpec>> ControlPlane::list_tenants() {
   std::lock_guard lock(mutex_);
   std::vector<TenantSpec> out;
   for (const auto& [id, t] : tenants_) out.push_back(t);
   return out;
 }
 
-TenantSpec ControlPlane::get_tenant(std::uint32_t id) {
+ApiResult<TenantSpec> ControlPlane::get_tenant(std::uint32_t id) {
   std::lock_guard lock(mutex_);
   auto it = tenants_.find(id);
-  if (it == tenants_.end()) throw ApiError(ApiError::Kind::not_found, "no tenant with id " + std::to_string(id));
+  if (it == tenants_.end()) return api_error(ApiErrorCode::not_found, "no tenant with id " + std::to_string(id));
   return it->second;
 }
 
-TenantSpec ControlPlane::put_tenant(std::uint32_t id, const TenantSpec& spec) {
+ApiResult<TenantSpec> ControlPlane::put_tenant(std::uint32_t id, const TenantSpec& spec) {
   std::lock_guard lock(mutex_);
   TenantSpec t = spec;
   if (t.id != 0 && t.id != id) {
-    throw ApiError(ApiError::Kind::bad_request,
-                   "the body's id " + std::to_string(t.id) + " differs from the path's " + std::to_string(id));
+    return api_error(ApiErrorCode::invalid_argument,
+                     "the body's id " + std::to_string(t.id) + " differs from the path's " + std::to_string(id));
   }
   t.id = id;
-  if (auto why = check_tenant(t); !why.empty()) throw ApiError(ApiError::Kind::bad_request, why);
+  if (auto why = check_tenant(t); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
   for (const auto& [other_id, other] : tenants_) {
     if (other_id != id && other.name == t.name) {
-      throw ApiError(ApiError::Kind::conflict,
-                     "tenant name '" + t.name + "' is already used by tenant " + std::to_string(other_id));
+      return api_error(ApiErrorCode::conflict,
+                       "tenant name '" + t.name + "' is already used by tenant " + std::to_string(other_id));
     }
   }
   tenants_[id] = t;
-  save_state();
   tables_dirty_ = true;
+  if (const auto saved = save_state(); !saved) return saved.error();
   return t;
 }
 
-void ControlPlane::delete_tenant(std::uint32_t id) {
+ApiResult<Ok> ControlPlane::delete_tenant(std::uint32_t id) {
   std::lock_guard lock(mutex_);
-  if (!tenants_.contains(id)) throw ApiError(ApiError::Kind::not_found, "no tenant with id " + std::to_string(id));
+  if (!tenants_.contains(id)) return api_error(ApiErrorCode::not_found, "no tenant with id " + std::to_string(id));
   for (const auto& [name, a] : agents_) {
     if (a.tenant == id) {
-      throw ApiError(ApiError::Kind::conflict,
-                     "tenant " + std::to_string(id) + " is used by agent '" + name + "'; delete or move it first");
+      return api_error(ApiErrorCode::conflict,
+                       "tenant " + std::to_string(id) + " is used by agent '" + name + "'; delete or move it first");
     }
   }
   tenants_.erase(id);
-  save_state();
   tables_dirty_ = true;
+  return save_state();
 }
 
-std::vector<RouteInfo> ControlPlane::list_routes() {
+ApiResult<std::vector<RouteInfo>> ControlPlane::list_routes() {
   std::lock_guard lock(mutex_);
   std::vector<RouteInfo> out;
   for (const auto& entry : build_tables().agents) {
@@ -1191,7 +1231,7 @@ std::vector<RouteInfo> ControlPlane::list_routes() {
   return out;
 }
 
-std::string ControlPlane::metrics() {
+ApiResult<std::string> ControlPlane::metrics() {
   std::lock_guard lock(mutex_);
   MetricsWriter m;
   m.family("axon_controlplane_info", "gauge", "Build information of the control plane.")
@@ -1291,7 +1331,7 @@ std::string ControlPlane::metrics() {
 }
 
 std::string ControlPlane::status_line() {
-  SystemStatus s = status();
+  const SystemStatus s = system_status();
   std::string line = std::to_string(s.agents) + " agent(s), " + std::to_string(s.warm) + "/" +
                      std::to_string(s.workers) + " worker(s) warm";
   if (s.breakers_open > 0) line += ", " + std::to_string(s.breakers_open) + " breaker(s) open";

@@ -52,25 +52,26 @@ class ControlPlane final : public ControlApi {
   void shutdown();
   // One line for sd_notify STATUS= and the log.
   std::string status_line();
+  SystemStatus system_status();  // what status() returns; it cannot fail
 
   // ControlApi
-  SystemStatus status() override;
-  std::vector<AgentStatus> list_agents() override;
-  AgentStatus get_agent(const std::string& name) override;
-  AgentStatus create_agent(const AgentSpec& spec) override;
-  AgentStatus replace_agent(const std::string& name, const AgentSpec& spec) override;
-  void delete_agent(const std::string& name) override;
-  AgentStatus scale_agent(const std::string& name, const ScaleRequest& request) override;
-  AgentStatus reset_breaker(const std::string& name) override;
-  std::vector<WorkerInfo> list_workers(const std::optional<std::string>& agent) override;
-  WorkerInfo drain_worker(const std::string& id) override;
-  WorkerInfo kill_worker(const std::string& id) override;
-  std::vector<TenantSpec> list_tenants() override;
-  TenantSpec get_tenant(std::uint32_t id) override;
-  TenantSpec put_tenant(std::uint32_t id, const TenantSpec& spec) override;
-  void delete_tenant(std::uint32_t id) override;
-  std::vector<RouteInfo> list_routes() override;
-  std::string metrics() override;
+  ApiResult<SystemStatus> status() override;
+  ApiResult<std::vector<AgentStatus>> list_agents() override;
+  ApiResult<AgentStatus> get_agent(const std::string& name) override;
+  ApiResult<AgentStatus> create_agent(const AgentSpec& spec) override;
+  ApiResult<AgentStatus> replace_agent(const std::string& name, const AgentSpec& spec) override;
+  ApiResult<Ok> delete_agent(const std::string& name) override;
+  ApiResult<AgentStatus> scale_agent(const std::string& name, const ScaleRequest& request) override;
+  ApiResult<AgentStatus> reset_breaker(const std::string& name) override;
+  ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent) override;
+  ApiResult<WorkerInfo> drain_worker(const std::string& id) override;
+  ApiResult<WorkerInfo> kill_worker(const std::string& id) override;
+  ApiResult<std::vector<TenantSpec>> list_tenants() override;
+  ApiResult<TenantSpec> get_tenant(std::uint32_t id) override;
+  ApiResult<TenantSpec> put_tenant(std::uint32_t id, const TenantSpec& spec) override;
+  ApiResult<Ok> delete_tenant(std::uint32_t id) override;
+  ApiResult<std::vector<RouteInfo>> list_routes() override;
+  ApiResult<std::string> metrics() override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -105,8 +106,9 @@ class ControlPlane final : public ControlApi {
   };
 
   // All private helpers expect mutex_ held.
-  void load_state();
-  void save_state();
+  Result<Ok, DaemonError> load_state();
+  ApiResult<Ok> parse_state(const std::string& text);  // state.json into the registry
+  ApiResult<Ok> save_state();                          // internal error: the change is active but not persisted
   void save_runtime();
   void take_over();
   void supervise_dataplane();
@@ -134,9 +136,9 @@ class ControlPlane final : public ControlApi {
   WorkerInfo worker_info(const Worker& worker) const;
   // Whether a spawned worker has not attached to the data plane yet (caller holds mutex_).
   bool worker_starting() const;
-  const AgentSpec& agent_or_404(const std::string& name) const;
-  Worker& worker_or_404(const std::string& id);
-  void validate_agent(const AgentSpec& spec, const std::string* replacing) const;
+  ApiResult<const AgentSpec*> find_agent(const std::string& name) const;  // not_found (also while deleting)
+  ApiResult<Worker*> find_worker(const std::string& id);
+  ApiResult<Ok> validate_agent(const AgentSpec& spec, const std::string* replacing) const;
 
   ControlplaneConfig config_;
   mutable std::mutex mutex_;

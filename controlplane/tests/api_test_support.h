@@ -26,10 +26,10 @@
 
 namespace axon::controlplane::testing {
 
-// In-memory ControlApi with the same error kinds as the daemon's contract in model.h.
+// In-memory ControlApi with the same error codes as the daemon's contract in model.h.
 class FakeControlApi : public ControlApi {
  public:
-  SystemStatus status() override {
+  ApiResult<SystemStatus> status() override {
     std::lock_guard lock(mu_);
     SystemStatus s;
     s.version = "test";
@@ -42,21 +42,23 @@ class FakeControlApi : public ControlApi {
     s.workers = static_cast<std::uint32_t>(workers_.size());
     return s;
   }
-  std::vector<AgentStatus> list_agents() override {
+  ApiResult<std::vector<AgentStatus>> list_agents() override {
     std::lock_guard lock(mu_);
     std::vector<AgentStatus> out;
     for (const auto& [name, a] : agents_) out.push_back(a);
     return out;
   }
-  AgentStatus get_agent(const std::string& name) override {
+  ApiResult<AgentStatus> get_agent(const std::string& name) override {
     std::lock_guard lock(mu_);
-    return find_agent(name);
+    auto* s = find_agent(name);
+    if (s == nullptr) return no_agent(name);
+    return *s;
   }
-  AgentStatus create_agent(const AgentSpec& spec) override {
+  ApiResult<AgentStatus> create_agent(const AgentSpec& spec) override {
     std::lock_guard lock(mu_);
-    if (agents_.count(spec.name)) throw ApiError(ApiError::Kind::conflict, "agent '" + spec.name + "' exists");
+    if (agents_.count(spec.name)) return api_error(ApiErrorCode::conflict, "agent '" + spec.name + "' exists");
     if (!tenants_.count(spec.tenant)) {
-      throw ApiError(ApiError::Kind::bad_request, "tenant " + std::to_string(spec.tenant) + " does not exist");
+      return api_error(ApiErrorCode::invalid_argument, "tenant " + std::to_string(spec.tenant) + " does not exist");
     }
     AgentStatus s;
     s.spec = spec;
@@ -72,33 +74,38 @@ class FakeControlApi : public ControlApi {
     workers_[w.id] = w;
     return s;
   }
-  AgentStatus replace_agent(const std::string& name, const AgentSpec& spec) override {
+  ApiResult<AgentStatus> replace_agent(const std::string& name, const AgentSpec& spec) override {
     std::lock_guard lock(mu_);
-    AgentStatus& s = find_agent(name);
-    s.spec = spec;
-    return s;
+    auto* s = find_agent(name);
+    if (s == nullptr) return no_agent(name);
+    s->spec = spec;
+    return *s;
   }
-  void delete_agent(const std::string& name) override {
+  ApiResult<Ok> delete_agent(const std::string& name) override {
     std::lock_guard lock(mu_);
-    find_agent(name);
-    agents_.erase(name);
+    if (agents_.erase(name) == 0) return no_agent(name);
+    return Ok{};
   }
-  AgentStatus scale_agent(const std::string& name, const ScaleRequest& request) override {
+  ApiResult<AgentStatus> scale_agent(const std::string& name, const ScaleRequest& request) override {
     std::lock_guard lock(mu_);
-    AgentStatus& s = find_agent(name);
-    if (request.min) s.spec.pool.min = *request.min;
-    if (request.max) s.spec.pool.max = *request.max;
-    if (s.spec.pool.min > s.spec.pool.max) throw ApiError(ApiError::Kind::bad_request, "min exceeds max");
-    return s;
+    auto* s = find_agent(name);
+    if (s == nullptr) return no_agent(name);
+    PoolSize pool = s->spec.pool;
+    if (request.min) pool.min = *request.min;
+    if (request.max) pool.max = *request.max;
+    if (pool.min > pool.max) return api_error(ApiErrorCode::invalid_argument, "min exceeds max");
+    s->spec.pool = pool;
+    return *s;
   }
-  AgentStatus reset_breaker(const std::string& name) override {
+  ApiResult<AgentStatus> reset_breaker(const std::string& name) override {
     std::lock_guard lock(mu_);
-    AgentStatus& s = find_agent(name);
-    s.breaker = BreakerState::closed;
-    s.breaker_retry_in_ms.reset();
-    return s;
+    auto* s = find_agent(name);
+    if (s == nullptr) return no_agent(name);
+    s->breaker = BreakerState::closed;
+    s->breaker_retry_in_ms.reset();
+    return *s;
   }
-  std::vector<WorkerInfo> list_workers(const std::optional<std::string>& agent) override {
+  ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent) override {
     std::lock_guard lock(mu_);
     last_worker_filter = agent;
     std::vector<WorkerInfo> out;
@@ -107,51 +114,54 @@ class FakeControlApi : public ControlApi {
     }
     return out;
   }
-  WorkerInfo drain_worker(const std::string& id) override {
+  ApiResult<WorkerInfo> drain_worker(const std::string& id) override {
     std::lock_guard lock(mu_);
-    WorkerInfo& w = find_worker(id);
-    w.state = WorkerState::draining;
-    return w;
+    auto* w = find_worker(id);
+    if (w == nullptr) return no_worker(id);
+    w->state = WorkerState::draining;
+    return *w;
   }
-  WorkerInfo kill_worker(const std::string& id) override {
+  ApiResult<WorkerInfo> kill_worker(const std::string& id) override {
     std::lock_guard lock(mu_);
-    WorkerInfo& w = find_worker(id);
-    w.state = WorkerState::backoff;
-    w.pid = 0;
-    return w;
+    auto* w = find_worker(id);
+    if (w == nullptr) return no_worker(id);
+    w->state = WorkerState::backoff;
+    w->pid = 0;
+    return *w;
   }
-  std::vector<TenantSpec> list_tenants() override {
+  ApiResult<std::vector<TenantSpec>> list_tenants() override {
     std::lock_guard lock(mu_);
     std::vector<TenantSpec> out;
     for (const auto& [id, t] : tenants_) out.push_back(t);
     return out;
   }
-  TenantSpec get_tenant(std::uint32_t id) override {
+  ApiResult<TenantSpec> get_tenant(std::uint32_t id) override {
     std::lock_guard lock(mu_);
     const auto it = tenants_.find(id);
-    if (it == tenants_.end()) throw ApiError(ApiError::Kind::not_found, "no tenant " + std::to_string(id));
+    if (it == tenants_.end()) return api_error(ApiErrorCode::not_found, "no tenant " + std::to_string(id));
     return it->second;
   }
-  TenantSpec put_tenant(std::uint32_t id, const TenantSpec& spec) override {
+  ApiResult<TenantSpec> put_tenant(std::uint32_t id, const TenantSpec& spec) override {
     std::lock_guard lock(mu_);
     tenants_[id] = spec;
     return spec;
   }
-  void delete_tenant(std::uint32_t id) override {
+  ApiResult<Ok> delete_tenant(std::uint32_t id) override {
     std::lock_guard lock(mu_);
-    if (!tenants_.count(id)) throw ApiError(ApiError::Kind::not_found, "no tenant " + std::to_string(id));
+    if (!tenants_.count(id)) return api_error(ApiErrorCode::not_found, "no tenant " + std::to_string(id));
     for (const auto& [name, a] : agents_) {
-      if (a.spec.tenant == id) throw ApiError(ApiError::Kind::conflict, "tenant used by agent '" + name + "'");
+      if (a.spec.tenant == id) return api_error(ApiErrorCode::conflict, "tenant used by agent '" + name + "'");
     }
     tenants_.erase(id);
+    return Ok{};
   }
-  std::vector<RouteInfo> list_routes() override {
+  ApiResult<std::vector<RouteInfo>> list_routes() override {
     std::lock_guard lock(mu_);
     std::vector<RouteInfo> out;
     for (const auto& [name, a] : agents_) out.push_back(RouteInfo{a.spec.id, name, a.spec.tenant, {"slot-0"}});
     return out;
   }
-  std::string metrics() override {
+  ApiResult<std::string> metrics() override {
     std::lock_guard lock(mu_);
     MetricsWriter w;
     w.family("axon_agents", "gauge", "Registered agents.");
@@ -166,15 +176,19 @@ class FakeControlApi : public ControlApi {
   std::optional<std::string> last_worker_filter;
 
  private:
-  AgentStatus& find_agent(const std::string& name) {
+  AgentStatus* find_agent(const std::string& name) {
     const auto it = agents_.find(name);
-    if (it == agents_.end()) throw ApiError(ApiError::Kind::not_found, "no agent named '" + name + "'");
-    return it->second;
+    return it == agents_.end() ? nullptr : &it->second;
   }
-  WorkerInfo& find_worker(const std::string& id) {
+  WorkerInfo* find_worker(const std::string& id) {
     const auto it = workers_.find(id);
-    if (it == workers_.end()) throw ApiError(ApiError::Kind::not_found, "no worker '" + id + "'");
-    return it->second;
+    return it == workers_.end() ? nullptr : &it->second;
+  }
+  static ApiError no_agent(const std::string& name) {
+    return api_error(ApiErrorCode::not_found, "no agent named '" + name + "'");
+  }
+  static ApiError no_worker(const std::string& id) {
+    return api_error(ApiErrorCode::not_found, "no worker '" + id + "'");
   }
   std::mutex mu_;
   std::map<std::string, AgentStatus> agents_;

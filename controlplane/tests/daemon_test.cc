@@ -465,6 +465,32 @@ TEST_F(ControlplaneDaemon, CrashLoopOpensTheBreakerAndTheAgentGetsErrors) {
   EXPECT_EQ(call("DELETE", "/v1/agents/crashy").status, 204);
 }
 
+// Issue 11 item 7: deleting an agent whose breaker is open stopped its workers (in backoff,
+// no process) from inside the loop over the workers, and the stop erased the entry being
+// visited: SIGSEGV in progress_drains. The daemon must survive and forget the agent.
+TEST_F(ControlplaneDaemon, DeletingAnAgentWithAnOpenBreakerKeepsTheDaemonRunning) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  json spec{
+      {"name", "crashy"}, {"id", 9}, {"tenant", 1}, {"command", {"/bin/false"}}, {"pool", {{"min", 2}, {"max", 2}}}};
+  ASSERT_EQ(call("POST", "/v1/agents", spec.dump()).status, 201);
+  ASSERT_TRUE(eventually([&] { return call("GET", "/v1/agents/crashy").parsed().value("breaker", "") == "open"; }))
+      << controlplane_->log();
+  ASSERT_EQ(call("DELETE", "/v1/agents/crashy").status, 204);
+  // Its workers leave the list, and the daemon lives on through several ticks.
+  EXPECT_TRUE(eventually([&] { return workers("crashy").empty() || !controlplane_->running(); }));
+  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(controlplane_->running()) << controlplane_->log();
+  EXPECT_EQ(call("GET", "/v1/agents/crashy").status, 404);
+  // The same name can be registered again once the old pool is gone.
+  spec["command"] = {AXON_ECHO_WORKER_BIN};
+  spec["pool"] = {{"min", 1}, {"max", 1}};
+  EXPECT_TRUE(eventually([&] { return call("POST", "/v1/agents", spec.dump()).status == 201; }))
+      << controlplane_->log();
+  EXPECT_TRUE(wait_warm(1, "crashy")) << controlplane_->log();
+  ASSERT_TRUE(controlplane_->running()) << controlplane_->log();
+}
+
 TEST_F(ControlplaneDaemon, KillingTheControlPlaneKeepsTrafficAndARestartAdoptsTheWorkers) {
   start_controlplane(config_text());
   ASSERT_TRUE(wait_warm(2));

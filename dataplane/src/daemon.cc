@@ -35,6 +35,7 @@
 
 #include "control_server.h"
 #include "dpdk/dpdk_options.h"
+#include "instance_lock.h"
 
 namespace axon::dataplane {
 namespace {
@@ -124,6 +125,8 @@ class Daemon {
 
   DaemonOptions options_;
   DataplaneConfig config_;
+  std::optional<InstanceLock> instance_lock_;  // held from before the first socket to exit
+  std::optional<StatsFile> stats_file_;        // outlives shared_, which points into it
   std::unique_ptr<EngineShared> shared_;
   std::optional<bpf::XdpProgram> program_;
   std::vector<std::unique_ptr<Port>> ports_;
@@ -333,14 +336,22 @@ bool Daemon::setup() {
                    std::strerror(errno));
     return false;
   }
+  // Before any socket or the stats file: a second instance must not replace the first one's.
+  auto lock = InstanceLock::acquire(config_.run_dir);
+  if (!lock) {
+    AXON_LOG_ERROR(kLog, "%s", lock.message().c_str());
+    return false;
+  }
+  instance_lock_.emplace(std::move(lock).value());
   stats_path_ = config_.run_dir + "/dataplane.stats";
-  auto stats = create_stats_file(stats_path_, lcore_count, std::uint32_t(config_.workers.size()));
+  auto stats = StatsFile::create(stats_path_, lcore_count, std::uint32_t(config_.workers.size()));
   if (!stats) {
     AXON_LOG_ERROR(kLog, "%s", stats.message().c_str());
     return false;
   }
+  stats_file_.emplace(std::move(stats).value());
   shared_ = std::make_unique<EngineShared>(config_, lcore_count);
-  shared_->stats = stats.value();
+  shared_->stats = stats_file_->view();
   std::snprintf(shared_->stats.header->interface, sizeof shared_->stats.header->interface, "%s",
                 config_.interface.c_str());
 
@@ -721,6 +732,8 @@ void Daemon::control_loop() {
 }
 
 void Daemon::shutdown() {
+  // Not ready from the first moment of the shutdown: readers stop routing here at once.
+  if (stats_file_) stats_file_->view().header->ready.store(0, std::memory_order_release);
   // New requests stop first (the kernel handles the port again), then in-flight ones drain.
   if (program_) {
     if (auto detached = program_->detach(); !detached) {

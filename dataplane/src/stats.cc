@@ -1,7 +1,9 @@
-// Stats file creation and read-only attach.
+// Stats file creation (the data plane's side, with its liveness lock) and the read-only
+// mapping every reader shares.
 #include "axon/dataplane/stats.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,27 +11,24 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <utility>
+
+#include "stats_map.h"
 
 namespace axon::dataplane {
 namespace {
 
-std::size_t file_size(std::uint32_t lcores, std::uint32_t workers) {
-  std::size_t header = (sizeof(StatsHeader) + 127) / 128 * 128;
-  return header + lcores * sizeof(LcoreStats) + workers * sizeof(WorkerStats);
-}
-
 StatsView view_of(std::byte* base, std::uint32_t lcores) {
-  std::size_t header = (sizeof(StatsHeader) + 127) / 128 * 128;
   StatsView view;
   view.header = reinterpret_cast<StatsHeader*>(base);
-  view.lcores = reinterpret_cast<LcoreStats*>(base + header);
-  view.workers = reinterpret_cast<WorkerStats*>(base + header + lcores * sizeof(LcoreStats));
+  view.lcores = reinterpret_cast<LcoreStats*>(base + kStatsHeaderBytes);
+  view.workers = reinterpret_cast<WorkerStats*>(base + kStatsHeaderBytes + lcores * sizeof(LcoreStats));
   return view;
 }
 
 }  // namespace
 
-Result<StatsView, StatsError> create_stats_file(const std::string& path, std::uint32_t lcores, std::uint32_t workers) {
+Result<StatsFile, StatsError> StatsFile::create(const std::string& path, std::uint32_t lcores, std::uint32_t workers) {
   if (lcores == 0 || lcores > kMaxLcores || workers > kMaxWorkers) {
     return make_error(StatsError::bad_file, "stats file sizing out of range");
   }
@@ -39,15 +38,24 @@ Result<StatsView, StatsError> create_stats_file(const std::string& path, std::ui
     return make_error(StatsError::io_error, "cannot create " + tmp + ": " + std::strerror(errno) +
                                                 "; check that run_dir exists and is writable");
   }
-  std::size_t size = file_size(lcores, workers);
+  // Locked before it gets its name: no reader can see this file without a live writer.
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string why = std::strerror(errno);
+    close(fd);
+    return make_error(StatsError::io_error, "cannot lock " + tmp + ": " + why);
+  }
+  const std::size_t size = stats_file_size(lcores, workers);
   if (ftruncate(fd, off_t(size)) != 0) {
     std::string why = std::strerror(errno);
     close(fd);
     return make_error(StatsError::io_error, "cannot size " + tmp + ": " + why);
   }
   void* mapped = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (mapped == MAP_FAILED) return make_error(StatsError::io_error, "cannot map " + tmp + ": " + std::strerror(errno));
+  if (mapped == MAP_FAILED) {
+    std::string why = std::strerror(errno);
+    close(fd);
+    return make_error(StatsError::io_error, "cannot map " + tmp + ": " + why);
+  }
   auto* base = static_cast<std::byte*>(mapped);
   std::memset(base, 0, size);
   StatsView view = view_of(base, lcores);
@@ -63,37 +71,88 @@ Result<StatsView, StatsError> create_stats_file(const std::string& path, std::ui
   std::atomic_ref<std::uint64_t>(view.header->magic).store(kStatsMagic, std::memory_order_release);
   // Readers never see a half-initialised file: it appears under its name complete.
   if (rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string why = std::strerror(errno);
     munmap(mapped, size);
-    return make_error(StatsError::io_error, "cannot publish " + path + ": " + std::strerror(errno));
+    close(fd);
+    return make_error(StatsError::io_error, "cannot publish " + path + ": " + why);
   }
-  return view;
+  return StatsFile(view, size, fd);
 }
 
-Result<StatsView, StatsError> open_stats_file(const std::string& path) {
+StatsFile::StatsFile(StatsFile&& other) noexcept
+    : view_(std::exchange(other.view_, {})), size_(std::exchange(other.size_, 0)), fd_(std::exchange(other.fd_, -1)) {}
+
+StatsFile& StatsFile::operator=(StatsFile&& other) noexcept {
+  if (this != &other) {
+    release();
+    view_ = std::exchange(other.view_, {});
+    size_ = std::exchange(other.size_, 0);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+StatsFile::~StatsFile() {
+  release();
+}
+
+void StatsFile::release() noexcept {
+  if (view_.header != nullptr) {
+    view_.header->ready.store(0, std::memory_order_release);
+    munmap(static_cast<void*>(view_.header), size_);
+  }
+  if (fd_ >= 0) close(fd_);  // drops the lock
+  view_ = {};
+  size_ = 0;
+  fd_ = -1;
+}
+
+namespace detail {
+
+Result<MappedStats, StatsError> map_stats_readonly(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return make_error(StatsError::io_error,
                       "cannot open " + path + ": " + std::strerror(errno) + "; is axon-dataplane running?");
   }
   struct stat st {};
-  fstat(fd, &st);
-  if (std::size_t(st.st_size) < sizeof(StatsHeader)) {
+  if (fstat(fd, &st) != 0 || std::size_t(st.st_size) < sizeof(StatsHeader)) {
     close(fd);
     return make_error(StatsError::bad_file, path + " is too small to be a stats file");
   }
-  void* mapped = mmap(nullptr, std::size_t(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
-  close(fd);
-  if (mapped == MAP_FAILED) return make_error(StatsError::io_error, "cannot map " + path);
-  auto* header = static_cast<StatsHeader*>(mapped);
+  const auto size = std::size_t(st.st_size);
+  void* mapped = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (mapped == MAP_FAILED) {
+    std::string why = std::strerror(errno);
+    close(fd);
+    return make_error(StatsError::io_error, "cannot map " + path + ": " + why);
+  }
+  const auto* header = static_cast<const StatsHeader*>(mapped);
   if (header->magic != kStatsMagic || header->version != kStatsVersion ||
       header->reason_count != protocol::kReasonCount || header->error_count != protocol::kErrorCodeCount ||
-      file_size(header->lcore_count, header->worker_count) > std::size_t(st.st_size)) {
-    munmap(mapped, std::size_t(st.st_size));
-    return make_error(StatsError::bad_file, path + " has an unknown layout (version " +
-                                                std::to_string(header->version) + ", this tool reads " +
-                                                std::to_string(kStatsVersion) + ")");
+      header->latency_buckets != kLatencyBuckets || header->lcore_count > kMaxLcores ||
+      header->worker_count > kMaxWorkers || stats_file_size(header->lcore_count, header->worker_count) > size) {
+    const std::uint32_t version = header->version;
+    munmap(mapped, size);
+    close(fd);
+    return make_error(StatsError::bad_file, path + " has an unknown layout (version " + std::to_string(version) +
+                                                ", this reader knows " + std::to_string(kStatsVersion) +
+                                                "); use the tools of the running axon-dataplane's release");
   }
-  return view_of(static_cast<std::byte*>(mapped), header->lcore_count);
+  MappedStats out;
+  out.view = view_of(static_cast<std::byte*>(mapped), header->lcore_count);
+  out.size = size;
+  out.fd = fd;
+  return out;
+}
+
+}  // namespace detail
+
+Result<StatsView, StatsError> open_stats_file(const std::string& path) {
+  auto mapped = detail::map_stats_readonly(path);
+  if (!mapped) return Error<StatsError>{mapped.error()};
+  close(mapped->fd);
+  return mapped->view;
 }
 
 }  // namespace axon::dataplane

@@ -7,46 +7,16 @@
 #include <string>
 #include <vector>
 
-#include "axon/dataplane/stats.h"
+#include "axon/dataplane/stats_reader.h"
 
 namespace {
 
-using axon::dataplane::StatsView;
+using axon::dataplane::LcoreTotals;
+using axon::dataplane::StatsReader;
 namespace protocol = axon::protocol;
-
-struct Totals {
-  std::uint64_t rx = 0, requests = 0, responses = 0, busy = 0, errors = 0, tx_dropped = 0, late = 0;
-  std::uint64_t port_rx_dropped = 0, port_tx_errors = 0, tx_backpressure = 0;
-  std::uint64_t errors_by[protocol::kErrorCodeCount] = {};
-  std::uint64_t drops[protocol::kReasonCount] = {};
-  std::uint64_t latency[axon::dataplane::kLatencyBuckets] = {};
-};
 
 std::uint64_t load(const axon::dataplane::Counter& c) {
   return c.load(std::memory_order_relaxed);
-}
-
-Totals collect(const StatsView& view) {
-  Totals t;
-  for (std::uint32_t i = 0; i < view.header->lcore_count; ++i) {
-    const auto& l = view.lcores[i];
-    t.rx += load(l.rx_frames);
-    t.requests += load(l.requests);
-    t.responses += load(l.responses);
-    t.busy += load(l.busy_sent);
-    t.tx_dropped += load(l.tx_dropped);
-    t.late += load(l.late_replies);
-    t.port_rx_dropped += load(l.port_rx_dropped);
-    t.port_tx_errors += load(l.port_tx_errors);
-    t.tx_backpressure += load(l.tx_backpressure);
-    for (std::size_t e = 0; e < protocol::kErrorCodeCount; ++e) {
-      t.errors_by[e] += load(l.errors_sent[e]);
-      t.errors += load(l.errors_sent[e]);
-    }
-    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) t.drops[r] += load(l.drops[r]);
-    for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b) t.latency[b] += load(l.latency_ns[b]);
-  }
-  return t;
 }
 
 // Upper bound of the power-of-two bucket holding the q-quantile, in µs.
@@ -62,12 +32,12 @@ double quantile_us(const std::uint64_t* buckets, double q) {
   return 0;
 }
 
-std::string drops_text(const StatsView& view, const Totals& t) {
+std::string drops_text(const StatsReader& stats, const LcoreTotals& t) {
   std::string out;
   for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
     auto reason = static_cast<protocol::Reason>(r);
     if (!protocol::is_drop(reason)) continue;
-    std::uint64_t n = load(view.header->xdp_packets[r]) + t.drops[r];
+    std::uint64_t n = stats.xdp(reason) + t.drops[r];
     if (n == 0) continue;
     if (!out.empty()) out += ' ';
     out += std::string(protocol::to_string(reason)) + "=" + std::to_string(n);
@@ -75,28 +45,29 @@ std::string drops_text(const StatsView& view, const Totals& t) {
   return out.empty() ? "none" : out;
 }
 
-void print_json(const StatsView& view, const Totals& t) {
-  std::printf("{\"interface\":\"%s\",\"backend\":\"%s\",\"mode\":\"%s\",\"ready\":%u,\"xdp_attached\":%u,",
-              view.header->interface, view.header->backend, view.header->port_mode, view.header->ready.load(),
-              view.header->xdp_attached.load());
+void print_json(const StatsReader& stats, const LcoreTotals& t) {
+  const auto& h = stats.header();
+  std::printf("{\"interface\":\"%s\",\"backend\":\"%s\",\"mode\":\"%s\",\"alive\":%u,\"ready\":%u,\"xdp_attached\":%u,",
+              h.interface, h.backend, h.port_mode, stats.alive() ? 1u : 0u, stats.ready() ? 1u : 0u,
+              h.xdp_attached.load());
   std::printf(
       "\"rx_frames\":%llu,\"requests\":%llu,\"responses\":%llu,\"busy\":%llu,\"tx_dropped\":%llu,"
       "\"late_replies\":%llu,",
-      static_cast<unsigned long long>(t.rx), static_cast<unsigned long long>(t.requests),
-      static_cast<unsigned long long>(t.responses), static_cast<unsigned long long>(t.busy),
-      static_cast<unsigned long long>(t.tx_dropped), static_cast<unsigned long long>(t.late));
+      static_cast<unsigned long long>(t.rx_frames), static_cast<unsigned long long>(t.requests),
+      static_cast<unsigned long long>(t.responses), static_cast<unsigned long long>(t.busy_sent),
+      static_cast<unsigned long long>(t.tx_dropped), static_cast<unsigned long long>(t.late_replies));
   std::printf("\"errors\":{");
   bool first = true;
   for (std::size_t e = 1; e < protocol::kErrorCodeCount; ++e) {
     std::printf("%s\"%s\":%llu", first ? "" : ",", protocol::to_string(static_cast<protocol::ErrorCode>(e)),
-                static_cast<unsigned long long>(t.errors_by[e]));
+                static_cast<unsigned long long>(t.errors_sent[e]));
     first = false;
   }
   std::printf("},\"xdp\":{");
   first = true;
   for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
     std::printf("%s\"%s\":%llu", first ? "" : ",", protocol::to_string(static_cast<protocol::Reason>(r)),
-                static_cast<unsigned long long>(load(view.header->xdp_packets[r])));
+                static_cast<unsigned long long>(stats.xdp(static_cast<protocol::Reason>(r))));
     first = false;
   }
   std::printf("},\"userspace_drops\":{");
@@ -106,7 +77,6 @@ void print_json(const StatsView& view, const Totals& t) {
                 static_cast<unsigned long long>(t.drops[r]));
     first = false;
   }
-  const auto& h = *view.header;
   std::printf(
       "},\"tx_backpressure\":%llu,\"port\":{\"rx_dropped\":%llu,\"tx_errors\":%llu},\"device\":{\"rx_missed\":%llu,"
       "\"rx_nombuf\":%llu,"
@@ -116,10 +86,10 @@ void print_json(const StatsView& view, const Totals& t) {
       static_cast<unsigned long long>(load(h.device_rx_nombuf)),
       static_cast<unsigned long long>(load(h.device_rx_errors)),
       static_cast<unsigned long long>(load(h.device_tx_errors)));
-  std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f},\"workers\":[", quantile_us(t.latency, 0.5),
-              quantile_us(t.latency, 0.99));
-  for (std::uint32_t w = 0; w < view.header->worker_count; ++w) {
-    const auto& ws = view.workers[w];
+  std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f},\"workers\":[", quantile_us(t.latency_ns, 0.5),
+              quantile_us(t.latency_ns, 0.99));
+  for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
+    const auto& ws = stats.worker(w);
     static const char* states[] = {"vacant", "alive", "dying"};
     std::uint32_t state = ws.state.load();
     std::printf(
@@ -160,25 +130,27 @@ int main(int argc, char** argv) {
       return arg == "-h" || arg == "--help" ? 0 : 2;
     }
   }
-  auto view = axon::dataplane::open_stats_file(run_dir + "/dataplane.stats");
-  if (!view) {
-    std::fprintf(stderr, "axon-dataplane-stats: %s\n", view.message().c_str());
+  auto opened = StatsReader::open(run_dir + "/dataplane.stats");
+  if (!opened) {
+    std::fprintf(stderr, "axon-dataplane-stats: %s\n", opened.message().c_str());
     return 1;
   }
+  const StatsReader& stats = opened.value();
   if (json) {
-    print_json(view.value(), collect(view.value()));
+    print_json(stats, stats.totals());
     return 0;
   }
-  Totals last = collect(view.value());
+  LcoreTotals last = stats.totals();
+  const auto& h = stats.header();
   if (watch <= 0) {
-    std::printf("backend %s (%s) on %s\n", view.value().header->backend, view.value().header->port_mode,
-                view.value().header->interface);
+    std::printf("backend %s (%s) on %s%s\n", h.backend, h.port_mode, h.interface,
+                stats.alive() ? (stats.ready() ? "" : ", not ready")
+                              : ", NOT RUNNING (the data plane that wrote these counters has exited)");
     std::printf("rx %llu  requests %llu  responses %llu  busy %llu  errors %llu  drops: %s\n",
-                static_cast<unsigned long long>(last.rx), static_cast<unsigned long long>(last.requests),
-                static_cast<unsigned long long>(last.responses), static_cast<unsigned long long>(last.busy),
-                static_cast<unsigned long long>(last.errors), drops_text(view.value(), last).c_str());
+                static_cast<unsigned long long>(last.rx_frames), static_cast<unsigned long long>(last.requests),
+                static_cast<unsigned long long>(last.responses), static_cast<unsigned long long>(last.busy_sent),
+                static_cast<unsigned long long>(last.errors()), drops_text(stats, last).c_str());
     // Losses below the engine, printed only when there are any.
-    const auto& h = *view.value().header;
     const std::uint64_t device[] = {load(h.device_rx_missed), load(h.device_rx_nombuf), load(h.device_rx_errors),
                                     load(h.device_tx_errors)};
     if (last.tx_dropped + last.port_rx_dropped + last.port_tx_errors + device[0] + device[1] + device[2] + device[3] !=
@@ -195,13 +167,18 @@ int main(int argc, char** argv) {
   }
   for (int n = 0; count == 0 || n < count; ++n) {
     usleep(useconds_t(watch * 1e6));
-    Totals now = collect(view.value());
+    if (!stats.alive()) {
+      std::fprintf(stderr, "axon-dataplane-stats: the data plane has exited\n");
+      return 1;
+    }
+    LcoreTotals now = stats.totals();
     std::uint64_t window[axon::dataplane::kLatencyBuckets];
-    for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b) window[b] = now.latency[b] - last.latency[b];
+    for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b)
+      window[b] = now.latency_ns[b] - last.latency_ns[b];
     std::printf("dataplane: %8.0f req/s  in-plane p50 %6.1f us p99 %6.1f us  busy %llu  errors %llu  drops: %s\n",
                 double(now.responses - last.responses) / watch, quantile_us(window, 0.5), quantile_us(window, 0.99),
-                static_cast<unsigned long long>(now.busy - last.busy),
-                static_cast<unsigned long long>(now.errors - last.errors), drops_text(view.value(), now).c_str());
+                static_cast<unsigned long long>(now.busy_sent - last.busy_sent),
+                static_cast<unsigned long long>(now.errors() - last.errors()), drops_text(stats, now).c_str());
     std::fflush(stdout);
     last = now;
   }

@@ -39,7 +39,7 @@ class MemoryControlApi : public ControlApi {
     t.prefixes = {"10.0.0.0/8"};
     tenants_[1] = t;
   }
-  SystemStatus status() override {
+  ApiResult<SystemStatus> status() override {
     std::lock_guard lock(mu_);
     SystemStatus s;
     s.version = "0.1.0-test";
@@ -60,21 +60,23 @@ class MemoryControlApi : public ControlApi {
     s.tenants = std::uint32_t(tenants_.size());
     return s;
   }
-  std::vector<AgentStatus> list_agents() override {
+  ApiResult<std::vector<AgentStatus>> list_agents() override {
     std::lock_guard lock(mu_);
     std::vector<AgentStatus> out;
     for (const auto& [n, a] : agents_) out.push_back(a);
     return out;
   }
-  AgentStatus get_agent(const std::string& name) override {
+  ApiResult<AgentStatus> get_agent(const std::string& name) override {
     std::lock_guard lock(mu_);
-    return agent(name);
+    auto* a = agent(name);
+    if (a == nullptr) return no_agent(name);
+    return *a;
   }
-  AgentStatus create_agent(const AgentSpec& spec) override {
+  ApiResult<AgentStatus> create_agent(const AgentSpec& spec) override {
     std::lock_guard lock(mu_);
-    if (agents_.count(spec.name) != 0) throw ApiError(ApiError::Kind::conflict, "agent '" + spec.name + "' exists");
+    if (agents_.count(spec.name) != 0) return api_error(ApiErrorCode::conflict, "agent '" + spec.name + "' exists");
     if (tenants_.count(spec.tenant) == 0) {
-      throw ApiError(ApiError::Kind::bad_request, "tenant " + std::to_string(spec.tenant) + " does not exist");
+      return api_error(ApiErrorCode::invalid_argument, "tenant " + std::to_string(spec.tenant) + " does not exist");
     }
     AgentStatus s;
     s.spec = spec;
@@ -91,31 +93,37 @@ class MemoryControlApi : public ControlApi {
     }
     return s;
   }
-  AgentStatus replace_agent(const std::string& name, const AgentSpec& spec) override {
+  ApiResult<AgentStatus> replace_agent(const std::string& name, const AgentSpec& spec) override {
     std::lock_guard lock(mu_);
-    agent(name).spec = spec;
-    return agent(name);
+    auto* a = agent(name);
+    if (a == nullptr) return no_agent(name);
+    a->spec = spec;
+    return *a;
   }
-  void delete_agent(const std::string& name) override {
+  ApiResult<Ok> delete_agent(const std::string& name) override {
     std::lock_guard lock(mu_);
-    agent(name);
-    agents_.erase(name);
+    if (agents_.erase(name) == 0) return no_agent(name);
+    return Ok{};
   }
-  AgentStatus scale_agent(const std::string& name, const ScaleRequest& request) override {
+  ApiResult<AgentStatus> scale_agent(const std::string& name, const ScaleRequest& request) override {
     std::lock_guard lock(mu_);
-    AgentStatus& a = agent(name);
-    if (request.min) a.spec.pool.min = *request.min;
-    if (request.max) a.spec.pool.max = *request.max;
-    if (a.spec.pool.min > a.spec.pool.max) throw ApiError(ApiError::Kind::bad_request, "min > max");
-    return a;
+    auto* a = agent(name);
+    if (a == nullptr) return no_agent(name);
+    PoolSize pool = a->spec.pool;
+    if (request.min) pool.min = *request.min;
+    if (request.max) pool.max = *request.max;
+    if (pool.min > pool.max) return api_error(ApiErrorCode::invalid_argument, "min > max");
+    a->spec.pool = pool;
+    return *a;
   }
-  AgentStatus reset_breaker(const std::string& name) override {
+  ApiResult<AgentStatus> reset_breaker(const std::string& name) override {
     std::lock_guard lock(mu_);
-    AgentStatus& a = agent(name);
-    a.breaker = BreakerState::closed;
-    return a;
+    auto* a = agent(name);
+    if (a == nullptr) return no_agent(name);
+    a->breaker = BreakerState::closed;
+    return *a;
   }
-  std::vector<WorkerInfo> list_workers(const std::optional<std::string>& agent_name) override {
+  ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent_name) override {
     std::lock_guard lock(mu_);
     std::vector<WorkerInfo> out;
     for (const auto& [id, w] : workers_) {
@@ -123,46 +131,50 @@ class MemoryControlApi : public ControlApi {
     }
     return out;
   }
-  WorkerInfo drain_worker(const std::string& id) override {
+  ApiResult<WorkerInfo> drain_worker(const std::string& id) override {
     std::lock_guard lock(mu_);
-    WorkerInfo& w = worker(id);
-    w.state = WorkerState::draining;
-    return w;
+    auto* w = worker(id);
+    if (w == nullptr) return no_worker(id);
+    w->state = WorkerState::draining;
+    return *w;
   }
-  WorkerInfo kill_worker(const std::string& id) override {
+  ApiResult<WorkerInfo> kill_worker(const std::string& id) override {
     std::lock_guard lock(mu_);
-    WorkerInfo& w = worker(id);
-    w.state = WorkerState::backoff;
-    w.pid = 0;
-    ++w.restarts;
-    return w;
+    auto* w = worker(id);
+    if (w == nullptr) return no_worker(id);
+    w->state = WorkerState::backoff;
+    w->pid = 0;
+    ++w->restarts;
+    return *w;
   }
-  std::vector<TenantSpec> list_tenants() override {
+  ApiResult<std::vector<TenantSpec>> list_tenants() override {
     std::lock_guard lock(mu_);
     std::vector<TenantSpec> out;
     for (const auto& [id, t] : tenants_) out.push_back(t);
     return out;
   }
-  TenantSpec get_tenant(std::uint32_t id) override {
+  ApiResult<TenantSpec> get_tenant(std::uint32_t id) override {
     std::lock_guard lock(mu_);
     auto it = tenants_.find(id);
-    if (it == tenants_.end()) throw ApiError(ApiError::Kind::not_found, "no tenant " + std::to_string(id));
+    if (it == tenants_.end()) return api_error(ApiErrorCode::not_found, "no tenant " + std::to_string(id));
     return it->second;
   }
-  TenantSpec put_tenant(std::uint32_t id, const TenantSpec& spec) override {
+  ApiResult<TenantSpec> put_tenant(std::uint32_t id, const TenantSpec& spec) override {
     std::lock_guard lock(mu_);
     tenants_[id] = spec;
     return spec;
   }
-  void delete_tenant(std::uint32_t id) override {
+  ApiResult<Ok> delete_tenant(std::uint32_t id) override {
     std::lock_guard lock(mu_);
     for (const auto& [n, a] : agents_) {
-      if (a.spec.tenant == id)
-        throw ApiError(ApiError::Kind::conflict, "tenant " + std::to_string(id) + " is used by agent " + n);
+      if (a.spec.tenant == id) {
+        return api_error(ApiErrorCode::conflict, "tenant " + std::to_string(id) + " is used by agent " + n);
+      }
     }
-    if (tenants_.erase(id) == 0) throw ApiError(ApiError::Kind::not_found, "no tenant " + std::to_string(id));
+    if (tenants_.erase(id) == 0) return api_error(ApiErrorCode::not_found, "no tenant " + std::to_string(id));
+    return Ok{};
   }
-  std::vector<RouteInfo> list_routes() override {
+  ApiResult<std::vector<RouteInfo>> list_routes() override {
     std::lock_guard lock(mu_);
     std::vector<RouteInfo> out;
     for (const auto& [n, a] : agents_) {
@@ -177,18 +189,22 @@ class MemoryControlApi : public ControlApi {
     }
     return out;
   }
-  std::string metrics() override { return ""; }
+  ApiResult<std::string> metrics() override { return std::string(); }
 
  private:
-  AgentStatus& agent(const std::string& name) {
+  AgentStatus* agent(const std::string& name) {
     auto it = agents_.find(name);
-    if (it == agents_.end()) throw ApiError(ApiError::Kind::not_found, "no agent named '" + name + "'");
-    return it->second;
+    return it == agents_.end() ? nullptr : &it->second;
   }
-  WorkerInfo& worker(const std::string& id) {
+  WorkerInfo* worker(const std::string& id) {
     auto it = workers_.find(id);
-    if (it == workers_.end()) throw ApiError(ApiError::Kind::not_found, "no worker '" + id + "'");
-    return it->second;
+    return it == workers_.end() ? nullptr : &it->second;
+  }
+  static ApiError no_agent(const std::string& name) {
+    return api_error(ApiErrorCode::not_found, "no agent named '" + name + "'");
+  }
+  static ApiError no_worker(const std::string& id) {
+    return api_error(ApiErrorCode::not_found, "no worker '" + id + "'");
   }
   std::mutex mu_;
   std::map<std::string, AgentStatus> agents_;

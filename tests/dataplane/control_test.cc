@@ -398,9 +398,6 @@ TEST_F(ControlIT, ClientSeesNotRunningWhileTheDataPlaneIsDownAndReconnectsAfterR
   EXPECT_NE(down.message().find("is axon-dataplane running with run_dir=" + dir_->path()), std::string::npos)
       << down.message();
 
-  // The stopped daemon's stats file still says ready: remove it so the wait below is for
-  // the new daemon.
-  ASSERT_EQ(unlink(daemon_->stats_path().c_str()), 0);
   ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
   auto up = ControlClient::connect(dir_->path());
   ASSERT_TRUE(up.ok()) << up.message();
@@ -447,6 +444,66 @@ TEST_F(ControlIT, WorkerExitsCleanlyWhenTheDataPlaneIsKilled) {
   ASSERT_TRUE(code.has_value()) << "the worker kept sleeping after its data plane died";
   EXPECT_EQ(*code, 0);
   EXPECT_NE(w->log().find("the data plane exited"), std::string::npos) << w->log();
+}
+
+// Issue 11 item 11: a second data plane on the same run_dir used to fall back to io_uring and
+// replace the first one's control and slot sockets. It must refuse, naming the first's pid,
+// and leave the first one fully reachable.
+TEST_F(ControlIT, SecondDataPlaneWithTheSameRunDirRefusesAndNamesTheRunningOne) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  struct stat control_before {
+  }, slot_before{};
+  ASSERT_EQ(stat(control::control_socket_path(dir_->path()).c_str(), &control_before), 0);
+  ASSERT_EQ(stat(daemon_->socket_path("slot-0").c_str(), &slot_before), 0);
+
+  ChildProcess second;
+  std::string error;
+  ASSERT_TRUE(
+      second.start({AXON_DATAPLANE_BIN, "--config", daemon_->config_path()}, {}, dir_->path() + "/second.log", &error))
+      << error;
+  auto code = second.wait_exit(kPatience);
+  ASSERT_TRUE(code.has_value()) << "the second data plane kept running:\n" << second.log();
+  EXPECT_NE(*code, 0);
+  EXPECT_NE(second.log().find("another axon-dataplane (pid " + std::to_string(daemon_->pid()) + ") is running"),
+            std::string::npos)
+      << second.log();
+
+  // The first instance keeps its sockets (same inodes) and its stats file.
+  struct stat control_after {
+  }, slot_after{};
+  ASSERT_EQ(stat(control::control_socket_path(dir_->path()).c_str(), &control_after), 0);
+  ASSERT_EQ(stat(daemon_->socket_path("slot-0").c_str(), &slot_after), 0);
+  EXPECT_EQ(control_after.st_ino, control_before.st_ino) << "the control socket was replaced";
+  EXPECT_EQ(slot_after.st_ino, slot_before.st_ino) << "the slot socket was replaced";
+  EXPECT_TRUE(daemon_->stats().ready()) << "the first instance's stats file was replaced";
+  ControlClient client = connect_client();
+  auto hello = client.hello();
+  ASSERT_TRUE(hello.ok()) << hello.message();
+  EXPECT_EQ(hello->pid, daemon_->pid());
+  ASSERT_NE(start_worker("slot-0", 0), nullptr) << "a worker must still attach to the first instance";
+}
+
+// Issue 11 item 12: after kill -9 or SIGTERM the stats file kept ready = 1 and readers took the
+// data plane for ready. Readiness now means a live process.
+TEST_F(ControlIT, StatsReadyMeansALiveDataPlaneAfterKillAndAfterStop) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  auto killed = StatsReader::open(daemon_->stats_path());
+  ASSERT_TRUE(killed.ok()) << killed.message();
+  ASSERT_TRUE(killed->ready());
+  ASSERT_TRUE(daemon_->signal(SIGKILL));
+  ASSERT_TRUE(daemon_->wait_exit(kPatience).has_value());
+  EXPECT_FALSE(killed->alive());
+  EXPECT_FALSE(killed->ready()) << "the stats file of a data plane killed with SIGKILL still reads as ready";
+
+  // A restart in the same run_dir is not blocked by the dead instance's lock, and its stats
+  // file replaces the old one.
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  auto stopped = StatsReader::open(daemon_->stats_path());
+  ASSERT_TRUE(stopped.ok()) << stopped.message();
+  ASSERT_TRUE(stopped->ready());
+  ASSERT_EQ(daemon_->stop(), std::optional<int>(0));
+  EXPECT_EQ(stopped->header().ready.load(), 0u) << "a clean stop clears the flag itself";
+  EXPECT_FALSE(stopped->ready());
 }
 
 }  // namespace

@@ -1362,10 +1362,12 @@ TEST_F(BackendAutoIT, UringBackendServesWhenRunAsNobody) {
                        "--bounding-set=-all", AXON_DATAPLANE_BIN, "--config", daemon_->config_path()},
                       {}, dir_->path() + "/nobody.log", &error))
       << error;
-  std::unique_ptr<StatsReader> reader;
+  std::optional<StatsReader> reader;
   ASSERT_TRUE(eventually([&] {
     if (!p.running()) return true;
-    if (!reader) reader = StatsReader::open(daemon_->stats_path());
+    if (!reader) {
+      if (auto opened = StatsReader::open(daemon_->stats_path())) reader.emplace(std::move(opened).value());
+    }
     return reader && reader->ready() && reader->lcores(&LcoreStats::loops) > 0;
   })) << p.log();
   ASSERT_TRUE(p.running()) << "axon-dataplane as nobody exited:\n" << p.log();

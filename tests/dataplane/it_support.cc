@@ -283,50 +283,6 @@ int TestNetwork::socket_in_ns(int domain, int type, int protocol) const {
   return fd;
 }
 
-// ---- StatsReader ----------------------------------------------------------------------
-
-std::unique_ptr<StatsReader> StatsReader::open(const std::string& path, std::string* error) {
-  auto view = open_stats_file(path);
-  if (!view) {
-    if (error != nullptr) *error = view.message();
-    return nullptr;
-  }
-  std::unique_ptr<StatsReader> reader(new StatsReader());
-  reader->view_ = view.value();
-  const std::size_t header = (sizeof(StatsHeader) + 127) / 128 * 128;
-  reader->size_ = header + reader->view_.header->lcore_count * sizeof(LcoreStats) +
-                  reader->view_.header->worker_count * sizeof(WorkerStats);
-  return reader;
-}
-
-StatsReader::~StatsReader() {
-  if (view_.header != nullptr) munmap(static_cast<void*>(view_.header), size_);
-}
-
-std::uint64_t StatsReader::lcores(Counter LcoreStats::*member) const noexcept {
-  std::uint64_t sum = 0;
-  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) {
-    sum += (view_.lcores[i].*member).load(std::memory_order_relaxed);
-  }
-  return sum;
-}
-
-std::uint64_t StatsReader::errors_sent(protocol::ErrorCode code) const noexcept {
-  std::uint64_t sum = 0;
-  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) {
-    sum += view_.lcores[i].errors_sent[std::size_t(code)].load(std::memory_order_relaxed);
-  }
-  return sum;
-}
-
-std::uint64_t StatsReader::lcore_drops(protocol::Reason reason) const noexcept {
-  std::uint64_t sum = 0;
-  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) {
-    sum += view_.lcores[i].drops[std::size_t(reason)].load(std::memory_order_relaxed);
-  }
-  return sum;
-}
-
 // ---- ChildProcess ---------------------------------------------------------------------
 
 ChildProcess::~ChildProcess() {
@@ -481,7 +437,12 @@ bool Daemon::wait_ready(std::chrono::milliseconds timeout, std::string* error) {
           exited = true;
           return true;
         }
-        if (!stats_) stats_ = StatsReader::open(stats_path());
+        // A file whose writer is gone (an earlier daemon in this run_dir) is replaced by the
+        // new daemon's: open again until the reader sees a live one.
+        if (!stats_ || !stats_->alive()) {
+          stats_.reset();
+          if (auto opened = StatsReader::open(stats_path())) stats_.emplace(std::move(opened).value());
+        }
         // Ready, and every lcore has been through its loop at least once: the poll threads
         // really run (on a busy shared machine a pinned thread can take a while to get a CPU).
         return stats_ && stats_->ready() && stats_->lcores(&LcoreStats::loops) > 0;

@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "axon/dataplane/stats.h"
+#include "axon/dataplane/stats_reader.h"
 #include "axon/protocol/axp.h"
 
 namespace axon::dataplane::it {
@@ -87,41 +87,6 @@ class TestNetwork {
  private:
   TestNetwork() = default;
   bool created_ = false;
-};
-
-// Read-only view of <run_dir>/dataplane.stats.
-class StatsReader {
- public:
-  static std::unique_ptr<StatsReader> open(const std::string& path, std::string* error = nullptr);
-  ~StatsReader();
-  StatsReader(const StatsReader&) = delete;
-  StatsReader& operator=(const StatsReader&) = delete;
-
-  [[nodiscard]] const StatsHeader& header() const noexcept { return *view_.header; }
-  [[nodiscard]] bool ready() const noexcept { return view_.header->ready.load(std::memory_order_acquire) != 0; }
-  [[nodiscard]] std::uint64_t xdp(protocol::Reason reason) const noexcept {
-    return view_.header->xdp_packets[std::size_t(reason)].load(std::memory_order_relaxed);
-  }
-  // Sum over lcores of one LcoreStats counter.
-  [[nodiscard]] std::uint64_t lcores(Counter LcoreStats::*member) const noexcept;
-  // One lcore's counter.
-  [[nodiscard]] std::uint64_t lcore(std::uint32_t index, Counter LcoreStats::*member) const noexcept {
-    return (view_.lcores[index].*member).load(std::memory_order_relaxed);
-  }
-  [[nodiscard]] std::uint64_t errors_sent(protocol::ErrorCode code) const noexcept;
-  [[nodiscard]] std::uint64_t lcore_drops(protocol::Reason reason) const noexcept;
-  [[nodiscard]] const WorkerStats& worker(std::size_t index) const noexcept { return view_.workers[index]; }
-  [[nodiscard]] WorkerSlotState worker_state(std::size_t index) const noexcept {
-    return WorkerSlotState(view_.workers[index].state.load(std::memory_order_acquire));
-  }
-  [[nodiscard]] std::uint64_t worker_counter(std::size_t index, Counter WorkerStats::*member) const noexcept {
-    return (view_.workers[index].*member).load(std::memory_order_relaxed);
-  }
-
- private:
-  StatsReader() = default;
-  StatsView view_{};
-  std::size_t size_ = 0;
 };
 
 // A child process started with fork+exec, PR_SET_PDEATHSIG(SIGKILL), output to a log file.
@@ -211,7 +176,8 @@ class Daemon {
   bool write_config(const std::string& text) const;
   // Writes the config and starts the daemon (does not wait).
   bool start(const std::string& config_text, std::string* error);
-  // Waits for the stats file's ready flag; fails early if the daemon exits.
+  // Waits until the stats file says ready (its writer alive, the flag set); fails early if the
+  // daemon exits. stats() is valid afterwards.
   bool wait_ready(std::chrono::milliseconds timeout, std::string* error);
   // SIGTERM, then waits; returns the exit code (nullopt: had to be killed).
   std::optional<int> stop(std::chrono::milliseconds timeout = 15s);
@@ -226,7 +192,7 @@ class Daemon {
  private:
   std::string run_dir_;
   ChildProcess process_;
-  std::unique_ptr<StatsReader> stats_;
+  std::optional<StatsReader> stats_;  // the library reader (axon::dataplane_stats)
 };
 
 // One echo_worker attached to a worker slot.

@@ -9,8 +9,24 @@
 namespace axon::controlplane::json_io {
 namespace {
 
+// The nested readers below stop at the first bad field by throwing BadField; the public
+// readers catch it and return it as ApiErrorCode::invalid_argument, so nothing outside
+// this file sees an exception.
+struct BadField {
+  std::string message;
+};
+
 [[noreturn]] void bad(const std::string& message) {
-  throw ApiError(ApiError::Kind::bad_request, message);
+  throw BadField{message};
+}
+
+template <typename T, typename F>
+ApiResult<T> guarded(F&& read_it) {
+  try {
+    return read_it();
+  } catch (const BadField& e) {
+    return api_error(ApiErrorCode::invalid_argument, e.message);
+  }
 }
 
 // Where a value sits: the resource ("agent") and the dotted field path ("pool.min").
@@ -242,39 +258,41 @@ void read(const json& v, const Field& f, DataplaneStatus& out) {
 
 }  // namespace
 
-json parse_body(std::string_view body) {
-  // nlohmann's parser keeps its own stack, but cap nesting anyway: no resource nests more
-  // than 3 levels, and a megabyte of '[' should cost nothing.
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (std::size_t i = 0; i < body.size(); ++i) {
-    const char c = body[i];
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
+ApiResult<json> parse_body(std::string_view body) {
+  return guarded<json>([&]() -> json {
+    // nlohmann's parser keeps its own stack, but cap nesting anyway: no resource nests more
+    // than 3 levels, and a megabyte of '[' should cost nothing.
+    int depth = 0;
+    bool in_string = false;
+    bool escaped = false;
+    for (std::size_t i = 0; i < body.size(); ++i) {
+      const char c = body[i];
+      if (in_string) {
+        if (escaped) {
+          escaped = false;
+        } else if (c == '\\') {
+          escaped = true;
+        } else if (c == '"') {
+          in_string = false;
+        }
       } else if (c == '"') {
-        in_string = false;
+        in_string = true;
+      } else if (c == '{' || c == '[') {
+        if (++depth > 64) bad("malformed JSON at byte " + std::to_string(i) + ": nesting deeper than 64");
+      } else if (c == '}' || c == ']') {
+        --depth;
       }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > 64) bad("malformed JSON at byte " + std::to_string(i) + ": nesting deeper than 64");
-    } else if (c == '}' || c == ']') {
-      --depth;
     }
-  }
-  try {
-    return json::parse(body.begin(), body.end());
-  } catch (const json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ...";
-    // keep the part after the bracketed id, which says what was expected.
-    std::string detail = e.what();
-    if (const auto pos = detail.find("] "); pos != std::string::npos) detail.erase(0, pos + 2);
-    bad("malformed JSON at byte " + std::to_string(e.byte) + ": " + detail);
-  }
+    try {
+      return json::parse(body.begin(), body.end());
+    } catch (const json::parse_error& e) {
+      // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ...";
+      // keep the part after the bracketed id, which says what was expected.
+      std::string detail = e.what();
+      if (const auto pos = detail.find("] "); pos != std::string::npos) detail.erase(0, pos + 2);
+      bad("malformed JSON at byte " + std::to_string(e.byte) + ": " + detail);
+    }
+  });
 }
 
 const char* to_string(PriorityClass value) {
@@ -376,120 +394,138 @@ json to_json(const ScaleRequest& value) {
   return j;
 }
 
-AgentSpec agent_spec_from_json(const json& j, const std::optional<std::string>& path_name) {
-  static const std::string what = "agent";
-  AgentSpec out;
-  read_object(j, what, "", out, path_name);
-  return out;
+ApiResult<AgentSpec> agent_spec_from_json(const json& j, const std::optional<std::string>& path_name) {
+  return guarded<AgentSpec>([&]() -> AgentSpec {
+    static const std::string what = "agent";
+    AgentSpec out;
+    read_object(j, what, "", out, path_name);
+    return out;
+  });
 }
 
-TenantSpec tenant_spec_from_json(const json& j, const std::optional<std::uint32_t>& path_id) {
-  static const std::string what = "tenant";
-  TenantSpec out;
-  ObjectReader r(j, what, "");
-  if (path_id) {
-    if (r.optional("id", out.id) && out.id != *path_id) {
-      bad("field 'id' in tenant is " + std::to_string(out.id) + " but the path names " + std::to_string(*path_id));
+ApiResult<TenantSpec> tenant_spec_from_json(const json& j, const std::optional<std::uint32_t>& path_id) {
+  return guarded<TenantSpec>([&]() -> TenantSpec {
+    static const std::string what = "tenant";
+    TenantSpec out;
+    ObjectReader r(j, what, "");
+    if (path_id) {
+      if (r.optional("id", out.id) && out.id != *path_id) {
+        bad("field 'id' in tenant is " + std::to_string(out.id) + " but the path names " + std::to_string(*path_id));
+      }
+      out.id = *path_id;
+    } else {
+      r.required("id", out.id);
     }
-    out.id = *path_id;
-  } else {
+    r.required("name", out.name);
+    r.optional("rate_pps", out.rate_pps);
+    r.optional("burst", out.burst);
+    r.optional("prefixes", out.prefixes);
+    r.finish();
+    return out;
+  });
+}
+
+ApiResult<ScaleRequest> scale_request_from_json(const json& j) {
+  return guarded<ScaleRequest>([&]() -> ScaleRequest {
+    static const std::string what = "scale request";
+    ScaleRequest out;
+    ObjectReader r(j, what, "");
+    r.optional("min", out.min);
+    r.optional("max", out.max);
+    r.finish();
+    if (!out.min && !out.max) bad("scale request needs 'min', 'max' or both");
+    return out;
+  });
+}
+
+ApiResult<PoolSize> pool_size_from_json(const json& j) {
+  return guarded<PoolSize>([&]() -> PoolSize {
+    static const std::string what = "pool";
+    PoolSize out;
+    read_object(j, what, "", out);
+    return out;
+  });
+}
+
+ApiResult<AgentStatus> agent_status_from_json(const json& j) {
+  return guarded<AgentStatus>([&]() -> AgentStatus {
+    static const std::string what = "agent status";
+    AgentStatus out;
+    ObjectReader r(j, what, "");
+    r.required("spec", out.spec);
+    r.optional("workers", out.workers);
+    r.optional("warm", out.warm);
+    r.optional("breaker", out.breaker);
+    r.optional("restarts", out.restarts);
+    r.optional("crashes_in_window", out.crashes_in_window);
+    r.optional("breaker_retry_in_ms", out.breaker_retry_in_ms);
+    r.optional("last_exit", out.last_exit);
+    r.finish();
+    return out;
+  });
+}
+
+ApiResult<WorkerInfo> worker_info_from_json(const json& j) {
+  return guarded<WorkerInfo>([&]() -> WorkerInfo {
+    static const std::string what = "worker";
+    WorkerInfo out;
+    ObjectReader r(j, what, "");
     r.required("id", out.id);
-  }
-  r.required("name", out.name);
-  r.optional("rate_pps", out.rate_pps);
-  r.optional("burst", out.burst);
-  r.optional("prefixes", out.prefixes);
-  r.finish();
-  return out;
+    r.required("agent", out.agent);
+    r.optional("slot", out.slot);
+    r.optional("pid", out.pid);
+    r.required("state", out.state);
+    r.optional("started_at_ms", out.started_at_ms);
+    r.optional("restarts", out.restarts);
+    r.optional("cgroup", out.cgroup);
+    r.optional("inflight", out.inflight);
+    r.optional("ring_depth", out.ring_depth);
+    r.optional("completed", out.completed);
+    r.finish();
+    return out;
+  });
 }
 
-ScaleRequest scale_request_from_json(const json& j) {
-  static const std::string what = "scale request";
-  ScaleRequest out;
-  ObjectReader r(j, what, "");
-  r.optional("min", out.min);
-  r.optional("max", out.max);
-  r.finish();
-  if (!out.min && !out.max) bad("scale request needs 'min', 'max' or both");
-  return out;
+ApiResult<RouteInfo> route_info_from_json(const json& j) {
+  return guarded<RouteInfo>([&]() -> RouteInfo {
+    static const std::string what = "route";
+    RouteInfo out;
+    ObjectReader r(j, what, "");
+    r.required("agent_id", out.agent_id);
+    r.required("agent", out.agent);
+    r.required("tenant", out.tenant);
+    r.optional("slots", out.slots);
+    r.finish();
+    return out;
+  });
 }
 
-PoolSize pool_size_from_json(const json& j) {
-  static const std::string what = "pool";
-  PoolSize out;
-  read_object(j, what, "", out);
-  return out;
+ApiResult<DataplaneStatus> dataplane_status_from_json(const json& j) {
+  return guarded<DataplaneStatus>([&]() -> DataplaneStatus {
+    static const std::string what = "dataplane status";
+    DataplaneStatus out;
+    read_object(j, what, "", out);
+    return out;
+  });
 }
 
-AgentStatus agent_status_from_json(const json& j) {
-  static const std::string what = "agent status";
-  AgentStatus out;
-  ObjectReader r(j, what, "");
-  r.required("spec", out.spec);
-  r.optional("workers", out.workers);
-  r.optional("warm", out.warm);
-  r.optional("breaker", out.breaker);
-  r.optional("restarts", out.restarts);
-  r.optional("crashes_in_window", out.crashes_in_window);
-  r.optional("breaker_retry_in_ms", out.breaker_retry_in_ms);
-  r.optional("last_exit", out.last_exit);
-  r.finish();
-  return out;
-}
-
-WorkerInfo worker_info_from_json(const json& j) {
-  static const std::string what = "worker";
-  WorkerInfo out;
-  ObjectReader r(j, what, "");
-  r.required("id", out.id);
-  r.required("agent", out.agent);
-  r.optional("slot", out.slot);
-  r.optional("pid", out.pid);
-  r.required("state", out.state);
-  r.optional("started_at_ms", out.started_at_ms);
-  r.optional("restarts", out.restarts);
-  r.optional("cgroup", out.cgroup);
-  r.optional("inflight", out.inflight);
-  r.optional("ring_depth", out.ring_depth);
-  r.optional("completed", out.completed);
-  r.finish();
-  return out;
-}
-
-RouteInfo route_info_from_json(const json& j) {
-  static const std::string what = "route";
-  RouteInfo out;
-  ObjectReader r(j, what, "");
-  r.required("agent_id", out.agent_id);
-  r.required("agent", out.agent);
-  r.required("tenant", out.tenant);
-  r.optional("slots", out.slots);
-  r.finish();
-  return out;
-}
-
-DataplaneStatus dataplane_status_from_json(const json& j) {
-  static const std::string what = "dataplane status";
-  DataplaneStatus out;
-  read_object(j, what, "", out);
-  return out;
-}
-
-SystemStatus system_status_from_json(const json& j) {
-  static const std::string what = "status";
-  SystemStatus out;
-  ObjectReader r(j, what, "");
-  r.required("version", out.version);
-  r.optional("uptime_ms", out.uptime_ms);
-  r.optional("cgroup_mode", out.cgroup_mode);
-  r.required("dataplane", out.dataplane);
-  r.optional("agents", out.agents);
-  r.optional("workers", out.workers);
-  r.optional("warm", out.warm);
-  r.optional("breakers_open", out.breakers_open);
-  r.optional("tenants", out.tenants);
-  r.finish();
-  return out;
+ApiResult<SystemStatus> system_status_from_json(const json& j) {
+  return guarded<SystemStatus>([&]() -> SystemStatus {
+    static const std::string what = "status";
+    SystemStatus out;
+    ObjectReader r(j, what, "");
+    r.required("version", out.version);
+    r.optional("uptime_ms", out.uptime_ms);
+    r.optional("cgroup_mode", out.cgroup_mode);
+    r.required("dataplane", out.dataplane);
+    r.optional("agents", out.agents);
+    r.optional("workers", out.workers);
+    r.optional("warm", out.warm);
+    r.optional("breakers_open", out.breakers_open);
+    r.optional("tenants", out.tenants);
+    r.finish();
+    return out;
+  });
 }
 
 }  // namespace axon::controlplane::json_io

@@ -1,7 +1,7 @@
 // Strict JSON (de)serialisation of the resource model (model.h) for the REST layer.
 //
 // Readers reject unknown fields, wrong types and missing required fields with an ApiError
-// (bad_request) whose message names the field, so an operator's typo never silently turns
+// (invalid_argument) whose message names the field, so an operator's typo never silently turns
 // into a default. Writers emit every field; optional values that are absent are omitted.
 #pragma once
 
@@ -17,8 +17,8 @@ namespace axon::controlplane::json_io {
 using nlohmann::json;
 
 // Parses a request body. Malformed JSON (or nesting deeper than 64) -> ApiError
-// bad_request with the byte position.
-json parse_body(std::string_view body);
+// invalid_argument with the byte position.
+ApiResult<json> parse_body(std::string_view body);
 
 json to_json(const PoolSize& value);
 json to_json(const AgentSpec& value);
@@ -36,14 +36,14 @@ const char* to_string(WorkerState value);
 
 // Readers. A body must be an object; `name` defaults to the path parameter when the body
 // omits it (PUT /v1/agents/{name}) and must match it when present.
-AgentSpec agent_spec_from_json(const json& j, const std::optional<std::string>& path_name = std::nullopt);
-TenantSpec tenant_spec_from_json(const json& j, const std::optional<std::uint32_t>& path_id = std::nullopt);
-ScaleRequest scale_request_from_json(const json& j);
-PoolSize pool_size_from_json(const json& j);
-AgentStatus agent_status_from_json(const json& j);
-WorkerInfo worker_info_from_json(const json& j);
-RouteInfo route_info_from_json(const json& j);
-DataplaneStatus dataplane_status_from_json(const json& j);
-SystemStatus system_status_from_json(const json& j);
+ApiResult<AgentSpec> agent_spec_from_json(const json& j, const std::optional<std::string>& path_name = std::nullopt);
+ApiResult<TenantSpec> tenant_spec_from_json(const json& j, const std::optional<std::uint32_t>& path_id = std::nullopt);
+ApiResult<ScaleRequest> scale_request_from_json(const json& j);
+ApiResult<PoolSize> pool_size_from_json(const json& j);
+ApiResult<AgentStatus> agent_status_from_json(const json& j);
+ApiResult<WorkerInfo> worker_info_from_json(const json& j);
+ApiResult<RouteInfo> route_info_from_json(const json& j);
+ApiResult<DataplaneStatus> dataplane_status_from_json(const json& j);
+ApiResult<SystemStatus> system_status_from_json(const json& j);
 
 }  // namespace axon::controlplane::json_io

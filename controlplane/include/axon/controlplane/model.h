@@ -12,19 +12,35 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "axon/common/result.h"
 
 namespace axon::controlplane {
 
-// Thrown by ControlApi implementations (control plane only, never the data path). The
-// REST layer maps it to the HTTP status and {"error": message}.
-struct ApiError : std::runtime_error {
-  enum class Kind { bad_request, not_found, conflict, unavailable, internal };
-  ApiError(Kind k, const std::string& message) : std::runtime_error(message), kind(k) {}
-  Kind kind;  // 400, 404, 409, 503, 500
-};
+// The error channel of every ControlApi method (control plane only, never the data path):
+// a code and a message that tells the operator what to do. Only the REST layer turns the
+// code into an HTTP status (400, 404, 409, 503, 500) and the message into {"error": ...}.
+enum class ApiErrorCode { invalid_argument, not_found, conflict, unavailable, internal };
+using ApiError = Error<ApiErrorCode>;
+template <typename T>
+using ApiResult = Result<T, ApiErrorCode>;
+
+inline ApiError api_error(ApiErrorCode code, std::string message) {
+  return ApiError{code, std::move(message)};
+}
+inline const char* to_string(ApiErrorCode code) {
+  switch (code) {
+    case ApiErrorCode::invalid_argument: return "invalid_argument";
+    case ApiErrorCode::not_found: return "not_found";
+    case ApiErrorCode::conflict: return "conflict";
+    case ApiErrorCode::unavailable: return "unavailable";
+    case ApiErrorCode::internal: return "internal";
+  }
+  return "internal";
+}
 
 enum class PriorityClass { realtime, standard, batch };  // JSON: "realtime" | "standard" | "batch"
 
@@ -44,15 +60,15 @@ struct PoolSize {
 
 // What an operator registers (POST /v1/agents, PUT /v1/agents/{name}).
 struct AgentSpec {
-  std::string name;                              // [a-z0-9][a-z0-9_-]{0,31}; unique
-  std::uint32_t id = 0;                          // AXP agent id (1..2^32-1); unique
-  std::uint32_t tenant = 0;                      // AXP tenant id; must exist
+  std::string name;          // [a-z0-9][a-z0-9_-]{0,31}; unique
+  std::uint32_t id = 0;      // AXP agent id (1..2^32-1); unique
+  std::uint32_t tenant = 0;  // AXP tenant id; must exist
   PriorityClass priority = PriorityClass::standard;
-  std::vector<std::string> command;              // argv; command[0] is an absolute path
-  std::map<std::string, std::string> env;        // extra environment (optional)
-  std::string user;                              // run as this user (optional; "" = daemon default)
+  std::vector<std::string> command;        // argv; command[0] is an absolute path
+  std::map<std::string, std::string> env;  // extra environment (optional)
+  std::string user;                        // run as this user (optional; "" = daemon default)
   PoolSize pool;
-  std::string cgroup_profile = "default";        // a [cgroup_profiles.<name>] from the config
+  std::string cgroup_profile = "default";  // a [cgroup_profiles.<name>] from the config
 };
 
 struct AgentStatus {
@@ -60,30 +76,30 @@ struct AgentStatus {
   std::uint32_t workers = 0;  // processes alive
   std::uint32_t warm = 0;     // attached and serving
   BreakerState breaker = BreakerState::closed;
-  std::uint64_t restarts = 0;             // respawns since registration
-  std::uint64_t crashes_in_window = 0;    // what the breaker counts
+  std::uint64_t restarts = 0;                       // respawns since registration
+  std::uint64_t crashes_in_window = 0;              // what the breaker counts
   std::optional<std::int64_t> breaker_retry_in_ms;  // while open: until half_open
-  std::string last_exit;                  // e.g. "killed by signal 9", "exited with status 1"
+  std::string last_exit;                            // e.g. "killed by signal 9", "exited with status 1"
 };
 
 struct WorkerInfo {
-  std::string id;       // stable for the worker's life: "<agent>-<n>"
+  std::string id;  // stable for the worker's life: "<agent>-<n>"
   std::string agent;
-  std::string slot;     // the data plane slot it is attached to
+  std::string slot;      // the data plane slot it is attached to
   std::int32_t pid = 0;  // 0 while in backoff
   WorkerState state = WorkerState::starting;
   std::int64_t started_at_ms = 0;  // unix ms
   std::uint64_t restarts = 0;
-  std::string cgroup;   // path relative to the cgroup root
+  std::string cgroup;  // path relative to the cgroup root
   std::uint64_t inflight = 0;
   std::uint64_t ring_depth = 0;
   std::uint64_t completed = 0;
 };
 
 struct TenantSpec {
-  std::uint32_t id = 0;          // AXP tenant id (1..2^32-1)
+  std::uint32_t id = 0;  // AXP tenant id (1..2^32-1)
   std::string name;
-  std::uint32_t rate_pps = 0;    // 0 = unlimited
+  std::uint32_t rate_pps = 0;  // 0 = unlimited
   std::uint32_t burst = 0;
   std::vector<std::string> prefixes;  // "10.0.0.0/8", "2001:db8::/32"
 };
@@ -99,8 +115,8 @@ struct RouteInfo {
 struct DataplaneStatus {
   bool connected = false;
   std::int32_t pid = 0;
-  std::string backend;     // "xdp", "uring", "dpdk"
-  std::string mode;        // e.g. "copy", "zero-copy"
+  std::string backend;  // "xdp", "uring", "dpdk"
+  std::string mode;     // e.g. "copy", "zero-copy"
   std::string interface;
   bool ready = false;
   std::int64_t heartbeat_age_ms = -1;
@@ -108,7 +124,7 @@ struct DataplaneStatus {
   std::uint64_t rx_frames = 0;
   std::uint64_t requests = 0;
   std::uint64_t responses = 0;
-  std::uint64_t drops = 0;   // malformed/refused frames, all reasons
+  std::uint64_t drops = 0;  // malformed/refused frames, all reasons
   std::uint64_t errors_sent = 0;
   std::uint64_t busy_sent = 0;
 };
@@ -130,35 +146,37 @@ struct ScaleRequest {  // POST /v1/agents/{name}/scale
   std::optional<std::uint32_t> max;
 };
 
-// The daemon's operations. Every method may throw ApiError; mutating methods are only
-// called for callers with the admin role (the REST layer checks roles and audits).
+// The daemon's operations. Every method returns its value or an ApiError (never throws);
+// mutating methods are only called for callers with the admin role (the REST layer checks
+// roles and audits). The comments name the error codes a method returns besides internal.
 class ControlApi {
  public:
   virtual ~ControlApi() = default;
 
-  virtual SystemStatus status() = 0;
+  virtual ApiResult<SystemStatus> status() = 0;
 
-  virtual std::vector<AgentStatus> list_agents() = 0;
-  virtual AgentStatus get_agent(const std::string& name) = 0;                    // 404
-  virtual AgentStatus create_agent(const AgentSpec& spec) = 0;                   // 400, 409
-  virtual AgentStatus replace_agent(const std::string& name, const AgentSpec& spec) = 0;  // 400, 404
-  virtual void delete_agent(const std::string& name) = 0;                        // 404; drains its workers
-  virtual AgentStatus scale_agent(const std::string& name, const ScaleRequest& request) = 0;
-  virtual AgentStatus reset_breaker(const std::string& name) = 0;               // closes an open breaker
+  virtual ApiResult<std::vector<AgentStatus>> list_agents() = 0;
+  virtual ApiResult<AgentStatus> get_agent(const std::string& name) = 0;   // not_found
+  virtual ApiResult<AgentStatus> create_agent(const AgentSpec& spec) = 0;  // invalid_argument, conflict
+  virtual ApiResult<AgentStatus> replace_agent(const std::string& name,
+                                               const AgentSpec& spec) = 0;  // invalid_argument, not_found
+  virtual ApiResult<Ok> delete_agent(const std::string& name) = 0;          // not_found; drains its workers
+  virtual ApiResult<AgentStatus> scale_agent(const std::string& name, const ScaleRequest& request) = 0;
+  virtual ApiResult<AgentStatus> reset_breaker(const std::string& name) = 0;  // closes an open breaker
 
-  virtual std::vector<WorkerInfo> list_workers(const std::optional<std::string>& agent) = 0;
-  virtual WorkerInfo drain_worker(const std::string& id) = 0;  // 404; returns at once, drains async
-  virtual WorkerInfo kill_worker(const std::string& id) = 0;   // 404; SIGKILL, the pool respawns
+  virtual ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent) = 0;
+  virtual ApiResult<WorkerInfo> drain_worker(const std::string& id) = 0;  // not_found; returns at once, drains async
+  virtual ApiResult<WorkerInfo> kill_worker(const std::string& id) = 0;   // not_found; SIGKILL, the pool respawns
 
-  virtual std::vector<TenantSpec> list_tenants() = 0;
-  virtual TenantSpec get_tenant(std::uint32_t id) = 0;
-  virtual TenantSpec put_tenant(std::uint32_t id, const TenantSpec& spec) = 0;  // create or replace
-  virtual void delete_tenant(std::uint32_t id) = 0;  // 409 while an agent uses it
+  virtual ApiResult<std::vector<TenantSpec>> list_tenants() = 0;
+  virtual ApiResult<TenantSpec> get_tenant(std::uint32_t id) = 0;
+  virtual ApiResult<TenantSpec> put_tenant(std::uint32_t id, const TenantSpec& spec) = 0;  // create or replace
+  virtual ApiResult<Ok> delete_tenant(std::uint32_t id) = 0;  // conflict while an agent uses it
 
-  virtual std::vector<RouteInfo> list_routes() = 0;
+  virtual ApiResult<std::vector<RouteInfo>> list_routes() = 0;
 
   // Prometheus text exposition format (version 0.0.4) for GET /metrics.
-  virtual std::string metrics() = 0;
+  virtual ApiResult<std::string> metrics() = 0;
 };
 
 }  // namespace axon::controlplane

@@ -7,12 +7,13 @@ namespace axon::controlplane::api::handlers {
 
 void add_metrics(Router& table) {
   table.add(RouteDef{"GET", "/metrics", {}, [](HandlerContext& ctx, const Call&) {
-                       std::string text = ctx.api.metrics();
-                       if (!text.empty() && text.back() != '\n') text += '\n';
-                       text += ctx.stats.render();
+                       auto text = ctx.api.metrics();
+                       if (!text) return error_response(text.error());
+                       if (!text->empty() && text->back() != '\n') *text += '\n';
+                       *text += ctx.stats.render();
                        http::Response r;
                        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                       r.body = std::move(text);
+                       r.body = std::move(*text);
                        return r;
                      }});
 }

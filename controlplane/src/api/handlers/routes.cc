@@ -5,7 +5,7 @@ namespace axon::controlplane::api::handlers {
 
 void add_routes(Router& r) {
   r.add(RouteDef{"GET", "/v1/routes", {}, [](HandlerContext& ctx, const Call&) {
-                   return json_response(200, list_of("routes", ctx.api.list_routes()));
+                   return reply_list("routes", ctx.api.list_routes());
                  }});
 }
 

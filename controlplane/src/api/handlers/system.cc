@@ -11,9 +11,8 @@ void add_system(Router& r) {
                    return json_response(200, json{{"status", "ok"}});
                  },
                  false});
-  r.add(RouteDef{"GET", "/v1/status", {}, [](HandlerContext& ctx, const Call&) {
-                   return json_response(200, json_io::to_json(ctx.api.status()));
-                 }});
+  r.add(
+      RouteDef{"GET", "/v1/status", {}, [](HandlerContext& ctx, const Call&) { return reply(200, ctx.api.status()); }});
 }
 
 }  // namespace axon::controlplane::api::handlers

@@ -107,7 +107,13 @@ static_assert(alignof(WorkerStats) == 128 && sizeof(WorkerStats) % 128 == 0);
 static_assert(offsetof(StatsHeader, magic) == 0 && offsetof(StatsHeader, version) == 8,
               "magic and version are what a reader checks first: they never move");
 
-// File layout: StatsHeader, then lcore_count LcoreStats, then worker_count WorkerStats.
+// File layout: StatsHeader (padded to 128 bytes), then lcore_count LcoreStats, then
+// worker_count WorkerStats. The one place the size is computed; readers and writers use it.
+inline constexpr std::size_t kStatsHeaderBytes = (sizeof(StatsHeader) + 127) / 128 * 128;
+constexpr std::size_t stats_file_size(std::uint32_t lcores, std::uint32_t workers) noexcept {
+  return kStatsHeaderBytes + std::size_t(lcores) * sizeof(LcoreStats) + std::size_t(workers) * sizeof(WorkerStats);
+}
+
 struct StatsView {
   StatsHeader* header = nullptr;
   LcoreStats* lcores = nullptr;
@@ -116,9 +122,38 @@ struct StatsView {
 
 enum class StatsError { io_error, bad_file };
 
-// Creates (truncating) the stats file, sized for the given counts.
-Result<StatsView, StatsError> create_stats_file(const std::string& path, std::uint32_t lcores, std::uint32_t workers);
-// Maps an existing stats file read-only and checks its header.
+// The data plane's (writer's) side of the file, for the daemon's lifetime.
+//
+// Liveness: the writer holds an exclusive flock on the file for as long as it lives, so a
+// reader can tell a live data plane from a file left behind by one that was killed
+// (StatsReader::alive()): the kernel drops the lock with the last descriptor, even on kill -9.
+class StatsFile {
+ public:
+  // Creates the file under a temporary name, locks and fills it, then renames it into place:
+  // a reader never sees a half-initialised or unlocked file under `path`.
+  static Result<StatsFile, StatsError> create(const std::string& path, std::uint32_t lcores, std::uint32_t workers);
+
+  StatsFile(StatsFile&& other) noexcept;
+  StatsFile& operator=(StatsFile&& other) noexcept;
+  StatsFile(const StatsFile&) = delete;
+  StatsFile& operator=(const StatsFile&) = delete;
+  // Clears `ready`, unmaps and drops the lock: readers see the data plane gone.
+  ~StatsFile();
+
+  [[nodiscard]] const StatsView& view() const noexcept { return view_; }
+
+ private:
+  StatsFile(StatsView view, std::size_t size, int fd) noexcept : view_(view), size_(size), fd_(fd) {}
+  void release() noexcept;
+
+  StatsView view_{};
+  std::size_t size_ = 0;
+  int fd_ = -1;
+};
+
+// Maps an existing stats file read-only and checks its header. The caller owns the mapping
+// (stats_file_size() of the header's counts). Prefer StatsReader (stats_reader.h), which
+// unmaps by itself and knows whether the writer is alive.
 Result<StatsView, StatsError> open_stats_file(const std::string& path);
 
 }  // namespace axon::dataplane

@@ -1,0 +1,89 @@
+// Read-only access to a data plane's stats file (<run_dir>/dataplane.stats) for every other
+// process: the control plane, axon-dataplane-stats and the tests. Library axon::dataplane_stats:
+// no engine, no libxdp/libbpf/DPDK.
+//
+// The reader maps the file read-only (it can never disturb the data plane), checks its layout
+// version, sums the per-lcore blocks, and tells a live writer from a file left behind by a data
+// plane that stopped or was killed (alive(): the writer's flock, see StatsFile).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "axon/common/result.h"
+#include "axon/dataplane/stats.h"
+#include "axon/protocol/axp.h"
+
+namespace axon::dataplane {
+
+// Every LcoreStats counter summed over the lcores: what the engine as a whole did.
+struct LcoreTotals {
+  std::uint64_t rx_frames = 0, rx_bytes = 0, tx_frames = 0, requests = 0, responses = 0, busy_sent = 0;
+  std::uint64_t forwarded = 0, forward_full = 0, tx_dropped = 0, tx_backpressure = 0, late_replies = 0;
+  std::uint64_t invalid_replies = 0, loops = 0, idle_loops = 0;
+  std::uint64_t errors_sent[protocol::kErrorCodeCount] = {};
+  std::uint64_t drops[protocol::kReasonCount] = {};
+  std::uint64_t latency_ns[kLatencyBuckets] = {};
+  std::uint64_t latency_sum_ns = 0;
+  std::uint64_t port_rx_dropped = 0, port_tx_errors = 0;
+
+  // ERROR replies of every code.
+  [[nodiscard]] std::uint64_t errors() const noexcept;
+};
+
+class StatsReader {
+ public:
+  // Maps `path` read-only; bad_file when it is not a stats file of this layout version.
+  static Result<StatsReader, StatsError> open(const std::string& path);
+
+  StatsReader(StatsReader&& other) noexcept;
+  StatsReader& operator=(StatsReader&& other) noexcept;
+  StatsReader(const StatsReader&) = delete;
+  StatsReader& operator=(const StatsReader&) = delete;
+  ~StatsReader();
+
+  // The process that wrote this file is still running (it holds the file's lock). False once
+  // it exited, crashed or was killed; a restarted data plane writes a new file (reopen).
+  [[nodiscard]] bool alive() const noexcept;
+  // Serving: the writer is alive and has set its ready flag (cleared again when it stops).
+  [[nodiscard]] bool ready() const noexcept;
+  // Milliseconds since the data plane's control thread last ticked (-1: never).
+  [[nodiscard]] std::int64_t heartbeat_age_ms() const noexcept;
+
+  [[nodiscard]] const StatsHeader& header() const noexcept { return *view_.header; }
+  [[nodiscard]] std::uint32_t lcore_count() const noexcept { return view_.header->lcore_count; }
+  [[nodiscard]] std::uint32_t worker_count() const noexcept { return view_.header->worker_count; }
+  [[nodiscard]] const LcoreStats& lcore(std::uint32_t index) const noexcept { return view_.lcores[index]; }
+  [[nodiscard]] const WorkerStats& worker(std::size_t index) const noexcept { return view_.workers[index]; }
+
+  [[nodiscard]] LcoreTotals totals() const noexcept;
+  // Sum over lcores of one counter, e.g. lcores(&LcoreStats::responses).
+  [[nodiscard]] std::uint64_t lcores(Counter LcoreStats::*member) const noexcept;
+  [[nodiscard]] std::uint64_t lcore(std::uint32_t index, Counter LcoreStats::*member) const noexcept {
+    return (view_.lcores[index].*member).load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t errors_sent(protocol::ErrorCode code) const noexcept;
+  // Frames the lcores' userspace validator dropped for `reason`.
+  [[nodiscard]] std::uint64_t lcore_drops(protocol::Reason reason) const noexcept;
+  // Frames XDP gave `reason` as its verdict (copied from the BPF counters).
+  [[nodiscard]] std::uint64_t xdp(protocol::Reason reason) const noexcept {
+    return view_.header->xdp_packets[std::size_t(reason)].load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] WorkerSlotState worker_state(std::size_t index) const noexcept {
+    return WorkerSlotState(view_.workers[index].state.load(std::memory_order_acquire));
+  }
+  [[nodiscard]] std::uint64_t worker_counter(std::size_t index, Counter WorkerStats::*member) const noexcept {
+    return (view_.workers[index].*member).load(std::memory_order_relaxed);
+  }
+
+ private:
+  StatsReader(StatsView view, std::size_t size, int fd) noexcept : view_(view), size_(size), fd_(fd) {}
+  void release() noexcept;
+
+  StatsView view_{};
+  std::size_t size_ = 0;
+  int fd_ = -1;  // kept open to probe the writer's lock
+};
+
+}  // namespace axon::dataplane

@@ -1,0 +1,130 @@
+// StatsReader: the read-only RAII view of the stats file, its per-lcore totals and the
+// writer liveness probe.
+#include "axon/dataplane/stats_reader.h"
+
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "axon/common/clock.h"
+
+#include "stats_map.h"
+
+namespace axon::dataplane {
+namespace {
+
+std::uint64_t load(const Counter& c) noexcept {
+  return c.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+std::uint64_t LcoreTotals::errors() const noexcept {
+  std::uint64_t sum = 0;
+  for (std::uint64_t e : errors_sent) sum += e;
+  return sum;
+}
+
+Result<StatsReader, StatsError> StatsReader::open(const std::string& path) {
+  auto mapped = detail::map_stats_readonly(path);
+  if (!mapped) return Error<StatsError>{mapped.error()};
+  return StatsReader(mapped->view, mapped->size, mapped->fd);
+}
+
+StatsReader::StatsReader(StatsReader&& other) noexcept
+    : view_(std::exchange(other.view_, {})), size_(std::exchange(other.size_, 0)), fd_(std::exchange(other.fd_, -1)) {}
+
+StatsReader& StatsReader::operator=(StatsReader&& other) noexcept {
+  if (this != &other) {
+    release();
+    view_ = std::exchange(other.view_, {});
+    size_ = std::exchange(other.size_, 0);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+StatsReader::~StatsReader() {
+  release();
+}
+
+void StatsReader::release() noexcept {
+  if (view_.header != nullptr) munmap(static_cast<void*>(view_.header), size_);
+  if (fd_ >= 0) close(fd_);
+  view_ = {};
+  size_ = 0;
+  fd_ = -1;
+}
+
+bool StatsReader::alive() const noexcept {
+  if (fd_ < 0) return false;
+  // The writer holds LOCK_EX for its whole life. A shared lock that we can take means nobody
+  // holds it any more: give it back at once (other readers probe the same way).
+  if (flock(fd_, LOCK_SH | LOCK_NB) == 0) {
+    flock(fd_, LOCK_UN);
+    return false;
+  }
+  return errno == EWOULDBLOCK;
+}
+
+bool StatsReader::ready() const noexcept {
+  return view_.header != nullptr && view_.header->ready.load(std::memory_order_acquire) != 0 && alive();
+}
+
+std::int64_t StatsReader::heartbeat_age_ms() const noexcept {
+  const std::uint64_t beat = view_.header->heartbeat_ns.load(std::memory_order_relaxed);
+  const std::uint64_t now = monotonic_ns();
+  return beat != 0 && now >= beat ? std::int64_t((now - beat) / 1'000'000) : -1;
+}
+
+LcoreTotals StatsReader::totals() const noexcept {
+  LcoreTotals t;
+  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) {
+    const LcoreStats& l = view_.lcores[i];
+    t.rx_frames += load(l.rx_frames);
+    t.rx_bytes += load(l.rx_bytes);
+    t.tx_frames += load(l.tx_frames);
+    t.requests += load(l.requests);
+    t.responses += load(l.responses);
+    t.busy_sent += load(l.busy_sent);
+    t.forwarded += load(l.forwarded);
+    t.forward_full += load(l.forward_full);
+    t.tx_dropped += load(l.tx_dropped);
+    t.tx_backpressure += load(l.tx_backpressure);
+    t.late_replies += load(l.late_replies);
+    t.invalid_replies += load(l.invalid_replies);
+    t.loops += load(l.loops);
+    t.idle_loops += load(l.idle_loops);
+    for (std::size_t e = 0; e < protocol::kErrorCodeCount; ++e) t.errors_sent[e] += load(l.errors_sent[e]);
+    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) t.drops[r] += load(l.drops[r]);
+    for (std::size_t b = 0; b < kLatencyBuckets; ++b) t.latency_ns[b] += load(l.latency_ns[b]);
+    t.latency_sum_ns += load(l.latency_sum_ns);
+    t.port_rx_dropped += load(l.port_rx_dropped);
+    t.port_tx_errors += load(l.port_tx_errors);
+  }
+  return t;
+}
+
+std::uint64_t StatsReader::lcores(Counter LcoreStats::*member) const noexcept {
+  std::uint64_t sum = 0;
+  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) sum += load(view_.lcores[i].*member);
+  return sum;
+}
+
+std::uint64_t StatsReader::errors_sent(protocol::ErrorCode code) const noexcept {
+  std::uint64_t sum = 0;
+  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i)
+    sum += load(view_.lcores[i].errors_sent[std::size_t(code)]);
+  return sum;
+}
+
+std::uint64_t StatsReader::lcore_drops(protocol::Reason reason) const noexcept {
+  std::uint64_t sum = 0;
+  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) sum += load(view_.lcores[i].drops[std::size_t(reason)]);
+  return sum;
+}
+
+}  // namespace axon::dataplane
