@@ -9,8 +9,9 @@
 #   2. axon-dataplane on axqs0 (backend "auto": XDP + AF_XDP where XDP attaches, else the
 #      io_uring socket backend) with a pool of worker slots and its control socket;
 #   3. axon-controlplane with a self-signed TLS certificate and an admin token made for
-#      this run: it registers the `echo` agent, keeps 2 echo workers warm (unprivileged
-#      user `nobody`, no capabilities, in their own cgroups) and pushes the routes;
+#      this run: it registers the `echo` agent, keeps 2 echo workers warm (a uid of
+#      their own each, no capabilities, in their own cgroups; the certificate key and the
+#      admin token are 0600 in a 0700 directory) and pushes the routes;
 #   4. one request with `axonctl send`, then axon-loadgen from the namespace: open-loop
 #      Poisson load for --duration seconds (default 10) with 1% malformed packets mixed in,
 #      so the XDP drop counters move;
@@ -122,8 +123,9 @@ ip -n "${ns}" link set "${ns_if}" up
 ip -n "${ns}" link set lo up
 axon_log "veth ${host_if} (${host_ip}) <-> ${ns}:${ns_if} (${ns_ip})"
 
-# Workers run as `nobody`: they must reach their slot sockets under run_dir.
-chmod 0755 "${run_dir}"
+# Workers run under their own uids (worker_uids below): they must reach their slot sockets
+# under run_dir, but need not list it. The secrets live in a 0700 directory below it.
+chmod 0711 "${run_dir}"
 cat >"${run_dir}/dataplane.toml" <<TOML
 [dataplane]
 interface = "${host_if}"
@@ -155,24 +157,25 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-# The control plane: a certificate and an admin token of this run's own.
-mkdir -p "${run_dir}/tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "${run_dir}/tls/server.key" -out "${run_dir}/tls/server.crt" \
-  2>/dev/null || axon_die "openssl could not make the API certificate"
-"${bin}/controlplane/axon-controlplane" token create --tokens-file "${run_dir}/tokens" --name quickstart \
-  --role admin >"${run_dir}/admin.token" 2>/dev/null || axon_die "cannot create the API token"
+# The control plane: a certificate and an admin token of this run's own, 0600 in a 0700
+# directory (the admin token can create agents: it must not leak to other local users).
+secrets="${run_dir}/secrets"
+axon_make_api_secrets "${secrets}" "${bin}/controlplane/axon-controlplane" ||
+  axon_die "cannot make the API certificate and token"
 cat >"${run_dir}/controlplane.toml" <<TOML
 [controlplane]
 state_dir = "${run_dir}/state"
 log_dir = "${run_dir}/log"
-worker_user = "nobody"
+# A uid per worker slot: no worker can reach another's segment or slot socket.
+worker_uids = "61000-61099"
+# Only this program may be run as a worker, and never as root.
+allowed_worker_commands = ["${AXON_ROOT}/${bin}/examples/echo_worker"]
 
 [api]
 listen = "127.0.0.1:${api_port}"
-cert_file = "${run_dir}/tls/server.crt"
-key_file = "${run_dir}/tls/server.key"
-tokens_file = "${run_dir}/tokens"
+cert_file = "${secrets}/server.crt"
+key_file = "${secrets}/server.key"
+tokens_file = "${secrets}/tokens"
 audit_log = "${run_dir}/audit.log"
 unix_socket = "${run_dir}/api.sock"
 
@@ -202,8 +205,8 @@ max_workers = 4
 TOML
 "${bin}/controlplane/axon-controlplane" --config "${run_dir}/controlplane.toml" &
 controlplane_pid=$!
-axonctl=("${bin}/client/axonctl" --api "https://127.0.0.1:${api_port}" --ca "${run_dir}/tls/server.crt"
-  --token-file "${run_dir}/admin.token")
+axonctl=("${bin}/client/axonctl" --api "https://127.0.0.1:${api_port}" --ca "${secrets}/server.crt"
+  --token-file "${secrets}/admin.token")
 warm=0
 for _ in $(seq 150); do
   kill -0 "${controlplane_pid}" 2>/dev/null || axon_die "axon-controlplane exited during start-up (see its log above)"

@@ -300,6 +300,11 @@ std::string check_tenant(const TenantSpec& spec) {
   return {};
 }
 
+WorkerPolicy worker_policy(const ControlplaneConfig& config) {
+  return WorkerPolicy{config.worker_user, config.worker_uids, config.allowed_worker_users,
+                      config.allowed_worker_commands};
+}
+
 std::string check_agent(const AgentSpec& spec, const ControlplaneConfig& config) {
   if (!is_name(spec.name, 32, /*allow_upper=*/false, /*allow_dot=*/false)) {
     return "agent name '" + spec.name + "' must match [a-z0-9][a-z0-9_-]{0,31}";
@@ -321,6 +326,7 @@ std::string check_agent(const AgentSpec& spec, const ControlplaneConfig& config)
     return "agent '" + spec.name + "': unknown cgroup_profile '" + spec.cgroup_profile + "' (configured: " + known +
            ")";
   }
+  if (auto why = check_worker_identity(spec, worker_policy(config)); !why.empty()) return why;
   for (const auto& [key, value] : spec.env) {
     if (key.empty() || key.find('=') != std::string::npos) {
       return "agent '" + spec.name + "': environment variable name '" + key + "' is invalid";
@@ -359,6 +365,17 @@ Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, co
     r.read("state_dir", config.state_dir);
     r.read("log_dir", config.log_dir);
     r.read("worker_user", config.worker_user);
+    std::string uids;
+    if (r.read("worker_uids", uids) && !uids.empty()) {
+      auto range = parse_uid_range(uids);
+      if (range) {
+        config.worker_uids = range.value();
+      } else {
+        r.invalid("worker_uids", range.message());
+      }
+    }
+    r.read_list("allowed_worker_users", config.allowed_worker_users);
+    r.read_list("allowed_worker_commands", config.allowed_worker_commands);
     r.reject_unknown();
   });
   section("api", [&](TableReader& r, const toml::table&) { read_api(r, config.api); });
@@ -408,10 +425,6 @@ Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, co
     AgentSpec a;
     read_agent(r, a);
     if (r.problem) return;
-    if (auto why = check_agent(a, config); !why.empty()) {
-      r.invalid("name", why);
-      return;
-    }
     bool tenant_known = false;
     for (const auto& t : config.tenants) tenant_known |= t.id == a.tenant;
     if (!tenant_known) {
@@ -423,6 +436,10 @@ Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, co
         r.invalid("name", "agent '" + a.name + "' (id " + std::to_string(a.id) + ") is defined twice");
         return;
       }
+    }
+    if (auto why = check_agent(a, config); !why.empty()) {
+      r.invalid("name", why);
+      return;
     }
     config.agents.push_back(a);
   });

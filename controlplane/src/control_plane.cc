@@ -305,7 +305,12 @@ void ControlPlane::take_over() {
         ++strays_stopped_;
         continue;
       }
-      auto adopted = supervisor_->adopt(id, agent, pid, spawn_spec(spec->second, id, slot));
+      auto respawn = spawn_spec(spec->second, id, slot);
+      if (!respawn) {
+        AXON_LOG_WARN(kLog, "cannot adopt worker %s (pid %d): %s", id.c_str(), pid, respawn.message().c_str());
+        continue;
+      }
+      auto adopted = supervisor_->adopt(id, agent, pid, std::move(respawn).value());
       if (!adopted) {
         AXON_LOG_WARN(kLog, "cannot adopt worker %s (pid %d): %s", id.c_str(), pid, adopted.message().c_str());
         continue;
@@ -381,8 +386,19 @@ bool ControlPlane::ensure_cgroup(const AgentSpec& agent, std::string& error) {
   return true;
 }
 
-SpawnSpec ControlPlane::spawn_spec(const AgentSpec& agent, const std::string& worker_id,
-                                   const std::string& slot) const {
+// The slot's position in the data plane's slot list: which uid of worker_uids it gets.
+std::size_t ControlPlane::slot_position(const std::string& slot) const {
+  const auto& slots = dataplane_.hello.slots;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i].name == slot) return i;
+  }
+  return ~std::size_t(0);  // not known (yet): identity_for refuses it
+}
+
+Result<SpawnSpec, IdentityError> ControlPlane::spawn_spec(const AgentSpec& agent, const std::string& worker_id,
+                                                          const std::string& slot) const {
+  auto identity = identity_for(agent, worker_policy(config_), slot_position(slot));
+  if (!identity) return identity.error();
   SpawnSpec spec;
   spec.argv = agent.command;
   spec.env = agent.env;
@@ -390,7 +406,8 @@ SpawnSpec ControlPlane::spawn_spec(const AgentSpec& agent, const std::string& wo
   spec.env["AXON_AGENT"] = agent.name;
   spec.env["AXON_WORKER_ID"] = worker_id;
   spec.env["AXON_TENANT"] = std::to_string(agent.tenant);
-  spec.user = agent.user.empty() ? config_.worker_user : agent.user;
+  spec.user = identity->user;
+  spec.uid = identity->uid;
   spec.cgroup = cgroups_ ? cgroup_of(agent) : std::string();
   spec.log_path = config_.log_dir + "/workers/" + worker_id + ".log";
   return spec;
@@ -426,9 +443,22 @@ void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
     AXON_LOG_ERROR(kLog, "agent %s: %s", agent.name.c_str(), error.c_str());
     return;
   }
-  std::string id = agent.name + "-" + std::to_string(pool.next_index++);
+  // Registry entries from before an allowlist was tightened are refused here too.
+  if (auto why = check_worker_identity(agent, worker_policy(config_)); !why.empty()) {
+    ++spawn_failures_;
+    AXON_LOG_ERROR(kLog, "%s", why.c_str());
+    return;
+  }
+  std::string id = agent.name + "-" + std::to_string(pool.next_index);
+  auto spec = spawn_spec(agent, id, *slot);
+  if (!spec) {
+    ++spawn_failures_;
+    AXON_LOG_ERROR(kLog, "agent %s: %s", agent.name.c_str(), spec.message().c_str());
+    return;
+  }
+  ++pool.next_index;
   grant_slot(*slot, agent);
-  auto started = supervisor_->start(id, agent.name, spawn_spec(agent, id, *slot));
+  auto started = supervisor_->start(id, agent.name, std::move(spec).value());
   if (!started) {
     ++spawn_failures_;
     AXON_LOG_ERROR(kLog, "agent %s: cannot start worker %s: %s", agent.name.c_str(), id.c_str(),
@@ -571,20 +601,23 @@ void ControlPlane::link_dataplane() {
   }
 }
 
-// The data plane makes each slot socket root-owned with mode 0660. A worker that runs as
-// another user may connect only to the slot it is given, so the socket is handed to that
-// user right before the spawn (and again whenever the data plane recreates it).
+// The data plane makes each slot socket root-owned with mode 0600. It is handed to the
+// uid the slot's worker runs as right before the spawn (and again whenever the data plane
+// recreates it), and stays 0600: with a uid per slot (worker_uids), no other worker can
+// connect to it.
 void ControlPlane::grant_slot(const std::string& slot, const AgentSpec& agent) const {
-  const std::string& user = agent.user.empty() ? config_.worker_user : agent.user;
-  if (user.empty()) return;
-  std::vector<char> buffer(16384);
-  passwd pw{};
-  passwd* found = nullptr;
-  if (getpwnam_r(user.c_str(), &pw, buffer.data(), buffer.size(), &found) != 0 || found == nullptr) return;
+  auto identity = identity_for(agent, worker_policy(config_), slot_position(slot));
+  if (!identity) return;  // start_worker said why
+  auto owner = owner_of(identity.value());
+  if (!owner) {
+    AXON_LOG_WARN(kLog, "cannot hand slot %s to its worker: %s", slot.c_str(), owner.message().c_str());
+    return;
+  }
+  if (owner->uid == 0) return;
   std::string path = config_.dataplane.run_dir + "/workers/" + slot + ".sock";
-  if (chown(path.c_str(), pw.pw_uid, pw.pw_gid) != 0) {
-    AXON_LOG_WARN(kLog, "cannot hand %s to user %s: %s; the worker will not be able to attach", path.c_str(),
-                  user.c_str(), std::strerror(errno));
+  if (chown(path.c_str(), owner->uid, owner->gid) != 0 || chmod(path.c_str(), 0600) != 0) {
+    AXON_LOG_WARN(kLog, "cannot hand %s to uid %u: %s; the worker will not be able to attach", path.c_str(),
+                  unsigned(owner->uid), std::strerror(errno));
   }
 }
 

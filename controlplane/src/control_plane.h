@@ -112,7 +112,9 @@ class ControlPlane final : public ControlApi {
   void save_runtime();
   void take_over();
   void supervise_dataplane();
-  SpawnSpec spawn_spec(const AgentSpec& agent, const std::string& worker_id, const std::string& slot) const;
+  Result<SpawnSpec, IdentityError> spawn_spec(const AgentSpec& agent, const std::string& worker_id,
+                                              const std::string& slot) const;
+  std::size_t slot_position(const std::string& slot) const;
   std::string cgroup_of(const AgentSpec& agent) const;
   bool ensure_cgroup(const AgentSpec& agent, std::string& error);
   std::optional<std::string> free_slot() const;

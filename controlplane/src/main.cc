@@ -192,6 +192,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "axon-controlplane: %s\n", config.message().c_str());
     return 1;
   }
+  for (const auto& user : config->allowed_worker_users) {
+    if (axon::controlplane::is_root_user(user)) {
+      AXON_LOG_WARN(kLog, "allowed_worker_users lists '%s' (uid 0): an admin token can run any allowed command as root",
+                    user.c_str());
+    }
+  }
   if (check) {
     std::printf("%s: ok (%zu tenant(s), %zu agent(s) to seed)\n", config_path.c_str(), config->tenants.size(),
                 config->agents.size());

@@ -244,6 +244,9 @@ Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) 
   if (spec.working_dir.empty() || spec.working_dir[0] != '/' || has_nul(spec.working_dir))
     return make_error(SpawnError::invalid_argument,
                       "working_dir must be an absolute path (got '" + spec.working_dir + "')");
+  if (spec.uid && (*spec.uid == 0 || !spec.user.empty()))
+    return make_error(SpawnError::invalid_argument, "a worker uid must be non-zero and excludes a user name (uid " +
+                                                        std::to_string(*spec.uid) + ", user '" + spec.user + "')");
   if (!spec.cgroup.empty() && cgroups == nullptr)
     return make_error(SpawnError::invalid_argument,
                       "a cgroup ('" + spec.cgroup + "') was given but no cgroup driver is configured");
@@ -273,6 +276,13 @@ Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) 
     plan.gid = pw.pw_gid;
     plan.groups = groups.data();
     plan.group_count = groups.size();
+  }
+  if (spec.uid) {
+    plan.change_user = true;
+    plan.uid = *spec.uid;
+    plan.gid = static_cast<gid_t>(*spec.uid);
+    plan.groups = nullptr;
+    plan.group_count = 0;
   }
   plan.last_cap = static_cast<int>(cap_max_bits()) - 1;
   plan.keep_privileges = spec.keep_privileges;

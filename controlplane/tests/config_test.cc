@@ -9,7 +9,7 @@
 namespace axon::controlplane {
 namespace {
 
-constexpr const char* kBase = R"(
+constexpr const char* kBase = R"(controlplane = { worker_user = "nobody", allowed_worker_commands = ["/bin/true"] }
 [api]
 listen = ""
 unix_socket = "/tmp/x.sock"
@@ -122,6 +122,8 @@ TEST(ControlplaneConfig, MissingFileSaysWhatToDo) {
 
 TEST(ControlplaneConfig, AgentChecksShared) {
   ControlplaneConfig config;
+  config.worker_user = "nobody";
+  config.allowed_worker_commands = {"/bin/"};
   AgentSpec spec;
   spec.name = "echo";
   spec.id = 7;

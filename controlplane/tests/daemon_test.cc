@@ -3,11 +3,14 @@
 // kill -9, the crash-loop breaker, takeover after the control plane itself is killed, the data
 // plane restarting underneath, drains and scaling, sd_notify through a NOTIFY_SOCKET the test
 // listens on, and the REST API over real HTTPS with real tokens (curl) and its unix socket.
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -169,8 +172,10 @@ class ControlplaneDaemon : public ::testing::Test {
     std::ostringstream c;
     c << "[controlplane]\nstate_dir = \"" << state_dir_ << "\"\nlog_dir = \"" << tmp_.path()
       << "/log\"\nworker_user = \"nobody\"\n"
-      << "[api]\nlisten = \"127.0.0.1:" << port_ << "\"\ncert_file = \"" << cert_ << "\"\nkey_file = \"" << key_
-      << "\"\ntokens_file = \"" << tokens_ << "\"\naudit_log = \"" << tmp_.path() << "/audit.log\"\n"
+      << "allowed_worker_commands = [\"" << AXON_ECHO_WORKER_BIN << "\", \"/bin/false\"]\n"
+      << controlplane_extra_ << "[api]\nlisten = \"127.0.0.1:" << port_ << "\"\ncert_file = \"" << cert_
+      << "\"\nkey_file = \"" << key_ << "\"\ntokens_file = \"" << tokens_ << "\"\naudit_log = \"" << tmp_.path()
+      << "/audit.log\"\n"
       << "unix_socket = \"" << run_dir_ << "/api.sock\"\nrate_per_second = 200\nrate_burst = 400\n"
       << "[cgroups]\nname = \"" << cgroup_name_ << "\"\n"
       << "[cgroup_profiles.default]\nmemory_max = \"256M\"\npids_max = 64\n"
@@ -340,6 +345,7 @@ class ControlplaneDaemon : public ::testing::Test {
   std::unique_ptr<NotifyListener> notify_;
   std::string run_dir_, state_dir_, cgroup_name_, cert_, key_, tokens_, config_path_;
   std::string admin_token_, reader_token_;
+  std::string controlplane_extra_;  // more [controlplane] keys for config_text()
   std::uint16_t port_ = 0;
 };
 
@@ -658,6 +664,140 @@ TEST_F(ControlplaneDaemon, BadConfigAndUnusableCgroupsFailClearly) {
   EXPECT_NE(*code, 0);
   EXPECT_NE(controlplane_->log().find("/nonexistent/cg"), std::string::npos) << controlplane_->log();
   controlplane_.reset();
+}
+
+// Issue 11 item 15: with worker_uids, every worker runs under its own uid, owns its slot
+// socket (0600) alone, and is not dumpable. A second process of a worker's uid, and a
+// process of another worker's uid, can open neither the worker's segment through
+// /proc/<pid>/fd/ nor its slot socket.
+TEST_F(ControlplaneDaemon, EachWorkerHasItsOwnUidAndNoOtherProcessReachesItsSegment) {
+  controlplane_extra_ = "worker_uids = \"61000-61099\"\n";
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << "\n" << controlplane_->log();
+  struct Seen {
+    pid_t pid;
+    uid_t uid;
+    std::string socket;
+    std::vector<std::string> segment_links;  // /proc/<pid>/fd/N naming a memfd
+  };
+  std::vector<Seen> seen;
+  for (const auto& w : warm_workers()) {
+    Seen s{pid_of(w), 0, run_dir_ + "/workers/" + w.value("slot", "") + ".sock", {}};
+    struct stat st {};
+    ASSERT_EQ(::stat(("/proc/" + std::to_string(s.pid) + "/fd").c_str(), &st), 0);
+    std::string status = read_file("/proc/" + std::to_string(s.pid) + "/status");
+    auto at = status.find("Uid:\t");
+    ASSERT_NE(at, std::string::npos) << status;
+    s.uid = uid_t(std::stoul(status.substr(at + 5)));
+    EXPECT_GE(s.uid, 61000u);
+    EXPECT_LE(s.uid, 61099u);
+    EXPECT_NE(status.find("Gid:\t" + std::to_string(s.uid) + "\t"), std::string::npos) << status;
+    auto groups = status.find("Groups:\t");
+    ASSERT_NE(groups, std::string::npos) << status;
+    EXPECT_EQ(status.substr(groups + 8, status.find('\n', groups) - groups - 8).find_first_not_of(' '),
+              std::string::npos)
+        << "supplementary groups: " << status;
+    // Not dumpable: the kernel hands /proc/<pid>/fd (and the rest but the directory) to root.
+    EXPECT_EQ(st.st_uid, 0u) << "the worker is dumpable: /proc/" << s.pid << "/fd belongs to uid " << st.st_uid;
+    struct stat sock {};
+    ASSERT_EQ(::stat(s.socket.c_str(), &sock), 0) << s.socket;
+    EXPECT_EQ(sock.st_uid, s.uid) << s.socket;
+    EXPECT_EQ(sock.st_mode & 07777, 0600u) << s.socket;
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(s.pid) + "/fd")) {
+      std::error_code ec;
+      auto target = std::filesystem::read_symlink(fd.path(), ec);
+      if (!ec && target.string().find("memfd:") != std::string::npos) s.segment_links.push_back(fd.path());
+    }
+    EXPECT_FALSE(s.segment_links.empty()) << "worker " << s.pid << " holds no memfd";
+    seen.push_back(s);
+  }
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_NE(seen[0].uid, seen[1].uid);
+
+  // How many of `paths` (and `socket`, unless empty) a fresh process of `uid` opens,
+  // reported through its exit status.
+  auto opened_as = [](uid_t uid, const std::vector<std::string>& paths, const std::string& socket) {
+    pid_t child = ::fork();
+    if (child == 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
+        _exit(100);
+      int opened = 0;
+      for (const auto& path : paths) {
+        int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        if (fd >= 0) ++opened;
+      }
+      if (socket.empty()) _exit(opened);
+      int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket.c_str());
+      if (::connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) ++opened;
+      _exit(opened);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
+  };
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    const Seen& victim = seen[i];
+    const Seen& other = seen[1 - i];
+    // Its own uid may connect to the slot socket (item 16's grant check refuses it there).
+    EXPECT_EQ(opened_as(victim.uid, victim.segment_links, ""), 0)
+        << "a second process of worker " << victim.pid << "'s own uid " << victim.uid << " opened its segment";
+    EXPECT_EQ(opened_as(other.uid, victim.segment_links, victim.socket), 0)
+        << "worker uid " << other.uid << " opened worker " << victim.pid << "'s segment or slot socket";
+  }
+  // The workers still serve.
+  auto reply = request(7, 1);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
+}
+
+// Issue 11 item 17: an admin token is not a root shell. Through the real HTTPS API with a
+// real token, an agent whose user or command is outside the configured allowlists is
+// refused with 400 and the reason, on create and on update, and nothing is started.
+TEST_F(ControlplaneDaemon, WorkerUsersAndCommandsOutsideTheAllowlistsAreRefused) {
+  controlplane_extra_ = "allowed_worker_users = [\"daemon\"]\n";
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  struct Case {
+    json spec;
+    const char* reason;
+  };
+  auto agent = [](const std::string& command, const std::string& user) {
+    json j{{"name", "evil"}, {"id", 66}, {"tenant", 1}, {"command", {command}}, {"pool", {{"min", 1}, {"max", 1}}}};
+    if (!user.empty()) j["user"] = user;
+    return j;
+  };
+  const Case cases[] = {
+      {agent(AXON_ECHO_WORKER_BIN, "root"), "allowed_worker_users"},
+      {agent(AXON_ECHO_WORKER_BIN, "bin"), "user 'bin' is not allowed"},
+      {agent("/bin/sh", ""), "command '/bin/sh' is not allowed"},
+      {agent("/bin/sh", "daemon"), "allowed_worker_commands"},
+      {agent(std::filesystem::path(AXON_ECHO_WORKER_BIN).parent_path().string() + "/../../../../../bin/sh", ""),
+       "allowed_worker_commands"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.spec.dump());
+    Http r = call("POST", "/v1/agents", c.spec.dump());
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find(c.reason), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(call("GET", "/v1/agents/evil").status, 404);
+  // An allowed user is accepted; turning the existing agent into root is refused.
+  Http ok = call("POST", "/v1/agents", agent(AXON_ECHO_WORKER_BIN, "daemon").dump());
+  ASSERT_EQ(ok.status, 201) << ok.body;
+  json to_root = agent(AXON_ECHO_WORKER_BIN, "root");
+  Http update = call("PUT", "/v1/agents/evil", to_root.dump());
+  EXPECT_EQ(update.status, 400) << update.body;
+  EXPECT_NE(update.body.find("allowed_worker_users"), std::string::npos) << update.body;
+  EXPECT_EQ(call("GET", "/v1/agents/evil").parsed()["spec"].value("user", ""), "daemon");
+  // No process of ours ever ran as root.
+  for (const auto& w : workers("evil")) {
+    std::string status = read_file("/proc/" + std::to_string(pid_of(w)) + "/status");
+    EXPECT_EQ(status.find("Uid:\t0\t"), std::string::npos) << status;
+  }
+  EXPECT_EQ(call("DELETE", "/v1/agents/evil").status, 204);
 }
 
 }  // namespace

@@ -208,3 +208,25 @@ axon_elapsed() {
     printf '%ds' "${secs}"
   fi
 }
+
+# axon_make_api_secrets DIR CONTROLPLANE_BIN: a self-signed certificate for 127.0.0.1, a
+# tokens file and one admin token for a throwaway control plane (quickstart, demos), all in
+# DIR, which is made mode 0700. Every file is created under umask 077, so no secret is ever
+# readable by another user, not even for the moment between creation and a chmod:
+#   DIR/server.crt  DIR/server.key  DIR/tokens  DIR/admin.token (the plaintext token)
+axon_make_api_secrets() {
+  local dir="${1:?axon_make_api_secrets needs a directory}"
+  local cp_bin="${2:?axon_make_api_secrets needs the axon-controlplane binary}"
+  (
+    umask 077
+    mkdir -p "${dir}" && chmod 0700 "${dir}" || exit 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 \
+      -addext subjectAltName=IP:127.0.0.1 -keyout "${dir}/server.key" -out "${dir}/server.crt" 2>/dev/null ||
+      { axon_warn "openssl could not make the API certificate"; exit 1; }
+    "${cp_bin}" token create --tokens-file "${dir}/tokens" --name quickstart --role admin \
+      >"${dir}/admin.token" 2>/dev/null || { axon_warn "cannot create the API token"; exit 1; }
+    chmod 0600 "${dir}/server.key" "${dir}/tokens" "${dir}/admin.token"
+    # The certificate is public: clients need it to verify the server.
+    chmod 0644 "${dir}/server.crt"
+  )
+}

@@ -2,6 +2,7 @@
 #include "axon/sdk/worker.h"
 
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -66,6 +67,14 @@ int dataplane_pid_of(int sock, const shm::HandoffMessage& message) {
   return peer && peer->pid == message.sender_pid ? int(peer->pid) : 0;
 }
 
+// Before the segment fd arrives: a dumpable process's /proc/<pid>/fd (and its memory)
+// is open to every other process of its uid, so another process of the worker's user
+// could open the segment read-write through it. execve resets the flag, so whoever
+// spawned us cannot set it for us. Root (CAP_SYS_PTRACE) can still debug the worker.
+void become_undumpable() noexcept {
+  (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 }  // namespace
 
 ShmResult<Worker> Worker::attach(int fd, std::uint64_t expected_generation, int dataplane_pid) {
@@ -105,6 +114,7 @@ void Worker::check_dataplane() noexcept {
 }
 
 ShmResult<Worker> Worker::connect(const std::string& socket_path, int timeout_ms) {
+  become_undumpable();
   timeout_ms = connect_timeout_ms(timeout_ms);
   const std::uint64_t deadline = monotonic_ns() + std::uint64_t(timeout_ms) * 1'000'000u;
   int backoff_ms = 5;
@@ -140,6 +150,7 @@ ShmResult<Worker> Worker::connect(const std::string& socket_path, int timeout_ms
 }
 
 ShmResult<Worker> Worker::from_environment(int timeout_ms) {
+  become_undumpable();
   if (const char* inherited = std::getenv("AXON_WORKER_FD"); inherited != nullptr && *inherited != '\0') {
     char* end = nullptr;
     long fd = std::strtol(inherited, &end, 10);

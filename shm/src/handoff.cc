@@ -135,7 +135,8 @@ ShmResult<HandoffListener> HandoffListener::listen(const std::string& path) {
     close(fd);
     return fail("cannot listen on " + path + ": " + why + "; check that the directory exists and is writable");
   }
-  chmod(path.c_str(), 0660);
+  // Root only until the control plane hands the socket to the uid of the slot's worker.
+  chmod(path.c_str(), 0600);
   HandoffListener listener;
   listener.fd_ = fd;
   listener.path_ = path;

@@ -12,6 +12,7 @@
 
 #include "axon/common/result.h"
 #include "axon/controlplane/model.h"
+#include "axon/controlplane/worker_identity.h"
 
 namespace axon::controlplane {
 
@@ -84,7 +85,12 @@ struct ControlplaneConfig {
   std::string source_path;
   std::string state_dir = "/var/lib/axon";  // registry (agents, tenants) survives restarts here
   std::string log_dir = "/var/log/axon";    // worker stdout/stderr: <log_dir>/workers/<id>.log
-  std::string worker_user;                  // default user for workers ("" = root; not recommended)
+  std::string worker_user;                  // default user for workers ("" = root; refused unless allowed)
+  // One uid per data plane slot from this range (gid = uid, no supplementary groups) for
+  // agents without their own user; takes precedence over worker_user. See worker_identity.h.
+  UidRange worker_uids;
+  std::vector<std::string> allowed_worker_users;     // AgentSpec.user must be listed (or be worker_user)
+  std::vector<std::string> allowed_worker_commands;  // command[0]: exact path, or a "/dir/" prefix
   ApiSettings api;
   CgroupSettings cgroups;
   PoolSettings pools;
@@ -97,6 +103,9 @@ struct ControlplaneConfig {
 
 Result<ControlplaneConfig, ConfigError> load_config(const std::string& path);
 Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, const std::string& source_name);
+
+// The worker identity rules of this config (worker_identity.h).
+WorkerPolicy worker_policy(const ControlplaneConfig& config);
 
 // Validation shared by the config loader and the REST API (which throws ApiError with the
 // returned message). Empty string = valid.

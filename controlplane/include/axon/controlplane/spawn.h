@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,10 @@ struct SpawnSpec {
   std::vector<std::string> argv;           // argv[0] is an absolute path
   std::map<std::string, std::string> env;  // the child's whole environment (plus a default PATH)
   std::string user;                        // "" = keep the daemon's uid; else setgroups/setgid/setuid
-  std::string cgroup;                      // group relative to CgroupDriver's <name> ("" = none)
+  // Instead of `user`: run as this uid with gid = uid and no supplementary groups (a uid
+  // from [controlplane] worker_uids, which needs no /etc/passwd entry). Never 0.
+  std::optional<uid_t> uid;
+  std::string cgroup;  // group relative to CgroupDriver's <name> ("" = none)
   std::string working_dir = "/";
   std::string log_path;  // stdout+stderr appended here ("" = /dev/null)
   // Keep the daemon's uid and capabilities and skip NO_NEW_PRIVS. Only for axon-dataplane
