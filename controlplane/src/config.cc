@@ -2,14 +2,13 @@
 // errors with file:line and a fix (see deploy/axon-controlplane.toml).
 #include "axon/controlplane/config.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "axon/common/model.h"
 #include "axon/common/toml_reader.h"
 
 namespace axon::controlplane {
@@ -80,24 +79,6 @@ bool read_ms(TableReader& reader, const char* key, std::chrono::milliseconds& ou
   }
   out = std::chrono::milliseconds(value);
   return true;
-}
-
-bool valid_prefix(const std::string& text) {
-  auto slash = text.find('/');
-  std::string address = text.substr(0, slash);
-  int max_bits = 0;
-  unsigned char buffer[16];
-  if (inet_pton(AF_INET, address.c_str(), buffer) == 1) {
-    max_bits = 32;
-  } else if (inet_pton(AF_INET6, address.c_str(), buffer) == 1) {
-    max_bits = 128;
-  } else {
-    return false;
-  }
-  if (slash == std::string::npos) return true;
-  std::string bits = text.substr(slash + 1);
-  if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string::npos) return false;
-  return std::stoi(bits) <= max_bits;
 }
 
 void read_api(TableReader& r, ApiSettings& api) {
@@ -293,9 +274,7 @@ std::string check_tenant(const TenantSpec& spec) {
   }
   if (spec.rate_pps > 0 && spec.burst == 0) return "tenant '" + spec.name + "' has rate_pps but no burst (>= 1)";
   for (const auto& prefix : spec.prefixes) {
-    if (!valid_prefix(prefix)) {
-      return "tenant '" + spec.name + "' prefix '" + prefix + "' is not an IPv4/IPv6 prefix such as 10.0.0.0/8";
-    }
+    if (auto parsed = model::parse_ip_prefix(prefix); !parsed) return "tenant '" + spec.name + "': " + parsed.message();
   }
   return {};
 }

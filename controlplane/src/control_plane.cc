@@ -1251,13 +1251,10 @@ ApiResult<std::vector<RouteInfo>> ControlPlane::list_routes() {
   std::lock_guard lock(mutex_);
   std::vector<RouteInfo> out;
   for (const auto& entry : build_tables().agents) {
-    RouteInfo r;
-    r.agent_id = entry.id;
-    r.agent = entry.name;
-    r.tenant = entry.tenant;
+    RouteInfo r{entry.id, entry.tenant, entry.name, {}};
     for (const auto& slot : entry.workers) {
       auto s = dataplane_.slots.find(slot);
-      if (s != dataplane_.slots.end() && s->second.state == "alive") r.slots.push_back(slot);
+      if (s != dataplane_.slots.end() && s->second.state == "alive") r.workers.push_back(slot);
     }
     out.push_back(std::move(r));
   }

@@ -158,7 +158,7 @@ class FakeControlApi : public ControlApi {
   ApiResult<std::vector<RouteInfo>> list_routes() override {
     std::lock_guard lock(mu_);
     std::vector<RouteInfo> out;
-    for (const auto& [name, a] : agents_) out.push_back(RouteInfo{a.spec.id, name, a.spec.tenant, {"slot-0"}});
+    for (const auto& [name, a] : agents_) out.push_back(RouteInfo{a.spec.id, a.spec.tenant, name, {"slot-0"}});
     return out;
   }
   ApiResult<std::string> metrics() override {

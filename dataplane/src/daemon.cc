@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <thread>
@@ -60,36 +61,61 @@ bool make_dirs(const std::string& path) {
   return true;
 }
 
-// Applies tenant rate limits and allowlists to the XDP maps, removing what `previous` had
-// and `next` no longer has.
+// The valid prefixes of a tenant, normalised (IpPrefix::to_string), so "10.0.0.1/8" and
+// "10.0.0.0/8" are one entry, as they are one key in the LPM map.
+std::map<std::string, bpf::IpPrefix> parsed_prefixes(const TenantConfig& tenant) {
+  std::map<std::string, bpf::IpPrefix> out;
+  for (const std::string& text : tenant.prefixes) {
+    auto prefix = bpf::IpPrefix::parse(text);
+    if (!prefix) {
+      AXON_LOG_ERROR(kLog, "tenant %u: %s", tenant.id, prefix.message().c_str());
+      continue;
+    }
+    out.emplace(prefix->to_string(), prefix.value());
+  }
+  return out;
+}
+
+// Brings the XDP maps from `previous` to `next` without a gap: every prefix and rate of `next`
+// is written first (an update of a key that stays is a no-op for the packets that match it),
+// and only then is what `next` no longer has removed. A source allowed before and after is
+// never denied in between (issue 11 item 9: remove-all-then-add dropped valid requests).
 void apply_tenants(bpf::XdpProgram& program, const std::vector<TenantConfig>& previous,
                    const std::vector<TenantConfig>& next) {
-  for (const TenantConfig& old : previous) {
-    bool kept = false;
-    for (const TenantConfig& t : next) kept = kept || t.id == old.id;
-    for (const std::string& text : old.prefixes) {
-      auto prefix = bpf::IpPrefix::parse(text);
-      if (prefix) (void)program.remove_prefix(old.id, prefix.value());
-    }
-    if (!kept || old.rate_pps != 0) (void)program.clear_rate_limit(old.id);
-  }
+  std::map<std::uint32_t, std::map<std::string, bpf::IpPrefix>> kept;
+  std::map<std::uint32_t, std::uint32_t> next_rate;
   for (const TenantConfig& t : next) {
-    for (const std::string& text : t.prefixes) {
-      auto prefix = bpf::IpPrefix::parse(text);
-      if (!prefix) {
-        AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, prefix.message().c_str());
-        continue;
-      }
-      if (auto ok = program.allow_prefix(t.id, prefix.value()); !ok) {
+    auto& prefixes = kept[t.id] = parsed_prefixes(t);
+    next_rate[t.id] = t.rate_pps;
+    for (const auto& [text, prefix] : prefixes) {
+      if (auto ok = program.allow_prefix(t.id, prefix); !ok) {
         AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, ok.message().c_str());
       }
     }
-    if (t.rate_pps != 0) {
-      if (auto ok = program.set_rate_limit(t.id, t.rate_pps, t.burst); !ok) {
-        AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, ok.message().c_str());
-      }
+    if (t.rate_pps == 0) continue;
+    const TenantConfig* before = nullptr;
+    for (const TenantConfig& old : previous) before = old.id == t.id ? &old : before;
+    // An unchanged limit keeps its bucket; a new or changed one starts full.
+    if (before != nullptr && before->rate_pps == t.rate_pps && before->burst == t.burst) continue;
+    if (auto ok = program.set_rate_limit(t.id, t.rate_pps, t.burst); !ok) {
+      AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, ok.message().c_str());
     }
   }
+  for (const TenantConfig& old : previous) {
+    const auto still = kept.find(old.id);
+    for (const auto& [text, prefix] : parsed_prefixes(old)) {
+      if (still != kept.end() && still->second.contains(text)) continue;
+      (void)program.remove_prefix(old.id, prefix);
+    }
+    const auto rate = next_rate.find(old.id);
+    if (old.rate_pps != 0 && (rate == next_rate.end() || rate->second == 0)) (void)program.clear_rate_limit(old.id);
+  }
+}
+
+// Generic slots and no agents of its own: a control plane will push the tables. Until it does,
+// requests are answered with a retryable error (RouteTable::provisional).
+bool awaits_control_plane(const DataplaneConfig& config) {
+  return config.worker_slots > 0 && config.agents.empty();
 }
 
 struct Listener {
@@ -115,7 +141,7 @@ class Daemon {
   // updated. Shared by SIGHUP reloads and the control socket's apply; on failure nothing
   // changes and `error` says why.
   bool install_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
-                      std::string& error);
+                      std::string& error, bool provisional = false);
   bool open_control_socket();
   std::string handle_control(const control::Request& request);
   std::vector<control::SlotInfo> slot_infos() const;
@@ -375,6 +401,7 @@ bool Daemon::setup() {
     AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
     return false;
   }
+  routes.value()->set_provisional(awaits_control_plane(config_));
   shared_->routes.publish(std::move(routes).value());
 
   for (std::uint32_t i = 0; i < lcore_count; ++i) {
@@ -535,19 +562,26 @@ void Daemon::reload() {
                    "unchanged");
     return;
   }
+  // Tables a control plane applied are its own: the file must not replace them (it usually
+  // has none, and every request would then be refused until the control plane pushed again).
+  if (table_version_ != 0) {
+    AXON_LOG_WARN(kLog,
+                  "reload of %s: the tenant and agent tables stay as the control plane applied them (version "
+                  "%llu); the file's [[tenants]] and [[agents]] apply only to a data plane without a control plane",
+                  options_.config_path.c_str(), static_cast<unsigned long long>(table_version_));
+    return;
+  }
   std::string error;
-  if (!install_tables(next->tenants, next->agents, error)) {
+  if (!install_tables(next->tenants, next->agents, error, awaits_control_plane(next.value()))) {
     AXON_LOG_ERROR(kLog, "reload rejected: %s", error.c_str());
     return;
   }
-  // The file's tables replace whatever the control plane applied.
-  table_version_ = 0;
   AXON_LOG_INFO(kLog, "reloaded %s: %zu agent route(s), %zu tenant(s)", options_.config_path.c_str(),
                 config_.agents.size(), config_.tenants.size());
 }
 
 bool Daemon::install_tables(const std::vector<TenantConfig>& tenants, const std::vector<AgentConfig>& agents,
-                            std::string& error) {
+                            std::string& error, bool provisional) {
   if (auto checked = check_tables(tenants, agents, config_.workers); !checked) {
     error = checked.message();
     return false;
@@ -560,6 +594,7 @@ bool Daemon::install_tables(const std::vector<TenantConfig>& tenants, const std:
     error = routes.message();
     return false;
   }
+  routes.value()->set_provisional(provisional);
   shared_->routes.publish(std::move(routes).value());
   if (program_) apply_tenants(*program_, config_.tenants, tenants);
   config_.agents = agents;

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <bit>
+#include <cstddef>
 #include <cstring>
 
 #include "axon/common/clock.h"
@@ -158,11 +159,30 @@ WorkerSlot* Lcore::pick_worker(const AgentRoute& route, std::uint64_t session_ke
   return nullptr;
 }
 
+// docs/protocol.md §7: a REQUEST of another major version, at least 80 bytes long, is answered
+// with a version 1 ERROR unsupported_version that echoes only request_id (the one field every
+// major version keeps in place besides magic, version and type). Shorter datagrams and other
+// types stay silent drops, so the reply is never larger than what provoked it.
+void Lcore::answer_unsupported_version(std::span<const std::uint8_t> bytes, const protocol::ParsedFrame& parsed,
+                                       std::uint64_t now) noexcept {
+  const std::uint32_t at = parsed.info.axp_offset;
+  if (parsed.info.datagram_len < protocol::kHeaderLen || std::size_t(at) + protocol::kHeaderLen > bytes.size()) return;
+  const std::uint8_t* axp = bytes.data() + at;
+  if (axp[offsetof(axp_header, type)] != AXP_MSG_REQUEST) return;
+  protocol::Header request;
+  std::uint64_t id = 0;
+  for (std::size_t i = 0; i < 8; ++i) id = id << 8 | axp[offsetof(axp_header, request_id) + i];
+  request.request_id = id;
+  ReplyContext ctx;
+  if (capture_context(bytes, parsed, request, now, ctx)) answer_error(ctx, protocol::ErrorCode::unsupported_version);
+}
+
 void Lcore::handle_frame(const Frame& frame, std::uint64_t now, bool admitted) noexcept {
   std::span<const std::uint8_t> bytes(frame.data, frame.len);
   protocol::ParsedFrame parsed = parser_.parse(bytes);
   if (!parsed.ok()) {
     count(stats_.drops[std::size_t(parsed.reason)]);
+    if (parsed.reason == protocol::Reason::bad_version) answer_unsupported_version(bytes, parsed, now);
     return;
   }
   auto datagram = protocol::PacketParser::datagram_of(bytes, parsed);
@@ -182,6 +202,10 @@ void Lcore::handle_frame(const Frame& frame, std::uint64_t now, bool admitted) n
   protocol::ErrorCode error = protocol::ErrorCode::none;
   if (request.segment_count > 1) {
     error = protocol::ErrorCode::payload_too_large;  // reassembly is not implemented yet
+  } else if (routes == nullptr || (routes->provisional() && route == nullptr)) {
+    error = protocol::ErrorCode::worker_failed;  // no tables from the control plane yet: retryable
+  } else if (!routes->has_tenant(request.tenant_id)) {
+    error = protocol::ErrorCode::unknown_tenant;
   } else if (route == nullptr || route->tenant_id != request.tenant_id) {
     error = protocol::ErrorCode::unknown_agent;
   } else if ((slot = pick_worker(*route, request.session_key)) == nullptr) {

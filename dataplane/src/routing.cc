@@ -77,6 +77,10 @@ protocol::Reason RouteTable::admit(std::uint32_t tenant_id, const axon_packet_in
   return protocol::Reason::ok;
 }
 
+bool RouteTable::has_tenant(std::uint32_t tenant_id) const noexcept {
+  return std::binary_search(tenant_ids_.begin(), tenant_ids_.end(), tenant_id);
+}
+
 Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const DataplaneConfig& config,
                                                                    bool userspace_policy) {
   std::map<std::string, std::uint16_t> index;
@@ -100,6 +104,8 @@ Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const Datapla
     }
     table->routes_.push_back(route);
   }
+  for (const TenantConfig& t : config.tenants) table->tenant_ids_.push_back(t.id);
+  std::sort(table->tenant_ids_.begin(), table->tenant_ids_.end());
   std::size_t slots = std::bit_ceil(std::max<std::size_t>(16, table->routes_.size() * 2));
   table->slots_.assign(slots, -1);
   for (std::size_t i = 0; i < table->routes_.size(); ++i) {

@@ -161,7 +161,7 @@ Header make_reply(const Header& request, MessageType type, const SpanId& respond
   reply.session_key = request.session_key;
   reply.request_id = request.request_id;
   reply.trace_id = request.trace_id;
-  reply.span_id = responder_span;
+  if (has_trace_context(request)) reply.span_id = responder_span;
   return reply;
 }
 
@@ -186,6 +186,10 @@ TraceId random_trace_id() noexcept {
   std::memcpy(id.data(), &hi, sizeof hi);
   std::memcpy(id.data() + sizeof hi, &lo, sizeof lo);
   return id;
+}
+
+bool has_trace_context(const Header& request) noexcept {
+  return is_valid_trace_id(request.trace_id) && request.span_id != SpanId{};
 }
 
 SpanId random_span_id() noexcept {

@@ -178,12 +178,9 @@ class MemoryControlApi : public ControlApi {
     std::lock_guard lock(mu_);
     std::vector<RouteInfo> out;
     for (const auto& [n, a] : agents_) {
-      RouteInfo r;
-      r.agent_id = a.spec.id;
-      r.agent = n;
-      r.tenant = a.spec.tenant;
+      RouteInfo r{a.spec.id, a.spec.tenant, n, {}};
       for (const auto& [id, w] : workers_) {
-        if (w.agent == n) r.slots.push_back(w.slot);
+        if (w.agent == n) r.workers.push_back(w.slot);
       }
       out.push_back(r);
     }

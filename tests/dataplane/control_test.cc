@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,8 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <iostream>
+#include <thread>
 
 #include "axon/bpf/xdp_program.h"
 
@@ -229,7 +233,8 @@ TEST_F(ControlIT, AppliedTablesRouteToGenericSlotsAndInvalidAppliesKeepTheOldTab
   ASSERT_NE(start_worker("slot-2", 2), nullptr);
   AxpClient axp(*net_, AF_INET);
   ASSERT_TRUE(axp.ok());
-  ASSERT_NO_FATAL_FAILURE(expect_error_reply(axp, 7, ErrorCode::unknown_agent, "before any apply"));
+  // Before the control plane's first tables: retryable (BeforeTheFirstApply... below).
+  ASSERT_NO_FATAL_FAILURE(expect_error_reply(axp, 7, ErrorCode::worker_failed, "before any apply"));
 
   ControlClient client = connect_client();
   auto applied = client.apply(tables_for(*net_, 41, {"slot-2"}));
@@ -276,15 +281,53 @@ TEST_F(ControlIT, AppliedTablesRouteToGenericSlotsAndInvalidAppliesKeepTheOldTab
   // The tables outlive the control plane's connection.
   { ControlClient gone = std::move(client); }
   ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "after the control client disconnected"));
+}
 
-  // SIGHUP: the file's tables (none here) replace the applied ones, and the version says so.
+// Issue 11 item 10: for about a second after a restart, before the control plane pushed its
+// tables, clients got unknown_agent, which §4 says never to retry. A data plane that waits for
+// its control plane (generic slots, no [[agents]]) answers a retryable worker_failed instead;
+// once tables arrive, an unknown agent or tenant is final again.
+TEST_F(ControlIT, BeforeTheFirstApplyRequestsGetARetryableWorkerFailed) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  AxpClient axp(*net_, AF_INET);
+  ASSERT_TRUE(axp.ok());
+  for (std::uint32_t tenant : {1u, 9u}) {
+    Header h = request_header(tenant, 7);
+    auto rx = roundtrip(axp, h);
+    ASSERT_TRUE(rx) << "tenant " << tenant << ": no reply before the first apply";
+    EXPECT_TRUE(is_error(*rx, ErrorCode::worker_failed)) << "tenant " << tenant << ": " << describe(*rx);
+    EXPECT_EQ(rx->header.retry_after_us, 100000u) << "a retry hint comes with it";
+  }
+  ASSERT_NE(start_worker("slot-0", 0), nullptr);
+  ControlClient client = connect_client();
+  ASSERT_TRUE(client.apply(tables_for(*net_, 3, {"slot-0"})).ok());
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "after the first apply"));
+  ASSERT_NO_FATAL_FAILURE(expect_error_reply(axp, 8, ErrorCode::unknown_agent, "unknown agent after apply"));
+  Header stranger = request_header(9, 7);
+  auto rx = roundtrip(axp, stranger);
+  ASSERT_TRUE(rx);
+  EXPECT_TRUE(is_error(*rx, ErrorCode::unknown_tenant)) << describe(*rx);
+}
+
+// Issue 11 item 8: SIGHUP (systemctl reload) with a control plane attached replaced its tables
+// with the file's, which have no agents: every request then got unknown_agent. The applied
+// tables now stay, and the reload says so in the log.
+TEST_F(ControlIT, SighupKeepsTheTablesTheControlPlaneApplied) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));
+  ASSERT_NE(start_worker("slot-1", 1), nullptr);
+  AxpClient axp(*net_, AF_INET);
+  ASSERT_TRUE(axp.ok());
+  ControlClient client = connect_client();
+  ASSERT_TRUE(client.apply(tables_for(*net_, 17, {"slot-1"})).ok());
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "before SIGHUP"));
   ASSERT_TRUE(daemon_->signal(SIGHUP));
-  ControlClient again = connect_client();
   ASSERT_TRUE(eventually([&] {
-    auto h = again.hello();
-    return h.ok() && h->table_version == 0;
-  })) << "SIGHUP did not replace the applied tables";
-  ASSERT_NO_FATAL_FAILURE(expect_error_reply(axp, 7, ErrorCode::unknown_agent, "after SIGHUP"));
+    return daemon_->log().find("stay as the control plane applied them") != std::string::npos;
+  })) << daemon_->log();
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "after SIGHUP"));
+  auto hello = client.hello();
+  ASSERT_TRUE(hello.ok()) << hello.message();
+  EXPECT_EQ(hello->table_version, 17u) << "the control plane's version must stay in force";
 }
 
 TEST_F(ControlIT, EmptyWorkerListAndAllWorkersDeadBothAnswerWorkerFailed) {
@@ -504,6 +547,71 @@ TEST_F(ControlIT, StatsReadyMeansALiveDataPlaneAfterKillAndAfterStop) {
   ASSERT_EQ(daemon_->stop(), std::optional<int>(0));
   EXPECT_EQ(stopped->header().ready.load(), 0u) << "a clean stop clears the flag itself";
   EXPECT_FALSE(stopped->ready());
+}
+
+// Issue 11 item 9: every table push removed all of a tenant's prefixes before adding them back,
+// and valid requests arriving in between were dropped as prefix_denied (11 over 30 updates that
+// changed only a rate). Pushes now update by difference, adding before removing.
+TEST_F(ControlIT, TablePushesUnderLoadNeverDenyAnAllowedSource) {
+  // generic_spec() runs the xdp backend; the allowlist is the XDP program's.
+  ConfigSpec spec = generic_spec();
+  spec.xdp_extra = "enforce_allowlist = true\n";
+  ASSERT_NO_FATAL_FAILURE(start_daemon(spec));
+  ASSERT_NE(start_worker("slot-0", 0), nullptr);
+  ControlClient client = connect_client();
+  // The allowed source's prefix first, then 255 others: a tenant with many prefixes, so the
+  // time between removing a prefix and adding it back (if an update does that) is not a
+  // few microseconds but the time of hundreds of map updates.
+  std::vector<std::string> many;
+  for (int b = 0; b < 255; ++b) many.push_back("172.16." + std::to_string(b) + ".0/24");
+  Tables first = tables_for(*net_, 1, {"slot-0"});
+  first.tenants[0].prefixes.insert(first.tenants[0].prefixes.end(), many.begin(), many.end());
+  ASSERT_TRUE(client.apply(first).ok());
+  AxpClient axp(*net_, AF_INET);
+  ASSERT_TRUE(axp.ok());
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "allowed source before the pushes"));
+  const std::uint64_t denied_before = daemon_->stats().xdp(Reason::prefix_denied);
+  const std::uint64_t ok_before = daemon_->stats().xdp(Reason::ok);
+
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> sent{0};
+  std::thread sender([&] {
+    // On the lcore's core (1), so that XDP runs there while the data plane's control thread
+    // writes the maps from the other core: otherwise one CPU would serialise the two.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(1 % std::max(1u, std::thread::hardware_concurrency()), &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    AxpClient load(*net_, AF_INET);
+    if (!load.ok()) return;
+    // Bounded: at most 2 million requests, or until the pushes are done.
+    for (std::uint64_t i = 0; i < 2'000'000 && !stop.load(std::memory_order_relaxed); ++i) {
+      if (load.send(request_header(1, 7))) sent.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  constexpr int kPushes = 60;
+  for (int i = 0; i < kPushes; ++i) {
+    Tables t = tables_for(*net_, std::uint64_t(10 + i), {"slot-0"});
+    t.tenants[0].rate_pps = 100000 + std::uint32_t(i);  // only the rate changes
+    t.tenants[0].burst = 1000;
+    t.tenants[0].prefixes.insert(t.tenants[0].prefixes.end(), many.begin(), many.end());
+    auto applied = client.apply(t);
+    ASSERT_TRUE(applied.ok()) << applied.message();
+    std::this_thread::sleep_for(2ms);
+  }
+  stop.store(true);
+  sender.join();
+  // XDP's counters reach the stats file every 100 ms: wait until the ok count covers what was sent.
+  EXPECT_TRUE(eventually([&] {
+    const std::uint64_t seen = daemon_->stats().xdp(Reason::ok) + daemon_->stats().xdp(Reason::prefix_denied);
+    return seen - ok_before - denied_before >= sent.load();
+  })) << "sent "
+      << sent.load();
+  EXPECT_GT(sent.load(), 1000u) << "too little traffic to cover the pushes";
+  EXPECT_EQ(daemon_->stats().xdp(Reason::prefix_denied) - denied_before, 0u)
+      << "requests from an allowed source were denied while tables were pushed (" << sent.load() << " sent over "
+      << kPushes << " pushes)";
+  ASSERT_NO_FATAL_FAILURE(expect_echo(axp, 7, "after the pushes"));
 }
 
 }  // namespace

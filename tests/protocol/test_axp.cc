@@ -213,6 +213,37 @@ TEST(AxpReply, EchoesIdsAndContinuesTheTrace) {
   EXPECT_EQ(validate(encode(error)), Reason::ok);
 }
 
+// Issue 11 item 1: a request without trace context got a reply with a random span id.
+TEST(AxpTrace, ReplySpanOnlyForARequestWithTraceContext) {
+  const SpanId fresh = random_span_id();
+  const Header full = test::FrameSpec::default_header();
+  ASSERT_TRUE(is_valid_trace_id(full.trace_id));
+  ASSERT_NE(full.span_id, SpanId{});
+  struct Case {
+    const char* name;
+    bool trace_set, span_set;
+    bool expect_span;  // the reply carries the responder's span
+  };
+  const Case cases[] = {
+      {"trace_id and span_id set: a child span", true, true, true},
+      {"both zero: no trace context, a zero span", false, false, false},
+      {"trace_id set, span_id zero: invalid parent, a zero span", true, false, false},
+      {"trace_id zero, span_id set: invalid, a zero span", false, true, false},
+  };
+  for (const Case& c : cases) {
+    Header request = full;
+    if (!c.trace_set) request.trace_id = TraceId{};
+    if (!c.span_set) request.span_id = SpanId{};
+    EXPECT_EQ(has_trace_context(request), c.expect_span) << c.name;
+    for (const Header& reply : {make_reply(request, MessageType::response, fresh), make_busy_reply(request, 200, fresh),
+                                make_error_reply(request, ErrorCode::worker_failed, fresh, 100000)}) {
+      EXPECT_EQ(reply.trace_id, request.trace_id) << c.name << ": trace_id is echoed as received";
+      EXPECT_EQ(reply.trace_flags, request.trace_flags) << c.name;
+      EXPECT_EQ(reply.span_id, c.expect_span ? fresh : SpanId{}) << c.name;
+    }
+  }
+}
+
 TEST(AxpTrace, RandomIdsAreNonZeroAndDistinct) {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {

@@ -1,218 +1,35 @@
 // Strict JSON readers and writers for the resource model (see json.h).
 #include "api/json.h"
 
-#include <array>
-#include <limits>
-#include <map>
-#include <set>
+#include <string>
+#include <utility>
+
+#include "axon/common/json_reader.h"
 
 namespace axon::controlplane::json_io {
 namespace {
 
-// The nested readers below stop at the first bad field by throwing BadField; the public
-// readers catch it and return it as ApiErrorCode::invalid_argument, so nothing outside
-// this file sees an exception.
-struct BadField {
-  std::string message;
-};
-
-[[noreturn]] void bad(const std::string& message) {
-  throw BadField{message};
+ApiError bad(std::string message) {
+  return api_error(ApiErrorCode::invalid_argument, std::move(message));
 }
 
-template <typename T, typename F>
-ApiResult<T> guarded(F&& read_it) {
-  try {
-    return read_it();
-  } catch (const BadField& e) {
-    return api_error(ApiErrorCode::invalid_argument, e.message);
-  }
-}
-
-// Where a value sits: the resource ("agent") and the dotted field path ("pool.min").
-struct Field {
-  const std::string& what;
-  std::string name;
-};
-
-std::string join(const std::string& prefix, const std::string& key) {
-  return prefix.empty() ? key : prefix + "." + key;
-}
-
-[[noreturn]] void wrong_type(const Field& f, const char* expected) {
-  bad("field '" + f.name + "' in " + f.what + " must be " + expected);
-}
-
-void read(const json& v, const Field& f, std::string& out) {
-  if (!v.is_string()) wrong_type(f, "a string");
-  out = v.get<std::string>();
-}
-
-void read(const json& v, const Field& f, bool& out) {
-  if (!v.is_boolean()) wrong_type(f, "true or false");
-  out = v.get<bool>();
-}
-
-template <typename Unsigned>
-void read_unsigned(const json& v, const Field& f, Unsigned& out, const char* expected) {
-  // The parser stores non-negative literals as unsigned; json built in code may hold them
-  // signed. Both are fine if non-negative; floats never are.
-  if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<std::int64_t>() < 0)) wrong_type(f, expected);
-  const auto n = v.get<std::uint64_t>();
-  if (n > std::numeric_limits<Unsigned>::max()) wrong_type(f, expected);
-  out = static_cast<Unsigned>(n);
-}
-
-void read(const json& v, const Field& f, std::uint32_t& out) {
-  read_unsigned(v, f, out, "an unsigned integer below 2^32");
-}
-void read(const json& v, const Field& f, std::uint64_t& out) {
-  read_unsigned(v, f, out, "an unsigned integer below 2^64");
-}
-
-template <typename Signed>
-void read_signed(const json& v, const Field& f, Signed& out, const char* expected) {
-  if (v.is_number_unsigned()) {
-    const auto n = v.get<std::uint64_t>();
-    if (n > static_cast<std::uint64_t>(std::numeric_limits<Signed>::max())) wrong_type(f, expected);
-    out = static_cast<Signed>(n);
-    return;
-  }
-  if (!v.is_number_integer()) wrong_type(f, expected);
-  const auto n = v.get<std::int64_t>();
-  if (n < std::numeric_limits<Signed>::min() || n > std::numeric_limits<Signed>::max()) wrong_type(f, expected);
-  out = static_cast<Signed>(n);
-}
-
-void read(const json& v, const Field& f, std::int32_t& out) {
-  read_signed(v, f, out, "a 32-bit integer");
-}
-void read(const json& v, const Field& f, std::int64_t& out) {
-  read_signed(v, f, out, "a 64-bit integer");
-}
-
-void read(const json& v, const Field& f, std::vector<std::string>& out) {
-  if (!v.is_array()) wrong_type(f, "an array of strings");
-  out.clear();
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    std::string s;
-    read(v[i], Field{f.what, f.name + "[" + std::to_string(i) + "]"}, s);
-    out.push_back(std::move(s));
-  }
-}
-
-void read(const json& v, const Field& f, std::map<std::string, std::string>& out) {
-  if (!v.is_object()) wrong_type(f, "an object of strings");
-  out.clear();
-  for (const auto& [key, value] : v.items()) {
-    std::string s;
-    read(value, Field{f.what, join(f.name, key)}, s);
-    out.emplace(key, std::move(s));
-  }
-}
-
-template <typename Enum, std::size_t N>
-void read_enum(const json& v, const Field& f, Enum& out, const std::array<const char*, N>& names,
-               const char* expected) {
-  if (v.is_string()) {
-    const auto s = v.get<std::string>();
-    for (std::size_t i = 0; i < N; ++i) {
-      if (s == names[i]) {
-        out = static_cast<Enum>(i);
-        return;
-      }
-    }
-  }
-  wrong_type(f, expected);
-}
-
-constexpr std::array<const char*, 3> kPriorityNames{"realtime", "standard", "batch"};
-constexpr std::array<const char*, 3> kBreakerNames{"closed", "open", "half_open"};
-constexpr std::array<const char*, 6> kWorkerStateNames{"starting", "warm", "busy", "draining", "backoff", "stopped"};
-
-void read(const json& v, const Field& f, PriorityClass& out) {
-  read_enum(v, f, out, kPriorityNames, "one of \"realtime\", \"standard\", \"batch\"");
-}
-void read(const json& v, const Field& f, BreakerState& out) {
-  read_enum(v, f, out, kBreakerNames, "one of \"closed\", \"open\", \"half_open\"");
-}
-void read(const json& v, const Field& f, WorkerState& out) {
-  read_enum(v, f, out, kWorkerStateNames,
-            "one of \"starting\", \"warm\", \"busy\", \"draining\", \"backoff\", \"stopped\"");
-}
-
+// The reader's verdict: `out`, or its first error as invalid_argument.
 template <typename T>
-void read(const json& v, const Field& f, std::optional<T>& out) {
-  if (v.is_null()) {
-    out.reset();
-    return;
-  }
-  T value{};
-  read(v, f, value);
-  out = std::move(value);
+ApiResult<T> finish(JsonReader& r, T out) {
+  r.finish();
+  if (r.error()) return bad(*r.error());
+  return out;
 }
 
-// Reads one JSON object field by field; finish() rejects the fields nobody asked for.
-class ObjectReader {
- public:
-  ObjectReader(const json& j, const std::string& what, std::string prefix)
-      : j_(j), what_(what), prefix_(std::move(prefix)) {
-    if (!j_.is_object()) {
-      if (prefix_.empty()) bad(what_ + " must be a JSON object");
-      bad("field '" + prefix_ + "' in " + what_ + " must be an object");
-    }
-  }
-
-  template <typename T>
-  void required(const char* key, T& out) {
-    known_.insert(key);
-    const auto it = j_.find(key);
-    if (it == j_.end()) bad("missing required field '" + join(prefix_, key) + "' in " + what_);
-    read(*it, Field{what_, join(prefix_, key)}, out);
-  }
-
-  template <typename T>
-  bool optional(const char* key, T& out) {
-    known_.insert(key);
-    const auto it = j_.find(key);
-    if (it == j_.end()) return false;
-    read(*it, Field{what_, join(prefix_, key)}, out);
-    return true;
-  }
-
-  void finish() const {
-    for (const auto& [key, value] : j_.items()) {
-      if (known_.count(key) == 0) bad("unknown field '" + join(prefix_, key) + "' in " + what_);
-    }
-  }
-
-  const std::string& what() const { return what_; }
-  std::string nested(const char* key) const { return join(prefix_, key); }
-
- private:
-  const json& j_;
-  const std::string& what_;
-  std::string prefix_;
-  std::set<std::string> known_;
-};
-
-void read_object(const json& j, const std::string& what, const std::string& prefix, PoolSize& out) {
-  ObjectReader r(j, what, prefix);
+void read_pool(JsonReader& r, PoolSize& out) {
   r.optional("min", out.min);
   r.optional("max", out.max);
-  r.finish();
 }
 
-void read(const json& v, const Field& f, PoolSize& out) {
-  read_object(v, f.what, f.name, out);
-}
-
-void read_object(const json& j, const std::string& what, const std::string& prefix, AgentSpec& out,
-                 const std::optional<std::string>& path_name) {
-  ObjectReader r(j, what, prefix);
+void read_agent(JsonReader& r, AgentSpec& out, const std::optional<std::string>& path_name) {
   if (path_name) {
     if (r.optional("name", out.name) && out.name != *path_name) {
-      bad("field 'name' in " + what + " is '" + out.name + "' but the path names '" + *path_name + "'");
+      r.fail("field 'name' in " + r.what() + " is '" + out.name + "' but the path names '" + *path_name + "'");
     }
     out.name = *path_name;
   } else {
@@ -224,17 +41,11 @@ void read_object(const json& j, const std::string& what, const std::string& pref
   r.required("command", out.command);
   r.optional("env", out.env);
   r.optional("user", out.user);
-  r.optional("pool", out.pool);
+  r.nested("pool", false, [&](JsonReader& pool) { read_pool(pool, out.pool); });
   r.optional("cgroup_profile", out.cgroup_profile);
-  r.finish();
 }
 
-void read(const json& v, const Field& f, AgentSpec& out) {
-  read_object(v, f.what, f.name, out, std::nullopt);
-}
-
-void read_object(const json& j, const std::string& what, const std::string& prefix, DataplaneStatus& out) {
-  ObjectReader r(j, what, prefix);
+void read_dataplane(JsonReader& r, DataplaneStatus& out) {
   r.required("connected", out.connected);
   r.optional("pid", out.pid);
   r.optional("backend", out.backend);
@@ -249,60 +60,54 @@ void read_object(const json& j, const std::string& what, const std::string& pref
   r.optional("drops", out.drops);
   r.optional("errors_sent", out.errors_sent);
   r.optional("busy_sent", out.busy_sent);
-  r.finish();
-}
-
-void read(const json& v, const Field& f, DataplaneStatus& out) {
-  read_object(v, f.what, f.name, out);
 }
 
 }  // namespace
 
 ApiResult<json> parse_body(std::string_view body) {
-  return guarded<json>([&]() -> json {
-    // nlohmann's parser keeps its own stack, but cap nesting anyway: no resource nests more
-    // than 3 levels, and a megabyte of '[' should cost nothing.
-    int depth = 0;
-    bool in_string = false;
-    bool escaped = false;
-    for (std::size_t i = 0; i < body.size(); ++i) {
-      const char c = body[i];
-      if (in_string) {
-        if (escaped) {
-          escaped = false;
-        } else if (c == '\\') {
-          escaped = true;
-        } else if (c == '"') {
-          in_string = false;
-        }
+  // nlohmann's parser keeps its own stack, but cap nesting anyway: no resource nests more
+  // than 3 levels, and a megabyte of '[' should cost nothing.
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
       } else if (c == '"') {
-        in_string = true;
-      } else if (c == '{' || c == '[') {
-        if (++depth > 64) bad("malformed JSON at byte " + std::to_string(i) + ": nesting deeper than 64");
-      } else if (c == '}' || c == ']') {
-        --depth;
+        in_string = false;
       }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > 64) return bad("malformed JSON at byte " + std::to_string(i) + ": nesting deeper than 64");
+    } else if (c == '}' || c == ']') {
+      --depth;
     }
-    try {
-      return json::parse(body.begin(), body.end());
-    } catch (const json::parse_error& e) {
-      // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ...";
-      // keep the part after the bracketed id, which says what was expected.
-      std::string detail = e.what();
-      if (const auto pos = detail.find("] "); pos != std::string::npos) detail.erase(0, pos + 2);
-      bad("malformed JSON at byte " + std::to_string(e.byte) + ": " + detail);
-    }
-  });
+  }
+  // nlohmann reports where and why a parse failed only through its exception; it stops here.
+  try {
+    return json::parse(body.begin(), body.end());
+  } catch (const json::parse_error& e) {
+    // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ...";
+    // keep the part after the bracketed id, which says what was expected.
+    std::string detail = e.what();
+    if (const auto pos = detail.find("] "); pos != std::string::npos) detail.erase(0, pos + 2);
+    return bad("malformed JSON at byte " + std::to_string(e.byte) + ": " + detail);
+  }
 }
 
 const char* to_string(PriorityClass value) {
-  return kPriorityNames.at(static_cast<std::size_t>(value));
+  return enum_names(value).at(static_cast<std::size_t>(value));
 }
 const char* to_string(BreakerState value) {
-  return kBreakerNames.at(static_cast<std::size_t>(value));
+  return enum_names(value).at(static_cast<std::size_t>(value));
 }
 const char* to_string(WorkerState value) {
-  return kWorkerStateNames.at(static_cast<std::size_t>(value));
+  return enum_names(value).at(static_cast<std::size_t>(value));
 }
 
 json to_json(const PoolSize& value) {
@@ -355,7 +160,8 @@ json to_json(const TenantSpec& value) {
 }
 
 json to_json(const RouteInfo& value) {
-  return json{{"agent_id", value.agent_id}, {"agent", value.agent}, {"tenant", value.tenant}, {"slots", value.slots}};
+  // The REST names: the agent's id and name, and its live worker slots.
+  return json{{"agent_id", value.id}, {"agent", value.name}, {"tenant", value.tenant}, {"slots", value.workers}};
 }
 
 json to_json(const DataplaneStatus& value) {
@@ -395,137 +201,108 @@ json to_json(const ScaleRequest& value) {
 }
 
 ApiResult<AgentSpec> agent_spec_from_json(const json& j, const std::optional<std::string>& path_name) {
-  return guarded<AgentSpec>([&]() -> AgentSpec {
-    static const std::string what = "agent";
-    AgentSpec out;
-    read_object(j, what, "", out, path_name);
-    return out;
-  });
+  JsonReader r(j, "agent");
+  AgentSpec out;
+  read_agent(r, out, path_name);
+  return finish(r, std::move(out));
 }
 
 ApiResult<TenantSpec> tenant_spec_from_json(const json& j, const std::optional<std::uint32_t>& path_id) {
-  return guarded<TenantSpec>([&]() -> TenantSpec {
-    static const std::string what = "tenant";
-    TenantSpec out;
-    ObjectReader r(j, what, "");
-    if (path_id) {
-      if (r.optional("id", out.id) && out.id != *path_id) {
-        bad("field 'id' in tenant is " + std::to_string(out.id) + " but the path names " + std::to_string(*path_id));
-      }
-      out.id = *path_id;
-    } else {
-      r.required("id", out.id);
+  JsonReader r(j, "tenant");
+  TenantSpec out;
+  if (path_id) {
+    if (r.optional("id", out.id) && out.id != *path_id) {
+      r.fail("field 'id' in tenant is " + std::to_string(out.id) + " but the path names " + std::to_string(*path_id));
     }
-    r.required("name", out.name);
-    r.optional("rate_pps", out.rate_pps);
-    r.optional("burst", out.burst);
-    r.optional("prefixes", out.prefixes);
-    r.finish();
-    return out;
-  });
+    out.id = *path_id;
+  } else {
+    r.required("id", out.id);
+  }
+  r.required("name", out.name);
+  r.optional("rate_pps", out.rate_pps);
+  r.optional("burst", out.burst);
+  r.optional("prefixes", out.prefixes);
+  return finish(r, std::move(out));
 }
 
 ApiResult<ScaleRequest> scale_request_from_json(const json& j) {
-  return guarded<ScaleRequest>([&]() -> ScaleRequest {
-    static const std::string what = "scale request";
-    ScaleRequest out;
-    ObjectReader r(j, what, "");
-    r.optional("min", out.min);
-    r.optional("max", out.max);
-    r.finish();
-    if (!out.min && !out.max) bad("scale request needs 'min', 'max' or both");
-    return out;
-  });
+  JsonReader r(j, "scale request");
+  ScaleRequest out;
+  r.optional("min", out.min);
+  r.optional("max", out.max);
+  r.finish();
+  if (r.ok() && !out.min && !out.max) r.fail("scale request needs 'min', 'max' or both");
+  return finish(r, out);
 }
 
 ApiResult<PoolSize> pool_size_from_json(const json& j) {
-  return guarded<PoolSize>([&]() -> PoolSize {
-    static const std::string what = "pool";
-    PoolSize out;
-    read_object(j, what, "", out);
-    return out;
-  });
+  JsonReader r(j, "pool");
+  PoolSize out;
+  read_pool(r, out);
+  return finish(r, out);
 }
 
 ApiResult<AgentStatus> agent_status_from_json(const json& j) {
-  return guarded<AgentStatus>([&]() -> AgentStatus {
-    static const std::string what = "agent status";
-    AgentStatus out;
-    ObjectReader r(j, what, "");
-    r.required("spec", out.spec);
-    r.optional("workers", out.workers);
-    r.optional("warm", out.warm);
-    r.optional("breaker", out.breaker);
-    r.optional("restarts", out.restarts);
-    r.optional("crashes_in_window", out.crashes_in_window);
-    r.optional("breaker_retry_in_ms", out.breaker_retry_in_ms);
-    r.optional("last_exit", out.last_exit);
-    r.finish();
-    return out;
-  });
+  JsonReader r(j, "agent status");
+  AgentStatus out;
+  r.nested("spec", true, [&](JsonReader& spec) { read_agent(spec, out.spec, std::nullopt); });
+  r.optional("workers", out.workers);
+  r.optional("warm", out.warm);
+  r.optional("breaker", out.breaker);
+  r.optional("restarts", out.restarts);
+  r.optional("crashes_in_window", out.crashes_in_window);
+  r.optional("breaker_retry_in_ms", out.breaker_retry_in_ms);
+  r.optional("last_exit", out.last_exit);
+  return finish(r, std::move(out));
 }
 
 ApiResult<WorkerInfo> worker_info_from_json(const json& j) {
-  return guarded<WorkerInfo>([&]() -> WorkerInfo {
-    static const std::string what = "worker";
-    WorkerInfo out;
-    ObjectReader r(j, what, "");
-    r.required("id", out.id);
-    r.required("agent", out.agent);
-    r.optional("slot", out.slot);
-    r.optional("pid", out.pid);
-    r.required("state", out.state);
-    r.optional("started_at_ms", out.started_at_ms);
-    r.optional("restarts", out.restarts);
-    r.optional("cgroup", out.cgroup);
-    r.optional("inflight", out.inflight);
-    r.optional("ring_depth", out.ring_depth);
-    r.optional("completed", out.completed);
-    r.finish();
-    return out;
-  });
+  JsonReader r(j, "worker");
+  WorkerInfo out;
+  r.required("id", out.id);
+  r.required("agent", out.agent);
+  r.optional("slot", out.slot);
+  r.optional("pid", out.pid);
+  r.required("state", out.state);
+  r.optional("started_at_ms", out.started_at_ms);
+  r.optional("restarts", out.restarts);
+  r.optional("cgroup", out.cgroup);
+  r.optional("inflight", out.inflight);
+  r.optional("ring_depth", out.ring_depth);
+  r.optional("completed", out.completed);
+  return finish(r, std::move(out));
 }
 
 ApiResult<RouteInfo> route_info_from_json(const json& j) {
-  return guarded<RouteInfo>([&]() -> RouteInfo {
-    static const std::string what = "route";
-    RouteInfo out;
-    ObjectReader r(j, what, "");
-    r.required("agent_id", out.agent_id);
-    r.required("agent", out.agent);
-    r.required("tenant", out.tenant);
-    r.optional("slots", out.slots);
-    r.finish();
-    return out;
-  });
+  JsonReader r(j, "route");
+  RouteInfo out;
+  r.required("agent_id", out.id);
+  r.required("agent", out.name);
+  r.required("tenant", out.tenant);
+  r.optional("slots", out.workers);
+  return finish(r, std::move(out));
 }
 
 ApiResult<DataplaneStatus> dataplane_status_from_json(const json& j) {
-  return guarded<DataplaneStatus>([&]() -> DataplaneStatus {
-    static const std::string what = "dataplane status";
-    DataplaneStatus out;
-    read_object(j, what, "", out);
-    return out;
-  });
+  JsonReader r(j, "dataplane status");
+  DataplaneStatus out;
+  read_dataplane(r, out);
+  return finish(r, std::move(out));
 }
 
 ApiResult<SystemStatus> system_status_from_json(const json& j) {
-  return guarded<SystemStatus>([&]() -> SystemStatus {
-    static const std::string what = "status";
-    SystemStatus out;
-    ObjectReader r(j, what, "");
-    r.required("version", out.version);
-    r.optional("uptime_ms", out.uptime_ms);
-    r.optional("cgroup_mode", out.cgroup_mode);
-    r.required("dataplane", out.dataplane);
-    r.optional("agents", out.agents);
-    r.optional("workers", out.workers);
-    r.optional("warm", out.warm);
-    r.optional("breakers_open", out.breakers_open);
-    r.optional("tenants", out.tenants);
-    r.finish();
-    return out;
-  });
+  JsonReader r(j, "status");
+  SystemStatus out;
+  r.required("version", out.version);
+  r.optional("uptime_ms", out.uptime_ms);
+  r.optional("cgroup_mode", out.cgroup_mode);
+  r.nested("dataplane", true, [&](JsonReader& d) { read_dataplane(d, out.dataplane); });
+  r.optional("agents", out.agents);
+  r.optional("workers", out.workers);
+  r.optional("warm", out.warm);
+  r.optional("breakers_open", out.breakers_open);
+  r.optional("tenants", out.tenants);
+  return finish(r, std::move(out));
 }
 
 }  // namespace axon::controlplane::json_io

@@ -10,6 +10,7 @@
 // the engine backend-neutral (no rte_eal_remote_launch) at the cost of one predictable
 // branch per burst.
 #include <dirent.h>
+#include <linux/if_xdp.h>
 #include <net/if.h>
 #include <numa.h>
 #include <rte_eal.h>
@@ -22,6 +23,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -157,6 +159,14 @@ class DpdkRuntimeImpl final : public DpdkRuntime {
     rte_eth_stats stats{};
     if (!port_started_ || rte_eth_stats_get(port_id_, &stats) != 0) return out;
     out.rx_missed = stats.imissed;
+    // net_af_xdp's imissed holds its sockets' XDP_STATISTICS rx_dropped, but not rx_ring_full:
+    // frames the kernel could not queue because the lcore was not draining the RX ring (e.g.
+    // descheduled). Without them the counters would not add up to what reached the interface.
+    for (int fd : xsk_fds_) {
+      xdp_statistics xs{};
+      socklen_t len = sizeof xs;
+      if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &xs, &len) == 0 && len == sizeof xs) out.rx_missed += xs.rx_ring_full;
+    }
     out.rx_nombuf = stats.rx_nombuf;
     out.rx_errors = stats.ierrors;
     out.tx_errors = stats.oerrors;
@@ -199,7 +209,26 @@ class DpdkRuntimeImpl final : public DpdkRuntime {
   std::string driver_;
   std::map<int, rte_mempool*> pools_;  // by NUMA node
   std::vector<std::unique_ptr<DpdkPort>> ports_;
+  std::vector<int> xsk_fds_;  // net_af_xdp's AF_XDP sockets (owned by the driver), for their statistics
 };
+
+// The AF_XDP sockets open in this process. With backend dpdk the only ones are those the
+// net_af_xdp driver made for its queues (the xdp backend is not loaded alongside).
+std::vector<int> af_xdp_sockets() {
+  std::vector<int> fds;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return fds;
+  const int own = dirfd(dir);
+  while (dirent* entry = readdir(dir)) {
+    const int fd = std::atoi(entry->d_name);
+    if (entry->d_name[0] == '.' || fd == own) continue;
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_XDP) fds.push_back(fd);
+  }
+  closedir(dir);
+  return fds;
+}
 
 int node_of_core(int core) {
   if (core < 0 || numa_available() < 0) return -1;
@@ -461,6 +490,7 @@ Result<std::unique_ptr<DpdkRuntime>, PortError> open_dpdk(const DpdkOptions& opt
                 "starting " + runtime->device_ + " failed: " + rte_strerror(-rc) + "; see the driver's message above");
   }
   runtime->port_started_ = true;
+  if (runtime->driver_ == "net_af_xdp") runtime->xsk_fds_ = af_xdp_sockets();
   // Drivers without rte_eth_tx_done_cleanup say so with -ENOTSUP; do not ask them again.
   const bool tx_cleanup = rte_eth_tx_done_cleanup(port_id, 0, 0) != -ENOTSUP;
 

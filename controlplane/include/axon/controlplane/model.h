@@ -9,6 +9,7 @@
 // request body are rejected with 400 naming the field.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "axon/common/model.h"
 #include "axon/common/result.h"
 
 namespace axon::controlplane {
@@ -53,12 +55,24 @@ enum class BreakerState { closed, open, half_open };
 // (crashed, waiting to respawn), "stopped".
 enum class WorkerState { starting, warm, busy, draining, backoff, stopped };
 
+// Their JSON names in value order (the strict JSON reader finds these by ADL).
+constexpr std::array<const char*, 3> enum_names(PriorityClass) {
+  return {"realtime", "standard", "batch"};
+}
+constexpr std::array<const char*, 3> enum_names(BreakerState) {
+  return {"closed", "open", "half_open"};
+}
+constexpr std::array<const char*, 6> enum_names(WorkerState) {
+  return {"starting", "warm", "busy", "draining", "backoff", "stopped"};
+}
+
 struct PoolSize {
   std::uint32_t min = 1;  // kept warm at all times
   std::uint32_t max = 1;  // upper bound when scaling with load
 };
 
-// What an operator registers (POST /v1/agents, PUT /v1/agents/{name}).
+// What an operator registers (POST /v1/agents, PUT /v1/agents/{name}): the shared model's
+// Agent (name, id, tenant) plus what only the control plane needs to run its workers.
 struct AgentSpec {
   std::string name;          // [a-z0-9][a-z0-9_-]{0,31}; unique
   std::uint32_t id = 0;      // AXP agent id (1..2^32-1); unique
@@ -69,6 +83,8 @@ struct AgentSpec {
   std::string user;                        // run as this user (optional; "" = daemon default)
   PoolSize pool;
   std::string cgroup_profile = "default";  // a [cgroup_profiles.<name>] from the config
+
+  model::Agent agent() const { return model::Agent{id, tenant, name}; }  // what the data plane routes on
 };
 
 struct AgentStatus {
@@ -96,21 +112,10 @@ struct WorkerInfo {
   std::uint64_t completed = 0;
 };
 
-struct TenantSpec {
-  std::uint32_t id = 0;  // AXP tenant id (1..2^32-1)
-  std::string name;
-  std::uint32_t rate_pps = 0;  // 0 = unlimited
-  std::uint32_t burst = 0;
-  std::vector<std::string> prefixes;  // "10.0.0.0/8", "2001:db8::/32"
-};
-
-// One agent's entry in the table pushed to the data plane (GET /v1/routes).
-struct RouteInfo {
-  std::uint32_t agent_id = 0;
-  std::string agent;
-  std::uint32_t tenant = 0;
-  std::vector<std::string> slots;  // live worker slots requests are spread over
-};
+// A tenant and a route are the shared model's (axon/common/model.h): the data plane's
+// config and control socket carry the same structs.
+using TenantSpec = model::Tenant;  // PUT /v1/tenants/{id}
+using RouteInfo = model::Route;    // one agent's entry in the table pushed to the data plane (GET /v1/routes)
 
 struct DataplaneStatus {
   bool connected = false;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "axon/common/model.h"
 #include "axon/common/result.h"
 #include "axon/shm/segment.h"
 
@@ -58,24 +59,14 @@ struct UringSettings {
   std::uint32_t socket_buffer = 4194304;  // SO_RCVBUF/SO_SNDBUF request, bytes
 };
 
-struct TenantConfig {
-  std::uint32_t id = 0;
-  std::string name;
-  std::uint32_t rate_pps = 0;  // 0 = unlimited
-  std::uint32_t burst = 0;
-  std::vector<std::string> prefixes;  // allowed source prefixes (allowlist)
-};
+// A tenant and an agent's route are the shared model's (axon/common/model.h).
+using TenantConfig = model::Tenant;
 
 struct WorkerConfig {
   std::string name;  // also the handoff socket name: <run_dir>/workers/<name>.sock
 };
 
-struct AgentConfig {
-  std::uint32_t id = 0;
-  std::uint32_t tenant = 0;
-  std::string name;
-  std::vector<std::string> workers;  // worker slot names; empty = answered ERROR worker_failed
-};
+using AgentConfig = model::Route;  // workers: slot names; empty = answered ERROR worker_failed
 
 struct DataplaneConfig {
   std::string source_path;

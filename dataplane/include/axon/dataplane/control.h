@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "axon/common/model.h"
 #include "axon/common/result.h"
 
 namespace axon::dataplane::control {
@@ -18,20 +19,10 @@ namespace axon::dataplane::control {
 inline constexpr int kProtocolVersion = 1;
 inline constexpr std::size_t kMaxMessageBytes = 1u << 20;  // one request or reply, either way
 
-struct TenantEntry {
-  std::uint32_t id = 0;
-  std::string name;
-  std::uint32_t rate_pps = 0;  // 0 = unlimited
-  std::uint32_t burst = 0;
-  std::vector<std::string> prefixes;  // allowed source prefixes, "10.0.0.0/8"
-};
-
-struct AgentEntry {
-  std::uint32_t id = 0;
-  std::uint32_t tenant = 0;
-  std::string name;
-  std::vector<std::string> workers;  // slot names; empty = requests are answered with an ERROR
-};
+// The shared model's (axon/common/model.h): the control plane's registry, its REST JSON and
+// the data plane's config carry the same structs.
+using TenantEntry = model::Tenant;
+using AgentEntry = model::Route;  // an agent and its worker slots
 
 struct Tables {
   std::uint64_t version = 0;  // chosen by the control plane, echoed back by hello()

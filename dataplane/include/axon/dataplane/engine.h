@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "axon/dataplane/config.h"
@@ -83,6 +84,8 @@ class Lcore {
   struct Staging;
 
   void handle_frame(const Frame& frame, std::uint64_t now, bool admitted = false) noexcept;
+  void answer_unsupported_version(std::span<const std::uint8_t> bytes, const protocol::ParsedFrame& parsed,
+                                  std::uint64_t now) noexcept;
   void enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
                      const protocol::Header& request, std::uint64_t now) noexcept;
   void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,

@@ -66,7 +66,14 @@ class RouteTable {
     }
     return nullptr;
   }
+  // The tenant is configured (has a [[tenants]] entry or came in the control plane's tables).
+  [[nodiscard]] bool has_tenant(std::uint32_t tenant_id) const noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return routes_.size(); }
+  // Provisional: the data plane waits for its control plane's first tables (it has generic
+  // slots and no [[agents]] of its own). Requests it cannot route yet get a retryable
+  // ERROR worker_failed instead of unknown_agent/unknown_tenant, which say "do not retry".
+  [[nodiscard]] bool provisional() const noexcept { return provisional_; }
+  void set_provisional(bool provisional) noexcept { provisional_ = provisional; }
   [[nodiscard]] const std::vector<AgentRoute>& routes() const noexcept { return routes_; }
 
  private:
@@ -78,9 +85,11 @@ class RouteTable {
   }
   std::vector<AgentRoute> routes_;
   std::vector<std::int32_t> slots_;                     // open addressing, -1 = empty
-  std::vector<std::unique_ptr<TenantPolicy>> tenants_;  // sorted by tenant_id
+  std::vector<std::unique_ptr<TenantPolicy>> tenants_;  // sorted by tenant_id (userspace policy only)
+  std::vector<std::uint32_t> tenant_ids_;               // every configured tenant, sorted
   bool enforce_allowlist_ = false;
   bool enforce_rate_ = false;
+  bool provisional_ = false;
 };
 
 // The published table plus the quiescent-state bookkeeping that makes freeing safe.

@@ -148,9 +148,11 @@ struct Header {
 [[nodiscard]] std::size_t encode_datagram(Header header, std::span<const std::uint8_t> payload,
                                           std::span<std::uint8_t> out) noexcept;
 
-// Reply rules (docs/protocol.md "Replies"): tenant, agent, session key, request id, priority,
-// trace id and trace flags are echoed; span_id carries the responder's new span, whose parent
-// is the request's span_id; deadline is 0; lengths are left for encode_datagram().
+// Reply rules (docs/protocol.md §5): tenant, agent, session key, request id, priority,
+// trace id and trace flags are echoed; deadline is 0; lengths are left for encode_datagram().
+// span_id carries `responder_span` (the responder's new span, child of the request's span_id)
+// only when the request has trace context (has_trace_context); otherwise it is zero, so a
+// request without trace context gets a reply without one.
 [[nodiscard]] Header make_reply(const Header& request, MessageType type, const SpanId& responder_span) noexcept;
 [[nodiscard]] Header make_error_reply(const Header& request, ErrorCode code, const SpanId& responder_span,
                                       std::uint32_t retry_after_us = 0) noexcept;
@@ -162,6 +164,9 @@ struct Header {
 [[nodiscard]] TraceId random_trace_id() noexcept;
 [[nodiscard]] SpanId random_span_id() noexcept;
 [[nodiscard]] bool is_valid_trace_id(const TraceId& id) noexcept;
+// A request carries trace context when both its trace_id and its span_id (the parent of the
+// responder's span) are non-zero; W3C calls either one all zero invalid.
+[[nodiscard]] bool has_trace_context(const Header& request) noexcept;
 
 // W3C traceparent text: "00-<trace id>-<span id>-<flags>", for logs and exporters.
 [[nodiscard]] std::string to_traceparent(const TraceId& trace_id, const SpanId& span_id, std::uint8_t flags);

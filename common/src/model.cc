@@ -1,0 +1,69 @@
+// The one strict IP prefix parse (see model.h).
+#include "axon/common/model.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+namespace axon::model {
+
+namespace {
+
+Error<PrefixError> invalid(std::string_view text, const std::string& why) {
+  return make_error(PrefixError::invalid, "'" + std::string(text) + "' is not an IP prefix: " + why +
+                                              " (write an address such as 192.0.2.7, or a prefix such as "
+                                              "10.0.0.0/8 or 2001:db8::/32)");
+}
+
+}  // namespace
+
+Result<IpPrefix, PrefixError> parse_ip_prefix(std::string_view text) {
+  const auto slash = text.find('/');
+  const std::string address(text.substr(0, slash));
+  IpPrefix p;
+  if (inet_pton(AF_INET, address.c_str(), p.addr.data()) == 1) {
+    p.ip_version = 4;
+    p.length = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), p.addr.data()) == 1) {
+    p.ip_version = 6;
+    p.length = 128;
+  } else {
+    return invalid(text, "'" + address + "' is not an IPv4 or IPv6 address");
+  }
+  if (slash != std::string_view::npos) {
+    const std::string_view bits = text.substr(slash + 1);
+    if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string_view::npos ||
+        (bits.size() > 1 && bits[0] == '0')) {
+      return invalid(text, "the prefix length must be a decimal number");
+    }
+    unsigned n = 0;
+    for (const char c : bits) n = n * 10 + unsigned(c - '0');
+    if (n > p.length) {
+      return invalid(text, "the prefix length is above " + std::to_string(p.length));
+    }
+    p.length = std::uint8_t(n);
+  }
+  const unsigned width = p.ip_version == 4 ? 4 : 16;
+  for (unsigned bit = p.length; bit < width * 8; ++bit) {
+    if ((p.addr[bit / 8] >> (7 - bit % 8)) & 1u) {
+      return invalid(text, "bits are set beyond the first " + std::to_string(p.length));
+    }
+  }
+  return p;
+}
+
+bool IpPrefix::contains(const std::uint8_t* address) const noexcept {
+  const unsigned full = length / 8u, rest = length % 8u;
+  if (std::memcmp(addr.data(), address, full) != 0) return false;
+  if (rest == 0) return true;
+  const auto mask = std::uint8_t(0xffu << (8 - rest));
+  return (addr[full] & mask) == (address[full] & mask);
+}
+
+std::string IpPrefix::to_string() const {
+  char buffer[INET6_ADDRSTRLEN] = {};
+  inet_ntop(ip_version == 4 ? AF_INET : AF_INET6, addr.data(), buffer, sizeof buffer);
+  return std::string(buffer) + "/" + std::to_string(length);
+}
+
+}  // namespace axon::model

@@ -1,0 +1,115 @@
+// The shared model's strict parsers: IpPrefix (model.h) and JsonReader (json_reader.h).
+#include "axon/common/model.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <optional>
+
+#include "axon/common/json_reader.h"
+
+namespace axon {
+namespace {
+
+using nlohmann::json;
+
+TEST(IpPrefix, AcceptsAddressesAndPrefixes) {
+  auto v4 = model::parse_ip_prefix("10.0.0.0/8");
+  ASSERT_TRUE(v4) << v4.message();
+  EXPECT_EQ(v4->ip_version, 4);
+  EXPECT_EQ(v4->length, 8);
+  EXPECT_EQ(v4->to_string(), "10.0.0.0/8");
+  auto host = model::parse_ip_prefix("192.0.2.7");
+  ASSERT_TRUE(host);
+  EXPECT_EQ(host->length, 32);
+  auto v6 = model::parse_ip_prefix("2001:db8::/32");
+  ASSERT_TRUE(v6) << v6.message();
+  EXPECT_EQ(v6->ip_version, 6);
+  EXPECT_EQ(v6->to_string(), "2001:db8::/32");
+  EXPECT_TRUE(model::parse_ip_prefix("0.0.0.0/0"));
+  EXPECT_TRUE(model::parse_ip_prefix("::/0"));
+  EXPECT_TRUE(model::parse_ip_prefix("10.199.77.0/30"));
+}
+
+TEST(IpPrefix, RefusesAnythingLoose) {
+  for (const char* text : {"", "/8", "10.0.0.0/", "10.0.0.0/33", "2001:db8::/129", "10.0.0.0/8x", "10.0.0.0/+8",
+                           "10.0.0.0/-1", "10.0.0.0/08", "10.0.0.0/ 8", " 10.0.0.0/8", "10.0.0/8", "example.com",
+                           "10.0.0.0/8/8", "10.0.0.1/8", "2001:db8::1/32"}) {
+    auto parsed = model::parse_ip_prefix(text);
+    EXPECT_FALSE(parsed) << "accepted '" << text << "'";
+    if (!parsed) {
+      EXPECT_NE(parsed.message().find("10.0.0.0/8"), std::string::npos) << parsed.message();  // says what to write
+    }
+  }
+  // The message names the text and the problem.
+  EXPECT_NE(model::parse_ip_prefix("10.0.0.1/8").message().find("bits are set beyond the first 8"), std::string::npos);
+}
+
+TEST(IpPrefix, ContainsComparesTheFirstLengthBits) {
+  auto p = model::parse_ip_prefix("10.1.128.0/17").value();
+  const std::array<std::uint8_t, 4> in{10, 1, 200, 3}, out{10, 1, 127, 3};
+  EXPECT_TRUE(p.contains(in.data()));
+  EXPECT_FALSE(p.contains(out.data()));
+  auto all = model::parse_ip_prefix("0.0.0.0/0").value();
+  EXPECT_TRUE(all.contains(out.data()));
+}
+
+enum class Colour { red, green };
+constexpr std::array<const char*, 2> enum_names(Colour) {
+  return {"red", "green"};
+}
+
+struct Thing {
+  std::string name;
+  std::uint32_t count = 0;
+  std::optional<std::int64_t> offset;
+  Colour colour = Colour::red;
+  std::vector<std::string> tags;
+  std::uint32_t inner_min = 0;
+};
+
+std::optional<std::string> read_thing(const json& j, Thing& t) {
+  JsonReader r(j, "thing");
+  r.required("name", t.name);
+  r.optional("count", t.count);
+  r.optional("offset", t.offset);
+  r.optional("colour", t.colour);
+  r.optional("tags", t.tags);
+  r.nested("inner", false, [&](JsonReader& inner) { inner.required("min", t.inner_min); });
+  r.finish();
+  return r.error();
+}
+
+TEST(JsonReader, ReadsEveryTypeAndNamesTheFieldOnError) {
+  Thing t;
+  EXPECT_EQ(read_thing(json::parse(R"({"name":"a","count":3,"offset":-2,"colour":"green","tags":["x"],
+                                      "inner":{"min":5}})"),
+                       t),
+            std::nullopt);
+  EXPECT_EQ(t.count, 3u);
+  EXPECT_EQ(t.offset, -2);
+  EXPECT_EQ(t.colour, Colour::green);
+  EXPECT_EQ(t.inner_min, 5u);
+
+  auto error = [](const char* text) {
+    Thing scratch;
+    return read_thing(json::parse(text), scratch).value_or("");
+  };
+  EXPECT_EQ(error(R"({"count":1})"), "missing required field 'name' in thing");
+  EXPECT_EQ(error(R"({"name":"a","count":-1})"), "field 'count' in thing must be an unsigned integer below 2^32");
+  EXPECT_EQ(error(R"({"name":"a","count":1.5})"), "field 'count' in thing must be an unsigned integer below 2^32");
+  EXPECT_EQ(error(R"({"name":"a","count":4294967296})"),
+            "field 'count' in thing must be an unsigned integer below 2^32");
+  EXPECT_EQ(error(R"({"name":"a","colour":"blue"})"), "field 'colour' in thing must be one of \"red\", \"green\"");
+  EXPECT_EQ(error(R"({"name":"a","tags":["x",1]})"), "field 'tags[1]' in thing must be a string");
+  EXPECT_EQ(error(R"({"name":"a","inner":3})"), "field 'inner' in thing must be an object");
+  EXPECT_EQ(error(R"({"name":"a","inner":{"min":1,"max":2}})"), "unknown field 'inner.max' in thing");
+  EXPECT_EQ(error(R"({"name":"a","inner":{}})"), "missing required field 'inner.min' in thing");
+  EXPECT_EQ(error(R"({"name":"a","shade":1})"), "unknown field 'shade' in thing");
+  EXPECT_EQ(error(R"([1])"), "thing must be a JSON object");
+  // The first error wins.
+  EXPECT_EQ(error(R"({"name":1,"count":"x"})"), "field 'name' in thing must be a string");
+}
+
+}  // namespace
+}  // namespace axon
