@@ -19,6 +19,8 @@
 #include "axon/controlplane/api_server.h"
 
 #include "api/json.h"
+#include "files.h"
+#include "metrics_exporter.h"
 
 namespace axon::controlplane {
 namespace {
@@ -30,39 +32,6 @@ namespace dpc = dataplane::control;
 
 std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-bool make_dirs(const std::string& path, mode_t mode) {
-  std::string partial;
-  std::stringstream parts(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') partial = "/";
-  while (std::getline(parts, part, '/')) {
-    if (part.empty()) continue;
-    partial += part + "/";
-    if (mkdir(partial.c_str(), mode) != 0 && errno != EEXIST) return false;
-  }
-  return true;
-}
-
-// Writes `text` to path atomically: a crash leaves either the old or the new file.
-bool write_atomically(const std::string& path, const std::string& text, mode_t mode) {
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return false;
-  std::size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = write(fd, text.data() + done, text.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      close(fd);
-      return false;
-    }
-    done += std::size_t(n);
-  }
-  bool ok = fsync(fd) == 0;
-  ok = close(fd) == 0 && ok;
-  return ok && rename(tmp.c_str(), path.c_str()) == 0;
 }
 
 // The process start time (clock ticks since boot, /proc/<pid>/stat field 22): with the pid
@@ -104,12 +73,12 @@ std::string escape_log(const std::string& text) {
 
 }  // namespace
 
-ControlPlane::ControlPlane(ControlplaneConfig config) : config_(std::move(config)) {}
+ControlPlane::ControlPlane(ControlplaneConfig config)
+    : config_(std::move(config)),
+      registry_(config_),
+      link_(DataplaneLink::Options{config_.dataplane.run_dir, config_.dataplane.reconnect_interval, 1000}) {}
 
-ControlPlane::~ControlPlane() {
-  std::lock_guard lock(mutex_);
-  unmap_stats();
-}
+ControlPlane::~ControlPlane() = default;
 
 Result<Ok, DaemonError> ControlPlane::start() {
   std::lock_guard lock(mutex_);
@@ -147,7 +116,8 @@ Result<Ok, DaemonError> ControlPlane::start() {
   supervisor_ = std::make_unique<Supervisor>(cgroups_ ? &*cgroups_ : nullptr, backoff, breaker);
   supervisor_->on_event = [this](const MemberEvent& event) { on_member_event(event); };
 
-  if (auto loaded = load_state(); !loaded) return loaded;
+  if (auto loaded = registry_.load(); !loaded) return loaded;
+  for (const auto& [name, spec] : registry_.agents()) pools_[name].target = spec.pool.min;
   link_dataplane();
   if (!config_.dataplane.command.empty()) supervise_dataplane();
   take_over();
@@ -163,13 +133,13 @@ void ControlPlane::supervise_dataplane() {
   spec.argv = config_.dataplane.command;
   spec.keep_privileges = true;
   spec.log_path = config_.log_dir + "/dataplane.log";
-  if (dataplane_.connected && dataplane_.hello.pid > 0) {
-    auto adopted = supervisor_->adopt(kDataplaneMember, kDataplaneMember, dataplane_.hello.pid, spec);
+  if (link_.connected() && link_.hello().pid > 0) {
+    auto adopted = supervisor_->adopt(kDataplaneMember, kDataplaneMember, link_.hello().pid, spec);
     if (adopted) {
-      AXON_LOG_INFO(kLog, "supervising the running data plane (pid %d)", dataplane_.hello.pid);
+      AXON_LOG_INFO(kLog, "supervising the running data plane (pid %d)", link_.hello().pid);
       return;
     }
-    AXON_LOG_WARN(kLog, "cannot adopt the data plane (pid %d): %s", dataplane_.hello.pid, adopted.message().c_str());
+    AXON_LOG_WARN(kLog, "cannot adopt the data plane (pid %d): %s", link_.hello().pid, adopted.message().c_str());
     return;
   }
   auto started = supervisor_->start(kDataplaneMember, kDataplaneMember, spec);
@@ -179,79 +149,6 @@ void ControlPlane::supervise_dataplane() {
     return;
   }
   AXON_LOG_INFO(kLog, "started the data plane: pid %d, log %s", started->pid, spec.log_path.c_str());
-}
-
-// ---- registry persistence ------------------------------------------------------------
-
-Result<Ok, DaemonError> ControlPlane::load_state() {
-  std::string path = config_.state_dir + "/state.json";
-  std::ifstream in(path);
-  if (!in) {
-    for (const auto& t : config_.tenants) tenants_[t.id] = t;
-    for (const auto& a : config_.agents) agents_[a.name] = a;
-    AXON_LOG_INFO(kLog, "no %s yet: registry seeded from %s (%zu tenant(s), %zu agent(s))", path.c_str(),
-                  config_.source_path.c_str(), tenants_.size(), agents_.size());
-  } else {
-    std::stringstream text;
-    text << in.rdbuf();
-    if (auto loaded = parse_state(text.str()); !loaded) {
-      return make_error(DaemonError::state, "cannot load " + path + ": " + loaded.message() +
-                                                "; fix or move the file away (the registry is then re-seeded from "
-                                                "the config)");
-    }
-    AXON_LOG_INFO(kLog, "registry from %s: %zu tenant(s), %zu agent(s)", path.c_str(), tenants_.size(), agents_.size());
-  }
-  for (const auto& [name, spec] : agents_) {
-    Pool& pool = pools_[name];
-    pool.target = spec.pool.min;
-  }
-  if (auto saved = save_state(); !saved) return make_error(DaemonError::state, saved.message());
-  return Ok{};
-}
-
-ApiResult<Ok> ControlPlane::parse_state(const std::string& text) {
-  const auto state = nlohmann::json::parse(text, nullptr, false);
-  if (state.is_discarded() || !state.is_object()) {
-    return api_error(ApiErrorCode::invalid_argument, "not a JSON object");
-  }
-  const auto tenants = state.find("tenants");
-  const auto agents = state.find("agents");
-  if (tenants == state.end() || !tenants->is_array() || agents == state.end() || !agents->is_array()) {
-    return api_error(ApiErrorCode::invalid_argument, "needs the arrays 'tenants' and 'agents'");
-  }
-  for (const auto& t : *tenants) {
-    auto spec = json_io::tenant_spec_from_json(t);
-    if (!spec) return spec.error();
-    tenants_[spec->id] = spec.value();
-  }
-  for (const auto& a : *agents) {
-    auto spec = json_io::agent_spec_from_json(a);
-    if (!spec) return spec.error();
-    agents_[spec->name] = spec.value();
-  }
-  const auto version = state.find("table_version");
-  table_version_ = version != state.end() && version->is_number_unsigned() ? version->get<std::uint64_t>() : 0;
-  return Ok{};
-}
-
-ApiResult<Ok> ControlPlane::save_state() {
-  nlohmann::json state;
-  state["version"] = 1;
-  state["table_version"] = table_version_;
-  state["tenants"] = nlohmann::json::array();
-  for (const auto& [id, t] : tenants_) state["tenants"].push_back(json_io::to_json(t));
-  state["agents"] = nlohmann::json::array();
-  for (const auto& [name, a] : agents_) state["agents"].push_back(json_io::to_json(a));
-  std::string path = config_.state_dir + "/state.json";
-  if (!write_atomically(path, state.dump(2) + "\n", 0640)) {
-    // The change is in force; only its persistence failed. Say so loudly: a restart would
-    // lose it.
-    AXON_LOG_ERROR(kLog, "cannot write %s: %s; the change is active but will not survive a restart", path.c_str(),
-                   std::strerror(errno));
-    return api_error(ApiErrorCode::internal,
-                     "the change is active but could not be saved to " + path + ": " + std::strerror(errno));
-  }
-  return Ok{};
 }
 
 // <run_dir>/controlplane-workers.json: who runs where, so a restarted control plane can
@@ -294,13 +191,13 @@ void ControlPlane::take_over() {
       std::string slot = entry.value("slot", "");
       pid_t pid = entry.value("pid", 0);
       std::uint64_t start_time = entry.value("start_time", std::uint64_t(0));
-      auto spec = agents_.find(agent);
+      auto spec = registry_.agents().find(agent);
       bool alive = pid > 0 && start_time != 0 && process_start_time(pid) == start_time;
       if (!alive) continue;
-      if (spec == agents_.end() || entry.value("draining", false)) {
+      if (spec == registry_.agents().end() || entry.value("draining", false)) {
         // Its agent is gone (or it was being drained): stop it rather than keep a stray.
         AXON_LOG_INFO(kLog, "stopping worker %s (pid %d) left by the previous control plane: %s", id.c_str(), pid,
-                      spec == agents_.end() ? "its agent no longer exists" : "it was draining");
+                      spec == registry_.agents().end() ? "its agent no longer exists" : "it was draining");
         ::kill(pid, SIGTERM);
         ++strays_stopped_;
         continue;
@@ -334,7 +231,7 @@ void ControlPlane::take_over() {
   // Anything else in our cgroups is a stray (e.g. spawned just before a crash, before the
   // runtime file was written): stop it, so a takeover never leaves duplicates.
   if (cgroups_) {
-    for (const auto& [name, spec] : agents_) {
+    for (const auto& [name, spec] : registry_.agents()) {
       for (pid_t pid : cgroups_->pids(cgroup_of(spec))) {
         if (adopted_pids.contains(pid)) continue;
         AXON_LOG_INFO(kLog, "stopping stray pid %d in %s (not a worker this control plane knows)", pid,
@@ -347,7 +244,8 @@ void ControlPlane::take_over() {
   for (auto& [name, pool] : pools_) {
     std::uint32_t running = 0;
     for (const auto& [id, w] : workers_) running += w.agent == name ? 1 : 0;
-    pool.target = std::clamp(std::max(pool.target, running), agents_[name].pool.min, agents_[name].pool.max);
+    pool.target = std::clamp(std::max(pool.target, running), registry_.agents().at(name).pool.min,
+                             registry_.agents().at(name).pool.max);
   }
   save_runtime();
 }
@@ -355,8 +253,9 @@ void ControlPlane::take_over() {
 // ---- spawning ----------------------------------------------------------------------------
 
 std::string ControlPlane::cgroup_of(const AgentSpec& agent) const {
-  auto tenant = tenants_.find(agent.tenant);
-  std::string tenant_name = tenant != tenants_.end() ? tenant->second.name : "tenant-" + std::to_string(agent.tenant);
+  auto tenant = registry_.tenants().find(agent.tenant);
+  std::string tenant_name =
+      tenant != registry_.tenants().end() ? tenant->second.name : "tenant-" + std::to_string(agent.tenant);
   return std::string(priority_name(agent.priority)) + "/" + tenant_name + "/" + agent.name;
 }
 
@@ -388,7 +287,7 @@ bool ControlPlane::ensure_cgroup(const AgentSpec& agent, std::string& error) {
 
 // The slot's position in the data plane's slot list: which uid of worker_uids it gets.
 std::size_t ControlPlane::slot_position(const std::string& slot) const {
-  const auto& slots = dataplane_.hello.slots;
+  const auto& slots = link_.hello().slots;
   for (std::size_t i = 0; i < slots.size(); ++i) {
     if (slots[i].name == slot) return i;
   }
@@ -416,7 +315,7 @@ Result<SpawnSpec, IdentityError> ControlPlane::spawn_spec(const AgentSpec& agent
 std::optional<std::string> ControlPlane::free_slot() const {
   std::set<std::string> used;
   for (const auto& [id, w] : workers_) used.insert(w.slot);
-  for (const auto& [name, slot] : dataplane_.slots) {
+  for (const auto& [name, slot] : link_.slots()) {
     // Only vacant slots nobody of ours holds: a live slot belongs to someone (perhaps a
     // worker started by hand), a dying one is still being reclaimed.
     if (!used.contains(name) && slot.state == "vacant") return name;
@@ -427,12 +326,12 @@ std::optional<std::string> ControlPlane::free_slot() const {
 void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
   auto slot = free_slot();
   if (!slot) {
-    std::string key = std::to_string(dataplane_.slots.size());
+    std::string key = std::to_string(link_.slots().size());
     if (pool.no_slot_warned != key) {
       AXON_LOG_WARN(kLog,
                     "agent %s wants %u worker(s) but the data plane has no free worker slot (%zu slot(s)); raise "
                     "[dataplane] worker_slots in the data plane's config",
-                    agent.name.c_str(), pool.target, dataplane_.slots.size());
+                    agent.name.c_str(), pool.target, link_.slots().size());
       pool.no_slot_warned = key;
     }
     return;
@@ -541,63 +440,19 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
 
 // ---- data plane link -----------------------------------------------------------------------
 
-void ControlPlane::drop_link(const std::string& why) {
-  if (dataplane_.connected) {
-    AXON_LOG_WARN(kLog, "lost the data plane link: %s; it keeps its last tables, reconnecting", why.c_str());
-  }
-  link_.reset();
-  dataplane_.connected = false;
-  link_error_ = why;
-}
-
+// What a new data plane means for the pools: it has none of our tables, and its slot
+// sockets are new (root-owned); after a restart, the exits it caused are not the agents'.
 void ControlPlane::link_dataplane() {
-  auto now = Clock::now();
-  if (!link_) {
-    if (now < next_link_attempt_) return;
-    next_link_attempt_ = now + config_.dataplane.reconnect_interval;
-    auto connected = dpc::ControlClient::connect(config_.dataplane.run_dir, 1000);
-    if (!connected) {
-      if (link_error_ != connected.message()) {
-        AXON_LOG_WARN(kLog, "data plane: %s", connected.message().c_str());
-        link_error_ = connected.message();
-      }
-      return;
-    }
-    link_.emplace(std::move(connected).value());
+  const auto event = link_.refresh();
+  if (event == DataplaneLink::Event::none) return;
+  tables_dirty_ = true;
+  if (event == DataplaneLink::Event::restarted) {
+    // Workers exit when their data plane does, and respawns fail until it is back: those
+    // exits are not the agents' fault, so they must not keep a breaker open.
+    for (const auto& [name, spec] : registry_.agents()) supervisor_->reset_breaker(name);
   }
-  auto hello = link_->hello();
-  if (!hello) {
-    drop_link(hello.message());
-    return;
-  }
-  bool first = !dataplane_.connected;
-  bool restarted = dataplane_.pid != 0 && dataplane_.pid != hello->pid;
-  dataplane_.connected = true;
-  dataplane_.hello = hello.value();
-  dataplane_.slots.clear();
-  for (const auto& slot : hello->slots) dataplane_.slots[slot.name] = slot;
-  if (first || restarted) {
-    if (restarted) ++dataplane_restarts_seen_;
-    AXON_LOG_INFO(kLog, "data plane %s: pid %d, %s (%s %s), %zu slot(s), tables v%llu",
-                  restarted ? "restarted" : "connected", hello->pid, hello->interface.c_str(), hello->backend.c_str(),
-                  hello->mode.c_str(), hello->slots.size(), static_cast<unsigned long long>(hello->table_version));
-    dataplane_.pid = hello->pid;
-    link_error_.clear();
-    // A new data plane process has none of our tables; the same one (we restarted) has
-    // them, but re-pushing is idempotent and cheap.
-    applied_.reset();
-    tables_dirty_ = true;
-    map_stats();
-    if (restarted) {
-      // Workers exit when their data plane does, and respawns fail until it is back: those
-      // exits are not the agents' fault, so they must not keep a breaker open.
-      for (const auto& [name, spec] : agents_) supervisor_->reset_breaker(name);
-    }
-    // A restarted data plane made its slot sockets anew (root-owned, 0660).
-    for (const auto& [id, w] : workers_) {
-      auto agent = agents_.find(w.agent);
-      if (agent != agents_.end()) grant_slot(w.slot, agent->second);
-    }
+  for (const auto& [id, w] : workers_) {
+    if (const auto* agent = registry_.agent(w.agent)) grant_slot(w.slot, *agent);
   }
 }
 
@@ -621,44 +476,17 @@ void ControlPlane::grant_slot(const std::string& slot, const AgentSpec& agent) c
   }
 }
 
-void ControlPlane::unmap_stats() {
-  if (dataplane_.stats.header != nullptr && dataplane_.stats_bytes != 0) {
-    munmap(dataplane_.stats.header, dataplane_.stats_bytes);
-  }
-  dataplane_.stats = {};
-  dataplane_.stats_bytes = 0;
-}
-
-void ControlPlane::map_stats() {
-  unmap_stats();
-  auto opened = dataplane::open_stats_file(config_.dataplane.run_dir + "/dataplane.stats");
-  if (!opened) {
-    AXON_LOG_WARN(kLog, "data plane stats: %s", opened.message().c_str());
-    return;
-  }
-  dataplane_.stats = opened.value();
-  const auto* h = dataplane_.stats.header;
-  dataplane_.stats_bytes = (sizeof(dataplane::StatsHeader) + 127) / 128 * 128 +
-                           h->lcore_count * sizeof(dataplane::LcoreStats) +
-                           h->worker_count * sizeof(dataplane::WorkerStats);
-}
-
 void ControlPlane::refresh_slots() {
   link_dataplane();
 }
 
 dpc::Tables ControlPlane::build_tables() const {
   dpc::Tables tables;
-  for (const auto& [id, t] : tenants_) {
-    tables.tenants.push_back(dpc::TenantEntry{t.id, t.name, t.rate_pps, t.burst, t.prefixes});
-  }
-  for (const auto& [name, a] : agents_) {
+  for (const auto& [id, t] : registry_.tenants()) tables.tenants.push_back(t);
+  for (const auto& [name, a] : registry_.agents()) {
     auto pool = pools_.find(name);
     if (pool != pools_.end() && pool->second.deleting) continue;
-    dpc::AgentEntry entry;
-    entry.id = a.id;
-    entry.tenant = a.tenant;
-    entry.name = a.name;
+    dpc::AgentEntry entry{a.id, a.tenant, a.name, {}};
     // Every non-draining worker's slot, attached or not yet: the data plane skips slots
     // without a live worker, and answers ERROR when none is live (e.g. breaker open).
     for (const auto& [id, w] : workers_) {
@@ -670,48 +498,15 @@ dpc::Tables ControlPlane::build_tables() const {
 }
 
 void ControlPlane::push_tables(bool force) {
-  if (!link_ || !dataplane_.connected) return;
+  if (!link_.connected()) return;
   dpc::Tables tables = build_tables();
-  auto same = [](const dpc::Tables& a, const dpc::Tables& b) {
-    if (a.tenants.size() != b.tenants.size() || a.agents.size() != b.agents.size()) return false;
-    for (std::size_t i = 0; i < a.tenants.size(); ++i) {
-      const auto& x = a.tenants[i];
-      const auto& y = b.tenants[i];
-      if (x.id != y.id || x.name != y.name || x.rate_pps != y.rate_pps || x.burst != y.burst ||
-          x.prefixes != y.prefixes) {
-        return false;
-      }
-    }
-    for (std::size_t i = 0; i < a.agents.size(); ++i) {
-      const auto& x = a.agents[i];
-      const auto& y = b.agents[i];
-      if (x.id != y.id || x.tenant != y.tenant || x.name != y.name || x.workers != y.workers) return false;
-    }
-    return true;
-  };
-  if (!force && applied_ && same(*applied_, tables)) {
+  if (!force && !link_.needs_push(tables)) {
     tables_dirty_ = false;
     return;
   }
-  tables.version = ++table_version_;
-  auto applied = link_->apply(tables);
-  if (!applied) {
-    if (applied.code() == dpc::ControlError::rejected) {
-      // Our own tables were refused: a bug or a slot that vanished. Keep the data plane's
-      // last good tables and say why; retry on the next change.
-      ++apply_failures_;
-      AXON_LOG_ERROR(kLog, "data plane rejected tables v%llu: %s", static_cast<unsigned long long>(tables.version),
-                     applied.message().c_str());
-      tables_dirty_ = false;
-      applied_ = tables;  // do not hammer it with the same refused tables
-      return;
-    }
-    drop_link(applied.message());
-    return;
-  }
-  applied_ = tables;
-  tables_dirty_ = false;
-  AXON_LOG_DEBUG(kLog, "tables v%llu applied", static_cast<unsigned long long>(tables.version));
+  tables.version = registry_.next_table_version();
+  // Refused tables are not retried until they change; a lost link retries on reconnect.
+  if (link_.push(tables) != DataplaneLink::Push::lost) tables_dirty_ = false;
 }
 
 // ---- pools ---------------------------------------------------------------------------------
@@ -721,16 +516,16 @@ void ControlPlane::scale_pools() {
   if (now < next_scale_) return;
   next_scale_ = now + config_.pools.scale_interval;
   for (auto& [name, pool] : pools_) {
-    auto agent = agents_.find(name);
-    if (agent == agents_.end() || pool.deleting) continue;
+    auto agent = registry_.agents().find(name);
+    if (agent == registry_.agents().end() || pool.deleting) continue;
     const PoolSize& size = agent->second.pool;
     std::uint64_t queued = 0;
     std::uint32_t attached = 0;
     Worker* idlest = nullptr;
     for (auto& [id, w] : workers_) {
       if (w.agent != name || w.draining) continue;
-      auto slot = dataplane_.slots.find(w.slot);
-      if (slot == dataplane_.slots.end() || slot->second.state != "alive") continue;
+      auto slot = link_.slots().find(w.slot);
+      if (slot == link_.slots().end() || slot->second.state != "alive") continue;
       ++attached;
       queued += slot->second.depth + slot->second.inflight;
       if (slot->second.completed != w.last_completed || slot->second.inflight > 0) {
@@ -767,10 +562,10 @@ void ControlPlane::scale_pools() {
 void ControlPlane::reconcile_pools() {
   // Spawning needs the data plane's slots; without a link the pools wait (and the data
   // plane, if it is up, keeps serving the workers it has).
-  if (!dataplane_.connected) return;
+  if (!link_.connected()) return;
   for (auto& [name, pool] : pools_) {
-    auto agent = agents_.find(name);
-    if (agent == agents_.end() || pool.deleting) continue;
+    auto agent = registry_.agents().find(name);
+    if (agent == registry_.agents().end() || pool.deleting) continue;
     std::vector<Worker*> active;
     for (auto& [id, w] : workers_) {
       if (w.agent == name && !w.draining) active.push_back(&w);
@@ -795,11 +590,11 @@ void ControlPlane::progress_drains() {
     if (!w.draining || w.stop_requested) continue;
     // The drain starts once the data plane has tables without this slot.
     if (tables_dirty_) continue;
-    auto slot = dataplane_.slots.find(w.slot);
-    bool idle = slot == dataplane_.slots.end() || slot->second.state != "alive" ||
+    auto slot = link_.slots().find(w.slot);
+    bool idle = slot == link_.slots().end() || slot->second.state != "alive" ||
                 (slot->second.inflight == 0 && slot->second.depth == 0);
     bool timed_out = now - w.drain_started >= config_.pools.drain_timeout;
-    if (idle || timed_out || !dataplane_.connected) {
+    if (idle || timed_out || !link_.connected()) {
       if (timed_out && !idle) {
         AXON_LOG_WARN(kLog, "worker %s: drain timeout with %llu request(s) in flight; the data plane answers them",
                       id.c_str(), static_cast<unsigned long long>(slot->second.inflight));
@@ -834,7 +629,7 @@ void ControlPlane::tick() {
   refresh_slots();
   scale_pools();
   reconcile_pools();
-  if (tables_dirty_ || !applied_) push_tables(false);
+  if (tables_dirty_) push_tables(false);
   progress_drains();
   if (runtime_dirty_) save_runtime();
 }
@@ -849,7 +644,7 @@ std::chrono::milliseconds ControlPlane::next_timeout() const {
   // worker has not attached yet: a respawn after a crash should count as warm as soon as it
   // serves, not up to a refresh period later (the pool's recovery time is what operators see).
   const auto refresh =
-      dataplane_.connected && worker_starting() ? std::chrono::milliseconds(10) : std::chrono::milliseconds(200);
+      link_.connected() && worker_starting() ? std::chrono::milliseconds(10) : std::chrono::milliseconds(200);
   return std::min(supervisor_->next_timeout(), refresh);
 }
 
@@ -862,8 +657,8 @@ bool ControlPlane::worker_starting() const {
   for (const auto& [id, w] : workers_) {
     auto member = supervisor_->member(id);
     if (!member || member->started_at_ms < recent_ms) continue;
-    auto slot = dataplane_.slots.find(w.slot);
-    if (state_from(&*member, slot != dataplane_.slots.end() ? &slot->second : nullptr, w.draining) ==
+    auto slot = link_.slots().find(w.slot);
+    if (state_from(&*member, slot != link_.slots().end() ? &slot->second : nullptr, w.draining) ==
         WorkerState::starting) {
       return true;
     }
@@ -914,9 +709,9 @@ AgentStatus ControlPlane::agent_status(const AgentSpec& spec) const {
     if (w.agent != spec.name) continue;
     auto member = supervisor_->member(id);
     if (member && member->pid > 0) ++status.workers;
-    auto slot = dataplane_.slots.find(w.slot);
+    auto slot = link_.slots().find(w.slot);
     WorkerState state =
-        state_from(member ? &*member : nullptr, slot != dataplane_.slots.end() ? &slot->second : nullptr, w.draining);
+        state_from(member ? &*member : nullptr, slot != link_.slots().end() ? &slot->second : nullptr, w.draining);
     if (state == WorkerState::warm || state == WorkerState::busy) ++status.warm;
   }
   GroupStatus group = supervisor_->group(spec.name);
@@ -934,16 +729,16 @@ WorkerInfo ControlPlane::worker_info(const Worker& w) const {
   info.agent = w.agent;
   info.slot = w.slot;
   auto member = supervisor_->member(w.id);
-  auto slot = dataplane_.slots.find(w.slot);
-  const dpc::SlotInfo* slot_info = slot != dataplane_.slots.end() ? &slot->second : nullptr;
+  auto slot = link_.slots().find(w.slot);
+  const dpc::SlotInfo* slot_info = slot != link_.slots().end() ? &slot->second : nullptr;
   info.state = state_from(member ? &*member : nullptr, slot_info, w.draining);
   if (member) {
     info.pid = member->pid;
     info.started_at_ms = member->started_at_ms;
     info.restarts = member->restarts;
   }
-  auto agent = agents_.find(w.agent);
-  if (cgroups_ && agent != agents_.end()) info.cgroup = cgroups_->name() + "/" + cgroup_of(agent->second);
+  auto agent = registry_.agents().find(w.agent);
+  if (cgroups_ && agent != registry_.agents().end()) info.cgroup = cgroups_->name() + "/" + cgroup_of(agent->second);
   if (slot_info != nullptr && slot_info->pid == info.pid && info.pid != 0) {
     info.inflight = slot_info->inflight;
     info.ring_depth = slot_info->depth;
@@ -953,9 +748,9 @@ WorkerInfo ControlPlane::worker_info(const Worker& w) const {
 }
 
 ApiResult<const AgentSpec*> ControlPlane::find_agent(const std::string& name) const {
-  auto it = agents_.find(name);
+  auto it = registry_.agents().find(name);
   auto pool = pools_.find(name);
-  if (it == agents_.end() || (pool != pools_.end() && pool->second.deleting)) {
+  if (it == registry_.agents().end() || (pool != pools_.end() && pool->second.deleting)) {
     return api_error(ApiErrorCode::not_found, "no agent named '" + name + "'");
   }
   return &it->second;
@@ -965,24 +760,6 @@ ApiResult<ControlPlane::Worker*> ControlPlane::find_worker(const std::string& id
   auto it = workers_.find(id);
   if (it == workers_.end()) return api_error(ApiErrorCode::not_found, "no worker with id '" + id + "'");
   return &it->second;
-}
-
-ApiResult<Ok> ControlPlane::validate_agent(const AgentSpec& spec, const std::string* replacing) const {
-  if (auto why = check_agent(spec, config_); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
-  if (!tenants_.contains(spec.tenant)) {
-    return api_error(ApiErrorCode::invalid_argument,
-                     "agent '" + spec.name + "': tenant " + std::to_string(spec.tenant) +
-                         " does not exist; create it with PUT /v1/tenants/" + std::to_string(spec.tenant));
-  }
-  for (const auto& [name, other] : agents_) {
-    if (replacing != nullptr && name == *replacing) continue;
-    if (name == spec.name) return api_error(ApiErrorCode::conflict, "agent '" + spec.name + "' already exists");
-    if (other.id == spec.id) {
-      return api_error(ApiErrorCode::conflict,
-                       "agent id " + std::to_string(spec.id) + " is already used by agent '" + name + "'");
-    }
-  }
-  return Ok{};
 }
 
 // ---- ControlApi ----------------------------------------------------------------------------
@@ -997,38 +774,9 @@ SystemStatus ControlPlane::system_status() {
   s.version = kVersion;
   s.uptime_ms = unix_ms(std::chrono::system_clock::now()) - unix_ms(started_at_);
   s.cgroup_mode = cgroups_ ? to_string(cgroups_->mode()) : "disabled";
-  DataplaneStatus& d = s.dataplane;
-  d.connected = dataplane_.connected;
-  if (dataplane_.connected) {
-    d.pid = dataplane_.hello.pid;
-    d.backend = dataplane_.hello.backend;
-    d.mode = dataplane_.hello.mode;
-    d.interface = dataplane_.hello.interface;
-    d.table_version = dataplane_.hello.table_version;
-  }
-  if (const auto* h = dataplane_.stats.header) {
-    d.ready = h->ready.load(std::memory_order_relaxed) != 0;
-    std::uint64_t beat = h->heartbeat_ns.load(std::memory_order_relaxed);
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    std::uint64_t now_ns = std::uint64_t(ts.tv_sec) * 1000000000ull + std::uint64_t(ts.tv_nsec);
-    d.heartbeat_age_ms = beat != 0 && now_ns >= beat ? std::int64_t((now_ns - beat) / 1000000) : -1;
-    for (std::uint32_t i = 0; i < h->lcore_count; ++i) {
-      const auto& l = dataplane_.stats.lcores[i];
-      d.rx_frames += l.rx_frames.load(std::memory_order_relaxed);
-      d.requests += l.requests.load(std::memory_order_relaxed);
-      d.responses += l.responses.load(std::memory_order_relaxed);
-      d.busy_sent += l.busy_sent.load(std::memory_order_relaxed);
-      for (const auto& e : l.errors_sent) d.errors_sent += e.load(std::memory_order_relaxed);
-      for (std::size_t r = 1; r < protocol::kReasonCount; ++r) d.drops += l.drops[r].load(std::memory_order_relaxed);
-    }
-    for (std::size_t r = 1; r < protocol::kReasonCount; ++r) {
-      if (protocol::Reason(r) == protocol::Reason::pass_not_axp) continue;
-      d.drops += h->xdp_packets[r].load(std::memory_order_relaxed);
-    }
-  }
+  link_.fill(s.dataplane);
   s.agents = 0;
-  for (const auto& [name, a] : agents_) {
+  for (const auto& [name, a] : registry_.agents()) {
     auto pool = pools_.find(name);
     if (pool != pools_.end() && pool->second.deleting) continue;
     ++s.agents;
@@ -1037,14 +785,14 @@ SystemStatus ControlPlane::system_status() {
     s.warm += as.warm;
     s.breakers_open += as.breaker == BreakerState::open ? 1 : 0;
   }
-  s.tenants = std::uint32_t(tenants_.size());
+  s.tenants = std::uint32_t(registry_.tenants().size());
   return s;
 }
 
 ApiResult<std::vector<AgentStatus>> ControlPlane::list_agents() {
   std::lock_guard lock(mutex_);
   std::vector<AgentStatus> out;
-  for (const auto& [name, spec] : agents_) {
+  for (const auto& [name, spec] : registry_.agents()) {
     auto pool = pools_.find(name);
     if (pool != pools_.end() && pool->second.deleting) continue;
     out.push_back(agent_status(spec));
@@ -1067,15 +815,15 @@ ApiResult<AgentStatus> ControlPlane::create_agent(const AgentSpec& spec) {
                                                  "' is still being deleted (draining its "
                                                  "workers); retry in a few seconds");
   }
-  if (auto valid = validate_agent(spec, nullptr); !valid) return valid.error();
+  if (auto valid = registry_.validate_agent(spec, nullptr); !valid) return valid.error();
   std::string error;
   if (!ensure_cgroup(spec, error)) return api_error(ApiErrorCode::unavailable, error);
-  agents_[spec.name] = spec;
+  registry_.set_agent(spec);
   Pool& pool = pools_[spec.name];
   pool = Pool{};
   pool.target = spec.pool.min;
   tables_dirty_ = true;
-  const auto saved = save_state();
+  const auto saved = registry_.save();
   reconcile_pools();
   if (!saved) return saved.error();
   AXON_LOG_INFO(kLog, "agent %s registered (id %u, tenant %u, pool %u..%u)", spec.name.c_str(), spec.id, spec.tenant,
@@ -1092,10 +840,10 @@ ApiResult<AgentStatus> ControlPlane::replace_agent(const std::string& name, cons
     return api_error(ApiErrorCode::invalid_argument, "the body's name '" + spec.name + "' differs from the path's '" +
                                                          name + "'; agents cannot be renamed");
   }
-  if (auto valid = validate_agent(spec, &name); !valid) return valid.error();
+  if (auto valid = registry_.validate_agent(spec, &name); !valid) return valid.error();
   std::string error;
   if (!ensure_cgroup(spec, error)) return api_error(ApiErrorCode::unavailable, error);
-  agents_[name] = spec;
+  registry_.set_agent(spec);
   Pool& pool = pools_[name];
   pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);
   bool process_changed = old.command != spec.command || old.env != spec.env || old.user != spec.user ||
@@ -1109,7 +857,7 @@ ApiResult<AgentStatus> ControlPlane::replace_agent(const std::string& name, cons
     }
   }
   tables_dirty_ = true;
-  const auto saved = save_state();
+  const auto saved = registry_.save();
   reconcile_pools();
   if (!saved) return saved.error();
   return agent_status(spec);
@@ -1120,7 +868,7 @@ ApiResult<Ok> ControlPlane::delete_agent(const std::string& name) {
   const auto found = find_agent(name);
   if (!found) return found.error();
   std::string cgroup = cgroups_ ? cgroup_of(*found.value()) : std::string();
-  agents_.erase(name);
+  registry_.erase_agent(name);
   Pool& pool = pools_[name];
   pool.deleting = true;
   pool.target = 0;
@@ -1130,7 +878,7 @@ ApiResult<Ok> ControlPlane::delete_agent(const std::string& name) {
   }
   tables_dirty_ = true;
   AXON_LOG_INFO(kLog, "agent %s deleted; draining its workers", name.c_str());
-  return save_state();
+  return registry_.save();
 }
 
 ApiResult<AgentStatus> ControlPlane::scale_agent(const std::string& name, const ScaleRequest& request) {
@@ -1146,10 +894,10 @@ ApiResult<AgentStatus> ControlPlane::scale_agent(const std::string& name, const 
   if (request.min && !request.max && spec.pool.max < spec.pool.min) spec.pool.max = spec.pool.min;
   if (request.max && !request.min && spec.pool.min > spec.pool.max) spec.pool.min = spec.pool.max;
   if (auto why = check_agent(spec, config_); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
-  agents_[name] = spec;
+  registry_.set_agent(spec);
   Pool& pool = pools_[name];
   pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);
-  const auto saved = save_state();
+  const auto saved = registry_.save();
   reconcile_pools();
   if (!saved) return saved.error();
   AXON_LOG_INFO(kLog, "agent %s scaled to %u..%u (target %u)", name.c_str(), spec.pool.min, spec.pool.max, pool.target);
@@ -1201,50 +949,30 @@ ApiResult<WorkerInfo> ControlPlane::kill_worker(const std::string& id) {
 ApiResult<std::vector<TenantSpec>> ControlPlane::list_tenants() {
   std::lock_guard lock(mutex_);
   std::vector<TenantSpec> out;
-  for (const auto& [id, t] : tenants_) out.push_back(t);
+  for (const auto& [id, t] : registry_.tenants()) out.push_back(t);
   return out;
 }
 
 ApiResult<TenantSpec> ControlPlane::get_tenant(std::uint32_t id) {
   std::lock_guard lock(mutex_);
-  auto it = tenants_.find(id);
-  if (it == tenants_.end()) return api_error(ApiErrorCode::not_found, "no tenant with id " + std::to_string(id));
+  auto it = registry_.tenants().find(id);
+  if (it == registry_.tenants().end())
+    return api_error(ApiErrorCode::not_found, "no tenant with id " + std::to_string(id));
   return it->second;
 }
 
 ApiResult<TenantSpec> ControlPlane::put_tenant(std::uint32_t id, const TenantSpec& spec) {
   std::lock_guard lock(mutex_);
-  TenantSpec t = spec;
-  if (t.id != 0 && t.id != id) {
-    return api_error(ApiErrorCode::invalid_argument,
-                     "the body's id " + std::to_string(t.id) + " differs from the path's " + std::to_string(id));
-  }
-  t.id = id;
-  if (auto why = check_tenant(t); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
-  for (const auto& [other_id, other] : tenants_) {
-    if (other_id != id && other.name == t.name) {
-      return api_error(ApiErrorCode::conflict,
-                       "tenant name '" + t.name + "' is already used by tenant " + std::to_string(other_id));
-    }
-  }
-  tenants_[id] = t;
+  auto put = registry_.put_tenant(id, spec);
   tables_dirty_ = true;
-  if (const auto saved = save_state(); !saved) return saved.error();
-  return t;
+  return put;
 }
 
 ApiResult<Ok> ControlPlane::delete_tenant(std::uint32_t id) {
   std::lock_guard lock(mutex_);
-  if (!tenants_.contains(id)) return api_error(ApiErrorCode::not_found, "no tenant with id " + std::to_string(id));
-  for (const auto& [name, a] : agents_) {
-    if (a.tenant == id) {
-      return api_error(ApiErrorCode::conflict,
-                       "tenant " + std::to_string(id) + " is used by agent '" + name + "'; delete or move it first");
-    }
-  }
-  tenants_.erase(id);
+  auto deleted = registry_.delete_tenant(id);
   tables_dirty_ = true;
-  return save_state();
+  return deleted;
 }
 
 ApiResult<std::vector<RouteInfo>> ControlPlane::list_routes() {
@@ -1253,8 +981,8 @@ ApiResult<std::vector<RouteInfo>> ControlPlane::list_routes() {
   for (const auto& entry : build_tables().agents) {
     RouteInfo r{entry.id, entry.tenant, entry.name, {}};
     for (const auto& slot : entry.workers) {
-      auto s = dataplane_.slots.find(slot);
-      if (s != dataplane_.slots.end() && s->second.state == "alive") r.workers.push_back(slot);
+      auto s = link_.slots().find(slot);
+      if (s != link_.slots().end() && s->second.state == "alive") r.workers.push_back(slot);
     }
     out.push_back(std::move(r));
   }
@@ -1263,101 +991,19 @@ ApiResult<std::vector<RouteInfo>> ControlPlane::list_routes() {
 
 ApiResult<std::string> ControlPlane::metrics() {
   std::lock_guard lock(mutex_);
-  MetricsWriter m;
-  m.family("axon_controlplane_info", "gauge", "Build information of the control plane.")
-      .sample({{"version", kVersion}}, 1);
-  m.family("axon_controlplane_uptime_seconds", "gauge", "Seconds since the control plane started.")
-      .sample(double(unix_ms(std::chrono::system_clock::now()) - unix_ms(started_at_)) / 1000.0);
-  m.family("axon_dataplane_up", "gauge", "1 while the control plane is linked to a running data plane.")
-      .sample(dataplane_.connected ? 1 : 0);
-  m.family("axon_dataplane_restarts_seen_total", "counter", "Data plane restarts the control plane noticed.")
-      .sample(double(dataplane_restarts_seen_));
-  m.family("axon_table_pushes_rejected_total", "counter", "Table pushes the data plane refused.")
-      .sample(double(apply_failures_));
-  m.family("axon_worker_spawn_failures_total", "counter", "Worker spawns that failed (exec, cgroup, user).")
-      .sample(double(spawn_failures_));
-  m.family("axon_workers_adopted_total", "counter", "Workers taken over from a previous control plane.")
-      .sample(double(adopted_));
-  m.family("axon_agents", "gauge", "Registered agents.").sample(double(agents_.size()));
-  m.family("axon_tenants", "gauge", "Registered tenants.").sample(double(tenants_.size()));
-
-  std::vector<AgentStatus> agents;
-  for (const auto& [name, spec] : agents_) agents.push_back(agent_status(spec));
-  m.family("axon_agent_workers", "gauge", "Worker processes alive per agent.");
-  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.workers);
-  m.family("axon_agent_workers_warm", "gauge", "Workers attached to the data plane and serving, per agent.");
-  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.warm);
-  m.family("axon_agent_pool_min", "gauge", "Configured minimum warm workers per agent.");
-  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.spec.pool.min);
-  m.family("axon_agent_pool_max", "gauge", "Configured maximum workers per agent.");
-  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.spec.pool.max);
-  m.family("axon_agent_restarts_total", "counter", "Worker respawns per agent.");
-  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, double(a.restarts));
-  m.family("axon_agent_breaker_open", "gauge", "1 while the agent's crash-loop circuit breaker is open.");
-  for (const auto& a : agents) m.sample({{"agent", a.spec.name}}, a.breaker == BreakerState::open ? 1 : 0);
-
-  std::vector<WorkerInfo> workers;
-  for (const auto& [id, w] : workers_) workers.push_back(worker_info(w));
-  m.family("axon_worker_inflight", "gauge", "Requests in flight at the worker.");
-  for (const auto& w : workers) m.sample({{"agent", w.agent}, {"worker", w.id}}, double(w.inflight));
-  m.family("axon_worker_ring_depth", "gauge", "Requests queued in the worker's request ring.");
-  for (const auto& w : workers) m.sample({{"agent", w.agent}, {"worker", w.id}}, double(w.ring_depth));
-
-  if (const auto* h = dataplane_.stats.header) {
-    auto sum = [&](auto field) {
-      std::uint64_t total = 0;
-      for (std::uint32_t i = 0; i < h->lcore_count; ++i) {
-        total += (dataplane_.stats.lcores[i].*field).load(std::memory_order_relaxed);
-      }
-      return double(total);
-    };
-    m.family("axon_dataplane_rx_frames_total", "counter", "Frames the data plane received.")
-        .sample(sum(&dataplane::LcoreStats::rx_frames));
-    m.family("axon_dataplane_requests_total", "counter", "Valid requests queued to workers.")
-        .sample(sum(&dataplane::LcoreStats::requests));
-    m.family("axon_dataplane_responses_total", "counter", "RESPONSE datagrams sent.")
-        .sample(sum(&dataplane::LcoreStats::responses));
-    m.family("axon_dataplane_busy_total", "counter", "BUSY replies sent (full ring or no buffer).")
-        .sample(sum(&dataplane::LcoreStats::busy_sent));
-    m.family("axon_dataplane_tx_dropped_total", "counter", "Reply frames dropped: the port had no TX room.")
-        .sample(sum(&dataplane::LcoreStats::tx_dropped));
-    m.family("axon_dataplane_tx_backpressure_total", "counter",
-             "Poll loops that left worker replies queued because no TX frame was free.")
-        .sample(sum(&dataplane::LcoreStats::tx_backpressure));
-    m.family("axon_dataplane_port_errors_total", "counter",
-             "Losses in the backend's port, below the engine: received datagrams it could not hand over "
-             "(rx_dropped, e.g. truncated) and replies the kernel refused (tx_errors).");
-    m.sample({{"kind", "rx_dropped"}}, sum(&dataplane::LcoreStats::port_rx_dropped));
-    m.sample({{"kind", "tx_errors"}}, sum(&dataplane::LcoreStats::port_tx_errors));
-    m.family("axon_dataplane_device_errors_total", "counter",
-             "Losses below the port: the DPDK device's rte_eth_stats, or the AF_XDP sockets' XDP_STATISTICS (xdp).");
-    m.sample({{"kind", "rx_missed"}}, double(h->device_rx_missed.load(std::memory_order_relaxed)));
-    m.sample({{"kind", "rx_nombuf"}}, double(h->device_rx_nombuf.load(std::memory_order_relaxed)));
-    m.sample({{"kind", "rx_errors"}}, double(h->device_rx_errors.load(std::memory_order_relaxed)));
-    m.sample({{"kind", "tx_errors"}}, double(h->device_tx_errors.load(std::memory_order_relaxed)));
-    m.family("axon_dataplane_errors_total", "counter", "ERROR replies sent, by AXP error code.");
-    for (std::size_t c = 1; c < protocol::kErrorCodeCount; ++c) {
-      std::uint64_t total = 0;
-      for (std::uint32_t i = 0; i < h->lcore_count; ++i) {
-        total += dataplane_.stats.lcores[i].errors_sent[c].load(std::memory_order_relaxed);
-      }
-      m.sample({{"code", protocol::to_string(protocol::ErrorCode(c))}}, double(total));
-    }
-    m.family("axon_dataplane_drops_total", "counter",
-             "Frames rejected, by reason and where (xdp: in the kernel, userspace: by the poll loop).");
-    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
-      auto reason = protocol::Reason(r);
-      if (reason == protocol::Reason::ok || reason == protocol::Reason::pass_not_axp) continue;
-      std::uint64_t user = 0;
-      for (std::uint32_t i = 0; i < h->lcore_count; ++i) {
-        user += dataplane_.stats.lcores[i].drops[r].load(std::memory_order_relaxed);
-      }
-      m.sample({{"reason", protocol::to_string(reason)}, {"where", "xdp"}},
-               double(h->xdp_packets[r].load(std::memory_order_relaxed)));
-      m.sample({{"reason", protocol::to_string(reason)}, {"where", "userspace"}}, double(user));
-    }
-  }
-  return m.str();
+  MetricsSnapshot m;
+  m.version = kVersion;
+  m.uptime_seconds = double(unix_ms(std::chrono::system_clock::now()) - unix_ms(started_at_)) / 1000.0;
+  m.dataplane_up = link_.connected();
+  m.dataplane_restarts_seen = link_.restarts_seen();
+  m.table_pushes_rejected = link_.rejected_pushes();
+  m.spawn_failures = spawn_failures_;
+  m.workers_adopted = adopted_;
+  m.tenants = registry_.tenants().size();
+  for (const auto& [name, spec] : registry_.agents()) m.agents.push_back(agent_status(spec));
+  for (const auto& [id, w] : workers_) m.workers.push_back(worker_info(w));
+  m.stats = link_.stats();
+  return export_metrics(m);
 }
 
 std::string ControlPlane::status_line() {

@@ -26,11 +26,11 @@
 #include "axon/controlplane/model.h"
 #include "axon/controlplane/supervisor.h"
 #include "axon/dataplane/control.h"
-#include "axon/dataplane/stats.h"
+
+#include "dataplane_link.h"
+#include "registry.h"
 
 namespace axon::controlplane {
-
-enum class DaemonError { cgroups, state, io_error };
 
 class ControlPlane final : public ControlApi {
  public:
@@ -96,19 +96,7 @@ class ControlPlane final : public ControlApi {
     std::string no_slot_warned;
   };
 
-  struct DataplaneView {
-    bool connected = false;
-    dataplane::control::Hello hello;
-    std::map<std::string, dataplane::control::SlotInfo> slots;
-    std::int32_t pid = 0;
-    dataplane::StatsView stats;
-    std::size_t stats_bytes = 0;
-  };
-
   // All private helpers expect mutex_ held.
-  Result<Ok, DaemonError> load_state();
-  ApiResult<Ok> parse_state(const std::string& text);  // state.json into the registry
-  ApiResult<Ok> save_state();                          // internal error: the change is active but not persisted
   void save_runtime();
   void take_over();
   void supervise_dataplane();
@@ -123,10 +111,7 @@ class ControlPlane final : public ControlApi {
   void begin_drain(Worker& worker);
   void on_member_event(const MemberEvent& event);
 
-  void link_dataplane();
-  void drop_link(const std::string& why);
-  void map_stats();
-  void unmap_stats();
+  void link_dataplane();  // refreshes the link; on a new data plane: re-push, re-grant slots
   void refresh_slots();
   void scale_pools();
   void reconcile_pools();
@@ -140,28 +125,19 @@ class ControlPlane final : public ControlApi {
   bool worker_starting() const;
   ApiResult<const AgentSpec*> find_agent(const std::string& name) const;  // not_found (also while deleting)
   ApiResult<Worker*> find_worker(const std::string& id);
-  ApiResult<Ok> validate_agent(const AgentSpec& spec, const std::string* replacing) const;
 
   ControlplaneConfig config_;
   mutable std::mutex mutex_;
   std::optional<CgroupDriver> cgroups_;
   std::unique_ptr<Supervisor> supervisor_;
-  std::map<std::string, AgentSpec> agents_;  // by name
-  std::map<std::uint32_t, TenantSpec> tenants_;
+  Registry registry_;
+  DataplaneLink link_;
   std::map<std::string, Pool> pools_;      // by agent name
   std::map<std::string, Worker> workers_;  // by worker id
-  std::optional<dataplane::control::ControlClient> link_;
-  DataplaneView dataplane_;
-  Clock::time_point next_link_attempt_{};
   Clock::time_point next_scale_{};
-  std::string link_error_;
-  std::uint64_t table_version_ = 0;
-  std::optional<dataplane::control::Tables> applied_;  // what the current data plane accepted
   bool tables_dirty_ = true;
   bool runtime_dirty_ = false;
-  std::uint64_t apply_failures_ = 0;
   std::uint64_t spawn_failures_ = 0;
-  std::uint64_t dataplane_restarts_seen_ = 0;
   std::uint64_t strays_stopped_ = 0;
   std::uint64_t adopted_ = 0;
   std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();

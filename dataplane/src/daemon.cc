@@ -8,6 +8,7 @@
 #include <numa.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -110,6 +111,34 @@ void apply_tenants(bpf::XdpProgram& program, const std::vector<TenantConfig>& pr
     const auto rate = next_rate.find(old.id);
     if (old.rate_pps != 0 && (rate == next_rate.end() || rate->second == 0)) (void)program.clear_rate_limit(old.id);
   }
+}
+
+// What a valid file can still name wrongly for this host: an interface that does not exist, or
+// a core this process cannot run on. Checked by --check too, and before anything is set up (a
+// core that does not exist used to cost only a warning, and its lcore ran unpinned).
+bool host_has_what_config_names(const DataplaneConfig& config, const std::string& config_path) {
+  if (config.backend != "dpdk" && if_nametoindex(config.interface.c_str()) == 0) {
+    AXON_LOG_ERROR(kLog, "interface '%s' does not exist; check `ip link` and set [dataplane] interface in %s",
+                   config.interface.c_str(), config_path.c_str());
+    return false;
+  }
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return true;  // cannot tell: pinning will say
+  std::string available;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) available += (available.empty() ? "" : ",") + std::to_string(cpu);
+  }
+  for (int core : config.cores) {
+    if (core < 0 || core >= CPU_SETSIZE || !CPU_ISSET(core, &allowed)) {
+      AXON_LOG_ERROR(kLog,
+                     "core %d in [dataplane] cores does not exist on this host or is not available to this "
+                     "process (available: %s); fix cores in %s",
+                     core, available.c_str(), config_path.c_str());
+      return false;
+    }
+  }
+  return true;
 }
 
 // Generic slots and no agents of its own: a control plane will push the tables. Until it does,
@@ -340,11 +369,7 @@ bool Daemon::open_ports(int nic_node) {
 
 bool Daemon::setup() {
   const std::uint32_t lcore_count = std::uint32_t(config_.queues.size());
-  if (config_.backend != "dpdk" && if_nametoindex(config_.interface.c_str()) == 0) {
-    AXON_LOG_ERROR(kLog, "interface '%s' does not exist; check `ip link` and set [dataplane] interface in %s",
-                   config_.interface.c_str(), options_.config_path.c_str());
-    return false;
-  }
+  if (!host_has_what_config_names(config_, options_.config_path)) return false;
   int nic_node = config_.numa_node >= 0 ? config_.numa_node : nic_numa_node(config_.interface);
   if (numa_available() >= 0) {
     for (int core : config_.cores) {
@@ -804,6 +829,7 @@ int Daemon::run() {
       AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
       return 1;
     }
+    if (!host_has_what_config_names(config_, options_.config_path)) return 1;
     std::printf("%s: ok (%zu workers, %zu agents, %zu tenants)\n", options_.config_path.c_str(), config_.workers.size(),
                 config_.agents.size(), config_.tenants.size());
     return 0;

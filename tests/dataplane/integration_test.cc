@@ -1091,7 +1091,8 @@ TEST_P(DataplaneIT, BadConfigurationsExitNonZeroNamingTheProblemAndAttachNothing
     std::string name;
     std::string text;
     std::vector<std::string> expect_in_log;
-    bool names_file = true;  // config errors name file:line; setup errors name the resource
+    bool names_file = true;      // config errors name file:line; setup errors name the resource
+    bool check_catches = false;  // --check must refuse it too (issue 11 item 14)
   };
   const std::string good = config();
   std::vector<Case> cases;
@@ -1137,7 +1138,14 @@ TEST_P(DataplaneIT, BadConfigurationsExitNonZeroNamingTheProblemAndAttachNothing
     for (auto at = text.find(net_->root_if); at != std::string::npos; at = text.find(net_->root_if, at)) {
       text.replace(at, net_->root_if.size(), missing_if);
     }
-    cases.push_back({"nonexistent interface", text, {missing_if, "does not exist"}, false});
+    cases.push_back({"nonexistent interface", text, {missing_if, "does not exist"}, false, backend() != "dpdk"});
+  }
+  {
+    // Issue 11 item 14: a core that does not exist only warned and the lcore ran unpinned.
+    std::string text = good;
+    const auto at = text.find("cores = [");
+    text.replace(at, text.find('\n', at) - at, "cores = [999]");
+    cases.push_back({"nonexistent core", text, {"core 999", "does not exist"}, false, true});
   }
   if (backend() == "dpdk") {
     auto with = [&](const std::string& line) {
@@ -1209,6 +1217,14 @@ TEST_P(DataplaneIT, BadConfigurationsExitNonZeroNamingTheProblemAndAttachNothing
       EXPECT_NE(log.find(needle), std::string::npos) << "missing '" << needle << "' in: " << log;
     }
     EXPECT_EQ(attached_program(), 0u) << "a failed start left XDP attached: " << log;
+    if (c.check_catches) {
+      std::string checked;
+      EXPECT_NE(run_command({AXON_DATAPLANE_BIN, "--config", path, "--check"}, &checked), 0)
+          << "--check accepted it: " << checked;
+      for (const auto& needle : c.expect_in_log) {
+        EXPECT_NE(checked.find(needle), std::string::npos) << "--check: missing '" << needle << "' in: " << checked;
+      }
+    }
     if (const auto at = c.text.find("file_prefix = \""); at != std::string::npos) {
       const std::string prefix = c.text.substr(at + 15, c.text.find('"', at + 15) - at - 15);
       struct stat st {};

@@ -1,0 +1,94 @@
+// MetricsExporter: Prometheus families from a daemon snapshot (see metrics_exporter.h).
+#include "metrics_exporter.h"
+
+#include "axon/controlplane/api_server.h"
+
+namespace axon::controlplane {
+namespace {
+
+void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
+  using dataplane::LcoreStats;
+  auto sum = [&](auto field) { return double(stats.lcores(field)); };
+  m.family("axon_dataplane_rx_frames_total", "counter", "Frames the data plane received.")
+      .sample(sum(&LcoreStats::rx_frames));
+  m.family("axon_dataplane_requests_total", "counter", "Valid requests queued to workers.")
+      .sample(sum(&LcoreStats::requests));
+  m.family("axon_dataplane_responses_total", "counter", "RESPONSE datagrams sent.").sample(sum(&LcoreStats::responses));
+  m.family("axon_dataplane_busy_total", "counter", "BUSY replies sent (full ring or no buffer).")
+      .sample(sum(&LcoreStats::busy_sent));
+  m.family("axon_dataplane_tx_dropped_total", "counter", "Reply frames dropped: the port had no TX room.")
+      .sample(sum(&LcoreStats::tx_dropped));
+  m.family("axon_dataplane_tx_backpressure_total", "counter",
+           "Poll loops that left worker replies queued because no TX frame was free.")
+      .sample(sum(&LcoreStats::tx_backpressure));
+  m.family("axon_dataplane_port_errors_total", "counter",
+           "Losses in the backend's port, below the engine: received datagrams it could not hand over "
+           "(rx_dropped, e.g. truncated) and replies the kernel refused (tx_errors).");
+  m.sample({{"kind", "rx_dropped"}}, sum(&LcoreStats::port_rx_dropped));
+  m.sample({{"kind", "tx_errors"}}, sum(&LcoreStats::port_tx_errors));
+  const auto& h = stats.header();
+  m.family("axon_dataplane_device_errors_total", "counter",
+           "Losses below the port: the DPDK device's rte_eth_stats, or the AF_XDP sockets' XDP_STATISTICS (xdp).");
+  m.sample({{"kind", "rx_missed"}}, double(h.device_rx_missed.load(std::memory_order_relaxed)));
+  m.sample({{"kind", "rx_nombuf"}}, double(h.device_rx_nombuf.load(std::memory_order_relaxed)));
+  m.sample({{"kind", "rx_errors"}}, double(h.device_rx_errors.load(std::memory_order_relaxed)));
+  m.sample({{"kind", "tx_errors"}}, double(h.device_tx_errors.load(std::memory_order_relaxed)));
+  m.family("axon_dataplane_errors_total", "counter", "ERROR replies sent, by AXP error code.");
+  for (std::size_t c = 1; c < protocol::kErrorCodeCount; ++c) {
+    const auto code = protocol::ErrorCode(c);
+    m.sample({{"code", protocol::to_string(code)}}, double(stats.errors_sent(code)));
+  }
+  m.family("axon_dataplane_drops_total", "counter",
+           "Frames rejected, by reason and where (xdp: in the kernel, userspace: by the poll loop).");
+  for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+    const auto reason = protocol::Reason(r);
+    if (reason == protocol::Reason::ok || reason == protocol::Reason::pass_not_axp) continue;
+    m.sample({{"reason", protocol::to_string(reason)}, {"where", "xdp"}}, double(stats.xdp(reason)));
+    m.sample({{"reason", protocol::to_string(reason)}, {"where", "userspace"}}, double(stats.lcore_drops(reason)));
+  }
+}
+
+}  // namespace
+
+std::string export_metrics(const MetricsSnapshot& s) {
+  MetricsWriter m;
+  m.family("axon_controlplane_info", "gauge", "Build information of the control plane.")
+      .sample({{"version", s.version}}, 1);
+  m.family("axon_controlplane_uptime_seconds", "gauge", "Seconds since the control plane started.")
+      .sample(s.uptime_seconds);
+  m.family("axon_dataplane_up", "gauge", "1 while the control plane is linked to a running data plane.")
+      .sample(s.dataplane_up ? 1 : 0);
+  m.family("axon_dataplane_restarts_seen_total", "counter", "Data plane restarts the control plane noticed.")
+      .sample(double(s.dataplane_restarts_seen));
+  m.family("axon_table_pushes_rejected_total", "counter", "Table pushes the data plane refused.")
+      .sample(double(s.table_pushes_rejected));
+  m.family("axon_worker_spawn_failures_total", "counter", "Worker spawns that failed (exec, cgroup, user).")
+      .sample(double(s.spawn_failures));
+  m.family("axon_workers_adopted_total", "counter", "Workers taken over from a previous control plane.")
+      .sample(double(s.workers_adopted));
+  m.family("axon_agents", "gauge", "Registered agents.").sample(double(s.agents.size()));
+  m.family("axon_tenants", "gauge", "Registered tenants.").sample(double(s.tenants));
+
+  m.family("axon_agent_workers", "gauge", "Worker processes alive per agent.");
+  for (const auto& a : s.agents) m.sample({{"agent", a.spec.name}}, a.workers);
+  m.family("axon_agent_workers_warm", "gauge", "Workers attached to the data plane and serving, per agent.");
+  for (const auto& a : s.agents) m.sample({{"agent", a.spec.name}}, a.warm);
+  m.family("axon_agent_pool_min", "gauge", "Configured minimum warm workers per agent.");
+  for (const auto& a : s.agents) m.sample({{"agent", a.spec.name}}, a.spec.pool.min);
+  m.family("axon_agent_pool_max", "gauge", "Configured maximum workers per agent.");
+  for (const auto& a : s.agents) m.sample({{"agent", a.spec.name}}, a.spec.pool.max);
+  m.family("axon_agent_restarts_total", "counter", "Worker respawns per agent.");
+  for (const auto& a : s.agents) m.sample({{"agent", a.spec.name}}, double(a.restarts));
+  m.family("axon_agent_breaker_open", "gauge", "1 while the agent's crash-loop circuit breaker is open.");
+  for (const auto& a : s.agents) m.sample({{"agent", a.spec.name}}, a.breaker == BreakerState::open ? 1 : 0);
+
+  m.family("axon_worker_inflight", "gauge", "Requests in flight at the worker.");
+  for (const auto& w : s.workers) m.sample({{"agent", w.agent}, {"worker", w.id}}, double(w.inflight));
+  m.family("axon_worker_ring_depth", "gauge", "Requests queued in the worker's request ring.");
+  for (const auto& w : s.workers) m.sample({{"agent", w.agent}, {"worker", w.id}}, double(w.ring_depth));
+
+  if (s.stats != nullptr) write_dataplane(m, *s.stats);
+  return m.str();
+}
+
+}  // namespace axon::controlplane
