@@ -1,23 +1,29 @@
-// HTTP/1.1 over TLS (OpenSSL 3), TCP or a unix socket for the REST API client. One request
-// per connection ("Connection: close") keeps the state machine trivial; axonctl sends one
-// request per run.
+// HTTP/1.1 client of the REST API on Boost.Beast over Boost.Asio: TLS through Asio's OpenSSL
+// stream (TLS 1.2 or newer, certificate and host name verified, optional client certificate
+// for mTLS), plain HTTP over TCP, or plain HTTP over a unix socket. One connection per
+// request ("Connection: close"); axonctl sends one request per run.
+//
+// Every step (resolve and connect, handshake, write, read) runs asynchronously on a private
+// io_context under the same per-step timeout, so a silent server gives a timeout error, and
+// Beast's parser reads the response (Content-Length, chunked or until close, with a size
+// limit).
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-#include <unistd.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <limits>
 #include <optional>
 
 #include "axon/client/rest.h"
@@ -25,6 +31,14 @@
 namespace axon::client {
 
 namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = net::ip::tcp;
+using unix_proto = net::local::stream_protocol;
+using error_code = boost::system::error_code;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -36,12 +50,6 @@ std::string lower(std::string_view s) {
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && lower(a) == lower(b);
-}
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return std::string(s);
 }
 
 // The newest OpenSSL error as text, and the queue cleared.
@@ -58,102 +66,24 @@ std::string openssl_error() {
   return text.empty() ? "unknown TLS error" : text;
 }
 
-enum class Parse { complete, incomplete, bad };
+using Parser = bhttp::response_parser<bhttp::string_body>;
 
-// Parses `raw` into `out`. With at_eof, a body without Content-Length ends here.
-Parse parse_response(std::string_view raw, bool at_eof, RestResponse& out, std::string& why) {
-  std::size_t head_end = raw.find("\r\n\r\n");
-  if (head_end == std::string_view::npos) {
-    if (raw.size() > 64 * 1024) {
-      why = "response headers larger than 64 KiB";
-      return Parse::bad;
-    }
-    if (at_eof) why = raw.empty() ? "the server closed the connection without a response" : "truncated headers";
-    return at_eof ? Parse::bad : Parse::incomplete;
+RestResponse to_response(const bhttp::response<bhttp::string_body>& r) {
+  RestResponse out;
+  out.status = static_cast<int>(r.result_int());
+  out.reason = std::string(r.reason());
+  for (const auto& field : r) out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  out.body = r.body();
+  return out;
+}
+
+std::string parse_error_text(const error_code& ec) {
+  if (ec == bhttp::error::bad_version) {
+    return "not an HTTP/1.x response (is the URL scheme right? https:// for the TCP API)";
   }
-  std::string_view head = raw.substr(0, head_end);
-  std::size_t line_end = head.find("\r\n");
-  std::string_view status_line = head.substr(0, line_end);
-  if (status_line.substr(0, 7) != "HTTP/1." || status_line.size() < 12 || status_line[8] != ' ') {
-    why = "not an HTTP/1.x response (is the URL scheme right? https:// for the TCP API)";
-    return Parse::bad;
-  }
-  int status = 0;
-  auto [ptr, ec] = std::from_chars(status_line.data() + 9, status_line.data() + 12, status);
-  if (ec != std::errc() || ptr != status_line.data() + 12 || status < 100 || status > 599) {
-    why = "bad HTTP status line";
-    return Parse::bad;
-  }
-  out = RestResponse{};
-  out.status = status;
-  out.reason = status_line.size() > 13 ? trim(status_line.substr(13)) : std::string();
-  std::optional<std::size_t> content_length;
-  bool chunked = false;
-  std::size_t pos = line_end == std::string_view::npos ? head.size() : line_end + 2;
-  while (pos < head.size()) {
-    std::size_t eol = head.find("\r\n", pos);
-    if (eol == std::string_view::npos) eol = head.size();
-    std::string_view line = head.substr(pos, eol - pos);
-    pos = eol + 2;
-    std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      why = "malformed header line";
-      return Parse::bad;
-    }
-    std::string name(line.substr(0, colon));
-    std::string value = trim(line.substr(colon + 1));
-    if (iequals(name, "content-length")) {
-      std::size_t n = 0;
-      auto [p, e] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (e != std::errc() || p != value.data() + value.size()) {
-        why = "bad Content-Length";
-        return Parse::bad;
-      }
-      content_length = n;
-    } else if (iequals(name, "transfer-encoding") && lower(value).find("chunked") != std::string::npos) {
-      chunked = true;
-    }
-    out.headers.emplace_back(std::move(name), std::move(value));
-  }
-  std::string_view body = raw.substr(head_end + 4);
-  if (chunked) {
-    std::string decoded;
-    std::size_t at = 0;
-    for (;;) {
-      std::size_t eol = body.find("\r\n", at);
-      if (eol == std::string_view::npos) break;
-      std::size_t size = 0;
-      std::string_view size_text = body.substr(at, eol - at);
-      size_text = size_text.substr(0, size_text.find(';'));
-      auto [p, e] = std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
-      if (e != std::errc() || size_text.empty()) {
-        why = "bad chunk size";
-        return Parse::bad;
-      }
-      if (size == 0) {
-        out.body = std::move(decoded);
-        return Parse::complete;  // trailers, if any, are ignored
-      }
-      if (eol + 2 + size + 2 > body.size()) break;
-      decoded.append(body.substr(eol + 2, size));
-      at = eol + 2 + size + 2;
-    }
-    if (at_eof) why = "truncated chunked body";
-    return at_eof ? Parse::bad : Parse::incomplete;
-  }
-  if (content_length) {
-    if (body.size() < *content_length) {
-      if (at_eof)
-        why = "truncated body (" + std::to_string(body.size()) + " of " + std::to_string(*content_length) + " bytes)";
-      return at_eof ? Parse::bad : Parse::incomplete;
-    }
-    out.body = std::string(body.substr(0, *content_length));
-    return Parse::complete;
-  }
-  if (status == 204 || status == 304 || status < 200) return Parse::complete;
-  if (!at_eof) return Parse::incomplete;
-  out.body = std::string(body);
-  return Parse::complete;
+  if (ec == bhttp::error::partial_message) return "truncated response";
+  if (ec == bhttp::error::body_limit) return "response too large";
+  return ec.message();
 }
 
 struct Url {
@@ -220,73 +150,20 @@ bool is_ip_literal(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), &a4) == 1 || inet_pton(AF_INET6, host.c_str(), &a6) == 1;
 }
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  int get() const { return fd_; }
-
- private:
-  int fd_ = -1;
-};
-
-void set_io_timeouts(int fd, std::chrono::milliseconds timeout) {
-  timeval tv{};
-  tv.tv_sec = time_t(timeout.count() / 1000);
-  tv.tv_usec = suseconds_t((timeout.count() % 1000) * 1000);
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
-// Non-blocking connect bounded by `timeout`; returns 0 or an errno value.
-int connect_with_timeout(int fd, const sockaddr* addr, socklen_t len, std::chrono::milliseconds timeout) {
-  int flags = fcntl(fd, F_GETFL);
-  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  int rc = ::connect(fd, addr, len);
-  int err = rc == 0 ? 0 : errno;
-  if (rc != 0 && err == EINPROGRESS) {
-    pollfd p{fd, POLLOUT, 0};
-    int n;
-    do {
-      n = ::poll(&p, 1, int(timeout.count()));
-    } while (n < 0 && errno == EINTR);
-    if (n == 0) {
-      err = ETIMEDOUT;
-    } else {
-      socklen_t sl = sizeof err;
-      getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl);
-    }
-  }
-  fcntl(fd, F_SETFL, flags);
-  return err;
-}
-
-struct SslCtxDeleter {
-  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
-};
-struct SslDeleter {
-  void operator()(SSL* ssl) const { SSL_free(ssl); }
-};
-
 }  // namespace
 
 struct RestClient::Impl {
   RestOptions options;
   Url url;
   std::string endpoint;
-  std::unique_ptr<SSL_CTX, SslCtxDeleter> ctx;
+  std::optional<ssl::context> tls;
 
-  Result<Fd, RestError> connect_socket();
-  std::string connect_advice(int err) const;
+  std::string connect_advice(const error_code& ec) const;
+  std::string request_text(std::string_view method, std::string_view path, std::string_view body) const;
 };
 
-std::string RestClient::Impl::connect_advice(int err) const {
+std::string RestClient::Impl::connect_advice(const error_code& ec) const {
+  const int err = ec == beast::error::timeout ? ETIMEDOUT : ec.value();
   std::string message = "cannot connect to " + endpoint + ": " + std::strerror(err);
   if (err == ECONNREFUSED || err == ENOENT || err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH) {
     message += "; is axon-controlplane running? (see " +
@@ -297,54 +174,101 @@ std::string RestClient::Impl::connect_advice(int err) const {
   return message;
 }
 
-Result<Fd, RestError> RestClient::Impl::connect_socket() {
-  if (!options.unix_socket.empty()) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (options.unix_socket.size() >= sizeof addr.sun_path) {
-      return make_error(RestError::invalid_argument, "unix socket path too long: " + options.unix_socket);
-    }
-    std::memcpy(addr.sun_path, options.unix_socket.c_str(), options.unix_socket.size() + 1);
-    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (fd.get() < 0) return make_error(RestError::connect_failed, connect_advice(errno));
-    int err = connect_with_timeout(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr, options.timeout);
-    if (err != 0) return make_error(RestError::connect_failed, connect_advice(err));
-    set_io_timeouts(fd.get(), options.timeout);
-    return fd;
+std::string RestClient::Impl::request_text(std::string_view method, std::string_view path,
+                                           std::string_view body) const {
+  std::string request;
+  request.reserve(256 + body.size());
+  request.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
+  request.append("Host: ").append(url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host);
+  if (options.unix_socket.empty()) request.append(":").append(url.port);
+  request.append("\r\nUser-Agent: axonctl\r\nAccept: application/json\r\nConnection: close\r\n");
+  if (!options.token.empty()) request.append("Authorization: Bearer ").append(options.token).append("\r\n");
+  if (!body.empty() || method == "POST" || method == "PUT") {
+    if (!body.empty()) request.append("Content-Type: application/json\r\n");
+    request.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  int gai = getaddrinfo(url.host.c_str(), url.port.c_str(), &hints, &found);
-  if (gai != 0) {
-    return make_error(RestError::connect_failed,
-                      "cannot resolve '" + url.host + "' (" + gai_strerror(gai) + "); check " + options.address_hint);
-  }
-  int last_err = ECONNREFUSED;
-  for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
-    if (fd.get() < 0) {
-      last_err = errno;
-      continue;
-    }
-    int err = connect_with_timeout(fd.get(), ai->ai_addr, ai->ai_addrlen, options.timeout);
-    if (err != 0) {
-      last_err = err;
-      continue;
-    }
-    freeaddrinfo(found);
-    int one = 1;
-    setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    set_io_timeouts(fd.get(), options.timeout);
-    return fd;
-  }
-  freeaddrinfo(found);
-  if (last_err == ETIMEDOUT) {
-    return make_error(RestError::timeout, connect_advice(last_err));
-  }
-  return make_error(RestError::connect_failed, connect_advice(last_err));
+  request.append("\r\n").append(body);
+  return request;
 }
+
+namespace {
+
+// One request on one connection: connect, (handshake), write, read, each under the timeout.
+template <typename Stream>
+class Exchange {
+ public:
+  Exchange(RestClient::Impl& d, Stream& stream) : d_(d), stream_(stream) {}
+
+  Result<RestResponse, RestError> run(net::io_context& ioc, const std::string& request) {
+    request_ = request;
+    parser_.header_limit(64 * 1024);
+    parser_.body_limit(d_.options.max_response_bytes);
+    write();
+    ioc.run();
+    return std::move(result_);
+  }
+
+ private:
+  auto& lowest() { return beast::get_lowest_layer(stream_); }
+
+  void write() {
+    lowest().expires_after(d_.options.timeout);
+    net::async_write(stream_, net::buffer(request_), [this](const error_code& ec, std::size_t) {
+      if (ec) return fail("sending to", ec);
+      read();
+    });
+  }
+
+  void read() {
+    lowest().expires_after(d_.options.timeout);
+    bhttp::async_read(stream_, buffer_, parser_, [this](const error_code& ec, std::size_t) {
+      if (ec == bhttp::error::body_limit) {
+        result_ = make_error(RestError::bad_response, "response from " + d_.endpoint + " larger than " +
+                                                          std::to_string(d_.options.max_response_bytes) + " bytes");
+        return;
+      }
+      // A server closing without TLS close_notify is not an error once the response is whole.
+      if (ec && !(ec == ssl::error::stream_truncated && parser_.is_done())) {
+        if (ec == beast::error::timeout) {
+          result_ = make_error(RestError::timeout, "no response from " + d_.endpoint + " within " +
+                                                       std::to_string(d_.options.timeout.count()) + " ms");
+          return;
+        }
+        if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category() ||
+            (ec == bhttp::error::end_of_stream && parser_.got_some())) {
+          result_ =
+              make_error(RestError::bad_response, "bad response from " + d_.endpoint + ": " + parse_error_text(ec));
+          return;
+        }
+        if (ec == bhttp::error::end_of_stream) {
+          result_ = make_error(RestError::bad_response, "bad response from " + d_.endpoint +
+                                                            ": the server closed the connection without a response");
+          return;
+        }
+        return fail("reading from", ec);
+      }
+      result_ = to_response(parser_.get());
+    });
+  }
+
+  void fail(const char* what, const error_code& ec) {
+    if (ec == beast::error::timeout) {
+      result_ = make_error(RestError::timeout, std::string("no response from ") + d_.endpoint + " within " +
+                                                   std::to_string(d_.options.timeout.count()) + " ms");
+      return;
+    }
+    result_ = make_error(RestError::io_error, std::string(what) + " " + d_.endpoint + " failed: " + ec.message());
+  }
+
+  RestClient::Impl& d_;
+  Stream& stream_;
+  std::string request_;
+  beast::flat_buffer buffer_;
+  Parser parser_;
+  Result<RestResponse, RestError> result_ = make_error(RestError::io_error, "no response");
+};
+
+}  // namespace
 
 std::string RestResponse::header(std::string_view name) const {
   for (const auto& [n, v] : headers) {
@@ -354,14 +278,23 @@ std::string RestResponse::header(std::string_view name) const {
 }
 
 Result<RestResponse, RestError> parse_http_response(std::string_view raw) {
-  RestResponse out;
-  std::string why;
-  switch (parse_response(raw, true, out, why)) {
-    case Parse::complete: return out;
-    case Parse::incomplete:
-    case Parse::bad: break;
+  if (raw.empty()) return make_error(RestError::bad_response, "the server closed the connection without a response");
+  Parser parser;
+  parser.eager(true);
+  parser.header_limit(64 * 1024);
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+  error_code ec;
+  std::size_t used = 0;
+  while (!ec && used < raw.size() && !parser.is_done()) {
+    const std::size_t n = parser.put(net::buffer(raw.data() + used, raw.size() - used), ec);
+    if (n == 0 && !ec) break;
+    used += n;
   }
-  return make_error(RestError::bad_response, why);
+  if (ec == bhttp::error::need_more) ec = {};
+  if (!ec && !parser.is_done()) parser.put_eof(ec);
+  if (ec) return make_error(RestError::bad_response, parse_error_text(ec));
+  if (!parser.is_done()) return make_error(RestError::bad_response, "truncated response");
+  return to_response(parser.get());
 }
 
 RestClient::RestClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -374,7 +307,7 @@ const std::string& RestClient::endpoint() const {
 }
 
 bool RestClient::insecure() const {
-  return impl_->ctx != nullptr && impl_->options.insecure;
+  return impl_->tls.has_value() && impl_->options.insecure;
 }
 
 Result<RestClient, RestError> RestClient::create(RestOptions options) {
@@ -395,9 +328,8 @@ Result<RestClient, RestError> RestClient::create(RestOptions options) {
   while (!impl->endpoint.empty() && impl->endpoint.back() == '/') impl->endpoint.pop_back();
   if (!url->tls) return RestClient(std::move(impl));
 
-  impl->ctx.reset(SSL_CTX_new(TLS_client_method()));
-  if (!impl->ctx) return make_error(RestError::tls_failed, "cannot create a TLS context: " + openssl_error());
-  SSL_CTX* ctx = impl->ctx.get();
+  impl->tls.emplace(ssl::context::tls_client);
+  SSL_CTX* ctx = impl->tls->native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   // Responses carry Content-Length; a server closing without close_notify is not an error.
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -434,122 +366,73 @@ Result<RestClient, RestError> RestClient::create(RestOptions options) {
 Result<RestResponse, RestError> RestClient::request(std::string_view method, std::string_view path,
                                                     std::string_view body) {
   Impl& d = *impl_;
-  auto connected = d.connect_socket();
-  if (!connected) return connected.error();
-  Fd fd = std::move(connected).value();
+  const std::string text = d.request_text(method, path, body);
+  net::io_context ioc;
+  error_code ec;
 
-  std::unique_ptr<SSL, SslDeleter> ssl;
-  if (d.ctx) {
-    ssl.reset(SSL_new(d.ctx.get()));
-    if (!ssl) return make_error(RestError::tls_failed, "cannot create a TLS session: " + openssl_error());
-    SSL_set_fd(ssl.get(), fd.get());
-    const bool ip = is_ip_literal(d.url.host);
-    // SSL_set_tlsext_host_name() is a macro with a C cast; this is what it expands to.
-    if (!ip) {
-      SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, d.url.host.data());
-    }
-    if (!d.options.insecure) {
-      X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
-      int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, d.url.host.c_str())
-                  : X509_VERIFY_PARAM_set1_host(param, d.url.host.c_str(), 0);
-      if (ok != 1) return make_error(RestError::tls_failed, "cannot set the expected host name: " + openssl_error());
-    }
-    ERR_clear_error();
-    errno = 0;
-    if (SSL_connect(ssl.get()) != 1) {
-      long verify = SSL_get_verify_result(ssl.get());
-      std::string message = "TLS handshake with " + d.endpoint + " failed: ";
-      if (verify != X509_V_OK) {
-        message += std::string("certificate verification failed (") + X509_verify_cert_error_string(verify) +
-                   "); pass the server's CA with --ca, or --insecure to skip verification";
-      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return make_error(RestError::timeout,
-                          message + "no answer within " + std::to_string(d.options.timeout.count()) + " ms");
-      } else {
-        std::string detail = openssl_error();
-        if (detail == "unknown TLS error" && errno != 0) detail = std::strerror(errno);
-        message += detail;
-        if (detail.find("wrong version number") != std::string::npos ||
-            detail.find("packet length") != std::string::npos) {
-          message += " (is the server speaking plain HTTP? try http://)";
-        }
-      }
-      return make_error(RestError::tls_failed, message);
-    }
+  if (!d.options.unix_socket.empty()) {
+    beast::basic_stream<unix_proto> stream(ioc);
+    stream.expires_after(d.options.timeout);
+    stream.async_connect(unix_proto::endpoint(d.options.unix_socket), [&](const error_code& e) { ec = e; });
+    ioc.run();
+    if (ec) return make_error(RestError::connect_failed, d.connect_advice(ec));
+    ioc.restart();
+    return Exchange<beast::basic_stream<unix_proto>>(d, stream).run(ioc, text);
   }
 
-  std::string request;
-  request.reserve(256 + body.size());
-  request.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
-  request.append("Host: ").append(d.url.host.find(':') != std::string::npos ? "[" + d.url.host + "]" : d.url.host);
-  if (d.options.unix_socket.empty()) request.append(":").append(d.url.port);
-  request.append("\r\nUser-Agent: axonctl\r\nAccept: application/json\r\nConnection: close\r\n");
-  if (!d.options.token.empty()) request.append("Authorization: Bearer ").append(d.options.token).append("\r\n");
-  if (!body.empty() || method == "POST" || method == "PUT") {
-    if (!body.empty()) request.append("Content-Type: application/json\r\n");
-    request.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+  tcp::resolver resolver(ioc);
+  const auto found = resolver.resolve(d.url.host, d.url.port, ec);
+  if (ec) {
+    return make_error(RestError::connect_failed,
+                      "cannot resolve '" + d.url.host + "' (" + ec.message() + "); check " + d.options.address_hint);
   }
-  request.append("\r\n").append(body);
-
-  auto io_error = [&](const char* what, int err) -> Error<RestError> {
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      return make_error(RestError::timeout, std::string("no response from ") + d.endpoint + " within " +
-                                                std::to_string(d.options.timeout.count()) + " ms");
-    }
-    std::string detail = ssl ? openssl_error() : std::string();
-    if (detail.empty() || detail == "unknown TLS error") detail = err != 0 ? std::strerror(err) : "connection closed";
-    return make_error(RestError::io_error, std::string(what) + " " + d.endpoint + " failed: " + detail);
-  };
-
-  std::size_t sent = 0;
-  while (sent < request.size()) {
-    errno = 0;
-    ssize_t n;
-    if (ssl) {
-      int w = SSL_write(ssl.get(), request.data() + sent, int(request.size() - sent));
-      n = w > 0 ? w : -1;
-    } else {
-      n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    }
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("sending to", errno);
-    }
-    sent += std::size_t(n);
+  beast::tcp_stream tcp_stream(ioc);
+  tcp_stream.expires_after(d.options.timeout);
+  tcp_stream.async_connect(found, [&](const error_code& e, const tcp::endpoint&) { ec = e; });
+  ioc.run();
+  if (ec) {
+    return make_error(ec == beast::error::timeout ? RestError::timeout : RestError::connect_failed,
+                      d.connect_advice(ec));
   }
+  tcp_stream.socket().set_option(tcp::no_delay(true), ec);
+  ioc.restart();
+  if (!d.tls) return Exchange<beast::tcp_stream>(d, tcp_stream).run(ioc, text);
 
-  std::string raw;
-  RestResponse response;
-  std::string why;
-  char buffer[16384];
-  for (;;) {
-    errno = 0;
-    ssize_t n;
-    if (ssl) {
-      int r = SSL_read(ssl.get(), buffer, int(sizeof buffer));
-      if (r > 0) {
-        n = r;
-      } else {
-        int e = SSL_get_error(ssl.get(), r);
-        n = (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) ? 0 : -1;
-      }
-    } else {
-      n = ::recv(fd.get(), buffer, sizeof buffer, 0);
-    }
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("reading from", errno);
-    }
-    raw.append(buffer, std::size_t(n));
-    if (raw.size() > d.options.max_response_bytes) {
-      return make_error(RestError::bad_response, "response from " + d.endpoint + " larger than " +
-                                                     std::to_string(d.options.max_response_bytes) + " bytes");
-    }
-    Parse state = parse_response(raw, n == 0, response, why);
-    if (state == Parse::complete) return response;
-    if (state == Parse::bad) return make_error(RestError::bad_response, "bad response from " + d.endpoint + ": " + why);
-    if (n == 0) return make_error(RestError::bad_response, "bad response from " + d.endpoint + ": " + why);
+  beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), *d.tls);
+  SSL* ssl_handle = stream.native_handle();
+  const bool ip = is_ip_literal(d.url.host);
+  // SSL_set_tlsext_host_name() is a macro with a C cast; this is what it expands to.
+  if (!ip) SSL_ctrl(ssl_handle, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, d.url.host.data());
+  if (!d.options.insecure) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
+    const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, d.url.host.c_str())
+                      : X509_VERIFY_PARAM_set1_host(param, d.url.host.c_str(), 0);
+    if (ok != 1) return make_error(RestError::tls_failed, "cannot set the expected host name: " + openssl_error());
   }
+  ERR_clear_error();
+  beast::get_lowest_layer(stream).expires_after(d.options.timeout);
+  stream.async_handshake(ssl::stream_base::client, [&](const error_code& e) { ec = e; });
+  ioc.run();
+  if (ec) {
+    const std::string message = "TLS handshake with " + d.endpoint + " failed: ";
+    const long verify = SSL_get_verify_result(ssl_handle);
+    if (ec == beast::error::timeout) {
+      return make_error(RestError::timeout,
+                        message + "no answer within " + std::to_string(d.options.timeout.count()) + " ms");
+    }
+    if (verify != X509_V_OK) {
+      return make_error(RestError::tls_failed,
+                        message + "certificate verification failed (" + X509_verify_cert_error_string(verify) +
+                            "); pass the server's CA with --ca, or --insecure to skip verification");
+    }
+    std::string detail = ec.message();
+    if (detail.find("wrong version number") != std::string::npos || detail.find("packet length") != std::string::npos) {
+      detail += " (is the server speaking plain HTTP? try http://)";
+    }
+    return make_error(RestError::tls_failed, message + detail);
+  }
+  ioc.restart();
+  return Exchange<beast::ssl_stream<beast::tcp_stream>>(d, stream).run(ioc, text);
 }
 
 }  // namespace axon::client

@@ -1026,6 +1026,28 @@ ApiResult<std::string> ControlPlane::metrics() {
   return export_metrics(m);
 }
 
+ControlPlane::Readiness ControlPlane::readiness() {
+  std::lock_guard lock(mutex_);
+  if (!link_.connected()) return {false, "", "waiting for the data plane (" + config_.dataplane.run_dir + ")"};
+  for (const auto& [name, spec] : registry_.agents()) {
+    const auto pool = pools_.find(name);
+    if (pool != pools_.end() && pool->second.deleting) continue;
+    const AgentStatus status = agent_status(spec);
+    if (status.breaker == BreakerState::open) {
+      return {false,
+              "agent " + name + " cannot start its workers (" + (status.last_exit.empty() ? "?" : status.last_exit) +
+                  "); its circuit breaker opened. See " + config_.log_dir + "/workers/ and fix the agent",
+              ""};
+    }
+    if (status.warm < spec.pool.min) {
+      return {false, "",
+              "waiting for agent " + name + ": " + std::to_string(status.warm) + "/" + std::to_string(spec.pool.min) +
+                  " worker(s) warm"};
+    }
+  }
+  return {true, "", ""};
+}
+
 std::string ControlPlane::status_line() {
   const SystemStatus s = system_status();
   std::string line = std::to_string(s.agents) + " agent(s), " + std::to_string(s.warm) + "/" +

@@ -50,6 +50,15 @@ class ControlPlane final : public ControlApi {
   // on_exit = "stop": drain and stop every worker (bounded by drain_timeout + stop_grace);
   // "keep": leave them for the next control plane.
   void shutdown();
+  // Whether every pool is up: the data plane is linked and each agent has its minimum of
+  // warm workers. `failure` says why a pool cannot start (its breaker opened); `waiting`
+  // what it still waits for. The daemon reports ready only once `ready`.
+  struct Readiness {
+    bool ready = false;
+    std::string failure;
+    std::string waiting;
+  };
+  Readiness readiness();
   // One line for sd_notify STATUS= and the log.
   std::string status_line();
   SystemStatus system_status();  // what status() returns; it cannot fail

@@ -1,10 +1,10 @@
-// HTTP/1.1 message handling for the API server: parsing a request head, percent-decoding
-// paths and query strings, and writing responses. Pure functions over strings, no I/O.
+// HTTP pieces the REST layer shares that are not the wire format (Boost.Beast owns that,
+// see transport.cc): the response a handler builds, and percent-decoding of paths and query
+// strings. Pure functions over strings, no I/O.
 #pragma once
 
 #include <cstddef>
 #include <map>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,27 +12,7 @@
 
 namespace axon::controlplane::http {
 
-inline constexpr std::size_t kMaxHeaderBytes = 16 * 1024;
-
-struct RequestHead {
-  std::string method;
-  std::string target;  // as sent: path and query
-  std::string path;    // percent-encoded, as sent
-  std::string query;   // after '?', without it
-  int minor_version = 1;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
-
-  const std::string* header(std::string_view lower_name) const;
-};
-
-// A parse failure: the status to answer with and the reason.
-struct HeadError {
-  int status;
-  std::string message;
-};
-
-// Parses the head (request line + headers) without the final blank line.
-std::optional<RequestHead> parse_head(std::string_view head, HeadError& error);
+inline constexpr std::size_t kMaxHeaderBytes = 16 * 1024;  // request line + headers
 
 // Decodes %XX; false on a malformed escape. '+' stays '+' unless plus_is_space.
 bool percent_decode(std::string_view in, std::string& out, bool plus_is_space);
@@ -46,10 +26,5 @@ struct Response {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
 };
-
-const char* reason_phrase(int status);
-
-// The full message; keep_alive=false adds "Connection: close".
-std::string serialize(const Response& response, bool keep_alive);
 
 }  // namespace axon::controlplane::http

@@ -1,11 +1,10 @@
-// A small HTTP/1.1 client for the control plane's REST API: HTTPS (OpenSSL, TLS 1.2 or
-// newer, certificate and host name verified, optional client certificate for mTLS), plain
+// A small HTTP/1.1 client for the control plane's REST API, on Boost.Beast: HTTPS (OpenSSL,
+// TLS 1.2 or newer, certificate and host name verified, optional client certificate for mTLS), plain
 // HTTP over TCP, or plain HTTP over a unix socket. One connection per request.
 //
 // Built for axonctl: every failure comes back as a RestError with a message an operator can
 // act on ("cannot connect to https://127.0.0.1:9443: Connection refused; is
-// axon-controlplane running? (see --api)"). No OpenSSL type appears here. OpenSSL writes with
-// write(2): a process using this should ignore SIGPIPE (axonctl does).
+// axon-controlplane running? (see --api)"). No OpenSSL, Asio or Beast type appears here.
 #pragma once
 
 #include <chrono>

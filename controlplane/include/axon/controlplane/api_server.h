@@ -31,10 +31,12 @@ struct ApiServerOptions {
   std::string unix_socket;                // e.g. /run/axon/api.sock: plain HTTP, peer uid 0 = admin "uid:0"
   double rate_per_second = 20;            // token bucket per token (and per unix peer uid); <= 0 = no limit
   std::uint32_t rate_burst = 40;
-  std::size_t max_body_bytes = 1 << 20;
-  std::uint32_t threads = 4;              // connection workers
-  std::uint32_t max_connections = 64;     // beyond this, new connections are closed at once
-  std::uint32_t read_timeout_ms = 10000;  // per read; a silent client loses its connection
+  std::size_t max_body_bytes = 1 << 20;  // a larger Content-Length is refused (413) unread
+  std::uint32_t threads = 4;             // threads running the event loop; connections are not tied to them
+  std::uint32_t max_connections = 1024;  // open at once; beyond this, new connections are closed at once
+  // Deadline of each step: the TLS handshake, the idle wait plus the whole request head, the
+  // body, the response write. A silent or trickling client loses its connection.
+  std::uint32_t read_timeout_ms = 10000;
 };
 
 enum class ApiServerError { invalid_argument, tls_error, bind_failed, tokens_error };
