@@ -696,7 +696,7 @@ void Demo::on_death(WorkerSlot& w, bool allow_respawn) {
   int used = 0;
   for (std::size_t i = 0; i < lost_.size() && i < 6 && used < int(sizeof ids) - 24; ++i) {
     used +=
-        std::snprintf(ids + used, sizeof ids - std::size_t(used), "%s%llu", i ? ", " : "", ull(lost_[i].request_id));
+        std::snprintf(ids + used, sizeof ids - std::size_t(used), "%s%llu", i ? ", " : "", ull(lost_[i].user_cookie));
   }
   if (lost_.size() > 6) std::snprintf(ids + used, sizeof ids - std::size_t(used), ", ... (+%zu)", lost_.size() - 6);
   std::printf(
@@ -783,7 +783,7 @@ u32 Demo::poll(WorkerSlot& w) {
       const shm::Completion& c = completions_[i];
       if (c.status != shm::ReplyStatus::ok) {
         ++w.bad_status;
-      } else if (!verify(c.data, c.length, c.request_id)) {
+      } else if (!verify(c.data, c.length, c.user_cookie)) {  // cookie = request id
         ++w.mismatches;
       }
       const u64 rtt = now > c.enqueue_ns ? now - c.enqueue_ns : 0;

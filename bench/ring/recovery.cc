@@ -134,7 +134,7 @@ int recovery_child(RecoveryResult& out, const Params& p) {
       std::memset(r.lease.data, int(i), 512);
       r.length = 512;
       r.meta.request_id = std::uint64_t(t) * 1000 + i;
-      r.meta.user_cookie = i;
+      r.meta.user_cookie = r.meta.request_id;  // the channel hands back only this key
     }
     std::uint32_t submitted = 0;
     while (submitted < kSent) {
@@ -149,7 +149,7 @@ int recovery_child(RecoveryResult& out, const Params& p) {
       shm::Completion c[32];
       std::uint32_t n = channel.poll_replies(c, 32);
       for (std::uint32_t i = 0; i < n; ++i) {
-        outstanding.erase(c[i].request_id);
+        outstanding.erase(c[i].user_cookie);
         channel.finish(c[i]);
       }
       completed += n;
@@ -193,7 +193,7 @@ int recovery_child(RecoveryResult& out, const Params& p) {
       return 1;
     }
     std::set<std::uint64_t> reported;
-    for (const auto& l : lost) reported.insert(l.request_id);
+    for (const auto& l : lost) reported.insert(l.user_cookie);
     if (lost.size() != out.held || reported != outstanding) {
       set_error(out, "trial %u: reclaim reported %zu lost requests, the worker held %u", t, lost.size(), out.held);
       return 1;

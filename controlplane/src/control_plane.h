@@ -1,11 +1,15 @@
-// ControlPlane: the daemon's state and its one control loop, behind ControlApi.
+// ControlPlane: the daemon's control loop and the pools, wired to its other components and
+// exposed as ControlApi.
 //
-// It owns the registry (agents, tenants; persisted in <state_dir>/state.json), one warm
-// pool of worker processes per agent (Supervisor + CgroupDriver), and the link to the data
-// plane (its control socket for slots and tables, its stats file for counters). The REST
-// threads call the ControlApi methods; the control loop calls tick(). Both take mutex_, so
-// every decision sees one consistent state; nothing under the lock blocks for long (spawns
-// return at exec, data-plane calls have a short timeout).
+// Components, each with one job: Registry (registry.h: tenants, agents, state.json),
+// DataplaneLink (dataplane_link.h: control socket, table pushes, stats segment), the
+// metrics exporter (metrics_exporter.h), and the pools kept here (pools.cc: one warm pool
+// of worker processes per agent over Supervisor + CgroupDriver: spawn, respawn, breaker,
+// drains, scaling, takeover). control_plane.cc wires them and runs tick(); control_api.cc
+// implements ControlApi over them. The REST threads call the ControlApi methods; the control
+// loop calls tick(). Both take mutex_, so every decision sees one consistent state; nothing
+// under the lock blocks for long (spawns return at exec, data-plane calls have a short
+// timeout).
 #pragma once
 
 #include <sys/types.h>
@@ -50,6 +54,15 @@ class ControlPlane final : public ControlApi {
   // on_exit = "stop": drain and stop every worker (bounded by drain_timeout + stop_grace);
   // "keep": leave them for the next control plane.
   void shutdown();
+  // Whether every pool is up: the data plane is linked and each agent has its minimum of
+  // warm workers. `failure` says why a pool cannot start (its breaker opened); `waiting`
+  // what it still waits for. The daemon reports ready only once `ready`.
+  struct Readiness {
+    bool ready = false;
+    std::string failure;
+    std::string waiting;
+  };
+  Readiness readiness();
   // One line for sd_notify STATUS= and the log.
   std::string status_line();
   SystemStatus system_status();  // what status() returns; it cannot fail

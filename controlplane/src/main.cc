@@ -24,10 +24,13 @@
 #include "axon/controlplane/config.h"
 
 #include "control_plane.h"
+#include "preflight.h"
 
 namespace {
 
 constexpr const char* kLog = "controlplane";
+// How long the pools may take to come up (the data plane to appear, workers to attach).
+constexpr std::chrono::seconds kReadyTimeout{60};
 
 int create_token(const std::string& config_path, std::string tokens_file, const std::string& name,
                  const std::string& role_name) {
@@ -90,6 +93,10 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
     ::close(fd);
   }
 
+  if (auto checked = preflight(config, /*probe_port=*/false); !checked) {
+    AXON_LOG_ERROR(kLog, "%s", checked.message().c_str());
+    return 1;
+  }
   ControlPlane plane(config);
   if (auto started = plane.start(); !started) {
     AXON_LOG_ERROR(kLog, "%s", started.message().c_str());
@@ -115,14 +122,15 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
     AXON_LOG_ERROR(kLog, "%s", server.message().c_str());
     return 1;
   }
-  // Ready means: registry loaded, workers adopted, API answering. The data plane may come
-  // later; the link reconnects on its own and status shows it.
+  // Ready means: registry loaded, workers adopted, API answering, the data plane linked and
+  // every pool at its minimum of warm workers (issue 11 item 14: never ready while a pool
+  // cannot start). A pool whose breaker opens before that, or no readiness within
+  // kReadyTimeout, stops the daemon with the reason.
   plane.tick();
-  AXON_LOG_INFO(kLog, "ready: API on %s%s%s, %s", config.api.listen.empty() ? "-" : config.api.listen.c_str(),
-                config.api.unix_socket.empty() ? "" : " and ", config.api.unix_socket.c_str(),
-                plane.status_line().c_str());
-  notifier.ready();
-  notifier.status(plane.status_line());
+  bool announced = false;
+  const auto ready_deadline = std::chrono::steady_clock::now() + kReadyTimeout;
+  std::string last_waiting;
+  int exit_code = 0;
 
   const auto watchdog = axon::systemd::watchdog_interval();
   auto next_watchdog = std::chrono::steady_clock::now();
@@ -143,25 +151,49 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
           AXON_LOG_INFO(kLog, "signal %u: stopping", info.ssi_signo);
           running = false;
         } else if (info.ssi_signo == SIGHUP) {
-          notifier.reloading();
+          if (announced) notifier.reloading();
           auto reloaded = server.value()->reload_tokens();
           if (reloaded) {
             AXON_LOG_INFO(kLog, "SIGHUP: tokens reloaded from %s", config.api.tokens_file.c_str());
           } else {
             AXON_LOG_ERROR(kLog, "SIGHUP: %s; keeping the previous tokens", reloaded.message().c_str());
           }
-          notifier.ready();
+          if (announced) notifier.ready();
         }
         // SIGCHLD only wakes the loop: the supervisor reaps through pidfds.
       }
     }
     plane.tick();
     auto now = std::chrono::steady_clock::now();
+    if (!announced) {
+      const auto readiness = plane.readiness();
+      if (readiness.ready) {
+        AXON_LOG_INFO(kLog, "ready: API on %s%s%s, %s", config.api.listen.empty() ? "-" : config.api.listen.c_str(),
+                      config.api.unix_socket.empty() ? "" : " and ", config.api.unix_socket.c_str(),
+                      plane.status_line().c_str());
+        notifier.ready();
+        notifier.status(plane.status_line());
+        announced = true;
+      } else if (!readiness.failure.empty() || now >= ready_deadline) {
+        const std::string why =
+            !readiness.failure.empty()
+                ? readiness.failure
+                : "not ready after " + std::to_string(kReadyTimeout.count()) + " s: " + readiness.waiting;
+        AXON_LOG_ERROR(kLog, "cannot become ready: %s", why.c_str());
+        notifier.status("failed: " + why);
+        exit_code = 1;
+        break;
+      } else if (readiness.waiting != last_waiting) {
+        AXON_LOG_INFO(kLog, "not ready yet: %s", readiness.waiting.c_str());
+        notifier.status("starting: " + readiness.waiting);
+        last_waiting = readiness.waiting;
+      }
+    }
     if (watchdog.count() > 0 && now >= next_watchdog) {
       notifier.watchdog();
       next_watchdog = now + watchdog;
     }
-    if (now >= next_status) {
+    if (announced && now >= next_status) {
       notifier.status(plane.status_line());
       next_status = now + std::chrono::seconds(2);
     }
@@ -171,7 +203,7 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
   plane.shutdown();
   close(signal_fd);
   AXON_LOG_INFO(kLog, "stopped");
-  return 0;
+  return exit_code;
 }
 
 }  // namespace
@@ -210,6 +242,10 @@ int main(int argc, char** argv) {
     }
   }
   if (check) {
+    if (auto checked = axon::controlplane::preflight(config.value(), /*probe_port=*/true); !checked) {
+      std::fprintf(stderr, "axon-controlplane: %s\n", checked.message().c_str());
+      return 1;
+    }
     std::printf("%s: ok (%zu tenant(s), %zu agent(s) to seed)\n", config_path.c_str(), config->tenants.size(),
                 config->agents.size());
     return 0;

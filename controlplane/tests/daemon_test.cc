@@ -648,6 +648,22 @@ TEST_F(ControlplaneDaemon, RunsTheDataPlaneItselfAndAdoptsItAfterARestart) {
   controlplane_.reset();
 }
 
+// Issue 11 item 14: the control plane never reports ready while a pool cannot start. A
+// seeded agent whose workers exit at once opens its breaker before the pool is warm: the
+// daemon says why and exits instead of sending READY=1.
+TEST_F(ControlplaneDaemon, NeverReadyWhileAPoolCannotStart) {
+  start_controlplane(config_text("[[agents]]\nname = \"crashy\"\nid = 9\ntenant = 1\ncommand = [\"/bin/false\"]\n"
+                                 "min_workers = 1\nmax_workers = 1\n"),
+                     false);
+  auto code = controlplane_->wait_exit(30s);
+  ASSERT_TRUE(code) << "still running: " << controlplane_->log();
+  EXPECT_NE(*code, 0);
+  EXPECT_FALSE(notify_->saw("READY=1")) << controlplane_->log();
+  EXPECT_NE(controlplane_->log().find("agent crashy cannot start its workers"), std::string::npos)
+      << controlplane_->log();
+  controlplane_.reset();
+}
+
 TEST_F(ControlplaneDaemon, BadConfigAndUnusableCgroupsFailClearly) {
   start_controlplane(config_text() + "\n[bogus]\nx = 1\n", false);
   auto code = controlplane_->wait_exit(10s);

@@ -208,6 +208,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     r.read("drain_timeout_ms", config.drain_timeout_ms);
     r.read("busy_retry_after_us", config.busy_retry_after_us);
     r.read("housekeeping_us", config.housekeeping_us);
+    r.read("worker_stall_timeout_ms", config.worker_stall_timeout_ms);
     r.read("worker_slots", config.worker_slots);
     r.read_list("control_uids", config.control_uids);
     if (config.worker_slots > kMaxWorkerSlots) {

@@ -643,11 +643,7 @@ std::vector<control::SlotInfo> Daemon::slot_infos() const {
   for (const auto& slot : shared_->workers) {
     control::SlotInfo info;
     info.name = slot->name;
-    switch (WorkerSlotState(slot->state.load(std::memory_order_acquire))) {
-      case WorkerSlotState::vacant: info.state = "vacant"; break;
-      case WorkerSlotState::alive: info.state = "alive"; break;
-      case WorkerSlotState::dying: info.state = "dying"; break;
-    }
+    info.state = to_string(WorkerSlotState(slot->state.load(std::memory_order_acquire)));
     if (const WorkerStats* s = slot->stats; s != nullptr) {
       info.pid = s->pid.load(std::memory_order_relaxed);
       info.generation = s->generation.load(std::memory_order_relaxed);

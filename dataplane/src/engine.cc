@@ -51,6 +51,13 @@ struct Lcore::Staging {
   std::uint32_t room = 0;
   bool touched = false;
   std::uint32_t deadlines_live = 0;  // in-flight requests that carry a deadline
+  // Progress of the worker, for stall detection (housekeeping): requests it has taken off its
+  // ring and replies it has sent, as last seen, and since when it has shown none.
+  std::uint64_t submitted = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t taken_seen = 0;
+  std::uint64_t completed_seen = 0;
+  std::uint64_t quiet_since_ns = 0;
 };
 
 struct Lcore::Forward {
@@ -291,6 +298,7 @@ void Lcore::flush_staged() noexcept {
       slot.channel->release(st.requests[i].lease);
     }
     count(stats_.requests, accepted);
+    st.submitted += accepted;
     if (slot.stats != nullptr) count(slot.stats->submitted, accepted);
     st.count = 0;
   }
@@ -401,7 +409,10 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
   shm::Completion completions[kBurst];
   for (std::uint32_t local = 0; local < owned_.size(); ++local) {
     WorkerSlot& slot = *owned_[local];
-    if (slot.state.load(std::memory_order_acquire) != std::uint32_t(WorkerSlotState::alive)) continue;
+    // A stalled worker's replies are taken too: they are late (already answered), and taking
+    // them frees their buffers.
+    const std::uint32_t state = slot.state.load(std::memory_order_acquire);
+    if (state != std::uint32_t(WorkerSlotState::alive) && state != std::uint32_t(WorkerSlotState::stalled)) continue;
     // Take only as many replies as there are TX frames for. Without frames a reply taken off
     // the ring could only be dropped; left in the worker's ring it waits for the sends in
     // flight to complete, and the worker's full reply ring is the backpressure it feels.
@@ -441,6 +452,7 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
       // Loaned buffers came back with these replies: restock now rather than at the next
       // housekeeping tick, or a busy worker runs out and falls back to in-place replies.
       slot.channel->refill_loans();
+      staging_[local]->completed += n;
       if (slot.stats != nullptr) count(slot.stats->completed, n);
     }
     work += n;
@@ -498,6 +510,66 @@ void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
   if (slot.stats != nullptr) slot.stats->state.store(std::uint32_t(WorkerSlotState::vacant), std::memory_order_release);
 }
 
+// A worker with requests waiting in its ring that takes none and answers none for
+// worker_stall_timeout_ms is stalled (hung, SIGSTOPped, spinning): the data plane stops routing
+// to it and answers everything it holds with worker_failed now, instead of letting clients
+// get BUSY or wait for as long as it hangs. Its late replies are discarded (ctx.answered). The
+// control plane sees "stalled" in the slot list and replaces it; if it resumes first, it is
+// alive again.
+void Lcore::watch_progress(WorkerSlot& slot, Staging& st, std::uint32_t state, std::uint64_t now) noexcept {
+  const std::uint64_t timeout_ns = std::uint64_t(shared_.config.worker_stall_timeout_ms) * 1'000'000u;
+  if (timeout_ns == 0) return;
+  const std::uint64_t depth = slot.channel->request_depth();
+  const std::uint64_t taken = st.submitted - depth;
+  const bool moved = taken != st.taken_seen || st.completed != st.completed_seen;
+  st.taken_seen = taken;
+  st.completed_seen = st.completed;
+  if (moved || depth == 0) {
+    st.quiet_since_ns = 0;
+    std::uint32_t expected = std::uint32_t(WorkerSlotState::stalled);
+    if (moved && state == expected &&
+        slot.state.compare_exchange_strong(expected, std::uint32_t(WorkerSlotState::alive),
+                                           std::memory_order_acq_rel)) {
+      if (slot.stats != nullptr)
+        slot.stats->state.store(std::uint32_t(WorkerSlotState::alive), std::memory_order_release);
+      AXON_LOG_INFO("engine", "worker '%s' makes progress again: routing to it", slot.name.c_str());
+    }
+    return;
+  }
+  if (state == std::uint32_t(WorkerSlotState::stalled)) return;
+  if (st.quiet_since_ns == 0) {
+    st.quiet_since_ns = now;
+    return;
+  }
+  if (now - st.quiet_since_ns < timeout_ns) return;
+  // Only from alive: the control thread may have marked it dying meanwhile (reclaim wins).
+  std::uint32_t expected = std::uint32_t(WorkerSlotState::alive);
+  if (!slot.state.compare_exchange_strong(expected, std::uint32_t(WorkerSlotState::stalled),
+                                          std::memory_order_acq_rel)) {
+    return;
+  }
+  std::uint32_t answered = 0;
+  const std::uint32_t total = slot.channel->total_buffers();
+  for (std::uint32_t id = 0; id < total; ++id) {
+    ReplyContext& ctx = slot.contexts[id];
+    if (!ctx.live || ctx.answered) continue;
+    answer_error(ctx, protocol::ErrorCode::worker_failed, 100'000u);
+    ctx.answered = 1;
+    if (ctx.has_deadline && st.deadlines_live > 0) --st.deadlines_live;
+    ++answered;
+  }
+  if (slot.stats != nullptr) {
+    count(slot.stats->stalls);
+    count(slot.stats->lost, answered);
+    slot.stats->state.store(std::uint32_t(WorkerSlotState::stalled), std::memory_order_release);
+  }
+  AXON_LOG_WARN("engine",
+                "worker '%s' (pid %d) took none of its %llu queued request(s) for %u ms: stalled; %u request(s) "
+                "answered with ERROR worker_failed, no new ones routed to it until it resumes or is replaced",
+                slot.name.c_str(), slot.stats != nullptr ? int(slot.stats->pid.load(std::memory_order_relaxed)) : -1,
+                static_cast<unsigned long long>(depth), shared_.config.worker_stall_timeout_ms, answered);
+}
+
 void Lcore::housekeeping(std::uint64_t now) noexcept {
   const bool sweep = now >= next_deadline_sweep_ns_;
   if (sweep) next_deadline_sweep_ns_ = now + kDeadlineSweepNs;
@@ -508,9 +580,10 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
       reclaim_dead(slot);
       continue;
     }
-    if (state != std::uint32_t(WorkerSlotState::alive)) continue;
+    if (state != std::uint32_t(WorkerSlotState::alive) && state != std::uint32_t(WorkerSlotState::stalled)) continue;
     slot.channel->refill_loans();
     Staging& st = *staging_[local];
+    watch_progress(slot, st, state, now);
     if (sweep && st.deadlines_live > 0) {
       // Answer expired requests now rather than when (or if) the worker replies; the
       // reply that comes later is counted as late and dropped.

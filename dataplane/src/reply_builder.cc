@@ -42,7 +42,6 @@ bool capture_context(std::span<const std::uint8_t> frame, const protocol::Parsed
   std::memcpy(ctx.dst_addr, parsed.info.dst_addr, sizeof ctx.dst_addr);
   ctx.src_port = parsed.info.src_port;
   ctx.dst_port = parsed.info.dst_port;
-  ctx.rx_ns = rx_ns;
   ctx.has_deadline = request.deadline_us != 0;
   ctx.deadline_ns = rx_ns + std::uint64_t(request.deadline_us) * 1000u;
   ctx.request = request;

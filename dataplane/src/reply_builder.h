@@ -11,7 +11,8 @@
 namespace axon::dataplane {
 
 // Captured at receive time, kept by the data plane (never in worker-writable memory), and
-// used for the RESPONSE, BUSY or ERROR that answers the request.
+// used for the RESPONSE, BUSY or ERROR that answers the request. This is the truth about a
+// request in flight (docs/architecture.md, "A request in flight").
 struct ReplyContext {
   std::uint8_t l2[14 + 4 * AXON_MAX_VLAN_TAGS];  // Ethernet + VLAN tags as received
   std::uint8_t l2_len = 0;
@@ -23,8 +24,9 @@ struct ReplyContext {
   std::uint8_t dst_addr[16];
   std::uint16_t src_port = 0;  // network order, as received
   std::uint16_t dst_port = 0;
-  std::uint64_t rx_ns = 0;
-  std::uint64_t deadline_ns = 0;
+  std::uint64_t deadline_ns = 0;  // receive time + deadline_us (when has_deadline)
+  // The request as received: the one record of it the data plane keeps and answers from.
+  // The worker's Descriptor is a copy made for the worker; the channel keeps only its key.
   protocol::Header request{};
 };
 

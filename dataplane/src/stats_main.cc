@@ -90,17 +90,17 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
               quantile_us(t.latency_ns, 0.99));
   for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
     const auto& ws = stats.worker(w);
-    static const char* states[] = {"vacant", "alive", "dying"};
-    std::uint32_t state = ws.state.load();
+    const auto state = axon::dataplane::WorkerSlotState(ws.state.load());
     std::printf(
         "%s{\"name\":\"%s\",\"state\":\"%s\",\"pid\":%d,\"generation\":%llu,\"submitted\":%llu,"
         "\"completed\":%llu,\"lost\":%llu,\"deaths\":%llu,\"depth\":%llu,\"inflight\":%llu,"
-        "\"free_buffers\":%llu}",
-        w == 0 ? "" : ",", ws.name, state < 3 ? states[state] : "?", ws.pid.load(),
+        "\"free_buffers\":%llu,\"stalls\":%llu}",
+        w == 0 ? "" : ",", ws.name, axon::dataplane::to_string(state), ws.pid.load(),
         static_cast<unsigned long long>(load(ws.generation)), static_cast<unsigned long long>(load(ws.submitted)),
         static_cast<unsigned long long>(load(ws.completed)), static_cast<unsigned long long>(load(ws.lost)),
         static_cast<unsigned long long>(load(ws.deaths)), static_cast<unsigned long long>(load(ws.depth)),
-        static_cast<unsigned long long>(load(ws.inflight)), static_cast<unsigned long long>(load(ws.free_buffers)));
+        static_cast<unsigned long long>(load(ws.inflight)), static_cast<unsigned long long>(load(ws.free_buffers)),
+        static_cast<unsigned long long>(load(ws.stalls)));
   }
   std::printf("]}\n");
 }

@@ -144,8 +144,7 @@ std::uint32_t WorkerChannel::try_submit_burst(OutgoingRequest* requests, std::ui
     slot.status = 0;
     slot.hop_ns[kHopEnqueue] = now;
     state_[id] = BufferState::inflight;
-    inflight_[id] = InflightEntry{request.meta.request_id, request.meta.user_cookie, now, request.meta.agent_id,
-                                  request.meta.tenant_id};
+    inflight_[id] = InflightEntry{request.meta.user_cookie, now};
   });
   if (accepted < n) ++stats_.request_ring_full;
   if (accepted > 0) {
@@ -185,10 +184,7 @@ std::uint32_t WorkerChannel::poll_replies(Completion* out, std::uint32_t max) no
     --inflight_count_;
     const InflightEntry& entry = inflight_[slot];
     Completion& c = out[produced++];
-    c.request_id = entry.request_id;
     c.user_cookie = entry.user_cookie;
-    c.agent_id = entry.agent_id;
-    c.tenant_id = entry.tenant_id;
     c.enqueue_ns = entry.enqueue_ns;
     c.status = ReplyStatus(reply.status);
     c.data = view_.at(offset_of(reply_buffer));
@@ -238,7 +234,7 @@ std::uint32_t WorkerChannel::reclaim(std::vector<LostRequest>& lost) {
   for (std::uint32_t id = 0; id < state_.size(); ++id) {
     if (state_[id] == BufferState::inflight) {
       const InflightEntry& entry = inflight_[id];
-      lost.push_back(LostRequest{entry.request_id, entry.user_cookie, entry.agent_id, entry.tenant_id});
+      lost.push_back(LostRequest{entry.user_cookie});
       ++reported;
     }
   }

@@ -90,10 +90,10 @@ TEST(CApi, EchoThroughLoanedAndInPlaceBuffers) {
 
   Completion done[4];
   ASSERT_EQ(channel.poll_replies(done, 4), 2u);
-  EXPECT_EQ(done[0].request_id, 1u);
+  EXPECT_EQ(done[0].reply.request_id, 1u);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(done[0].data), done[0].length), "loaned reply");
   EXPECT_NE(done[0].reply_buffer, done[0].request_buffer);
-  EXPECT_EQ(done[1].request_id, 2u);
+  EXPECT_EQ(done[1].reply.request_id, 2u);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(done[1].data), done[1].length), "in place reply");
   EXPECT_EQ(done[1].reply_buffer, done[1].request_buffer);
   for (auto& c : done) {

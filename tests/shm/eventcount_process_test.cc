@@ -182,9 +182,10 @@ TEST_F(EventCountProcess, NoLostWakeupUnderStress) {
     for (std::uint32_t i = 0; i < polled; ++i) {
       const Completion& c = done[i];
       const bool in_place = (c.reply.flags & kFlagReplyInPlace) != 0;
-      if (c.request_id != answered || c.reply.request_id != c.request_id || c.length != 16 ||
-          test::find_pattern_mismatch(c.data, 16, c.request_id, in_place) != -1) {
-        return ::testing::AssertionFailure() << "bad reply for request " << c.request_id << ", expected " << answered;
+      const std::uint64_t id = ~c.user_cookie;  // the channel's key for the request: ~id
+      if (id != answered || c.reply.request_id != id || c.length != 16 ||
+          test::find_pattern_mismatch(c.data, 16, id, in_place) != -1) {
+        return ::testing::AssertionFailure() << "bad reply for request " << id << ", expected " << answered;
       }
       ch().finish(c);
       ++answered;

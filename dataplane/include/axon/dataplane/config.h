@@ -80,6 +80,9 @@ struct DataplaneConfig {
   std::uint32_t drain_timeout_ms = 2000;
   std::uint32_t busy_retry_after_us = 200;
   std::uint32_t housekeeping_us = 200;  // how often lcores sweep deadlines and deaths
+  // A worker with requests waiting in its ring that takes none of them (and completes none)
+  // for this long is stalled: routed around, its requests answered worker_failed. 0: never.
+  std::uint32_t worker_stall_timeout_ms = 2000;
 
   std::uint32_t worker_slots = 0;           // generic slots "slot-0".."slot-<N-1>", after [[workers]]
   std::vector<std::uint32_t> control_uids;  // beyond root and our euid, may use control.sock

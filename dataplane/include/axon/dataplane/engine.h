@@ -95,6 +95,7 @@ class Lcore {
   std::uint32_t poll_replies(std::uint64_t now) noexcept;
   void housekeeping(std::uint64_t now) noexcept;
   void reclaim_dead(WorkerSlot& slot) noexcept;
+  void watch_progress(WorkerSlot& slot, Staging& st, std::uint32_t state, std::uint64_t now) noexcept;
   void answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std::uint32_t retry_after_us = 0) noexcept;
   void answer_busy(const ReplyContext& ctx) noexcept;
   void send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,

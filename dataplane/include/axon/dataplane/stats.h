@@ -19,7 +19,8 @@ namespace axon::dataplane {
 
 inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 // 2: added backend[]. 3: added the port and device drop counters and tx_backpressure.
-inline constexpr std::uint32_t kStatsVersion = 3;
+// 4: WorkerSlotState::stalled and WorkerStats::stalls.
+inline constexpr std::uint32_t kStatsVersion = 4;
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
 inline constexpr std::size_t kLatencyBuckets = 48;  // power-of-two ns buckets: [2^i, 2^(i+1))
@@ -54,7 +55,18 @@ struct alignas(128) LcoreStats {
   Counter port_tx_errors;   // reply frames the kernel refused after the port took them
 };
 
-enum class WorkerSlotState : std::uint32_t { vacant = 0, alive = 1, dying = 2 };
+// stalled: a live worker that stopped taking requests (worker_stall_timeout_ms); not routed to,
+// what it held answered worker_failed; alive again if it resumes, vacant once it dies.
+enum class WorkerSlotState : std::uint32_t { vacant = 0, alive = 1, dying = 2, stalled = 3 };
+[[nodiscard]] constexpr const char* to_string(WorkerSlotState state) noexcept {
+  switch (state) {
+    case WorkerSlotState::vacant: return "vacant";
+    case WorkerSlotState::alive: return "alive";
+    case WorkerSlotState::dying: return "dying";
+    case WorkerSlotState::stalled: return "stalled";
+  }
+  return "?";
+}
 
 struct alignas(128) WorkerStats {
   char name[64];
@@ -63,7 +75,8 @@ struct alignas(128) WorkerStats {
   Counter generation;
   Counter submitted;
   Counter completed;
-  Counter lost;  // in-flight requests answered worker_failed when it died
+  Counter lost;    // in-flight requests answered worker_failed when it died or stalled
+  Counter stalls;  // times it was found stalled (worker_stall_timeout_ms)
   Counter deaths;
   Counter depth;  // request ring depth, sampled each housekeeping tick
   Counter inflight;

@@ -49,12 +49,13 @@ struct OutgoingRequest {
 };
 
 // A validated reply. `data` points into the segment and stays valid until finish().
+//
+// What the request was (its id, tenant, agent, addresses, deadline) is the caller's to keep,
+// once, under its own key (the data plane's ReplyContext, by buffer id): the channel hands back
+// only that key and what it measured itself, never copies the caller would have to keep true.
 struct Completion {
-  std::uint64_t request_id = 0;   // from the in-flight table, not from the worker
-  std::uint64_t user_cookie = 0;  // ditto
-  std::uint32_t agent_id = 0;
-  std::uint32_t tenant_id = 0;
-  std::uint64_t enqueue_ns = 0;
+  std::uint64_t user_cookie = 0;  // the caller's key, from the in-flight table, not from the worker
+  std::uint64_t enqueue_ns = 0;   // when try_submit_burst queued it
   ReplyStatus status = ReplyStatus::ok;
   const std::byte* data = nullptr;
   std::uint32_t length = 0;
@@ -63,12 +64,10 @@ struct Completion {
   Descriptor reply{};              // the worker's descriptor (trace, hop stamps)
 };
 
-// A request the worker held when it died; the caller answers it with an explicit error.
+// A request the worker held when it died; the caller answers it with an explicit error,
+// from its own record of the request under this key.
 struct LostRequest {
-  std::uint64_t request_id = 0;
   std::uint64_t user_cookie = 0;
-  std::uint32_t agent_id = 0;
-  std::uint32_t tenant_id = 0;
 };
 
 struct ChannelStats {
@@ -136,12 +135,10 @@ class WorkerChannel {
  private:
   enum class BufferState : std::uint8_t { free, leased, inflight, loaned, replied };
 
+  // The channel's own record of a request in flight: the caller's key and the enqueue time.
   struct InflightEntry {
-    std::uint64_t request_id;
     std::uint64_t user_cookie;
     std::uint64_t enqueue_ns;
-    std::uint32_t agent_id;
-    std::uint32_t tenant_id;
   };
 
   WorkerChannel() = default;
