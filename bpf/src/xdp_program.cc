@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "axon/common/log.h"
+#include "axon/common/model.h"
 
 #include "axon_xdp.skel.h"
 
@@ -136,39 +137,14 @@ const char* to_string(AttachMode mode) noexcept {
 // ---------------------------------------------------------------------------------------------
 // IpPrefix
 
+// The one strict parse (axon/common/model.h), turned into the map key's form.
 XdpResult<IpPrefix> IpPrefix::parse(std::string_view text) {
-  std::string address(text);
-  std::string length_text;
-  if (auto slash = address.find('/'); slash != std::string::npos) {
-    length_text = address.substr(slash + 1);
-    address.resize(slash);
-  }
+  auto parsed = model::parse_ip_prefix(text);
+  if (!parsed) return make_error(XdpError::invalid_argument, parsed.message());
   IpPrefix prefix;
-  int max_len;
-  if (inet_pton(AF_INET, address.c_str(), prefix.address.data()) == 1) {
-    prefix.family = AF_INET;
-    max_len = 32;
-  } else if (inet_pton(AF_INET6, address.c_str(), prefix.address.data()) == 1) {
-    prefix.family = AF_INET6;
-    max_len = 128;
-  } else {
-    std::string message(text);
-    message += " is not an IP prefix; write it as 10.0.0.0/8 or 2001:db8::/32";
-    return make_error(XdpError::invalid_argument, std::move(message));
-  }
-  int length = max_len;
-  if (!length_text.empty()) {
-    char* end = nullptr;
-    long parsed = std::strtol(length_text.c_str(), &end, 10);
-    if (*end != '\0' || parsed < 0 || parsed > max_len)
-      return make_error(XdpError::invalid_argument,
-                        "prefix length in '" + std::string(text) + "' must be 0.." + std::to_string(max_len));
-    length = static_cast<int>(parsed);
-  }
-  prefix.length = static_cast<std::uint8_t>(length);
-  // Clear host bits: "10.1.2.3/8" and "10.0.0.0/8" are the same rule and must be one map key.
-  for (int bit = length; bit < max_len; ++bit)
-    prefix.address[static_cast<std::size_t>(bit / 8)] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+  prefix.family = parsed->ip_version == 6 ? AF_INET6 : AF_INET;
+  prefix.address = parsed->addr;
+  prefix.length = parsed->length;
   return prefix;
 }
 

@@ -114,6 +114,12 @@ void ControlPlane::supervise_dataplane() {
 
 // ---- data plane link -----------------------------------------------------------------------
 
+// Tells the data plane which process may claim `slot` (0 = none yet). Without a link the
+// grant is sent on the next connect (link_dataplane re-grants every slot we hold).
+void ControlPlane::send_grant(const std::string& slot, pid_t pid) {
+  link_.grant(slot, pid);
+}
+
 // What a new data plane means for the pools: it has none of our tables, and its slot
 // sockets are new (root-owned); after a restart, the exits it caused are not the agents'.
 void ControlPlane::link_dataplane() {
@@ -125,8 +131,13 @@ void ControlPlane::link_dataplane() {
     // exits are not the agents' fault, so they must not keep a breaker open.
     for (const auto& [name, spec] : registry_.agents()) supervisor_->reset_breaker(name);
   }
+  // A new data plane has no grants: name every slot's live worker again (or none yet).
   for (const auto& [id, w] : workers_) {
-    if (const auto* agent = registry_.agent(w.agent)) grant_slot(w.slot, *agent);
+    const auto* agent = registry_.agent(w.agent);
+    if (agent == nullptr) continue;
+    auto member = supervisor_->member(id);
+    send_grant(w.slot, member && member->pid > 0 ? member->pid : 0);
+    grant_slot(w.slot, *agent);
   }
 }
 

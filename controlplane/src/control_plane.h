@@ -121,6 +121,7 @@ class ControlPlane final : public ControlApi {
   std::optional<std::string> free_slot() const;
   void start_worker(const AgentSpec& agent, Pool& pool);
   void grant_slot(const std::string& slot, const AgentSpec& agent) const;
+  void send_grant(const std::string& slot, pid_t pid);
   void begin_drain(Worker& worker);
   void on_member_event(const MemberEvent& event);
 

@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -814,6 +815,86 @@ TEST_F(ControlplaneDaemon, WorkerUsersAndCommandsOutsideTheAllowlistsAreRefused)
     EXPECT_EQ(status.find("Uid:\t0\t"), std::string::npos) << status;
   }
   EXPECT_EQ(call("DELETE", "/v1/agents/evil").status, 204);
+}
+
+// Tries, as `uid`, to claim the slot behind `socket` until `for_ms` have passed: 1 when the
+// data plane handed it a segment, 0 when every attempt was refused. Runs in a forked child:
+// raw system calls only.
+int claim_slot_as(uid_t uid, const std::string& socket, int for_ms) {
+  pid_t child = ::fork();
+  if (child != 0) {
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+  }
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0) _exit(101);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket.c_str());
+  timespec start{}, now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1'000'000 > for_ms) _exit(0);
+    int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (::connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+      pollfd pfd{s, POLLIN, 0};
+      if (::poll(&pfd, 1, 5000) > 0) {
+        char data[256];
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+        iovec iov{data, sizeof data};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        if (::recvmsg(s, &msg, MSG_CMSG_CLOEXEC) > 0 && CMSG_FIRSTHDR(&msg) != nullptr) _exit(1);  // a segment
+      }
+    }
+    ::close(s);
+    ::usleep(10'000);
+  }
+}
+
+// Issue 11 item 16: after a worker dies, a process of its uid connecting to the slot before
+// the control plane's respawn is refused (the slot is granted to the respawned pid only),
+// and the respawn attaches.
+TEST_F(ControlplaneDaemon, ADeadWorkersSlotIsClaimedOnlyByItsRespawn) {
+  controlplane_extra_ = "worker_uids = \"61000-61099\"\n";
+  std::string config = config_text("", 100);
+  // The respawn comes 1.5 s after the crash: time for the impostor to try.
+  config.replace(config.find("backoff_initial_ms = 20"), 23, "backoff_initial_ms = 1500");
+  config.replace(config.find("backoff_max_ms = 200"), 20, "backoff_max_ms = 3000");
+  start_controlplane(config);
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << "\n" << controlplane_->log();
+  json victim = warm_workers()[0];
+  const pid_t victim_pid = pid_of(victim);
+  const std::string slot = victim.value("slot", "");
+  const std::string socket = run_dir_ + "/workers/" + slot + ".sock";
+  struct stat st {};
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+  const uid_t uid = st.st_uid;
+  ASSERT_NE(uid, 0u);
+  ASSERT_EQ(::kill(victim_pid, SIGKILL), 0);
+  EXPECT_EQ(claim_slot_as(uid, socket, 1300), 0)
+      << "a process of uid " << uid << " took slot " << slot << " before the respawn\n"
+      << dataplane_->log();
+  // The control plane's respawn gets the slot.
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& w : warm_workers()) {
+          if (w.value("slot", "") == slot && pid_of(w) != victim_pid) return true;
+        }
+        return false;
+      },
+      10s))
+      << workers().dump() << "\n"
+      << controlplane_->log() << "\n"
+      << dataplane_->log();
+  EXPECT_NE(dataplane_->log().find("refusing pid"), std::string::npos) << dataplane_->log();
+  auto reply = request(7, 2);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
 }
 
 }  // namespace

@@ -128,24 +128,6 @@ class TableReader {
   std::set<std::string> seen_;
 };
 
-bool valid_prefix(const std::string& text) {
-  auto slash = text.find('/');
-  std::string address = text.substr(0, slash);
-  int max_len = 0;
-  unsigned char buf[16];
-  if (inet_pton(AF_INET, address.c_str(), buf) == 1) {
-    max_len = 32;
-  } else if (inet_pton(AF_INET6, address.c_str(), buf) == 1) {
-    max_len = 128;
-  } else {
-    return false;
-  }
-  if (slash == std::string::npos) return true;
-  std::string len = text.substr(slash + 1);
-  if (len.empty() || len.size() > 3 || len.find_first_not_of("0123456789") != std::string::npos) return false;
-  return std::stoi(len) <= max_len;
-}
-
 // Appends the [dataplane] worker_slots generic slots after the named [[workers]].
 ConfigResult<Ok> add_generic_slots(DataplaneConfig& config, std::set<std::string>& worker_names,
                                    const std::string& file) {
@@ -377,7 +359,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       if (!r.error && !tenant_ids.insert(tenant.id).second) r.invalid("id", "tenant ids must be unique");
       if (!r.error && tenant.rate_pps > 0 && tenant.burst == 0) r.invalid("burst", "set a burst with rate_pps");
       for (const auto& prefix : tenant.prefixes) {
-        if (!r.error && !valid_prefix(prefix)) r.invalid("prefixes", "'" + prefix + "' is not an IPv4/IPv6 prefix");
+        if (auto parsed = model::parse_ip_prefix(prefix); !r.error && !parsed) r.invalid("prefixes", parsed.message());
       }
       if (!check(r)) return *error;
       config.tenants.push_back(std::move(tenant));
@@ -457,7 +439,7 @@ ConfigResult<Ok> check_tables(const std::vector<TenantConfig>& tenants, const st
     if (!tenant_ids.insert(t.id).second) return invalid(item + ": tenant ids must be unique");
     if (t.rate_pps > 0 && t.burst == 0) return invalid(item + ": set a burst with rate_pps");
     for (const std::string& prefix : t.prefixes) {
-      if (!valid_prefix(prefix)) return invalid(item + ": '" + prefix + "' is not an IPv4/IPv6 prefix");
+      if (auto parsed = model::parse_ip_prefix(prefix); !parsed) return invalid(item + ": " + parsed.message());
     }
   }
   std::set<std::string> slot_names;

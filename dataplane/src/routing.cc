@@ -14,37 +14,7 @@
 
 namespace axon::dataplane {
 
-namespace {
-
-bool parse_prefix(const std::string& text, TenantPolicy::Prefix& out) {
-  const auto slash = text.find('/');
-  const std::string address = text.substr(0, slash);
-  if (inet_pton(AF_INET, address.c_str(), out.addr) == 1) {
-    out.ip_version = 4;
-    out.length = 32;
-  } else if (inet_pton(AF_INET6, address.c_str(), out.addr) == 1) {
-    out.ip_version = 6;
-    out.length = 128;
-  } else {
-    return false;
-  }
-  if (slash != std::string::npos) {
-    const int len = std::atoi(text.c_str() + slash + 1);
-    if (len < 0 || len > out.length) return false;
-    out.length = std::uint8_t(len);
-  }
-  return true;
-}
-
-bool prefix_matches(const TenantPolicy::Prefix& prefix, const std::uint8_t* addr) noexcept {
-  const std::uint32_t full = prefix.length / 8u, rest = prefix.length % 8u;
-  if (std::memcmp(prefix.addr, addr, full) != 0) return false;
-  if (rest == 0) return true;
-  const std::uint8_t mask = std::uint8_t(0xff << (8 - rest));
-  return (prefix.addr[full] & mask) == (addr[full] & mask);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 protocol::Reason RouteTable::admit(std::uint32_t tenant_id, const axon_packet_info& info,
                                    std::uint64_t now_ns) const noexcept {
@@ -55,8 +25,8 @@ protocol::Reason RouteTable::admit(std::uint32_t tenant_id, const axon_packet_in
   if (enforce_allowlist_) {
     bool allowed = false;
     if (tenant != nullptr) {
-      for (const TenantPolicy::Prefix& p : tenant->prefixes) {
-        if (p.ip_version == info.ip_version && prefix_matches(p, info.src_addr)) {
+      for (const model::IpPrefix& p : tenant->prefixes) {
+        if (p.ip_version == info.ip_version && p.contains(info.src_addr)) {
           allowed = true;
           break;
         }
@@ -121,12 +91,10 @@ Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const Datapla
       auto policy = std::make_unique<TenantPolicy>();
       policy->tenant_id = t.id;
       for (const std::string& text : t.prefixes) {
-        TenantPolicy::Prefix prefix;
-        if (!parse_prefix(text, prefix)) {
-          return make_error(ConfigError::invalid_value,
-                            "tenant " + std::to_string(t.id) + ": '" + text + "' is not an IPv4/IPv6 prefix");
-        }
-        policy->prefixes.push_back(prefix);
+        auto prefix = model::parse_ip_prefix(text);
+        if (!prefix)
+          return make_error(ConfigError::invalid_value, "tenant " + std::to_string(t.id) + ": " + prefix.message());
+        policy->prefixes.push_back(prefix.value());
       }
       if (t.rate_pps != 0) {
         policy->interval_ns = 1'000'000'000ull / t.rate_pps;

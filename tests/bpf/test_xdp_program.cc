@@ -261,21 +261,27 @@ TEST_F(XdpProgramTest, SharedStructLayoutMatchesKernelBtf) {
   btf__free(kernel_btf);
 }
 
-TEST(IpPrefix, ParsesAndNormalises) {
-  auto v4 = IpPrefix::parse("10.1.2.3/8");
+// The shared strict parse (axon/common/model.h): host bits beyond the prefix are refused, not
+// silently cleared ("10.1.2.3/8" is a typo for 10.0.0.0/8 or 10.1.2.3/32).
+TEST(IpPrefix, ParsesStrictlyThroughTheSharedModel) {
+  auto v4 = IpPrefix::parse("10.0.0.0/8");
   ASSERT_TRUE(v4.ok()) << v4.message();
   EXPECT_EQ(v4->family, AF_INET);
   EXPECT_EQ(v4->length, 8);
   EXPECT_EQ(v4->to_string(), "10.0.0.0/8");
+  auto sloppy = IpPrefix::parse("10.1.2.3/8");
+  ASSERT_FALSE(sloppy.ok());
+  EXPECT_EQ(sloppy.code(), XdpError::invalid_argument);
 
   auto host = IpPrefix::parse("192.168.1.7");
   ASSERT_TRUE(host.ok());
   EXPECT_EQ(host->length, 32);
 
-  auto v6 = IpPrefix::parse("2001:db8:ffff::1/33");
-  ASSERT_TRUE(v6.ok());
+  auto v6 = IpPrefix::parse("2001:db8:8000::/33");
+  ASSERT_TRUE(v6.ok()) << v6.message();
   EXPECT_EQ(v6->family, AF_INET6);
   EXPECT_EQ(v6->to_string(), "2001:db8:8000::/33");
+  EXPECT_FALSE(IpPrefix::parse("2001:db8:ffff::1/33").ok());
 
   EXPECT_EQ(IpPrefix::parse("10.0.0.0/33").code(), XdpError::invalid_argument);
   EXPECT_EQ(IpPrefix::parse("10.0.0.0/x").code(), XdpError::invalid_argument);

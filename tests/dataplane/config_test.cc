@@ -267,9 +267,12 @@ TEST(DataplaneConfig, InvalidValuesNameTheirLine) {
   expect_error_at(minimal("run_dir = 5\n"), ConfigError::invalid_value, 3, "a string");
   expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nrate_pps = 10\n"), ConfigError::invalid_value, 7, "set a burst");
   expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nprefixes = [\"10.0.0.0/33\"]\n"), ConfigError::invalid_value, 9,
-                  "not an IPv4/IPv6 prefix");
+                  "'10.0.0.0/33' is not an IP prefix");
   expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nprefixes = [\"example.com\"]\n"), ConfigError::invalid_value, 9,
-                  "not an IPv4/IPv6 prefix");
+                  "'example.com' is not an IP prefix");
+  // The shared strict parse: host bits beyond the prefix are a typo, not a rule.
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nprefixes = [\"10.1.2.3/8\"]\n"), ConfigError::invalid_value, 9,
+                  "'10.1.2.3/8' is not an IP prefix");
   expect_error_at(minimal("", "\n[[tenants]]\nid = 1\n\n[[tenants]]\nid = 1\n"), ConfigError::invalid_value, 11,
                   "unique");
   expect_error_at(minimal("", "\n[[workers]]\nname = \"w\"\n"), ConfigError::invalid_value, 8, "unique");

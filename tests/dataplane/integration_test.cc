@@ -591,6 +591,38 @@ TEST_P(DataplaneIT, MalformedRequestsAreDroppedCountedByReasonAndNeverAnswered) 
   }
 }
 
+// Issue 11 item 4: a request sent as IP fragments was served on uring while §1 said the appliance
+// drops fragments. §1 and §8 now say what each backend does, and this pins it: xdp and dpdk drop
+// it (the first fragment counted as ip_fragment, no reply); uring's kernel socket reassembles it
+// and it is served, since it fits [uring] buffer_size.
+TEST_P(DataplaneIT, FragmentedRequestIsDroppedByXdpAndDpdkAndServedByUring) {
+  ASSERT_NO_FATAL_FAILURE(start_daemon());
+  ASSERT_NE(start_worker("w0", 0), nullptr);
+  AxpClient client(*net_, AF_INET);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(client.allow_fragmentation());
+  const std::uint64_t fragments_before = dropped(Reason::ip_fragment);
+  Header h = request_header(1, 7);
+  const auto payload = pattern_payload(1700, 4);  // 80 + 1700 bytes: two fragments on a 1500 MTU
+  ASSERT_TRUE(client.send(h, payload));
+  if (backend() == "uring") {
+    auto got = client.receive_until(
+        [&](const std::vector<Received>& all) { return !all.empty() && all.back().header.request_id == h.request_id; },
+        kPatience);
+    ASSERT_FALSE(got.empty()) << "uring: the kernel reassembles fragments and the request is served (§8)";
+    expect_response(got.back(), h, payload);
+    EXPECT_EQ(dropped(Reason::ip_fragment), fragments_before);
+    return;
+  }
+  EXPECT_TRUE(eventually([&] { return dropped(Reason::ip_fragment) == fragments_before + 1; }))
+      << "ip_fragment: " << dropped(Reason::ip_fragment) - fragments_before;
+  EXPECT_FALSE(client.receive(300ms).has_value()) << backend() << ": a fragmented request must not be answered";
+  Header barrier = request_header(1, 7);
+  auto rx = roundtrip(client, barrier, pattern_payload(16, 1));
+  ASSERT_TRUE(rx) << "still serving after the fragments";
+  expect_response(*rx, barrier, pattern_payload(16, 1));
+}
+
 // ---- 3. unknown agent, tenant mismatch, no live worker ----------------------------------
 
 TEST_P(DataplaneIT, UnknownAgentTenantMismatchAndMissingWorkerGetExplicitErrors) {
@@ -1683,9 +1715,7 @@ TEST_P(KernelQueueIT, RequestsTheKernelCouldNotQueueWhileStalledAreCountedAndThe
       << "the kernel's drop counts never reached the stats file";
   // With dpdk the engine owns the queue and also receives the host's stray frames (IPv6
   // neighbour discovery and the like), counted as pass_not_axp: only AXP frames are requests.
-  auto engine_axp = [&] {
-    return stats().lcores(&LcoreStats::rx_frames) - stats().lcore_drops(Reason::pass_not_axp);
-  };
+  auto engine_axp = [&] { return stats().lcores(&LcoreStats::rx_frames) - stats().lcore_drops(Reason::pass_not_axp); };
   EXPECT_TRUE(eventually([&] { return stats().lcores(&LcoreStats::rx_frames) + kernel_drops() >= kSent; }))
       << "engine received " << stats().lcores(&LcoreStats::rx_frames) << ", kernel dropped: rx_ring_full "
       << header.device_rx_missed.load() << ", fill ring empty " << header.device_rx_nombuf.load() << ", other "

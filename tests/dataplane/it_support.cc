@@ -575,6 +575,11 @@ bool AxpClient::widen_receive_buffer(int bytes) {
   return setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) == 0;
 }
 
+bool AxpClient::allow_fragmentation() {
+  int mode = IP_PMTUDISC_DONT;
+  return setsockopt(fd_, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof mode) == 0;
+}
+
 bool AxpClient::send_bytes(std::span<const std::uint8_t> datagram) {
   ssize_t n =
       sendto(fd_, datagram.data(), datagram.size(), 0, reinterpret_cast<const sockaddr*>(&server_), server_len_);

@@ -232,6 +232,8 @@ class AxpClient {
   [[nodiscard]] std::uint16_t local_port() const noexcept { return local_port_; }
   // For tests that let hundreds of replies queue up before reading them.
   bool widen_receive_buffer(int bytes);
+  // Lets the kernel fragment datagrams above the path MTU (IPv4: no DF) instead of refusing them.
+  bool allow_fragmentation();
   bool send(const protocol::Header& header, std::span<const std::uint8_t> payload = {});
   bool send_bytes(std::span<const std::uint8_t> datagram);
   std::optional<Received> receive(std::chrono::milliseconds timeout);

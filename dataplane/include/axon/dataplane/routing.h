@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "axon/common/model.h"
 #include "axon/common/result.h"
 #include "axon/dataplane/config.h"
 #include "axon/protocol/axp.h"
@@ -31,14 +32,9 @@ struct AgentRoute {
 // program (io_uring, DPDK): the same rules as bpf/axon_xdp.bpf.c (source must match one of the
 // tenant's prefixes; GCRA bucket shared by every lcore) and the same drop reasons.
 struct TenantPolicy {
-  struct Prefix {
-    std::uint8_t ip_version = 4;
-    std::uint8_t length = 0;
-    std::uint8_t addr[16] = {};
-  };
   std::uint32_t tenant_id = 0;
-  std::vector<Prefix> prefixes;
-  std::uint64_t interval_ns = 0;  // 0: no rate limit
+  std::vector<model::IpPrefix> prefixes;  // parsed once by the shared strict parse
+  std::uint64_t interval_ns = 0;          // 0: no rate limit
   std::uint64_t burst_ns = 0;
   mutable std::atomic<std::uint64_t> tat_ns{0};
 };
