@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -893,6 +894,52 @@ TEST_F(ControlplaneDaemon, ADeadWorkersSlotIsClaimedOnlyByItsRespawn) {
       << dataplane_->log();
   EXPECT_NE(dataplane_->log().find("refusing pid"), std::string::npos) << dataplane_->log();
   auto reply = request(7, 2);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
+}
+
+// Issue 12 item 5: after setup the data plane keeps only its run-time capabilities
+// (docs/operations.md, "Capabilities at run time"): on the XDP backend CAP_KILL and
+// CAP_NET_ADMIN, in every thread that serves (the control thread and the lcores) and in the
+// bounding set. Workers hold nothing at all. Both read from /proc of the real processes
+// while they serve.
+TEST_F(ControlplaneDaemon, DataPlaneKeepsOnlyItsRunTimeCapabilitiesAndWorkersNone) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  auto field = [](const std::string& status, const std::string& key) {
+    auto at = status.find(key + ":\t");
+    return at == std::string::npos ? std::string("?")
+                                   : status.substr(at + key.size() + 2, status.find('\n', at) - at - key.size() - 2);
+  };
+  const std::string dp = "/proc/" + std::to_string(dataplane_->pid());
+  const std::string backend = dataplane_->stats().header().backend;
+  std::uint64_t expected = 1ull << CAP_KILL;
+  if (backend == "xdp") expected |= 1ull << CAP_NET_ADMIN;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(expected));
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator(dp + "/task")) {
+    std::string status = read_file(task.path().string() + "/status");
+    std::string name = field(status, "Name");
+    SCOPED_TRACE("thread " + name + " (backend " + backend + ")");
+    EXPECT_EQ(field(status, "CapEff"), hex);
+    EXPECT_EQ(field(status, "CapPrm"), hex);
+    EXPECT_EQ(field(status, "CapInh"), "0000000000000000");
+    EXPECT_EQ(field(status, "CapAmb"), "0000000000000000");
+    EXPECT_EQ(field(status, "CapBnd"), hex);
+    ++threads;
+  }
+  EXPECT_GE(threads, 2) << "the control thread and at least one lcore";
+  EXPECT_NE(dataplane_->log().find("capabilities after setup: "), std::string::npos) << dataplane_->log();
+  for (const auto& w : warm_workers()) {
+    std::string status = read_file("/proc/" + std::to_string(pid_of(w)) + "/status");
+    for (const char* key : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}) {
+      EXPECT_EQ(field(status, key), "0000000000000000") << key;
+    }
+    EXPECT_EQ(field(status, "NoNewPrivs"), "1");
+  }
+  // It still does its run-time jobs: serve, and take new tables.
+  auto reply = request(7, 3);
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->header.type, protocol::MessageType::response);
 }

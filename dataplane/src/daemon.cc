@@ -38,6 +38,7 @@
 #include "control_server.h"
 #include "dpdk/dpdk_options.h"
 #include "instance_lock.h"
+#include "privileges.h"
 #include "slot_grants.h"
 
 namespace axon::dataplane {
@@ -457,6 +458,14 @@ bool Daemon::setup() {
     listeners_.push_back(Listener{slot->index, std::move(listener).value()});
   }
   if (!open_control_socket()) return false;
+
+  // Setup is done: keep only what the run time needs, before the lcore threads exist so
+  // they inherit the reduced sets (capabilities are per thread).
+  if (auto kept = drop_to(runtime_capabilities(backend_)); kept) {
+    AXON_LOG_INFO(kLog, "capabilities after setup: %s (backend %s)", kept->c_str(), backend_.c_str());
+  } else {
+    AXON_LOG_WARN(kLog, "%s", kept.message().c_str());
+  }
 
   for (std::uint32_t i = 0; i < lcore_count; ++i) {
     const int core = config_.cores[i];
