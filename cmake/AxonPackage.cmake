@@ -8,7 +8,7 @@
 #   /usr/lib/axon/                   echo_worker (the example worker the default config runs), axon-setup
 #   /usr/lib/                        libaxon_worker.so (the worker SDK's C ABI, for Python and C workers)
 #   /usr/lib/python3/dist-packages/  axon_worker.py (Python worker SDK)
-#   /lib/systemd/system/             axon-dataplane.service, axon-controlplane.service
+#   /lib/systemd/system/             axon-dataplane.service, axon-controlplane.service (+ .socket)
 #   /usr/lib/sysusers.d/axon.conf, /usr/lib/tmpfiles.d/axon.conf
 #   /etc/axon/{dataplane,controlplane}.toml   annotated defaults, dpkg conffiles
 #   /usr/share/axon/tuning/profiles/ tuning profiles (axonctl tune list)
@@ -46,7 +46,7 @@ install(PROGRAMS ${CMAKE_SOURCE_DIR}/deploy/debian/axon-setup DESTINATION lib/ax
 install(FILES ${CMAKE_SOURCE_DIR}/sdk/python/axon_worker.py DESTINATION lib/python3/dist-packages COMPONENT axon)
 
 # --- systemd units, sysusers and tmpfiles --------------------------------------------------
-foreach(unit axon-dataplane.service axon-controlplane.service)
+foreach(unit axon-dataplane.service axon-controlplane.service axon-controlplane.socket)
   axon_pkg_rewrite(${CMAKE_SOURCE_DIR}/deploy/systemd/${unit} ${AXON_PKG_STAGE}/${unit})
   install(FILES ${AXON_PKG_STAGE}/${unit} DESTINATION /lib/systemd/system COMPONENT axon)
 endforeach()

@@ -275,7 +275,9 @@ ApiResult<std::string> ControlPlane::metrics() {
   for (const auto& [name, spec] : registry_.agents()) m.agents.push_back(agent_status(spec));
   for (const auto& [id, w] : workers_) m.workers.push_back(worker_info(w));
   m.stats = link_.stats();
-  return export_metrics(m);
+  std::string text = export_metrics(m);
+  if (tuning_) text += tuning_->metrics();
+  return text;
 }
 
 }  // namespace axon::controlplane

@@ -30,6 +30,7 @@
 #include "axon/controlplane/model.h"
 #include "axon/controlplane/supervisor.h"
 #include "axon/dataplane/control.h"
+#include "axon/tuning/service.h"
 
 #include "dataplane_link.h"
 #include "registry.h"
@@ -85,6 +86,8 @@ class ControlPlane final : public ControlApi {
   ApiResult<Ok> delete_tenant(std::uint32_t id) override;
   ApiResult<std::vector<RouteInfo>> list_routes() override;
   ApiResult<std::string> metrics() override;
+  ApiResult<TuningReply> tuning(const std::string& method, const std::string& path, const std::string& query,
+                                const std::string& body) override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -125,6 +128,7 @@ class ControlPlane final : public ControlApi {
   void begin_drain(Worker& worker);
   void on_member_event(const MemberEvent& event);
 
+  void start_tuning();
   void link_dataplane();  // refreshes the link; on a new data plane: re-push, re-grant slots
   void refresh_slots();
   void scale_pools();
@@ -146,6 +150,8 @@ class ControlPlane final : public ControlApi {
   std::unique_ptr<Supervisor> supervisor_;
   Registry registry_;
   DataplaneLink link_;
+  // Host tuning ([tuning]): thread-safe on its own, so tick() and the API call it outside mutex_.
+  std::unique_ptr<tuning::TuningService> tuning_;
   std::map<std::string, Pool> pools_;      // by agent name
   std::map<std::string, Worker> workers_;  // by worker id
   Clock::time_point next_scale_{};

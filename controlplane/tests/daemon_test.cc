@@ -666,6 +666,25 @@ TEST_F(ControlplaneDaemon, NeverReadyWhileAPoolCannotStart) {
   controlplane_.reset();
 }
 
+// Issue 16 leftover: the tuning service runs in the daemon ([tuning]), answers /v1/tuning and
+// exports its metrics. Verify only (read-only): the test never changes the host.
+TEST_F(ControlplaneDaemon, TuningServiceIsWiredIntoTheDaemon) {
+  start_controlplane(config_text() + "[tuning]\nprofile = \"latency\"\nverify_interval_ms = 0\nstate_dir = \"" +
+                     tmp_.path() + "/tuning\"\nprofile_dirs = [\"" + AXON_TUNING_PROFILE_DIR + "\"]\n");
+  Http state = call("GET", "/v1/tuning");
+  ASSERT_EQ(state.status, 200) << state.body << controlplane_->log();
+  EXPECT_NE(state.body.find("latency"), std::string::npos) << state.body;
+  Http profiles = call("GET", "/v1/tuning/profiles");
+  EXPECT_EQ(profiles.status, 200) << profiles.body;
+  EXPECT_NE(profiles.body.find("latency"), std::string::npos) << profiles.body;
+  // Applying needs the admin role; a reader is refused before the tuning service is asked.
+  EXPECT_EQ(call("POST", "/v1/tuning/apply", R"({"profile":"latency"})", &reader_token_).status, 403);
+  Http metrics = call("GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("axon_tuning_verifications_total"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("axon_tuning_drift{profile=\"latency\"}"), std::string::npos) << metrics.body;
+}
+
 TEST_F(ControlplaneDaemon, BadConfigAndUnusableCgroupsFailClearly) {
   start_controlplane(config_text() + "\n[bogus]\nx = 1\n", false);
   auto code = controlplane_->wait_exit(10s);
