@@ -21,11 +21,13 @@ set(CMAKE_INSTALL_DEFAULT_COMPONENT_NAME axon)
 set(AXON_PKG_STAGE ${CMAKE_BINARY_DIR}/package-files)
 file(MAKE_DIRECTORY ${AXON_PKG_STAGE})
 
-# axon_pkg_rewrite(SOURCE DEST): copies SOURCE with the /usr/local/bin paths the package uses.
+# axon_pkg_rewrite(SOURCE DEST): copies SOURCE with the paths the package uses instead of
+# install.sh's /usr/local ones (binaries, the example worker, the worker directory).
 function(axon_pkg_rewrite source dest)
   file(READ ${source} text)
   string(REPLACE "/usr/local/bin/echo_worker" "/usr/lib/axon/echo_worker" text "${text}")
   string(REPLACE "/usr/local/bin/" "/usr/bin/" text "${text}")
+  string(REPLACE "/usr/local/lib/axon/" "/usr/lib/axon/" text "${text}")
   file(WRITE ${dest} "${text}")
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${source})
 endfunction()

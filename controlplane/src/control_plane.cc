@@ -230,6 +230,7 @@ void ControlPlane::tick() {
   std::lock_guard lock(mutex_);
   supervisor_->process();
   refresh_slots();
+  replace_stalled();
   scale_pools();
   reconcile_pools();
   if (tables_dirty_) push_tables(false);

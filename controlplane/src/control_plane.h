@@ -101,6 +101,7 @@ class ControlPlane final : public ControlApi {
     bool stop_requested = false;
     std::uint64_t last_completed = 0;
     Clock::time_point last_active = Clock::now();
+    pid_t replaced_pid = 0;  // the process replace_stalled() killed (killed once, not per tick)
   };
 
   struct Pool {
@@ -134,6 +135,7 @@ class ControlPlane final : public ControlApi {
   void scale_pools();
   void reconcile_pools();
   void progress_drains();
+  void replace_stalled();  // kills workers the data plane reports stalled; the pool respawns them
   void push_tables(bool force);
   dataplane::control::Tables build_tables() const;
 
@@ -158,6 +160,7 @@ class ControlPlane final : public ControlApi {
   bool tables_dirty_ = true;
   bool runtime_dirty_ = false;
   std::uint64_t spawn_failures_ = 0;
+  std::map<std::string, std::uint64_t> replacements_;  // workers killed for replacement, by reason
   std::uint64_t strays_stopped_ = 0;
   std::uint64_t adopted_ = 0;
   std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();

@@ -429,6 +429,25 @@ void ControlPlane::reconcile_pools() {
   }
 }
 
+// Issue 11 item 13: a worker that stops taking requests (SIGSTOP, a deadlock) is reported
+// "stalled" by the data plane, which routes around it and answers what it held. The worker
+// cannot be trusted to recover, so it is killed; the pool respawns it into the same slot.
+void ControlPlane::replace_stalled() {
+  for (auto& [id, w] : workers_) {
+    if (w.draining) continue;
+    const auto* slot = link_.slot(w.slot);
+    if (slot == nullptr || slot->state != "stalled" || slot->pid <= 0) continue;
+    const auto member = supervisor_->member(id);
+    if (!member || member->pid != slot->pid || w.replaced_pid == member->pid) continue;
+    w.replaced_pid = member->pid;
+    if (supervisor_->kill(id)) {
+      ++replacements_["stalled"];
+      AXON_LOG_WARN(kLog, "worker %s (pid %d) stalled with requests queued; killed, the pool replaces it", id.c_str(),
+                    member->pid);
+    }
+  }
+}
+
 void ControlPlane::progress_drains() {
   auto now = Clock::now();
   // Stopping a worker that has no process (backoff, e.g. behind an open breaker) reports

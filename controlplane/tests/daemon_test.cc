@@ -155,10 +155,10 @@ class ControlplaneDaemon : public ::testing::Test {
     kill_cgroup_leftovers();
   }
 
-  bool start_dataplane() {
+  bool start_dataplane(const std::string& extra = "") {
     dataplane::it::ConfigSpec spec;
     spec.workers = {};
-    spec.dataplane_extra = "worker_slots = 6\n";
+    spec.dataplane_extra = "worker_slots = 6\n" + extra;
     spec.tables = "[[tenants]]\nid = 1\nname = \"t1\"\n";
     dataplane_ = std::make_unique<dataplane::it::Daemon>(run_dir_);
     std::string error;
@@ -390,6 +390,29 @@ TEST_F(ControlplaneDaemon, PoolComesUpWarmInCgroupsAndServes) {
   EXPECT_TRUE(status.parsed()["dataplane"]["connected"].get<bool>()) << status.body;
   EXPECT_EQ(status.parsed()["warm"].get<int>(), 2) << status.body;
   EXPECT_EQ(status.parsed()["cgroup_mode"].get<std::string>(), "v1") << status.body;
+}
+
+// Issue 11 item 13, control plane side: a hung worker (SIGSTOP) that the data plane reports
+// stalled is killed and replaced, and the replacement is counted by reason.
+TEST_F(ControlplaneDaemon, AStalledWorkerIsKilledAndReplaced) {
+  ASSERT_EQ(dataplane_->stop(), 0);
+  ASSERT_TRUE(start_dataplane("worker_stall_timeout_ms = 300\n"));
+  start_controlplane(config_text("", 100));
+  ASSERT_TRUE(wait_warm(2)) << workers().dump();
+  const pid_t hung = pid_of(warm_workers()[0]);
+  ASSERT_EQ(::kill(hung, SIGSTOP), 0);
+  // Requests queue at the hung worker (the data plane spreads them over both) until it is
+  // found stalled; every one is answered, by the other worker or with an ERROR.
+  for (std::uint64_t i = 0; i < 20; ++i) ASSERT_TRUE(request(7, 5000 + i)) << "request " << i << " unanswered";
+  EXPECT_TRUE(eventually([&] { return ::kill(hung, 0) != 0; }, 10s)) << "the stalled worker was not killed\n"
+                                                                     << workers().dump() << controlplane_->log();
+  ::kill(hung, SIGCONT);
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << controlplane_->log();
+  const std::string metrics = call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("axon_worker_replacements_total{reason=\"stalled\"} 1"), std::string::npos) << metrics;
+  auto reply = request(7, 6000);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
 }
 
 TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) {
