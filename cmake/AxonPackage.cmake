@@ -8,7 +8,7 @@
 #   /usr/lib/axon/                   echo_worker (the example worker the default config runs), axon-setup
 #   /usr/lib/                        libaxon_worker.so (the worker SDK's C ABI, for Python and C workers)
 #   /usr/lib/python3/dist-packages/  axon_worker.py (Python worker SDK)
-#   /lib/systemd/system/             axon-dataplane.service, axon-controlplane.service
+#   /lib/systemd/system/             axon-dataplane.service, axon-controlplane.service (+ .socket)
 #   /usr/lib/sysusers.d/axon.conf, /usr/lib/tmpfiles.d/axon.conf
 #   /etc/axon/{dataplane,controlplane}.toml   annotated defaults, dpkg conffiles
 #   /usr/share/axon/tuning/profiles/ tuning profiles (axonctl tune list)
@@ -21,11 +21,13 @@ set(CMAKE_INSTALL_DEFAULT_COMPONENT_NAME axon)
 set(AXON_PKG_STAGE ${CMAKE_BINARY_DIR}/package-files)
 file(MAKE_DIRECTORY ${AXON_PKG_STAGE})
 
-# axon_pkg_rewrite(SOURCE DEST): copies SOURCE with the /usr/local/bin paths the package uses.
+# axon_pkg_rewrite(SOURCE DEST): copies SOURCE with the paths the package uses instead of
+# install.sh's /usr/local ones (binaries, the example worker, the worker directory).
 function(axon_pkg_rewrite source dest)
   file(READ ${source} text)
   string(REPLACE "/usr/local/bin/echo_worker" "/usr/lib/axon/echo_worker" text "${text}")
   string(REPLACE "/usr/local/bin/" "/usr/bin/" text "${text}")
+  string(REPLACE "/usr/local/lib/axon/" "/usr/lib/axon/" text "${text}")
   file(WRITE ${dest} "${text}")
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${source})
 endfunction()
@@ -46,7 +48,7 @@ install(PROGRAMS ${CMAKE_SOURCE_DIR}/deploy/debian/axon-setup DESTINATION lib/ax
 install(FILES ${CMAKE_SOURCE_DIR}/sdk/python/axon_worker.py DESTINATION lib/python3/dist-packages COMPONENT axon)
 
 # --- systemd units, sysusers and tmpfiles --------------------------------------------------
-foreach(unit axon-dataplane.service axon-controlplane.service)
+foreach(unit axon-dataplane.service axon-controlplane.service axon-controlplane.socket)
   axon_pkg_rewrite(${CMAKE_SOURCE_DIR}/deploy/systemd/${unit} ${AXON_PKG_STAGE}/${unit})
   install(FILES ${AXON_PKG_STAGE}/${unit} DESTINATION /lib/systemd/system COMPONENT axon)
 endforeach()

@@ -1,12 +1,15 @@
-// sd_notify and journald's native protocol, written against the documented wire formats so
-// the daemons need no libsystemd. Everything here is best effort: a service manager or
-// journal that is not there must never stop a daemon.
+// libsystemd for sd_notify, the watchdog, the journal and socket activation (see systemd.h).
 #include "axon/common/systemd.h"
 
 #include <errno.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
+#include <sys/uio.h>
+#include <systemd/sd-daemon.h>
+// Our fields carry the caller's CODE_FILE/CODE_LINE; without this, sd_journal_sendv is a
+// macro that adds this file's location instead.
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,40 +19,9 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <vector>
 
 namespace axon::systemd {
 namespace {
-
-// Fills `addr` for a path or an '@abstract' name; returns the address length, 0 if too long.
-socklen_t make_unix_address(const std::string& address, sockaddr_un& addr) {
-  std::memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  if (address.empty() || address.size() >= sizeof addr.sun_path) return 0;
-  std::memcpy(addr.sun_path, address.data(), address.size());
-  if (address[0] == '@') addr.sun_path[0] = '\0';  // abstract: no terminating NUL counted
-  socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + address.size());
-  if (address[0] != '@') ++len;
-  return len;
-}
-
-// Created up front (not on first send) so that concurrent senders never race on the fd.
-int make_datagram_socket() noexcept {
-  return ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-}
-
-// MSG_DONTWAIT: a slow journal or service manager is not worth blocking a daemon for.
-bool send_datagram(int fd, const std::string& address, const char* data, std::size_t size) noexcept {
-  if (fd < 0) return false;
-  sockaddr_un addr;
-  socklen_t len = make_unix_address(address, addr);
-  if (len == 0) return false;
-  ssize_t sent;
-  do {
-    sent = ::sendto(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&addr), len);
-  } while (sent < 0 && errno == EINTR);
-  return sent == ssize_t(size);
-}
 
 std::string env_or_empty(const char* name) {
   const char* value = std::getenv(name);
@@ -61,48 +33,31 @@ std::string env_or_empty(const char* name) {
 // --- Notifier ------------------------------------------------------------------------
 
 Notifier Notifier::from_environment() {
-  return Notifier(env_or_empty("NOTIFY_SOCKET"));
-}
-
-Notifier::Notifier(std::string socket_address) : address_(std::move(socket_address)) {
-  if (!address_.empty()) fd_ = make_datagram_socket();
-}
-
-Notifier::~Notifier() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-Notifier::Notifier(Notifier&& other) noexcept : address_(std::move(other.address_)), fd_(other.fd_) {
-  other.fd_ = -1;
-  other.address_.clear();
-}
-
-Notifier& Notifier::operator=(Notifier&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    address_ = std::move(other.address_);
-    fd_ = other.fd_;
-    other.fd_ = -1;
-    other.address_.clear();
-  }
-  return *this;
+  Notifier n;
+  n.address_ = env_or_empty("NOTIFY_SOCKET");
+  return n;
 }
 
 bool Notifier::notify(std::string_view state) noexcept {
   if (address_.empty()) return true;
-  return send_datagram(fd_, address_, state.data(), state.size());
+  try {
+    // sd_notify: > 0 sent, 0 no socket configured, < 0 failed.
+    return sd_notify(0, std::string(state).c_str()) >= 0;
+  } catch (...) {  // allocation failure
+    return false;
+  }
 }
 
 bool Notifier::status(std::string_view text) noexcept {
   if (address_.empty()) return true;
   char buffer[512];
-  int used = std::snprintf(buffer, sizeof buffer, "STATUS=");
-  std::size_t len = std::size_t(used);
+  std::size_t len = 0;
   for (char c : text) {
-    if (len >= sizeof buffer) break;
+    if (len + 1 >= sizeof buffer) break;
     buffer[len++] = (c == '\n' || c == '\r') ? ' ' : c;
   }
-  return send_datagram(fd_, address_, buffer, len);
+  buffer[len] = '\0';
+  return sd_notifyf(0, "STATUS=%s", buffer) >= 0;
 }
 
 bool Notifier::reloading() noexcept {
@@ -111,44 +66,34 @@ bool Notifier::reloading() noexcept {
   clock_gettime(CLOCK_MONOTONIC, &now);
   unsigned long long usec =
       static_cast<unsigned long long>(now.tv_sec) * 1000000ULL + static_cast<unsigned long long>(now.tv_nsec) / 1000ULL;
-  char buffer[64];
-  int len = std::snprintf(buffer, sizeof buffer, "RELOADING=1\nMONOTONIC_USEC=%llu", usec);
-  return send_datagram(fd_, address_, buffer, std::size_t(len));
+  return sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", usec) >= 0;
 }
 
 std::chrono::microseconds watchdog_interval() {
-  std::string usec_text = env_or_empty("WATCHDOG_USEC");
-  if (usec_text.empty()) return std::chrono::microseconds{0};
-  std::string pid_text = env_or_empty("WATCHDOG_PID");
-  if (!pid_text.empty()) {
-    char* end = nullptr;
-    long pid = std::strtol(pid_text.c_str(), &end, 10);
-    if (end == pid_text.c_str() || *end != '\0' || pid != long(getpid())) return std::chrono::microseconds{0};
-  }
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long usec = std::strtoull(usec_text.c_str(), &end, 10);
-  if (errno != 0 || end == usec_text.c_str() || *end != '\0' || usec == 0 || usec_text[0] == '-') {
-    return std::chrono::microseconds{0};
-  }
+  std::uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return std::chrono::microseconds{0};
   return std::chrono::microseconds{static_cast<std::int64_t>(usec / 2)};
 }
 
-// --- journald ------------------------------------------------------------------------
+// --- socket activation ------------------------------------------------------------------
 
-void append_journal_field(std::string& entry, std::string_view name, std::string_view value) {
-  entry.append(name);
-  if (value.find('\n') == std::string_view::npos) {
-    entry.push_back('=');
-    entry.append(value);
-  } else {
-    entry.push_back('\n');
-    std::uint64_t size = value.size();
-    for (int i = 0; i < 8; ++i) entry.push_back(static_cast<char>((size >> (8 * i)) & 0xff));
-    entry.append(value);
+ActivatedSockets activated_sockets() {
+  ActivatedSockets out;
+  const int n = sd_listen_fds(1);
+  for (int i = 0; i < n; ++i) {
+    const int fd = SD_LISTEN_FDS_START + i;
+    if (out.tcp < 0 && (sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) > 0)) {
+      out.tcp = fd;
+    } else if (out.unix_stream < 0 && sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0) {
+      out.unix_stream = fd;
+    } else {
+      out.unknown.push_back(fd);
+    }
   }
-  entry.push_back('\n');
+  return out;
 }
+
+// --- journald ------------------------------------------------------------------------
 
 int journal_priority(log::Level level) noexcept {
   switch (level) {
@@ -160,19 +105,22 @@ int journal_priority(log::Level level) noexcept {
   return 6;
 }
 
-JournalWriter::JournalWriter(std::string socket_path)
-    : socket_path_(std::move(socket_path)), fd_(make_datagram_socket()) {}
-
-JournalWriter::~JournalWriter() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-bool JournalWriter::send(std::span<const JournalField> fields) noexcept {
+bool journal_send(std::span<const JournalField> fields) noexcept {
+  // libsystemd drops an entry silently when the journal socket is missing; we want to know,
+  // so the line can go to stderr instead.
+  struct stat st {};
+  if (::stat(kJournalSocket, &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
   try {
-    std::string entry;
-    entry.reserve(256);
-    for (const JournalField& f : fields) append_journal_field(entry, f.name, f.value);
-    return send_datagram(fd_, socket_path_, entry.data(), entry.size());
+    // "NAME=value" per field; libsystemd picks the binary-safe form for multi-line values.
+    std::vector<std::string> items;
+    items.reserve(fields.size());
+    std::vector<iovec> iov;
+    iov.reserve(fields.size());
+    for (const JournalField& f : fields) {
+      items.push_back(std::string(f.name) + "=" + std::string(f.value));
+      iov.push_back(iovec{items.back().data(), items.back().size()});
+    }
+    return sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) == 0;
   } catch (...) {  // allocation failure: the caller falls back to stderr
     return false;
   }
@@ -197,24 +145,18 @@ bool running_under_journal() noexcept {
 
 namespace {
 
-// The journal sink's state. Installed once and replaced under the mutex; the log calls the
-// sink without the lock because send() on a datagram socket is itself thread-safe.
-struct JournalSink {
-  JournalWriter writer;
-  std::string identifier;
-  JournalSink(const std::string& path, const std::string& ident) : writer(path), identifier(ident) {}
-};
-
+// The journal sink's identifier. Installed once and replaced under the mutex; the log calls
+// the sink without the lock (sd_journal_sendv is thread-safe).
 std::mutex g_journal_mutex;
-std::atomic<JournalSink*> g_journal{nullptr};
-// Replaced sinks stay alive: a concurrent log call may still hold the old pointer. Only
-// tests switch more than once, so this keeps a handful of small objects.
-std::vector<std::unique_ptr<JournalSink>>* g_journal_sinks = nullptr;
+std::atomic<const std::string*> g_identifier{nullptr};
+// Replaced identifiers stay alive: a concurrent log call may still hold the old pointer.
+// Only tests switch more than once, so this keeps a handful of small strings.
+std::vector<std::unique_ptr<std::string>>* g_identifiers = nullptr;
 
 void journal_sink(log::Level level, const char* component, const char* file, int line, const char* message,
                   std::size_t length) noexcept {
-  JournalSink* sink = g_journal.load(std::memory_order_acquire);
-  if (sink == nullptr) {
+  const std::string* identifier = g_identifier.load(std::memory_order_acquire);
+  if (identifier == nullptr) {
     log::write_stderr(level, component, message, length);
     return;
   }
@@ -222,12 +164,15 @@ void journal_sink(log::Level level, const char* component, const char* file, int
   char line_text[16];
   int line_len = std::snprintf(line_text, sizeof line_text, "%d", line);
   JournalField fields[6] = {
-      {"MESSAGE", std::string_view(message, length)}, {"PRIORITY", priority},
-      {"SYSLOG_IDENTIFIER", sink->identifier},        {"AXON_COMPONENT", component != nullptr ? component : ""},
-      {"CODE_FILE", file != nullptr ? file : ""},     {"CODE_LINE", std::string_view(line_text, std::size_t(line_len))},
+      {"MESSAGE", std::string_view(message, length)},
+      {"PRIORITY", priority},
+      {"SYSLOG_IDENTIFIER", *identifier},
+      {"AXON_COMPONENT", component != nullptr ? component : ""},
+      {"CODE_FILE", file != nullptr ? file : ""},
+      {"CODE_LINE", std::string_view(line_text, std::size_t(line_len))},
   };
   std::size_t count = file != nullptr ? 6 : 4;
-  if (!sink->writer.send(std::span<const JournalField>(fields, count))) {
+  if (!journal_send(std::span<const JournalField>(fields, count))) {
     log::write_stderr(level, component, message, length);
   }
 }
@@ -238,11 +183,11 @@ std::string default_identifier() {
 
 }  // namespace
 
-void route_logs_to_journal(const std::string& socket_path, const std::string& identifier) {
+void route_logs_to_journal(const std::string& identifier) {
   std::lock_guard lock(g_journal_mutex);
-  if (g_journal_sinks == nullptr) g_journal_sinks = new std::vector<std::unique_ptr<JournalSink>>();
-  g_journal_sinks->push_back(std::make_unique<JournalSink>(socket_path, identifier));
-  g_journal.store(g_journal_sinks->back().get(), std::memory_order_release);
+  if (g_identifiers == nullptr) g_identifiers = new std::vector<std::unique_ptr<std::string>>();
+  g_identifiers->push_back(std::make_unique<std::string>(identifier));
+  g_identifier.store(g_identifiers->back().get(), std::memory_order_release);
   log::set_sink(&journal_sink);
 }
 
@@ -256,7 +201,7 @@ void route_logs_by_environment() {
   if (target == "stderr") {
     route_logs_to_stderr();
   } else if (target == "journal" || (target.empty() && running_under_journal())) {
-    route_logs_to_journal(kJournalSocket, default_identifier());
+    route_logs_to_journal(default_identifier());
   } else {
     route_logs_to_stderr();
   }

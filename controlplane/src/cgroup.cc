@@ -542,6 +542,23 @@ Result<Ok, CgroupError> CgroupDriver::place(pid_t pid, const std::string& relati
   return Ok{};
 }
 
+Result<std::vector<int>, CgroupError> CgroupDriver::open_procs_fds(const std::string& relative) {
+  if (!split_relative(relative)) return bad_relative(relative);
+  std::vector<int> fds;
+  for (const auto& h : hierarchies_) {
+    std::string dir = h.root + "/" + options_.name + (relative.empty() ? "" : "/" + relative);
+    int fd = ::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      for (int open_fd : fds) ::close(open_fd);
+      return make_error(err == ENOENT ? CgroupError::io_error : code_for(err),
+                        "cannot open " + dir + "/cgroup.procs: " + errno_text(err) + "; " + hint_for(err, ""));
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
 Result<int, CgroupError> CgroupDriver::open_dir_fd(const std::string& relative) {
   if (mode_ != CgroupMode::v2)
     return make_error(CgroupError::invalid_value,

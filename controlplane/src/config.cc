@@ -182,6 +182,19 @@ void read_pools(TableReader& r, PoolSettings& p) {
   }
 }
 
+void read_tuning(TableReader& r, TuningSettings& t) {
+  r.read("profile", t.profile);
+  r.read("apply_at_start", t.apply_at_start);
+  read_ms(r, "verify_interval_ms", t.verify_interval, 0, 86400000);
+  r.read("state_dir", t.state_dir);
+  r.read("dataplane_config", t.dataplane_config);
+  r.read_list("profile_dirs", t.profile_dirs);
+  r.reject_unknown();
+  if (!r.problem && t.apply_at_start && t.profile.empty()) {
+    r.invalid("apply_at_start", "needs a profile to apply: set profile = \"latency\" (or another in /etc/axon/tuning)");
+  }
+}
+
 void read_dataplane(TableReader& r, DataplaneLinkSettings& d) {
   r.read("run_dir", d.run_dir);
   if (r.read_list("command", d.command) && !d.command.empty() && d.command[0].rfind('/', 0) != 0) {
@@ -376,6 +389,7 @@ Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, co
   });
   section("pools", [&](TableReader& r, const toml::table&) { read_pools(r, config.pools); });
   section("dataplane", [&](TableReader& r, const toml::table&) { read_dataplane(r, config.dataplane); });
+  section("tuning", [&](TableReader& r, const toml::table&) { read_tuning(r, config.tuning); });
   auto table_array = [&](const char* key, auto&& item_fn) {
     if (problem) return;
     const toml::array* array = top.table_array(key);

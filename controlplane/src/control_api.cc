@@ -214,6 +214,7 @@ ApiResult<WorkerInfo> ControlPlane::kill_worker(const std::string& id) {
   if (!supervisor_->kill(id)) {
     return api_error(ApiErrorCode::conflict, "worker '" + id + "' has no running process (it is in backoff)");
   }
+  ++replacements_["requested"];
   AXON_LOG_INFO(kLog, "worker %s killed on request; the pool respawns it", id.c_str());
   return worker_info(w);
 }
@@ -271,11 +272,14 @@ ApiResult<std::string> ControlPlane::metrics() {
   m.table_pushes_rejected = link_.rejected_pushes();
   m.spawn_failures = spawn_failures_;
   m.workers_adopted = adopted_;
+  m.worker_replacements = replacements_;
   m.tenants = registry_.tenants().size();
   for (const auto& [name, spec] : registry_.agents()) m.agents.push_back(agent_status(spec));
   for (const auto& [id, w] : workers_) m.workers.push_back(worker_info(w));
   m.stats = link_.stats();
-  return export_metrics(m);
+  std::string text = export_metrics(m);
+  if (tuning_) text += tuning_->metrics();
+  return text;
 }
 
 }  // namespace axon::controlplane

@@ -77,6 +77,7 @@ Result<Ok, DaemonError> ControlPlane::start() {
   supervisor_ = std::make_unique<Supervisor>(cgroups_ ? &*cgroups_ : nullptr, backoff, breaker);
   supervisor_->on_event = [this](const MemberEvent& event) { on_member_event(event); };
 
+  start_tuning();
   if (auto loaded = registry_.load(); !loaded) return loaded;
   for (const auto& [name, spec] : registry_.agents()) pools_[name].target = spec.pool.min;
   link_dataplane();
@@ -114,6 +115,12 @@ void ControlPlane::supervise_dataplane() {
 
 // ---- data plane link -----------------------------------------------------------------------
 
+// Tells the data plane which process may claim `slot` (0 = none yet). Without a link the
+// grant is sent on the next connect (link_dataplane re-grants every slot we hold).
+void ControlPlane::send_grant(const std::string& slot, pid_t pid) {
+  link_.grant(slot, pid);
+}
+
 // What a new data plane means for the pools: it has none of our tables, and its slot
 // sockets are new (root-owned); after a restart, the exits it caused are not the agents'.
 void ControlPlane::link_dataplane() {
@@ -125,8 +132,13 @@ void ControlPlane::link_dataplane() {
     // exits are not the agents' fault, so they must not keep a breaker open.
     for (const auto& [name, spec] : registry_.agents()) supervisor_->reset_breaker(name);
   }
+  // A new data plane has no grants: name every slot's live worker again (or none yet).
   for (const auto& [id, w] : workers_) {
-    if (const auto* agent = registry_.agent(w.agent)) grant_slot(w.slot, *agent);
+    const auto* agent = registry_.agent(w.agent);
+    if (agent == nullptr) continue;
+    auto member = supervisor_->member(id);
+    send_grant(w.slot, member && member->pid > 0 ? member->pid : 0);
+    grant_slot(w.slot, *agent);
   }
 }
 
@@ -183,10 +195,42 @@ void ControlPlane::push_tables(bool force) {
   if (link_.push(tables) != DataplaneLink::Push::lost) tables_dirty_ = false;
 }
 
+// Host tuning is not the pools' business: a failed apply or verify is logged and kept in
+// /v1/tuning and the metrics, and the control plane serves on.
+void ControlPlane::start_tuning() {
+  tuning::ServiceConfig tc;
+  tc.profile = config_.tuning.profile;
+  tc.apply_at_start = config_.tuning.apply_at_start;
+  tc.verify_interval = config_.tuning.verify_interval;
+  tc.options.state_dir = config_.tuning.state_dir;
+  tc.options.dataplane_config = config_.tuning.dataplane_config;
+  if (!config_.tuning.profile_dirs.empty()) tc.options.profile_dirs = config_.tuning.profile_dirs;
+  tuning_ = std::make_unique<tuning::TuningService>(std::move(tc));
+  if (config_.tuning.profile.empty()) return;
+  auto report = tuning_->start();
+  if (!report) {
+    AXON_LOG_WARN(kLog, "tuning profile %s: %s", config_.tuning.profile.c_str(), report.message().c_str());
+    return;
+  }
+  const auto state = tuning_->state();
+  AXON_LOG_INFO(kLog, "tuning profile %s: %s (%zu knob(s) drifted, %zu skipped)", config_.tuning.profile.c_str(),
+                state.in_force ? "in force" : "not in force", state.drift, state.skipped);
+}
+
+ApiResult<ControlApi::TuningReply> ControlPlane::tuning(const std::string& method, const std::string& path,
+                                                        const std::string& query, const std::string& body) {
+  if (!tuning_) return api_error(ApiErrorCode::unavailable, "the control plane is still starting");
+  // The REST layer already let only admins through to the mutating methods.
+  auto reply = tuning_->handle(method, path, query, body, method != "GET");
+  return TuningReply{reply.status, std::move(reply.body)};
+}
+
 void ControlPlane::tick() {
+  if (tuning_) tuning_->tick(std::chrono::steady_clock::now());
   std::lock_guard lock(mutex_);
   supervisor_->process();
   refresh_slots();
+  replace_stalled();
   scale_pools();
   reconcile_pools();
   if (tables_dirty_) push_tables(false);

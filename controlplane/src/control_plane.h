@@ -30,6 +30,7 @@
 #include "axon/controlplane/model.h"
 #include "axon/controlplane/supervisor.h"
 #include "axon/dataplane/control.h"
+#include "axon/tuning/service.h"
 
 #include "dataplane_link.h"
 #include "registry.h"
@@ -85,6 +86,8 @@ class ControlPlane final : public ControlApi {
   ApiResult<Ok> delete_tenant(std::uint32_t id) override;
   ApiResult<std::vector<RouteInfo>> list_routes() override;
   ApiResult<std::string> metrics() override;
+  ApiResult<TuningReply> tuning(const std::string& method, const std::string& path, const std::string& query,
+                                const std::string& body) override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -98,6 +101,7 @@ class ControlPlane final : public ControlApi {
     bool stop_requested = false;
     std::uint64_t last_completed = 0;
     Clock::time_point last_active = Clock::now();
+    pid_t replaced_pid = 0;  // the process replace_stalled() killed (killed once, not per tick)
   };
 
   struct Pool {
@@ -121,14 +125,17 @@ class ControlPlane final : public ControlApi {
   std::optional<std::string> free_slot() const;
   void start_worker(const AgentSpec& agent, Pool& pool);
   void grant_slot(const std::string& slot, const AgentSpec& agent) const;
+  void send_grant(const std::string& slot, pid_t pid);
   void begin_drain(Worker& worker);
   void on_member_event(const MemberEvent& event);
 
+  void start_tuning();
   void link_dataplane();  // refreshes the link; on a new data plane: re-push, re-grant slots
   void refresh_slots();
   void scale_pools();
   void reconcile_pools();
   void progress_drains();
+  void replace_stalled();  // kills workers the data plane reports stalled; the pool respawns them
   void push_tables(bool force);
   dataplane::control::Tables build_tables() const;
 
@@ -145,12 +152,15 @@ class ControlPlane final : public ControlApi {
   std::unique_ptr<Supervisor> supervisor_;
   Registry registry_;
   DataplaneLink link_;
+  // Host tuning ([tuning]): thread-safe on its own, so tick() and the API call it outside mutex_.
+  std::unique_ptr<tuning::TuningService> tuning_;
   std::map<std::string, Pool> pools_;      // by agent name
   std::map<std::string, Worker> workers_;  // by worker id
   Clock::time_point next_scale_{};
   bool tables_dirty_ = true;
   bool runtime_dirty_ = false;
   std::uint64_t spawn_failures_ = 0;
+  std::map<std::string, std::uint64_t> replacements_;  // workers killed for replacement, by reason
   std::uint64_t strays_stopped_ = 0;
   std::uint64_t adopted_ = 0;
   std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();

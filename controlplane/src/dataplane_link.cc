@@ -98,6 +98,18 @@ DataplaneLink::Push DataplaneLink::push(const dpc::Tables& tables) {
   return Push::applied;
 }
 
+bool DataplaneLink::grant(const std::string& slot, pid_t pid) {
+  if (!client_ || !connected_) return false;
+  auto granted = client_->grant(slot, std::int32_t(pid));
+  if (granted) return true;
+  AXON_LOG_WARN(kLog, "data plane: grant of slot %s to pid %d failed: %s", slot.c_str(), int(pid),
+                granted.message().c_str());
+  if (granted.code() == dpc::ControlError::not_running || granted.code() == dpc::ControlError::io_error) {
+    drop(granted.message());
+  }
+  return false;
+}
+
 void DataplaneLink::fill(DataplaneStatus& d) const {
   d.connected = connected_;
   if (connected_) {

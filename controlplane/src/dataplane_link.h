@@ -8,6 +8,8 @@
 // Not thread-safe; the daemon serialises calls.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -51,6 +53,9 @@ class DataplaneLink {
   // the tables change); lost (the link dropped: retried after reconnecting).
   Push push(const dataplane::control::Tables& tables);
 
+  // Names the one process that may claim `slot` (0 = none yet; issue 11 item 16). False
+  // when not connected or refused (logged); a dropped link re-grants after reconnecting.
+  bool grant(const std::string& slot, pid_t pid);
   // The status fields the link knows (connected, pid, backend, readiness, counters).
   void fill(DataplaneStatus& status) const;
 

@@ -84,6 +84,15 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
     return 1;
   }
 
+  // Socket activation (deploy/systemd/axon-controlplane.socket): the service manager's API
+  // sockets replace `listen` and `unix_socket`. Taken (and made close-on-exec) before any
+  // worker is spawned.
+  const auto activated = axon::systemd::activated_sockets();
+  for (const int fd : activated.unknown) {
+    AXON_LOG_WARN(kLog, "closing fd %d from the service manager: not a listening TCP or unix stream socket", fd);
+    ::close(fd);
+  }
+
   if (auto checked = preflight(config, /*probe_port=*/false); !checked) {
     AXON_LOG_ERROR(kLog, "%s", checked.message().c_str());
     return 1;
@@ -106,6 +115,8 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
   api.rate_burst = config.api.rate_burst;
   api.max_body_bytes = config.api.max_body_bytes;
   api.threads = config.api.threads;
+  api.tcp_listen_fd = activated.tcp;
+  api.unix_listen_fd = activated.unix_stream;
   auto server = ApiServer::start(api, plane);
   if (!server) {
     AXON_LOG_ERROR(kLog, "%s", server.message().c_str());

@@ -66,6 +66,13 @@ std::string export_metrics(const MetricsSnapshot& s) {
       .sample(double(s.spawn_failures));
   m.family("axon_workers_adopted_total", "counter", "Workers taken over from a previous control plane.")
       .sample(double(s.workers_adopted));
+  m.family("axon_worker_replacements_total", "counter",
+           "Workers the control plane killed to replace them, by reason (stalled: the data plane found it "
+           "taking no requests; requested: POST /v1/workers/{id}/kill).");
+  for (const char* reason : {"stalled", "requested"}) {
+    const auto it = s.worker_replacements.find(reason);
+    m.sample({{"reason", reason}}, double(it == s.worker_replacements.end() ? 0 : it->second));
+  }
   m.family("axon_agents", "gauge", "Registered agents.").sample(double(s.agents.size()));
   m.family("axon_tenants", "gauge", "Registered tenants.").sample(double(s.tenants));
 

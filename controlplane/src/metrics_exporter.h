@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct MetricsSnapshot {
   std::uint64_t table_pushes_rejected = 0;
   std::uint64_t spawn_failures = 0;
   std::uint64_t workers_adopted = 0;
+  std::map<std::string, std::uint64_t> worker_replacements;  // by reason: "stalled", "requested"
   std::uint64_t tenants = 0;
   std::vector<AgentStatus> agents;
   std::vector<WorkerInfo> workers;

@@ -267,6 +267,7 @@ void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
     return;
   }
   ++pool.next_index;
+  send_grant(*slot, 0);  // managed from now on: nobody may claim it until our worker does
   grant_slot(*slot, agent);
   auto started = supervisor_->start(id, agent.name, std::move(spec).value());
   if (!started) {
@@ -275,6 +276,7 @@ void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
                    started.message().c_str());
     return;
   }
+  send_grant(*slot, started->pid);
   Worker w;
   w.id = id;
   w.agent = agent.name;
@@ -306,7 +308,13 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
     return;
   }
   switch (event.kind) {
-    case MemberEvent::Kind::spawned: runtime_dirty_ = true; break;
+    case MemberEvent::Kind::spawned: {
+      // A respawn: only this process may claim the slot.
+      auto it = workers_.find(event.id);
+      if (it != workers_.end()) send_grant(it->second.slot, event.pid);
+      runtime_dirty_ = true;
+      break;
+    }
     case MemberEvent::Kind::exited: {
       // An exit we asked for (drain, scale-down, stop) is routine; anything else is a crash.
       auto it = workers_.find(event.id);
@@ -323,6 +331,7 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
       if (it != workers_.end()) {
         AXON_LOG_INFO(kLog, "worker %s stopped; slot %s released", event.id.c_str(), it->second.slot.c_str());
         // Back to root: the user that held the slot must not attach to it again.
+        send_grant(it->second.slot, 0);
         std::string path = config_.dataplane.run_dir + "/workers/" + it->second.slot + ".sock";
         if (chown(path.c_str(), 0, 0) != 0 && errno != ENOENT) {
           AXON_LOG_WARN(kLog, "cannot take %s back from the worker's user: %s", path.c_str(), std::strerror(errno));
@@ -416,6 +425,25 @@ void ControlPlane::reconcile_pools() {
       // Drain the newest first: the oldest have warm caches.
       std::sort(active.begin(), active.end(), [](const Worker* a, const Worker* b) { return a->id > b->id; });
       for (std::size_t n = pool.target; n < active.size(); ++n) begin_drain(*active[n - pool.target]);
+    }
+  }
+}
+
+// Issue 11 item 13: a worker that stops taking requests (SIGSTOP, a deadlock) is reported
+// "stalled" by the data plane, which routes around it and answers what it held. The worker
+// cannot be trusted to recover, so it is killed; the pool respawns it into the same slot.
+void ControlPlane::replace_stalled() {
+  for (auto& [id, w] : workers_) {
+    if (w.draining) continue;
+    const auto* slot = link_.slot(w.slot);
+    if (slot == nullptr || slot->state != "stalled" || slot->pid <= 0) continue;
+    const auto member = supervisor_->member(id);
+    if (!member || member->pid != slot->pid || w.replaced_pid == member->pid) continue;
+    w.replaced_pid = member->pid;
+    if (supervisor_->kill(id)) {
+      ++replacements_["stalled"];
+      AXON_LOG_WARN(kLog, "worker %s (pid %d) stalled with requests queued; killed, the pool replaces it", id.c_str(),
+                    member->pid);
     }
   }
 }

@@ -1,21 +1,24 @@
-// spawn(): clone3 + CLONE_PIDFD (+ CLONE_INTO_CGROUP on v2), a capability-free child,
-// and exec failures reported back through a CLOEXEC pipe.
+// spawn(): libcap's launcher (cap_launch) with a setup callback, a capability-free child in
+// its cgroup, and setup failures reported back through a CLOEXEC pipe.
 //
-// The daemon has threads, so between clone3 and execve the child may only make raw
-// system calls on data prepared beforehand: libc wrappers that keep process-wide state
-// (setuid's cross-thread broadcast, malloc, sanitizer interceptors holding locks of
-// threads that do not exist in the child) could deadlock or misbehave there.
+// cap_launch forks (glibc's fork, which keeps malloc usable in the child of this
+// multi-threaded daemon), runs our callback (signals, session, stdio, fds, cgroup
+// placement, user switch, working directory), then puts the process in libcap's
+// CAP_MODE_NOPRIV: inheritable, ambient, permitted and effective sets empty, the bounding
+// set dropped, securebits locked (noroot, no-setuid-fixup, keep-caps, no-ambient-raise,
+// each with its lock) and no_new_privs; then execve. The pidfd is opened right after the
+// launch: nothing in the daemon reaps children except through pidfds, so the pid cannot
+// have been recycled in between.
 #include "axon/controlplane/spawn.h"
 
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/capability.h>
 #include <linux/close_range.h>
-#include <linux/sched.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,7 +26,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "axon/controlplane/cgroup.h"
@@ -35,145 +40,110 @@ namespace {
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // The setup steps the child reports on failure.
-enum class Step : int {
-  wait_placement = 1,
-  signals,
-  session,
-  stdio,
-  close_fds,
-  bounding_set,
-  ambient,
-  groups,
-  gid,
-  uid,
-  capabilities,
-  no_new_privs,
-  chdir,
-  exec
-};
+enum class Step : int { signals = 1, session, stdio, close_fds, cgroup, groups, gid, uid, no_new_privs, chdir, exec };
 
 struct ChildReport {
   int step = 0;
   int err = 0;
 };
 
-// Everything the child needs, computed before clone3.
+// Everything the child needs, computed before the launch.
 struct ChildPlan {
-  int sync_fd = -1;  // v1: read end; the parent writes one byte once the child is placed
   int report_fd = -1;
   int stdin_fd = -1;
   int log_fd = -1;
+  const int* procs_fds = nullptr;  // cgroup.procs of the worker's group, one per hierarchy
+  std::size_t procs_count = 0;
   bool change_user = false;
   bool keep_privileges = false;
+  bool can_lock = false;  // the daemon holds CAP_SETPCAP: libcap's CAP_MODE_NOPRIV applies
   uid_t uid = 0;
   gid_t gid = 0;
   const gid_t* groups = nullptr;
   std::size_t group_count = 0;
-  int last_cap = 0;
   const char* working_dir = "/";
-  const char* path = nullptr;
-  char* const* argv = nullptr;
-  char* const* envp = nullptr;
+  const char* path = nullptr;  // argv[0]
 };
 
-// The kernel's struct sigaction for rt_sigaction (not glibc's, which differs in layout);
-// this field order is x86-64's (and the generic one with SA_RESTORER).
-static_assert(sizeof(void*) == 8, "KernelSigaction below is laid out for 64-bit Linux");
-struct KernelSigaction {
-  void (*handler)(int);
-  unsigned long flags;
-  void (*restorer)();
-  unsigned long mask;
-};
-
-[[noreturn]] void child_fail(const ChildPlan& plan, Step step) {
+// Reports the failed step to the parent; the launch then fails (libcap reaps the child).
+int child_fail(const ChildPlan& plan, Step step) {
   ChildReport report{static_cast<int>(step), errno};
-  ::syscall(SYS_write, plan.report_fd, &report, sizeof report);
-  ::syscall(SYS_exit_group, 127);
-  __builtin_unreachable();
+  ssize_t n = ::write(plan.report_fd, &report, sizeof report);
+  (void)n;
+  return -1;
 }
 
-[[noreturn]] void run_child(const ChildPlan& plan) {
-  if (plan.sync_fd >= 0) {
-    char byte = 0;
-    long n;
-    do n = ::syscall(SYS_read, plan.sync_fd, &byte, 1);
-    while (n < 0 && errno == EINTR);
-    if (n != 1) child_fail(plan, Step::wait_placement);  // the parent gave up on us
+int setup_child(void* detail) {
+  const ChildPlan& plan = *static_cast<const ChildPlan*>(detail);
+  // Default dispositions, then an empty mask (the parent blocked everything around the
+  // fork so that none of its handlers can run here).
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) (void)::sigaction(sig, &dfl, nullptr);  // EINVAL for reserved ones
   }
-
-  // Default dispositions, then an empty mask (the parent blocked everything around clone3
-  // so that none of its handlers can run here).
-  KernelSigaction dfl{};
-  dfl.handler = SIG_DFL;
-  for (int sig = 1; sig < 65; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(unsigned long));  // EINVAL for reserved ones: fine
-  }
-  unsigned long empty_mask = 0;
-  if (::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty_mask, nullptr, sizeof empty_mask) != 0)
-    child_fail(plan, Step::signals);
-
-  if (::syscall(SYS_setsid) < 0) child_fail(plan, Step::session);
-
-  if (::syscall(SYS_dup3, plan.stdin_fd, 0, 0) < 0 || ::syscall(SYS_dup3, plan.log_fd, 1, 0) < 0 ||
-      ::syscall(SYS_dup3, plan.log_fd, 2, 0) < 0)
-    child_fail(plan, Step::stdio);
+  sigset_t none;
+  sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return child_fail(plan, Step::signals);
+  if (::setsid() < 0) return child_fail(plan, Step::session);
+  if (::dup2(plan.stdin_fd, 0) < 0 || ::dup2(plan.log_fd, 1) < 0 || ::dup2(plan.log_fd, 2) < 0)
+    return child_fail(plan, Step::stdio);
   // Everything above 2 closes at exec; the report pipe stays usable until then.
-  if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) child_fail(plan, Step::close_fds);
-
-  // Only the data plane (started by a control plane without systemd) keeps its privileges:
-  // it needs them for XDP, AF_XDP and hugepages. Workers never do.
-  if (!plan.keep_privileges) {
-    // Capabilities: the bounding set and ambient set first, while we still hold CAP_SETPCAP.
-    for (int cap = 0; cap <= plan.last_cap; ++cap) {
-      if (::syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
-        if (errno == EPERM) break;  // an unprivileged daemon: nothing to give away
-        child_fail(plan, Step::bounding_set);
-      }
-    }
-    if (::syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-      child_fail(plan, Step::ambient);
-
-    if (plan.change_user) {
-      if (::syscall(SYS_setgroups, plan.group_count, plan.groups) != 0) child_fail(plan, Step::groups);
-      if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) child_fail(plan, Step::gid);
-      if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) child_fail(plan, Step::uid);
-    }
-
-    // Effective, permitted and inheritable to zero. With the bounding and inheritable sets
-    // empty, exec grants nothing even to uid 0.
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (::syscall(SYS_capset, &header, data) != 0) child_fail(plan, Step::capabilities);
-
-    if (::syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(plan, Step::no_new_privs);
+  if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) return child_fail(plan, Step::close_fds);
+  // Into the worker's cgroup in every hierarchy before anything of the worker runs
+  // ("0" is the writing process).
+  for (std::size_t i = 0; i < plan.procs_count; ++i) {
+    if (::write(plan.procs_fds[i], "0", 1) != 1) return child_fail(plan, Step::cgroup);
   }
-  if (::syscall(SYS_chdir, plan.working_dir) != 0) child_fail(plan, Step::chdir);
-  ::syscall(SYS_execve, plan.path, plan.argv, plan.envp);
-  child_fail(plan, Step::exec);
+  if (plan.change_user) {
+    // Keep the permitted set across the uid change: libcap needs CAP_SETPCAP afterwards to
+    // empty the bounding set and lock the securebits. It clears every set before exec.
+    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return child_fail(plan, Step::uid);
+    if (::setgroups(plan.group_count, plan.groups) != 0) return child_fail(plan, Step::groups);
+    if (::setresgid(plan.gid, plan.gid, plan.gid) != 0) return child_fail(plan, Step::gid);
+    if (::setresuid(plan.uid, plan.uid, plan.uid) != 0) return child_fail(plan, Step::uid);
+  }
+  if (::chdir(plan.working_dir) != 0) return child_fail(plan, Step::chdir);
+  // libcap's failed execve reaches the parent only as a bare launch failure: check here,
+  // as the worker's user, what would make it fail, so the message can say so.
+  struct stat st {};
+  if (::stat(plan.path, &st) != 0) return child_fail(plan, Step::exec);
+  if (!S_ISREG(st.st_mode) || ::access(plan.path, X_OK) != 0) {
+    errno = EACCES;
+    return child_fail(plan, Step::exec);
+  }
+  // A daemon without CAP_SETPCAP (not root) has nothing to give away, and libcap could not
+  // lock the securebits: it only sets no_new_privs.
+  if (!plan.keep_privileges && !plan.can_lock && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return child_fail(plan, Step::no_new_privs);
+  return 0;
 }
 
 std::string step_message(Step step, const SpawnSpec& spec, int err) {
   std::string e = std::strerror(err);
+  std::string who = spec.uid ? "uid " + std::to_string(*spec.uid) : "user '" + spec.user + "'";
   switch (step) {
-    case Step::wait_placement: return "child for " + spec.argv[0] + " was not released after cgroup placement";
     case Step::signals: return "cannot reset the signal mask for " + spec.argv[0] + ": " + e;
     case Step::session: return "cannot start a new session for " + spec.argv[0] + ": " + e;
     case Step::stdio: return "cannot set up stdin/stdout/stderr for " + spec.argv[0] + ": " + e;
     case Step::close_fds: return "cannot close inherited fds for " + spec.argv[0] + ": " + e;
-    case Step::bounding_set: return "cannot drop the capability bounding set for " + spec.argv[0] + ": " + e;
-    case Step::ambient: return "cannot clear ambient capabilities for " + spec.argv[0] + ": " + e;
-    case Step::groups: return "cannot set supplementary groups of user '" + spec.user + "': " + e;
-    case Step::gid: return "cannot switch to the group of user '" + spec.user + "': " + e;
-    case Step::uid: return "cannot switch to user '" + spec.user + "': " + e + "; the daemon needs CAP_SETUID";
-    case Step::capabilities: return "cannot drop capabilities for " + spec.argv[0] + ": " + e;
+    case Step::cgroup: return "cannot move " + spec.argv[0] + " into cgroup " + spec.cgroup + ": " + e;
+    case Step::groups: return "cannot set supplementary groups of " + who + ": " + e;
+    case Step::gid: return "cannot switch to the group of " + who + ": " + e;
+    case Step::uid: return "cannot switch to " + who + ": " + e + "; the daemon needs CAP_SETUID";
     case Step::no_new_privs: return "cannot set no_new_privs for " + spec.argv[0] + ": " + e;
     case Step::chdir:
       return "cannot change to working directory " + spec.working_dir + ": " + e + "; check working_dir";
     case Step::exec: return "cannot exec " + spec.argv[0] + ": " + e;
   }
   return "spawn of " + spec.argv[0] + " failed: " + e;
+}
+
+// A failure inside libcap's part of the launch (capabilities, or an exec failure the check
+// in setup_child could not foresee); libcap does not keep the child's errno reliably.
+std::string launch_message(const SpawnSpec& spec, int err) {
+  return "cannot exec " + spec.argv[0] + " with an empty capability set (libcap CAP_MODE_NOPRIV): the launch failed (" +
+         std::strerror(err) + "); check that it is an executable for this system and that the daemon holds CAP_SETPCAP";
 }
 
 // An fd that closes itself.
@@ -206,14 +176,6 @@ int above_stdio(int fd) {
 
 bool has_nul(const std::string& s) {
   return s.find('\0') != std::string::npos;
-}
-
-// Kills and reaps a child that will not exec, so that no zombie is left.
-void discard_child(int pidfd) {
-  ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-  siginfo_t info{};
-  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 && errno == EINTR) {
-  }
 }
 
 }  // namespace
@@ -284,23 +246,27 @@ Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) 
     plan.groups = nullptr;
     plan.group_count = 0;
   }
-  plan.last_cap = static_cast<int>(cap_max_bits()) - 1;
   plan.keep_privileges = spec.keep_privileges;
+  if (!spec.keep_privileges) {
+    cap_t own = cap_get_proc();
+    cap_flag_value_t setpcap = CAP_CLEAR;
+    if (own != nullptr) (void)cap_get_flag(own, CAP_SETPCAP, CAP_PERMITTED, &setpcap);
+    cap_free(own);
+    plan.can_lock = setpcap == CAP_SET;
+  }
 
   // argv and envp arrays.
-  std::vector<char*> argv;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  std::vector<const char*> argv;
+  for (const auto& a : spec.argv) argv.push_back(a.c_str());
   argv.push_back(nullptr);
   std::vector<std::string> env_strings;
   for (const auto& [key, value] : spec.env) env_strings.push_back(key + "=" + value);
   if (spec.env.find("PATH") == spec.env.end()) env_strings.push_back(std::string("PATH=") + kDefaultPath);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
+  std::vector<const char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.c_str());
   envp.push_back(nullptr);
-  plan.path = spec.argv[0].c_str();
-  plan.argv = argv.data();
-  plan.envp = envp.data();
   plan.working_dir = spec.working_dir.c_str();
+  plan.path = spec.argv[0].c_str();
 
   Fd null_fd(above_stdio(::open("/dev/null", O_RDWR | O_CLOEXEC)));
   if (null_fd.fd < 0)
@@ -323,84 +289,63 @@ Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) 
   Fd report_read(report_pipe[0]), report_write(report_pipe[1]);
   plan.report_fd = report_write.fd;
 
-  bool v2 = cgroups != nullptr && !spec.cgroup.empty() && cgroups->mode() == CgroupMode::v2;
-  bool v1 = cgroups != nullptr && !spec.cgroup.empty() && cgroups->mode() == CgroupMode::v1;
-  Fd cgroup_fd, sync_read, sync_write;
-  if (v2) {
-    auto fd = cgroups->open_dir_fd(spec.cgroup);
-    if (!fd) return make_error(SpawnError::cgroup_failed, fd.message());
-    cgroup_fd.reset(fd.value());
+  struct FdList {
+    std::vector<int> fds;
+    ~FdList() {
+      for (int fd : fds) ::close(fd);
+    }
+  } procs;
+  if (cgroups != nullptr && !spec.cgroup.empty()) {
+    auto fds = cgroups->open_procs_fds(spec.cgroup);
+    if (!fds) return make_error(SpawnError::cgroup_failed, fds.message());
+    procs.fds = fds.value();
   }
-  if (v1) {
-    int sync_pipe[2];
-    if (::pipe2(sync_pipe, O_CLOEXEC) != 0)
-      return make_error(SpawnError::clone_failed, std::string("cannot create a pipe: ") + std::strerror(errno));
-    sync_read.reset(sync_pipe[0]);
-    sync_write.reset(sync_pipe[1]);
-    plan.sync_fd = sync_read.fd;
-  }
+  plan.procs_fds = procs.fds.data();
+  plan.procs_count = procs.fds.size();
 
-  clone_args args{};
-  int pidfd = -1;
-  args.flags = CLONE_PIDFD | (v2 ? CLONE_INTO_CGROUP : 0);
-  args.pidfd = reinterpret_cast<std::uintptr_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  args.cgroup = v2 ? static_cast<std::uint64_t>(cgroup_fd.fd) : 0;
+  std::unique_ptr<std::remove_pointer_t<cap_launch_t>, int (*)(void*)> launcher(
+      cap_new_launcher(spec.argv[0].c_str(), argv.data(), envp.data()), cap_free);
+  if (!launcher)
+    return make_error(SpawnError::clone_failed, std::string("cap_new_launcher failed: ") + std::strerror(errno));
+  cap_launcher_callback(launcher.get(), setup_child);
+  if (!spec.keep_privileges && plan.can_lock) cap_launcher_set_mode(launcher.get(), CAP_MODE_NOPRIV);
 
   // No handler of ours may run in the child before it resets the dispositions.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  long child = ::syscall(SYS_clone3, &args, sizeof args);
-  if (child == 0) run_child(plan);
-  int clone_errno = errno;
+  pid_t child = cap_launch(launcher.get(), &plan);
+  int launch_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-
-  if (child < 0) {
-    std::string e = std::strerror(clone_errno);
-    if (v2 && (clone_errno == EBUSY || clone_errno == EACCES || clone_errno == EPERM || clone_errno == EOPNOTSUPP ||
-               clone_errno == EINVAL))
-      return make_error(SpawnError::cgroup_failed,
-                        "cannot start " + spec.argv[0] + " in cgroup " + cgroups->path_of(spec.cgroup) + ": " + e +
-                            (clone_errno == EBUSY ? "; cgroup v2 allows processes only in leaf groups" : ""));
-    return make_error(SpawnError::clone_failed,
-                      "cannot start " + spec.argv[0] + ": clone3 failed: " + e +
-                          (clone_errno == EAGAIN ? "; pids limit or RLIMIT_NPROC reached" : ""));
-  }
-  Fd owned_pidfd(pidfd);
   report_write.reset();
-  sync_read.reset();
 
-  if (v1) {
-    auto placed = cgroups->place(static_cast<pid_t>(child), spec.cgroup);
-    if (!placed) {
-      sync_write.reset();  // the child sees EOF and exits
-      discard_child(owned_pidfd.fd);
-      return make_error(SpawnError::cgroup_failed, placed.message());
+  if (child <= 0) {
+    // Our own steps say which one failed; libcap's (capabilities, exec) leave errno.
+    ChildReport report;
+    ssize_t got;
+    do got = ::read(report_read.fd, &report, sizeof report);
+    while (got < 0 && errno == EINTR);
+    if (got == ssize_t(sizeof report)) {
+      return make_error(report.step == int(Step::cgroup) ? SpawnError::cgroup_failed : SpawnError::exec_failed,
+                        step_message(static_cast<Step>(report.step), spec, report.err));
     }
-    char go = 1;
-    ssize_t n;
-    do n = ::write(sync_write.fd, &go, 1);
-    while (n < 0 && errno == EINTR);
-    sync_write.reset();
+    if (child < 0 && launch_errno == EAGAIN)
+      return make_error(SpawnError::clone_failed,
+                        "cannot start " + spec.argv[0] + ": fork failed: pids limit or RLIMIT_NPROC reached");
+    return make_error(SpawnError::exec_failed, launch_message(spec, launch_errno));
   }
-
-  // EOF without a report means the exec succeeded (the pipe was CLOEXEC).
-  ChildReport report;
-  std::size_t got = 0;
-  while (got < sizeof report) {
-    ssize_t n = ::read(report_read.fd, reinterpret_cast<char*>(&report) + got, sizeof report - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<std::size_t>(n);
+  // Exec'd (cap_launch returns once the exec happened). Nothing reaps our children but
+  // through pidfds, so this pid is still ours.
+  int pidfd = int(::syscall(SYS_pidfd_open, child, 0));
+  if (pidfd < 0) {
+    int err = errno;
+    ::kill(child, SIGKILL);
+    return make_error(SpawnError::clone_failed, "cannot open a pidfd for " + spec.argv[0] + " (pid " +
+                                                    std::to_string(child) + "): " + std::strerror(err));
   }
-  if (got > 0) {
-    discard_child(owned_pidfd.fd);
-    if (got < sizeof report)
-      return make_error(SpawnError::exec_failed, "cannot exec " + spec.argv[0] + ": the child failed during setup");
-    return make_error(SpawnError::exec_failed, step_message(static_cast<Step>(report.step), spec, report.err));
-  }
-  return Spawned{static_cast<pid_t>(child), owned_pidfd.release()};
+  // CLOEXEC so later spawns do not inherit it.
+  (void)::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  return Spawned{child, pidfd};
 }
 
 }  // namespace axon::controlplane

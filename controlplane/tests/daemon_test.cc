@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -153,10 +155,10 @@ class ControlplaneDaemon : public ::testing::Test {
     kill_cgroup_leftovers();
   }
 
-  bool start_dataplane() {
+  bool start_dataplane(const std::string& extra = "") {
     dataplane::it::ConfigSpec spec;
     spec.workers = {};
-    spec.dataplane_extra = "worker_slots = 6\n";
+    spec.dataplane_extra = "worker_slots = 6\n" + extra;
     spec.tables = "[[tenants]]\nid = 1\nname = \"t1\"\n";
     dataplane_ = std::make_unique<dataplane::it::Daemon>(run_dir_);
     std::string error;
@@ -388,6 +390,29 @@ TEST_F(ControlplaneDaemon, PoolComesUpWarmInCgroupsAndServes) {
   EXPECT_TRUE(status.parsed()["dataplane"]["connected"].get<bool>()) << status.body;
   EXPECT_EQ(status.parsed()["warm"].get<int>(), 2) << status.body;
   EXPECT_EQ(status.parsed()["cgroup_mode"].get<std::string>(), "v1") << status.body;
+}
+
+// Issue 11 item 13, control plane side: a hung worker (SIGSTOP) that the data plane reports
+// stalled is killed and replaced, and the replacement is counted by reason.
+TEST_F(ControlplaneDaemon, AStalledWorkerIsKilledAndReplaced) {
+  ASSERT_EQ(dataplane_->stop(), 0);
+  ASSERT_TRUE(start_dataplane("worker_stall_timeout_ms = 300\n"));
+  start_controlplane(config_text("", 100));
+  ASSERT_TRUE(wait_warm(2)) << workers().dump();
+  const pid_t hung = pid_of(warm_workers()[0]);
+  ASSERT_EQ(::kill(hung, SIGSTOP), 0);
+  // Requests queue at the hung worker (the data plane spreads them over both) until it is
+  // found stalled; every one is answered, by the other worker or with an ERROR.
+  for (std::uint64_t i = 0; i < 20; ++i) ASSERT_TRUE(request(7, 5000 + i)) << "request " << i << " unanswered";
+  EXPECT_TRUE(eventually([&] { return ::kill(hung, 0) != 0; }, 10s)) << "the stalled worker was not killed\n"
+                                                                     << workers().dump() << controlplane_->log();
+  ::kill(hung, SIGCONT);
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << controlplane_->log();
+  const std::string metrics = call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("axon_worker_replacements_total{reason=\"stalled\"} 1"), std::string::npos) << metrics;
+  auto reply = request(7, 6000);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
 }
 
 TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) {
@@ -664,6 +689,25 @@ TEST_F(ControlplaneDaemon, NeverReadyWhileAPoolCannotStart) {
   controlplane_.reset();
 }
 
+// Issue 16 leftover: the tuning service runs in the daemon ([tuning]), answers /v1/tuning and
+// exports its metrics. Verify only (read-only): the test never changes the host.
+TEST_F(ControlplaneDaemon, TuningServiceIsWiredIntoTheDaemon) {
+  start_controlplane(config_text() + "[tuning]\nprofile = \"latency\"\nverify_interval_ms = 0\nstate_dir = \"" +
+                     tmp_.path() + "/tuning\"\nprofile_dirs = [\"" + AXON_TUNING_PROFILE_DIR + "\"]\n");
+  Http state = call("GET", "/v1/tuning");
+  ASSERT_EQ(state.status, 200) << state.body << controlplane_->log();
+  EXPECT_NE(state.body.find("latency"), std::string::npos) << state.body;
+  Http profiles = call("GET", "/v1/tuning/profiles");
+  EXPECT_EQ(profiles.status, 200) << profiles.body;
+  EXPECT_NE(profiles.body.find("latency"), std::string::npos) << profiles.body;
+  // Applying needs the admin role; a reader is refused before the tuning service is asked.
+  EXPECT_EQ(call("POST", "/v1/tuning/apply", R"({"profile":"latency"})", &reader_token_).status, 403);
+  Http metrics = call("GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("axon_tuning_verifications_total"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("axon_tuning_drift{profile=\"latency\"}"), std::string::npos) << metrics.body;
+}
+
 TEST_F(ControlplaneDaemon, BadConfigAndUnusableCgroupsFailClearly) {
   start_controlplane(config_text() + "\n[bogus]\nx = 1\n", false);
   auto code = controlplane_->wait_exit(10s);
@@ -814,6 +858,132 @@ TEST_F(ControlplaneDaemon, WorkerUsersAndCommandsOutsideTheAllowlistsAreRefused)
     EXPECT_EQ(status.find("Uid:\t0\t"), std::string::npos) << status;
   }
   EXPECT_EQ(call("DELETE", "/v1/agents/evil").status, 204);
+}
+
+// Tries, as `uid`, to claim the slot behind `socket` until `for_ms` have passed: 1 when the
+// data plane handed it a segment, 0 when every attempt was refused. Runs in a forked child:
+// raw system calls only.
+int claim_slot_as(uid_t uid, const std::string& socket, int for_ms) {
+  pid_t child = ::fork();
+  if (child != 0) {
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+  }
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0) _exit(101);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket.c_str());
+  timespec start{}, now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1'000'000 > for_ms) _exit(0);
+    int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (::connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+      pollfd pfd{s, POLLIN, 0};
+      if (::poll(&pfd, 1, 5000) > 0) {
+        char data[256];
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+        iovec iov{data, sizeof data};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        if (::recvmsg(s, &msg, MSG_CMSG_CLOEXEC) > 0 && CMSG_FIRSTHDR(&msg) != nullptr) _exit(1);  // a segment
+      }
+    }
+    ::close(s);
+    ::usleep(10'000);
+  }
+}
+
+// Issue 11 item 16: after a worker dies, a process of its uid connecting to the slot before
+// the control plane's respawn is refused (the slot is granted to the respawned pid only),
+// and the respawn attaches.
+TEST_F(ControlplaneDaemon, ADeadWorkersSlotIsClaimedOnlyByItsRespawn) {
+  controlplane_extra_ = "worker_uids = \"61000-61099\"\n";
+  std::string config = config_text("", 100);
+  // The respawn comes 1.5 s after the crash: time for the impostor to try.
+  config.replace(config.find("backoff_initial_ms = 20"), 23, "backoff_initial_ms = 1500");
+  config.replace(config.find("backoff_max_ms = 200"), 20, "backoff_max_ms = 3000");
+  start_controlplane(config);
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << "\n" << controlplane_->log();
+  json victim = warm_workers()[0];
+  const pid_t victim_pid = pid_of(victim);
+  const std::string slot = victim.value("slot", "");
+  const std::string socket = run_dir_ + "/workers/" + slot + ".sock";
+  struct stat st {};
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+  const uid_t uid = st.st_uid;
+  ASSERT_NE(uid, 0u);
+  ASSERT_EQ(::kill(victim_pid, SIGKILL), 0);
+  EXPECT_EQ(claim_slot_as(uid, socket, 1300), 0)
+      << "a process of uid " << uid << " took slot " << slot << " before the respawn\n"
+      << dataplane_->log();
+  // The control plane's respawn gets the slot.
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& w : warm_workers()) {
+          if (w.value("slot", "") == slot && pid_of(w) != victim_pid) return true;
+        }
+        return false;
+      },
+      10s))
+      << workers().dump() << "\n"
+      << controlplane_->log() << "\n"
+      << dataplane_->log();
+  EXPECT_NE(dataplane_->log().find("refusing pid"), std::string::npos) << dataplane_->log();
+  auto reply = request(7, 2);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
+}
+
+// Issue 12 item 5: after setup the data plane keeps only its run-time capabilities
+// (docs/operations.md, "Capabilities at run time"): on the XDP backend CAP_KILL and
+// CAP_NET_ADMIN, in every thread that serves (the control thread and the lcores) and in the
+// bounding set. Workers hold nothing at all. Both read from /proc of the real processes
+// while they serve.
+TEST_F(ControlplaneDaemon, DataPlaneKeepsOnlyItsRunTimeCapabilitiesAndWorkersNone) {
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2));
+  auto field = [](const std::string& status, const std::string& key) {
+    auto at = status.find(key + ":\t");
+    return at == std::string::npos ? std::string("?")
+                                   : status.substr(at + key.size() + 2, status.find('\n', at) - at - key.size() - 2);
+  };
+  const std::string dp = "/proc/" + std::to_string(dataplane_->pid());
+  const std::string backend = dataplane_->stats().header().backend;
+  std::uint64_t expected = 1ull << CAP_KILL;
+  if (backend == "xdp") expected |= 1ull << CAP_NET_ADMIN;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(expected));
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator(dp + "/task")) {
+    std::string status = read_file(task.path().string() + "/status");
+    std::string name = field(status, "Name");
+    SCOPED_TRACE("thread " + name + " (backend " + backend + ")");
+    EXPECT_EQ(field(status, "CapEff"), hex);
+    EXPECT_EQ(field(status, "CapPrm"), hex);
+    EXPECT_EQ(field(status, "CapInh"), "0000000000000000");
+    EXPECT_EQ(field(status, "CapAmb"), "0000000000000000");
+    EXPECT_EQ(field(status, "CapBnd"), hex);
+    ++threads;
+  }
+  EXPECT_GE(threads, 2) << "the control thread and at least one lcore";
+  EXPECT_NE(dataplane_->log().find("capabilities after setup: "), std::string::npos) << dataplane_->log();
+  for (const auto& w : warm_workers()) {
+    std::string status = read_file("/proc/" + std::to_string(pid_of(w)) + "/status");
+    for (const char* key : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}) {
+      EXPECT_EQ(field(status, key), "0000000000000000") << key;
+    }
+    EXPECT_EQ(field(status, "NoNewPrivs"), "1");
+  }
+  // It still does its run-time jobs: serve, and take new tables.
+  auto reply = request(7, 3);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
 }
 
 }  // namespace

@@ -108,6 +108,33 @@ TEST_F(SpawnTest, ChildHasNoCapabilitiesAndNoNewPrivs) {
   kill_and_reap(child.value());
 }
 
+// Issue 12 item 5: the launch goes through libcap's CAP_MODE_NOPRIV: besides empty sets,
+// the securebits are set and locked (noroot, no-setuid-fixup, keep-caps locked,
+// no-ambient-raise), so not even an exec of a setuid-root binary could give a capability
+// back. capsh (libcap2-bin) reports what the child got.
+TEST_F(SpawnTest, LaunchedThroughLibcapWithLockedSecurebits) {
+  if (::access("/sbin/capsh", X_OK) != 0) GTEST_SKIP() << "capsh not installed (apt-get install libcap2-bin)";
+  for (const char* user : {"", "nobody"}) {
+    SCOPED_TRACE(std::string("user '") + user + "'");
+    SpawnSpec spec;
+    spec.argv = {"/sbin/capsh", "--print"};
+    spec.user = user;
+    spec.log_path = dir_ + "/capsh-" + (*user ? user : "root") + ".log";
+    auto child = spawn(spec, nullptr);
+    ASSERT_TRUE(child.ok()) << child.message();
+    siginfo_t info{};
+    ASSERT_EQ(::waitid(P_PIDFD, static_cast<id_t>(child->pidfd), &info, WEXITED), 0);
+    ::close(child->pidfd);
+    std::ifstream in(spec.log_path);
+    std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(out.find("Current: =\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("Bounding set =\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("Securebits: 0357/0xef/8'b11101111 (no-new-privs=1)"), std::string::npos) << out;
+    EXPECT_NE(out.find("secure-noroot: yes (locked)"), std::string::npos) << out;
+    EXPECT_NE(out.find("secure-no-ambient-raise: yes (locked)"), std::string::npos) << out;
+  }
+}
+
 TEST_F(SpawnTest, RunsAsNobody) {
   SpawnSpec spec;
   spec.argv = {"/bin/sleep", "30"};

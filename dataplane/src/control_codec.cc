@@ -229,7 +229,7 @@ Result<Request, CodecError> parse_request(std::string_view text) {
     if (!root.is_object()) return make_error(CodecError::malformed, "the request must be a JSON object");
     auto op = root.find("op");
     if (op == root.end() || !op->is_string()) {
-      return make_error(CodecError::malformed, "the request needs an \"op\" string (hello, apply or slots)");
+      return make_error(CodecError::malformed, "the request needs an \"op\" string (hello, apply, slots or grant)");
     }
     const std::string name = op->get<std::string>();
     Request request;
@@ -245,8 +245,24 @@ Result<Request, CodecError> parse_request(std::string_view text) {
       request.tables = std::move(tables).value();
       return request;
     }
+    if (name == "grant") {
+      ObjectReader r(root, "grant");
+      std::string ignored;
+      r.string("op", ignored);
+      r.string("slot", request.slot);
+      std::uint32_t pid = 0;
+      r.number("pid", pid, true);
+      r.reject_unknown();
+      if (!r.error && (request.slot.empty() || pid > 0x7fffffffu)) {
+        r.error = "grant: 'slot' must name a slot and 'pid' must be a process id (0 = none yet)";
+      }
+      if (r.error) return make_error(CodecError::invalid, *r.error);
+      request.op = Op::grant;
+      request.pid = std::int32_t(pid);
+      return request;
+    }
     return make_error(CodecError::unknown_op,
-                      "unknown op '" + name + "'; this data plane knows hello, apply and slots");
+                      "unknown op '" + name + "'; this data plane knows hello, apply, slots and grant");
   } catch (const std::exception& e) {
     // Not expected (every access above is type-checked), but a control message must
     // never take the data plane down.
@@ -289,6 +305,14 @@ std::string encode_slots(const std::vector<SlotInfo>& slots) {
 
 std::string encode_applied(std::uint64_t version) {
   return json{{"ok", true}, {"table_version", version}}.dump();
+}
+
+std::string encode_ok() {
+  return R"({"ok":true})";
+}
+
+std::string encode_grant_request(const std::string& slot, std::int32_t pid) {
+  return json{{"op", "grant"}, {"slot", slot}, {"pid", pid}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string encode_hello_request() {
@@ -355,6 +379,12 @@ Result<std::uint64_t, ControlError> parse_applied_reply(std::string_view text) {
   }
   version = it->get<std::uint64_t>();
   return version;
+}
+
+Result<Ok, ControlError> parse_ok_reply(std::string_view text) {
+  auto root = parse_reply(text);
+  if (!root) return root.error();
+  return Ok{};
 }
 
 void widen_socket_buffers(int fd) noexcept {

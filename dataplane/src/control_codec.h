@@ -15,11 +15,13 @@ namespace axon::dataplane::control {
 
 enum class CodecError { oversize, malformed, unknown_op, invalid };
 
-enum class Op { hello, apply, slots };
+enum class Op { hello, apply, slots, grant };
 
 struct Request {
   Op op = Op::hello;
-  Tables tables;  // op == apply
+  Tables tables;         // op == apply
+  std::string slot;      // op == grant: the slot's name
+  std::int32_t pid = 0;  // op == grant: the only process that may claim it (0 = none yet)
 };
 
 // Both ends: lets a message of up to kMaxMessageBytes (a hello with thousands of slots, a
@@ -33,15 +35,18 @@ std::string encode_error(std::string_view message, bool refused = false);
 std::string encode_hello(const Hello& hello);
 std::string encode_slots(const std::vector<SlotInfo>& slots);
 std::string encode_applied(std::uint64_t version);
+std::string encode_ok();
 
 // --- client side
 std::string encode_hello_request();
 std::string encode_slots_request();
 std::string encode_apply_request(const Tables& tables);
+std::string encode_grant_request(const std::string& slot, std::int32_t pid);
 // Checks the reply's "ok"; an ok:false reply becomes `rejected` (or `refused`) with the
 // data plane's message, anything unparseable becomes protocol_error.
 Result<Hello, ControlError> parse_hello_reply(std::string_view text);
 Result<std::vector<SlotInfo>, ControlError> parse_slots_reply(std::string_view text);
 Result<std::uint64_t, ControlError> parse_applied_reply(std::string_view text);
+Result<Ok, ControlError> parse_ok_reply(std::string_view text);
 
 }  // namespace axon::dataplane::control

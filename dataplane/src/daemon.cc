@@ -38,6 +38,8 @@
 #include "control_server.h"
 #include "dpdk/dpdk_options.h"
 #include "instance_lock.h"
+#include "privileges.h"
+#include "slot_grants.h"
 
 namespace axon::dataplane {
 namespace {
@@ -165,6 +167,9 @@ class Daemon {
   bool try_dpdk(int nic_node, std::string& why);
   void control_loop();
   void accept_worker(Listener& listener);
+  void hand_over(std::size_t index, int fd, pid_t pid, uid_t uid);
+  void settle_grants(std::uint64_t now_ns);
+  std::string handle_grant(const control::Request& request);
   void reload();
   // Validates and installs tenant/agent tables: routes swapped (QSBR), XDP tenant maps
   // updated. Shared by SIGHUP reloads and the control socket's apply; on failure nothing
@@ -188,6 +193,7 @@ class Daemon {
   std::vector<std::unique_ptr<Lcore>> lcores_;
   std::vector<std::thread> threads_;
   std::vector<Listener> listeners_;
+  std::optional<SlotGrants> grants_;  // sized once the slots exist
   std::optional<shm::DeathWatch> deaths_;
   int signal_fd_ = -1;
   std::string stats_path_;
@@ -441,6 +447,7 @@ bool Daemon::setup() {
     return false;
   }
   deaths_.emplace(std::move(watch).value());
+  grants_.emplace(shared_->workers.size());
   for (const auto& slot : shared_->workers) {
     std::string path = config_.run_dir + "/workers/" + slot->name + ".sock";
     auto listener = shm::HandoffListener::listen(path);
@@ -451,6 +458,14 @@ bool Daemon::setup() {
     listeners_.push_back(Listener{slot->index, std::move(listener).value()});
   }
   if (!open_control_socket()) return false;
+
+  // Setup is done: keep only what the run time needs, before the lcore threads exist so
+  // they inherit the reduced sets (capabilities are per thread).
+  if (auto kept = drop_to(runtime_capabilities(backend_)); kept) {
+    AXON_LOG_INFO(kLog, "capabilities after setup: %s (backend %s)", kept->c_str(), backend_.c_str());
+  } else {
+    AXON_LOG_WARN(kLog, "%s", kept.message().c_str());
+  }
 
   for (std::uint32_t i = 0; i < lcore_count; ++i) {
     const int core = config_.cores[i];
@@ -491,14 +506,34 @@ void Daemon::accept_worker(Listener& listener) {
   int fd = conn.value();
   WorkerSlot& slot = *shared_->workers[listener.slot];
   auto cred = shm::peer_credentials(fd);
-  if (slot.state.load(std::memory_order_acquire) != std::uint32_t(WorkerSlotState::vacant)) {
-    AXON_LOG_WARN(kLog, "worker slot '%s' already has a live worker (pid %d); refusing pid %d", slot.name.c_str(),
-                  slot.stats != nullptr ? slot.stats->pid.load() : -1, cred ? cred->pid : -1);
+  if (!cred) {
+    AXON_LOG_WARN(kLog, "worker slot '%s': %s", slot.name.c_str(), cred.message().c_str());
     close(fd);
     return;
   }
-  if (!cred) {
-    AXON_LOG_WARN(kLog, "worker slot '%s': %s", slot.name.c_str(), cred.message().c_str());
+  switch (grants_->check(listener.slot, cred->pid)) {
+    case SlotGrants::Verdict::allow: hand_over(listener.slot, fd, cred->pid, cred->uid); return;
+    case SlotGrants::Verdict::refuse:
+      AXON_LOG_WARN(kLog, "worker slot '%s' is granted to another process; refusing pid %d uid %u", slot.name.c_str(),
+                    int(cred->pid), unsigned(cred->uid));
+      close(fd);
+      return;
+    case SlotGrants::Verdict::wait: break;
+  }
+  const std::uint64_t deadline = monotonic_ns() + std::uint64_t(control::kGrantWaitMs) * 1'000'000u;
+  if (auto held = grants_->hold(listener.slot, fd, cred->pid, deadline); !held) {
+    AXON_LOG_WARN(kLog, "worker slot '%s': refusing pid %d: %s", slot.name.c_str(), int(cred->pid),
+                  held.message().c_str());
+    close(fd);
+  }
+}
+
+// Sends the slot's segment to the connected worker `fd` (closed here in every case).
+void Daemon::hand_over(std::size_t index, int fd, pid_t pid, uid_t uid) {
+  WorkerSlot& slot = *shared_->workers[index];
+  if (slot.state.load(std::memory_order_acquire) != std::uint32_t(WorkerSlotState::vacant)) {
+    AXON_LOG_WARN(kLog, "worker slot '%s' already has a live worker (pid %d); refusing pid %d", slot.name.c_str(),
+                  slot.stats != nullptr ? slot.stats->pid.load() : -1, int(pid));
     close(fd);
     return;
   }
@@ -509,7 +544,7 @@ void Daemon::accept_worker(Listener& listener) {
   message.segment_size = slot.channel->view().size;
   message.sender_pid = std::int32_t(getpid());
   // Watch first: a worker that dies right after the handoff must still be reclaimed.
-  if (auto watched = deaths_->watch(cred->pid, slot.index); !watched) {
+  if (auto watched = deaths_->watch(pid, slot.index); !watched) {
     AXON_LOG_WARN(kLog, "worker slot '%s': %s", slot.name.c_str(), watched.message().c_str());
     close(fd);
     return;
@@ -521,11 +556,40 @@ void Daemon::accept_worker(Listener& listener) {
     return;
   }
   close(fd);
-  if (slot.stats != nullptr) slot.stats->pid.store(cred->pid, std::memory_order_relaxed);
+  if (slot.stats != nullptr) slot.stats->pid.store(pid, std::memory_order_relaxed);
   slot.state.store(std::uint32_t(WorkerSlotState::alive), std::memory_order_release);
   if (slot.stats != nullptr) slot.stats->state.store(std::uint32_t(WorkerSlotState::alive), std::memory_order_release);
-  AXON_LOG_INFO(kLog, "worker '%s' attached: pid %d, uid %u, segment generation %llu", slot.name.c_str(),
-                int(cred->pid), unsigned(cred->uid), static_cast<unsigned long long>(message.generation));
+  AXON_LOG_INFO(kLog, "worker '%s' attached: pid %d, uid %u, segment generation %llu", slot.name.c_str(), int(pid),
+                unsigned(uid), static_cast<unsigned long long>(message.generation));
+}
+
+// Hands over or refuses the connections that waited for their grants.
+void Daemon::settle_grants(std::uint64_t now_ns) {
+  if (grants_->waiting() == 0) return;
+  grants_->settle(
+      now_ns,
+      [this](std::size_t index, int fd, pid_t pid) {
+        auto cred = shm::peer_credentials(fd);
+        hand_over(index, fd, pid, cred ? cred->uid : uid_t(-1));
+      },
+      [this](std::size_t index, int fd, pid_t pid, const char* why) {
+        AXON_LOG_WARN(kLog, "worker slot '%s': refusing pid %d: %s", shared_->workers[index]->name.c_str(), int(pid),
+                      why);
+        close(fd);
+      });
+}
+
+// The control plane names the one process that may claim a slot (op grant).
+std::string Daemon::handle_grant(const control::Request& request) {
+  for (const auto& slot : shared_->workers) {
+    if (slot->name != request.slot) continue;
+    if (auto granted = grants_->grant(slot->index, request.pid); !granted) {
+      return control::encode_error("grant of slot '" + request.slot + "': " + granted.message());
+    }
+    settle_grants(monotonic_ns());
+    return control::encode_ok();
+  }
+  return control::encode_error("grant: no worker slot named '" + request.slot + "'");
 }
 
 void Daemon::export_counters() {
@@ -677,6 +741,7 @@ std::string Daemon::handle_control(const control::Request& request) {
       return control::encode_hello(hello);
     }
     case control::Op::slots: return control::encode_slots(slot_infos());
+    case control::Op::grant: return handle_grant(request);
     case control::Op::apply: break;
   }
   std::vector<TenantConfig> tenants;
@@ -772,6 +837,7 @@ void Daemon::control_loop() {
       control_->serve([this](const control::Request& request) { return handle_control(request); });
     }
     const std::uint64_t now = monotonic_ns();
+    settle_grants(now);
     if (now >= next_export) {
       export_counters();
       next_export = now + 100'000'000;

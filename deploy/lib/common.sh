@@ -28,7 +28,7 @@ AXON_DEPS=(
   # packet I/O: DPDK, XDP/eBPF, io_uring
   dpdk-dev libbpf-dev libxdp-dev xdp-tools bpftool liburing-dev
   # control plane: config, CLI, JSON, capabilities, sd_notify, TLS
-  libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcap-dev libsystemd-dev
+  libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcap-dev libcap2-bin libsystemd-dev
   libssl-dev openssl curl prometheus python3-yaml
   # host tuning: ethtool's netlink interface (NIC queues, coalescing)
   libmnl-dev

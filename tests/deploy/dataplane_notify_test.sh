@@ -3,7 +3,8 @@
 # Type=notify service with WatchdogSec=2s ($NOTIFY_SOCKET, $WATCHDOG_USEC), on a veth pair
 # and namespace this test creates. A listener on the notify socket must see READY=1,
 # STATUS=, WATCHDOG=1 at about half the watchdog interval, RELOADING=1 then READY=1 on
-# SIGHUP, and STOPPING=1 on SIGTERM, in that order. Needs root; exits 77 (skip) otherwise.
+# SIGHUP, and STOPPING=1 on SIGTERM, in that order, under the unit's CapabilityBoundingSet
+# and NoNewPrivileges (setpriv). Needs root; exits 77 (skip) otherwise.
 #
 #   dataplane_notify_test.sh SOURCE_DIR AXON_DATAPLANE_BIN
 set -euo pipefail
@@ -62,8 +63,16 @@ done
   exit 1
 }
 
-NOTIFY_SOCKET="${dir}/notify.sock" WATCHDOG_USEC=2000000 "${dataplane}" --config "${dir}/dataplane.toml" \
-  >"${dir}/dataplane.log" 2>&1 &
+# Under the unit's own CapabilityBoundingSet and NoNewPrivileges, as systemd would run it:
+# the least-privilege unit must still start, attach, reload and stop.
+bounding="$(sed -n 's/^CapabilityBoundingSet=//p' "${src}/deploy/systemd/axon-dataplane.service" | tr ' ' '\n' |
+  sed '/^$/d; s/^CAP_//' | tr '[:upper:]' '[:lower:]' | sed 's/^/+/' | paste -sd,)"
+[[ -n "${bounding}" ]] || {
+  echo "FAIL: axon-dataplane.service has no CapabilityBoundingSet" >&2
+  exit 1
+}
+NOTIFY_SOCKET="${dir}/notify.sock" WATCHDOG_USEC=2000000 setpriv --bounding-set="-all,${bounding}" --no-new-privs -- \
+  "${dataplane}" --config "${dir}/dataplane.toml" >"${dir}/dataplane.log" 2>&1 &
 dp_pid=$!
 
 wait_for() { # wait_for PATTERN SECONDS: until a notify line matches

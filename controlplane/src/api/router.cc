@@ -66,6 +66,7 @@ const Router& router() {
     handlers::add_tenants(r);
     handlers::add_routes(r);
     handlers::add_metrics(r);
+    handlers::add_tuning(r);
     return r;
   }();
   return table;

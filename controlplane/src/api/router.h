@@ -86,6 +86,7 @@ void add_workers(Router& r);  // /v1/workers...
 void add_tenants(Router& r);  // /v1/tenants...
 void add_routes(Router& r);   // /v1/routes
 void add_metrics(Router& r);  // /metrics
+void add_tuning(Router& r);   // /v1/tuning... (host tuning service)
 }  // namespace handlers
 
 }  // namespace axon::controlplane::api

@@ -61,6 +61,7 @@ struct ApiServer::Impl {
   Result<Ok, ApiServerError> setup_tls();
   Result<Ok, ApiServerError> setup_tcp();
   Result<Ok, ApiServerError> setup_unix();
+  std::uint16_t bound_port() const;
   void shutdown_all();
 };
 
@@ -201,6 +202,14 @@ Result<Ok, ApiServerError> ApiServer::Impl::setup_unix() {
   return Ok{};
 }
 
+std::uint16_t ApiServer::Impl::bound_port() const {
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  if (::getsockname(tcp_fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0) return 0;
+  return ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                           : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+}
+
 void ApiServer::Impl::shutdown_all() {
   if (transport) transport->stop();
   if (unix_bound) {
@@ -236,10 +245,11 @@ std::vector<ApiServer::Route> ApiServer::routes() {
 }
 
 Result<std::unique_ptr<ApiServer>, ApiServerError> ApiServer::start(const ApiServerOptions& options, ControlApi& api) {
-  if (options.listen.empty() && options.unix_socket.empty()) {
+  const bool tcp = !options.listen.empty() || options.tcp_listen_fd >= 0;
+  if (!tcp && options.unix_socket.empty() && options.unix_listen_fd < 0) {
     return make_error(ApiServerError::invalid_argument, "the API needs a TCP listen address, a unix socket, or both");
   }
-  if (!options.listen.empty() && (options.cert_file.empty() || options.key_file.empty())) {
+  if (tcp && (options.cert_file.empty() || options.key_file.empty())) {
     return make_error(ApiServerError::invalid_argument,
                       "the HTTPS listener " + options.listen + " needs cert_file and key_file (PEM)");
   }
@@ -257,19 +267,31 @@ Result<std::unique_ptr<ApiServer>, ApiServerError> ApiServer::start(const ApiSer
     if (auto r = server->reload_tokens(); !r) return r.error();
   }
   if (auto r = s.pipeline.open_audit_log(); !r) return r.error();
-  if (!options.listen.empty()) {
+  // Sockets passed by the service manager are ours from here on, whatever happens next.
+  s.tcp_fd = options.tcp_listen_fd;
+  s.unix_fd = options.unix_listen_fd;
+  if (tcp) {
     if (auto r = s.setup_tls(); !r) return r.error();
-    if (auto r = s.setup_tcp(); !r) return r.error();
+    if (s.tcp_fd >= 0) {
+      s.port = s.bound_port();
+    } else if (auto r = s.setup_tcp(); !r) {
+      return r.error();
+    }
   }
-  if (!options.unix_socket.empty()) {
+  if (s.unix_fd < 0 && !options.unix_socket.empty()) {
     if (auto r = s.setup_unix(); !r) return r.error();
   }
   auto transport = api::Transport::start(s.options, s.pipeline, s.tls, s.tcp_fd, s.unix_fd);
   if (!transport) return transport.error();
   s.transport = std::move(transport.value());
   s.tcp_fd = s.unix_fd = -1;  // the transport's now
-  AXON_LOG_INFO(kLog, "REST API listening on %s%s%s", options.listen.empty() ? "" : options.listen.c_str(),
-                options.listen.empty() || options.unix_socket.empty() ? "" : " and ", options.unix_socket.c_str());
+  if (options.tcp_listen_fd >= 0 || options.unix_listen_fd >= 0) {
+    AXON_LOG_INFO(kLog, "REST API serving the sockets passed by the service manager (TCP port %u%s)",
+                  static_cast<unsigned>(s.port), options.unix_listen_fd >= 0 ? ", unix socket" : "");
+  } else {
+    AXON_LOG_INFO(kLog, "REST API listening on %s%s%s", options.listen.empty() ? "" : options.listen.c_str(),
+                  options.listen.empty() || options.unix_socket.empty() ? "" : " and ", options.unix_socket.c_str());
+  }
   return server;
 }
 

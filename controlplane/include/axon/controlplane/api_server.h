@@ -29,7 +29,12 @@ struct ApiServerOptions {
   std::string tokens_file;                // see TokenStore; "" = no tokens (TCP then serves only /v1/health)
   std::string audit_log;                  // JSON lines appended here; "" = stderr via the log
   std::string unix_socket;                // e.g. /run/axon/api.sock: plain HTTP, peer uid 0 = admin "uid:0"
-  double rate_per_second = 20;            // token bucket per token (and per unix peer uid); <= 0 = no limit
+  // Socket activation: listening sockets passed by the service manager (systemd::
+  // activated_sockets()). When set, the server serves them instead of binding `listen` or
+  // `unix_socket`, owns them from start() on, and leaves the socket file to systemd.
+  int tcp_listen_fd = -1;
+  int unix_listen_fd = -1;
+  double rate_per_second = 20;  // token bucket per token (and per unix peer uid); <= 0 = no limit
   std::uint32_t rate_burst = 40;
   std::size_t max_body_bytes = 1 << 20;  // a larger Content-Length is refused (413) unread
   std::uint32_t threads = 4;             // threads running the event loop; connections are not tied to them

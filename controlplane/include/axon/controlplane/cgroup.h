@@ -78,6 +78,9 @@ class CgroupDriver {
   // v2 only: an O_PATH|O_DIRECTORY fd of the group, for clone3 CLONE_INTO_CGROUP. The
   // caller closes it.
   Result<int, CgroupError> open_dir_fd(const std::string& relative);
+  // cgroup.procs of the group in every hierarchy, opened for writing (CLOEXEC; the caller
+  // closes them): a child writes "0" to each to move itself in before it execs.
+  Result<std::vector<int>, CgroupError> open_procs_fds(const std::string& relative);
   // Processes in the group (union over the v1 hierarchies); empty if it does not exist.
   std::vector<pid_t> pids(const std::string& relative) const;
   // rmdir the group, then its empty parents up to (not including) <name>. busy while the

@@ -52,6 +52,16 @@ struct CgroupSettings {
   std::map<std::string, CgroupProfile> profiles{{"default", {}}};
 };
 
+// [tuning]: the host tuning service (axon::tuning, docs/tuning.md) run by the daemon.
+struct TuningSettings {
+  std::string profile;                               // "" = none: nothing is verified; /v1/tuning still answers
+  bool apply_at_start = false;                       // apply `profile` when the daemon starts (a snapshot first)
+  std::chrono::milliseconds verify_interval{60000};  // 0 = verify only at start
+  std::string state_dir = "/var/lib/axon/tuning";    // snapshot.json and its lock
+  std::string dataplane_config;                      // the data plane's config (cores, interface)
+  std::vector<std::string> profile_dirs;             // searched for <profile>.toml; empty = the defaults
+};
+
 struct PoolSettings {
   std::chrono::milliseconds scale_interval{500};
   // Scale up when the queued + in-flight requests per warm worker stay above this.
@@ -95,6 +105,7 @@ struct ControlplaneConfig {
   CgroupSettings cgroups;
   PoolSettings pools;
   DataplaneLinkSettings dataplane;
+  TuningSettings tuning;
   // Seed the registry on the very first start (no state file yet); afterwards the REST API
   // owns it.
   std::vector<TenantSpec> tenants;

@@ -182,6 +182,18 @@ class ControlApi {
 
   // Prometheus text exposition format (version 0.0.4) for GET /metrics.
   virtual ApiResult<std::string> metrics() = 0;
+
+  // /v1/tuning and below, answered by the host tuning service (docs/tuning.md), which
+  // chooses the status itself. unavailable when the daemon runs no tuning service.
+  struct TuningReply {
+    int status = 200;
+    std::string body;  // JSON
+  };
+  virtual ApiResult<TuningReply> tuning(const std::string& method, const std::string& path, const std::string& query,
+                                        const std::string& body) {
+    (void)method, (void)path, (void)query, (void)body;
+    return api_error(ApiErrorCode::unavailable, "this control plane runs no host tuning service");
+  }
 };
 
 }  // namespace axon::controlplane

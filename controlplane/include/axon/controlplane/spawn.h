@@ -1,11 +1,13 @@
-// spawn(): starts one worker process with clone3, in its cgroup, with no capabilities.
+// spawn(): starts one worker process through libcap's launcher (cap_launch), in its cgroup,
+// with no capabilities.
 //
 // The daemon is multi-threaded, so everything (argv/envp arrays, user lookups, fds) is
-// prepared before clone3 and the child runs only raw syscalls until execve. The child gets
-// a new session, stdin=/dev/null, stdout+stderr appended to the log, no other fds, no
-// capabilities (effective, permitted, inheritable, bounding, ambient), NO_NEW_PRIVS.
-// There is deliberately no PR_SET_PDEATHSIG: workers outlive a control-plane crash and a
-// restarted control plane adopts them (Supervisor::adopt).
+// prepared before the launch. The child gets a new session, stdin=/dev/null, stdout+stderr
+// appended to the log, no other fds, its cgroup (it writes itself into cgroup.procs of every
+// hierarchy before exec), its uid, gid and groups, and then libcap's CAP_MODE_NOPRIV:
+// effective, permitted, inheritable, ambient and bounding sets empty, securebits set and
+// locked, NO_NEW_PRIVS. There is deliberately no PR_SET_PDEATHSIG: workers outlive a
+// control-plane crash and a restarted control plane adopts them (Supervisor::adopt).
 #pragma once
 
 #include <sys/types.h>
@@ -47,7 +49,6 @@ struct Spawned {
 
 // Returns once the child has exec'd (or failed to: exec_failed, "cannot exec /path: No such
 // file or directory", the child reaped). cgroups may be null when spec.cgroup is "".
-// v2: CLONE_INTO_CGROUP; v1: the child waits until it is placed in every hierarchy.
 Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups);
 
 }  // namespace axon::controlplane

@@ -18,6 +18,7 @@ namespace axon::dataplane::control {
 
 inline constexpr int kProtocolVersion = 1;
 inline constexpr std::size_t kMaxMessageBytes = 1u << 20;  // one request or reply, either way
+inline constexpr int kGrantWaitMs = 3000;                  // how long a not-yet-granted worker connection is held
 
 // The shared model's (axon/common/model.h): the control plane's registry, its REST JSON and
 // the data plane's config carry the same structs.
@@ -76,6 +77,10 @@ class ControlClient {
   // The accepted version, or `rejected` with the data plane's message naming the bad item.
   Result<std::uint64_t, ControlError> apply(const Tables& tables);
   Result<std::vector<SlotInfo>, ControlError> slots();
+  // Only process `pid` may claim `slot` (its handoff socket) from now on; pid 0 marks the
+  // slot managed with no claimant yet. A connection from any other process waits up to
+  // kGrantWaitMs for its own grant, then is refused.
+  Result<Ok, ControlError> grant(const std::string& slot, std::int32_t pid);
 
   [[nodiscard]] const std::string& socket_path() const noexcept { return path_; }
 
