@@ -64,7 +64,7 @@ axon_log "ready in $(axon_elapsed "${start}")"
 
 bin=build/release
 if ((shm_demo)); then
-  exec "${bin}/examples/axon-shm-demo" --workers 2 --duration "${duration}" \
+  exec "${bin}/tools/axon-shm-demo" --workers 2 --duration "${duration}" \
     --worker-binary "${bin}/examples/echo_worker" "${extra[@]}"
 fi
 

@@ -482,7 +482,7 @@ class Demo {
 
 bool Demo::setup() {
   // Worker binary and its environment.
-  std::string wanted = o_.worker_binary.empty() ? self_dir() + "/echo_worker" : o_.worker_binary;
+  std::string wanted = o_.worker_binary.empty() ? self_dir() + "/../examples/echo_worker" : o_.worker_binary;
   if (!resolve_binary(wanted, launcher_.binary)) {
     std::fprintf(stderr, "axon-shm-demo: worker binary '%s' is not an executable file%s\n", wanted.c_str(),
                  o_.worker_binary.empty() ? "; build the echo_worker target or pass --worker-binary" : "");
