@@ -162,8 +162,9 @@ TEST_F(ApiServerTest, EveryRouteHappyPath) {
   r = call("GET", "/v1/workers?agent=echo", *reader_);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(api_->last_worker_filter, std::optional<std::string>("echo"));
-  ASSERT_EQ(body_of(r)["workers"].size(), 1u);
+  ASSERT_EQ(body_of(r)["workers"].size(), 2u);  // the fake starts pool.min (2) workers
   EXPECT_EQ(body_of(r)["workers"][0]["state"], "warm");
+  EXPECT_EQ(body_of(r)["workers"][1]["id"], "echo-1");
   r = call("GET", "/v1/workers", *reader_);
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(api_->last_worker_filter, std::nullopt);

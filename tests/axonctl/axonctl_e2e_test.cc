@@ -21,192 +21,25 @@
 
 #include "axon/controlplane/api_server.h"
 #include "axon/controlplane/model.h"
+#include "axon/testing/fake_control_api.h"
 
 namespace axon::controlplane {
 namespace {
 
 using nlohmann::json;
 
-// Agents, tenants and workers in memory, with the error kinds model.h promises.
-class MemoryControlApi : public ControlApi {
+// The tests' one fake of the control API, with axonctl's starting point: tenant 1 "acme".
+class MemoryControlApi : public testing::FakeControlApi {
  public:
-  MemoryControlApi() {
+  MemoryControlApi() : FakeControlApi("0.1.0-test") {
     TenantSpec t;
     t.id = 1;
     t.name = "acme";
     t.rate_pps = 1000;
     t.burst = 100;
     t.prefixes = {"10.0.0.0/8"};
-    tenants_[1] = t;
+    seed_tenant(t);
   }
-  ApiResult<SystemStatus> status() override {
-    std::lock_guard lock(mu_);
-    SystemStatus s;
-    s.version = "0.1.0-test";
-    s.uptime_ms = 3723000;
-    s.cgroup_mode = "v1";
-    s.dataplane.connected = true;
-    s.dataplane.pid = 4242;
-    s.dataplane.backend = "xdp";
-    s.dataplane.mode = "copy";
-    s.dataplane.interface = "veth-test";
-    s.dataplane.ready = true;
-    s.dataplane.heartbeat_age_ms = 40;
-    s.dataplane.table_version = 3;
-    s.dataplane.requests = 990;
-    s.agents = std::uint32_t(agents_.size());
-    s.workers = std::uint32_t(workers_.size());
-    s.warm = s.workers;
-    s.tenants = std::uint32_t(tenants_.size());
-    return s;
-  }
-  ApiResult<std::vector<AgentStatus>> list_agents() override {
-    std::lock_guard lock(mu_);
-    std::vector<AgentStatus> out;
-    for (const auto& [n, a] : agents_) out.push_back(a);
-    return out;
-  }
-  ApiResult<AgentStatus> get_agent(const std::string& name) override {
-    std::lock_guard lock(mu_);
-    auto* a = agent(name);
-    if (a == nullptr) return no_agent(name);
-    return *a;
-  }
-  ApiResult<AgentStatus> create_agent(const AgentSpec& spec) override {
-    std::lock_guard lock(mu_);
-    if (agents_.count(spec.name) != 0) return api_error(ApiErrorCode::conflict, "agent '" + spec.name + "' exists");
-    if (tenants_.count(spec.tenant) == 0) {
-      return api_error(ApiErrorCode::invalid_argument, "tenant " + std::to_string(spec.tenant) + " does not exist");
-    }
-    AgentStatus s;
-    s.spec = spec;
-    s.workers = s.warm = spec.pool.min;
-    agents_[spec.name] = s;
-    for (std::uint32_t i = 0; i < spec.pool.min; ++i) {
-      WorkerInfo w;
-      w.id = spec.name + "-" + std::to_string(i);
-      w.agent = spec.name;
-      w.slot = spec.name + "-slot" + std::to_string(i);
-      w.pid = 5000 + std::int32_t(i);
-      w.state = WorkerState::warm;
-      workers_[w.id] = w;
-    }
-    return s;
-  }
-  ApiResult<AgentStatus> replace_agent(const std::string& name, const AgentSpec& spec) override {
-    std::lock_guard lock(mu_);
-    auto* a = agent(name);
-    if (a == nullptr) return no_agent(name);
-    a->spec = spec;
-    return *a;
-  }
-  ApiResult<Ok> delete_agent(const std::string& name) override {
-    std::lock_guard lock(mu_);
-    if (agents_.erase(name) == 0) return no_agent(name);
-    return Ok{};
-  }
-  ApiResult<AgentStatus> scale_agent(const std::string& name, const ScaleRequest& request) override {
-    std::lock_guard lock(mu_);
-    auto* a = agent(name);
-    if (a == nullptr) return no_agent(name);
-    PoolSize pool = a->spec.pool;
-    if (request.min) pool.min = *request.min;
-    if (request.max) pool.max = *request.max;
-    if (pool.min > pool.max) return api_error(ApiErrorCode::invalid_argument, "min > max");
-    a->spec.pool = pool;
-    return *a;
-  }
-  ApiResult<AgentStatus> reset_breaker(const std::string& name) override {
-    std::lock_guard lock(mu_);
-    auto* a = agent(name);
-    if (a == nullptr) return no_agent(name);
-    a->breaker = BreakerState::closed;
-    return *a;
-  }
-  ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent_name) override {
-    std::lock_guard lock(mu_);
-    std::vector<WorkerInfo> out;
-    for (const auto& [id, w] : workers_) {
-      if (!agent_name || w.agent == *agent_name) out.push_back(w);
-    }
-    return out;
-  }
-  ApiResult<WorkerInfo> drain_worker(const std::string& id) override {
-    std::lock_guard lock(mu_);
-    auto* w = worker(id);
-    if (w == nullptr) return no_worker(id);
-    w->state = WorkerState::draining;
-    return *w;
-  }
-  ApiResult<WorkerInfo> kill_worker(const std::string& id) override {
-    std::lock_guard lock(mu_);
-    auto* w = worker(id);
-    if (w == nullptr) return no_worker(id);
-    w->state = WorkerState::backoff;
-    w->pid = 0;
-    ++w->restarts;
-    return *w;
-  }
-  ApiResult<std::vector<TenantSpec>> list_tenants() override {
-    std::lock_guard lock(mu_);
-    std::vector<TenantSpec> out;
-    for (const auto& [id, t] : tenants_) out.push_back(t);
-    return out;
-  }
-  ApiResult<TenantSpec> get_tenant(std::uint32_t id) override {
-    std::lock_guard lock(mu_);
-    auto it = tenants_.find(id);
-    if (it == tenants_.end()) return api_error(ApiErrorCode::not_found, "no tenant " + std::to_string(id));
-    return it->second;
-  }
-  ApiResult<TenantSpec> put_tenant(std::uint32_t id, const TenantSpec& spec) override {
-    std::lock_guard lock(mu_);
-    tenants_[id] = spec;
-    return spec;
-  }
-  ApiResult<Ok> delete_tenant(std::uint32_t id) override {
-    std::lock_guard lock(mu_);
-    for (const auto& [n, a] : agents_) {
-      if (a.spec.tenant == id) {
-        return api_error(ApiErrorCode::conflict, "tenant " + std::to_string(id) + " is used by agent " + n);
-      }
-    }
-    if (tenants_.erase(id) == 0) return api_error(ApiErrorCode::not_found, "no tenant " + std::to_string(id));
-    return Ok{};
-  }
-  ApiResult<std::vector<RouteInfo>> list_routes() override {
-    std::lock_guard lock(mu_);
-    std::vector<RouteInfo> out;
-    for (const auto& [n, a] : agents_) {
-      RouteInfo r{a.spec.id, a.spec.tenant, n, {}};
-      for (const auto& [id, w] : workers_) {
-        if (w.agent == n) r.workers.push_back(w.slot);
-      }
-      out.push_back(r);
-    }
-    return out;
-  }
-  ApiResult<std::string> metrics() override { return std::string(); }
-
- private:
-  AgentStatus* agent(const std::string& name) {
-    auto it = agents_.find(name);
-    return it == agents_.end() ? nullptr : &it->second;
-  }
-  WorkerInfo* worker(const std::string& id) {
-    auto it = workers_.find(id);
-    return it == workers_.end() ? nullptr : &it->second;
-  }
-  static ApiError no_agent(const std::string& name) {
-    return api_error(ApiErrorCode::not_found, "no agent named '" + name + "'");
-  }
-  static ApiError no_worker(const std::string& id) {
-    return api_error(ApiErrorCode::not_found, "no worker '" + id + "'");
-  }
-  std::mutex mu_;
-  std::map<std::string, AgentStatus> agents_;
-  std::map<std::uint32_t, TenantSpec> tenants_;
-  std::map<std::string, WorkerInfo> workers_;
 };
 
 struct Output {
