@@ -202,8 +202,10 @@ class ControlplaneDaemon : public ::testing::Test {
     controlplane_ = std::make_unique<ChildProcess>();
     std::string error;
     static int serial = 0;
-    ASSERT_TRUE(controlplane_->start({AXON_CONTROLPLANE_BIN, "--config", config_path_},
-                                     {"NOTIFY_SOCKET=" + notify_->path(), "WATCHDOG_USEC=400000"},
+    std::vector<std::string> argv = launch_prefix_;
+    for (const char* a : {AXON_CONTROLPLANE_BIN, "--config"}) argv.emplace_back(a);
+    argv.push_back(config_path_);
+    ASSERT_TRUE(controlplane_->start(argv, {"NOTIFY_SOCKET=" + notify_->path(), "WATCHDOG_USEC=400000"},
                                      tmp_.path() + "/controlplane-" + std::to_string(serial++) + ".log", &error))
         << error;
     if (wait_ready) {
@@ -347,7 +349,8 @@ class ControlplaneDaemon : public ::testing::Test {
   std::unique_ptr<NotifyListener> notify_;
   std::string run_dir_, state_dir_, cgroup_name_, cert_, key_, tokens_, config_path_;
   std::string admin_token_, reader_token_;
-  std::string controlplane_extra_;  // more [controlplane] keys for config_text()
+  std::string controlplane_extra_;          // more [controlplane] keys for config_text()
+  std::vector<std::string> launch_prefix_;  // runs the control plane under this (e.g. setpriv)
   std::uint16_t port_ = 0;
 };
 
@@ -993,6 +996,43 @@ TEST_F(ControlplaneDaemon, DataPlaneKeepsOnlyItsRunTimeCapabilitiesAndWorkersNon
   }
   // It still does its run-time jobs: serve, and take new tables.
   auto reply = request(7, 3);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.type, protocol::MessageType::response);
+}
+
+// Issue 12 item 5: the control plane does its whole job with only the unit's
+// CapabilityBoundingSet and NoNewPrivileges (as systemd would run it, through setpriv):
+// workers in their cgroups under their own uids, slot sockets handed over, a worker killed
+// and respawned, traffic served.
+TEST_F(ControlplaneDaemon, RunsWithOnlyTheUnitsBoundingSet) {
+  if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "setpriv (util-linux) not installed";
+  std::ifstream unit(AXON_SOURCE_DIR "/deploy/systemd/axon-controlplane.service");
+  std::string line, caps;
+  while (std::getline(unit, line)) {
+    if (line.rfind("CapabilityBoundingSet=", 0) != 0) continue;
+    std::istringstream names(line.substr(22));
+    for (std::string cap; names >> cap;) {
+      std::string name = cap.substr(4);  // CAP_SETUID -> setuid
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+      caps += ",+" + name;
+    }
+  }
+  ASSERT_FALSE(caps.empty()) << "axon-controlplane.service has no CapabilityBoundingSet";
+  launch_prefix_ = {"/usr/bin/setpriv", "--bounding-set=-all" + caps, "--no-new-privs", "--"};
+  controlplane_extra_ = "worker_uids = \"61000-61099\"\n";
+  start_controlplane(config_text("", 100));
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << "\n" << controlplane_->log();
+  std::string status = read_file("/proc/" + std::to_string(controlplane_->pid()) + "/status");
+  EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos) << status;
+  pid_t victim = pid_of(warm_workers()[0]);
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] {
+    auto warm = warm_workers();
+    return warm.size() == 2 && pid_of(warm[0]) != victim && pid_of(warm[1]) != victim;
+  })) << workers().dump()
+      << "\n"
+      << controlplane_->log();
+  auto reply = request(7, 4);
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->header.type, protocol::MessageType::response);
 }

@@ -135,6 +135,27 @@ TEST_F(SpawnTest, LaunchedThroughLibcapWithLockedSecurebits) {
   }
 }
 
+// A uid from [controlplane] worker_uids: no passwd entry, gid = uid, no groups.
+TEST_F(SpawnTest, RunsAsABareUidWithItsOwnGidAndNoGroups) {
+  SpawnSpec spec;
+  spec.argv = {"/bin/sleep", "30"};
+  spec.uid = 61234;
+  auto child = spawn(spec, nullptr);
+  ASSERT_TRUE(child.ok()) << child.message();
+  auto st = proc_status(child->pid);
+  EXPECT_EQ(st["Uid"], "61234\t61234\t61234\t61234");
+  EXPECT_EQ(st["Gid"], "61234\t61234\t61234\t61234");
+  EXPECT_EQ(st["Groups"], "");
+  for (const char* key : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
+    EXPECT_EQ(st[key], "0000000000000000") << key;
+  kill_and_reap(child.value());
+  spec.uid = 0;
+  EXPECT_EQ(spawn(spec, nullptr).code(), SpawnError::invalid_argument);
+  spec.uid = 61234;
+  spec.user = "nobody";
+  EXPECT_EQ(spawn(spec, nullptr).code(), SpawnError::invalid_argument);
+}
+
 TEST_F(SpawnTest, RunsAsNobody) {
   SpawnSpec spec;
   spec.argv = {"/bin/sleep", "30"};

@@ -148,11 +148,4 @@ Result<MappedStats, StatsError> map_stats_readonly(const std::string& path) {
 
 }  // namespace detail
 
-Result<StatsView, StatsError> open_stats_file(const std::string& path) {
-  auto mapped = detail::map_stats_readonly(path);
-  if (!mapped) return Error<StatsError>{mapped.error()};
-  close(mapped->fd);
-  return mapped->view;
-}
-
 }  // namespace axon::dataplane

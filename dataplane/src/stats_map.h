@@ -1,5 +1,5 @@
-// Private to axon::dataplane_stats: maps a stats file read-only and checks its header, shared
-// by StatsReader and open_stats_file.
+// Private to axon::dataplane_stats: maps a stats file read-only and checks its header (for
+// StatsReader; the layout helpers it needs live in stats.cc beside the writer).
 #pragma once
 
 #include <cstddef>

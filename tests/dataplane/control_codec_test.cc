@@ -25,6 +25,26 @@ TEST(ControlCodec, SimpleOpsParse) {
   EXPECT_EQ(slots->op, Op::slots);
 }
 
+// Slot grants (issue 11 item 16): the client's encoding parses back, and a grant without
+// a slot, with a negative or oversized pid, or with extra fields is refused by name.
+TEST(ControlCodec, GrantRoundTripsAndBadGrantsAreNamed) {
+  auto grant = parse_request(encode_grant_request("slot-3", 1234));
+  ASSERT_TRUE(grant.ok()) << grant.message();
+  EXPECT_EQ(grant->op, Op::grant);
+  EXPECT_EQ(grant->slot, "slot-3");
+  EXPECT_EQ(grant->pid, 1234);
+  auto revoke = parse_request(R"({"op":"grant","slot":"w0","pid":0})");
+  ASSERT_TRUE(revoke.ok()) << revoke.message();
+  EXPECT_EQ(revoke->pid, 0);
+  expect_bad(R"({"op":"grant","pid":5})", CodecError::invalid, "'slot'");
+  expect_bad(R"({"op":"grant","slot":"w0"})", CodecError::invalid, "'pid' is required");
+  expect_bad(R"({"op":"grant","slot":"w0","pid":-1})", CodecError::invalid, "'pid'");
+  expect_bad(R"({"op":"grant","slot":"w0","pid":4294967296})", CodecError::invalid, "'pid'");
+  expect_bad(R"({"op":"grant","slot":"w0","pid":1,"uid":0})", CodecError::invalid, "unknown key 'uid'");
+  EXPECT_TRUE(parse_ok_reply(encode_ok()).ok());
+  EXPECT_FALSE(parse_ok_reply(encode_error("grant: no worker slot named 'x'")).ok());
+}
+
 TEST(ControlCodec, MalformedRequestsAreRejectedWithAReason) {
   expect_bad("", CodecError::malformed, "not valid JSON");
   expect_bad("{\"op\":\"hello\"", CodecError::malformed, "not valid JSON");

@@ -39,10 +39,11 @@ check_caps() { # check_caps UNIT EXPECTED...
 # low ports on io_uring, killing a corrupting worker of another uid).
 check_caps axon-dataplane.service CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_PERFMON CAP_SYS_ADMIN CAP_IPC_LOCK \
   CAP_SYS_NICE CAP_NET_BIND_SERVICE CAP_KILL
-# The control plane: worker uids, libcap's NOPRIV launch, slot socket hand-over, signals,
-# a low API port.
-check_caps axon-controlplane.service CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_CHOWN CAP_FOWNER CAP_KILL \
-  CAP_NET_BIND_SERVICE
+# The control plane: worker uids, libcap's NOPRIV launch, slot socket hand-over, groups
+# under the 0555 cgroup roots, signals, a low API port. ControlplaneDaemon.
+# RunsWithOnlyTheUnitsBoundingSet runs the real control plane with exactly this set.
+check_caps axon-controlplane.service CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE \
+  CAP_KILL CAP_NET_BIND_SERVICE
 
 for unit in axon-dataplane.service axon-controlplane.service; do
   for kv in NoNewPrivileges=yes ProtectSystem=full ProtectKernelModules=yes ProtectKernelLogs=yes ProtectClock=yes \

@@ -164,9 +164,7 @@ class StatsFile {
   int fd_ = -1;
 };
 
-// Maps an existing stats file read-only and checks its header. The caller owns the mapping
-// (stats_file_size() of the header's counts). Prefer StatsReader (stats_reader.h), which
-// unmaps by itself and knows whether the writer is alive.
-Result<StatsView, StatsError> open_stats_file(const std::string& path);
+// Readers: StatsReader (stats_reader.h) maps the file read-only, checks its layout and knows
+// whether the writer is alive.
 
 }  // namespace axon::dataplane
