@@ -88,8 +88,7 @@ ApiResult<AgentStatus> ControlPlane::create_agent(const AgentSpec& spec) {
                                                  "workers); retry in a few seconds");
   }
   if (auto valid = registry_.validate_agent(spec, nullptr); !valid) return valid.error();
-  std::string error;
-  if (!ensure_cgroup(spec, error)) return api_error(ApiErrorCode::unavailable, error);
+  if (auto cgroup = ensure_cgroup(spec); !cgroup) return api_error(ApiErrorCode::unavailable, cgroup.message());
   registry_.set_agent(spec);
   Pool& pool = pools_[spec.name];
   pool = Pool{};
@@ -113,8 +112,7 @@ ApiResult<AgentStatus> ControlPlane::replace_agent(const std::string& name, cons
                                                          name + "'; agents cannot be renamed");
   }
   if (auto valid = registry_.validate_agent(spec, &name); !valid) return valid.error();
-  std::string error;
-  if (!ensure_cgroup(spec, error)) return api_error(ApiErrorCode::unavailable, error);
+  if (auto cgroup = ensure_cgroup(spec); !cgroup) return api_error(ApiErrorCode::unavailable, cgroup.message());
   registry_.set_agent(spec);
   Pool& pool = pools_[name];
   pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);

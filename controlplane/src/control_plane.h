@@ -121,7 +121,7 @@ class ControlPlane final : public ControlApi {
                                               const std::string& slot) const;
   std::size_t slot_position(const std::string& slot) const;
   std::string cgroup_of(const AgentSpec& agent) const;
-  bool ensure_cgroup(const AgentSpec& agent, std::string& error);
+  Result<Ok, CgroupError> ensure_cgroup(const AgentSpec& agent);
   std::optional<std::string> free_slot() const;
   void start_worker(const AgentSpec& agent, Pool& pool);
   void grant_slot(const std::string& slot, const AgentSpec& agent) const;

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "axon/common/json_reader.h"
 #include "axon/common/log.h"
 #include "axon/controlplane/api_server.h"
 
@@ -89,23 +90,32 @@ void ControlPlane::take_over() {
   std::set<pid_t> adopted_pids;
   std::ifstream in(path);
   if (in) {
-    nlohmann::json runtime;
-    try {
-      runtime = nlohmann::json::parse(in);
-    } catch (const std::exception& e) {
-      AXON_LOG_WARN(kLog, "ignoring unreadable %s: %s", path.c_str(), e.what());
+    nlohmann::json runtime = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (!runtime.is_array()) {
+      AXON_LOG_WARN(kLog, "ignoring unreadable %s: not a JSON array", path.c_str());
       runtime = nlohmann::json::array();
     }
     for (const auto& entry : runtime) {
-      std::string id = entry.value("id", "");
-      std::string agent = entry.value("agent", "");
-      std::string slot = entry.value("slot", "");
-      pid_t pid = entry.value("pid", 0);
-      std::uint64_t start_time = entry.value("start_time", std::uint64_t(0));
+      std::string id, agent, slot;
+      pid_t pid = 0;
+      std::uint64_t start_time = 0;
+      bool draining = false;
+      JsonReader r(entry, path + " entry");
+      r.required("id", id);
+      r.required("agent", agent);
+      r.required("slot", slot);
+      r.optional("pid", pid);
+      r.optional("start_time", start_time);
+      r.optional("draining", draining);
+      r.finish();
+      if (r.error()) {
+        AXON_LOG_WARN(kLog, "ignoring a worker entry: %s", r.error()->c_str());
+        continue;
+      }
       auto spec = registry_.agents().find(agent);
       bool alive = pid > 0 && start_time != 0 && process_start_time(pid) == start_time;
       if (!alive) continue;
-      if (spec == registry_.agents().end() || entry.value("draining", false)) {
+      if (spec == registry_.agents().end() || draining) {
         // Its agent is gone (or it was being drained): stop it rather than keep a stray.
         AXON_LOG_INFO(kLog, "stopping worker %s (pid %d) left by the previous control plane: %s", id.c_str(), pid,
                       spec == registry_.agents().end() ? "its agent no longer exists" : "it was draining");
@@ -170,16 +180,13 @@ std::string ControlPlane::cgroup_of(const AgentSpec& agent) const {
   return std::string(priority_name(agent.priority)) + "/" + tenant_name + "/" + agent.name;
 }
 
-bool ControlPlane::ensure_cgroup(const AgentSpec& agent, std::string& error) {
-  if (!cgroups_) return true;
+Result<Ok, CgroupError> ControlPlane::ensure_cgroup(const AgentSpec& agent) {
+  if (!cgroups_) return Ok{};
   std::string class_group = priority_name(agent.priority);
   CgroupLimits class_limits;
   auto weight = config_.cgroups.class_weight.find(class_group);
   if (weight != config_.cgroups.class_weight.end()) class_limits.cpu_weight = weight->second;
-  if (auto ok = cgroups_->ensure(class_group, class_limits); !ok) {
-    error = ok.message();
-    return false;
-  }
+  if (auto ok = cgroups_->ensure(class_group, class_limits); !ok) return ok;
   const CgroupProfile& profile = config_.cgroups.profiles.at(agent.cgroup_profile);
   CgroupLimits limits;
   limits.cpu_weight = profile.cpu_weight;
@@ -189,11 +196,7 @@ bool ControlPlane::ensure_cgroup(const AgentSpec& agent, std::string& error) {
   limits.memory_max = profile.memory_max;
   limits.memory_high = profile.memory_high;
   limits.pids_max = profile.pids_max;
-  if (auto ok = cgroups_->ensure(cgroup_of(agent), limits); !ok) {
-    error = ok.message();
-    return false;
-  }
-  return true;
+  return cgroups_->ensure(cgroup_of(agent), limits);
 }
 
 // The slot's position in the data plane's slot list: which uid of worker_uids it gets.
@@ -247,10 +250,9 @@ void ControlPlane::start_worker(const AgentSpec& agent, Pool& pool) {
     }
     return;
   }
-  std::string error;
-  if (!ensure_cgroup(agent, error)) {
+  if (auto cgroup = ensure_cgroup(agent); !cgroup) {
     ++spawn_failures_;
-    AXON_LOG_ERROR(kLog, "agent %s: %s", agent.name.c_str(), error.c_str());
+    AXON_LOG_ERROR(kLog, "agent %s: %s", agent.name.c_str(), cgroup.message().c_str());
     return;
   }
   // Registry entries from before an allowlist was tightened are refused here too.

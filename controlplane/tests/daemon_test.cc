@@ -711,6 +711,17 @@ TEST_F(ControlplaneDaemon, TuningServiceIsWiredIntoTheDaemon) {
   EXPECT_NE(metrics.body.find("axon_tuning_drift{profile=\"latency\"}"), std::string::npos) << metrics.body;
 }
 
+// A damaged <run_dir>/controlplane-workers.json (entries of the wrong shape) is ignored
+// entry by entry: the control plane starts and fills its pools. It used to let nlohmann's
+// type_error escape start() and die.
+TEST_F(ControlplaneDaemon, ADamagedWorkersFileDoesNotStopTheStart) {
+  std::ofstream(run_dir_ + "/controlplane-workers.json")
+      << R"([{"id": 5}, 7, {"id":"x","agent":"echo","slot":"s","pid":"1"}])";
+  start_controlplane(config_text());
+  ASSERT_TRUE(wait_warm(2)) << workers().dump() << controlplane_->log();
+  EXPECT_NE(controlplane_->log().find("ignoring a worker entry"), std::string::npos) << controlplane_->log();
+}
+
 TEST_F(ControlplaneDaemon, BadConfigAndUnusableCgroupsFailClearly) {
   start_controlplane(config_text() + "\n[bogus]\nx = 1\n", false);
   auto code = controlplane_->wait_exit(10s);
