@@ -76,13 +76,13 @@ Result<StatsFile, StatsError> StatsFile::create(const std::string& path, std::ui
     close(fd);
     return make_error(StatsError::io_error, "cannot publish " + path + ": " + why);
   }
-  return StatsFile(view, size, fd);
+  return StatsFile(StatsMapping(view, size, fd));
 }
 
-StatsFile::StatsFile(StatsFile&& other) noexcept
+StatsMapping::StatsMapping(StatsMapping&& other) noexcept
     : view_(std::exchange(other.view_, {})), size_(std::exchange(other.size_, 0)), fd_(std::exchange(other.fd_, -1)) {}
 
-StatsFile& StatsFile::operator=(StatsFile&& other) noexcept {
+StatsMapping& StatsMapping::operator=(StatsMapping&& other) noexcept {
   if (this != &other) {
     release();
     view_ = std::exchange(other.view_, {});
@@ -92,19 +92,20 @@ StatsFile& StatsFile::operator=(StatsFile&& other) noexcept {
   return *this;
 }
 
-StatsFile::~StatsFile() {
+StatsMapping::~StatsMapping() {
   release();
 }
 
-void StatsFile::release() noexcept {
-  if (view_.header != nullptr) {
-    view_.header->ready.store(0, std::memory_order_release);
-    munmap(static_cast<void*>(view_.header), size_);
-  }
-  if (fd_ >= 0) close(fd_);  // drops the lock
+void StatsMapping::release() noexcept {
+  if (view_.header != nullptr) munmap(static_cast<void*>(view_.header), size_);
+  if (fd_ >= 0) close(fd_);
   view_ = {};
   size_ = 0;
   fd_ = -1;
+}
+
+StatsFile::~StatsFile() {
+  if (StatsHeader* header = mapping_.view().header) header->ready.store(0, std::memory_order_release);
 }
 
 namespace detail {

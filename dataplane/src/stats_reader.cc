@@ -31,59 +31,35 @@ std::uint64_t LcoreTotals::errors() const noexcept {
 Result<StatsReader, StatsError> StatsReader::open(const std::string& path) {
   auto mapped = detail::map_stats_readonly(path);
   if (!mapped) return Error<StatsError>{mapped.error()};
-  return StatsReader(mapped->view, mapped->size, mapped->fd);
-}
-
-StatsReader::StatsReader(StatsReader&& other) noexcept
-    : view_(std::exchange(other.view_, {})), size_(std::exchange(other.size_, 0)), fd_(std::exchange(other.fd_, -1)) {}
-
-StatsReader& StatsReader::operator=(StatsReader&& other) noexcept {
-  if (this != &other) {
-    release();
-    view_ = std::exchange(other.view_, {});
-    size_ = std::exchange(other.size_, 0);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-StatsReader::~StatsReader() {
-  release();
-}
-
-void StatsReader::release() noexcept {
-  if (view_.header != nullptr) munmap(static_cast<void*>(view_.header), size_);
-  if (fd_ >= 0) close(fd_);
-  view_ = {};
-  size_ = 0;
-  fd_ = -1;
+  return StatsReader(StatsMapping(mapped->view, mapped->size, mapped->fd));
 }
 
 bool StatsReader::alive() const noexcept {
-  if (fd_ < 0) return false;
+  const int fd = mapping_.fd();
+  if (fd < 0) return false;
   // The writer holds LOCK_EX for its whole life. A shared lock that we can take means nobody
   // holds it any more: give it back at once (other readers probe the same way).
-  if (flock(fd_, LOCK_SH | LOCK_NB) == 0) {
-    flock(fd_, LOCK_UN);
+  if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+    flock(fd, LOCK_UN);
     return false;
   }
   return errno == EWOULDBLOCK;
 }
 
 bool StatsReader::ready() const noexcept {
-  return view_.header != nullptr && view_.header->ready.load(std::memory_order_acquire) != 0 && alive();
+  return view().header != nullptr && view().header->ready.load(std::memory_order_acquire) != 0 && alive();
 }
 
 std::int64_t StatsReader::heartbeat_age_ms() const noexcept {
-  const std::uint64_t beat = view_.header->heartbeat_ns.load(std::memory_order_relaxed);
+  const std::uint64_t beat = view().header->heartbeat_ns.load(std::memory_order_relaxed);
   const std::uint64_t now = monotonic_ns();
   return beat != 0 && now >= beat ? std::int64_t((now - beat) / 1'000'000) : -1;
 }
 
 LcoreTotals StatsReader::totals() const noexcept {
   LcoreTotals t;
-  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) {
-    const LcoreStats& l = view_.lcores[i];
+  for (std::uint32_t i = 0; i < view().header->lcore_count; ++i) {
+    const LcoreStats& l = view().lcores[i];
     t.rx_frames += load(l.rx_frames);
     t.rx_bytes += load(l.rx_bytes);
     t.tx_frames += load(l.tx_frames);
@@ -110,20 +86,21 @@ LcoreTotals StatsReader::totals() const noexcept {
 
 std::uint64_t StatsReader::lcores(Counter LcoreStats::*member) const noexcept {
   std::uint64_t sum = 0;
-  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) sum += load(view_.lcores[i].*member);
+  for (std::uint32_t i = 0; i < view().header->lcore_count; ++i) sum += load(view().lcores[i].*member);
   return sum;
 }
 
 std::uint64_t StatsReader::errors_sent(protocol::ErrorCode code) const noexcept {
   std::uint64_t sum = 0;
-  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i)
-    sum += load(view_.lcores[i].errors_sent[std::size_t(code)]);
+  for (std::uint32_t i = 0; i < view().header->lcore_count; ++i)
+    sum += load(view().lcores[i].errors_sent[std::size_t(code)]);
   return sum;
 }
 
 std::uint64_t StatsReader::lcore_drops(protocol::Reason reason) const noexcept {
   std::uint64_t sum = 0;
-  for (std::uint32_t i = 0; i < view_.header->lcore_count; ++i) sum += load(view_.lcores[i].drops[std::size_t(reason)]);
+  for (std::uint32_t i = 0; i < view().header->lcore_count; ++i)
+    sum += load(view().lcores[i].drops[std::size_t(reason)]);
   return sum;
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "axon/common/result.h"
 #include "axon/protocol/axp.h"
@@ -135,6 +136,29 @@ struct StatsView {
 
 enum class StatsError { io_error, bad_file };
 
+// A mapping of the stats file and the descriptor it came from, released together: the RAII
+// part both the writer (StatsFile) and the readers (StatsReader) hold.
+class StatsMapping {
+ public:
+  StatsMapping() = default;
+  StatsMapping(StatsView view, std::size_t size, int fd) noexcept : view_(view), size_(size), fd_(fd) {}
+  StatsMapping(StatsMapping&& other) noexcept;
+  StatsMapping& operator=(StatsMapping&& other) noexcept;
+  StatsMapping(const StatsMapping&) = delete;
+  StatsMapping& operator=(const StatsMapping&) = delete;
+  ~StatsMapping();  // unmaps and closes (a writer's lock goes with the descriptor)
+
+  [[nodiscard]] const StatsView& view() const noexcept { return view_; }
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+
+ private:
+  void release() noexcept;
+
+  StatsView view_{};
+  std::size_t size_ = 0;
+  int fd_ = -1;
+};
+
 // The data plane's (writer's) side of the file, for the daemon's lifetime.
 //
 // Liveness: the writer holds an exclusive flock on the file for as long as it lives, so a
@@ -146,22 +170,19 @@ class StatsFile {
   // a reader never sees a half-initialised or unlocked file under `path`.
   static Result<StatsFile, StatsError> create(const std::string& path, std::uint32_t lcores, std::uint32_t workers);
 
-  StatsFile(StatsFile&& other) noexcept;
-  StatsFile& operator=(StatsFile&& other) noexcept;
+  StatsFile(StatsFile&& other) noexcept = default;
+  StatsFile& operator=(StatsFile&& other) = delete;  // would release the old file without clearing ready
   StatsFile(const StatsFile&) = delete;
   StatsFile& operator=(const StatsFile&) = delete;
   // Clears `ready`, unmaps and drops the lock: readers see the data plane gone.
   ~StatsFile();
 
-  [[nodiscard]] const StatsView& view() const noexcept { return view_; }
+  [[nodiscard]] const StatsView& view() const noexcept { return mapping_.view(); }
 
  private:
-  StatsFile(StatsView view, std::size_t size, int fd) noexcept : view_(view), size_(size), fd_(fd) {}
-  void release() noexcept;
+  explicit StatsFile(StatsMapping mapping) noexcept : mapping_(std::move(mapping)) {}
 
-  StatsView view_{};
-  std::size_t size_ = 0;
-  int fd_ = -1;
+  StatsMapping mapping_;
 };
 
 // Readers: StatsReader (stats_reader.h) maps the file read-only, checks its layout and knows

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "axon/common/result.h"
 #include "axon/dataplane/stats.h"
@@ -37,11 +38,11 @@ class StatsReader {
   // Maps `path` read-only; bad_file when it is not a stats file of this layout version.
   static Result<StatsReader, StatsError> open(const std::string& path);
 
-  StatsReader(StatsReader&& other) noexcept;
-  StatsReader& operator=(StatsReader&& other) noexcept;
+  StatsReader(StatsReader&& other) noexcept = default;
+  StatsReader& operator=(StatsReader&& other) noexcept = default;
   StatsReader(const StatsReader&) = delete;
   StatsReader& operator=(const StatsReader&) = delete;
-  ~StatsReader();
+  ~StatsReader() = default;
 
   // The process that wrote this file is still running (it holds the file's lock). False once
   // it exited, crashed or was killed; a restarted data plane writes a new file (reopen).
@@ -51,39 +52,37 @@ class StatsReader {
   // Milliseconds since the data plane's control thread last ticked (-1: never).
   [[nodiscard]] std::int64_t heartbeat_age_ms() const noexcept;
 
-  [[nodiscard]] const StatsHeader& header() const noexcept { return *view_.header; }
-  [[nodiscard]] std::uint32_t lcore_count() const noexcept { return view_.header->lcore_count; }
-  [[nodiscard]] std::uint32_t worker_count() const noexcept { return view_.header->worker_count; }
-  [[nodiscard]] const LcoreStats& lcore(std::uint32_t index) const noexcept { return view_.lcores[index]; }
-  [[nodiscard]] const WorkerStats& worker(std::size_t index) const noexcept { return view_.workers[index]; }
+  [[nodiscard]] const StatsHeader& header() const noexcept { return *view().header; }
+  [[nodiscard]] std::uint32_t lcore_count() const noexcept { return view().header->lcore_count; }
+  [[nodiscard]] std::uint32_t worker_count() const noexcept { return view().header->worker_count; }
+  [[nodiscard]] const LcoreStats& lcore(std::uint32_t index) const noexcept { return view().lcores[index]; }
+  [[nodiscard]] const WorkerStats& worker(std::size_t index) const noexcept { return view().workers[index]; }
 
   [[nodiscard]] LcoreTotals totals() const noexcept;
   // Sum over lcores of one counter, e.g. lcores(&LcoreStats::responses).
   [[nodiscard]] std::uint64_t lcores(Counter LcoreStats::*member) const noexcept;
   [[nodiscard]] std::uint64_t lcore(std::uint32_t index, Counter LcoreStats::*member) const noexcept {
-    return (view_.lcores[index].*member).load(std::memory_order_relaxed);
+    return (view().lcores[index].*member).load(std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t errors_sent(protocol::ErrorCode code) const noexcept;
   // Frames the lcores' userspace validator dropped for `reason`.
   [[nodiscard]] std::uint64_t lcore_drops(protocol::Reason reason) const noexcept;
   // Frames XDP gave `reason` as its verdict (copied from the BPF counters).
   [[nodiscard]] std::uint64_t xdp(protocol::Reason reason) const noexcept {
-    return view_.header->xdp_packets[std::size_t(reason)].load(std::memory_order_relaxed);
+    return view().header->xdp_packets[std::size_t(reason)].load(std::memory_order_relaxed);
   }
   [[nodiscard]] WorkerSlotState worker_state(std::size_t index) const noexcept {
-    return WorkerSlotState(view_.workers[index].state.load(std::memory_order_acquire));
+    return WorkerSlotState(view().workers[index].state.load(std::memory_order_acquire));
   }
   [[nodiscard]] std::uint64_t worker_counter(std::size_t index, Counter WorkerStats::*member) const noexcept {
-    return (view_.workers[index].*member).load(std::memory_order_relaxed);
+    return (view().workers[index].*member).load(std::memory_order_relaxed);
   }
 
  private:
-  StatsReader(StatsView view, std::size_t size, int fd) noexcept : view_(view), size_(size), fd_(fd) {}
-  void release() noexcept;
+  explicit StatsReader(StatsMapping mapping) noexcept : mapping_(std::move(mapping)) {}
+  [[nodiscard]] const StatsView& view() const noexcept { return mapping_.view(); }
 
-  StatsView view_{};
-  std::size_t size_ = 0;
-  int fd_ = -1;  // kept open to probe the writer's lock
+  StatsMapping mapping_;  // its descriptor stays open to probe the writer's lock
 };
 
 }  // namespace axon::dataplane
