@@ -74,7 +74,9 @@ Result<Ok, DaemonError> ControlPlane::start() {
   breaker.failures = config_.pools.breaker_failures;
   breaker.window = config_.pools.breaker_window;
   breaker.cooldown = config_.pools.breaker_cooldown;
-  supervisor_ = std::make_unique<Supervisor>(cgroups_ ? &*cgroups_ : nullptr, backoff, breaker);
+  auto supervisor = Supervisor::create(cgroups_ ? &*cgroups_ : nullptr, backoff, breaker);
+  if (!supervisor) return make_error(DaemonError::io_error, supervisor.message());
+  supervisor_ = std::move(supervisor).value();
   supervisor_->on_event = [this](const MemberEvent& event) { on_member_event(event); };
 
   start_tuning();

@@ -187,6 +187,7 @@ const char* to_string(SpawnError error) noexcept {
     case SpawnError::cgroup_failed: return "cgroup_failed";
     case SpawnError::clone_failed: return "clone_failed";
     case SpawnError::exec_failed: return "exec_failed";
+    case SpawnError::supervise_failed: return "supervise_failed";
   }
   return "unknown";
 }

@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <system_error>
 
 #include "axon/controlplane/cgroup.h"
 
@@ -155,26 +154,48 @@ struct Supervisor::Group {
   std::optional<SteadyTime> close_at;  // half_open: trial stable by then -> closed
 };
 
-Supervisor::Supervisor(CgroupDriver* cgroups, BackoffPolicy backoff, BreakerPolicy breaker, SupervisorClock clock)
-    : cgroups_(cgroups), backoff_policy_(backoff), breaker_policy_(breaker), clock_(std::move(clock)) {
-  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "supervisor: epoll_create1");
-  timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (timer_fd_ < 0) {
+const char* to_string(SupervisorError error) noexcept {
+  switch (error) {
+    case SupervisorError::epoll_failed: return "epoll_failed";
+    case SupervisorError::timer_failed: return "timer_failed";
+  }
+  return "unknown";
+}
+
+Result<std::unique_ptr<Supervisor>, SupervisorError> Supervisor::create(CgroupDriver* cgroups, BackoffPolicy backoff,
+                                                                        BreakerPolicy breaker, SupervisorClock clock) {
+  auto failed = [](SupervisorError code, const char* call, int err) {
+    return make_error(code, std::string("supervisor: ") + call + ": " + std::strerror(err) +
+                                " (raise the daemon's open-file limit, LimitNOFILE=, or free memory)");
+  };
+  int epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) return failed(SupervisorError::epoll_failed, "epoll_create1", errno);
+  int timer_fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (timer_fd < 0) {
     int err = errno;
-    ::close(epoll_fd_);
-    throw std::system_error(err, std::generic_category(), "supervisor: timerfd_create");
+    ::close(epoll_fd);
+    return failed(SupervisorError::timer_failed, "timerfd_create", err);
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kTimerToken;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, timer_fd_, &ev) != 0) {
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, timer_fd, &ev) != 0) {
     int err = errno;
-    ::close(timer_fd_);
-    ::close(epoll_fd_);
-    throw std::system_error(err, std::generic_category(), "supervisor: epoll_ctl");
+    ::close(timer_fd);
+    ::close(epoll_fd);
+    return failed(SupervisorError::epoll_failed, "epoll_ctl(timerfd)", err);
   }
+  return std::unique_ptr<Supervisor>(new Supervisor(cgroups, backoff, breaker, std::move(clock), epoll_fd, timer_fd));
 }
+
+Supervisor::Supervisor(CgroupDriver* cgroups, BackoffPolicy backoff, BreakerPolicy breaker, SupervisorClock clock,
+                       int epoll_fd, int timer_fd)
+    : cgroups_(cgroups),
+      backoff_policy_(backoff),
+      breaker_policy_(breaker),
+      clock_(std::move(clock)),
+      epoll_fd_(epoll_fd),
+      timer_fd_(timer_fd) {}
 
 Supervisor::~Supervisor() {
   // Workers keep running: a restarted control plane adopts them.
@@ -209,13 +230,19 @@ void Supervisor::flush_events() {
   }
 }
 
-void Supervisor::watch(Member& m) {
+Result<Ok, SpawnError> Supervisor::watch(Member& m) {
   m.token = next_token_++;
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = m.token;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, m.pidfd, &ev) != 0)
-    throw std::system_error(errno, std::generic_category(), "supervisor: epoll_ctl(pidfd)");
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, m.pidfd, &ev) != 0) {
+    int err = errno;
+    m.token = 0;
+    return make_error(SpawnError::supervise_failed, "cannot watch process " + std::to_string(m.pid) +
+                                                        ": epoll_ctl(pidfd): " + std::strerror(err) +
+                                                        " (raise the daemon's open-file limit, LimitNOFILE=)");
+  }
+  return Ok{};
 }
 
 void Supervisor::unwatch(Member& m) {
@@ -236,12 +263,22 @@ Result<Ok, SpawnError> Supervisor::spawn_member(Member& m) {
   }
   m.pid = r->pid;
   m.pidfd = r->pidfd;
+  if (auto watched = watch(m); !watched) {
+    // An unwatched worker would never be respawned or stopped: end it rather than leak it.
+    send_signal(m.pidfd, SIGKILL);
+    siginfo_t info{};
+    ::waitid(P_PIDFD, static_cast<id_t>(m.pidfd), &info, WEXITED);
+    ::close(m.pidfd);
+    m.pidfd = -1;
+    m.pid = 0;
+    emit(MemberEvent::Kind::spawn_failed, m.id, m.group, 0, watched.message());
+    return watched.error();
+  }
   m.adopted = false;
   m.started = now();
   m.started_at_ms = unix_ms();
   m.phase = MemberPhase::running;
   m.due.reset();
-  watch(m);
   emit(MemberEvent::Kind::spawned, m.id, m.group, m.pid, m.spec.argv[0]);
   return Ok{};
 }
@@ -528,15 +565,18 @@ Result<MemberStatus, SpawnError> Supervisor::adopt(const std::string& id, const 
   }
   auto owned = std::make_unique<Member>(id, group, spec, backoff_policy_);
   Member& m = *owned;
-  group_of(group);
   m.pid = pid;
   m.pidfd = pidfd;
+  if (auto watched = watch(m); !watched) {
+    ::close(pidfd);  // the process keeps running, unsupervised, as it was before
+    return watched.error();
+  }
+  group_of(group);
   m.adopted = true;
   m.started = now();
   m.started_at_ms = unix_ms();
   m.phase = MemberPhase::running;
   members_.emplace(id, std::move(owned));
-  watch(m);
   emit(MemberEvent::Kind::spawned, id, group, pid, "adopted");
   MemberStatus status = status_of(m);
   flush_events();

@@ -8,6 +8,7 @@
 #include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,14 @@ using Kind = MemberEvent::Kind;
 
 SteadyTime at(std::int64_t ms) {
   return SteadyTime{} + milliseconds(ms);
+}
+
+// Supervisor::create, failing the test (not the process) if the kernel refuses.
+std::unique_ptr<Supervisor> make_supervisor(CgroupDriver* cgroups, BackoffPolicy backoff, BreakerPolicy breaker,
+                                            SupervisorClock clock = {}) {
+  auto created = Supervisor::create(cgroups, backoff, breaker, std::move(clock));
+  if (!created) throw std::runtime_error(created.message());
+  return std::move(created).value();
 }
 
 // --- pure state machines ----------------------------------------------------------------
@@ -138,8 +148,9 @@ class SupervisorTest : public ::testing::Test {
 // Fake time, real processes: every transition of backoff and breaker at exact times.
 TEST_F(SupervisorTest, FakeClockBackoffAndBreakerTransitions) {
   SteadyTime fake = at(1'000'000);
-  Supervisor s(nullptr, BackoffPolicy{1000ms, 4000ms, 2.0, 10000ms}, BreakerPolicy{3, 60000ms, 30000ms},
-               [&] { return fake; });
+  auto owned = make_supervisor(nullptr, BackoffPolicy{1000ms, 4000ms, 2.0, 10000ms}, BreakerPolicy{3, 60000ms, 30000ms},
+                               [&] { return fake; });
+  Supervisor& s = *owned;
   Recorder rec;
   rec.attach(s);
   auto advance = [&](milliseconds d) {
@@ -207,7 +218,8 @@ TEST_F(SupervisorTest, FakeClockBackoffAndBreakerTransitions) {
 // kill() to the replacement having exec'd (spawn() returns only then), with no cgroup,
 // with v1 placement (4 hierarchies, child held until placed) and with v2 CLONE_INTO_CGROUP.
 void measure_kill_respawn(CgroupDriver* cgroups, const std::string& group, const char* label) {
-  Supervisor s(cgroups, BackoffPolicy{}, BreakerPolicy{});
+  auto owned = make_supervisor(cgroups, BackoffPolicy{}, BreakerPolicy{});
+  Supervisor& s = *owned;
   Recorder rec;
   rec.attach(s);
   SpawnSpec spec = command({"/bin/sleep", "1000"});
@@ -288,7 +300,8 @@ TEST_F(SupervisorTest, KillIsRespawnedIntoItsCgroupV2Measured) {
 
 TEST_F(SupervisorTest, ExitingBinaryOpensBreakerAndSpawnsStayBounded) {
   // stable_after is long so that even a heavily loaded machine never sees /bin/false "stay up".
-  Supervisor s(nullptr, BackoffPolicy{20ms, 100ms, 2.0, 10000ms}, BreakerPolicy{4, 30000ms, 400ms});
+  auto owned = make_supervisor(nullptr, BackoffPolicy{20ms, 100ms, 2.0, 10000ms}, BreakerPolicy{4, 30000ms, 400ms});
+  Supervisor& s = *owned;
   Recorder rec;
   rec.attach(s);
   ASSERT_TRUE(s.start("f", "broken", command({"/bin/false"})).ok());
@@ -315,7 +328,8 @@ TEST_F(SupervisorTest, HalfOpenTrialThatStaysUpClosesBreaker) {
   // Crashes three times (exit 3), then stays up.
   std::string script = "n=$(cat " + dir + "/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > " + dir +
                        "/count; [ $n -le 3 ] && exit 3; exec /bin/sleep 30";
-  Supervisor s(nullptr, BackoffPolicy{10ms, 50ms, 2.0, 300ms}, BreakerPolicy{3, 10000ms, 200ms});
+  auto owned = make_supervisor(nullptr, BackoffPolicy{10ms, 50ms, 2.0, 300ms}, BreakerPolicy{3, 10000ms, 200ms});
+  Supervisor& s = *owned;
   Recorder rec;
   rec.attach(s);
   ASSERT_TRUE(s.start("healthy", "agent", command({"/bin/sleep", "30"})).ok());
@@ -340,7 +354,8 @@ TEST_F(SupervisorTest, HalfOpenTrialThatStaysUpClosesBreaker) {
 
 TEST_F(SupervisorTest, StopSendsSigtermThenSigkillAfterGrace) {
   std::string log = "/tmp/axon-test-super-stop-" + std::to_string(::getpid()) + ".log";
-  Supervisor s(nullptr, BackoffPolicy{}, BreakerPolicy{});
+  auto owned = make_supervisor(nullptr, BackoffPolicy{}, BreakerPolicy{});
+  Supervisor& s = *owned;
   Recorder rec;
   rec.attach(s);
   SpawnSpec stubborn = command({"/bin/sh", "-c", "trap '' TERM; echo ready; while :; do /bin/sleep 0.05; done"});
@@ -379,7 +394,8 @@ TEST_F(SupervisorTest, StopSendsSigtermThenSigkillAfterGrace) {
 }
 
 TEST_F(SupervisorTest, AdoptsChildAndNonChildAndRespawnsWithSpec) {
-  Supervisor s(nullptr, BackoffPolicy{10ms, 100ms, 2.0, 1000ms}, BreakerPolicy{});
+  auto owned = make_supervisor(nullptr, BackoffPolicy{10ms, 100ms, 2.0, 1000ms}, BreakerPolicy{});
+  Supervisor& s = *owned;
   Recorder rec;
   rec.attach(s);
 
@@ -454,7 +470,8 @@ TEST_F(SupervisorTest, AdoptChecksTheCgroup) {
   auto outsider = spawn(command({"/bin/sleep", "30"}), nullptr);
   ASSERT_TRUE(outsider.ok()) << outsider.message();
   {
-    Supervisor s(&driver.value(), BackoffPolicy{}, BreakerPolicy{});
+    auto owned = make_supervisor(&driver.value(), BackoffPolicy{}, BreakerPolicy{});
+    Supervisor& s = *owned;
     auto refused = s.adopt("x", "agent", outsider->pid, spec);
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.code(), SpawnError::invalid_argument);
@@ -473,7 +490,8 @@ TEST_F(SupervisorTest, AdoptChecksTheCgroup) {
 }
 
 TEST_F(SupervisorTest, FailedStartsCountForTheBreaker) {
-  Supervisor s(nullptr, BackoffPolicy{}, BreakerPolicy{3, 10000ms, 60000ms});
+  auto owned = make_supervisor(nullptr, BackoffPolicy{}, BreakerPolicy{3, 10000ms, 60000ms});
+  Supervisor& s = *owned;
   Recorder rec;
   rec.attach(s);
   for (int i = 0; i < 3; ++i) {
@@ -497,10 +515,32 @@ TEST_F(SupervisorTest, FailedStartsCountForTheBreaker) {
   stop_all(s);
 }
 
+// Out of file descriptors, create() reports epoll_failed with a hint instead of throwing
+// (the constructor used to throw std::system_error, which terminated the daemon).
+// Runs in the death test's child: exit 0 when create() returns the error, 3 when it throws.
+[[noreturn]] void create_without_file_descriptors() {
+  rlimit none{0, 0};
+  if (::setrlimit(RLIMIT_NOFILE, &none) != 0) ::_exit(2);
+  bool ok = false;
+  try {
+    auto created = Supervisor::create(nullptr, BackoffPolicy{}, BreakerPolicy{});
+    ok = !created && created.code() == SupervisorError::epoll_failed &&
+         created.message().find("LimitNOFILE") != std::string::npos;
+  } catch (...) {
+    ::_exit(3);
+  }
+  ::_exit(ok ? 0 : 1);
+}
+
+TEST(SupervisorCreate, OutOfFileDescriptorsIsAnErrorNotAnException) {
+  EXPECT_EXIT(create_without_file_descriptors(), ::testing::ExitedWithCode(0), "");
+}
+
 TEST_F(SupervisorTest, DestructorLeavesWorkersRunning) {
   pid_t pid = 0;
   {
-    Supervisor s(nullptr, BackoffPolicy{}, BreakerPolicy{});
+    auto owned = make_supervisor(nullptr, BackoffPolicy{}, BreakerPolicy{});
+    Supervisor& s = *owned;
     auto r = s.start("w", "agent", command({"/bin/sleep", "30"}));
     ASSERT_TRUE(r.ok()) << r.message();
     pid = r->pid;

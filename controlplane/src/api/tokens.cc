@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "axon/controlplane/api_server.h"
@@ -24,11 +25,12 @@ namespace {
 
 using Digest = std::array<unsigned char, 32>;
 
-Digest sha256(const std::string& data) {
+// nullopt only if OpenSSL itself fails (out of memory, a broken provider).
+std::optional<Digest> sha256(const std::string& data) {
   Digest out{};
   unsigned int len = 0;
   if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 || len != out.size()) {
-    throw std::runtime_error("SHA-256 failed in OpenSSL");
+    return std::nullopt;
   }
   return out;
 }
@@ -136,7 +138,9 @@ Result<TokenStore, ApiServerError> TokenStore::load(const std::string& tokens_fi
 }
 
 std::optional<TokenStore::Identity> TokenStore::lookup(const std::string& token) const {
-  const Digest presented = sha256(token);
+  const auto hashed = sha256(token);
+  if (!hashed) return std::nullopt;  // fail closed: a token we cannot hash matches nobody
+  const Digest& presented = *hashed;
   // Compare against every entry, in constant time each, with no early exit: the time taken
   // says nothing about which entry (or how much of one) matched.
   std::size_t match = entries_.size();
@@ -169,8 +173,11 @@ Result<std::string, ApiServerError> TokenStore::create(const std::string& tokens
     return make_error(ApiServerError::tokens_error, "OpenSSL RAND_bytes failed; the system has no entropy source");
   }
   const std::string token = base64url(random, sizeof random);
+  const auto hashed = sha256(token);
+  if (!hashed)
+    return make_error(ApiServerError::tokens_error, "OpenSSL SHA-256 failed; check the OpenSSL installation");
   const std::string line =
-      name + " " + (role == Role::admin ? "admin" : "reader") + " sha256:" + to_hex(sha256(token)) + "\n";
+      name + " " + (role == Role::admin ? "admin" : "reader") + " sha256:" + to_hex(*hashed) + "\n";
 
   const int fd = ::open(tokens_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {

@@ -23,7 +23,8 @@ namespace axon::controlplane {
 
 class CgroupDriver;
 
-enum class SpawnError { invalid_argument, no_such_user, cgroup_failed, clone_failed, exec_failed };
+// supervise_failed: the process started (or exists) but the supervisor could not watch its pidfd.
+enum class SpawnError { invalid_argument, no_such_user, cgroup_failed, clone_failed, exec_failed, supervise_failed };
 
 const char* to_string(SpawnError error) noexcept;
 

@@ -128,9 +128,16 @@ class CircuitBreaker {
   SteadyTime opened_at_{};
 };
 
+enum class SupervisorError { epoll_failed, timer_failed };
+
+const char* to_string(SupervisorError error) noexcept;
+
 class Supervisor {
  public:
-  Supervisor(CgroupDriver* cgroups, BackoffPolicy backoff, BreakerPolicy breaker, SupervisorClock clock = {});
+  // The epoll set and the timerfd; fails only when the process is out of file
+  // descriptors or kernel memory (the message says which call failed and why).
+  static Result<std::unique_ptr<Supervisor>, SupervisorError> create(CgroupDriver* cgroups, BackoffPolicy backoff,
+                                                                     BreakerPolicy breaker, SupervisorClock clock = {});
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -167,12 +174,14 @@ class Supervisor {
  private:
   struct Member;
   struct Group;
+  Supervisor(CgroupDriver* cgroups, BackoffPolicy backoff, BreakerPolicy breaker, SupervisorClock clock, int epoll_fd,
+             int timer_fd);
   SteadyTime now() const;
   Group& group_of(const std::string& name);
   void emit(MemberEvent::Kind kind, const std::string& id, const std::string& group, pid_t pid,
             const std::string& detail);
   Result<Ok, SpawnError> spawn_member(Member& m);
-  void watch(Member& m);
+  Result<Ok, SpawnError> watch(Member& m);
   void unwatch(Member& m);
   void handle_ready(std::uint64_t token);
   void on_exit(Member& m, const std::string& how);
