@@ -96,7 +96,8 @@ class Pipeline {
   bool admit(Exchange& exchange);
   // Runs the route's handler on the admitted request and its body.
   void handle(Exchange& exchange);
-  // The last step for every request, whatever its outcome: audit and count.
+  // The last step for every request, whatever its outcome: audit and count. The transport
+  // calls it before it writes the response, so the audit line precedes the answer.
   void finish(const Exchange& exchange);
 
   Result<Ok, ApiServerError> reload_tokens();

@@ -290,11 +290,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   }
 
   void respond(bool keep_alive) {
+    // Audit and count before the first byte goes out: a client that has read the answer can
+    // rely on its audit line being in the log (after the write, it raced the client's read).
+    t_.pipeline.finish(x_);
     response_ = to_beast(x_.response, keep_alive);
     lowest().expires_after(t_.timeout());
     bhttp::async_write(stream_, response_,
                        [self = this->shared_from_this(), keep_alive](const error_code& ec, std::size_t) {
-                         self->t_.pipeline.finish(self->x_);
                          if (ec) return;
                          if (keep_alive) return self->next_request();
                          self->close();
