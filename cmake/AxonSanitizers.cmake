@@ -25,6 +25,10 @@ function(axon_add_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
+  # Test code itself is built at -O1 (the libraries under test keep the preset's
+  # optimisation): the large integration test files compile 2-3x faster, which keeps the
+  # CI run, three builds on two cores, inside its time budget. Tests are never timed.
+  target_compile_options(${name} PRIVATE $<$<CONFIG:Release>:-O1>)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES
     TIMEOUT ${ARG_TIMEOUT}

@@ -330,6 +330,82 @@ std::string check_agent(const AgentSpec& spec, const ControlplaneConfig& config)
   return {};
 }
 
+namespace {
+
+void read_controlplane(TableReader& r, ControlplaneConfig& config) {
+  r.read("state_dir", config.state_dir);
+  r.read("log_dir", config.log_dir);
+  r.read("worker_user", config.worker_user);
+  std::string uids;
+  if (r.read("worker_uids", uids) && !uids.empty()) {
+    auto range = parse_uid_range(uids);
+    if (range) {
+      config.worker_uids = range.value();
+    } else {
+      r.invalid("worker_uids", range.message());
+    }
+  }
+  r.read_list("allowed_worker_users", config.allowed_worker_users);
+  r.read_list("allowed_worker_commands", config.allowed_worker_commands);
+  r.reject_unknown();
+}
+
+// [cgroup_profiles.<name>]: one CgroupProfile each; the first bad one stops the read.
+void read_cgroup_profiles(TableReader& r, const toml::table& table, const std::string& source_name,
+                          ControlplaneConfig& config) {
+  for (const auto& [key, node] : table) {
+    std::string name(key.str());
+    const toml::table* profile_table = r.table(name.c_str());
+    if (profile_table == nullptr) break;
+    TableReader p(source_name, *profile_table, "cgroup_profiles." + name, kExample);
+    CgroupProfile profile;
+    read_profile(p, profile);
+    if (p.problem) {
+      r.problem = p.problem;
+      break;
+    }
+    config.cgroups.profiles[name] = profile;
+  }
+}
+
+// One [[tenants]] entry; ids and names are unique.
+void add_tenant(TableReader& r, ControlplaneConfig& config) {
+  TenantSpec t;
+  read_tenant(r, t);
+  for (const auto& other : config.tenants) {
+    if (!r.problem && (other.id == t.id || other.name == t.name)) {
+      r.invalid("id", "tenant " + std::to_string(t.id) + " ('" + t.name + "') is defined twice");
+    }
+  }
+  config.tenants.push_back(t);
+}
+
+// One [[agents]] entry: its tenant must exist, names and ids are unique, check_agent passes.
+void add_agent(TableReader& r, ControlplaneConfig& config) {
+  AgentSpec a;
+  read_agent(r, a);
+  if (r.problem) return;
+  bool tenant_known = false;
+  for (const auto& t : config.tenants) tenant_known |= t.id == a.tenant;
+  if (!tenant_known) {
+    r.invalid("tenant", "tenant " + std::to_string(a.tenant) + " is not defined in [[tenants]]");
+    return;
+  }
+  for (const auto& other : config.agents) {
+    if (other.name == a.name || other.id == a.id) {
+      r.invalid("name", "agent '" + a.name + "' (id " + std::to_string(a.id) + ") is defined twice");
+      return;
+    }
+  }
+  if (auto why = check_agent(a, config); !why.empty()) {
+    r.invalid("name", why);
+    return;
+  }
+  config.agents.push_back(a);
+}
+
+}  // namespace
+
 Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, const std::string& source_name) {
   toml::table root;
   try {
@@ -353,40 +429,11 @@ Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, co
     }
     if (top.problem) problem = top.problem;
   };
-  section("controlplane", [&](TableReader& r, const toml::table&) {
-    r.read("state_dir", config.state_dir);
-    r.read("log_dir", config.log_dir);
-    r.read("worker_user", config.worker_user);
-    std::string uids;
-    if (r.read("worker_uids", uids) && !uids.empty()) {
-      auto range = parse_uid_range(uids);
-      if (range) {
-        config.worker_uids = range.value();
-      } else {
-        r.invalid("worker_uids", range.message());
-      }
-    }
-    r.read_list("allowed_worker_users", config.allowed_worker_users);
-    r.read_list("allowed_worker_commands", config.allowed_worker_commands);
-    r.reject_unknown();
-  });
+  section("controlplane", [&](TableReader& r, const toml::table&) { read_controlplane(r, config); });
   section("api", [&](TableReader& r, const toml::table&) { read_api(r, config.api); });
   section("cgroups", [&](TableReader& r, const toml::table&) { read_cgroups(r, config.cgroups, source_name); });
-  section("cgroup_profiles", [&](TableReader& r, const toml::table& table) {
-    for (const auto& [key, node] : table) {
-      std::string name(key.str());
-      const toml::table* profile_table = r.table(name.c_str());
-      if (profile_table == nullptr) break;
-      TableReader p(source_name, *profile_table, "cgroup_profiles." + name, kExample);
-      CgroupProfile profile;
-      read_profile(p, profile);
-      if (p.problem) {
-        r.problem = p.problem;
-        break;
-      }
-      config.cgroups.profiles[name] = profile;
-    }
-  });
+  section("cgroup_profiles",
+          [&](TableReader& r, const toml::table& table) { read_cgroup_profiles(r, table, source_name, config); });
   section("pools", [&](TableReader& r, const toml::table&) { read_pools(r, config.pools); });
   section("dataplane", [&](TableReader& r, const toml::table&) { read_dataplane(r, config.dataplane); });
   section("tuning", [&](TableReader& r, const toml::table&) { read_tuning(r, config.tuning); });
@@ -404,38 +451,8 @@ Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, co
       }
     }
   };
-  table_array("tenants", [&](TableReader& r) {
-    TenantSpec t;
-    read_tenant(r, t);
-    for (const auto& other : config.tenants) {
-      if (!r.problem && (other.id == t.id || other.name == t.name)) {
-        r.invalid("id", "tenant " + std::to_string(t.id) + " ('" + t.name + "') is defined twice");
-      }
-    }
-    config.tenants.push_back(t);
-  });
-  table_array("agents", [&](TableReader& r) {
-    AgentSpec a;
-    read_agent(r, a);
-    if (r.problem) return;
-    bool tenant_known = false;
-    for (const auto& t : config.tenants) tenant_known |= t.id == a.tenant;
-    if (!tenant_known) {
-      r.invalid("tenant", "tenant " + std::to_string(a.tenant) + " is not defined in [[tenants]]");
-      return;
-    }
-    for (const auto& other : config.agents) {
-      if (other.name == a.name || other.id == a.id) {
-        r.invalid("name", "agent '" + a.name + "' (id " + std::to_string(a.id) + ") is defined twice");
-        return;
-      }
-    }
-    if (auto why = check_agent(a, config); !why.empty()) {
-      r.invalid("name", why);
-      return;
-    }
-    config.agents.push_back(a);
-  });
+  table_array("tenants", [&](TableReader& r) { add_tenant(r, config); });
+  table_array("agents", [&](TableReader& r) { add_agent(r, config); });
   if (!problem) {
     top.reject_unknown();
     problem = top.problem;

@@ -65,10 +65,8 @@ int create_token(const std::string& config_path, std::string tokens_file, const 
   return 0;
 }
 
-int run(const axon::controlplane::ControlplaneConfig& config) {
-  using namespace axon::controlplane;
-  axon::systemd::Notifier notifier = axon::systemd::Notifier::from_environment();
-
+// SIGTERM, SIGINT, SIGHUP and SIGCHLD through a signalfd; -1 (logged) on failure.
+int open_signal_fd() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -79,10 +77,87 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (signal_fd < 0) {
-    AXON_LOG_ERROR(kLog, "signalfd: %s", std::strerror(errno));
-    return 1;
+  if (signal_fd < 0) AXON_LOG_ERROR(kLog, "signalfd: %s", std::strerror(errno));
+  return signal_fd;
+}
+
+axon::controlplane::ApiServerOptions api_options(const axon::controlplane::ControlplaneConfig& config,
+                                                 const axon::systemd::ActivatedSockets& activated) {
+  axon::controlplane::ApiServerOptions api;
+  api.listen = config.api.listen;
+  api.cert_file = config.api.cert_file;
+  api.key_file = config.api.key_file;
+  api.client_ca_file = config.api.client_ca_file;
+  api.tokens_file = config.api.tokens_file;
+  api.audit_log = config.api.audit_log;
+  api.unix_socket = config.api.unix_socket;
+  api.rate_per_second = config.api.rate_per_second;
+  api.rate_burst = config.api.rate_burst;
+  api.max_body_bytes = config.api.max_body_bytes;
+  api.threads = config.api.threads;
+  api.tcp_listen_fd = activated.tcp;
+  api.unix_listen_fd = activated.unix_stream;
+  return api;
+}
+
+// Drains the signalfd: false once SIGTERM or SIGINT arrived. SIGHUP reloads the tokens.
+bool handle_signals(int signal_fd, axon::controlplane::ApiServer& server, axon::systemd::Notifier& notifier,
+                    bool announced, const std::string& tokens_file) {
+  bool running = true;
+  signalfd_siginfo info{};
+  while (read(signal_fd, &info, sizeof info) == ssize_t(sizeof info)) {
+    if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
+      AXON_LOG_INFO(kLog, "signal %u: stopping", info.ssi_signo);
+      running = false;
+    } else if (info.ssi_signo == SIGHUP) {
+      if (announced) notifier.reloading();
+      auto reloaded = server.reload_tokens();
+      if (reloaded) {
+        AXON_LOG_INFO(kLog, "SIGHUP: tokens reloaded from %s", tokens_file.c_str());
+      } else {
+        AXON_LOG_ERROR(kLog, "SIGHUP: %s; keeping the previous tokens", reloaded.message().c_str());
+      }
+      if (announced) notifier.ready();
+    }
+    // SIGCHLD only wakes the loop: the supervisor reaps through pidfds.
   }
+  return running;
+}
+
+// Announces readiness (sd_notify READY=1) once the plane is ready; false when it never will
+// be (a pool's breaker opened, or kReadyTimeout passed).
+bool check_readiness(axon::controlplane::ControlPlane& plane, const axon::controlplane::ControlplaneConfig& config,
+                     axon::systemd::Notifier& notifier, std::chrono::steady_clock::time_point ready_deadline,
+                     std::chrono::steady_clock::time_point now, bool& announced, std::string& last_waiting) {
+  const auto readiness = plane.readiness();
+  if (readiness.ready) {
+    AXON_LOG_INFO(kLog, "ready: API on %s%s%s, %s", config.api.listen.empty() ? "-" : config.api.listen.c_str(),
+                  config.api.unix_socket.empty() ? "" : " and ", config.api.unix_socket.c_str(),
+                  plane.status_line().c_str());
+    notifier.ready();
+    notifier.status(plane.status_line());
+    announced = true;
+  } else if (!readiness.failure.empty() || now >= ready_deadline) {
+    const std::string why = !readiness.failure.empty() ? readiness.failure
+                                                       : "not ready after " + std::to_string(kReadyTimeout.count()) +
+                                                             " s: " + readiness.waiting;
+    AXON_LOG_ERROR(kLog, "cannot become ready: %s", why.c_str());
+    notifier.status("failed: " + why);
+    return false;
+  } else if (readiness.waiting != last_waiting) {
+    AXON_LOG_INFO(kLog, "not ready yet: %s", readiness.waiting.c_str());
+    notifier.status("starting: " + readiness.waiting);
+    last_waiting = readiness.waiting;
+  }
+  return true;
+}
+
+int run(const axon::controlplane::ControlplaneConfig& config) {
+  using namespace axon::controlplane;
+  axon::systemd::Notifier notifier = axon::systemd::Notifier::from_environment();
+
+  int signal_fd = open_signal_fd();
+  if (signal_fd < 0) return 1;
 
   // Socket activation (deploy/systemd/axon-controlplane.socket): the service manager's API
   // sockets replace `listen` and `unix_socket`. Taken (and made close-on-exec) before any
@@ -103,21 +178,7 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
     return 1;
   }
 
-  ApiServerOptions api;
-  api.listen = config.api.listen;
-  api.cert_file = config.api.cert_file;
-  api.key_file = config.api.key_file;
-  api.client_ca_file = config.api.client_ca_file;
-  api.tokens_file = config.api.tokens_file;
-  api.audit_log = config.api.audit_log;
-  api.unix_socket = config.api.unix_socket;
-  api.rate_per_second = config.api.rate_per_second;
-  api.rate_burst = config.api.rate_burst;
-  api.max_body_bytes = config.api.max_body_bytes;
-  api.threads = config.api.threads;
-  api.tcp_listen_fd = activated.tcp;
-  api.unix_listen_fd = activated.unix_stream;
-  auto server = ApiServer::start(api, plane);
+  auto server = ApiServer::start(api_options(config, activated), plane);
   if (!server) {
     AXON_LOG_ERROR(kLog, "%s", server.message().c_str());
     return 1;
@@ -145,49 +206,13 @@ int run(const axon::controlplane::ControlplaneConfig& config) {
       break;
     }
     if (ready > 0 && (fds[0].revents & POLLIN) != 0) {
-      signalfd_siginfo info{};
-      while (read(signal_fd, &info, sizeof info) == ssize_t(sizeof info)) {
-        if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
-          AXON_LOG_INFO(kLog, "signal %u: stopping", info.ssi_signo);
-          running = false;
-        } else if (info.ssi_signo == SIGHUP) {
-          if (announced) notifier.reloading();
-          auto reloaded = server.value()->reload_tokens();
-          if (reloaded) {
-            AXON_LOG_INFO(kLog, "SIGHUP: tokens reloaded from %s", config.api.tokens_file.c_str());
-          } else {
-            AXON_LOG_ERROR(kLog, "SIGHUP: %s; keeping the previous tokens", reloaded.message().c_str());
-          }
-          if (announced) notifier.ready();
-        }
-        // SIGCHLD only wakes the loop: the supervisor reaps through pidfds.
-      }
+      running = handle_signals(signal_fd, *server.value(), notifier, announced, config.api.tokens_file);
     }
     plane.tick();
     auto now = std::chrono::steady_clock::now();
-    if (!announced) {
-      const auto readiness = plane.readiness();
-      if (readiness.ready) {
-        AXON_LOG_INFO(kLog, "ready: API on %s%s%s, %s", config.api.listen.empty() ? "-" : config.api.listen.c_str(),
-                      config.api.unix_socket.empty() ? "" : " and ", config.api.unix_socket.c_str(),
-                      plane.status_line().c_str());
-        notifier.ready();
-        notifier.status(plane.status_line());
-        announced = true;
-      } else if (!readiness.failure.empty() || now >= ready_deadline) {
-        const std::string why =
-            !readiness.failure.empty()
-                ? readiness.failure
-                : "not ready after " + std::to_string(kReadyTimeout.count()) + " s: " + readiness.waiting;
-        AXON_LOG_ERROR(kLog, "cannot become ready: %s", why.c_str());
-        notifier.status("failed: " + why);
-        exit_code = 1;
-        break;
-      } else if (readiness.waiting != last_waiting) {
-        AXON_LOG_INFO(kLog, "not ready yet: %s", readiness.waiting.c_str());
-        notifier.status("starting: " + readiness.waiting);
-        last_waiting = readiness.waiting;
-      }
+    if (!announced && !check_readiness(plane, config, notifier, ready_deadline, now, announced, last_waiting)) {
+      exit_code = 1;
+      break;
     }
     if (watchdog.count() > 0 && now >= next_watchdog) {
       notifier.watchdog();

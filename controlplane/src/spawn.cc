@@ -192,7 +192,10 @@ const char* to_string(SpawnError error) noexcept {
   return "unknown";
 }
 
-Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) {
+namespace {
+
+// The spec's own checks, before anything is opened or looked up.
+std::optional<Error<SpawnError>> check_spec(const SpawnSpec& spec, const CgroupDriver* cgroups) {
   if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')
     return make_error(SpawnError::invalid_argument, "the command must start with an absolute path (got '" +
                                                         (spec.argv.empty() ? std::string() : spec.argv[0]) + "')");
@@ -213,11 +216,13 @@ Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) 
   if (!spec.cgroup.empty() && cgroups == nullptr)
     return make_error(SpawnError::invalid_argument,
                       "a cgroup ('" + spec.cgroup + "') was given but no cgroup driver is configured");
+  return std::nullopt;
+}
 
-  ChildPlan plan;
-
+// Who the child becomes and whether it can lock its capabilities; plan.groups points into
+// `groups`, which the caller keeps alive until the launch.
+std::optional<Error<SpawnError>> plan_identity(const SpawnSpec& spec, ChildPlan& plan, std::vector<gid_t>& groups) {
   // The user, looked up now: getpwnam in the child could take locks or allocate.
-  std::vector<gid_t> groups;
   if (!spec.user.empty()) {
     passwd pw{};
     passwd* found = nullptr;
@@ -255,6 +260,35 @@ Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) 
     cap_free(own);
     plan.can_lock = setpcap == CAP_SET;
   }
+  return std::nullopt;
+}
+
+// Why cap_launch failed: our own steps report through the pipe; libcap's (capabilities,
+// exec) leave errno.
+Error<SpawnError> launch_error(int report_fd, pid_t child, int launch_errno, const SpawnSpec& spec) {
+  ChildReport report;
+  ssize_t got;
+  do got = ::read(report_fd, &report, sizeof report);
+  while (got < 0 && errno == EINTR);
+  if (got == ssize_t(sizeof report)) {
+    return make_error(report.step == int(Step::cgroup) ? SpawnError::cgroup_failed : SpawnError::exec_failed,
+                      step_message(static_cast<Step>(report.step), spec, report.err));
+  }
+  if (child < 0 && launch_errno == EAGAIN)
+    return make_error(SpawnError::clone_failed,
+                      "cannot start " + spec.argv[0] + ": fork failed: pids limit or RLIMIT_NPROC reached");
+  return make_error(SpawnError::exec_failed, launch_message(spec, launch_errno));
+}
+
+}  // namespace
+
+Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) {
+  if (auto invalid = check_spec(spec, cgroups)) return *invalid;
+
+  ChildPlan plan;
+
+  std::vector<gid_t> groups;  // plan.groups points into it
+  if (auto failed = plan_identity(spec, plan, groups)) return *failed;
 
   // argv and envp arrays.
   std::vector<const char*> argv;
@@ -321,19 +355,7 @@ Result<Spawned, SpawnError> spawn(const SpawnSpec& spec, CgroupDriver* cgroups) 
   report_write.reset();
 
   if (child <= 0) {
-    // Our own steps say which one failed; libcap's (capabilities, exec) leave errno.
-    ChildReport report;
-    ssize_t got;
-    do got = ::read(report_read.fd, &report, sizeof report);
-    while (got < 0 && errno == EINTR);
-    if (got == ssize_t(sizeof report)) {
-      return make_error(report.step == int(Step::cgroup) ? SpawnError::cgroup_failed : SpawnError::exec_failed,
-                        step_message(static_cast<Step>(report.step), spec, report.err));
-    }
-    if (child < 0 && launch_errno == EAGAIN)
-      return make_error(SpawnError::clone_failed,
-                        "cannot start " + spec.argv[0] + ": fork failed: pids limit or RLIMIT_NPROC reached");
-    return make_error(SpawnError::exec_failed, launch_message(spec, launch_errno));
+    return launch_error(report_read.fd, child, launch_errno, spec);
   }
   // Exec'd (cap_launch returns once the exec happened). Nothing reaps our children but
   // through pidfds, so this pid is still ours.

@@ -11,10 +11,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 
 #include "axon/controlplane/cgroup.h"
+
+#include "supervisor_members.h"
 
 namespace axon::controlplane {
 
@@ -48,111 +49,9 @@ bool send_signal(int pidfd, int sig) {
   return ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0;
 }
 
-std::int64_t ms_until(SteadyTime when, SteadyTime now) {
-  return std::max<std::int64_t>(0, duration_cast<milliseconds>(when - now).count());
-}
-
 }  // namespace
 
-// --- pure state machines --------------------------------------------------------------
-
-milliseconds Backoff::next_delay(SteadyTime started, SteadyTime crashed) {
-  if (crashed - started >= policy_.stable_after) attempts_ = 0;
-  double delay = static_cast<double>(policy_.initial.count()) * std::pow(policy_.multiplier, attempts_);
-  double cap = static_cast<double>(policy_.max.count());
-  if (delay >= cap || !std::isfinite(delay)) {
-    delay = cap;
-  } else {
-    ++attempts_;  // stops growing once capped, so it never overflows
-  }
-  return milliseconds(static_cast<std::int64_t>(delay));
-}
-
-void CircuitBreaker::prune(SteadyTime now) {
-  while (!crashes_.empty() && crashes_.front() <= now - policy_.window) crashes_.pop_front();
-}
-
-bool CircuitBreaker::record_crash(SteadyTime now) {
-  prune(now);
-  crashes_.push_back(now);
-  if (state_ == BreakerState::half_open ||
-      (state_ == BreakerState::closed && policy_.failures > 0 && crashes_.size() >= policy_.failures)) {
-    state_ = BreakerState::open;
-    opened_at_ = now;
-    return true;
-  }
-  return false;
-}
-
-std::optional<SteadyTime> CircuitBreaker::half_open_at() const {
-  if (state_ != BreakerState::open) return std::nullopt;
-  return opened_at_ + policy_.cooldown;
-}
-
-void CircuitBreaker::close() {
-  state_ = BreakerState::closed;
-  crashes_.clear();
-}
-
-void CircuitBreaker::reset() {
-  close();
-}
-
-std::uint64_t CircuitBreaker::crashes_in_window(SteadyTime now) const {
-  return static_cast<std::uint64_t>(
-      std::count_if(crashes_.begin(), crashes_.end(), [&](SteadyTime t) { return t > now - policy_.window; }));
-}
-
-const char* to_string(MemberPhase phase) noexcept {
-  switch (phase) {
-    case MemberPhase::starting: return "starting";
-    case MemberPhase::running: return "running";
-    case MemberPhase::backoff: return "backoff";
-    case MemberPhase::stopping: return "stopping";
-    case MemberPhase::stopped: return "stopped";
-    case MemberPhase::blocked: return "blocked";
-  }
-  return "unknown";
-}
-
-const char* to_string(BreakerState state) noexcept {
-  switch (state) {
-    case BreakerState::closed: return "closed";
-    case BreakerState::open: return "open";
-    case BreakerState::half_open: return "half_open";
-  }
-  return "unknown";
-}
-
 // --- supervisor -----------------------------------------------------------------------
-
-struct Supervisor::Member {
-  Member(std::string i, std::string g, SpawnSpec s, BackoffPolicy policy)
-      : id(std::move(i)), group(std::move(g)), spec(std::move(s)), backoff(policy) {}
-  std::string id, group;
-  SpawnSpec spec;
-  MemberPhase phase = MemberPhase::starting;
-  pid_t pid = 0;
-  int pidfd = -1;
-  std::uint64_t token = 0;  // epoll data of the current pidfd
-  bool adopted = false;
-  std::uint64_t restarts = 0;
-  std::int64_t started_at_ms = 0;
-  SteadyTime started{};
-  std::string last_exit;
-  Backoff backoff;
-  std::optional<SteadyTime> due;  // backoff: respawn; stopping: SIGKILL
-  bool kill_requested = false;    // kill(): restart at once, not a crash
-};
-
-struct Supervisor::Group {
-  explicit Group(BreakerPolicy policy) : breaker(policy) {}
-  CircuitBreaker breaker;
-  std::uint64_t restarts = 0;
-  std::string last_exit;
-  std::string trial;                   // half_open: the member on trial
-  std::optional<SteadyTime> close_at;  // half_open: trial stable by then -> closed
-};
 
 const char* to_string(SupervisorError error) noexcept {
   switch (error) {
@@ -629,48 +528,6 @@ void Supervisor::forget_group(const std::string& group) {
     if (m->group == group) return;
   }
   groups_.erase(group);
-}
-
-MemberStatus Supervisor::status_of(const Member& m) const {
-  MemberStatus s;
-  s.id = m.id;
-  s.group = m.group;
-  s.pid = m.pid;
-  s.phase = m.phase;
-  s.restarts = m.restarts;
-  s.started_at_ms = m.started_at_ms;
-  s.last_exit = m.last_exit;
-  s.adopted = m.adopted;
-  if (m.phase == MemberPhase::backoff && m.due) s.retry_in_ms = ms_until(*m.due, now());
-  return s;
-}
-
-std::optional<MemberStatus> Supervisor::member(const std::string& id) const {
-  auto it = members_.find(id);
-  if (it == members_.end()) return std::nullopt;
-  return status_of(*it->second);
-}
-
-std::vector<MemberStatus> Supervisor::members() const {
-  std::vector<MemberStatus> out;
-  out.reserve(members_.size());
-  for (const auto& [id, m] : members_) out.push_back(status_of(*m));
-  return out;
-}
-
-GroupStatus Supervisor::group(const std::string& group) const {
-  GroupStatus s;
-  s.group = group;
-  auto it = groups_.find(group);
-  if (it == groups_.end()) return s;
-  const Group& g = *it->second;
-  SteadyTime t = now();
-  s.breaker = g.breaker.state();
-  s.crashes_in_window = g.breaker.crashes_in_window(t);
-  if (auto at = g.breaker.half_open_at()) s.retry_in_ms = ms_until(*at, t);
-  s.restarts = g.restarts;
-  s.last_exit = g.last_exit;
-  return s;
 }
 
 }  // namespace axon::controlplane

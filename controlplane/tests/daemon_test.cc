@@ -25,7 +25,7 @@
 
 #include "axon/controlplane/api_server.h"
 
-#include "it_support.h"
+#include "axon/testing/it_support.h"
 
 namespace axon::controlplane {
 namespace {

@@ -1,8 +1,8 @@
 // JSON encoding and strict decoding of control-socket messages (see control_codec.h).
 //
-// Decoding checks types and ranges by hand rather than through nlohmann's throwing get<>,
-// so a hostile or buggy peer gets a message naming the field, and the data plane's control
-// thread never unwinds through an exception it did not expect.
+// Decoding goes through axon's one strict JSON reader (common/json_reader.h) rather than
+// nlohmann's throwing get<>, so a hostile or buggy peer gets a message naming the field, and
+// the data plane's control thread never unwinds through an exception it did not expect.
 #include "control_codec.h"
 
 #include <sys/socket.h>
@@ -12,129 +12,58 @@
 #include <optional>
 #include <set>
 
+#include "axon/common/json_reader.h"
+
 namespace axon::dataplane::control {
 namespace {
 
 using nlohmann::json;
 
-// Reads typed fields of one JSON object, rejecting unknown keys like the TOML loader does.
-class ObjectReader {
- public:
-  ObjectReader(const json& object, std::string where) : object_(object), where_(std::move(where)) {}
-
-  std::optional<std::string> error;
-
-  template <typename T>
-  void number(const char* key, T& out, bool required) {
-    seen_.insert(key);
-    if (error) return;
-    auto it = object_.find(key);
-    if (it == object_.end()) {
-      if (required) error = where_ + ": '" + key + "' is required";
-      return;
-    }
-    if (!it->is_number_unsigned() || it->template get<std::uint64_t>() > std::numeric_limits<T>::max()) {
-      error =
-          where_ + ": '" + key + "' must be an integer in [0, " + std::to_string(std::numeric_limits<T>::max()) + "]";
-      return;
-    }
-    out = T(it->template get<std::uint64_t>());
-  }
-
-  void string(const char* key, std::string& out) {
-    seen_.insert(key);
-    if (error) return;
-    auto it = object_.find(key);
-    if (it == object_.end()) return;
-    if (!it->is_string()) {
-      error = where_ + ": '" + key + "' must be a string";
-      return;
-    }
-    out = it->template get<std::string>();
-  }
-
-  void strings(const char* key, std::vector<std::string>& out, bool required) {
-    seen_.insert(key);
-    if (error) return;
-    auto it = object_.find(key);
-    if (it == object_.end()) {
-      if (required) error = where_ + ": '" + key + "' is required (it may be an empty list)";
-      return;
-    }
-    if (!it->is_array()) {
-      error = where_ + ": '" + key + "' must be an array of strings";
-      return;
-    }
-    for (const json& element : *it) {
-      if (!element.is_string()) {
-        error = where_ + ": '" + key + "' must be an array of strings";
-        return;
-      }
-      out.push_back(element.get<std::string>());
-    }
-  }
-
-  void reject_unknown() {
-    if (error) return;
-    for (auto it = object_.begin(); it != object_.end(); ++it) {
-      if (!seen_.contains(it.key())) {
-        error = where_ + ": unknown key '" + it.key() + "'";
-        return;
-      }
-    }
-  }
-
- private:
-  const json& object_;
-  std::string where_;
-  std::set<std::string> seen_;
-};
-
 Result<Tables, CodecError> parse_tables(const json& root) {
   Tables tables;
   auto invalid = [](std::string message) { return make_error(CodecError::invalid, std::move(message)); };
-  ObjectReader top(root, "apply");
-  top.number("version", tables.version, true);
-  const json* tenants = nullptr;
-  const json* agents = nullptr;
-  if (auto it = root.find("tenants"); it != root.end()) tenants = &*it;
-  if (auto it = root.find("agents"); it != root.end()) agents = &*it;
-  if (top.error) return invalid(*top.error);
+  JsonReader top(root, "apply");
+  top.required("version", tables.version);
+  if (!top.ok()) return invalid(*top.error());
+  // The two lists are arrays of objects, read entry by entry below; every other key is
+  // unknown (JsonReader::finish would not know the two lists were read).
   for (auto it = root.begin(); it != root.end(); ++it) {
     const std::string& key = it.key();
     if (key != "op" && key != "version" && key != "tenants" && key != "agents") {
-      return invalid("apply: unknown key '" + key + "'");
+      return invalid("unknown field '" + key + "' in apply");
     }
   }
-  if (tenants == nullptr || !tenants->is_array()) return invalid("apply: 'tenants' must be an array (it may be empty)");
-  if (agents == nullptr || !agents->is_array()) return invalid("apply: 'agents' must be an array (it may be empty)");
+  const auto tenants = root.find("tenants");
+  const auto agents = root.find("agents");
+  if (tenants == root.end() || !tenants->is_array()) {
+    return invalid("field 'tenants' in apply must be an array (it may be empty)");
+  }
+  if (agents == root.end() || !agents->is_array()) {
+    return invalid("field 'agents' in apply must be an array (it may be empty)");
+  }
   std::size_t index = 0;
   for (const json& entry : *tenants) {
-    const std::string where = "tenants[" + std::to_string(index++) + "]";
-    if (!entry.is_object()) return invalid(where + ": must be an object");
     TenantEntry t;
-    ObjectReader r(entry, where);
-    r.number("id", t.id, true);
-    r.string("name", t.name);
-    r.number("rate_pps", t.rate_pps, false);
-    r.number("burst", t.burst, false);
-    r.strings("prefixes", t.prefixes, false);
-    r.reject_unknown();
-    if (r.error) return invalid(*r.error);
+    JsonReader r(entry, "tenants[" + std::to_string(index++) + "]");
+    r.required("id", t.id);
+    r.optional("name", t.name);
+    r.optional("rate_pps", t.rate_pps);
+    r.optional("burst", t.burst);
+    r.optional("prefixes", t.prefixes);
+    r.finish();
+    if (!r.ok()) return invalid(*r.error());
     tables.tenants.push_back(std::move(t));
   }
   index = 0;
   for (const json& entry : *agents) {
-    const std::string where = "agents[" + std::to_string(index++) + "]";
-    if (!entry.is_object()) return invalid(where + ": must be an object");
     AgentEntry a;
-    ObjectReader r(entry, where);
-    r.number("id", a.id, true);
-    r.number("tenant", a.tenant, true);
-    r.string("name", a.name);
-    r.strings("workers", a.workers, true);
-    r.reject_unknown();
-    if (r.error) return invalid(*r.error);
+    JsonReader r(entry, "agents[" + std::to_string(index++) + "]");
+    r.required("id", a.id);
+    r.required("tenant", a.tenant);
+    r.optional("name", a.name);
+    r.required("workers", a.workers);
+    r.finish();
+    if (!r.ok()) return invalid(*r.error());
     tables.agents.push_back(std::move(a));
   }
   return tables;
@@ -246,17 +175,17 @@ Result<Request, CodecError> parse_request(std::string_view text) {
       return request;
     }
     if (name == "grant") {
-      ObjectReader r(root, "grant");
+      JsonReader r(root, "grant");
       std::string ignored;
-      r.string("op", ignored);
-      r.string("slot", request.slot);
+      r.optional("op", ignored);
+      r.optional("slot", request.slot);
       std::uint32_t pid = 0;
-      r.number("pid", pid, true);
-      r.reject_unknown();
-      if (!r.error && (request.slot.empty() || pid > 0x7fffffffu)) {
-        r.error = "grant: 'slot' must name a slot and 'pid' must be a process id (0 = none yet)";
+      r.required("pid", pid);
+      r.finish();
+      if (r.ok() && (request.slot.empty() || pid > 0x7fffffffu)) {
+        r.fail("grant: 'slot' must name a slot and 'pid' must be a process id (0 = none yet)");
       }
-      if (r.error) return make_error(CodecError::invalid, *r.error);
+      if (!r.ok()) return make_error(CodecError::invalid, *r.error());
       request.op = Op::grant;
       request.pid = std::int32_t(pid);
       return request;

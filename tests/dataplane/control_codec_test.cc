@@ -37,10 +37,10 @@ TEST(ControlCodec, GrantRoundTripsAndBadGrantsAreNamed) {
   ASSERT_TRUE(revoke.ok()) << revoke.message();
   EXPECT_EQ(revoke->pid, 0);
   expect_bad(R"({"op":"grant","pid":5})", CodecError::invalid, "'slot'");
-  expect_bad(R"({"op":"grant","slot":"w0"})", CodecError::invalid, "'pid' is required");
+  expect_bad(R"({"op":"grant","slot":"w0"})", CodecError::invalid, "missing required field 'pid' in grant");
   expect_bad(R"({"op":"grant","slot":"w0","pid":-1})", CodecError::invalid, "'pid'");
   expect_bad(R"({"op":"grant","slot":"w0","pid":4294967296})", CodecError::invalid, "'pid'");
-  expect_bad(R"({"op":"grant","slot":"w0","pid":1,"uid":0})", CodecError::invalid, "unknown key 'uid'");
+  expect_bad(R"({"op":"grant","slot":"w0","pid":1,"uid":0})", CodecError::invalid, "unknown field 'uid' in grant");
   EXPECT_TRUE(parse_ok_reply(encode_ok()).ok());
   EXPECT_FALSE(parse_ok_reply(encode_error("grant: no worker slot named 'x'")).ok());
 }
@@ -86,26 +86,26 @@ TEST(ControlCodec, ApplyRoundTripsThroughTheClientEncoder) {
 }
 
 TEST(ControlCodec, ApplyFieldsAreTypeAndRangeChecked) {
-  expect_bad(R"({"op":"apply","tenants":[],"agents":[]})", CodecError::invalid, "'version' is required");
+  expect_bad(R"({"op":"apply","tenants":[],"agents":[]})", CodecError::invalid, "missing required field 'version' in apply");
   expect_bad(R"({"op":"apply","version":-1,"tenants":[],"agents":[]})", CodecError::invalid, "'version'");
-  expect_bad(R"({"op":"apply","version":1,"agents":[]})", CodecError::invalid, "'tenants' must be an array");
+  expect_bad(R"({"op":"apply","version":1,"agents":[]})", CodecError::invalid, "field 'tenants' in apply must be an array");
   expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":{}})", CodecError::invalid, "'agents'");
-  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[],"x":1})", CodecError::invalid, "unknown key 'x'");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[],"x":1})", CodecError::invalid, "unknown field 'x' in apply");
   expect_bad(R"({"op":"apply","version":1,"tenants":[{"name":"a"}],"agents":[]})", CodecError::invalid,
-             "tenants[0]: 'id' is required");
+             "missing required field 'id' in tenants[0]");
   expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":4294967296}],"agents":[]})", CodecError::invalid,
-             "tenants[0]: 'id' must be an integer");
+             "field 'id' in tenants[0] must be an unsigned integer");
   expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":1.5}],"agents":[]})", CodecError::invalid, "'id'");
   expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":1,"prefixes":"10.0.0.0/8"}],"agents":[]})",
-             CodecError::invalid, "'prefixes' must be an array of strings");
+             CodecError::invalid, "field 'prefixes' in tenants[0] must be an array of strings");
   expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":1,"rate":5}],"agents":[]})", CodecError::invalid,
-             "tenants[0]: unknown key 'rate'");
+             "unknown field 'rate' in tenants[0]");
   expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[{"id":1,"tenant":1}]})", CodecError::invalid,
-             "agents[0]: 'workers' is required");
+             "missing required field 'workers' in agents[0]");
   expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[{"id":1,"tenant":1,"workers":[3]}]})",
-             CodecError::invalid, "agents[0]: 'workers' must be an array of strings");
+             CodecError::invalid, "field 'workers[0]' in agents[0] must be a string");
   expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[7]})", CodecError::invalid,
-             "agents[0]: must be an object");
+             "agents[0] must be a JSON object");
 }
 
 TEST(ControlCodec, RepliesRoundTrip) {

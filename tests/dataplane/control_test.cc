@@ -24,7 +24,7 @@
 
 #include "axon/bpf/xdp_program.h"
 
-#include "it_support.h"
+#include "axon/testing/it_support.h"
 
 namespace axon::dataplane::it {
 namespace {

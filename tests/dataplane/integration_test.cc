@@ -39,7 +39,7 @@
 #include "axon/protocol/packet.h"
 #include "axon/shm/channel.h"
 
-#include "it_support.h"
+#include "axon/testing/it_support.h"
 
 namespace axon::dataplane::it {
 namespace {

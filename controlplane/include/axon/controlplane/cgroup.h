@@ -100,6 +100,8 @@ class CgroupDriver {
   };
   CgroupDriver() = default;
 
+  Result<Ok, CgroupError> open_v2(std::string v2_root);  // open() after the mode is chosen
+  Result<Ok, CgroupError> open_v1();
   Result<Ok, CgroupError> ensure_v2(const std::string& relative, const CgroupLimits& limits);
   Result<Ok, CgroupError> ensure_v1(const std::string& relative, const CgroupLimits& limits);
   Result<Ok, CgroupError> prepare_v2_root();

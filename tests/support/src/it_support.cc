@@ -1,5 +1,5 @@
-// Support for the data plane integration tests; see it_support.h.
-#include "it_support.h"
+// Support for the integration tests (data plane and control plane daemon tests); see it_support.h.
+#include "axon/testing/it_support.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
