@@ -257,6 +257,7 @@ class ControlplaneDaemon : public ::testing::Test {
 
   // The warm workers' pids through the root unix socket, in process: a curl per poll costs
   // tens of milliseconds, which would blur a respawn time measured in hundreds.
+  std::string unix_api_status_;  // the status line of the last answer, for failure messages
   std::optional<std::vector<pid_t>> warm_pids_via_unix_socket(const std::string& agent = "echo") {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return std::nullopt;
@@ -275,6 +276,7 @@ class ControlplaneDaemon : public ::testing::Test {
     }
     ::close(fd);
     const auto body_at = raw.find("\r\n\r\n");
+    unix_api_status_ = raw.substr(0, raw.find("\r\n"));
     if (raw.rfind("HTTP/1.1 200", 0) != 0 || body_at == std::string::npos) return std::nullopt;
     json j = json::parse(raw.substr(body_at + 4), nullptr, false);
     if (!j.is_object() || !j.contains("workers")) return std::nullopt;
@@ -442,7 +444,7 @@ TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) 
       auto now = warm_pids_via_unix_socket();
       return now && now->size() == 2 && std::find(now->begin(), now->end(), victim) == now->end();
     })) << workers().dump()
-        << "\n"
+        << "\nlast answer on the unix socket: " << unix_api_status_ << "\n"
         << read_file(tmp_.path() + "/log/workers/echo-0.log") << read_file(tmp_.path() + "/log/workers/echo-1.log");
     if (round >= 3) {
       respawn_ms.push_back(
