@@ -57,26 +57,33 @@ ShmResult<Ok> DeathWatch::watch(pid_t pid, std::uint64_t key) {
     return fail("pidfd_open(" + std::to_string(pid) + ") failed: " + std::strerror(errno) +
                 (errno == ESRCH ? " (the process already exited)" : ""));
   }
+  // The event names the pidfd, not the key: with the key alone, a predecessor's death
+  // could not be told from the current occupant's.
   epoll_event event{};
   event.events = EPOLLIN;
-  event.data.u64 = key;
+  event.data.fd = pidfd;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pidfd, &event) != 0) {
     std::string why = std::strerror(errno);
     close(pidfd);
     return fail("epoll_ctl on a pidfd failed: " + why);
   }
+  forget(key);  // one process per key: the new one replaces the old
   entries_.push_back(Entry{key, pidfd});
   return Ok{};
+}
+
+void DeathWatch::remove_at(std::size_t i) noexcept {
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, entries_[i].pidfd, nullptr);
+  close(entries_[i].pidfd);
+  entries_[i] = entries_.back();
+  entries_.pop_back();
 }
 
 void DeathWatch::forget(std::uint64_t key) noexcept {
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     if (entries_[i].key == key) {
-      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, entries_[i].pidfd, nullptr);
-      close(entries_[i].pidfd);
-      entries_[i] = entries_.back();
-      entries_.pop_back();
-      return;
+      remove_at(i);
+      return;  // watch() keeps at most one entry per key
     }
   }
 }
@@ -90,10 +97,14 @@ std::uint32_t DeathWatch::poll(std::vector<std::uint64_t>& dead, int timeout_ms)
   } while (n < 0 && errno == EINTR);
   std::uint32_t reported = 0;
   for (int i = 0; i < n; ++i) {
-    std::uint64_t key = events[i].data.u64;
-    dead.push_back(key);
-    forget(key);  // report each death once
-    ++reported;
+    const int pidfd = events[i].data.fd;
+    for (std::size_t e = 0; e < entries_.size(); ++e) {
+      if (entries_[e].pidfd != pidfd) continue;
+      dead.push_back(entries_[e].key);
+      remove_at(e);  // report each death once
+      ++reported;
+      break;
+    }
   }
   return reported;
 }

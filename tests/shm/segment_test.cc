@@ -679,6 +679,39 @@ TEST(DeathWatch, ReportsOnlyTheProcessThatDied) {
   EXPECT_EQ(dead, std::vector<std::uint64_t>{1});
 }
 
+// A key names one process: when a slot's new occupant is watched under the slot's key, the
+// predecessor's death is not reported under it (it used to be, and the data plane then
+// reclaimed the live successor's slot: a respawned worker that stayed `starting` for good).
+TEST(DeathWatch, ANewProcessUnderAKeyReplacesTheOld) {
+  auto watch = DeathWatch::create();
+  ASSERT_TRUE(watch);
+  Child predecessor = Child::fork([] {
+    pause();
+    return 0;
+  });
+  Child successor = Child::fork([] {
+    pause();
+    return 0;
+  });
+  ASSERT_GT(predecessor.pid(), 0);
+  ASSERT_GT(successor.pid(), 0);
+  ASSERT_TRUE(watch->watch(predecessor.pid(), 3));
+  ASSERT_TRUE(watch->watch(successor.pid(), 3));
+  EXPECT_EQ(watch->watched(), 1u);
+
+  predecessor.signal(SIGKILL);
+  ASSERT_TRUE(predecessor.wait());
+  std::vector<std::uint64_t> dead;
+  EXPECT_EQ(watch->poll(dead, 200), 0u) << "the predecessor's death was reported under the successor's key";
+  EXPECT_TRUE(dead.empty());
+  EXPECT_EQ(watch->watched(), 1u);
+
+  successor.signal(SIGKILL);
+  ASSERT_TRUE(test::wait_until([&] { return watch->poll(dead, 100) > 0; }));
+  EXPECT_EQ(dead, std::vector<std::uint64_t>{3});
+  EXPECT_EQ(watch->watched(), 0u);
+}
+
 // A zombie (exited, not yet reaped) counts as dead at once.
 TEST(DeathWatch, ReportsAnUnreapedZombie) {
   auto watch = DeathWatch::create();

@@ -20,7 +20,10 @@ class DeathWatch {
   DeathWatch& operator=(DeathWatch&& other) noexcept;
   ~DeathWatch();
 
-  // Starts watching pid under the caller's key. Fails if pid does not exist.
+  // Starts watching pid under the caller's key. Fails if pid does not exist. A key names
+  // one process at a time: watching a key that is already watched replaces the old process
+  // (a slot with a new occupant is not concerned by its predecessor's death, which would
+  // otherwise be reported under the key and reclaim the live successor).
   ShmResult<Ok> watch(pid_t pid, std::uint64_t key);
   // Stops watching key (e.g. a worker drained and exited normally).
   void forget(std::uint64_t key) noexcept;
@@ -37,6 +40,7 @@ class DeathWatch {
     int pidfd;
   };
   void close_all() noexcept;
+  void remove_at(std::size_t i) noexcept;
   int epoll_fd_ = -1;
   std::vector<Entry> entries_;
 };
