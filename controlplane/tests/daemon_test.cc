@@ -322,9 +322,13 @@ class ControlplaneDaemon : public ::testing::Test {
     return pids;
   }
 
+  // Every hierarchy mounted under /sys/fs/cgroup, not a fixed list: the names differ between
+  // hosts (cpu and cpuacct apart or co-mounted), and a list that missed "cpu" here left one
+  // group per test run behind. Symlinks (cpu -> cpu,cpuacct) are the same hierarchy.
   void kill_cgroup_leftovers() {
-    for (const char* hierarchy : {"pids", "memory", "cpu,cpuacct", "cpuset"}) {
-      std::string root = std::string("/sys/fs/cgroup/") + hierarchy + "/" + cgroup_name_;
+    for (const auto& mount : std::filesystem::directory_iterator("/sys/fs/cgroup")) {
+      if (mount.is_symlink() || !mount.is_directory()) continue;
+      std::string root = mount.path().string() + "/" + cgroup_name_;
       if (!std::filesystem::exists(root)) continue;
       std::vector<std::string> dirs;
       for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
@@ -337,10 +341,10 @@ class ControlplaneDaemon : public ::testing::Test {
         pid_t pid = 0;
         while (procs >> pid) ::kill(pid, SIGKILL);
       }
-      eventually([&] {
+      EXPECT_TRUE(eventually([&] {
         for (const auto& dir : dirs) rmdir(dir.c_str());
         return !std::filesystem::exists(root);
-      });
+      })) << "the test's cgroup " << root << " could not be removed";
     }
   }
 
