@@ -125,6 +125,15 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
     selected = [&global, path] { return call_api(global, {"GET", path, ""}, render_agent); };
   });
 
+  auto scaling_name = std::make_shared<std::string>();
+  CLI::App* scaling =
+      cmd->add_subcommand("scaling", "Show the autoscaler's view of an agent's pool: queueing delay and decisions");
+  scaling->add_option("name", *scaling_name, "Agent name")->required();
+  scaling->callback([&global, &selected, scaling_name] {
+    std::string path = "/v1/agents/" + path_segment(*scaling_name) + "/scaling";
+    selected = [&global, path] { return call_api(global, {"GET", path, ""}, render_scaling); };
+  });
+
   auto o = std::make_shared<CreateOptions>();
   CLI::App* create = cmd->add_subcommand(
       "create", "Register an agent: --file spec.json and/or flags; the worker command may follow --");

@@ -200,6 +200,25 @@ std::string render_agent(const json& agent) {
   });
 }
 
+std::string render_scaling(const json& scaling) {
+  const json& delay = field(scaling, "queue_delay_us");
+  std::string out = render_key_values({
+      {"agent", text(scaling, "agent")},
+      {"pool", text(scaling, "target") + " (min " + text(scaling, "min") + ", max " + text(scaling, "max") + ")"},
+      {"queueing delay",
+       (delay.is_number() ? text(scaling, "queue_delay_us") + " us" : std::string("not measured yet")) + " (" +
+           text(scaling, "delay_source") + "), target " + text(scaling, "queue_delay_target_us") + " us"},
+  });
+  const json& decisions = field(scaling, "decisions");
+  if (!decisions.is_array() || decisions.empty()) return out + "no scaling decisions yet\n";
+  Table table({"AT_MS", "FROM", "TO", "REASON", "DELAY_US", "TARGET_US", "MESSAGE"});
+  for (const json& d : decisions) {
+    table.add_row({text(d, "at_ms"), text(d, "from"), text(d, "to"), text(d, "reason"), text(d, "delay_us"),
+                   text(d, "target_us"), text(d, "message")});
+  }
+  return out + table.str();
+}
+
 std::string render_workers(const json& list) {
   const json& workers = list_field(list, "workers");
   if (!workers.is_array() || workers.empty()) return "no workers\n";

@@ -188,6 +188,38 @@ TEST(Tables, AgentsWorkersTenantsRoutes) {
   EXPECT_EQ(render_routes(routes), "AGENT_ID  AGENT  TENANT  SLOTS\n7         echo   1       echo-0,echo-1\n");
 }
 
+TEST(Tables, ScalingShowsTheDelayAndEachDecision) {
+  json scaling{{"agent", "echo"},
+               {"target", 3},
+               {"min", 1},
+               {"max", 4},
+               {"queue_delay_target_us", 1000},
+               {"queue_delay_us", 5400},
+               {"delay_source", "estimated"},
+               {"decisions",
+                {{{"at_ms", 1700000000000},
+                  {"from", 2},
+                  {"to", 3},
+                  {"direction", "up"},
+                  {"reason", "queue_delay"},
+                  {"delay_us", 5400},
+                  {"target_us", 1000},
+                  {"source", "estimated"},
+                  {"worker", ""},
+                  {"message", "grew"}}}}};
+  const std::string out = render_scaling(scaling);
+  EXPECT_NE(out.find("3 (min 1, max 4)"), std::string::npos) << out;
+  EXPECT_NE(out.find("5400 us (estimated), target 1000 us"), std::string::npos) << out;
+  EXPECT_NE(out.find("AT_MS          FROM  TO  REASON       DELAY_US  TARGET_US  MESSAGE"), std::string::npos) << out;
+  EXPECT_NE(out.find("1700000000000  2     3   queue_delay  5400      1000       grew"), std::string::npos) << out;
+  scaling.erase("queue_delay_us");
+  scaling["decisions"] = json::array();
+  const std::string empty = render_scaling(scaling);
+  EXPECT_NE(empty.find("not measured yet"), std::string::npos) << empty;
+  EXPECT_NE(empty.find("no scaling decisions yet"), std::string::npos) << empty;
+  EXPECT_NO_THROW(render_scaling(json::array()));
+}
+
 TEST(Tables, UnexpectedShapesDoNotThrow) {
   for (const json& j : {json(), json(5), json("x"), json::array(), json{{"agents", 3}}, json{{"spec", "no"}}}) {
     EXPECT_NO_THROW(render_status(j));
@@ -207,6 +239,7 @@ TEST(Commands, ReadOnlyCommandsMapToGets) {
   for (const Case& c : std::vector<Case>{{{"status"}, "/v1/status"},
                                          {{"agents", "list"}, "/v1/agents"},
                                          {{"agents", "get", "echo"}, "/v1/agents/echo"},
+                                         {{"agents", "scaling", "echo"}, "/v1/agents/echo/scaling"},
                                          {{"workers", "list"}, "/v1/workers"},
                                          {{"workers", "list", "--agent", "echo"}, "/v1/workers?agent=echo"},
                                          {{"tenants", "list"}, "/v1/tenants"},

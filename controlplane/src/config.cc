@@ -159,10 +159,24 @@ void read_cgroups(TableReader& r, CgroupSettings& cg, const std::string& file) {
 
 void read_pools(TableReader& r, PoolSettings& p) {
   read_ms(r, "scale_interval_ms", p.scale_interval, 50, 60000);
-  if (r.read("scale_up_queue", p.scale_up_queue) && p.scale_up_queue == 0) {
-    r.invalid("scale_up_queue", "must be >= 1");
+  if (r.node("scale_up_queue") != nullptr) {
+    r.invalid("scale_up_queue",
+              "was replaced by queue_delay_target_us: pools now grow on queueing delay (docs/scheduling.md); remove "
+              "it");
   }
+  if (r.read("queue_delay_target_us", p.queue_delay_target_us) &&
+      (p.queue_delay_target_us < 1 || p.queue_delay_target_us > 60'000'000)) {
+    r.invalid("queue_delay_target_us", "must be between 1 and 60000000 us (60 s)");
+  }
+  read_ms(r, "scale_up_sustain_ms", p.scale_up_sustain, 0, 3600000);
+  read_ms(r, "scale_up_cooldown_ms", p.scale_up_cooldown, 0, 3600000);
   read_ms(r, "scale_down_idle_ms", p.scale_down_idle, 100, 86400000);
+  read_ms(r, "scale_down_cooldown_ms", p.scale_down_cooldown, 0, 86400000);
+  if (r.read("scale_down_delay_ratio", p.scale_down_delay_ratio) &&
+      !(p.scale_down_delay_ratio >= 0 && p.scale_down_delay_ratio < 1)) {
+    r.invalid("scale_down_delay_ratio",
+              "must be at least 0 and below 1 (the shrink threshold is target * ratio, below the growth threshold)");
+  }
   read_ms(r, "drain_timeout_ms", p.drain_timeout, 0, 600000);
   read_ms(r, "stop_grace_ms", p.stop_grace, 0, 600000);
   read_ms(r, "backoff_initial_ms", p.backoff_initial, 1, 600000);

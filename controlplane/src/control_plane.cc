@@ -37,7 +37,8 @@ std::string escape_log(const std::string& text) {
 ControlPlane::ControlPlane(ControlplaneConfig config)
     : config_(std::move(config)),
       registry_(config_),
-      link_(DataplaneLink::Options{config_.dataplane.run_dir, config_.dataplane.reconnect_interval, 1000}) {}
+      link_(DataplaneLink::Options{config_.dataplane.run_dir, config_.dataplane.reconnect_interval, 1000}),
+      autoscaler_(autoscaler_policy(config_.pools)) {}
 
 ControlPlane::~ControlPlane() = default;
 

@@ -66,8 +66,14 @@ TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
        "test.toml:4", "unknown key 'threds' in [api]"},
       {"listen without certificate", "[api]\nlisten = \"127.0.0.1:1\"\n", ConfigError::invalid_value, "test.toml:2",
        "cert_file and key_file"},
-      {"wrong type", "[pools]\nscale_up_queue = \"8\"\n", ConfigError::invalid_value, "test.toml:2",
-       "scale_up_queue must be an integer"},
+      {"wrong type", "[pools]\nscale_interval_ms = \"8\"\n", ConfigError::invalid_value, "test.toml:2",
+       "scale_interval_ms must be an integer"},
+      {"replaced scale_up_queue", "[pools]\nscale_up_queue = 8\n", ConfigError::invalid_value, "test.toml:2",
+       "replaced by queue_delay_target_us"},
+      {"zero delay target", "[pools]\nqueue_delay_target_us = 0\n", ConfigError::invalid_value, "test.toml:2",
+       "queue_delay_target_us: must be between 1 and"},
+      {"shrink ratio at 1", "[pools]\nscale_down_delay_ratio = 1.0\n", ConfigError::invalid_value, "test.toml:2",
+       "scale_down_delay_ratio: must be at least 0 and below 1"},
       {"bad on_exit", "[pools]\non_exit = \"sometimes\"\n", ConfigError::invalid_value, "test.toml:2", "on_exit"},
       {"backoff max below initial", "[pools]\nbackoff_initial_ms = 500\nbackoff_max_ms = 100\n",
        ConfigError::invalid_value, "test.toml:3", "backoff_max_ms"},
@@ -111,6 +117,29 @@ TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
     EXPECT_NE(config.message().find(c.line), std::string::npos) << config.message();
     EXPECT_NE(config.message().find(c.mentions), std::string::npos) << config.message();
   }
+}
+
+TEST(ControlplaneConfig, AutoscalerKnobsParseWithDefaults) {
+  auto defaults = parse_config(kBase, "test.toml");
+  ASSERT_TRUE(defaults) << defaults.message();
+  EXPECT_EQ(defaults->pools.queue_delay_target_us, 1000u);
+  EXPECT_EQ(defaults->pools.scale_up_sustain.count(), 1000);
+  EXPECT_EQ(defaults->pools.scale_up_cooldown.count(), 2000);
+  EXPECT_EQ(defaults->pools.scale_down_idle.count(), 30000);
+  EXPECT_EQ(defaults->pools.scale_down_cooldown.count(), 10000);
+  EXPECT_DOUBLE_EQ(defaults->pools.scale_down_delay_ratio, 0.5);
+  auto set = parse_config(std::string(kBase) +
+                              "[pools]\nqueue_delay_target_us = 250\nscale_up_sustain_ms = 300\n"
+                              "scale_up_cooldown_ms = 400\nscale_down_idle_ms = 1500\nscale_down_cooldown_ms = 600\n"
+                              "scale_down_delay_ratio = 0.25\n",
+                          "test.toml");
+  ASSERT_TRUE(set) << set.message();
+  EXPECT_EQ(set->pools.queue_delay_target_us, 250u);
+  EXPECT_EQ(set->pools.scale_up_sustain.count(), 300);
+  EXPECT_EQ(set->pools.scale_up_cooldown.count(), 400);
+  EXPECT_EQ(set->pools.scale_down_idle.count(), 1500);
+  EXPECT_EQ(set->pools.scale_down_cooldown.count(), 600);
+  EXPECT_DOUBLE_EQ(set->pools.scale_down_delay_ratio, 0.25);
 }
 
 TEST(ControlplaneConfig, MissingFileSaysWhatToDo) {

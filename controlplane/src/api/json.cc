@@ -138,17 +138,22 @@ json to_json(const AgentStatus& value) {
 }
 
 json to_json(const WorkerInfo& value) {
-  return json{{"id", value.id},
-              {"agent", value.agent},
-              {"slot", value.slot},
-              {"pid", value.pid},
-              {"state", to_string(value.state)},
-              {"started_at_ms", value.started_at_ms},
-              {"restarts", value.restarts},
-              {"cgroup", value.cgroup},
-              {"inflight", value.inflight},
-              {"ring_depth", value.ring_depth},
-              {"completed", value.completed}};
+  json j{{"id", value.id},
+         {"agent", value.agent},
+         {"slot", value.slot},
+         {"pid", value.pid},
+         {"state", to_string(value.state)},
+         {"started_at_ms", value.started_at_ms},
+         {"restarts", value.restarts},
+         {"cgroup", value.cgroup},
+         {"inflight", value.inflight},
+         {"ring_depth", value.ring_depth},
+         {"completed", value.completed},
+         {"last_exit", value.last_exit},
+         {"crash_streak", value.crash_streak},
+         {"last_respawn_delay_ms", value.last_respawn_delay_ms}};
+  if (value.retry_in_ms) j["retry_in_ms"] = *value.retry_in_ms;
+  return j;
 }
 
 json to_json(const TenantSpec& value) {
@@ -197,6 +202,27 @@ json to_json(const ScaleRequest& value) {
   json j = json::object();
   if (value.min) j["min"] = *value.min;
   if (value.max) j["max"] = *value.max;
+  return j;
+}
+
+json to_json(const ScaleEvent& value) {
+  return json{{"at_ms", value.at_ms},         {"from", value.from},     {"to", value.to},
+              {"direction", value.direction}, {"reason", value.reason}, {"delay_us", value.delay_us},
+              {"target_us", value.target_us}, {"source", value.source}, {"worker", value.worker},
+              {"message", value.message}};
+}
+
+json to_json(const ScalingStatus& value) {
+  json decisions = json::array();
+  for (const auto& d : value.decisions) decisions.push_back(to_json(d));
+  json j{{"agent", value.agent},
+         {"target", value.target},
+         {"min", value.min},
+         {"max", value.max},
+         {"queue_delay_target_us", value.queue_delay_target_us},
+         {"delay_source", value.delay_source},
+         {"decisions", std::move(decisions)}};
+  if (value.queue_delay_us) j["queue_delay_us"] = *value.queue_delay_us;
   return j;
 }
 
@@ -270,6 +296,10 @@ ApiResult<WorkerInfo> worker_info_from_json(const json& j) {
   r.optional("inflight", out.inflight);
   r.optional("ring_depth", out.ring_depth);
   r.optional("completed", out.completed);
+  r.optional("last_exit", out.last_exit);
+  r.optional("crash_streak", out.crash_streak);
+  r.optional("last_respawn_delay_ms", out.last_respawn_delay_ms);
+  r.optional("retry_in_ms", out.retry_in_ms);
   return finish(r, std::move(out));
 }
 
