@@ -14,6 +14,7 @@
 //
 //   axon-bench-respawn [--kills 10] [--json FILE]
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 

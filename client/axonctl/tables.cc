@@ -247,6 +247,21 @@ std::string render_tenants(const json& list) {
   return table.str();
 }
 
+namespace {
+// "500/s, burst 50" or "no class limit" for the interactive_/background_ fields.
+std::string class_limit_text(const json& t, const std::string& cls) {
+  const std::string rate = cls + "_rate_pps";
+  if (number(t, rate.c_str()) == 0) return "no class limit";
+  return text(t, rate.c_str()) + "/s, burst " + text(t, (cls + "_burst").c_str());
+}
+std::string credits_text(const json& t) {
+  if (number(t, "credits_max") == 0) return "off";
+  const std::string target =
+      number(t, "credit_delay_target_us") == 0 ? "the data plane's" : text(t, "credit_delay_target_us") + " us";
+  return text(t, "credits_min") + ".." + text(t, "credits_max") + ", delay target " + target;
+}
+}  // namespace
+
 std::string render_tenant(const json& t) {
   return render_key_values({
       {"id", text(t, "id")},
@@ -254,6 +269,9 @@ std::string render_tenant(const json& t) {
       {"rate", rate_text(t)},
       {"burst", text(t, "burst")},
       {"prefixes", join(field(t, "prefixes"), ", ")},
+      {"interactive", class_limit_text(t, "interactive")},
+      {"background", class_limit_text(t, "background")},
+      {"credits", credits_text(t)},
   });
 }
 

@@ -356,6 +356,26 @@ TEST(Commands, TenantSetUpdatesOnlyGivenFields) {
   EXPECT_EQ(json::parse(create.requests[1].body),
             (json{{"id", 6}, {"name", "new"}, {"prefixes", {"10.1.0.0/16", "192.168.0.0/24"}}}));
 
+  // The per-class limits and credits: only the given ones are sent.
+  CliRun classes = run({"tenants", "set", "5", "--interactive-rate", "800", "--interactive-burst", "80",
+                        "--credits-max", "64", "--credit-delay-target-us", "500"},
+                       {reply(200, existing), reply(200, existing)});
+  EXPECT_EQ(classes.exit_code, 0) << classes.err;
+  ASSERT_EQ(classes.requests.size(), 2u);
+  json sent = json::parse(classes.requests[1].body);
+  EXPECT_EQ(sent["interactive_rate_pps"], 800);
+  EXPECT_EQ(sent["interactive_burst"], 80);
+  EXPECT_EQ(sent["credits_max"], 64);
+  EXPECT_EQ(sent["credit_delay_target_us"], 500);
+  EXPECT_FALSE(sent.contains("background_rate_pps"));
+  EXPECT_FALSE(sent.contains("credits_min"));
+  json limited = existing;
+  limited.update(json{{"interactive_rate_pps", 800}, {"interactive_burst", 80}, {"credits_max", 64}, {"credits_min", 2},
+                      {"credit_delay_target_us", 0}});
+  const std::string shown = render_tenant(limited);
+  EXPECT_NE(shown.find("800/s, burst 80"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("2..64, delay target the data plane's"), std::string::npos) << shown;
+
   CliRun nameless = run({"tenants", "set", "7", "--rate", "1"}, {reply(404, json{{"error", "no tenant 7"}})});
   EXPECT_EQ(nameless.exit_code, kExitUsage);
   EXPECT_EQ(nameless.requests.size(), 1u) << "nothing was written";

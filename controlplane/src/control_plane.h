@@ -105,6 +105,7 @@ class ControlPlane final : public ControlApi {
     Clock::time_point drain_started{};
     bool stop_requested = false;
     pid_t replaced_pid = 0;  // the process replace_stalled() killed (killed once, not per tick)
+    pid_t grant_pending = 0;  // respawned while the data plane still held its predecessor's slot
   };
 
   struct Pool {
@@ -141,6 +142,7 @@ class ControlPlane final : public ControlApi {
   void reconcile_pools();
   void progress_drains();
   void replace_stalled();  // kills workers the data plane reports stalled; the pool respawns them
+  void grant_reclaimed_slots();  // grants a respawn its slot once the data plane reclaimed it
   void push_tables(bool force);
   dataplane::control::Tables build_tables() const;
 

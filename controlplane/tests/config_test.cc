@@ -106,6 +106,14 @@ TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
        ConfigError::invalid_value, "test.toml:19", "defined twice"},
       {"tenant bad prefix", "[[tenants]]\nid = 1\nname = \"t\"\nprefixes = [\"10.0.0.0/33\"]\n",
        ConfigError::invalid_value, "test.toml:2", "10.0.0.0/33"},
+      {"tenant class rate without burst",
+       "[[tenants]]\nid = 1\nname = \"t\"\ninteractive_rate_pps = 100\n", ConfigError::invalid_value, "test.toml:2",
+       "interactive_rate_pps needs interactive_burst"},
+      {"tenant credits min above max",
+       "[[tenants]]\nid = 1\nname = \"t\"\ncredits_max = 2\ncredits_min = 3\n", ConfigError::invalid_value,
+       "test.toml:2", "credits_min (3) must not exceed credits_max (2)"},
+      {"tenant unknown limit key", "[[tenants]]\nid = 1\nname = \"t\"\ninteractive_rate = 100\n",
+       ConfigError::unknown_key, "test.toml:4", "unknown key 'interactive_rate'"},
       {"tenant rate without burst", "[[tenants]]\nid = 1\nname = \"t\"\nrate_pps = 10\n", ConfigError::invalid_value,
        "test.toml:2", "no burst"},
   };
@@ -140,6 +148,25 @@ TEST(ControlplaneConfig, AutoscalerKnobsParseWithDefaults) {
   EXPECT_EQ(set->pools.scale_down_idle.count(), 1500);
   EXPECT_EQ(set->pools.scale_down_cooldown.count(), 600);
   EXPECT_DOUBLE_EQ(set->pools.scale_down_delay_ratio, 0.25);
+}
+
+TEST(ControlplaneConfig, TenantClassLimitsAndCreditsParse) {
+  auto config = parse_config(std::string(kBase) +
+                                 "[[tenants]]\nid = 2\nname = \"bulk\"\ninteractive_rate_pps = 800\n"
+                                 "interactive_burst = 80\nbackground_rate_pps = 200\nbackground_burst = 20\n"
+                                 "credits_max = 64\ncredits_min = 4\ncredit_delay_target_us = 500\n",
+                             "test.toml");
+  ASSERT_TRUE(config) << config.message();
+  ASSERT_EQ(config->tenants.size(), 2u);
+  const TenantSpec& t = config->tenants[1];
+  EXPECT_EQ(t.interactive_rate_pps, 800u);
+  EXPECT_EQ(t.interactive_burst, 80u);
+  EXPECT_EQ(t.background_rate_pps, 200u);
+  EXPECT_EQ(t.background_burst, 20u);
+  EXPECT_EQ(t.credits_max, 64u);
+  EXPECT_EQ(t.credits_min, 4u);
+  EXPECT_EQ(t.credit_delay_target_us, 500u);
+  EXPECT_EQ(config->tenants[0].credits_min, 1u) << "the model's default";
 }
 
 TEST(ControlplaneConfig, MissingFileSaysWhatToDo) {

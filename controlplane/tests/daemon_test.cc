@@ -119,7 +119,10 @@ TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) 
       return now && now->size() == 2 && std::find(now->begin(), now->end(), victim) == now->end();
     })) << workers().dump()
         << "\nlast answer on the unix socket: " << unix_api_status_ << "\n"
-        << read_file(tmp_.path() + "/log/workers/echo-0.log") << read_file(tmp_.path() + "/log/workers/echo-1.log");
+        << read_file(tmp_.path() + "/log/workers/echo-0.log") << read_file(tmp_.path() + "/log/workers/echo-1.log")
+        << "\ncontrol plane:\n"
+        << controlplane_->log() << "\ndata plane:\n"
+        << dataplane_->log();
     if (round >= 3) {
       respawn_ms.push_back(
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed_at).count());
