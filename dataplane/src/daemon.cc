@@ -748,10 +748,8 @@ std::string Daemon::handle_control(const control::Request& request) {
   for (const control::TenantEntry& t : request.tables.tenants) {
     tenants.push_back(TenantConfig{t.id, t.name, t.rate_pps, t.burst, t.prefixes});
   }
-  std::vector<AgentConfig> agents;
-  for (const control::AgentEntry& a : request.tables.agents) {
-    agents.push_back(AgentConfig{a.id, a.tenant, a.name, a.workers});
-  }
+  // The same struct (model::Route): scheduling knobs and all.
+  const std::vector<AgentConfig>& agents = request.tables.agents;
   std::string error;
   if (!install_tables(tenants, agents, error)) {
     ++rejected_applies_;
