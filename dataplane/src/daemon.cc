@@ -744,11 +744,8 @@ std::string Daemon::handle_control(const control::Request& request) {
     case control::Op::grant: return handle_grant(request);
     case control::Op::apply: break;
   }
-  std::vector<TenantConfig> tenants;
-  for (const control::TenantEntry& t : request.tables.tenants) {
-    tenants.push_back(TenantConfig{t.id, t.name, t.rate_pps, t.burst, t.prefixes});
-  }
-  // The same struct (model::Route): scheduling knobs and all.
+  // The same structs (model::Tenant, model::Route): copied whole, so no field is left behind.
+  const std::vector<TenantConfig>& tenants = request.tables.tenants;
   const std::vector<AgentConfig>& agents = request.tables.agents;
   std::string error;
   if (!install_tables(tenants, agents, error)) {

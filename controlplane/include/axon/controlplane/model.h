@@ -84,7 +84,7 @@ struct AgentSpec {
   PoolSize pool;
   std::string cgroup_profile = "default";  // a [cgroup_profiles.<name>] from the config
 
-  model::Agent agent() const { return model::Agent{id, tenant, name, {}}; }  // what the data plane routes on
+  model::Agent agent() const { return model::Agent{id, tenant, name}; }  // what the data plane routes on
 };
 
 struct AgentStatus {
