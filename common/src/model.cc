@@ -66,4 +66,25 @@ std::string IpPrefix::to_string() const {
   return std::string(buffer) + "/" + std::to_string(length);
 }
 
+std::string tenant_limits_problem(const Tenant& tenant) {
+  const struct {
+    const char* rate;
+    const char* burst_name;
+    std::uint32_t pps, burst;
+  } limits[] = {{"rate_pps", "burst", tenant.rate_pps, tenant.burst},
+                {"interactive_rate_pps", "interactive_burst", tenant.interactive_rate_pps, tenant.interactive_burst},
+                {"background_rate_pps", "background_burst", tenant.background_rate_pps, tenant.background_burst}};
+  for (const auto& l : limits) {
+    if (l.pps > 0 && l.burst == 0) {
+      return std::string(l.rate) + " needs " + l.burst_name + " >= 1 (how many requests may come back to back)";
+    }
+    if (l.pps > 1'000'000'000u) return std::string(l.rate) + " must be at most 1000000000";
+  }
+  if (tenant.credits_max > 0 && tenant.credits_min > tenant.credits_max) {
+    return "credits_min (" + std::to_string(tenant.credits_min) + ") must not exceed credits_max (" +
+           std::to_string(tenant.credits_max) + ")";
+  }
+  return {};
+}
+
 }  // namespace axon::model

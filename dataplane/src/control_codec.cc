@@ -50,6 +50,13 @@ Result<Tables, CodecError> parse_tables(const json& root) {
     r.optional("rate_pps", t.rate_pps);
     r.optional("burst", t.burst);
     r.optional("prefixes", t.prefixes);
+    r.optional("interactive_rate_pps", t.interactive_rate_pps);
+    r.optional("interactive_burst", t.interactive_burst);
+    r.optional("background_rate_pps", t.background_rate_pps);
+    r.optional("background_burst", t.background_burst);
+    r.optional("credits_max", t.credits_max);
+    r.optional("credits_min", t.credits_min);
+    r.optional("credit_delay_target_us", t.credit_delay_target_us);
     r.finish();
     if (!r.ok()) return invalid(*r.error());
     tables.tenants.push_back(std::move(t));
@@ -255,8 +262,18 @@ std::string encode_slots_request() {
 std::string encode_apply_request(const Tables& tables) {
   json tenants = json::array();
   for (const TenantEntry& t : tables.tenants) {
-    tenants.push_back(
-        json{{"id", t.id}, {"name", t.name}, {"rate_pps", t.rate_pps}, {"burst", t.burst}, {"prefixes", t.prefixes}});
+    tenants.push_back(json{{"id", t.id},
+                           {"name", t.name},
+                           {"rate_pps", t.rate_pps},
+                           {"burst", t.burst},
+                           {"prefixes", t.prefixes},
+                           {"interactive_rate_pps", t.interactive_rate_pps},
+                           {"interactive_burst", t.interactive_burst},
+                           {"background_rate_pps", t.background_rate_pps},
+                           {"background_burst", t.background_burst},
+                           {"credits_max", t.credits_max},
+                           {"credits_min", t.credits_min},
+                           {"credit_delay_target_us", t.credit_delay_target_us}});
   }
   json agents = json::array();
   for (const AgentEntry& a : tables.agents) {

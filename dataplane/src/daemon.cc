@@ -744,10 +744,8 @@ std::string Daemon::handle_control(const control::Request& request) {
     case control::Op::grant: return handle_grant(request);
     case control::Op::apply: break;
   }
-  std::vector<TenantConfig> tenants;
-  for (const control::TenantEntry& t : request.tables.tenants) {
-    tenants.push_back(TenantConfig{t.id, t.name, t.rate_pps, t.burst, t.prefixes});
-  }
+  // The same struct (model::Tenant): copied whole, so no field is left behind.
+  std::vector<TenantConfig> tenants = request.tables.tenants;
   std::vector<AgentConfig> agents;
   for (const control::AgentEntry& a : request.tables.agents) {
     agents.push_back(AgentConfig{a.id, a.tenant, a.name, a.workers});

@@ -111,5 +111,28 @@ TEST(JsonReader, ReadsEveryTypeAndNamesTheFieldOnError) {
   EXPECT_EQ(error(R"({"name":1,"count":"x"})"), "field 'name' in thing must be a string");
 }
 
+// Issue 13: the one rule set for per-class rates and credits, shared by every tenant source.
+TEST(TenantLimits, EachRateNeedsABurstAndCreditsMinStaysUnderMax) {
+  model::Tenant t;
+  EXPECT_EQ(model::tenant_limits_problem(t), "");
+  t.interactive_rate_pps = 10;
+  EXPECT_EQ(model::tenant_limits_problem(t).rfind("interactive_rate_pps needs interactive_burst", 0), 0u);
+  t.interactive_burst = 1;
+  EXPECT_EQ(model::tenant_limits_problem(t), "");
+  t.background_rate_pps = 2'000'000'000u;
+  t.background_burst = 4;
+  EXPECT_EQ(model::tenant_limits_problem(t).rfind("background_rate_pps must be at most", 0), 0u);
+  t.background_rate_pps = 5;
+  t.rate_pps = 3;
+  EXPECT_EQ(model::tenant_limits_problem(t).rfind("rate_pps needs burst", 0), 0u);
+  t.burst = 3;
+  t.credits_min = 9;  // credits off (credits_max 0): the floor does not matter
+  EXPECT_EQ(model::tenant_limits_problem(t), "");
+  t.credits_max = 8;
+  EXPECT_EQ(model::tenant_limits_problem(t), "credits_min (9) must not exceed credits_max (8)");
+  t.credits_max = 9;
+  EXPECT_EQ(model::tenant_limits_problem(t), "");
+}
+
 }  // namespace
 }  // namespace axon

@@ -180,6 +180,57 @@ TEST(DataplaneConfig, MinimalFileTakesTheDefaults) {
   ASSERT_EQ(c.workers.size(), 1u);
 }
 
+// Issue 13: per-class rates and credits in [[tenants]], and the [credits] knobs.
+TEST(DataplaneConfig, TenantClassLimitsAndCreditsParse) {
+  auto r = parse_config(minimal("",
+                                "[credits]\nrefresh_us = 5000\ntarget_delay_us = 300\nincrease_permille = 20\n"
+                                "decrease_permille = 800\n\n[[tenants]]\nid = 4\n"
+                                "interactive_rate_pps = 500\ninteractive_burst = 20\n"
+                                "background_rate_pps = 100\nbackground_burst = 4\ncredits_max = 64\n"
+                                "credits_min = 2\ncredit_delay_target_us = 250\n"),
+                        kName);
+  ASSERT_TRUE(r.ok()) << r.message();
+  ASSERT_EQ(r->tenants.size(), 1u);
+  const TenantConfig& t = r->tenants[0];
+  EXPECT_EQ(t.interactive_rate_pps, 500u);
+  EXPECT_EQ(t.interactive_burst, 20u);
+  EXPECT_EQ(t.background_rate_pps, 100u);
+  EXPECT_EQ(t.background_burst, 4u);
+  EXPECT_EQ(t.credits_max, 64u);
+  EXPECT_EQ(t.credits_min, 2u);
+  EXPECT_EQ(t.credit_delay_target_us, 250u);
+  EXPECT_EQ(r->credits.refresh_us, 5000u);
+  EXPECT_EQ(r->credits.target_delay_us, 300u);
+  EXPECT_EQ(r->credits.increase_permille, 20u);
+  EXPECT_EQ(r->credits.decrease_permille, 800u);
+
+  auto defaults = parse_config(minimal("", "[[tenants]]\nid = 4\n"), kName);
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  const TenantConfig& d = defaults->tenants[0];
+  EXPECT_EQ(d.interactive_rate_pps, 0u);
+  EXPECT_EQ(d.background_rate_pps, 0u);
+  EXPECT_EQ(d.credits_max, 0u);  // credits off: unlimited
+  EXPECT_TRUE(defaults->xdp.enforce_credits);
+  EXPECT_EQ(defaults->credits.refresh_us, CreditSettings{}.refresh_us);
+
+  // minimal() puts `rest` at line 6: a blank line, [[tenants]] (7), id (8), the next key (9)
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\ninteractive_rate_pps = 10\n"), ConfigError::invalid_value, 9,
+                  "needs interactive_burst");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nbackground_rate_pps = 10\n"), ConfigError::invalid_value, 9,
+                  "needs background_burst");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\ncredits_max = 4\ncredits_min = 5\n"), ConfigError::invalid_value,
+                  10, "must not exceed credits_max");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\ncredits_max = -1\n"), ConfigError::invalid_value, 9,
+                  "credits_max must be an integer");
+  expect_error_at(minimal("", "[credits]\nrefresh_us = 10\n"), ConfigError::invalid_value, 7, "refresh_us");
+  expect_error_at(minimal("", "[credits]\ntarget_delay_us = 0\n"), ConfigError::invalid_value, 7, "target_delay_us");
+  expect_error_at(minimal("", "[credits]\nincrease_permille = 1001\n"), ConfigError::invalid_value, 7,
+                  "increase_permille");
+  expect_error_at(minimal("", "[credits]\ndecrease_permille = 0\n"), ConfigError::invalid_value, 7,
+                  "decrease_permille");
+  expect_error_at(minimal("", "[credits]\nrefresh = 10\n"), ConfigError::unknown_key, 7, "unknown key 'refresh'");
+}
+
 TEST(DataplaneConfig, NumaNodeTakesANumberOrAuto) {
   auto numbered = parse_config(minimal("numa_node = 1\n"), kName);
   ASSERT_TRUE(numbered.ok()) << numbered.message();

@@ -85,12 +85,43 @@ TEST(ControlCodec, ApplyRoundTripsThroughTheClientEncoder) {
   EXPECT_TRUE(r->tables.agents[1].workers.empty());
 }
 
+// Issue 13: the per-class rates and credits cross the socket both ways; absent fields keep
+// the model's defaults (an older control plane sends none of them).
+TEST(ControlCodec, TenantClassLimitsAndCreditsRoundTrip) {
+  Tables t;
+  t.version = 3;
+  TenantEntry tenant{2, "beta", 0, 0, {}};
+  tenant.interactive_rate_pps = 700;
+  tenant.interactive_burst = 7;
+  tenant.background_rate_pps = 300;
+  tenant.background_burst = 3;
+  tenant.credits_max = 90;
+  tenant.credits_min = 9;
+  tenant.credit_delay_target_us = 450;
+  t.tenants.push_back(tenant);
+  auto r = parse_request(encode_apply_request(t));
+  ASSERT_TRUE(r.ok()) << r.message();
+  ASSERT_EQ(r->tables.tenants.size(), 1u);
+  EXPECT_EQ(r->tables.tenants[0], tenant);
+
+  auto old = parse_request(R"({"op":"apply","version":1,"tenants":[{"id":1}],"agents":[]})");
+  ASSERT_TRUE(old.ok()) << old.message();
+  EXPECT_EQ(old->tables.tenants[0], (TenantEntry{1, "", 0, 0, {}}));
+  expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":1,"credits_max":-4}],"agents":[]})", CodecError::invalid,
+             "field 'credits_max' in tenants[0]");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":1,"interactive_rate":4}],"agents":[]})", CodecError::invalid,
+             "interactive_rate");
+}
+
 TEST(ControlCodec, ApplyFieldsAreTypeAndRangeChecked) {
-  expect_bad(R"({"op":"apply","tenants":[],"agents":[]})", CodecError::invalid, "missing required field 'version' in apply");
+  expect_bad(R"({"op":"apply","tenants":[],"agents":[]})", CodecError::invalid,
+             "missing required field 'version' in apply");
   expect_bad(R"({"op":"apply","version":-1,"tenants":[],"agents":[]})", CodecError::invalid, "'version'");
-  expect_bad(R"({"op":"apply","version":1,"agents":[]})", CodecError::invalid, "field 'tenants' in apply must be an array");
+  expect_bad(R"({"op":"apply","version":1,"agents":[]})", CodecError::invalid,
+             "field 'tenants' in apply must be an array");
   expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":{}})", CodecError::invalid, "'agents'");
-  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[],"x":1})", CodecError::invalid, "unknown field 'x' in apply");
+  expect_bad(R"({"op":"apply","version":1,"tenants":[],"agents":[],"x":1})", CodecError::invalid,
+             "unknown field 'x' in apply");
   expect_bad(R"({"op":"apply","version":1,"tenants":[{"name":"a"}],"agents":[]})", CodecError::invalid,
              "missing required field 'id' in tenants[0]");
   expect_bad(R"({"op":"apply","version":1,"tenants":[{"id":4294967296}],"agents":[]})", CodecError::invalid,
@@ -192,6 +223,13 @@ TEST(ControlTables, CheckTablesNamesTheOffendingItem) {
   expect({{1, "", 0, 0, {"10.0.0.0/33"}}}, {}, "tenant 1: '10.0.0.0/33'");
   expect({{1, "", 0, 0, {"example.com"}}}, {}, "'example.com'");
   expect({{1, "", 10, 0, {}}}, {}, "tenant 1: set a burst");
+  TenantConfig class_rate{3, "", 0, 0, {}};
+  class_rate.background_rate_pps = 5;
+  expect({class_rate}, {}, "tenant 3: background_rate_pps needs background_burst");
+  TenantConfig credits{3, "", 0, 0, {}};
+  credits.credits_max = 2;
+  credits.credits_min = 3;
+  expect({credits}, {}, "tenant 3: credits_min (3) must not exceed credits_max (2)");
   expect({{1, "", 0, 0, {}}, {1, "", 0, 0, {}}}, {}, "tenant 1: tenant ids must be unique");
   expect(tenants, {{7, 1, "", {}}, {7, 1, "", {}}}, "agent 7: agent ids must be unique");
   expect(tenants, {{7, 1, "", std::vector<std::string>(65, "slot-0")}}, "at most 64");

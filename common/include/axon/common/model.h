@@ -38,15 +38,43 @@ enum class PrefixError { invalid };
 // is a host prefix (/32, /128). The message names the text and says what is expected.
 Result<IpPrefix, PrefixError> parse_ip_prefix(std::string_view text);
 
-// A tenant: who may send (prefixes) and how fast (rate_pps with burst).
+// A tenant: who may send (prefixes), how fast (rate limits) and how much the workers take
+// from it now (credits). docs/scheduling.md, "Per-class limits" and "Credits and BUSY from
+// XDP", gives the rules; docs/operations.md lists the keys.
+//
+// Rates: rate_pps/burst limit the tenant's requests of every class together; the per-class
+// pairs limit only requests of that AXP priority (0 interactive, 1 background). A request
+// must pass every limit that applies to it (the class limit, then the all-classes one); each
+// limit is a GCRA bucket, 0 pps = none of that kind. A rate needs a burst >= 1.
+//
+// Credits (Breakwater-style admission control): credits_max > 0 turns them on. The data plane
+// grants the tenant a budget of requests per credit refresh interval, between credits_min and
+// credits_max, raised while its workers' queueing delay stays under credit_delay_target_us and
+// cut when it passes it; a request beyond the budget is answered BUSY (from XDP where the
+// program runs). 0 = credits off: unlimited.
 struct Tenant {
   std::uint32_t id = 0;  // AXP tenant id (1..2^32-1)
   std::string name;
-  std::uint32_t rate_pps = 0;  // 0 = unlimited
+  std::uint32_t rate_pps = 0;  // every class together; 0 = unlimited
   std::uint32_t burst = 0;
   std::vector<std::string> prefixes;  // allowed source prefixes, "10.0.0.0/8"; each parses
+  // New fields go after prefixes, so positional initialisers of the older ones stay valid.
+  std::uint32_t interactive_rate_pps = 0;  // priority 0 only; 0 = no class limit
+  std::uint32_t interactive_burst = 0;
+  std::uint32_t background_rate_pps = 0;  // priority 1 only; 0 = no class limit
+  std::uint32_t background_burst = 0;
+  std::uint32_t credits_max = 0;             // requests per refresh interval at most; 0 = credits off
+  std::uint32_t credits_min = 1;             // the budget never drops below this (<= credits_max)
+  std::uint32_t credit_delay_target_us = 0;  // 0 = the data plane's [credits] target_delay_us
   friend bool operator==(const Tenant&, const Tenant&) = default;
 };
+
+// The limit rules every source of a Tenant (data plane TOML, control socket, control plane
+// config and REST) applies beyond field types: each rate needs a burst, and credits_min <=
+// credits_max when credits are on. Ids and prefixes are checked by the callers. Empty when the
+// limits are fine; otherwise a message that names the field and the fix (callers prefix the
+// tenant).
+std::string tenant_limits_problem(const Tenant& tenant);
 
 // An agent as the data plane routes on it.
 struct Agent {
