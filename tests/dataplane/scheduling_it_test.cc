@@ -91,7 +91,9 @@ class SchedulingIT : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
-    net_ = TestNetwork::create(net_error_).release();
+    axon::testing::NetworkSpec spec;
+    spec.prefix = "axdsp";  // this binary's own namespaces and links
+    net_ = TestNetwork::create(spec, net_error_).release();
   }
   static void TearDownTestSuite() {
     delete net_;
