@@ -631,6 +631,7 @@ jq -s --arg ts "${ts}" --arg kernel "$(uname -r)" --argjson ncpu "${ncpu}" \
   --arg load_start "${loadavg_start}" --arg load_end "$(cat /proc/loadavg)" \
   --argjson shares "$(cpu_shares "${cpustat_start}" "$(cpu_snapshot)")" \
   --arg commit "$(git -C "${repo}" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  --argjson merges "$(git -C "${repo}" log --merges --format=%s -n 25 2>/dev/null | jq -R . | jq -s . || echo '[]')" \
   --arg rx "${rx_where}" --arg cmd "${command_line}" \
   --argjson cfg "$(jq -n --argjson runs "${runs}" --argjson d "${duration_s}" --argjson w "${warmup_s}" \
     --argjson ir "${interactive_rate}" --argjson br "${bg_rate}" --argjson wk "${workers}" --argjson wn "${work_ns}" \
@@ -642,7 +643,7 @@ jq -s --arg ts "${ts}" --arg kernel "$(uname -r)" --argjson ncpu "${ncpu}" \
       flood_rate: $fr, flood_s: $fs, flood_runs: $frn, fifo_agent_toml: $fifo, classes_agent_toml: $classes, credit_tenant_toml: $credits}')" \
   --slurpfile floods "${work}/floods.json" --slurpfile respawn "${work}/respawn.json" \
   --arg wall "$(($(date +%s) - start_epoch))" \
-  '{schema: 1, bench: "axon bench/mixed/run.sh", timestamp: $ts, commit: $commit, command: $cmd,
+  '{schema: 1, bench: "axon bench/mixed/run.sh", timestamp: $ts, commit: $commit, recent_merges: $merges, command: $cmd,
     machine: {kernel: $kernel, cpus: $ncpu, cpu_model: $cpu_model, loadavg_start: $load_start, loadavg_end: $load_end,
               cpu_shares: $shares, receive_path: $rx},
     config: $cfg, wall_s: ($wall | tonumber),
