@@ -92,17 +92,17 @@ void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected)
     const char* key;
     const char* help;
   };
-  for (const LimitFlag& f : {LimitFlag{"--interactive-rate", "interactive_rate_pps",
-                                       "Interactive (priority 0) requests per second, in XDP (0 = no class limit)"},
-                             LimitFlag{"--interactive-burst", "interactive_burst", "Burst of --interactive-rate"},
-                             LimitFlag{"--background-rate", "background_rate_pps",
-                                       "Background (priority 1) requests per second, in XDP (0 = no class limit)"},
-                             LimitFlag{"--background-burst", "background_burst", "Burst of --background-rate"},
-                             LimitFlag{"--credits-max", "credits_max",
-                                       "Credits: requests per refresh interval at most (0 = credits off)"},
-                             LimitFlag{"--credits-min", "credits_min", "Credits never drop below this"},
-                             LimitFlag{"--credit-delay-target-us", "credit_delay_target_us",
-                                       "Queueing delay the credits aim for, us (0 = the data plane's default)"}}) {
+  for (const LimitFlag& f :
+       {LimitFlag{"--interactive-rate", "interactive_rate_pps",
+                  "Interactive (priority 0) requests per second, in XDP (0 = no class limit)"},
+        LimitFlag{"--interactive-burst", "interactive_burst", "Burst of --interactive-rate"},
+        LimitFlag{"--background-rate", "background_rate_pps",
+                  "Background (priority 1) requests per second, in XDP (0 = no class limit)"},
+        LimitFlag{"--background-burst", "background_burst", "Burst of --background-rate"},
+        LimitFlag{"--credits-max", "credits_max", "Credits: requests per refresh interval at most (0 = credits off)"},
+        LimitFlag{"--credits-min", "credits_min", "Credits never drop below this"},
+        LimitFlag{"--credit-delay-target-us", "credit_delay_target_us",
+                  "Queueing delay the credits aim for, us (0 = the data plane's default)"}}) {
     o->limits[f.key] = 0;
     o->limit_opts[f.key] = set->add_option(f.flag, o->limits[f.key], f.help);
   }

@@ -193,6 +193,13 @@ std::string render_agent(const json& agent) {
       {"user", text(spec, "user")},
       {"pool", "min " + text(pool, "min") + ", max " + text(pool, "max")},
       {"cgroup profile", text(spec, "cgroup_profile")},
+      {"scheduling", text(spec, "dispatch") + ", classes " +
+                         (field(spec, "class_scheduling").is_boolean() && !spec["class_scheduling"].get<bool>()
+                              ? std::string("off (FIFO)")
+                              : std::string("on")) +
+                         ", reserved " + text(spec, "reserved_interactive") + " / share " +
+                         text(spec, "reserved_interactive_share") + ", delay target " +
+                         text(spec, "queue_delay_target_us") + " us, high water " + text(spec, "high_water")},
       {"workers", text(agent, "workers") + " (" + text(agent, "warm") + " warm)"},
       {"breaker", breaker_text(agent) + ", " + text(agent, "crashes_in_window") + " crash(es) in window"},
       {"restarts", text(agent, "restarts")},

@@ -335,6 +335,42 @@ TEST(Commands, AgentCreateFromFileWithFlagsOnTop) {
                                                    {"pool", {{"min", 1}, {"max", 6}}}}));
 }
 
+TEST(Commands, AgentCreateSendsTheSchedulingFlagsGiven) {
+  CliRun r = run({"agents",
+                  "create",
+                  "--name",
+                  "bulk",
+                  "--id",
+                  "9",
+                  "--tenant",
+                  "1",
+                  "--dispatch",
+                  "p2c",
+                  "--class-scheduling",
+                  "off",
+                  "--reserved-interactive",
+                  "2",
+                  "--queue-delay-target-us",
+                  "800",
+                  "--high-water",
+                  "0.75",
+                  "--",
+                  "/usr/bin/echo_worker"},
+                 {reply(201, agent_json("bulk", 9, 0, "closed"))});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(r.requests.size(), 1u);
+  const json sent = json::parse(r.requests[0].body);
+  EXPECT_EQ(sent["dispatch"], "p2c");
+  EXPECT_EQ(sent["class_scheduling"], false);
+  EXPECT_EQ(sent["reserved_interactive"], 2);
+  EXPECT_EQ(sent["queue_delay_target_us"], 800);
+  EXPECT_DOUBLE_EQ(sent["high_water"].get<double>(), 0.75);
+  EXPECT_FALSE(sent.contains("reserved_interactive_share")) << "only the flags given";
+  CliRun bad = run({"agents", "create", "--name", "x", "--dispatch", "fastest", "--", "/bin/true"});
+  EXPECT_EQ(bad.exit_code, kExitUsage) << bad.err;
+  EXPECT_TRUE(bad.requests.empty());
+}
+
 TEST(Commands, TenantSetUpdatesOnlyGivenFields) {
   json existing = {{"id", 5}, {"name", "acme"}, {"rate_pps", 100}, {"burst", 10}, {"prefixes", {"10.0.0.0/8"}}};
   json updated = existing;
@@ -370,7 +406,10 @@ TEST(Commands, TenantSetUpdatesOnlyGivenFields) {
   EXPECT_FALSE(sent.contains("background_rate_pps"));
   EXPECT_FALSE(sent.contains("credits_min"));
   json limited = existing;
-  limited.update(json{{"interactive_rate_pps", 800}, {"interactive_burst", 80}, {"credits_max", 64}, {"credits_min", 2},
+  limited.update(json{{"interactive_rate_pps", 800},
+                      {"interactive_burst", 80},
+                      {"credits_max", 64},
+                      {"credits_min", 2},
                       {"credit_delay_target_us", 0}});
   const std::string shown = render_tenant(limited);
   EXPECT_NE(shown.find("800/s, burst 80"), std::string::npos) << shown;

@@ -175,7 +175,7 @@ dpc::Tables ControlPlane::build_tables() const {
   for (const auto& [name, a] : registry_.agents()) {
     auto pool = pools_.find(name);
     if (pool != pools_.end() && pool->second.deleting) continue;
-    dpc::AgentEntry entry{a.id, a.tenant, a.name, {}};
+    dpc::AgentEntry entry{a.id, a.tenant, a.name, {}, a.scheduling};
     // Every non-draining worker's slot, attached or not yet: the data plane skips slots
     // without a live worker, and answers ERROR when none is live (e.g. breaker open).
     for (const auto& [id, w] : workers_) {

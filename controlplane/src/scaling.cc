@@ -29,9 +29,11 @@ AutoscalerPolicy autoscaler_policy(const PoolSettings& pools) {
   return p;
 }
 
+// The agent's own target (which also drives the data plane's admission control), or the
+// [pools] default for agents that set none (0: no delay-based admission).
 std::uint64_t ControlPlane::queue_delay_target_us(const AgentSpec& agent) const {
-  (void)agent;  // agents get their own target with the scheduling fields of the shared model
-  return config_.pools.queue_delay_target_us;
+  return agent.scheduling.queue_delay_target_us > 0 ? agent.scheduling.queue_delay_target_us
+                                                    : config_.pools.queue_delay_target_us;
 }
 
 // The pool's attached, non-draining workers, as the data plane last reported them.

@@ -106,12 +106,22 @@ TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
        ConfigError::invalid_value, "test.toml:19", "defined twice"},
       {"tenant bad prefix", "[[tenants]]\nid = 1\nname = \"t\"\nprefixes = [\"10.0.0.0/33\"]\n",
        ConfigError::invalid_value, "test.toml:2", "10.0.0.0/33"},
-      {"tenant class rate without burst",
-       "[[tenants]]\nid = 1\nname = \"t\"\ninteractive_rate_pps = 100\n", ConfigError::invalid_value, "test.toml:2",
-       "interactive_rate_pps needs interactive_burst"},
-      {"tenant credits min above max",
-       "[[tenants]]\nid = 1\nname = \"t\"\ncredits_max = 2\ncredits_min = 3\n", ConfigError::invalid_value,
-       "test.toml:2", "credits_min (3) must not exceed credits_max (2)"},
+      {"agent unknown dispatch policy",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\ndispatch = \"fastest\"\n",
+       ConfigError::invalid_value, "test.toml:9", "unknown dispatch policy 'fastest'; use \"sticky\""},
+      {"agent reserves more than its max",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\nmax_workers = 2\nreserved_interactive = 3\n",
+       ConfigError::invalid_value, "test.toml:5", "reserved_interactive (3) is more than the pool's max (2)"},
+      {"agent high water above 1",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\nhigh_water = 1.5\n",
+       ConfigError::invalid_value, "test.toml:5", "high_water"},
+      {"tenant class rate without burst", "[[tenants]]\nid = 1\nname = \"t\"\ninteractive_rate_pps = 100\n",
+       ConfigError::invalid_value, "test.toml:2", "interactive_rate_pps needs interactive_burst"},
+      {"tenant credits min above max", "[[tenants]]\nid = 1\nname = \"t\"\ncredits_max = 2\ncredits_min = 3\n",
+       ConfigError::invalid_value, "test.toml:2", "credits_min (3) must not exceed credits_max (2)"},
       {"tenant unknown limit key", "[[tenants]]\nid = 1\nname = \"t\"\ninteractive_rate = 100\n",
        ConfigError::unknown_key, "test.toml:4", "unknown key 'interactive_rate'"},
       {"tenant rate without burst", "[[tenants]]\nid = 1\nname = \"t\"\nrate_pps = 10\n", ConfigError::invalid_value,
@@ -148,6 +158,22 @@ TEST(ControlplaneConfig, AutoscalerKnobsParseWithDefaults) {
   EXPECT_EQ(set->pools.scale_down_idle.count(), 1500);
   EXPECT_EQ(set->pools.scale_down_cooldown.count(), 600);
   EXPECT_DOUBLE_EQ(set->pools.scale_down_delay_ratio, 0.25);
+}
+
+TEST(ControlplaneConfig, AgentSchedulingKeysParse) {
+  auto config = parse_config(std::string(kBase) +
+                                 "dispatch = \"p2c\"\nclass_scheduling = false\nreserved_interactive = 1\n"
+                                 "reserved_interactive_share = 0.25\nqueue_delay_target_us = 750\nhigh_water = 0.8\n",
+                             "test.toml");
+  ASSERT_TRUE(config) << config.message();
+  const model::Scheduling& s = config->agents[0].scheduling;
+  EXPECT_EQ(s.dispatch, model::Dispatch::p2c);
+  EXPECT_FALSE(s.class_scheduling);
+  EXPECT_EQ(s.reserved_interactive, 1u);
+  EXPECT_DOUBLE_EQ(s.reserved_interactive_share, 0.25);
+  EXPECT_EQ(s.queue_delay_target_us, 750u);
+  EXPECT_DOUBLE_EQ(s.high_water, 0.8);
+  EXPECT_EQ(config->agents[0].agent().scheduling, s) << "what the data plane is pushed";
 }
 
 TEST(ControlplaneConfig, TenantClassLimitsAndCreditsParse) {

@@ -83,8 +83,13 @@ struct AgentSpec {
   std::string user;                        // run as this user (optional; "" = daemon default)
   PoolSize pool;
   std::string cgroup_profile = "default";  // a [cgroup_profiles.<name>] from the config
+  // Dispatch policy, class scheduling, reserved interactive capacity and admission control,
+  // pushed to the data plane as they are (JSON: flat fields "dispatch", "class_scheduling",
+  // "reserved_interactive", "reserved_interactive_share", "queue_delay_target_us",
+  // "high_water"; docs/scheduling.md). queue_delay_target_us is also the autoscaler's target.
+  model::Scheduling scheduling{};
 
-  model::Agent agent() const { return model::Agent{id, tenant, name}; }  // what the data plane routes on
+  model::Agent agent() const { return model::Agent{id, tenant, name, scheduling}; }  // what the data plane routes on
 };
 
 struct AgentStatus {
