@@ -2,6 +2,8 @@
 // interval from the data plane's view of the workers, the decisions applied to the pools,
 // counted and logged, and the scaling view for the API and the metrics.
 #include <algorithm>
+#include <optional>
+#include <string>
 
 #include "axon/common/log.h"
 
@@ -15,6 +17,21 @@ constexpr const char* kLog = "controlplane";
 std::int64_t unix_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// The queueing delay the data plane publishes for the worker in slot `slot` (pid `pid`), in
+// us; nullopt while it has no drain rate for it yet (its 0 then means "unknown") or when its
+// stats segment is not mapped (an older data plane): the autoscaler estimates instead.
+std::optional<std::uint64_t> published_delay_us(const dataplane::StatsReader* stats, const std::string& slot,
+                                                pid_t pid) {
+  if (stats == nullptr) return std::nullopt;
+  for (std::uint32_t i = 0; i < stats->worker_count(); ++i) {
+    const auto& w = stats->worker(i);
+    if (slot != w.name || w.pid.load(std::memory_order_relaxed) != pid) continue;
+    if (stats->worker_counter(i, &dataplane::WorkerStats::drain_rate) == 0) return std::nullopt;
+    return stats->worker_counter(i, &dataplane::WorkerStats::queue_delay_ns) / 1000;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -49,7 +66,8 @@ PoolSample ControlPlane::pool_sample(const AgentSpec& agent, const Pool& pool, C
     if (w.agent != agent.name || w.draining) continue;
     const auto* slot = link_.slot(w.slot);
     if (slot == nullptr || slot->state != "alive") continue;
-    sample.workers.push_back(WorkerSample{id, slot->depth, slot->inflight, slot->completed, std::nullopt});
+    sample.workers.push_back(WorkerSample{id, slot->depth, slot->inflight, slot->completed,
+                                          published_delay_us(link_.stats(), w.slot, slot->pid)});
   }
   return sample;
 }

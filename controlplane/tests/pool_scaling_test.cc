@@ -93,7 +93,8 @@ TEST_F(ControlplaneDaemon, APoolGrowsUnderLoadAndShrinksBackWhenItStops) {
       },
       30s))
       << call("GET", "/v1/agents/slow/scaling").body << "\n"
-      << workers("slow").dump();
+      << workers("slow").dump() << "\n"
+      << controlplane_->log();
   const json shrunk = call("GET", "/v1/agents/slow/scaling").parsed();
   EXPECT_GE(count_decisions(shrunk, "down", "idle"), 1u) << shrunk.dump();
   for (const auto& d : shrunk["decisions"]) {
