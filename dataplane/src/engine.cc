@@ -36,6 +36,15 @@ std::uint32_t latency_bucket(std::uint64_t ns) noexcept {
   return bucket < kLatencyBuckets ? bucket : std::uint32_t(kLatencyBuckets - 1);
 }
 
+// The ERROR a worker's non-ok reply status becomes (docs/protocol.md §4).
+protocol::ErrorCode error_of(shm::ReplyStatus status) noexcept {
+  switch (status) {
+    case shm::ReplyStatus::reply_too_large: return protocol::ErrorCode::payload_too_large;
+    case shm::ReplyStatus::deadline_exceeded: return protocol::ErrorCode::deadline_exceeded;
+    default: return protocol::ErrorCode::handler_error;
+  }
+}
+
 std::uint64_t mix(std::uint64_t v) noexcept {
   v ^= v >> 33;
   v *= 0xff51afd7ed558ccdull;
@@ -46,9 +55,13 @@ std::uint64_t mix(std::uint64_t v) noexcept {
 }  // namespace
 
 struct Lcore::Staging {
-  shm::OutgoingRequest requests[kBurst];
-  std::uint32_t count = 0;
-  std::uint32_t room = 0;
+  // Requests staged for one of the worker's two request rings (index: shm::PriorityClass).
+  struct Queue {
+    shm::OutgoingRequest requests[kBurst];
+    std::uint32_t count = 0;
+    std::uint32_t room = 0;
+  };
+  Queue queues[shm::kPriorityClasses];
   bool touched = false;
   std::uint32_t deadlines_live = 0;  // in-flight requests that carry a deadline
   // Progress of the worker, for stall detection (housekeeping): requests it has taken off its
@@ -231,27 +244,29 @@ void Lcore::handle_frame(const Frame& frame, std::uint64_t now, bool admitted) n
     forward(slot->owner_lcore, frame, parsed, request, now);
     return;
   }
-  enqueue_local(*slot, frame, parsed, request, now);
+  enqueue_local(*slot, frame, parsed, request, now, request_class(*route, request));
 }
 
 void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
-                          const protocol::Header& request, std::uint64_t now) noexcept {
+                          const protocol::Header& request, std::uint64_t now, shm::PriorityClass cls) noexcept {
   std::span<const std::uint8_t> bytes(frame.data, frame.len);
   Staging& st = *staging_[slot.local_index];
-  if (!st.touched) {
+  Staging::Queue& q = st.queues[std::size_t(cls) & 1u];
+  auto touch = [&] {
     st.touched = true;
-    st.room = slot.channel->request_room();
+    for (std::uint32_t c = 0; c < shm::kPriorityClasses; ++c) {
+      st.queues[c].room = slot.channel->request_room(shm::PriorityClass(c));
+    }
     touched_.push_back(slot.local_index);
-  }
-  if (st.count == kBurst) {
+  };
+  if (!st.touched) touch();
+  if (q.count == kBurst) {
     flush_staged();
-    st.touched = true;
-    st.room = slot.channel->request_room();
-    touched_.push_back(slot.local_index);
+    touch();
   }
   auto payload = protocol::payload_of(protocol::PacketParser::datagram_of(bytes, parsed));
   shm::BufferLease lease;
-  if (st.count >= st.room || !slot.channel->try_alloc(std::uint32_t(payload.size()), lease)) {
+  if (q.count >= q.room || !slot.channel->try_alloc(std::uint32_t(payload.size()), lease)) {
     ReplyContext ctx;
     if (capture_context(bytes, parsed, request, now, ctx)) answer_busy(ctx);
     return;
@@ -263,7 +278,7 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::
     return;
   }
   std::memcpy(lease.data, payload.data(), payload.size());
-  shm::OutgoingRequest& out = st.requests[st.count++];
+  shm::OutgoingRequest& out = q.requests[q.count++];
   shm::Descriptor& meta = out.meta;
   meta = shm::Descriptor{};
   meta.request_id = request.request_id;
@@ -281,26 +296,36 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::
   out.length = std::uint32_t(payload.size());
 }
 
+// Interactive first: its ring is filled (and the worker, which drains interactive first,
+// sees it) before any background request of the same burst. One wake covers both rings.
 void Lcore::flush_staged() noexcept {
   for (std::uint32_t local : touched_) {
     Staging& st = *staging_[local];
     WorkerSlot& slot = *owned_[local];
     st.touched = false;
-    if (st.count == 0) continue;
-    std::uint32_t accepted = slot.channel->try_submit_burst(st.requests, st.count);
-    for (std::uint32_t i = 0; i < accepted; ++i) {
-      ReplyContext& ctx = slot.contexts[st.requests[i].lease.buffer_id];
-      ctx.live = 1;
-      if (ctx.has_deadline) ++st.deadlines_live;
+    std::uint32_t accepted_total = 0;
+    for (std::uint32_t c = 0; c < shm::kPriorityClasses; ++c) {
+      Staging::Queue& q = st.queues[c];
+      if (q.count == 0) continue;
+      const std::uint32_t accepted =
+          slot.channel->try_submit_burst(q.requests, q.count, shm::PriorityClass(c), /*wake=*/false);
+      for (std::uint32_t i = 0; i < accepted; ++i) {
+        ReplyContext& ctx = slot.contexts[q.requests[i].lease.buffer_id];
+        ctx.live = 1;
+        if (ctx.has_deadline) ++st.deadlines_live;
+      }
+      for (std::uint32_t i = accepted; i < q.count; ++i) {
+        answer_busy(slot.contexts[q.requests[i].lease.buffer_id]);
+        slot.channel->release(q.requests[i].lease);
+      }
+      accepted_total += accepted;
+      q.count = 0;
     }
-    for (std::uint32_t i = accepted; i < st.count; ++i) {
-      answer_busy(slot.contexts[st.requests[i].lease.buffer_id]);
-      slot.channel->release(st.requests[i].lease);
-    }
-    count(stats_.requests, accepted);
-    st.submitted += accepted;
-    if (slot.stats != nullptr) count(slot.stats->submitted, accepted);
-    st.count = 0;
+    if (accepted_total == 0) continue;
+    slot.channel->wake_worker();
+    count(stats_.requests, accepted_total);
+    st.submitted += accepted_total;
+    if (slot.stats != nullptr) count(slot.stats->submitted, accepted_total);
   }
   touched_.clear();
 }
@@ -434,8 +459,7 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
       } else if (ctx.has_deadline && now > ctx.deadline_ns) {
         answer_error(ctx, protocol::ErrorCode::deadline_exceeded);
       } else if (c.status != shm::ReplyStatus::ok) {
-        answer_error(ctx, c.status == shm::ReplyStatus::reply_too_large ? protocol::ErrorCode::payload_too_large
-                                                                        : protocol::ErrorCode::handler_error);
+        answer_error(ctx, error_of(c.status));
       } else {
         protocol::Header reply =
             protocol::make_reply(ctx.request, protocol::MessageType::response, protocol::random_span_id());

@@ -86,8 +86,16 @@ class Lcore {
   void handle_frame(const Frame& frame, std::uint64_t now, bool admitted = false) noexcept;
   void answer_unsupported_version(std::span<const std::uint8_t> bytes, const protocol::ParsedFrame& parsed,
                                   std::uint64_t now) noexcept;
+  // Stages the request for its worker's ring of class `cls` (request_class()).
   void enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
-                     const protocol::Header& request, std::uint64_t now) noexcept;
+                     const protocol::Header& request, std::uint64_t now,
+                     shm::PriorityClass cls = shm::PriorityClass::interactive) noexcept;
+  // The ring a request of this route travels in: its AXP priority's class, or interactive for
+  // every request when the route turns class scheduling off (AgentRoute::class_rings).
+  [[nodiscard]] static shm::PriorityClass request_class(const AgentRoute& route,
+                                                        const protocol::Header& request) noexcept {
+    return route.class_rings ? shm::priority_class_of(std::uint8_t(request.priority)) : shm::PriorityClass::interactive;
+  }
   void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
                const protocol::Header& request, std::uint64_t rx_ns) noexcept;
   void flush_staged() noexcept;
