@@ -25,7 +25,9 @@
 # Per peer: an offered-load sweep to saturation (a step whose load side fell behind ends the
 # sweep and the figure is marked a lower bound), latency at one fixed rate for every peer (50%
 # of the baseline's saturation; with its CDF), and a payload sweep (64 B, 1 KiB, 8 KiB) at that
-# rate. Then the XDP malformed-drop comparison, and the ring section (axon-bench-ring).
+# rate. Then the XDP malformed-drop comparison, the ring section (axon-bench-ring) and the
+# mixed-class benchmark (bench/mixed/run.sh: interactive alone, under background with FIFO and
+# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum).
 # --short is the CI regression gate's suite: reflector, xdp and baseline, one overload step and
 # one fixed-rate step each, in about a minute; bench/compare checks its ratios.
 #
@@ -72,6 +74,7 @@ out=""
 keep=0
 load_sched="nice"
 nats_long=1
+mixed=1
 
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -107,6 +110,7 @@ Options:
   --no-ring          skip the ring section       --ring-runs N   its runs (default: ${ring_runs})
   --no-xdp-drop      skip the malformed-drop comparison
   --no-nats-long     skip the second NATS sweep on the same (by then long-running) server
+  --no-mixed         skip the mixed-class benchmark (bench/mixed/run.sh, about 2 minutes)
   --out DIR          results directory (default: bench/results/<UTC date>)
   --keep             keep the work directory (per-step JSON, logs)
 EOF
@@ -136,6 +140,7 @@ while [[ $# -gt 0 ]]; do
     --ring-runs) ring_runs="$2"; shift 2 ;;
     --no-xdp-drop) xdp_drop=0; shift ;;
     --no-nats-long) nats_long=0; shift ;;
+    --no-mixed) mixed=0; shift ;;
     --out) out="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -147,6 +152,7 @@ if ((short)); then
   ring=0
   xdp_drop=0
   nats_long=0
+  mixed=0
   payloads="64"
   latency_s=2
   [[ -n "${fixed_rate}" ]] || fixed_rate=20000
@@ -797,6 +803,16 @@ if ((ring)); then
 fi
 [[ -s "${work}/ring.json" ]] || echo '{"skipped": "not run"}' >"${work}/ring.json"
 
+if ((mixed)); then
+  # Its own namespace, veth pair and subnet (10.199.81.0/30); it writes mixed.json and mixed.md
+  # into this run's results directory.
+  log "=== mixed classes (bench/mixed/run.sh)"
+  mkdir -p "${work}/mixed"
+  timeout --kill-after=10 900 "${here}/mixed/run.sh" --build "${axon_build}" --server-cpu "${server_cpu}" \
+    --load-cpu "${load_cpu}" --out "${work}/mixed/mixed.json" >"${work}/mixed.log" 2>&1 ||
+    log "the mixed-class benchmark failed (see ${work}/mixed.log)"
+fi
+
 # --- raw results -----------------------------------------------------------------------------
 # Per cpu over the whole run: the share of time the host's hypervisor took (steal) and the share
 # other tasks (user + nice + system + irq, whoever ran them) used. Both explain noise.
@@ -845,6 +861,10 @@ mkdir -p "${out}"
     wall_s: $wall,
     peers: (map({(.peer): .}) | add), xdp_drop: $xdp[0], ring: $ring[0]}' >"${out}/raw.json"
 if ((keep)); then cp -r "${work}" "${out}/work" 2>/dev/null || true; fi
+if [[ -s "${work}/mixed/mixed.json" ]]; then
+  cp "${work}/mixed/mixed.json" "${work}/mixed/mixed.md" "${out}/" 2>/dev/null || true
+  log "mixed classes: ${out}/mixed.json, ${out}/mixed.md"
+fi
 log "raw results: ${out}/raw.json ($(($(date +%s) - start_epoch)) s)"
 python3 "${here}/report.py" "${out}" || die "report.py failed on ${out}/raw.json"
 log "summary: ${out}/summary.md"

@@ -51,6 +51,12 @@ class TableReader {
         return true;
       }
       return wrong(*node, key, "true or false");
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (auto v = node->value<double>()) {  // 1 and 1.0 both read
+        out = T(*v);
+        return true;
+      }
+      return wrong(*node, key, "a number");
     } else {
       auto v = node->value_exact<std::int64_t>();
       if (!v || *v < std::int64_t(std::numeric_limits<T>::min()) || *v > std::int64_t(std::numeric_limits<T>::max())) {
@@ -128,6 +134,31 @@ class TableReader {
   std::set<std::string> seen_;
 };
 
+// An [[agents]] entry's scheduling knobs (model::Scheduling), each optional, checked by the
+// model's one range check (the message names the knob and its range).
+void read_scheduling(TableReader& r, model::Scheduling& s) {
+  std::string dispatch;
+  if (r.read("dispatch", dispatch)) {
+    if (auto parsed = model::parse_dispatch(dispatch)) {
+      s.dispatch = parsed.value();
+    } else {
+      r.invalid("dispatch", parsed.message());
+    }
+  }
+  r.read("class_scheduling", s.class_scheduling);
+  r.read("reserved_interactive", s.reserved_interactive);
+  r.read("reserved_interactive_share", s.reserved_interactive_share);
+  r.read("queue_delay_target_us", s.queue_delay_target_us);
+  r.read("high_water", s.high_water);
+  if (r.error) return;
+  if (auto checked = model::check_scheduling(s, ""); !checked) {
+    // "<knob>: <fix>", reported at the knob's line.
+    const std::string& m = checked.message();
+    const std::size_t colon = m.find(':');
+    r.invalid(m.substr(0, colon).c_str(), m.substr(colon + 2));
+  }
+}
+
 // Appends the [dataplane] worker_slots generic slots after the named [[workers]].
 ConfigResult<Ok> add_generic_slots(DataplaneConfig& config, std::set<std::string>& worker_names,
                                    const std::string& file) {
@@ -159,13 +190,13 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",   "dpdk",
-                                                 "shm",       "tenants", "workers", "agents"};
+  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",   "dpdk",  "shm",
+                                                 "credits",   "tenants", "workers", "agents"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
       return fail(ConfigError::unknown_key, where_of(file, node),
                   "unknown section '" + std::string(key.str()) +
-                      "'; expected dataplane, xdp, uring, dpdk, shm, tenants, workers or agents");
+                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, tenants, workers or agents");
     }
   }
 
@@ -230,6 +261,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     r.read("busy_poll", config.xdp.busy_poll);
     r.read("enforce_allowlist", config.xdp.enforce_allowlist);
     r.read("enforce_rate", config.xdp.enforce_rate);
+    r.read("enforce_credits", config.xdp.enforce_credits);
     if (config.xdp.frame_size != 2048 && config.xdp.frame_size != 4096) r.invalid("frame_size", "use 2048 or 4096");
     if (config.xdp.frames < 256 || !std::has_single_bit(config.xdp.frames)) {
       r.invalid("frames", "use a power of two >= 256");
@@ -341,6 +373,24 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     }
   }
 
+  if (const toml::table* credits = root["credits"].as_table()) {
+    TableReader r(file, *credits, "credits");
+    CreditSettings& c = config.credits;
+    r.read("refresh_us", c.refresh_us);
+    r.read("target_delay_us", c.target_delay_us);
+    r.read("increase_permille", c.increase_permille);
+    r.read("decrease_permille", c.decrease_permille);
+    if (c.refresh_us < 100 || c.refresh_us > 10'000'000) r.invalid("refresh_us", "use 100 to 10000000 microseconds");
+    if (c.target_delay_us == 0) r.invalid("target_delay_us", "must be positive (microseconds)");
+    if (c.increase_permille == 0 || c.increase_permille > 1000) {
+      r.invalid("increase_permille", "use 1 to 1000 (per mille of credits_max added per refresh)");
+    }
+    if (c.decrease_permille == 0 || c.decrease_permille > 1000) {
+      r.invalid("decrease_permille", "use 1 to 1000 (how hard a delay above target cuts the budget)");
+    }
+    if (!check(r)) return *error;
+  }
+
   std::set<std::uint32_t> tenant_ids;
   if (const toml::node* node = root.get("tenants")) {
     const toml::array* tenants = node->as_array();
@@ -356,8 +406,19 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.read("rate_pps", tenant.rate_pps);
       r.read("burst", tenant.burst);
       r.read_list("prefixes", tenant.prefixes);
+      r.read("interactive_rate_pps", tenant.interactive_rate_pps);
+      r.read("interactive_burst", tenant.interactive_burst);
+      r.read("background_rate_pps", tenant.background_rate_pps);
+      r.read("background_burst", tenant.background_burst);
+      r.read("credits_max", tenant.credits_max);
+      r.read("credits_min", tenant.credits_min);
+      r.read("credit_delay_target_us", tenant.credit_delay_target_us);
       if (!r.error && !tenant_ids.insert(tenant.id).second) r.invalid("id", "tenant ids must be unique");
       if (!r.error && tenant.rate_pps > 0 && tenant.burst == 0) r.invalid("burst", "set a burst with rate_pps");
+      if (std::string problem = model::tenant_limits_problem(tenant); !r.error && !problem.empty()) {
+        const std::string key = problem.substr(0, problem.find(' '));  // the message starts with the key
+        r.invalid(key.c_str(), problem.substr(key.size() + 1));
+      }
       for (const auto& prefix : tenant.prefixes) {
         if (auto parsed = model::parse_ip_prefix(prefix); !r.error && !parsed) r.invalid("prefixes", parsed.message());
       }
@@ -405,6 +466,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.read("tenant", agent.tenant);
       r.read("name", agent.name);
       r.read_list("workers", agent.workers);
+      read_scheduling(r, agent.scheduling);
       if (!r.error && !agent_ids.insert(agent.id).second) r.invalid("id", "agent ids must be unique");
       if (!r.error && !tenant_ids.empty() && !tenant_ids.contains(agent.tenant)) {
         r.invalid("tenant", "tenant " + std::to_string(agent.tenant) + " is not declared in [[tenants]]");
@@ -438,6 +500,7 @@ ConfigResult<Ok> check_tables(const std::vector<TenantConfig>& tenants, const st
     const std::string item = "tenant " + std::to_string(t.id);
     if (!tenant_ids.insert(t.id).second) return invalid(item + ": tenant ids must be unique");
     if (t.rate_pps > 0 && t.burst == 0) return invalid(item + ": set a burst with rate_pps");
+    if (std::string problem = model::tenant_limits_problem(t); !problem.empty()) return invalid(item + ": " + problem);
     for (const std::string& prefix : t.prefixes) {
       if (auto parsed = model::parse_ip_prefix(prefix); !parsed) return invalid(item + ": " + parsed.message());
     }
@@ -453,6 +516,7 @@ ConfigResult<Ok> check_tables(const std::vector<TenantConfig>& tenants, const st
                         item + ": tenant " + std::to_string(a.tenant) + " is not in the tenants table");
     }
     if (a.workers.size() > 64) return invalid(item + ": list at most 64 workers");
+    if (auto checked = model::check_scheduling(a.scheduling, item); !checked) return invalid(checked.message());
     for (const std::string& name : a.workers) {
       if (!slot_names.contains(name)) {
         return make_error(ConfigError::unknown_reference,

@@ -244,12 +244,14 @@ void Lcore::handle_frame(const Frame& frame, std::uint64_t now, bool admitted) n
     forward(slot->owner_lcore, frame, parsed, request, now);
     return;
   }
-  enqueue_local(*slot, frame, parsed, request, now, request_class(*route, request));
+  enqueue_local(*slot, frame, parsed, request, now, route->scheduling.class_scheduling);
 }
 
 void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
-                          const protocol::Header& request, std::uint64_t now, shm::PriorityClass cls) noexcept {
+                          const protocol::Header& request, std::uint64_t now, bool class_rings) noexcept {
   std::span<const std::uint8_t> bytes(frame.data, frame.len);
+  const shm::PriorityClass cls =
+      class_rings ? shm::priority_class_of(std::uint8_t(request.priority)) : shm::PriorityClass::interactive;
   Staging& st = *staging_[slot.local_index];
   Staging::Queue& q = st.queues[std::size_t(cls) & 1u];
   auto touch = [&] {

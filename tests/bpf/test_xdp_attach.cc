@@ -1,4 +1,6 @@
-// Attaching to a real interface: a veth pair in a namespace this test creates and deletes.
+// Attaching to a real interface: a veth pair between two namespaces this test creates and
+// deletes (axon::test_network, two_namespaces), with the test's thread inside the first one:
+// traffic from the second crosses the pair and meets the XDP hook of the first's end.
 // Native attach, what the kernel reports while attached, clean detach (explicit and by
 // destructor), refusal to displace another program, and redirection into a real AF_XDP socket,
 // both under BPF_PROG_TEST_RUN and for a UDP datagram sent across the veth pair.
@@ -25,8 +27,8 @@
 
 #include "axon/bpf/xdp_program.h"
 #include "axon/protocol/axp.h"
+#include "axon/testing/test_network.h"
 
-#include "netns_guard.h"
 #include "packet_cases.h"
 
 namespace axon::bpf {
@@ -38,22 +40,33 @@ class XdpAttachTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "attaching XDP needs root";
-    netns_.emplace();
-    ASSERT_TRUE(netns_->ok()) << netns_->error();
-    ifindex_ = static_cast<int>(if_nametoindex("veth0"));
+    axon::testing::NetworkSpec spec;
+    spec.topology = axon::testing::Topology::two_namespaces;
+    spec.prefix = "axbpf";
+    std::string error;
+    net_ = axon::testing::TestNetwork::create(spec, error);
+    ASSERT_TRUE(net_) << error;
+    inside_ = net_->enter_root_ns();
+    ASSERT_TRUE(inside_->ok()) << inside_->error();
+    ifindex_ = static_cast<int>(if_nametoindex(net_->root_if.c_str()));
     ASSERT_GT(ifindex_, 0);
+    ASSERT_EQ(ifindex_, net_->root_ifindex);
   }
   void TearDown() override {
-    if (netns_ && netns_->ok() && ifindex_ > 0) {
+    if (inside_ && inside_->ok() && ifindex_ > 0) {
       // Whatever happened in the test, nothing may be left on the interface before the
       // namespace (and with it the veth) is deleted.
       auto left = query_attached(ifindex_);
       EXPECT_TRUE(left.ok() && left->program_id == 0) << "an XDP program was left attached";
     }
-    netns_.reset();
+    inside_.reset();  // back to our own namespace before the network goes
+    net_.reset();
   }
 
-  std::optional<test::NetnsGuard> netns_;
+  [[nodiscard]] const std::string& dev() const { return net_->root_if; }
+
+  std::unique_ptr<axon::testing::TestNetwork> net_;
+  std::unique_ptr<axon::testing::TestNetwork::Entered> inside_;
   int ifindex_ = 0;
 };
 
@@ -64,7 +77,7 @@ class XdpAttachTest : public ::testing::Test {
 
 TEST_F(XdpAttachTest, NativeAttachThenDetachLeavesNothing) {
   LOAD_OR_FAIL(program, XdpConfig{});
-  auto mode = program.attach("veth0");
+  auto mode = program.attach(dev());
   ASSERT_TRUE(mode.ok()) << mode.message();
   EXPECT_TRUE(program.attached());
   EXPECT_EQ(program.attached_ifindex(), ifindex_);
@@ -158,13 +171,13 @@ TEST_F(XdpAttachTest, MissingInterfaceSaysSo) {
   EXPECT_NE(result.message().find("ip link"), std::string::npos) << result.message();
 }
 
-// A minimal AF_XDP socket on veth0 queue 0, copy mode (veth has no zero-copy).
+// A minimal AF_XDP socket on the interface's queue 0, copy mode (veth has no zero-copy).
 class XskSocket {
  public:
   static constexpr std::uint32_t kFrames = 64;
   static constexpr std::uint32_t kFrameSize = XSK_UMEM__DEFAULT_FRAME_SIZE;
 
-  XskSocket() {
+  explicit XskSocket(const std::string& dev) {
     area_ = mmap(nullptr, kFrames * kFrameSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (area_ == MAP_FAILED) {
       area_ = nullptr;
@@ -188,7 +201,7 @@ class XskSocket {
     config.tx_size = kFrames;
     config.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;  // our program, not libxdp's default
     config.bind_flags = XDP_COPY;
-    if (int err = xsk_socket__create(&xsk_, "veth0", 0, umem_, &rx_, &tx_, &config); err != 0) {
+    if (int err = xsk_socket__create(&xsk_, dev.c_str(), 0, umem_, &rx_, &tx_, &config); err != 0) {
       error_ = "xsk_socket__create: " + std::string(std::strerror(-err));
       return;
     }
@@ -239,7 +252,7 @@ class XskSocket {
 
 TEST_F(XdpAttachTest, TestRunRedirectsIntoARegisteredSocket) {
   LOAD_OR_FAIL(program, XdpConfig{});
-  XskSocket xsk;
+  XskSocket xsk(dev());
   ASSERT_TRUE(xsk.ok()) << xsk.error();
   ASSERT_TRUE(program.set_socket(0, xsk.fd()).ok());
 
@@ -263,10 +276,8 @@ TEST_F(XdpAttachTest, TestRunRedirectsIntoARegisteredSocket) {
 }
 
 TEST_F(XdpAttachTest, DatagramAcrossVethReachesTheSocketAndOthersReachTheKernel) {
-  ASSERT_EQ(std::system("ip addr add 10.77.0.1/24 dev veth0"), 0);
-  ASSERT_TRUE(netns_->ip_in_peer("addr add 10.77.0.2/24 dev veth1"));
   LOAD_OR_FAIL(program, XdpConfig{});
-  XskSocket xsk;
+  XskSocket xsk(dev());
   ASSERT_TRUE(xsk.ok()) << xsk.error();
   ASSERT_TRUE(program.set_socket(0, xsk.fd()).ok());
   ASSERT_TRUE(program.attach(ifindex_).ok());
@@ -277,11 +288,11 @@ TEST_F(XdpAttachTest, DatagramAcrossVethReachesTheSocketAndOthersReachTheKernel)
   sockaddr_in bind_addr{};
   bind_addr.sin_family = AF_INET;
   bind_addr.sin_port = htons(7999);
-  inet_pton(AF_INET, "10.77.0.1", &bind_addr.sin_addr);
+  bind_addr.sin_addr = net_->root_addr4;  // the fixture's address on our end
   ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&bind_addr), sizeof bind_addr), 0);
 
-  // The sender lives in the peer namespace, so its datagrams cross the pair into veth0's hook.
-  int sender = netns_->peer_socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC);
+  // The sender lives in the other namespace, so its datagrams cross the pair into our end's hook.
+  int sender = net_->socket_in_ns(AF_INET, SOCK_DGRAM, 0);
   ASSERT_GE(sender, 0);
 
   protocol::Header request = test::FrameSpec::default_header();

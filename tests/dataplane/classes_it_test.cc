@@ -3,6 +3,9 @@
 // Interactive requests sent after a background backlog are answered before any of it: the
 // engine puts them in the worker's interactive ring and the worker SDK serves that ring first.
 //
+// With the agent's class_scheduling = false (FIFO, the baseline bench/mixed compares against)
+// the same traffic is answered in arrival order.
+//
 // The worker is SIGSTOPped while the backlog and the interactive requests are queued, so what
 // the test checks is the order the worker chose, not how fast anything ran.
 #include <gtest/gtest.h>
@@ -34,11 +37,14 @@ char process_state(pid_t pid) {
   return close_paren == std::string::npos || close_paren + 2 >= line.size() ? '?' : line[close_paren + 2];
 }
 
-class ClassesIT : public ::testing::Test {
+// Parameter: the agent's class_scheduling.
+class ClassesIT : public ::testing::TestWithParam<bool> {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
-    net_ = TestNetwork::create(net_error_).release();
+    axon::testing::NetworkSpec spec;
+    spec.prefix = "axcls";  // this test's own namespaces and links
+    net_ = TestNetwork::create(spec, net_error_).release();
   }
   static void TearDownTestSuite() {
     delete net_;
@@ -54,6 +60,9 @@ class ClassesIT : public ::testing::Test {
     std::string error;
     ConfigSpec spec;
     spec.backend = "xdp";
+    spec.tables =
+        std::string("[[tenants]]\nid = 1\nname = \"t1\"\n\n[[agents]]\nid = 7\ntenant = 1\nworkers = [\"w0\"]\n") +
+        "class_scheduling = " + (GetParam() ? "true" : "false") + "\n";
     ASSERT_TRUE(daemon_->start(make_config(*net_, dir_->path(), spec), &error)) << error;
     ASSERT_TRUE(daemon_->wait_ready(30s, &error)) << error;
   }
@@ -103,7 +112,7 @@ class ClassesIT : public ::testing::Test {
 TestNetwork* ClassesIT::net_ = nullptr;
 std::string ClassesIT::net_error_;
 
-TEST_F(ClassesIT, InteractiveRequestsOvertakeABackgroundBacklog) {
+TEST_P(ClassesIT, InteractiveRequestsOvertakeABackgroundBacklogUnlessFifo) {
   ASSERT_TRUE(start_worker());
   AxpClient client(*net_, AF_INET);
   ASSERT_TRUE(client.ok());
@@ -143,9 +152,19 @@ TEST_F(ClassesIT, InteractiveRequestsOvertakeABackgroundBacklog) {
     EXPECT_EQ(r.header.priority, sent[r.header.request_id]) << "the reply echoes the priority";
     order += sent[r.header.request_id] == Priority::interactive ? 'I' : 'B';
   }
-  // The worker found both rings full on resume: the interactive ring first.
-  EXPECT_EQ(order, std::string(kInteractive, 'I') + std::string(kBackground, 'B'));
+  if (GetParam()) {
+    // The worker found both rings full on resume: the interactive ring first.
+    EXPECT_EQ(order, std::string(kInteractive, 'I') + std::string(kBackground, 'B'));
+  } else {
+    // FIFO: one ring, arrival order.
+    EXPECT_EQ(order, std::string(kBackground, 'B') + std::string(kInteractive, 'I'));
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(ClassScheduling, ClassesIT, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& param) {
+                           return std::string(param.param ? "Classes" : "Fifo");
+                         });
 
 }  // namespace
 }  // namespace axon::dataplane::it

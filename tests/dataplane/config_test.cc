@@ -180,6 +180,57 @@ TEST(DataplaneConfig, MinimalFileTakesTheDefaults) {
   ASSERT_EQ(c.workers.size(), 1u);
 }
 
+// Issue 13: per-class rates and credits in [[tenants]], and the [credits] knobs.
+TEST(DataplaneConfig, TenantClassLimitsAndCreditsParse) {
+  auto r = parse_config(minimal("",
+                                "[credits]\nrefresh_us = 5000\ntarget_delay_us = 300\nincrease_permille = 20\n"
+                                "decrease_permille = 800\n\n[[tenants]]\nid = 4\n"
+                                "interactive_rate_pps = 500\ninteractive_burst = 20\n"
+                                "background_rate_pps = 100\nbackground_burst = 4\ncredits_max = 64\n"
+                                "credits_min = 2\ncredit_delay_target_us = 250\n"),
+                        kName);
+  ASSERT_TRUE(r.ok()) << r.message();
+  ASSERT_EQ(r->tenants.size(), 1u);
+  const TenantConfig& t = r->tenants[0];
+  EXPECT_EQ(t.interactive_rate_pps, 500u);
+  EXPECT_EQ(t.interactive_burst, 20u);
+  EXPECT_EQ(t.background_rate_pps, 100u);
+  EXPECT_EQ(t.background_burst, 4u);
+  EXPECT_EQ(t.credits_max, 64u);
+  EXPECT_EQ(t.credits_min, 2u);
+  EXPECT_EQ(t.credit_delay_target_us, 250u);
+  EXPECT_EQ(r->credits.refresh_us, 5000u);
+  EXPECT_EQ(r->credits.target_delay_us, 300u);
+  EXPECT_EQ(r->credits.increase_permille, 20u);
+  EXPECT_EQ(r->credits.decrease_permille, 800u);
+
+  auto defaults = parse_config(minimal("", "[[tenants]]\nid = 4\n"), kName);
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  const TenantConfig& d = defaults->tenants[0];
+  EXPECT_EQ(d.interactive_rate_pps, 0u);
+  EXPECT_EQ(d.background_rate_pps, 0u);
+  EXPECT_EQ(d.credits_max, 0u);  // credits off: unlimited
+  EXPECT_TRUE(defaults->xdp.enforce_credits);
+  EXPECT_EQ(defaults->credits.refresh_us, CreditSettings{}.refresh_us);
+
+  // minimal() puts `rest` at line 6: a blank line, [[tenants]] (7), id (8), the next key (9)
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\ninteractive_rate_pps = 10\n"), ConfigError::invalid_value, 9,
+                  "needs interactive_burst");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\nbackground_rate_pps = 10\n"), ConfigError::invalid_value, 9,
+                  "needs background_burst");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\ncredits_max = 4\ncredits_min = 5\n"), ConfigError::invalid_value,
+                  10, "must not exceed credits_max");
+  expect_error_at(minimal("", "\n[[tenants]]\nid = 1\ncredits_max = -1\n"), ConfigError::invalid_value, 9,
+                  "credits_max must be an integer");
+  expect_error_at(minimal("", "[credits]\nrefresh_us = 10\n"), ConfigError::invalid_value, 7, "refresh_us");
+  expect_error_at(minimal("", "[credits]\ntarget_delay_us = 0\n"), ConfigError::invalid_value, 7, "target_delay_us");
+  expect_error_at(minimal("", "[credits]\nincrease_permille = 1001\n"), ConfigError::invalid_value, 7,
+                  "increase_permille");
+  expect_error_at(minimal("", "[credits]\ndecrease_permille = 0\n"), ConfigError::invalid_value, 7,
+                  "decrease_permille");
+  expect_error_at(minimal("", "[credits]\nrefresh = 10\n"), ConfigError::unknown_key, 7, "unknown key 'refresh'");
+}
+
 TEST(DataplaneConfig, NumaNodeTakesANumberOrAuto) {
   auto numbered = parse_config(minimal("numa_node = 1\n"), kName);
   ASSERT_TRUE(numbered.ok()) << numbered.message();
@@ -331,6 +382,57 @@ TEST(DataplaneConfig, WorkerSlotsAddGenericSlotsAfterNamedWorkers) {
   EXPECT_NE(too_many.message().find("at most 4096"), std::string::npos) << too_many.message();
   expect_error_at(minimal("worker_slots = 5000\n"), ConfigError::invalid_value, 3, "at most 4096");
   expect_error_at(minimal("control_uids = [-1]\n"), ConfigError::invalid_value, 3, "integers");
+}
+
+// An agent's scheduling knobs (issue 13): each parses, absent ones take the model's
+// defaults, and each bad value is refused at its own line with the fix.
+TEST(DataplaneConfig, AgentSchedulingKnobsParseWithDefaults) {
+  const std::string agents =
+      "[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\ndispatch = \"jsq\"\nclass_scheduling = false\n"
+      "reserved_interactive = 2\nreserved_interactive_share = 0.25\nqueue_delay_target_us = 500\n"
+      "high_water = 0.75\n\n[[agents]]\nid = 2\ntenant = 0\nworkers = [\"w\"]\nhigh_water = 1\n";
+  auto result = parse_config(minimal("", agents), kName);
+  ASSERT_TRUE(result.ok()) << result.message();
+  const model::Scheduling& s = result->agents[0].scheduling;
+  EXPECT_EQ(s.dispatch, model::Dispatch::jsq);
+  EXPECT_FALSE(s.class_scheduling);
+  EXPECT_EQ(s.reserved_interactive, 2u);
+  EXPECT_DOUBLE_EQ(s.reserved_interactive_share, 0.25);
+  EXPECT_EQ(s.queue_delay_target_us, 500u);
+  EXPECT_DOUBLE_EQ(s.high_water, 0.75);
+  EXPECT_EQ(result->agents[1].scheduling, model::Scheduling{});
+  EXPECT_EQ(result->agents[1].scheduling.dispatch, model::Dispatch::sticky);
+  EXPECT_TRUE(result->agents[1].scheduling.class_scheduling);
+}
+
+TEST(DataplaneConfig, BadSchedulingKnobsAreRefusedAtTheirLine) {
+  const std::string head = "[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\n";  // lines 6-9
+  expect_error_at(minimal("", head + "dispatch = \"least_loaded\"\n"), ConfigError::invalid_value, 10,
+                  "unknown dispatch policy 'least_loaded'; use \"sticky\", \"p2c\", \"jsq\" or \"round_robin\"");
+  expect_error_at(minimal("", head + "dispatch = 3\n"), ConfigError::invalid_value, 10, "dispatch must be a string");
+  expect_error_at(minimal("", head + "reserved_interactive_share = 1.5\n"), ConfigError::invalid_value, 10,
+                  "reserved_interactive_share: use a share of the pool between 0 and 1");
+  expect_error_at(minimal("", head + "reserved_interactive_share = -0.1\n"), ConfigError::invalid_value, 10,
+                  "reserved_interactive_share");
+  expect_error_at(minimal("", head + "reserved_interactive = 65\n"), ConfigError::invalid_value, 10,
+                  "reserved_interactive: at most 64");
+  expect_error_at(minimal("", head + "high_water = 0\n"), ConfigError::invalid_value, 10, "high_water: use a fraction");
+  expect_error_at(minimal("", head + "high_water = 1.01\n"), ConfigError::invalid_value, 10, "high_water");
+  expect_error_at(minimal("", head + "high_water = \"half\"\n"), ConfigError::invalid_value, 10, "a number");
+  expect_error_at(minimal("", head + "queue_delay_target_us = 60000001\n"), ConfigError::invalid_value, 10,
+                  "queue_delay_target_us: at most 60000000");
+  expect_error_at(minimal("", head + "class_scheduling = 1\n"), ConfigError::invalid_value, 10, "true or false");
+}
+
+TEST(DataplaneConfig, CheckTablesRefusesBadScheduling) {
+  std::vector<WorkerConfig> workers{{"w"}};
+  AgentConfig agent{3, 0, "a", {"w"}, {}};
+  EXPECT_TRUE(check_tables({}, {agent}, workers).ok());
+  agent.scheduling.high_water = 2.0;
+  auto bad = check_tables({}, {agent}, workers);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.code(), ConfigError::invalid_value);
+  EXPECT_NE(bad.message().find("agent 3: high_water"), std::string::npos) << bad.message();
 }
 
 TEST(DataplaneConfig, AgentNamingAnUndeclaredWorkerIsAnUnknownReference) {

@@ -7,6 +7,10 @@
 // O(1). A reaper walks the ring in sequence order behind the timeout and counts every request
 // without a reply as lost; the sender never reuses a slot the reaper has not passed.
 //
+// With --bg-rate a second Poisson stream of background-class requests runs beside the first, on
+// its own schedule; every slot records its request's class, so each class gets its own counts and
+// latency histogram (ClassReport) while both share one sender, one socket and one id space.
+//
 // Two transports carry the same datagrams: a connected kernel UDP socket (sendmmsg/recvmmsg), or
 // with --xdp-dev an AF_XDP socket on the load generator's own veth end (xsk_io.h), which costs
 // far less per request and so keeps the load side ahead of the appliance.
@@ -52,6 +56,18 @@ struct Slot {
   // Written before seq1 is released. Atomic (relaxed) because a late reply may read it while the
   // sender reuses the slot; the reader re-checks seq1 afterwards and discards a torn pair.
   std::atomic<std::uint64_t> intended_ns{0};
+  std::atomic<std::uint8_t> cls{0};  // the request's priority class (index into classes)
+};
+
+// One open-loop stream of requests of one class: its schedule and what it addresses.
+struct Stream {
+  std::unique_ptr<PoissonSchedule> schedule;
+  p::Priority priority = p::Priority::interactive;
+  const std::vector<std::uint32_t>* tenants = nullptr;
+  const std::vector<std::uint32_t>* agents = nullptr;
+  std::uint32_t deadline_us = 0;
+  std::uint64_t next = 0;   // its next intended send time
+  std::uint64_t count = 0;  // requests built so far (spreads them over agents and tenants)
 };
 
 std::size_t ring_slots_for(double rate, unsigned timeout_ms) {
@@ -75,7 +91,8 @@ class Engine {
  private:
   // Sender side (the sender thread, or the single loop).
   bool send_due(std::uint64_t now, bool nonblocking);
-  void build_request(unsigned k, std::uint64_t seq);
+  void build_request(unsigned k, std::uint64_t seq, Stream& stream);
+  void advance_schedule();
   // Receiver side (the receiver thread, or the single loop).
   unsigned receive_batch(int flags);
   void on_datagram(std::span<const std::uint8_t> dgram, std::uint64_t now);
@@ -108,7 +125,10 @@ class Engine {
   std::atomic<std::uint64_t> schedule_stop_ns_{0};
 
   // Sender state.
-  std::unique_ptr<PoissonSchedule> schedule_;
+  std::array<Stream, kClasses> streams_;
+  unsigned stream_count_ = 1;
+  unsigned next_stream_ = 0;                   // the stream whose request is due next
+  std::array<std::uint8_t, kBatch> tx_cls_{};  // class of each request in the batch (kClasses: not counted)
   std::unique_ptr<Rng> spread_;
   std::uint64_t next_intended_ = 0;
   std::uint64_t seq_ = 0;
@@ -154,6 +174,8 @@ Result<Ok, LoadgenError> Engine::open() {
   if (o_.malformed_ratio < 0 || o_.malformed_ratio >= 1)
     return make_error(LoadgenError::invalid_options, "--malformed-ratio must be in [0, 1)");
   if (o_.threads != 1 && o_.threads != 2) return make_error(LoadgenError::invalid_options, "--threads must be 1 or 2");
+  if (o_.bg_rate < 0 || o_.bg_rate > 50e6)
+    return make_error(LoadgenError::invalid_options, "--bg-rate must be between 0 and 50,000,000 requests/s");
 
   auto target = resolve_udp(o_.target, p::kDefaultPort);
   if (!target) return make_error(LoadgenError::invalid_options, "--target: " + target.message());
@@ -213,7 +235,7 @@ Result<Ok, LoadgenError> Engine::open() {
   std::memcpy(trace_id_.data() + 8, &t1, 8);
 
   timeout_ns_ = std::uint64_t{o_.timeout_ms} * 1'000'000ull;
-  ring_size_ = ring_slots_for(o_.rate, o_.timeout_ms);
+  ring_size_ = ring_slots_for(o_.rate + o_.bg_rate, o_.timeout_ms);
   ring_ = std::make_unique<Slot[]>(ring_size_);
   done_ = std::make_unique<std::uint64_t[]>(ring_size_);
 
@@ -241,24 +263,37 @@ Result<Ok, LoadgenError> Engine::open() {
   return Ok{};
 }
 
-void Engine::build_request(unsigned k, std::uint64_t seq) {
+void Engine::build_request(unsigned k, std::uint64_t seq, Stream& stream) {
   p::Header h;
   h.type = p::MessageType::request;
-  h.priority = o_.priority;
+  h.priority = stream.priority;
   h.trace_flags = p::kTraceSampled;
   h.payload_len = static_cast<std::uint16_t>(o_.payload_bytes);
   h.message_len = static_cast<std::uint32_t>(o_.payload_bytes);
   // Spread over agents first, then tenants, so every (tenant, agent) pair sees traffic.
-  h.agent_id = o_.agents[seq % o_.agents.size()];
-  h.tenant_id = o_.tenants[(seq / o_.agents.size()) % o_.tenants.size()];
+  const auto& agents = *stream.agents;
+  const auto& tenants = *stream.tenants;
+  h.agent_id = agents[stream.count % agents.size()];
+  h.tenant_id = tenants[(stream.count / agents.size()) % tenants.size()];
+  ++stream.count;
   h.session_key = o_.sessions == 0 ? 0 : 1 + spread_->next() % o_.sessions;
   h.request_id = (run_tag_ << kSeqBits) | (seq & kSeqMask);
   h.trace_id = trace_id_;
   std::uint64_t span = seq + 1;  // one span per request, never zero
   std::memcpy(h.span_id.data(), &span, sizeof span);
-  h.deadline_us = o_.deadline_us;
+  h.deadline_us = stream.deadline_us;
   (void)p::encode_header(h, {tx_buf_.data() + k * datagram_len_, p::kHeaderLen});
   tx_iov_[k] = {tx_buf_.data() + k * datagram_len_, datagram_len_};
+}
+
+// Moves the stream that was due to its next send time and picks the stream due next.
+void Engine::advance_schedule() {
+  Stream& sent = streams_[next_stream_];
+  sent.next = sent.schedule->next();
+  next_stream_ = 0;
+  for (unsigned s = 1; s < stream_count_; ++s)
+    if (streams_[s].next < streams_[next_stream_].next) next_stream_ = s;
+  next_intended_ = streams_[next_stream_].next;
 }
 
 // Sends every request that is due (up to one batch). Returns whether it sent anything.
@@ -266,6 +301,7 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
   unsigned n = 0;
   std::uint64_t first_seq = seq_;
   while (n < kBatch && !schedule_done_) {
+    if (o_.flood) next_intended_ = now;  // always due, and charged from now
     if (next_intended_ >= measure_end_ || stop_.load(std::memory_order_relaxed)) {
       schedule_done_ = true;
       schedule_stop_ns_.store(std::min(next_intended_, measure_end_), std::memory_order_relaxed);
@@ -281,6 +317,7 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
     if (o_.malformed_ratio > 0 && spread_->uniform() < o_.malformed_ratio) {
       unsigned kind = malformed_next_++ % kMalformedKinds;
       tx_iov_[n] = {malformed_buf_.data() + kind * datagram_len_, malformed_len_[kind]};
+      tx_cls_[n] = kClasses;
       if (in_window) {
         ++sender_report_.malformed_sent;
         ++sender_report_.malformed_by_kind[kind];
@@ -291,17 +328,24 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
       // the reuse sees a changed seq1 and never pairs the old sequence with the new time.
       slot.seq1.store(0, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_release);
+      Stream& stream = streams_[next_stream_];
+      const auto cls = static_cast<std::uint8_t>(stream.priority);
       slot.intended_ns.store(intended, std::memory_order_relaxed);
+      slot.cls.store(cls, std::memory_order_relaxed);
       slot.seq1.store(seq_ + 1, std::memory_order_release);
-      build_request(n, seq_);
+      build_request(n, seq_, stream);
+      tx_cls_[n] = in_window ? cls : static_cast<std::uint8_t>(kClasses);
       ++seq_;
       if (in_window) {
+        const std::uint64_t lag = now > intended ? now - intended : 0;
         ++sender_report_.sent;
-        sender_report_.send_lag.record(now > intended ? now - intended : 0);
+        sender_report_.send_lag.record(lag);
+        ++sender_report_.classes[cls].sent;
+        sender_report_.classes[cls].send_lag.record(lag);
       }
     }
     ++n;
-    next_intended_ = schedule_->next();
+    if (!o_.flood) advance_schedule();
   }
   if (n == 0) return false;
 
@@ -320,6 +364,9 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
       }
     }
     sender_report_.send_dropped += n - off;
+    // Per class only for requests of the window; the batch's last ones are the dropped ones.
+    for (unsigned k = off; k < n; ++k)
+      if (tx_cls_[k] < kClasses) ++sender_report_.classes[tx_cls_[k]].send_dropped;
     packets_tx_ += off;
     off = n;
   }
@@ -395,6 +442,7 @@ void Engine::on_datagram(std::span<const std::uint8_t> dgram, std::uint64_t now)
     return;
   }
   std::uint64_t intended = slot.intended_ns.load(std::memory_order_relaxed);
+  const std::size_t cls = std::min<std::size_t>(slot.cls.load(std::memory_order_relaxed), kClasses - 1);
   std::atomic_thread_fence(std::memory_order_acquire);
   if (slot.seq1.load(std::memory_order_relaxed) != seq + 1) {
     ++recv_report_.unmatched;  // the sender reused the slot while we read it
@@ -403,23 +451,34 @@ void Engine::on_datagram(std::span<const std::uint8_t> dgram, std::uint64_t now)
   std::uint64_t latency = now > intended ? now - intended : 0;
   if (seq < reap_cursor_ || latency > timeout_ns_) {
     // After the timeout: the reaper counts (or counted) it as lost; note it as late too.
-    if (measured(intended)) ++recv_report_.late;
+    if (measured(intended)) {
+      ++recv_report_.late;
+      ++recv_report_.classes[cls].late;
+    }
     return;
   }
   done_[idx] = seq + 1;
   if (!measured(intended)) return;
+  ClassReport& by_class = recv_report_.classes[cls];
   switch (h.type) {
     case p::MessageType::response:
       ++recv_report_.responses;
       recv_report_.latency.record(latency);
+      ++by_class.responses;
+      by_class.latency.record(latency);
       interval_.record(latency);
       if (h.payload_len != o_.payload_bytes) ++recv_report_.payload_mismatch;
       break;
-    case p::MessageType::busy: ++recv_report_.busy; break;
+    case p::MessageType::busy:
+      ++recv_report_.busy;
+      ++by_class.busy;
+      break;
     case p::MessageType::error: {
       ++recv_report_.errors;
-      auto code = static_cast<std::size_t>(h.error_code);
-      ++recv_report_.errors_by_code[std::min<std::size_t>(code, recv_report_.errors_by_code.size() - 1)];
+      ++by_class.errors;
+      auto code = std::min<std::size_t>(static_cast<std::size_t>(h.error_code), recv_report_.errors_by_code.size() - 1);
+      ++recv_report_.errors_by_code[code];
+      ++by_class.errors_by_code[code];
       break;
     }
     case p::MessageType::request: break;  // filtered above
@@ -435,7 +494,10 @@ void Engine::reap(std::uint64_t now, bool everything) {
     bool answered = done_[idx] == reap_cursor_ + 1;
     // Answered requests are passed at once (freeing their slots); the others wait for the timeout.
     if (!everything && !answered && intended + timeout_ns_ > now) break;
-    if (!answered && measured(intended)) ++recv_report_.lost;
+    if (!answered && measured(intended)) {
+      ++recv_report_.lost;
+      ++recv_report_.classes[std::min<std::size_t>(ring_[idx].cls.load(std::memory_order_relaxed), kClasses - 1)].lost;
+    }
     ++reap_cursor_;
   }
   reaped_.store(reap_cursor_, std::memory_order_release);
@@ -482,7 +544,7 @@ void Engine::sender_thread() {
     if (schedule_done_) break;
     if (xsk_) xsk_->reap();
     // Sleep through long gaps, spin through short ones: a wakeup costs tens of µs on this VM.
-    if (next_intended_ > now + 100'000) {
+    if (!o_.spin && next_intended_ > now + 100'000) {
       std::uint64_t wake = next_intended_ - 50'000;
       timespec ts{static_cast<time_t>(wake / kSecond), static_cast<long>(wake % kSecond)};
       clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
@@ -539,7 +601,7 @@ void Engine::single_thread() {
     if (sent || got) continue;
     // Idle: wait for a reply or the next send time, whichever is first.
     std::uint64_t until = schedule_done_ ? now + 1'000'000 : next_intended_;
-    if (until > now + 60'000) {
+    if (!o_.spin && until > now + 60'000) {
       std::uint64_t wait = until - now - 40'000;
       timespec ts{static_cast<time_t>(wait / kSecond), static_cast<long>(wait % kSecond)};
       pollfd pfd{poll_fd_, POLLIN, 0};
@@ -565,9 +627,28 @@ LoadgenReport Engine::run() {
   measure_end_ = measure_start_ + static_cast<std::uint64_t>(o_.duration_s * 1e9);
   hard_end_ = measure_end_ + timeout_ns_ + 200'000'000;
   next_live_ns_ = start_ns_ + kSecond;
-  schedule_ = std::make_unique<PoissonSchedule>(o_.rate, o_.seed, start_ns_);
+  Stream& first = streams_[0];
+  first.schedule = std::make_unique<PoissonSchedule>(o_.rate, o_.seed, start_ns_);
+  first.priority = o_.priority;
+  first.tenants = &o_.tenants;
+  first.agents = &o_.agents;
+  first.deadline_us = o_.deadline_us;
+  first.next = first.schedule->next();
+  stream_count_ = 1;
+  if (o_.bg_rate > 0) {
+    // Its own seed, so adding background never changes the first stream's send times.
+    Stream& bg = streams_[1];
+    bg.schedule = std::make_unique<PoissonSchedule>(o_.bg_rate, o_.seed * 0x9E3779B97F4A7C15ull + 11, start_ns_);
+    bg.priority = p::Priority::background;
+    bg.tenants = o_.bg_tenants.empty() ? &o_.tenants : &o_.bg_tenants;
+    bg.agents = o_.bg_agents.empty() ? &o_.agents : &o_.bg_agents;
+    bg.deadline_us = o_.bg_deadline_us;
+    bg.next = bg.schedule->next();
+    stream_count_ = 2;
+  }
+  next_stream_ = stream_count_ == 2 && streams_[1].next < streams_[0].next ? 1 : 0;
+  next_intended_ = streams_[next_stream_].next;
   spread_ = std::make_unique<Rng>(o_.seed * 0x2545F4914F6CDD1Dull + 7);
-  next_intended_ = schedule_->next();
   schedule_stop_ns_.store(measure_end_);
 
   if (o_.threads == 1) {
@@ -580,13 +661,18 @@ LoadgenReport Engine::run() {
 
   LoadgenReport out = recv_report_;
   out.threads = o_.threads;
-  out.offered_rps = o_.rate;
+  out.offered_rps = o_.rate + o_.bg_rate;
   out.sent = sender_report_.sent;
   out.send_errors = sender_report_.send_errors;
   out.send_dropped = sender_report_.send_dropped;
   out.malformed_sent = sender_report_.malformed_sent;
   out.malformed_by_kind = sender_report_.malformed_by_kind;
   out.send_lag = sender_report_.send_lag;
+  for (std::size_t c = 0; c < kClasses; ++c) {
+    out.classes[c].sent = sender_report_.classes[c].sent;
+    out.classes[c].send_dropped = sender_report_.classes[c].send_dropped;
+    out.classes[c].send_lag = sender_report_.classes[c].send_lag;
+  }
   std::uint64_t stop = schedule_stop_ns_.load();
   out.measured_s = stop > measure_start_ ? static_cast<double>(stop - measure_start_) / 1e9 : 0.0;
   if (ring_stalls_ != 0)

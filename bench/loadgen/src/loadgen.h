@@ -28,6 +28,18 @@ struct LoadgenOptions {
   std::uint64_t sessions = 0;  // distinct session keys (0 = no stickiness)
   protocol::Priority priority = protocol::Priority::interactive;
   std::uint32_t deadline_us = 0;
+  // Mixed classes: a second, independent Poisson stream of background-class requests beside the
+  // one above (bg_rate 0 = none). Its tenants/agents default to the first stream's.
+  double bg_rate = 0;
+  std::vector<std::uint32_t> bg_tenants;
+  std::vector<std::uint32_t> bg_agents;
+  std::uint32_t bg_deadline_us = 0;
+  // Flood: no schedule; send as fast as this process can, each request's intended time being
+  // its actual send time (rate then only sizes the id ring). Measures a rate, not a latency.
+  bool flood = false;
+  // Never sleep between sends: on a load cpu shared with other work, waking up from a sleep can
+  // take milliseconds (the scheduler runs someone else first), which a spinning loop never pays.
+  bool spin = false;
   unsigned timeout_ms = 1000;  // a request unanswered this long is lost
   int cpu_send = -1;
   int cpu_recv = -1;
@@ -50,6 +62,21 @@ inline constexpr double kMaxDurationS = 600;
 inline constexpr std::uint64_t kStallLagNs = 1'000'000;
 inline constexpr double kStalledShare = 0.005;
 
+// What one priority class got, counted by the class of each request sent (measured window).
+struct ClassReport {
+  std::uint64_t sent = 0;
+  std::uint64_t responses = 0;
+  std::uint64_t busy = 0;
+  std::uint64_t errors = 0;
+  std::array<std::uint64_t, 16> errors_by_code{};
+  std::uint64_t lost = 0;
+  std::uint64_t late = 0;
+  std::uint64_t send_dropped = 0;
+  LatencyHistogram latency;   // RESPONSE round trips, from the intended send time
+  LatencyHistogram send_lag;  // how late the sender was against this class's schedule
+};
+inline constexpr std::size_t kClasses = 2;  // by protocol::Priority: interactive, background
+
 struct LoadgenReport {
   double offered_rps = 0;
   double measured_s = 0;        // the measured window actually run (shorter if interrupted)
@@ -70,8 +97,9 @@ struct LoadgenReport {
                                    // pushed back (the peer's receive queue was full); lost
   std::uint64_t malformed_sent = 0;
   std::array<std::uint64_t, kMalformedKinds> malformed_by_kind{};
-  LatencyHistogram latency;   // RESPONSE round trips, from the intended send time
-  LatencyHistogram send_lag;  // how late the sender was against the schedule
+  LatencyHistogram latency;                   // RESPONSE round trips, from the intended send time
+  LatencyHistogram send_lag;                  // how late the sender was against the schedule
+  std::array<ClassReport, kClasses> classes;  // the same, split by the requests' priority class
   unsigned threads = 0;
   std::string transport;         // "udp socket" or the AF_XDP socket's description
   XskStats xsk;                  // AF_XDP counters (zero for the socket transport)

@@ -50,12 +50,36 @@ nlohmann::json latency_json(const LatencyHistogram& h) {
           {"max", us(h.max_ns())}};
 }
 
-nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
+nlohmann::json errors_json(const std::array<std::uint64_t, 16>& by_code) {
   nlohmann::json errors = nlohmann::json::object();
-  for (std::size_t c = 0; c < r.errors_by_code.size(); ++c) {
-    if (r.errors_by_code[c] == 0) continue;
-    errors[c < p::kErrorCodeCount ? p::to_string(static_cast<p::ErrorCode>(c)) : "other"] = r.errors_by_code[c];
+  for (std::size_t c = 0; c < by_code.size(); ++c) {
+    if (by_code[c] == 0) continue;
+    errors[c < p::kErrorCodeCount ? p::to_string(static_cast<p::ErrorCode>(c)) : "other"] = by_code[c];
   }
+  return errors;
+}
+
+// One priority class's figures; rates over the measured window.
+nlohmann::json class_json(const axon::loadgen::ClassReport& c, double offered, double measured_s) {
+  auto per_s = [measured_s](std::uint64_t n) { return measured_s > 0 ? static_cast<double>(n) / measured_s : 0.0; };
+  return {{"offered_rps", offered},
+          {"sent", c.sent},
+          {"sent_rps", per_s(c.sent)},
+          {"responses", c.responses},
+          {"achieved_rps", per_s(c.responses)},
+          {"busy", c.busy},
+          {"busy_rps", per_s(c.busy)},
+          {"errors", c.errors},
+          {"errors_by_name", errors_json(c.errors_by_code)},
+          {"lost", c.lost},
+          {"late", c.late},
+          {"send_dropped", c.send_dropped},
+          {"latency_us", latency_json(c.latency)},
+          {"send_lag_us", latency_json(c.send_lag)}};
+}
+
+nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
+  nlohmann::json errors = errors_json(r.errors_by_code);
   nlohmann::json malformed = nlohmann::json::object();
   for (std::size_t k = 0; k < r.malformed_by_kind.size(); ++k)
     if (r.malformed_by_kind[k] != 0)
@@ -75,6 +99,12 @@ nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
         {"sessions", o.sessions},
         {"priority", p::to_string(o.priority)},
         {"deadline_us", o.deadline_us},
+        {"bg_rate", o.bg_rate},
+        {"bg_tenants", o.bg_tenants.empty() ? o.tenants : o.bg_tenants},
+        {"bg_agents_count", o.bg_agents.empty() ? o.agents.size() : o.bg_agents.size()},
+        {"bg_deadline_us", o.bg_deadline_us},
+        {"flood", o.flood},
+        {"spin", o.spin},
         {"timeout_ms", o.timeout_ms},
         {"threads", r.threads},
         {"cpu_send", o.cpu_send},
@@ -127,6 +157,11 @@ nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
       {"malformed_by_kind", malformed},
       {"latency_us", latency_json(r.latency)},
       {"send_lag_us", latency_json(r.send_lag)},
+      // By the priority class of each request sent: with --bg-rate, the two streams apart.
+      {"classes",
+       {{"interactive", class_json(r.classes[0], o.priority == p::Priority::interactive ? o.rate : 0.0, r.measured_s)},
+        {"background",
+         class_json(r.classes[1], (o.priority == p::Priority::background ? o.rate : 0.0) + o.bg_rate, r.measured_s)}}},
   };
 }
 
@@ -134,7 +169,7 @@ nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
 
 int main(int argc, char** argv) {
   LoadgenOptions o;
-  std::vector<std::string> tenant_specs{"1"}, agent_specs{"1"};
+  std::vector<std::string> tenant_specs{"1"}, agent_specs{"1"}, bg_tenant_specs, bg_agent_specs;
   std::string json_file;
   CLI::App app{"axon-loadgen: open-loop AXP load generator (Poisson arrivals, latency from the intended send time)",
                "axon-loadgen"};
@@ -159,6 +194,18 @@ int main(int argc, char** argv) {
          "interactive (default) or background")
       ->check(CLI::IsMember({"interactive", "background"}));
   app.add_option("--deadline-us", o.deadline_us, "Deadline budget in each request (0 = none)");
+  app.add_option("--bg-rate", o.bg_rate,
+                 "Mixed classes: a second Poisson stream of background-class requests at this rate beside "
+                 "--rate's (0 = none); the report splits every figure by class")
+      ->capture_default_str();
+  app.add_option("--bg-tenant", bg_tenant_specs, "Tenant ids of the background stream (default: --tenant's)");
+  app.add_option("--bg-agent", bg_agent_specs, "Agent ids of the background stream (default: --agent's)");
+  app.add_option("--bg-deadline-us", o.bg_deadline_us, "Deadline budget in each background request (0 = none)");
+  app.add_flag("--flood", o.flood,
+               "No schedule: send as fast as this process can, latency from each actual send (--rate only sizes "
+               "the id ring: give the rate you expect)");
+  app.add_flag("--spin", o.spin,
+               "Never sleep between sends (a dedicated load cpu shared with other work wakes a sleeper late)");
   app.add_option("--timeout-ms", o.timeout_ms, "A request unanswered this long counts as lost")->capture_default_str();
   app.add_option("--cpu-send", o.cpu_send, "Pin the sender (or the single thread) to this CPU");
   app.add_option("--cpu-recv", o.cpu_recv, "Pin the receiver to this CPU");
@@ -198,6 +245,7 @@ int main(int argc, char** argv) {
     return true;
   };
   if (!expand(tenant_specs, "tenant", o.tenants) || !expand(agent_specs, "agent", o.agents)) return 2;
+  if (!expand(bg_tenant_specs, "bg-tenant", o.bg_tenants) || !expand(bg_agent_specs, "bg-agent", o.bg_agents)) return 2;
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -232,6 +280,17 @@ int main(int argc, char** argv) {
       us(lat.percentile_ns(99)), us(lat.percentile_ns(99.9)), us(lat.max_ns()), us(r.send_lag.percentile_ns(99)),
       r.packets ? r.cpu_s * 1e9 / static_cast<double>(r.packets) : 0.0,
       r.load_behind ? " | LOAD SIDE FELL BEHIND: " : "", r.load_behind_reason.c_str());
+  if (o.bg_rate > 0) {
+    for (std::size_t c = 0; c < r.classes.size(); ++c) {
+      const auto& k = r.classes[c];
+      std::printf(
+          "  %-11s sent=%llu ok=%llu busy=%llu errors=%llu lost=%llu | latency us p50=%.1f p99=%.1f p99.9=%.1f\n",
+          c == 0 ? "interactive" : "background", static_cast<unsigned long long>(k.sent),
+          static_cast<unsigned long long>(k.responses), static_cast<unsigned long long>(k.busy),
+          static_cast<unsigned long long>(k.errors), static_cast<unsigned long long>(k.lost),
+          us(k.latency.percentile_ns(50)), us(k.latency.percentile_ns(99)), us(k.latency.percentile_ns(99.9)));
+    }
+  }
   if (r.trace_mismatch || r.payload_mismatch)
     std::printf("WARNING: %llu replies did not echo the trace id, %llu did not echo the payload size\n",
                 static_cast<unsigned long long>(r.trace_mismatch), static_cast<unsigned long long>(r.payload_mismatch));

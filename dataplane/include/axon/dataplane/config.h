@@ -28,6 +28,21 @@ struct XdpSettings {
   bool busy_poll = true;            // SO_PREFER_BUSY_POLL where the kernel takes it
   bool enforce_allowlist = false;
   bool enforce_rate = false;
+  // Tenants' credits (credits_max > 0) are enforced (in XDP, or by the userspace backends);
+  // tenants without credits are unlimited either way. false: credits are not enforced at all.
+  bool enforce_credits = true;
+};
+
+// [credits]: how the data plane refreshes the tenants' credits (docs/scheduling.md, "Credits
+// and BUSY from XDP"). Every refresh_us, each tenant with credits_max > 0 gets a new budget of
+// requests for the next interval: + increase_permille of credits_max while its workers'
+// queueing delay is at or under the target, x max(0.5, 1 - decrease_permille/1000 * (delay -
+// target) / delay) above it, kept within [credits_min, credits_max].
+struct CreditSettings {
+  std::uint32_t refresh_us = 10000;       // 100 us .. 10 s
+  std::uint32_t target_delay_us = 1000;   // tenants' default credit_delay_target_us
+  std::uint32_t increase_permille = 50;   // additive increase, per mille of credits_max per refresh
+  std::uint32_t decrease_permille = 500;  // multiplicative decrease strength (Breakwater's beta)
 };
 
 // [dpdk]: used when backend = "dpdk". The lcore threads are [dataplane] cores (one per
@@ -87,6 +102,7 @@ struct DataplaneConfig {
   std::uint32_t worker_slots = 0;           // generic slots "slot-0".."slot-<N-1>", after [[workers]]
   std::vector<std::uint32_t> control_uids;  // beyond root and our euid, may use control.sock
   XdpSettings xdp;
+  CreditSettings credits;
   UringSettings uring;
   DpdkSettings dpdk;
   shm::SegmentGeometry geometry;

@@ -86,16 +86,11 @@ class Lcore {
   void handle_frame(const Frame& frame, std::uint64_t now, bool admitted = false) noexcept;
   void answer_unsupported_version(std::span<const std::uint8_t> bytes, const protocol::ParsedFrame& parsed,
                                   std::uint64_t now) noexcept;
-  // Stages the request for its worker's ring of class `cls` (request_class()).
+  // Stages the request for one of its worker's two request rings: the ring of its AXP priority's
+  // class (shm::priority_class_of), or the interactive ring for every request when class_rings
+  // is false (the agent's class_scheduling off: one FIFO).
   void enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
-                     const protocol::Header& request, std::uint64_t now,
-                     shm::PriorityClass cls = shm::PriorityClass::interactive) noexcept;
-  // The ring a request of this route travels in: its AXP priority's class, or interactive for
-  // every request when the route turns class scheduling off (AgentRoute::class_rings).
-  [[nodiscard]] static shm::PriorityClass request_class(const AgentRoute& route,
-                                                        const protocol::Header& request) noexcept {
-    return route.class_rings ? shm::priority_class_of(std::uint8_t(request.priority)) : shm::PriorityClass::interactive;
-  }
+                     const protocol::Header& request, std::uint64_t now, bool class_rings = true) noexcept;
   void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
                const protocol::Header& request, std::uint64_t rx_ns) noexcept;
   void flush_staged() noexcept;

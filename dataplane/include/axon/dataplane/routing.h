@@ -26,10 +26,7 @@ struct AgentRoute {
   std::uint32_t tenant_id = 0;
   std::uint16_t worker_count = 0;
   std::uint16_t workers[kMaxWorkersPerAgent] = {};  // worker slot indices
-  // Class scheduling (docs/scheduling.md): interactive (AXP priority 0) and background
-  // requests travel in their worker's two request rings and the worker serves interactive
-  // first. false = FIFO: every request of this agent goes through the interactive ring.
-  bool class_rings = true;
+  model::Scheduling scheduling{};                   // dispatch policy, reservation, admission
 };
 
 // A tenant's allowlist and rate limit, enforced in userspace for backends without the XDP
