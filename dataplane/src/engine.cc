@@ -196,11 +196,17 @@ void Lcore::handle_frame(const Frame& frame, std::uint64_t now, bool admitted) n
   protocol::Header request = protocol::decode_header(datagram);
   const RouteTable* routes = shared_.routes.current();
   if (!admitted && routes != nullptr && routes->enforces_policy()) {
-    // Backends without the XDP program enforce the tenant allowlist and rate limit here,
-    // with the reasons XDP would count. Forwarded frames were admitted by their first lcore.
-    const protocol::Reason verdict = routes->admit(request.tenant_id, parsed.info, now);
+    // Backends without the XDP program enforce the tenant allowlist, rate limits and credits
+    // here, with the reasons XDP would count. Forwarded frames were admitted by their first lcore.
+    std::uint32_t retry_after_us = 0;
+    const protocol::Reason verdict = routes->admit(request.tenant_id, parsed.info, now, &retry_after_us);
     if (verdict != protocol::Reason::ok) {
       count(stats_.drops[std::size_t(verdict)]);
+      // Over its credits: BUSY, as the XDP program answers (a rate limit stays a silent drop).
+      ReplyContext ctx;
+      if (verdict == protocol::Reason::busy_no_credits && capture_context(bytes, parsed, request, now, ctx)) {
+        answer_busy(ctx, retry_after_us);
+      }
       return;
     }
   }
@@ -380,10 +386,12 @@ void Lcore::answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std:
 }
 
 void Lcore::answer_busy(const ReplyContext& ctx) noexcept {
+  answer_busy(ctx, shared_.config.busy_retry_after_us);
+}
+
+void Lcore::answer_busy(const ReplyContext& ctx, std::uint32_t retry_after_us) noexcept {
   count(stats_.busy_sent);
-  send_payload(ctx,
-               protocol::make_busy_reply(ctx.request, shared_.config.busy_retry_after_us, protocol::random_span_id()),
-               nullptr, 0);
+  send_payload(ctx, protocol::make_busy_reply(ctx.request, retry_after_us, protocol::random_span_id()), nullptr, 0);
 }
 
 std::uint32_t Lcore::tx_room() noexcept {

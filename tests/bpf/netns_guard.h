@@ -1,6 +1,7 @@
 // Throwaway network namespaces with a veth pair, for tests that attach XDP to a real interface.
 //
 // The constructor creates `axon-t-<pid>` holding veth0 and `axon-t-<pid>-peer` holding its peer
+// (another prefix may be given)
 // veth1 (both up), and moves the calling thread into the first. Traffic between the two ends
 // crosses the pair, so it meets veth0's XDP hook; within one namespace it would take the local
 // route instead. The destructor moves the thread back and deletes both namespaces, which
@@ -20,7 +21,11 @@ namespace axon::test {
 
 class NetnsGuard {
  public:
-  NetnsGuard() : name_("axon-t-" + std::to_string(getpid())), peer_(name_ + "-peer") { ok_ = setup(); }
+  // `prefix` names the namespaces (<prefix><pid>, <prefix><pid>-peer): each suite may use its own.
+  explicit NetnsGuard(const std::string& prefix = "axon-t-")
+      : name_(prefix + std::to_string(getpid())), peer_(name_ + "-peer") {
+    ok_ = setup();
+  }
 
   ~NetnsGuard() {
     if (original_ >= 0) {
@@ -40,6 +45,22 @@ class NetnsGuard {
 
   // Runs `ip <args>` inside the peer namespace.
   [[nodiscard]] bool ip_in_peer(const std::string& args) const { return run("ip -n " + peer_ + " " + args); }
+
+  // Runs `fn` with the calling thread in the peer namespace, then moves it back; false when
+  // either move failed (fn then did not run).
+  template <typename Fn>
+  bool in_peer(Fn&& fn) const {
+    int here = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int there = open(("/run/netns/" + peer_).c_str(), O_RDONLY | O_CLOEXEC);
+    bool ok = here >= 0 && there >= 0 && setns(there, CLONE_NEWNET) == 0;
+    if (ok) {
+      fn();
+      ok = setns(here, CLONE_NEWNET) == 0;
+    }
+    if (here >= 0) close(here);
+    if (there >= 0) close(there);
+    return ok;
+  }
 
   // A socket created in the peer namespace (a socket keeps the namespace it was created in).
   [[nodiscard]] int peer_socket(int domain, int type) const {

@@ -97,7 +97,8 @@ class Lcore {
   void reclaim_dead(WorkerSlot& slot) noexcept;
   void watch_progress(WorkerSlot& slot, Staging& st, std::uint32_t state, std::uint64_t now) noexcept;
   void answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std::uint32_t retry_after_us = 0) noexcept;
-  void answer_busy(const ReplyContext& ctx) noexcept;
+  void answer_busy(const ReplyContext& ctx) noexcept;  // retry after [dataplane] busy_retry_after_us
+  void answer_busy(const ReplyContext& ctx, std::uint32_t retry_after_us) noexcept;
   void send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
                     std::uint32_t length) noexcept;
   void flush_tx() noexcept;

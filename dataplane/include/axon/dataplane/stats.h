@@ -21,7 +21,9 @@ namespace axon::dataplane {
 inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 // 2: added backend[]. 3: added the port and device drop counters and tx_backpressure.
 // 4: WorkerSlotState::stalled and WorkerStats::stalls.
-inline constexpr std::uint32_t kStatsVersion = 4;
+// 5: reason busy_no_credits (every reason array grew by one) and xdp_class_packets/_bytes.
+inline constexpr std::uint32_t kStatsVersion = 5;
+inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
 inline constexpr std::size_t kLatencyBuckets = 48;  // power-of-two ns buckets: [2^i, 2^(i+1))
@@ -102,6 +104,9 @@ struct StatsHeader {
   char backend[16];                             // the backend chosen at start: "xdp", "uring", "dpdk"
   Counter xdp_packets[protocol::kReasonCount];  // XDP verdicts, copied from the BPF counters
   Counter xdp_bytes[protocol::kReasonCount];
+  // The same per AXP priority class, for frames whose AXP header validated.
+  Counter xdp_class_packets[kClassCount][protocol::kReasonCount];
+  Counter xdp_class_bytes[kClassCount][protocol::kReasonCount];
   // Losses the layer below the port counts, copied by the control thread every 100 ms: the
   // DPDK device's rte_eth_stats, or the kernel's XDP_STATISTICS of the AF_XDP sockets (xdp);
   // 0 for uring, whose socket losses are in port_rx_dropped.
