@@ -45,6 +45,7 @@ work_ns=20000
 worker_spin_max=64
 reserved=1
 queue_target_us=2000
+dispatch=jsq
 server_cpu=1
 load_cpu=0
 port=7400
@@ -52,6 +53,7 @@ timeout_ms=1000
 flood=1
 flood_rate=2000000
 flood_s=3
+flood_runs=3
 respawn=1
 respawn_kills=10
 keep=0
@@ -73,9 +75,11 @@ Options:
   --work-ns N            each worker spins N ns per request (default: ${work_ns})
   --reserved N           classes: workers reserved for interactive requests (default: ${reserved})
   --queue-target-us US   classes: the agent's queueing-delay target (default: ${queue_target_us})
+  --dispatch POLICY      both configurations' dispatch policy (default: ${dispatch})
   --server-cpu N         cpu of the data plane and workers (default: ${server_cpu})
   --load-cpu N           cpu of the load generator (default: ${load_cpu})
   --no-flood             skip the XDP floods    --flood-s S  seconds per flood (default: ${flood_s})
+  --flood-runs N         rounds of the four floods (default: ${flood_runs}; at most 10)
   --flood-rate R         the most a flood may reach, req/s (sizes the load generator's id ring; default: ${flood_rate})
   --no-respawn           skip kill -9 -> pool at minimum   --respawn-kills N (default: ${respawn_kills})
   --keep                 keep the work directory
@@ -95,10 +99,12 @@ while [[ $# -gt 0 ]]; do
     --work-ns) work_ns="$2"; shift 2 ;;
     --reserved) reserved="$2"; shift 2 ;;
     --queue-target-us) queue_target_us="$2"; shift 2 ;;
+    --dispatch) dispatch="$2"; shift 2 ;;
     --server-cpu) server_cpu="$2"; shift 2 ;;
     --load-cpu) load_cpu="$2"; shift 2 ;;
     --no-flood) flood=0; shift ;;
     --flood-s) flood_s="$2"; shift 2 ;;
+    --flood-runs) flood_runs="$2"; shift 2 ;;
     --flood-rate) flood_rate="$2"; shift 2 ;;
     --no-respawn) respawn=0; shift ;;
     --respawn-kills) respawn_kills="$2"; shift 2 ;;
@@ -117,6 +123,7 @@ for tool in ip jq timeout taskset python3 awk bpftool clang ethtool; do
   command -v "${tool}" >/dev/null || die "'${tool}' is missing (deploy/lib/common.sh installs it)"
 done
 [[ "${runs}" =~ ^[0-9]+$ ]] && ((runs >= 1 && runs <= 20)) || die "--runs must be 1 to 20"
+[[ "${flood_runs}" =~ ^[0-9]+$ ]] && ((flood_runs >= 1 && flood_runs <= 10)) || die "--flood-runs must be 1 to 10"
 [[ "${workers}" =~ ^[0-9]+$ ]] && ((workers >= 1 && workers <= 16)) || die "--workers must be 1 to 16"
 ((reserved < workers)) || die "--reserved must be below --workers (background needs a worker)"
 build="${build:-${repo}/build/release}"
@@ -232,11 +239,18 @@ place_rx() {
 # plane's [[agents]] / [[tenants]] fields (docs/scheduling.md); a key this build does not know is
 # reported (scenario "config_note") and the scenario runs without it, so the harness also runs
 # on a tree where a feature has not landed (then it measures FIFO against FIFO, and says so).
-fifo_agent_toml='class_scheduling = false'
-classes_agent_toml="class_scheduling = true
+# Both configurations dispatch alike (--dispatch, default jsq: the shallowest worker); only the
+# class scheduling differs. The flood tenant gets one credit per refresh: everything beyond is
+# over its credits.
+dispatch_toml="dispatch = \"${dispatch}\""
+fifo_agent_toml="${dispatch_toml}
+class_scheduling = false"
+classes_agent_toml="${dispatch_toml}
+class_scheduling = true
 reserved_interactive = ${reserved}
 queue_delay_target_us = ${queue_target_us}"
-credit_tenant_toml='credits = 1'
+credit_tenant_toml='credits_max = 1
+credits_min = 1'
 
 write_config() {
   local mode="$1" file="$2" agent_extra="" tenant_extra=""
@@ -280,19 +294,31 @@ TOML
   } >"${file}"
 }
 
-# config_for MODE [credits]: writes the config for MODE; if this build refuses a scheduling key,
-# falls back to the plain config and leaves the data plane's reason in $config_note.
+# config_for MODE [credits]: writes the config for MODE (with the flood tenant's credits). If
+# this build refuses a group of keys (the agent's scheduling keys, the tenant's credit keys), the
+# config goes without that group and $config_note says which and why.
 config_for() {
-  local mode="$1" extra="${2:-}" file="${work}/dataplane-${1}${2:+-$2}.toml" check
+  local mode="$1" extra="${2:-}" file="${work}/dataplane-${1}${2:+-$2}.toml" check m e why=""
   config_note=""
-  write_config "${mode}" "${file}" "${extra}"
-  if ! check="$("${dataplane_bin}" --config "${file}" --check 2>&1)"; then
-    config_note="this build refused the ${mode}${extra:+ + ${extra}} keys ($(echo "${check}" | tail -n 1 | sed 's/.*\.toml:[0-9]*:[0-9]*: //; s/; check the spelling.*//' | cut -c1-200)); ran without them"
-    log "${config_note}"
-    write_config plain "${file}" ""
-    "${dataplane_bin}" --config "${file}" --check >/dev/null 2>&1 || die "the plain config is refused: $("${dataplane_bin}" --config "${file}" --check 2>&1 | tail -n 1)"
-  fi
-  config_file="${file}"
+  for try in "${mode} ${extra}" "plain ${extra}" "${mode} -" "plain -"; do
+    read -r m e <<<"${try}"
+    [[ "${e}" == - ]] && e=""
+    [[ "${try}" != "${mode} ${extra}" && "${m} ${e}" == "${mode} ${extra}" ]] && continue
+    write_config "${m}" "${file}" "${e}"
+    if check="$("${dataplane_bin}" --config "${file}" --check 2>&1)"; then
+      if [[ "${m}" != "${mode}" || "${e}" != "${extra}" ]]; then
+        local what=""
+        [[ "${m}" != "${mode}" ]] && what="the ${mode} agent keys"
+        [[ "${e}" != "${extra}" ]] && what+="${what:+ and }the ${extra} tenant keys"
+        config_note="this build refused ${what} (${why}); ran without them"
+        log "${config_note}"
+      fi
+      config_file="${file}"
+      return 0
+    fi
+    [[ -n "${why}" ]] || why="$(echo "${check}" | tail -n 1 | sed 's/.*\.toml:[0-9]*:[0-9]*: //; s/; check the spelling.*//' | cut -c1-200)"
+  done
+  die "the plain config is refused: $(echo "${check}" | tail -n 1)"
 }
 
 # start_axon CONFIG: the data plane and its echo workers; waits until an interactive request is
@@ -435,10 +461,11 @@ xdp_map_id() {
   return 1
 }
 
-# flood NAME TENANT MAP KEYS: the load generator floods TENANT for warmup + flood_s; MAP/KEYS (or
-# "-") is a counter sampled over the middle flood_s seconds. Writes flood-NAME.json.
+# flood_run NAME ROUND TENANT MAP KEYS: the load generator floods TENANT (--flood) for 1 s of
+# warmup + flood_s; the counter MAP/KEYS (or "-") of the XDP program is sampled over the middle
+# of the flood. Writes flood-NAME-ROUND.json.
 flood_run() {
-  local name="$1" tenant="$2" map="$3" keys="$4" json="${work}/flood-${1}.json" c0=0 c1=0 t0 t1 lp s0 s1
+  local name="$1" round="$2" tenant="$3" map="$4" keys="$5" json="${work}/flood-${1}-${2}.json" c0=0 c1=0 t0 t1 lp s0 s1
   s0="$(stats_json)"
   rm -f "${json}"
   ip netns exec "${ns}" nice -n -20 taskset -c "${load_cpu}" timeout --kill-after=5 60 "${loadgen}" \
@@ -455,34 +482,38 @@ flood_run() {
   t1="$(date +%s.%N)"
   wait "${lp}" || true
   s1="$(stats_json)"
-  [[ -s "${json}" ]] || { echo "{\"flood\": \"${name}\", \"skipped\": \"the load generator failed\"}" >"${json}"; return; }
-  jq --arg name "${name}" --argjson counted "$(awk -v c0="${c0}" -v c1="${c1}" -v t0="${t0}" -v t1="${t1}" 'BEGIN { printf "%.0f", (c1 - c0) / (t1 - t0) }')" \
-    --arg map "${map}" --argjson s0 "${s0}" --argjson s1 "${s1}" "${jq_delta}"'
-    . + {flood: $name, counted_per_s: (if $map == "-" then null else $counted end),
+  if [[ ! -s "${json}" ]]; then
+    jq -n --arg n "${name}" --argjson r "${round}" '{flood: $n, round: $r, skipped: "the load generator failed"}' >"${json}"
+    return
+  fi
+  jq --arg name "${name}" --argjson round "${round}" --arg map "${map}" --argjson s0 "${s0}" --argjson s1 "${s1}" \
+    --argjson counted "$(awk -v c0="${c0}" -v c1="${c1}" -v t0="${t0}" -v t1="${t1}" 'BEGIN { printf "%.0f", (c1 - c0) / (t1 - t0) }')" \
+    "${jq_delta}"'
+    . + {flood: $name, round: $round, counted_per_s: (if $map == "-" then null else $counted end),
          load_tx_per_s: ((.sent - .classes.interactive.send_dropped - .classes.background.send_dropped) / .measured_s),
-         replies_per_s: (.replies / .measured_s),
-         busy_per_s: (.busy / .measured_s), responses_per_s: (.responses / .measured_s),
+         replies_per_s: (.replies / .measured_s), busy_per_s: (.busy / .measured_s),
+         responses_per_s: (.responses / .measured_s),
          dataplane: (if ($s1 | length) > 0 then d($s1; $s0) else null end)}' "${json}" >"${json}.t" && mv "${json}.t" "${json}"
-  log "flood ${name}: $(jq -r '"load sent \(.load_tx_per_s | floor)/s, replies \(.replies_per_s | floor)/s (busy \(.busy_per_s | floor)/s), counted in XDP \(.counted_per_s // "-")/s, load cpu \(.cpu_s * 100 / .wall_s | round)%"' "${json}")"
+  log "flood ${name} (round ${round}): $(jq -r '"load sent \(.load_tx_per_s | floor)/s, replies \(.replies_per_s | floor)/s (busy \(.busy_per_s | floor)/s), counted in XDP \(.counted_per_s // "-")/s, load cpu \(.cpu_s * 100 / .wall_s | round)%"' "${json}")"
 }
 
-floods() {
-  local map arch_inc reasons key
-  echo '[]' >"${work}/floods.json"
-  arch_inc="/usr/include/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
+# One round of the four floods. The appliance end's program changes between them: bare XDP_DROP,
+# the reflector, then axon's (the data plane with the flood tenant's credits).
+flood_round() {
+  local round="$1" map reasons key
   # 1. The load side's send ceiling: a bare XDP_DROP program (bench/e2e/xdp_drop.bpf.c).
-  if clang -O2 -g -target bpf -Wall -Werror -I"${arch_inc}" -c "${repo}/bench/e2e/xdp_drop.bpf.c" -o "${work}/xdp_drop.bpf.o" &&
-    ip -force link set dev "${vr}" xdpdrv obj "${work}/xdp_drop.bpf.o" sec xdp && map="$(xdp_map_id e2e_drop_count)"; then
+  if [[ -s "${work}/xdp_drop.bpf.o" ]] && ip -force link set dev "${vr}" xdpdrv obj "${work}/xdp_drop.bpf.o" sec xdp &&
+    map="$(xdp_map_id e2e_drop_count)"; then
     place_rx
-    flood_run bare_xdp_drop 99 "${map}" '[]'
+    flood_run bare_xdp_drop "${round}" 99 "${map}" '[]'
     ip link set dev "${vr}" xdp off
   else
     log "flood: the bare XDP_DROP program could not run"
   fi
-  # 2. The load side's send+receive ceiling: the XDP_TX reflector answers every request.
+  # 2. The load side's send + receive ceiling: the XDP_TX reflector answers every request.
   if [[ -f "${reflector_obj}" ]] && ip -force link set dev "${vr}" xdpdrv obj "${reflector_obj}" sec xdp; then
     place_rx
-    flood_run reflector 1 - '[]'
+    flood_run reflector "${round}" 1 - '[]'
     ip link set dev "${vr}" xdp off
   else
     log "flood: the reflector is not built (target axon-reflector) or cannot attach"
@@ -495,36 +526,51 @@ floods() {
   reasons="$(stats_json | jq -c '.xdp | keys_unsorted')"
   if map="$(xdp_map_id axon_counters)"; then
     key="$(jq -n --argjson r "${reasons}" '[$r | index("prefix_denied")]')"
-    flood_run axon_xdp_drop 99 "${map}" "${key}"
-    # Every verdict but ok/pass counted: BUSY from XDP is its own verdict (its name comes from
-    # this build's stats); without it the tenant's requests reach the data plane.
+    flood_run axon_xdp_drop "${round}" 99 "${map}" "${key}"
+    # BUSY from XDP is its own verdict; its name comes from this build's stats. Without such a
+    # verdict there is nothing to count in XDP: the requests reach the data plane, whose own
+    # BUSY replies the load generator still counts.
     key="$(jq -n --argjson r "${reasons}" '[$r | to_entries[] | select(.value | test("busy|credit")) | .key]')"
-    # No such verdict in this build: nothing to count in XDP (the requests reach the data plane,
-    # whose own BUSY replies the load generator still counts).
-    if [[ "${key}" == "[]" ]]; then flood_run axon_xdp_busy 3 - '[]'; else flood_run axon_xdp_busy 3 "${map}" "${key}"; fi
-    jq --arg n "${credit_note}" --argjson k "${key}" '. + {config_note: $n, busy_verdict_keys: $k}' \
-      "${work}/flood-axon_xdp_busy.json" >"${work}/t" && mv "${work}/t" "${work}/flood-axon_xdp_busy.json"
+    if [[ "${key}" == "[]" ]]; then
+      flood_run axon_xdp_busy "${round}" 3 - '[]'
+    else
+      flood_run axon_xdp_busy "${round}" 3 "${map}" "${key}"
+    fi
+    jq --arg n "${credit_note}" --argjson k "${key}" --argjson r "${reasons}" \
+      '. + {config_note: $n, busy_verdicts: [$k[] as $i | $r[$i]]}' \
+      "${work}/flood-axon_xdp_busy-${round}.json" >"${work}/t" && mv "${work}/t" "${work}/flood-axon_xdp_busy-${round}.json"
   else
     log "flood: axon's XDP counter map not found"
   fi
   stop_axon
+}
+
+floods() {
+  local arch_inc round
+  arch_inc="/usr/include/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
+  clang -O2 -g -target bpf -Wall -Werror -I"${arch_inc}" -c "${repo}/bench/e2e/xdp_drop.bpf.c" \
+    -o "${work}/xdp_drop.bpf.o" || log "flood: cannot compile bench/e2e/xdp_drop.bpf.c"
+  for ((round = 1; round <= flood_runs; round++)); do flood_round "${round}"; done
   jq -s '.' "${work}"/flood-*.json >"${work}/floods.json" 2>/dev/null || echo '[]' >"${work}/floods.json"
 }
 
 # --- kill -9 -> pool at minimum (the pools measurement) -------------------------------------------
+# axon-bench-respawn (bench/respawn/main.cc) runs its own data plane, control plane and pool on a
+# veth pair of its own; this only calls it and keeps its JSON.
 respawn_measure() {
-  local script=""
-  for s in "${repo}/bench/respawn/run.sh" "${repo}/bench/respawn.sh" "${repo}/bench/pools/respawn.sh"; do
-    [[ -x "${s}" ]] && { script="${s}"; break; }
-  done
-  if [[ -z "${script}" ]]; then
-    echo '{"skipped": "no kill -9 measurement in this tree (bench/respawn/run.sh from the pools work)"}' >"${work}/respawn.json"
+  local bin="${build}/bench/axon-bench-respawn"
+  if [[ ! -x "${bin}" ]]; then
+    echo '{"skipped": "axon-bench-respawn is not built in this tree (target axon-bench-respawn, bench/respawn)"}' >"${work}/respawn.json"
     return
   fi
-  log "=== kill -9 -> pool at minimum: ${script} (${respawn_kills} kills)"
-  timeout --kill-after=10 300 "${script}" --build "${build}" --kills "${respawn_kills}" --json "${work}/respawn.json" \
+  log "=== kill -9 -> pool at minimum: axon-bench-respawn (${respawn_kills} kills)"
+  timeout --kill-after=10 300 "${bin}" --kills "${respawn_kills}" --json "${work}/respawn.json" \
     >"${work}/respawn.log" 2>&1 || log "the respawn measurement failed (see ${work}/respawn.log)"
-  [[ -s "${work}/respawn.json" ]] || echo '{"skipped": "the respawn measurement wrote no result"}' >"${work}/respawn.json"
+  if [[ -s "${work}/respawn.json" ]]; then
+    log "respawn: $(tail -n 1 "${work}/respawn.log")"
+  else
+    jq -n --arg t "$(tail -n 3 "${work}/respawn.log" | tr '\n' ' ')" '{skipped: ("the respawn measurement wrote no result: " + $t)}' >"${work}/respawn.json"
+  fi
 }
 
 # --- run -------------------------------------------------------------------------------------------
@@ -566,11 +612,11 @@ jq -s --arg ts "${ts}" --arg kernel "$(uname -r)" --argjson ncpu "${ncpu}" \
   --argjson cfg "$(jq -n --argjson runs "${runs}" --argjson d "${duration_s}" --argjson w "${warmup_s}" \
     --argjson ir "${interactive_rate}" --argjson br "${bg_rate}" --argjson wk "${workers}" --argjson wn "${work_ns}" \
     --argjson res "${reserved}" --argjson qt "${queue_target_us}" --argjson sc "${server_cpu}" --argjson lc "${load_cpu}" \
-    --argjson fr "${flood_rate}" --argjson fs "${flood_s}" --arg spin "${worker_spin_max}" \
+    --argjson fr "${flood_rate}" --argjson fs "${flood_s}" --arg spin "${worker_spin_max}" --arg dp "${dispatch}" --argjson frn "${flood_runs}" \
     --arg fifo "${fifo_agent_toml}" --arg classes "${classes_agent_toml}" --arg credits "${credit_tenant_toml}" \
     '{runs: $runs, duration_s: $d, warmup_s: $w, interactive_rate: $ir, bg_rate: $br, workers: $wk, work_ns: $wn,
-      worker_spin_max: $spin, reserved_interactive: $res, queue_delay_target_us: $qt, server_cpu: $sc, load_cpu: $lc,
-      flood_rate: $fr, flood_s: $fs, fifo_agent_toml: $fifo, classes_agent_toml: $classes, credit_tenant_toml: $credits}')" \
+      worker_spin_max: $spin, reserved_interactive: $res, queue_delay_target_us: $qt, dispatch: $dp, server_cpu: $sc, load_cpu: $lc,
+      flood_rate: $fr, flood_s: $fs, flood_runs: $frn, fifo_agent_toml: $fifo, classes_agent_toml: $classes, credit_tenant_toml: $credits}')" \
   --slurpfile floods "${work}/floods.json" --slurpfile respawn "${work}/respawn.json" \
   --arg wall "$(($(date +%s) - start_epoch))" \
   '{schema: 1, bench: "axon bench/mixed/run.sh", timestamp: $ts, commit: $commit, command: $cmd,

@@ -1,8 +1,9 @@
-// The one strict IP prefix parse (see model.h).
+// The one strict IP prefix parse and the scheduling knobs' checks (see model.h).
 #include "axon/common/model.h"
 
 #include <arpa/inet.h>
 
+#include <cmath>
 #include <cstring>
 
 namespace axon::model {
@@ -64,6 +65,57 @@ std::string IpPrefix::to_string() const {
   char buffer[INET6_ADDRSTRLEN] = {};
   inet_ntop(ip_version == 4 ? AF_INET : AF_INET6, addr.data(), buffer, sizeof buffer);
   return std::string(buffer) + "/" + std::to_string(length);
+}
+
+const char* to_string(Dispatch dispatch) noexcept {
+  const auto names = enum_names(Dispatch{});
+  const auto i = std::size_t(dispatch);
+  return i < names.size() ? names[i] : "unknown";
+}
+
+Result<Dispatch, SchedulingError> parse_dispatch(std::string_view name) {
+  const auto names = enum_names(Dispatch{});
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (name == names[i]) return Dispatch(i);
+  }
+  return make_error(SchedulingError::invalid, "unknown dispatch policy '" + std::string(name) +
+                                                  "'; use \"sticky\", \"p2c\", \"jsq\" or \"round_robin\"");
+}
+
+Result<Ok, SchedulingError> check_scheduling(const Scheduling& s, std::string_view where) {
+  auto invalid = [&](const std::string& what) {
+    return make_error(SchedulingError::invalid, where.empty() ? what : std::string(where) + ": " + what);
+  };
+  if (std::size_t(s.dispatch) >= enum_names(Dispatch{}).size()) {
+    return invalid("dispatch: use \"sticky\", \"p2c\", \"jsq\" or \"round_robin\"");
+  }
+  if (s.reserved_interactive > kMaxReservedInteractive) {
+    return invalid("reserved_interactive: at most " + std::to_string(kMaxReservedInteractive) +
+                   " (an agent's worker limit); reserve fewer workers or use reserved_interactive_share");
+  }
+  // Written so that NaN fails too.
+  if (!(s.reserved_interactive_share >= 0.0 && s.reserved_interactive_share <= 1.0)) {
+    return invalid("reserved_interactive_share: use a share of the pool between 0 and 1, e.g. 0.25");
+  }
+  if (!(s.high_water > 0.0 && s.high_water <= 1.0)) {
+    return invalid(
+        "high_water: use a fraction of the ring's capacity above 0 and at most 1, e.g. 0.75 (1 = only a "
+        "full ring answers BUSY)");
+  }
+  if (s.queue_delay_target_us > kMaxQueueDelayTargetUs) {
+    return invalid("queue_delay_target_us: at most " + std::to_string(kMaxQueueDelayTargetUs) +
+                   " (one minute); 0 turns delay-based admission off");
+  }
+  return Ok{};
+}
+
+std::uint32_t reserved_workers(const Scheduling& s, std::uint32_t live) noexcept {
+  std::uint32_t n = s.reserved_interactive;
+  if (s.reserved_interactive_share > 0.0) {
+    const auto by_share = std::uint32_t(std::ceil(s.reserved_interactive_share * double(live) - 1e-9));
+    if (by_share > n) n = by_share;
+  }
+  return n < live ? n : live;
 }
 
 std::string tenant_limits_problem(const Tenant& tenant) {

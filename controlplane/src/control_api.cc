@@ -250,7 +250,7 @@ ApiResult<std::vector<RouteInfo>> ControlPlane::list_routes() {
   std::lock_guard lock(mutex_);
   std::vector<RouteInfo> out;
   for (const auto& entry : build_tables().agents) {
-    RouteInfo r{entry.id, entry.tenant, entry.name, {}};
+    RouteInfo r{entry.id, entry.tenant, entry.name, {}, entry.scheduling};
     for (const auto& slot : entry.workers) {
       auto s = link_.slots().find(slot);
       if (s != link_.slots().end() && s->second.state == "alive") r.workers.push_back(slot);

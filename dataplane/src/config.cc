@@ -51,6 +51,12 @@ class TableReader {
         return true;
       }
       return wrong(*node, key, "true or false");
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (auto v = node->value<double>()) {  // 1 and 1.0 both read
+        out = T(*v);
+        return true;
+      }
+      return wrong(*node, key, "a number");
     } else {
       auto v = node->value_exact<std::int64_t>();
       if (!v || *v < std::int64_t(std::numeric_limits<T>::min()) || *v > std::int64_t(std::numeric_limits<T>::max())) {
@@ -127,6 +133,31 @@ class TableReader {
   std::string name_;
   std::set<std::string> seen_;
 };
+
+// An [[agents]] entry's scheduling knobs (model::Scheduling), each optional, checked by the
+// model's one range check (the message names the knob and its range).
+void read_scheduling(TableReader& r, model::Scheduling& s) {
+  std::string dispatch;
+  if (r.read("dispatch", dispatch)) {
+    if (auto parsed = model::parse_dispatch(dispatch)) {
+      s.dispatch = parsed.value();
+    } else {
+      r.invalid("dispatch", parsed.message());
+    }
+  }
+  r.read("class_scheduling", s.class_scheduling);
+  r.read("reserved_interactive", s.reserved_interactive);
+  r.read("reserved_interactive_share", s.reserved_interactive_share);
+  r.read("queue_delay_target_us", s.queue_delay_target_us);
+  r.read("high_water", s.high_water);
+  if (r.error) return;
+  if (auto checked = model::check_scheduling(s, ""); !checked) {
+    // "<knob>: <fix>", reported at the knob's line.
+    const std::string& m = checked.message();
+    const std::size_t colon = m.find(':');
+    r.invalid(m.substr(0, colon).c_str(), m.substr(colon + 2));
+  }
+}
 
 // Appends the [dataplane] worker_slots generic slots after the named [[workers]].
 ConfigResult<Ok> add_generic_slots(DataplaneConfig& config, std::set<std::string>& worker_names,
@@ -435,6 +466,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.read("tenant", agent.tenant);
       r.read("name", agent.name);
       r.read_list("workers", agent.workers);
+      read_scheduling(r, agent.scheduling);
       if (!r.error && !agent_ids.insert(agent.id).second) r.invalid("id", "agent ids must be unique");
       if (!r.error && !tenant_ids.empty() && !tenant_ids.contains(agent.tenant)) {
         r.invalid("tenant", "tenant " + std::to_string(agent.tenant) + " is not declared in [[tenants]]");
@@ -484,6 +516,7 @@ ConfigResult<Ok> check_tables(const std::vector<TenantConfig>& tenants, const st
                         item + ": tenant " + std::to_string(a.tenant) + " is not in the tenants table");
     }
     if (a.workers.size() > 64) return invalid(item + ": list at most 64 workers");
+    if (auto checked = model::check_scheduling(a.scheduling, item); !checked) return invalid(checked.message());
     for (const std::string& name : a.workers) {
       if (!slot_names.contains(name)) {
         return make_error(ConfigError::unknown_reference,

@@ -19,6 +19,34 @@ namespace {
 
 using nlohmann::json;
 
+// An agent's scheduling knobs (model::Scheduling), each optional with the model's default,
+// then range-checked by the model's one check.
+void read_scheduling(JsonReader& r, model::Scheduling& s) {
+  std::string dispatch;
+  if (r.optional("dispatch", dispatch)) {
+    auto parsed = model::parse_dispatch(dispatch);
+    if (!parsed) {
+      r.fail("field 'dispatch' in " + r.what() + ": " + parsed.message());
+      return;
+    }
+    s.dispatch = parsed.value();
+  }
+  r.optional("class_scheduling", s.class_scheduling);
+  r.optional("reserved_interactive", s.reserved_interactive);
+  r.optional("reserved_interactive_share", s.reserved_interactive_share);
+  r.optional("queue_delay_target_us", s.queue_delay_target_us);
+  r.optional("high_water", s.high_water);
+  if (!r.ok()) return;
+  if (auto checked = model::check_scheduling(s, r.what()); !checked) r.fail(checked.message());
+}
+
+json scheduling_json(const model::Scheduling& s) {
+  return json{
+      {"dispatch", model::to_string(s.dispatch)},         {"class_scheduling", s.class_scheduling},
+      {"reserved_interactive", s.reserved_interactive},   {"reserved_interactive_share", s.reserved_interactive_share},
+      {"queue_delay_target_us", s.queue_delay_target_us}, {"high_water", s.high_water}};
+}
+
 Result<Tables, CodecError> parse_tables(const json& root) {
   Tables tables;
   auto invalid = [](std::string message) { return make_error(CodecError::invalid, std::move(message)); };
@@ -69,6 +97,7 @@ Result<Tables, CodecError> parse_tables(const json& root) {
     r.required("tenant", a.tenant);
     r.optional("name", a.name);
     r.required("workers", a.workers);
+    read_scheduling(r, a.scheduling);
     r.finish();
     if (!r.ok()) return invalid(*r.error());
     tables.agents.push_back(std::move(a));
@@ -277,7 +306,9 @@ std::string encode_apply_request(const Tables& tables) {
   }
   json agents = json::array();
   for (const AgentEntry& a : tables.agents) {
-    agents.push_back(json{{"id", a.id}, {"tenant", a.tenant}, {"name", a.name}, {"workers", a.workers}});
+    json agent{{"id", a.id}, {"tenant", a.tenant}, {"name", a.name}, {"workers", a.workers}};
+    agent.update(scheduling_json(a.scheduling));
+    agents.push_back(std::move(agent));
   }
   return json{
       {"op", "apply"}, {"version", tables.version}, {"tenants", std::move(tenants)}, {"agents", std::move(agents)}}

@@ -807,12 +807,9 @@ std::string Daemon::handle_control(const control::Request& request) {
     case control::Op::grant: return handle_grant(request);
     case control::Op::apply: break;
   }
-  // The same struct (model::Tenant): copied whole, so no field is left behind.
-  std::vector<TenantConfig> tenants = request.tables.tenants;
-  std::vector<AgentConfig> agents;
-  for (const control::AgentEntry& a : request.tables.agents) {
-    agents.push_back(AgentConfig{a.id, a.tenant, a.name, a.workers});
-  }
+  // The same structs (model::Tenant, model::Route): copied whole, so no field is left behind.
+  const std::vector<TenantConfig>& tenants = request.tables.tenants;
+  const std::vector<AgentConfig>& agents = request.tables.agents;
   std::string error;
   if (!install_tables(tenants, agents, error)) {
     ++rejected_applies_;

@@ -1,4 +1,6 @@
-// Attaching to a real interface: a veth pair in a namespace this test creates and deletes.
+// Attaching to a real interface: a veth pair between two namespaces this test creates and
+// deletes (axon::test_network, two_namespaces), with the test's thread inside the first one:
+// traffic from the second crosses the pair and meets the XDP hook of the first's end.
 // Native attach, what the kernel reports while attached, clean detach (explicit and by
 // destructor), refusal to displace another program, and redirection into a real AF_XDP socket,
 // both under BPF_PROG_TEST_RUN and for a UDP datagram sent across the veth pair.
@@ -25,8 +27,8 @@
 
 #include "axon/bpf/xdp_program.h"
 #include "axon/protocol/axp.h"
+#include "axon/testing/test_network.h"
 
-#include "netns_guard.h"
 #include "packet_cases.h"
 #include "xsk_socket.h"
 
@@ -39,22 +41,33 @@ class XdpAttachTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "attaching XDP needs root";
-    netns_.emplace();
-    ASSERT_TRUE(netns_->ok()) << netns_->error();
-    ifindex_ = static_cast<int>(if_nametoindex("veth0"));
+    axon::testing::NetworkSpec spec;
+    spec.topology = axon::testing::Topology::two_namespaces;
+    spec.prefix = "axbpf";
+    std::string error;
+    net_ = axon::testing::TestNetwork::create(spec, error);
+    ASSERT_TRUE(net_) << error;
+    inside_ = net_->enter_root_ns();
+    ASSERT_TRUE(inside_->ok()) << inside_->error();
+    ifindex_ = static_cast<int>(if_nametoindex(net_->root_if.c_str()));
     ASSERT_GT(ifindex_, 0);
+    ASSERT_EQ(ifindex_, net_->root_ifindex);
   }
   void TearDown() override {
-    if (netns_ && netns_->ok() && ifindex_ > 0) {
+    if (inside_ && inside_->ok() && ifindex_ > 0) {
       // Whatever happened in the test, nothing may be left on the interface before the
       // namespace (and with it the veth) is deleted.
       auto left = query_attached(ifindex_);
       EXPECT_TRUE(left.ok() && left->program_id == 0) << "an XDP program was left attached";
     }
-    netns_.reset();
+    inside_.reset();  // back to our own namespace before the network goes
+    net_.reset();
   }
 
-  std::optional<test::NetnsGuard> netns_;
+  [[nodiscard]] const std::string& dev() const { return net_->root_if; }
+
+  std::unique_ptr<axon::testing::TestNetwork> net_;
+  std::unique_ptr<axon::testing::TestNetwork::Entered> inside_;
   int ifindex_ = 0;
 };
 
@@ -65,7 +78,7 @@ class XdpAttachTest : public ::testing::Test {
 
 TEST_F(XdpAttachTest, NativeAttachThenDetachLeavesNothing) {
   LOAD_OR_FAIL(program, XdpConfig{});
-  auto mode = program.attach("veth0");
+  auto mode = program.attach(dev());
   ASSERT_TRUE(mode.ok()) << mode.message();
   EXPECT_TRUE(program.attached());
   EXPECT_EQ(program.attached_ifindex(), ifindex_);
@@ -161,7 +174,7 @@ TEST_F(XdpAttachTest, MissingInterfaceSaysSo) {
 
 TEST_F(XdpAttachTest, TestRunRedirectsIntoARegisteredSocket) {
   LOAD_OR_FAIL(program, XdpConfig{});
-  test::XskSocket xsk;
+  test::XskSocket xsk(dev());
   ASSERT_TRUE(xsk.ok()) << xsk.error();
   ASSERT_TRUE(program.set_socket(0, xsk.fd()).ok());
 
@@ -185,10 +198,8 @@ TEST_F(XdpAttachTest, TestRunRedirectsIntoARegisteredSocket) {
 }
 
 TEST_F(XdpAttachTest, DatagramAcrossVethReachesTheSocketAndOthersReachTheKernel) {
-  ASSERT_EQ(std::system("ip addr add 10.77.0.1/24 dev veth0"), 0);
-  ASSERT_TRUE(netns_->ip_in_peer("addr add 10.77.0.2/24 dev veth1"));
   LOAD_OR_FAIL(program, XdpConfig{});
-  test::XskSocket xsk;
+  test::XskSocket xsk(dev());
   ASSERT_TRUE(xsk.ok()) << xsk.error();
   ASSERT_TRUE(program.set_socket(0, xsk.fd()).ok());
   ASSERT_TRUE(program.attach(ifindex_).ok());
@@ -199,11 +210,11 @@ TEST_F(XdpAttachTest, DatagramAcrossVethReachesTheSocketAndOthersReachTheKernel)
   sockaddr_in bind_addr{};
   bind_addr.sin_family = AF_INET;
   bind_addr.sin_port = htons(7999);
-  inet_pton(AF_INET, "10.77.0.1", &bind_addr.sin_addr);
+  bind_addr.sin_addr = net_->root_addr4;  // the fixture's address on our end
   ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&bind_addr), sizeof bind_addr), 0);
 
-  // The sender lives in the peer namespace, so its datagrams cross the pair into veth0's hook.
-  int sender = netns_->peer_socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC);
+  // The sender lives in the other namespace, so its datagrams cross the pair into our end's hook.
+  int sender = net_->socket_in_ns(AF_INET, SOCK_DGRAM, 0);
   ASSERT_GE(sender, 0);
 
   protocol::Header request = test::FrameSpec::default_header();

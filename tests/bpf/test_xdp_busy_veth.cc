@@ -1,4 +1,5 @@
-// BUSY from XDP on a real veth pair in namespaces this test creates (prefix axxdps-): a client
+// BUSY from XDP on a real veth pair between two namespaces this test creates (axon::test_network,
+// prefix axxds): a client
 // UDP socket in the peer namespace sends more requests than its tenant has credits; the ones
 // over the credits come back as BUSY through the client's kernel UDP stack (which drops a
 // datagram whose checksum is wrong) and never reach the AF_XDP socket; the data plane's credit
@@ -21,8 +22,8 @@
 #include "axon/bpf/xdp_program.h"
 #include "axon/dataplane/credits.h"
 #include "axon/protocol/axp.h"
+#include "axon/testing/test_network.h"
 
-#include "netns_guard.h"
 #include "packet_cases.h"
 #include "xsk_socket.h"
 
@@ -35,16 +36,24 @@ class XdpBusyVethTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "attaching XDP needs root";
-    netns_.emplace("axxdps-");
-    ASSERT_TRUE(netns_->ok()) << netns_->error();
-    ifindex_ = static_cast<int>(if_nametoindex("veth0"));
+    axon::testing::NetworkSpec spec;
+    spec.topology = axon::testing::Topology::two_namespaces;
+    spec.prefix = "axxds";
+    std::string error;
+    net_ = axon::testing::TestNetwork::create(spec, error);
+    ASSERT_TRUE(net_) << error;
+    inside_ = net_->enter_root_ns();
+    ASSERT_TRUE(inside_->ok()) << inside_->error();
+    ifindex_ = static_cast<int>(if_nametoindex(net_->root_if.c_str()));
     ASSERT_GT(ifindex_, 0);
-    ASSERT_EQ(std::system("ip addr add 10.78.0.1/24 dev veth0"), 0);
-    ASSERT_TRUE(netns_->ip_in_peer("addr add 10.78.0.2/24 dev veth1"));
   }
-  void TearDown() override { netns_.reset(); }
+  void TearDown() override {
+    inside_.reset();  // back to our own namespace before the network goes
+    net_.reset();
+  }
 
-  std::optional<test::NetnsGuard> netns_;
+  std::unique_ptr<axon::testing::TestNetwork> net_;
+  std::unique_ptr<axon::testing::TestNetwork::Entered> inside_;
   int ifindex_ = 0;
 };
 
@@ -66,21 +75,26 @@ TEST_F(XdpBusyVethTest, OverCreditsTheClientGetsBusyFromXdpAndARefreshLetsReques
   auto loaded = XdpProgram::load(config);
   ASSERT_TRUE(loaded.ok()) << loaded.message();
   XdpProgram program = std::move(loaded).value();
-  test::XskSocket xsk("veth0");
+  test::XskSocket xsk(net_->root_if);
   ASSERT_TRUE(xsk.ok()) << xsk.error();
   ASSERT_TRUE(program.set_socket(0, xsk.fd()).ok());
   ASSERT_TRUE(program.attach(ifindex_).ok());
-  // XDP_TX on veth0 hands the frame to veth1's XDP receive ring, which exists only while veth1
+  // XDP_TX on root_if hands the frame to ns_if's XDP receive ring, which exists only while ns_if
   // has an XDP program: attach one there too (the same program; the BUSY replies go to the
   // client's port, not an AXP port, so it passes them to the client's kernel stack).
   std::optional<XdpProgram> peer_program;
-  ASSERT_TRUE(netns_->in_peer([&] {
+  std::string peer_error = "not run";
+  ASSERT_TRUE(axon::testing::in_netns(net_->ns, [&] {
     auto peer = XdpProgram::load(XdpConfig{});
-    ASSERT_TRUE(peer.ok()) << peer.message();
+    if (!peer) {
+      peer_error = peer.message();
+      return;
+    }
     peer_program.emplace(std::move(peer).value());
-    auto attached = peer_program->attach("veth1");
-    ASSERT_TRUE(attached.ok()) << attached.message();
+    auto attached = peer_program->attach(net_->ns_if);
+    peer_error = attached.ok() ? "" : attached.message();
   }));
+  ASSERT_EQ(peer_error, "");
 
   // The data plane's refresher, writing into this program; no worker is loaded, so every refresh
   // sees no queueing delay and raises the budget (up to credits_max).
@@ -98,12 +112,12 @@ TEST_F(XdpBusyVethTest, OverCreditsTheClientGetsBusyFromXdpAndARefreshLetsReques
       [&](std::uint32_t id) { ASSERT_TRUE(program.clear_credits(id).ok()); });
   refresher.configure({tenant}, {}, {}, 1'000'000'000);
 
-  int client = netns_->peer_socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC);
+  int client = net_->socket_in_ns(AF_INET, SOCK_DGRAM, 0);
   ASSERT_GE(client, 0);
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(protocol::kDefaultPort);
-  inet_pton(AF_INET, "10.78.0.1", &to.sin_addr);
+  to.sin_addr = net_->root_addr4;
 
   auto send_request = [&](std::uint64_t id) {
     auto d = request_datagram(id);

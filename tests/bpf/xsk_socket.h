@@ -19,14 +19,13 @@
 
 namespace axon::test {
 
-// A minimal AF_XDP socket on queue 0 of an interface (default veth0), copy mode (veth has no
-// zero-copy).
+// A minimal AF_XDP socket on the interface's queue 0, copy mode (veth has no zero-copy).
 class XskSocket {
  public:
   static constexpr std::uint32_t kFrames = 64;
   static constexpr std::uint32_t kFrameSize = XSK_UMEM__DEFAULT_FRAME_SIZE;
 
-  explicit XskSocket(const char* interface = "veth0") {
+  explicit XskSocket(const std::string& dev) {
     area_ = mmap(nullptr, kFrames * kFrameSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (area_ == MAP_FAILED) {
       area_ = nullptr;
@@ -50,7 +49,7 @@ class XskSocket {
     config.tx_size = kFrames;
     config.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;  // our program, not libxdp's default
     config.bind_flags = XDP_COPY;
-    if (int err = xsk_socket__create(&xsk_, interface, 0, umem_, &rx_, &tx_, &config); err != 0) {
+    if (int err = xsk_socket__create(&xsk_, dev.c_str(), 0, umem_, &rx_, &tx_, &config); err != 0) {
       error_ = "xsk_socket__create: " + std::string(std::strerror(-err));
       return;
     }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <optional>
 
 #include "axon/common/json_reader.h"
@@ -109,6 +110,63 @@ TEST(JsonReader, ReadsEveryTypeAndNamesTheFieldOnError) {
   EXPECT_EQ(error(R"([1])"), "thing must be a JSON object");
   // The first error wins.
   EXPECT_EQ(error(R"({"name":1,"count":"x"})"), "field 'name' in thing must be a string");
+}
+
+// Scheduling knobs (issue 13): the policy names, the range checks and the reservation size.
+TEST(Scheduling, DispatchNamesRoundTripAndUnknownNamesAreRefused) {
+  for (auto d : {model::Dispatch::sticky, model::Dispatch::p2c, model::Dispatch::jsq, model::Dispatch::round_robin}) {
+    auto parsed = model::parse_dispatch(model::to_string(d));
+    ASSERT_TRUE(parsed) << model::to_string(d);
+    EXPECT_EQ(parsed.value(), d);
+  }
+  auto bad = model::parse_dispatch("Sticky");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.message(), "unknown dispatch policy 'Sticky'; use \"sticky\", \"p2c\", \"jsq\" or \"round_robin\"");
+  EXPECT_FALSE(model::parse_dispatch(""));
+}
+
+TEST(Scheduling, ChecksNameTheKnob) {
+  EXPECT_TRUE(model::check_scheduling(model::Scheduling{}, "agent 1"));
+  auto message = [](auto mutate) {
+    model::Scheduling s;
+    mutate(s);
+    auto r = model::check_scheduling(s, "agent 1");
+    return r ? std::string("ok") : r.message();
+  };
+  EXPECT_EQ(message([](auto& s) { s.reserved_interactive = 64; }), "ok");
+  EXPECT_EQ(message([](auto& s) { s.reserved_interactive = 65; }).rfind("agent 1: reserved_interactive: at most 64", 0),
+            0u);
+  EXPECT_EQ(message([](auto& s) { s.reserved_interactive_share = 1.0; }), "ok");
+  EXPECT_NE(message([](auto& s) { s.reserved_interactive_share = 1.0001; }).find("reserved_interactive_share"),
+            std::string::npos);
+  EXPECT_NE(message([](auto& s) { s.reserved_interactive_share = std::nan(""); }).find("reserved_interactive_share"),
+            std::string::npos);
+  EXPECT_EQ(message([](auto& s) { s.high_water = 0.01; }), "ok");
+  EXPECT_NE(message([](auto& s) { s.high_water = 0.0; }).find("agent 1: high_water"), std::string::npos);
+  EXPECT_NE(message([](auto& s) { s.high_water = std::nan(""); }).find("high_water"), std::string::npos);
+  EXPECT_NE(message([](auto& s) {
+              s.queue_delay_target_us = model::kMaxQueueDelayTargetUs + 1;
+            }).find("queue_delay_target_us"),
+            std::string::npos);
+  EXPECT_NE(message([](auto& s) { s.dispatch = model::Dispatch(9); }).find("dispatch"), std::string::npos);
+  auto bare = model::check_scheduling(model::Scheduling{.high_water = 2.0}, "");
+  ASSERT_FALSE(bare);
+  EXPECT_EQ(bare.message().rfind("high_water: ", 0), 0u) << bare.message();
+}
+
+TEST(Scheduling, ReservedWorkersTakeTheLargerOfCountAndShare) {
+  model::Scheduling s;
+  EXPECT_EQ(model::reserved_workers(s, 8), 0u);
+  s.reserved_interactive = 2;
+  EXPECT_EQ(model::reserved_workers(s, 8), 2u);
+  EXPECT_EQ(model::reserved_workers(s, 1), 1u);  // never more than the live workers
+  s.reserved_interactive_share = 0.5;
+  EXPECT_EQ(model::reserved_workers(s, 8), 4u);
+  EXPECT_EQ(model::reserved_workers(s, 3), 2u);  // ceil(1.5)
+  s.reserved_interactive = 0;
+  s.reserved_interactive_share = 0.25;
+  EXPECT_EQ(model::reserved_workers(s, 4), 1u);  // exactly 1, not 2 from rounding
+  EXPECT_EQ(model::reserved_workers(s, 0), 0u);
 }
 
 // Issue 13: the one rule set for per-class rates and credits, shared by every tenant source.

@@ -384,6 +384,57 @@ TEST(DataplaneConfig, WorkerSlotsAddGenericSlotsAfterNamedWorkers) {
   expect_error_at(minimal("control_uids = [-1]\n"), ConfigError::invalid_value, 3, "integers");
 }
 
+// An agent's scheduling knobs (issue 13): each parses, absent ones take the model's
+// defaults, and each bad value is refused at its own line with the fix.
+TEST(DataplaneConfig, AgentSchedulingKnobsParseWithDefaults) {
+  const std::string agents =
+      "[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\ndispatch = \"jsq\"\nclass_scheduling = false\n"
+      "reserved_interactive = 2\nreserved_interactive_share = 0.25\nqueue_delay_target_us = 500\n"
+      "high_water = 0.75\n\n[[agents]]\nid = 2\ntenant = 0\nworkers = [\"w\"]\nhigh_water = 1\n";
+  auto result = parse_config(minimal("", agents), kName);
+  ASSERT_TRUE(result.ok()) << result.message();
+  const model::Scheduling& s = result->agents[0].scheduling;
+  EXPECT_EQ(s.dispatch, model::Dispatch::jsq);
+  EXPECT_FALSE(s.class_scheduling);
+  EXPECT_EQ(s.reserved_interactive, 2u);
+  EXPECT_DOUBLE_EQ(s.reserved_interactive_share, 0.25);
+  EXPECT_EQ(s.queue_delay_target_us, 500u);
+  EXPECT_DOUBLE_EQ(s.high_water, 0.75);
+  EXPECT_EQ(result->agents[1].scheduling, model::Scheduling{});
+  EXPECT_EQ(result->agents[1].scheduling.dispatch, model::Dispatch::sticky);
+  EXPECT_TRUE(result->agents[1].scheduling.class_scheduling);
+}
+
+TEST(DataplaneConfig, BadSchedulingKnobsAreRefusedAtTheirLine) {
+  const std::string head = "[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\n";  // lines 6-9
+  expect_error_at(minimal("", head + "dispatch = \"least_loaded\"\n"), ConfigError::invalid_value, 10,
+                  "unknown dispatch policy 'least_loaded'; use \"sticky\", \"p2c\", \"jsq\" or \"round_robin\"");
+  expect_error_at(minimal("", head + "dispatch = 3\n"), ConfigError::invalid_value, 10, "dispatch must be a string");
+  expect_error_at(minimal("", head + "reserved_interactive_share = 1.5\n"), ConfigError::invalid_value, 10,
+                  "reserved_interactive_share: use a share of the pool between 0 and 1");
+  expect_error_at(minimal("", head + "reserved_interactive_share = -0.1\n"), ConfigError::invalid_value, 10,
+                  "reserved_interactive_share");
+  expect_error_at(minimal("", head + "reserved_interactive = 65\n"), ConfigError::invalid_value, 10,
+                  "reserved_interactive: at most 64");
+  expect_error_at(minimal("", head + "high_water = 0\n"), ConfigError::invalid_value, 10, "high_water: use a fraction");
+  expect_error_at(minimal("", head + "high_water = 1.01\n"), ConfigError::invalid_value, 10, "high_water");
+  expect_error_at(minimal("", head + "high_water = \"half\"\n"), ConfigError::invalid_value, 10, "a number");
+  expect_error_at(minimal("", head + "queue_delay_target_us = 60000001\n"), ConfigError::invalid_value, 10,
+                  "queue_delay_target_us: at most 60000000");
+  expect_error_at(minimal("", head + "class_scheduling = 1\n"), ConfigError::invalid_value, 10, "true or false");
+}
+
+TEST(DataplaneConfig, CheckTablesRefusesBadScheduling) {
+  std::vector<WorkerConfig> workers{{"w"}};
+  AgentConfig agent{3, 0, "a", {"w"}, {}};
+  EXPECT_TRUE(check_tables({}, {agent}, workers).ok());
+  agent.scheduling.high_water = 2.0;
+  auto bad = check_tables({}, {agent}, workers);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.code(), ConfigError::invalid_value);
+  EXPECT_NE(bad.message().find("agent 3: high_water"), std::string::npos) << bad.message();
+}
+
 TEST(DataplaneConfig, AgentNamingAnUndeclaredWorkerIsAnUnknownReference) {
   expect_error_at(minimal("", "\n[[agents]]\nid = 4\ntenant = 0\nworkers = [\"w\", \"ghost\"]\n"),
                   ConfigError::unknown_reference, 7, "worker 'ghost'");

@@ -69,8 +69,8 @@ TEST(ControlCodec, ApplyRoundTripsThroughTheClientEncoder) {
   Tables t;
   t.version = 9;
   t.tenants.push_back({1, "acme", 1000, 50, {"10.0.0.0/8", "2001:db8::/32"}});
-  t.agents.push_back({7, 1, "echo", {"slot-0", "slot-3"}});
-  t.agents.push_back({8, 1, "", {}});
+  t.agents.push_back({7, 1, "echo", {"slot-0", "slot-3"}, {}});
+  t.agents.push_back({8, 1, "", {}, {}});
   auto r = parse_request(encode_apply_request(t));
   ASSERT_TRUE(r.ok()) << r.message();
   ASSERT_EQ(r->op, Op::apply);
@@ -83,6 +83,52 @@ TEST(ControlCodec, ApplyRoundTripsThroughTheClientEncoder) {
   ASSERT_EQ(r->tables.agents.size(), 2u);
   EXPECT_EQ(r->tables.agents[0].workers, t.agents[0].workers);
   EXPECT_TRUE(r->tables.agents[1].workers.empty());
+}
+
+// An agent's scheduling knobs (issue 13) travel with its route: every field survives the
+// round trip, and an entry without them takes the model's defaults.
+TEST(ControlCodec, ApplyCarriesSchedulingKnobs) {
+  Tables t;
+  t.version = 3;
+  AgentEntry a{7, 1, "echo", {"slot-0"}, {}};
+  a.scheduling.dispatch = model::Dispatch::round_robin;
+  a.scheduling.class_scheduling = false;
+  a.scheduling.reserved_interactive = 2;
+  a.scheduling.reserved_interactive_share = 0.5;
+  a.scheduling.queue_delay_target_us = 750;
+  a.scheduling.high_water = 0.8;
+  t.agents.push_back(a);
+  for (auto d : {model::Dispatch::sticky, model::Dispatch::p2c, model::Dispatch::jsq}) {
+    AgentEntry other{std::uint32_t(10 + int(d)), 1, "", {}, {}};
+    other.scheduling.dispatch = d;
+    t.agents.push_back(other);
+  }
+  auto r = parse_request(encode_apply_request(t));
+  ASSERT_TRUE(r.ok()) << r.message();
+  ASSERT_EQ(r->tables.agents.size(), t.agents.size());
+  for (std::size_t i = 0; i < t.agents.size(); ++i) EXPECT_EQ(r->tables.agents[i], t.agents[i]) << i;
+  auto bare = parse_request(R"({"op":"apply","version":1,"tenants":[],"agents":[{"id":1,"tenant":1,"workers":[]}]})");
+  ASSERT_TRUE(bare.ok()) << bare.message();
+  EXPECT_EQ(bare->tables.agents[0].scheduling, model::Scheduling{});
+}
+
+TEST(ControlCodec, BadSchedulingKnobsAreNamed) {
+  auto agent = [](const std::string& extra) {
+    return R"({"op":"apply","version":1,"tenants":[],"agents":[{"id":1,"tenant":1,"workers":[],)" + extra + "}]}";
+  };
+  expect_bad(agent(R"("dispatch":"random")"), CodecError::invalid,
+             "field 'dispatch' in agents[0]: unknown dispatch policy 'random'; use \"sticky\"");
+  expect_bad(agent(R"("dispatch":1)"), CodecError::invalid, "field 'dispatch' in agents[0] must be a string");
+  expect_bad(agent(R"("class_scheduling":"no")"), CodecError::invalid, "'class_scheduling' in agents[0]");
+  expect_bad(agent(R"("reserved_interactive":-1)"), CodecError::invalid, "'reserved_interactive' in agents[0]");
+  expect_bad(agent(R"("reserved_interactive":65)"), CodecError::invalid, "agents[0]: reserved_interactive: at most 64");
+  expect_bad(agent(R"("reserved_interactive_share":1.2)"), CodecError::invalid,
+             "agents[0]: reserved_interactive_share: use a share of the pool between 0 and 1");
+  expect_bad(agent(R"("reserved_interactive_share":"half")"), CodecError::invalid, "must be a number");
+  expect_bad(agent(R"("high_water":0)"), CodecError::invalid, "agents[0]: high_water");
+  expect_bad(agent(R"("queue_delay_target_us":1.5)"), CodecError::invalid, "'queue_delay_target_us' in agents[0]");
+  expect_bad(agent(R"("queue_delay_target_us":60000001)"), CodecError::invalid, "queue_delay_target_us: at most");
+  expect_bad(agent(R"("dispach":"p2c")"), CodecError::invalid, "unknown field 'dispach' in agents[0]");
 }
 
 // Issue 13: the per-class rates and credits cross the socket both ways; absent fields keep
@@ -209,7 +255,7 @@ TEST(ControlCodec, ErrorRepliesBecomeRejectedOrRefused) {
 TEST(ControlTables, CheckTablesNamesTheOffendingItem) {
   std::vector<WorkerConfig> slots{{"slot-0"}, {"slot-1"}};
   std::vector<TenantConfig> tenants{{1, "a", 0, 0, {"10.0.0.0/8"}}};
-  std::vector<AgentConfig> agents{{7, 1, "x", {"slot-0"}}, {8, 1, "empty", {}}};
+  std::vector<AgentConfig> agents{{7, 1, "x", {"slot-0"}, {}}, {8, 1, "empty", {}, {}}};
   EXPECT_TRUE(check_tables(tenants, agents, slots).ok());
   EXPECT_TRUE(check_tables({}, {}, slots).ok());
 
@@ -218,8 +264,8 @@ TEST(ControlTables, CheckTablesNamesTheOffendingItem) {
     ASSERT_FALSE(r.ok()) << needle;
     EXPECT_NE(r.message().find(needle), std::string::npos) << r.message();
   };
-  expect(tenants, {{7, 1, "", {"slot-0", "slot-5"}}}, "agent 7 names worker slot 'slot-5'");
-  expect(tenants, {{7, 2, "", {"slot-0"}}}, "agent 7: tenant 2");
+  expect(tenants, {{7, 1, "", {"slot-0", "slot-5"}, {}}}, "agent 7 names worker slot 'slot-5'");
+  expect(tenants, {{7, 2, "", {"slot-0"}, {}}}, "agent 7: tenant 2");
   expect({{1, "", 0, 0, {"10.0.0.0/33"}}}, {}, "tenant 1: '10.0.0.0/33'");
   expect({{1, "", 0, 0, {"example.com"}}}, {}, "'example.com'");
   expect({{1, "", 10, 0, {}}}, {}, "tenant 1: set a burst");
@@ -231,8 +277,8 @@ TEST(ControlTables, CheckTablesNamesTheOffendingItem) {
   credits.credits_min = 3;
   expect({credits}, {}, "tenant 3: credits_min (3) must not exceed credits_max (2)");
   expect({{1, "", 0, 0, {}}, {1, "", 0, 0, {}}}, {}, "tenant 1: tenant ids must be unique");
-  expect(tenants, {{7, 1, "", {}}, {7, 1, "", {}}}, "agent 7: agent ids must be unique");
-  expect(tenants, {{7, 1, "", std::vector<std::string>(65, "slot-0")}}, "at most 64");
+  expect(tenants, {{7, 1, "", {}, {}}, {7, 1, "", {}, {}}}, "agent 7: agent ids must be unique");
+  expect(tenants, {{7, 1, "", std::vector<std::string>(65, "slot-0"), {}}}, "at most 64");
 }
 
 }  // namespace

@@ -23,7 +23,6 @@
 #include <thread>
 
 #include "axon/bpf/xdp_program.h"
-
 #include "axon/testing/it_support.h"
 
 namespace axon::dataplane::it {
@@ -61,7 +60,7 @@ Tables tables_for(const TestNetwork& net, std::uint64_t version, std::vector<std
   Tables t;
   t.version = version;
   t.tenants.push_back({1, "t1", 0, 0, {net.prefix4}});
-  t.agents.push_back({7, 1, "echo", std::move(agent7_slots)});
+  t.agents.push_back({7, 1, "echo", std::move(agent7_slots), {}});
   return t;
 }
 
@@ -336,8 +335,8 @@ TEST_F(ControlIT, EmptyWorkerListAndAllWorkersDeadBothAnswerWorkerFailed) {
   ASSERT_NE(w, nullptr);
   ControlClient client = connect_client();
   Tables t = tables_for(*net_, 1, {"slot-3"});
-  t.agents.push_back({8, 1, "unstaffed", {}});
-  t.agents.push_back({9, 1, "doomed", {"slot-3"}});
+  t.agents.push_back({8, 1, "unstaffed", {}, {}});
+  t.agents.push_back({9, 1, "doomed", {"slot-3"}, {}});
   auto applied = client.apply(t);
   ASSERT_TRUE(applied.ok()) << applied.message();
   AxpClient axp(*net_, AF_INET);

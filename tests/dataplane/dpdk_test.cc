@@ -18,6 +18,7 @@
 
 #include "axon/dataplane/config.h"
 #include "axon/dataplane/port.h"
+#include "axon/testing/hugepages.h"
 
 #include "dpdk/dpdk_options.h"
 
@@ -35,19 +36,7 @@ std::string unique_prefix(const char* what) {
   return std::string("axdpdk-") + what + "-" + std::to_string(getpid());
 }
 
-std::uint64_t free_hugepages() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::uint64_t value = 0;
-  while (in >> key) {
-    if (key == "HugePages_Free:") {
-      in >> value;
-      return value;
-    }
-    in.ignore(256, '\n');
-  }
-  return 0;
-}
+using axon::testing::free_hugepages;
 
 DpdkOptions ring_options(const std::string& prefix) {
   DpdkOptions options;

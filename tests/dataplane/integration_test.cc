@@ -1749,22 +1749,14 @@ class KernelQueueIT : public DataplaneFixture, public ::testing::WithParamInterf
   [[nodiscard]] std::string backend() const override { return GetParam(); }
   // Hides the base's: this suite counts every frame on the wire, so the client's end sends
   // only the test's frames. Its IPv6 is off (no neighbour discovery, MLD reports or router
-  // solicitations: with dpdk they reached the engine or took a place in the kernel's queue),
+  // solicitations: with dpdk they reached the engine or took a place in the kernel's queue;
+  // the fixture disables it before the links come up),
   // and the IPv4 neighbour is static (the fixture sets it), so there is no ARP either.
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
-    net_ = TestNetwork::create(net_error_).release();
-    if (net_ == nullptr) return;
-    std::string out;
-    if (run_command(
-            {"ip", "netns", "exec", net_->ns, "sysctl", "-qw", "net.ipv6.conf." + net_->ns_if + ".disable_ipv6=1"},
-            &out) != 0) {
-      net_error_ = "cannot disable IPv6 on " + net_->ns_if + ": " + out;
-      delete net_;
-      net_ = nullptr;
-      return;
-    }
-    net_->has_ipv6 = false;
+    axon::testing::NetworkSpec spec;
+    spec.ipv6 = false;
+    net_ = TestNetwork::create(spec, net_error_).release();
   }
 };
 

@@ -175,21 +175,6 @@ shm::ChannelOptions small_channel_options(std::uint32_t worker_id) {
   return options;
 }
 
-long ensure_free_hugepages(long pages) {
-  long free = shm::free_hugepages();
-  if (free >= pages) return free;
-  long total = 0;
-  {
-    std::ifstream in("/proc/sys/vm/nr_hugepages");
-    in >> total;
-  }
-  {
-    std::ofstream out("/proc/sys/vm/nr_hugepages");
-    out << (total + pages - (free < 0 ? 0 : free)) << "\n";
-  }
-  return shm::free_hugepages();
-}
-
 shm::ShmResult<shm::WorkerChannel> create_hugepage_channel(const shm::ChannelOptions& options) {
   constexpr std::size_t kHuge = 2u << 20;
   const long needed = long((shm::segment_bytes(options.geometry) + kHuge - 1) / kHuge);

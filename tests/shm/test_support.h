@@ -22,6 +22,7 @@
 #include "axon/sdk/worker.h"
 #include "axon/shm/channel.h"
 #include "axon/shm/handoff.h"
+#include "axon/testing/hugepages.h"
 
 #include "gtest/gtest.h"
 
@@ -143,9 +144,8 @@ int open_fd_count();
 shm::SegmentGeometry small_geometry();
 shm::ChannelOptions small_channel_options(std::uint32_t worker_id);
 
-// Makes sure at least `pages` 2 MiB hugepages are free, raising vm.nr_hugepages if
-// needed (the tests run as root). Returns how many are free afterwards.
-long ensure_free_hugepages(long pages);
+// Hugepage counts and reservation: the one helper of every test (axon/testing/hugepages.h).
+using axon::testing::ensure_free_hugepages;
 
 // Creates a channel on hugepages: ensures pages are free first and refuses the 4 KiB
 // fallback, so a test that claims to run on hugepages really does.

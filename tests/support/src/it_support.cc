@@ -29,8 +29,7 @@ namespace axon::dataplane::it {
 namespace {
 
 // fork+exec with the child tied to our life; returns the pid or -1.
-pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env, int out_fd,
-            bool search_path) {
+pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env, int out_fd) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -52,12 +51,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
     dup2(out_fd, 1);
     dup2(out_fd, 2);
   }
-  if (search_path) {
-    // execvpe: PATH lookup with our prepared environment.
-    execvpe(args[0], args.data(), env.data());
-  } else {
-    execve(args[0], args.data(), env.data());
-  }
+  execve(args[0], args.data(), env.data());
   _exit(127);
 }
 
@@ -80,209 +74,6 @@ void put16(std::uint8_t* p, std::uint16_t v) {
 
 }  // namespace
 
-int run_command(const std::vector<std::string>& argv, std::string* output) {
-  int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
-  pid_t pid = spawn(argv, {}, pipe_fds[1], true);
-  close(pipe_fds[1]);
-  if (pid < 0) {
-    close(pipe_fds[0]);
-    return -1;
-  }
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(pipe_fds[0], buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, std::size_t(n));
-    } else if (n == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  close(pipe_fds[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (output != nullptr) *output = out;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-bool in_netns(const std::string& ns, const std::function<void()>& fn, std::string* error) {
-  bool ok = false;
-  std::string why;
-  std::thread t([&] {
-    int fd = open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      why = "open /var/run/netns/" + ns + ": " + std::strerror(errno);
-      return;
-    }
-    if (setns(fd, CLONE_NEWNET) != 0) {
-      why = std::string("setns: ") + std::strerror(errno);
-      close(fd);
-      return;
-    }
-    close(fd);
-    fn();
-    ok = true;
-  });
-  t.join();
-  if (!ok && error != nullptr) *error = why;
-  return ok;
-}
-
-// ---- TestNetwork ----------------------------------------------------------------------
-
-void TestNetwork::remove_leftovers() {
-  std::string out;
-  if (run_command({"ip", "netns", "list"}, &out) != 0) return;
-  std::istringstream lines(out);
-  std::string line;
-  while (std::getline(lines, line)) {
-    std::string name = line.substr(0, line.find(' '));
-    if (name.rfind("axit-", 0) != 0) continue;
-    std::string digits = name.substr(5);
-    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-    pid_t pid = pid_t(std::stol(digits));
-    if (pid == getpid()) continue;
-    // Only a namespace whose creator is gone is a leftover. A live process of another test
-    // binary (dataplane_control_test, or another build tree's integration test) owns its
-    // own namespace, even though its executable differs from ours.
-    const bool alive = kill(pid, 0) == 0 || errno == EPERM;
-    if (!alive) run_command({"ip", "netns", "del", name});
-  }
-}
-
-std::unique_ptr<TestNetwork> TestNetwork::create(std::string& error, unsigned queues) {
-  remove_leftovers();
-  std::unique_ptr<TestNetwork> net(new TestNetwork());
-  const pid_t pid = getpid();
-  net->ns = "axit-" + std::to_string(pid);
-  const std::string base = "axi" + std::to_string(pid % 100000);
-  net->root_if = base + "a";
-  net->ns_if = base + "b";
-  net->root_mac = {0x02, 0xa1, std::uint8_t(pid >> 16), std::uint8_t(pid >> 8), std::uint8_t(pid), 0x01};
-  net->ns_mac = {0x02, 0xa1, std::uint8_t(pid >> 16), std::uint8_t(pid >> 8), std::uint8_t(pid), 0x02};
-
-  // A /30 in 10.199.128-191.x that the root namespace does not use yet.
-  std::string addrs;
-  run_command({"ip", "-4", "-o", "addr", "show"}, &addrs);
-  int third = -1;
-  for (int i = 0; i < 64; ++i) {
-    int candidate = 128 + (int(pid) + i) % 64;
-    if (addrs.find("10.199." + std::to_string(candidate) + ".") == std::string::npos) {
-      third = candidate;
-      break;
-    }
-  }
-  if (third < 0) {
-    error = "no free 10.199.128-191.0/30 subnet in the root namespace";
-    return nullptr;
-  }
-  const std::string net4 = "10.199." + std::to_string(third) + ".";
-  net->root_ip4 = net4 + "1";
-  net->ns_ip4 = net4 + "2";
-  net->prefix4 = net4 + "0/30";
-  inet_pton(AF_INET, net->root_ip4.c_str(), &net->root_addr4);
-  inet_pton(AF_INET, net->ns_ip4.c_str(), &net->ns_addr4);
-
-  // A namespace or link of our exact names can only be a leftover of a dead process that had
-  // our pid: remove it.
-  run_command({"ip", "link", "del", net->root_if});
-  run_command({"ip", "netns", "del", net->ns});
-
-  auto mac_text = [](const std::array<std::uint8_t, 6>& m) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-    return std::string(buf);
-  };
-  std::string out;
-  auto step = [&](const std::vector<std::string>& argv) {
-    if (run_command(argv, &out) == 0) return true;
-    error = "`";
-    for (const auto& a : argv) error += a + " ";
-    error += "` failed: " + out;
-    return false;
-  };
-  if (!step({"ip", "netns", "add", net->ns})) return nullptr;
-  net->created_ = true;  // from here on the destructor cleans up
-  // One command creates both ends, the peer already inside the namespace: there is no moment
-  // when a crash could leave a half-made pair in the root namespace.
-  const std::string queue_text = std::to_string(std::max(1u, queues));
-  if (!step({"ip",
-             "link",
-             "add",
-             net->root_if,
-             "address",
-             mac_text(net->root_mac),
-             "numtxqueues",
-             queue_text,
-             "numrxqueues",
-             queue_text,
-             "type",
-             "veth",
-             "peer",
-             "name",
-             net->ns_if,
-             "address",
-             mac_text(net->ns_mac),
-             "numtxqueues",
-             queue_text,
-             "numrxqueues",
-             queue_text,
-             "netns",
-             net->ns}) ||
-      !step({"ip", "addr", "add", net->root_ip4 + "/30", "dev", net->root_if}) ||
-      !step({"ip", "link", "set", net->root_if, "up"}) || !step({"ip", "-n", net->ns, "link", "set", "lo", "up"}) ||
-      !step({"ip", "-n", net->ns, "addr", "add", net->ns_ip4 + "/30", "dev", net->ns_if}) ||
-      !step({"ip", "-n", net->ns, "link", "set", net->ns_if, "up"})) {
-    return nullptr;
-  }
-  const std::string net6 = "fd99:199:" + std::to_string(third) + "::";
-  net->root_ip6 = net6 + "1";
-  net->ns_ip6 = net6 + "2";
-  net->has_ipv6 =
-      run_command({"ip", "-6", "addr", "add", net->root_ip6 + "/64", "dev", net->root_if, "nodad"}) == 0 &&
-      run_command({"ip", "-n", net->ns, "-6", "addr", "add", net->ns_ip6 + "/64", "dev", net->ns_if, "nodad"}) == 0;
-  inet_pton(AF_INET6, net->root_ip6.c_str(), &net->root_addr6);
-  inet_pton(AF_INET6, net->ns_ip6.c_str(), &net->ns_addr6);
-
-  net->root_ifindex = int(if_nametoindex(net->root_if.c_str()));
-  std::string ns_if = net->ns_if;
-  int ns_ifindex = 0;
-  in_netns(net->ns, [&] { ns_ifindex = int(if_nametoindex(ns_if.c_str())); });
-  net->ns_ifindex = ns_ifindex;
-  if (net->root_ifindex <= 0 || net->ns_ifindex <= 0) {
-    error = "veth pair " + net->root_if + "/" + net->ns_if + " has no ifindex";
-    return nullptr;
-  }
-  // Both ends up with carrier before anyone sends.
-  bool up = eventually(
-      [&] {
-        std::string state;
-        run_command({"cat", "/sys/class/net/" + net->root_if + "/operstate"}, &state);
-        return state.rfind("up", 0) == 0;
-      },
-      5s);
-  if (!up) {
-    error = net->root_if + " did not come up";
-    return nullptr;
-  }
-  return net;
-}
-
-TestNetwork::~TestNetwork() {
-  if (!created_) return;
-  // Deleting one end deletes the pair (and any XDP program on it); then the namespace.
-  run_command({"ip", "link", "del", root_if});
-  run_command({"ip", "netns", "del", ns});
-}
-
-int TestNetwork::socket_in_ns(int domain, int type, int protocol) const {
-  int fd = -1;
-  in_netns(ns, [&] { fd = ::socket(domain, type | SOCK_CLOEXEC, protocol); });
-  return fd;
-}
-
 // ---- ChildProcess ---------------------------------------------------------------------
 
 ChildProcess::~ChildProcess() {
@@ -297,7 +88,7 @@ bool ChildProcess::start(const std::vector<std::string>& argv, const std::vector
     if (error != nullptr) *error = "cannot open " + log_path + ": " + std::strerror(errno);
     return false;
   }
-  pid_ = spawn(argv, extra_env, fd, false);
+  pid_ = spawn(argv, extra_env, fd);
   close(fd);
   if (pid_ < 0) {
     if (error != nullptr) *error = std::string("fork: ") + std::strerror(errno);

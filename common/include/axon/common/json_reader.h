@@ -116,6 +116,13 @@ class JsonReader {
     return true;
   }
 
+  // Any JSON number (integer or not); NaN and infinities cannot occur in JSON text.
+  bool read(const json& v, const std::string& field, double& out) {
+    if (!v.is_number()) return wrong_type(field, "a number");
+    out = v.get<double>();
+    return true;
+  }
+
   template <typename Int>
   requires(std::is_integral_v<Int> && !std::is_same_v<Int, bool>) bool read(const json& v, const std::string& field,
                                                                             Int& out) {

@@ -69,6 +69,55 @@ struct Tenant {
   friend bool operator==(const Tenant&, const Tenant&) = default;
 };
 
+// How the data plane spreads an agent's requests over its workers (docs/scheduling.md,
+// "Dispatch policies"). Names in value order: enum_names() (JsonReader reads them).
+enum class Dispatch : std::uint8_t {
+  sticky,       // rendezvous hash of session_key over the live workers; no key: p2c
+  p2c,          // the shallower of two random live workers (ring depth + in flight)
+  jsq,          // the shallowest live worker
+  round_robin,  // the next live worker in turn
+};
+constexpr std::array<const char*, 4> enum_names(Dispatch) {
+  return {"sticky", "p2c", "jsq", "round_robin"};
+}
+const char* to_string(Dispatch dispatch) noexcept;
+
+// An agent's scheduling knobs (docs/scheduling.md lists each with its effect). The data
+// plane applies them per request; the control plane carries them in its config and REST API
+// and checks what needs the pool's size (reserved <= pool max).
+struct Scheduling {
+  Dispatch dispatch = Dispatch::sticky;
+  // true: interactive requests go ahead of background ones (two rings, interactive first in
+  // each burst, background reservation). false: every request goes to the interactive ring in
+  // arrival order, one FIFO (the baseline bench/mixed compares against).
+  bool class_scheduling = true;
+  // Workers kept for interactive requests: background work is never placed on one of the
+  // last max(reserved_interactive, ceil(share * live workers)) idle workers.
+  std::uint32_t reserved_interactive = 0;
+  double reserved_interactive_share = 0.0;  // 0..1
+  // BUSY a new request when its worker's estimated queueing delay (outstanding / drain rate)
+  // passes this; 0 = no delay-based admission (a full ring or high_water still answer BUSY).
+  std::uint32_t queue_delay_target_us = 0;
+  // BUSY a new request when its ring is filled to this fraction of its capacity, (0, 1];
+  // 1 = only a full ring.
+  double high_water = 1.0;
+  friend bool operator==(const Scheduling&, const Scheduling&) = default;
+};
+
+inline constexpr std::uint32_t kMaxReservedInteractive = 64;         // an agent's worker limit
+inline constexpr std::uint32_t kMaxQueueDelayTargetUs = 60'000'000;  // one minute
+
+enum class SchedulingError { invalid };
+
+// "sticky", "p2c", "jsq" or "round_robin"; anything else is refused with the list.
+Result<Dispatch, SchedulingError> parse_dispatch(std::string_view name);
+// Range checks of every field; the message is "<where>: <field>: <what to use>" (without
+// "<where>: " when where is empty).
+Result<Ok, SchedulingError> check_scheduling(const Scheduling& scheduling, std::string_view where);
+// How many of `live` workers are held back from background work: the larger of the count
+// and the share (rounded up), at most `live`.
+std::uint32_t reserved_workers(const Scheduling& scheduling, std::uint32_t live) noexcept;
+
 // The limit rules every source of a Tenant (data plane TOML, control socket, control plane
 // config and REST) applies beyond field types: each rate needs a burst, and credits_min <=
 // credits_max when credits are on. Ids and prefixes are checked by the callers. Empty when the
@@ -81,6 +130,7 @@ struct Agent {
   std::uint32_t id = 0;      // AXP agent id (1..2^32-1)
   std::uint32_t tenant = 0;  // the tenant whose requests it may serve
   std::string name;
+  Scheduling scheduling{};  // "{}": positional initialisers of the fields above stay warning-free
   friend bool operator==(const Agent&, const Agent&) = default;
 };
 
@@ -92,7 +142,8 @@ struct Route {
   std::uint32_t tenant = 0;
   std::string name;                  // the agent's name
   std::vector<std::string> workers;  // worker slot names
-  Agent agent() const { return Agent{id, tenant, name}; }
+  Scheduling scheduling{};           // "{}": positional initialisers of the fields above stay warning-free
+  Agent agent() const { return Agent{id, tenant, name, scheduling}; }
   friend bool operator==(const Route&, const Route&) = default;
 };
 

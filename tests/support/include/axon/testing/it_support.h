@@ -1,9 +1,9 @@
-// Support for the data plane integration tests: a namespace + veth pair of the test's own,
+// Support for the data plane integration tests: on the network fixture (test_network.h),
 // the real axon-dataplane and echo_worker processes, a read-only view of the stats file, an
 // AXP client whose socket lives inside the namespace, and raw frame crafting.
 //
 // Every resource is RAII and owned by the test that made it: processes are killed by pid and
-// reaped, the namespace (and with it the veth pair and any XDP program on it) is deleted, and
+// reaped, the network fixture deletes its namespace (with the veth pair and any XDP program), and
 // children carry PR_SET_PDEATHSIG so a crashed test binary leaves no daemon running.
 #pragma once
 
@@ -24,6 +24,7 @@
 
 #include "axon/dataplane/stats_reader.h"
 #include "axon/protocol/axp.h"
+#include "axon/testing/test_network.h"
 
 namespace axon::dataplane::it {
 
@@ -46,48 +47,11 @@ bool eventually(F&& cond, std::chrono::milliseconds timeout = kPatience) {
   }
 }
 
-// Runs argv (argv[0] looked up in PATH) and returns its exit status; output gets stdout+stderr.
-int run_command(const std::vector<std::string>& argv, std::string* output = nullptr);
-
-// Runs fn on a short-lived thread that entered the namespace first (setns). Sockets created
-// there stay in the namespace for their whole life, whichever thread uses them later.
-bool in_netns(const std::string& ns, const std::function<void()>& fn, std::string* error = nullptr);
-
-// A network namespace with a veth pair: root end `root_if` (where the data plane attaches),
-// namespace end `ns_if` (the client side). Addresses: 10.199.X.1/30 and .2/30, and, when the
-// kernel takes them, fd99:199:X::1/64 and ::2/64 (nodad). With queues > 1 both ends get that
-// many TX and RX queues: the namespace end spreads flows over its TX queues by hash, and veth
-// delivers each frame on the root end's RX queue of the same index.
-class TestNetwork {
- public:
-  static std::unique_ptr<TestNetwork> create(std::string& error, unsigned queues = 1);
-  ~TestNetwork();
-  TestNetwork(const TestNetwork&) = delete;
-  TestNetwork& operator=(const TestNetwork&) = delete;
-
-  // Deletes namespaces of this test binary's naming scheme (axit-<pid>) whose process is gone.
-  static void remove_leftovers();
-
-  // A socket created inside the namespace (SOCK_CLOEXEC added), or -1.
-  [[nodiscard]] int socket_in_ns(int domain, int type, int protocol) const;
-
-  std::string ns;
-  std::string root_if;
-  std::string ns_if;
-  int root_ifindex = 0;
-  int ns_ifindex = 0;  // inside the namespace
-  std::array<std::uint8_t, 6> root_mac{};
-  std::array<std::uint8_t, 6> ns_mac{};
-  std::string root_ip4, ns_ip4, prefix4;  // prefix4: the /30 that holds both ends
-  in_addr root_addr4{}, ns_addr4{};
-  bool has_ipv6 = false;
-  std::string root_ip6, ns_ip6;
-  in6_addr root_addr6{}, ns_addr6{};
-
- private:
-  TestNetwork() = default;
-  bool created_ = false;
-};
+// The network fixture (axon::test_network) and its command helpers, under the names these
+// tests have always used.
+using axon::testing::in_netns;
+using axon::testing::run_command;
+using axon::testing::TestNetwork;
 
 // A child process started with fork+exec, PR_SET_PDEATHSIG(SIGKILL), output to a log file.
 // The destructor kills it (SIGCONT first, in case it was stopped) and reaps it.
