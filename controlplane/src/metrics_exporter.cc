@@ -14,8 +14,35 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   m.family("axon_dataplane_requests_total", "counter", "Valid requests queued to workers.")
       .sample(sum(&LcoreStats::requests));
   m.family("axon_dataplane_responses_total", "counter", "RESPONSE datagrams sent.").sample(sum(&LcoreStats::responses));
-  m.family("axon_dataplane_busy_total", "counter", "BUSY replies sent (full ring or no buffer).")
+  m.family("axon_dataplane_busy_total", "counter", "BUSY replies the data plane sent, every reason.")
       .sample(sum(&LcoreStats::busy_sent));
+  const dataplane::LcoreTotals totals = stats.totals();
+  m.family("axon_dataplane_busy_reasons_total", "counter",
+           "BUSY replies the data plane sent, by reason: ring_full (ring or buffers), forward_full, high_water, "
+           "queue_delay, reservation, credits (uring/dpdk; xdp: axon_dataplane_credit_busy_total) "
+           "(docs/scheduling.md).");
+  for (std::size_t r = 0; r < dataplane::kBusyReasonCount; ++r) {
+    m.sample({{"reason", dataplane::to_string(dataplane::BusyReason(r))}}, double(totals.busy_reasons[r]));
+  }
+  m.family("axon_dataplane_deadline_refused_total", "counter",
+           "Requests answered ERROR deadline_exceeded before dispatch (never reached a worker): expired, or "
+           "unmeetable (budget below the worker's estimated queueing delay).");
+  m.sample({{"kind", "expired"}}, double(totals.deadline_expired));
+  m.sample({{"kind", "unmeetable"}}, double(totals.deadline_unmeetable));
+  m.family("axon_dataplane_slot_drain_rate", "gauge",
+           "Completions per second of each live worker slot while it had work (EWMA; 0 = not measured yet).");
+  for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
+    if (stats.worker_state(w) != dataplane::WorkerSlotState::alive) continue;
+    m.sample({{"slot", stats.worker(w).name}}, double(stats.worker_counter(w, &dataplane::WorkerStats::drain_rate)));
+  }
+  m.family("axon_dataplane_slot_queue_delay_seconds", "gauge",
+           "Estimated queueing delay of a new request at each live worker slot (queued + in flight over the drain "
+           "rate).");
+  for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
+    if (stats.worker_state(w) != dataplane::WorkerSlotState::alive) continue;
+    m.sample({{"slot", stats.worker(w).name}},
+             double(stats.worker_counter(w, &dataplane::WorkerStats::queue_delay_ns)) / 1e9);
+  }
   m.family("axon_dataplane_tx_dropped_total", "counter", "Reply frames dropped: the port had no TX room.")
       .sample(sum(&LcoreStats::tx_dropped));
   m.family("axon_dataplane_tx_backpressure_total", "counter",

@@ -83,6 +83,7 @@ Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const Datapla
     AgentRoute route;
     route.agent_id = agent.id;
     route.tenant_id = agent.tenant;
+    route.scheduling = agent.scheduling;
     if (agent.workers.size() > kMaxWorkersPerAgent) {
       return make_error(ConfigError::invalid_value, "agent " + std::to_string(agent.id) + " lists more than " +
                                                         std::to_string(kMaxWorkersPerAgent) + " workers");

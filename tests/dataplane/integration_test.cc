@@ -752,7 +752,9 @@ TEST_P(DataplaneIT, OtherMajorVersionGetsUnsupportedVersionFromUserspaceBackends
 TEST_P(DataplaneIT, StalledWorkerIsRoutedAroundAndWhatItHeldIsAnsweredWorkerFailed) {
   ConfigSpec spec;
   spec.workers = {"w0", "w1"};
-  spec.tables = "[[tenants]]\nid = 1\nname = \"t1\"\n\n[[agents]]\nid = 7\ntenant = 1\nworkers = [\"w0\", \"w1\"]\n";
+  spec.tables =
+      "[[tenants]]\nid = 1\nname = \"t1\"\n\n[[agents]]\nid = 7\ntenant = 1\nworkers = [\"w0\", \"w1\"]\n"
+      "dispatch = \"round_robin\"\n";
   spec.dataplane_extra = "worker_stall_timeout_ms = 300\n";
   ASSERT_NO_FATAL_FAILURE(start_daemon(spec));
   Worker* w0 = start_worker("w0", 0);

@@ -26,6 +26,7 @@ struct AgentRoute {
   std::uint32_t tenant_id = 0;
   std::uint16_t worker_count = 0;
   std::uint16_t workers[kMaxWorkersPerAgent] = {};  // worker slot indices
+  model::Scheduling scheduling{};                   // dispatch policy, reservation, admission
 };
 
 struct CreditCell;

@@ -28,6 +28,8 @@ struct LcoreTotals {
   std::uint64_t latency_ns[kLatencyBuckets] = {};
   std::uint64_t latency_sum_ns = 0;
   std::uint64_t port_rx_dropped = 0, port_tx_errors = 0;
+  std::uint64_t busy_reasons[kBusyReasonCount] = {};
+  std::uint64_t deadline_expired = 0, deadline_unmeetable = 0;
 
   // ERROR replies of every code.
   [[nodiscard]] std::uint64_t errors() const noexcept;
