@@ -57,6 +57,7 @@ flood_runs=3
 respawn=1
 respawn_kills=10
 keep=0
+perf=0
 
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -82,6 +83,8 @@ Options:
   --flood-runs N         rounds of the four floods (default: ${flood_runs}; at most 10)
   --flood-rate R         the most a flood may reach, req/s (sizes the load generator's id ring; default: ${flood_rate})
   --no-respawn           skip kill -9 -> pool at minimum   --respawn-kills N (default: ${respawn_kills})
+  --perf                 profile the appliance's cpu (perf record -C) in round 1 of each scenario; the
+                         top entries (task, symbol) go into the JSON (profile_server_cpu)
   --keep                 keep the work directory
 EOF
 }
@@ -109,6 +112,7 @@ while [[ $# -gt 0 ]]; do
     --no-respawn) respawn=0; shift ;;
     --respawn-kills) respawn_kills="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --perf) perf=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "mixed: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -425,6 +429,14 @@ scenario() {
   c0="$(cpu_snapshot)"
   q0="$(sched_snapshot)"
   l0="$(cut -d' ' -f1-3 /proc/loadavg)"
+  local perf_pid=""
+  if ((perf)) && ((round == 1)); then
+    # A cpu-wide profile of the appliance's cpu over the measured window (after the warmup).
+    (sleep "${warmup_s}" && exec timeout --signal=INT "${duration_s}" perf record -q -C "${server_cpu}" -F 999 \
+      -o "${work}/perf-${name}.data" -- sleep "${duration_s}") >/dev/null 2>&1 &
+    perf_pid=$!
+    pids+=("${perf_pid}")
+  fi
   if ! load "${json}" --rate "${interactive_rate}" --bg-rate "${bg}" --duration "${duration_s}" --warmup "${warmup_s}" \
     --tenant 1 --agent 1 --sessions 256 --timeout-ms "${timeout_ms}" --max-lag-us 100 --spin; then
     log "${name} (round ${round}): the load generator failed (see ${work}/load.log)"
@@ -433,12 +445,23 @@ scenario() {
   s1="$(stats_json)"
   c1="$(cpu_snapshot)"
   q1="$(sched_snapshot)"
+  local profile='[]'
+  if [[ -n "${perf_pid}" ]]; then
+    wait "${perf_pid}" 2>/dev/null || true
+    # The top of the profile by task and by symbol: who had the cpu, and doing what.
+    profile="$(perf report -q -i "${work}/perf-${name}.data" --stdio --sort comm,sym --percent-limit 1.5 2>/dev/null |
+      awk 'NF >= 3 && $1 ~ /%$/ { pct = $1; sub(/%$/, "", pct); comm = $2; $1 = ""; $2 = ""; sub(/^ +/, "");
+           gsub(/"/, ""); printf "%s{\"pct\": %s, \"comm\": \"%s\", \"symbol\": \"%s\"}", sep, pct, comm, $0; sep = ", " }
+           BEGIN { printf "[" } END { printf "]" }')"
+    jq -e . >/dev/null 2>&1 <<<"${profile}" || profile='[]'
+  fi
   l1="$(cut -d' ' -f1-3 /proc/loadavg)"
   jq --arg name "${name}" --argjson round "${round}" --argjson s0 "${s0}" --argjson s1 "${s1}" \
     --argjson cpu "$(cpu_shares "${c0}" "${c1}")" --arg l0 "${l0}" --arg l1 "${l1}" --arg note "${config_note}" \
-    --argjson q0 "${q0}" --argjson q1 "${q1}" \
+    --argjson q0 "${q0}" --argjson q1 "${q1}" --argjson profile "${profile}" \
     "${jq_delta}"' . + {scenario: $name, round: $round, cpu_shares: $cpu, loadavg: [$l0, $l1],
-      config_note: $note, dataplane: d($s1; $s0), sched: d($q1; $q0)}' "${json}" >"${json}.t" && mv "${json}.t" "${json}"
+      config_note: $note, dataplane: d($s1; $s0), sched: d($q1; $q0)}
+      + (if ($profile | length) > 0 then {profile_server_cpu: $profile} else {} end)' "${json}" >"${json}.t" && mv "${json}.t" "${json}"
   log "${name} (round ${round}): $(jq -r '.classes as $c | "interactive p50/p99/p99.9 \($c.interactive.latency_us.p50)/\($c.interactive.latency_us.p99)/\($c.interactive.latency_us.p99_9) us, ok \($c.interactive.responses), busy \($c.interactive.busy), errors \($c.interactive.errors), lost \($c.interactive.lost) | background \($c.background.achieved_rps | floor)/s of \($c.background.offered_rps | floor), busy \($c.background.busy_rps | floor)/s | dp busy \(.dataplane.busy // "-")" + (if .load_behind then " | LOAD BEHIND: \(.load_behind_reason)" elif .stalled then " | host stall \(.stall_share * 1000 | round / 10)%" else "" end)' "${json}")"
 }
 
@@ -608,6 +631,7 @@ jq -s --arg ts "${ts}" --arg kernel "$(uname -r)" --argjson ncpu "${ncpu}" \
   --arg load_start "${loadavg_start}" --arg load_end "$(cat /proc/loadavg)" \
   --argjson shares "$(cpu_shares "${cpustat_start}" "$(cpu_snapshot)")" \
   --arg commit "$(git -C "${repo}" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  --argjson merges "$(git -C "${repo}" log --merges --format=%s -n 25 2>/dev/null | jq -R . | jq -s . || echo '[]')" \
   --arg rx "${rx_where}" --arg cmd "${command_line}" \
   --argjson cfg "$(jq -n --argjson runs "${runs}" --argjson d "${duration_s}" --argjson w "${warmup_s}" \
     --argjson ir "${interactive_rate}" --argjson br "${bg_rate}" --argjson wk "${workers}" --argjson wn "${work_ns}" \
@@ -619,7 +643,7 @@ jq -s --arg ts "${ts}" --arg kernel "$(uname -r)" --argjson ncpu "${ncpu}" \
       flood_rate: $fr, flood_s: $fs, flood_runs: $frn, fifo_agent_toml: $fifo, classes_agent_toml: $classes, credit_tenant_toml: $credits}')" \
   --slurpfile floods "${work}/floods.json" --slurpfile respawn "${work}/respawn.json" \
   --arg wall "$(($(date +%s) - start_epoch))" \
-  '{schema: 1, bench: "axon bench/mixed/run.sh", timestamp: $ts, commit: $commit, command: $cmd,
+  '{schema: 1, bench: "axon bench/mixed/run.sh", timestamp: $ts, commit: $commit, recent_merges: $merges, command: $cmd,
     machine: {kernel: $kernel, cpus: $ncpu, cpu_model: $cpu_model, loadavg_start: $load_start, loadavg_end: $load_end,
               cpu_shares: $shares, receive_path: $rx},
     config: $cfg, wall_s: ($wall | tonumber),

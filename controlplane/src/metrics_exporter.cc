@@ -14,8 +14,35 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   m.family("axon_dataplane_requests_total", "counter", "Valid requests queued to workers.")
       .sample(sum(&LcoreStats::requests));
   m.family("axon_dataplane_responses_total", "counter", "RESPONSE datagrams sent.").sample(sum(&LcoreStats::responses));
-  m.family("axon_dataplane_busy_total", "counter", "BUSY replies sent (full ring or no buffer).")
+  m.family("axon_dataplane_busy_total", "counter", "BUSY replies the data plane sent, every reason.")
       .sample(sum(&LcoreStats::busy_sent));
+  const dataplane::LcoreTotals totals = stats.totals();
+  m.family("axon_dataplane_busy_reasons_total", "counter",
+           "BUSY replies the data plane sent, by reason: ring_full (ring or buffers), forward_full, high_water, "
+           "queue_delay, reservation, credits (uring/dpdk; xdp: axon_dataplane_credit_busy_total) "
+           "(docs/scheduling.md).");
+  for (std::size_t r = 0; r < dataplane::kBusyReasonCount; ++r) {
+    m.sample({{"reason", dataplane::to_string(dataplane::BusyReason(r))}}, double(totals.busy_reasons[r]));
+  }
+  m.family("axon_dataplane_deadline_refused_total", "counter",
+           "Requests answered ERROR deadline_exceeded before dispatch (never reached a worker): expired, or "
+           "unmeetable (budget below the worker's estimated queueing delay).");
+  m.sample({{"kind", "expired"}}, double(totals.deadline_expired));
+  m.sample({{"kind", "unmeetable"}}, double(totals.deadline_unmeetable));
+  m.family("axon_dataplane_slot_drain_rate", "gauge",
+           "Completions per second of each live worker slot while it had work (EWMA; 0 = not measured yet).");
+  for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
+    if (stats.worker_state(w) != dataplane::WorkerSlotState::alive) continue;
+    m.sample({{"slot", stats.worker(w).name}}, double(stats.worker_counter(w, &dataplane::WorkerStats::drain_rate)));
+  }
+  m.family("axon_dataplane_slot_queue_delay_seconds", "gauge",
+           "Estimated queueing delay of a new request at each live worker slot (queued + in flight over the drain "
+           "rate).");
+  for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
+    if (stats.worker_state(w) != dataplane::WorkerSlotState::alive) continue;
+    m.sample({{"slot", stats.worker(w).name}},
+             double(stats.worker_counter(w, &dataplane::WorkerStats::queue_delay_ns)) / 1e9);
+  }
   m.family("axon_dataplane_tx_dropped_total", "counter", "Reply frames dropped: the port had no TX room.")
       .sample(sum(&LcoreStats::tx_dropped));
   m.family("axon_dataplane_tx_backpressure_total", "counter",
@@ -42,9 +69,25 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
            "Frames rejected, by reason and where (xdp: in the kernel, userspace: by the poll loop).");
   for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
     const auto reason = protocol::Reason(r);
-    if (reason == protocol::Reason::ok || reason == protocol::Reason::pass_not_axp) continue;
+    if (!protocol::is_drop(reason)) continue;
     m.sample({{"reason", protocol::to_string(reason)}, {"where", "xdp"}}, double(stats.xdp(reason)));
     m.sample({{"reason", protocol::to_string(reason)}, {"where", "userspace"}}, double(stats.lcore_drops(reason)));
+  }
+  m.family("axon_dataplane_credit_busy_total", "counter",
+           "Requests answered BUSY because their tenant was over its credits (xdp: by the XDP program with "
+           "XDP_TX; userspace: by the poll loop on uring/dpdk).");
+  m.sample({{"where", "xdp"}}, double(stats.xdp(protocol::Reason::busy_no_credits)));
+  m.sample({{"where", "userspace"}}, double(stats.lcore_drops(protocol::Reason::busy_no_credits)));
+  m.family("axon_xdp_class_frames_total", "counter",
+           "XDP verdicts per AXP priority class (frames whose AXP header validated): ok is passed on, "
+           "busy_no_credits answered BUSY, the rest dropped.");
+  for (const auto klass : {protocol::Priority::interactive, protocol::Priority::background}) {
+    const char* name = klass == protocol::Priority::interactive ? "interactive" : "background";
+    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+      const auto reason = protocol::Reason(r);
+      if (reason == protocol::Reason::pass_not_axp) continue;
+      m.sample({{"class", name}, {"reason", protocol::to_string(reason)}}, double(stats.xdp(klass, reason)));
+    }
   }
 }
 

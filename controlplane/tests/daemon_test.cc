@@ -621,6 +621,8 @@ TEST_F(ControlplaneDaemon, MetricsPassPromtoolAndUnixSocketIsRootAdmin) {
   ASSERT_EQ(metrics.status, 200) << metrics.body;
   EXPECT_NE(metrics.body.find("axon_agent_workers_warm{agent=\"echo\"} 2"), std::string::npos) << metrics.body;
   EXPECT_NE(metrics.body.find("axon_dataplane_responses_total"), std::string::npos);
+  EXPECT_NE(metrics.body.find("axon_dataplane_busy_reasons_total{reason=\"queue_delay\"} "), std::string::npos);
+  EXPECT_NE(metrics.body.find("axon_dataplane_deadline_refused_total{kind=\"unmeetable\"} "), std::string::npos);
   std::string file = tmp_.path() + "/metrics.txt";
   {
     std::ofstream out(file);

@@ -11,6 +11,7 @@
 #include "axon/common/clock.h"
 #include "axon/common/log.h"
 
+#include "dispatch.h"
 #include "reply_builder.h"
 
 namespace axon::dataplane {
@@ -26,7 +27,7 @@ struct ForwardCell {
   std::uint64_t commit;
   std::uint64_t rx_ns;
   std::uint32_t len;
-  std::uint32_t reserved;
+  std::uint32_t slot;  // the worker slot the sending lcore picked
   std::uint8_t frame[kMaxFrame];
 };
 
@@ -45,14 +46,16 @@ protocol::ErrorCode error_of(shm::ReplyStatus status) noexcept {
   }
 }
 
-std::uint64_t mix(std::uint64_t v) noexcept {
-  v ^= v >> 33;
-  v *= 0xff51afd7ed558ccdull;
-  v ^= v >> 33;
-  return v;
-}
-
 }  // namespace
+
+// Dispatch and admission state of one lcore (dispatch.h does the arithmetic).
+struct Lcore::Sched {
+  dispatch::State policy;
+  std::vector<dispatch::DrainMeter> drain;  // parallel to owned_: each worker's drain rate
+  // Parallel to owned_: requests admitted this loop iteration and not yet in the channel's
+  // inflight() (staged until flush_staged), so admission sees what the burst already added.
+  std::vector<std::uint32_t> admitted;
+};
 
 struct Lcore::Staging {
   // Requests staged for one of the worker's two request rings (index: shm::PriorityClass).
@@ -140,6 +143,9 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
     staging_.push_back(std::make_unique<Staging>());
     max_buffers += slot->channel->total_buffers();
   }
+  sched_ = std::make_unique<Sched>();
+  sched_->drain.resize(owned_.size());
+  sched_->admitted.assign(owned_.size(), 0);
   touched_.reserve(owned_.size());
   lost_.reserve(max_buffers);
   frame_capacity_ = port.info().frame_capacity;
@@ -166,17 +172,34 @@ void Lcore::connect(std::vector<Lcore*>& lcores) {
   }
 }
 
-WorkerSlot* Lcore::pick_worker(const AgentRoute& route, std::uint64_t session_key) noexcept {
-  // Sticky sessions hash to one worker; otherwise rotate. Either way skip workers that are
-  // not alive, so one dead worker only moves its sessions, not everyone's.
-  const std::uint32_t n = route.worker_count;
-  if (n == 0) return nullptr;
-  std::uint32_t start = session_key != 0 ? std::uint32_t(mix(session_key) % n) : (round_robin_++ % n);
-  for (std::uint32_t probe = 0; probe < n; ++probe) {
-    WorkerSlot* slot = shared_.workers[route.workers[(start + probe) % n]].get();
-    if (slot->state.load(std::memory_order_acquire) == std::uint32_t(WorkerSlotState::alive)) return slot;
+WorkerSlot* Lcore::pick_worker(const AgentRoute& route, const protocol::Header& request, bool& reserved) noexcept {
+  // Only live workers are candidates, so one dead or stalled worker moves only its own sessions.
+  dispatch::Candidate live[kMaxWorkersPerAgent];
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < route.worker_count; ++i) {
+    WorkerSlot* slot = shared_.workers[route.workers[i]].get();
+    if (slot->state.load(std::memory_order_acquire) != std::uint32_t(WorkerSlotState::alive)) continue;
+    live[n++] = dispatch::Candidate{slot->index, slot->outstanding.load(std::memory_order_relaxed)};
   }
-  return nullptr;
+  reserved = false;
+  std::span<const dispatch::Candidate> pool(live, n);
+  dispatch::Candidate allowed[kMaxWorkersPerAgent];
+  if (n > 0 && route.scheduling.class_scheduling && request.priority == protocol::Priority::background) {
+    const std::uint32_t keep = model::reserved_workers(route.scheduling, n);
+    if (keep > 0) {
+      const std::uint32_t m = dispatch::background_candidates(pool, keep, allowed);
+      if (m == 0) {
+        reserved = true;
+        return nullptr;
+      }
+      pool = std::span<const dispatch::Candidate>(allowed, m);
+    }
+  }
+  const std::uint32_t at = dispatch::pick(route.scheduling.dispatch, pool, request.session_key, sched_->policy);
+  if (at == dispatch::kNone) return nullptr;
+  WorkerSlot* slot = shared_.workers[pool[at].slot].get();
+  slot->outstanding.fetch_add(1, std::memory_order_relaxed);
+  return slot;
 }
 
 // docs/protocol.md §7: a REQUEST of another major version, at least 80 bytes long, is answered
@@ -197,28 +220,65 @@ void Lcore::answer_unsupported_version(std::span<const std::uint8_t> bytes, cons
   if (capture_context(bytes, parsed, request, now, ctx)) answer_error(ctx, protocol::ErrorCode::unsupported_version);
 }
 
-void Lcore::handle_frame(const Frame& frame, std::uint64_t now, bool admitted) noexcept {
+bool Lcore::prepare(const Frame& frame, std::uint64_t now, bool admitted, Pending& p) noexcept {
   std::span<const std::uint8_t> bytes(frame.data, frame.len);
-  protocol::ParsedFrame parsed = parser_.parse(bytes);
-  if (!parsed.ok()) {
-    count(stats_.drops[std::size_t(parsed.reason)]);
-    if (parsed.reason == protocol::Reason::bad_version) answer_unsupported_version(bytes, parsed, now);
-    return;
+  p.frame = &frame;
+  p.parsed = parser_.parse(bytes);
+  if (!p.parsed.ok()) {
+    count(stats_.drops[std::size_t(p.parsed.reason)]);
+    if (p.parsed.reason == protocol::Reason::bad_version) answer_unsupported_version(bytes, p.parsed, now);
+    return false;
   }
-  auto datagram = protocol::PacketParser::datagram_of(bytes, parsed);
-  protocol::Header request = protocol::decode_header(datagram);
+  p.request = protocol::decode_header(protocol::PacketParser::datagram_of(bytes, p.parsed));
   const RouteTable* routes = shared_.routes.current();
   if (!admitted && routes != nullptr && routes->enforces_policy()) {
-    // Backends without the XDP program enforce the tenant allowlist and rate limit here,
-    // with the reasons XDP would count. Forwarded frames were admitted by their first lcore.
-    const protocol::Reason verdict = routes->admit(request.tenant_id, parsed.info, now);
+    // Backends without the XDP program enforce the tenant allowlist, rate limits and credits
+    // here, with the reasons XDP would count. Forwarded frames were admitted by their first lcore.
+    std::uint32_t retry_after_us = 0;
+    const protocol::Reason verdict = routes->admit(p.request.tenant_id, p.parsed.info, now, &retry_after_us);
     if (verdict != protocol::Reason::ok) {
       count(stats_.drops[std::size_t(verdict)]);
-      return;
+      // Over its credits: BUSY, as the XDP program answers (a rate limit stays a silent drop).
+      ReplyContext ctx;
+      if (verdict == protocol::Reason::busy_no_credits && capture_context(bytes, p.parsed, p.request, now, ctx)) {
+        answer_busy(ctx, BusyReason::credits, retry_after_us);
+      }
+      return false;
     }
   }
-  const AgentRoute* route = routes == nullptr ? nullptr : routes->find(request.agent_id);
-  WorkerSlot* slot = nullptr;
+  p.route = routes == nullptr ? nullptr : routes->find(p.request.agent_id);
+  return true;
+}
+
+bool Lcore::deferred(const Pending& p) noexcept {
+  return p.route != nullptr && p.route->scheduling.class_scheduling &&
+         p.request.priority == protocol::Priority::background;
+}
+
+void Lcore::refuse_error(const Pending& p, std::uint64_t rx_ns, protocol::ErrorCode code,
+                         std::uint32_t retry_after_us) noexcept {
+  ReplyContext ctx;
+  if (capture_context(std::span<const std::uint8_t>(p.frame->data, p.frame->len), p.parsed, p.request, rx_ns, ctx)) {
+    answer_error(ctx, code, retry_after_us);
+  } else {
+    count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
+  }
+}
+
+void Lcore::refuse_busy(const Pending& p, std::uint64_t rx_ns, BusyReason reason,
+                        std::uint32_t retry_after_us) noexcept {
+  ReplyContext ctx;
+  if (capture_context(std::span<const std::uint8_t>(p.frame->data, p.frame->len), p.parsed, p.request, rx_ns, ctx)) {
+    answer_busy(ctx, reason, retry_after_us);
+  } else {
+    count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
+  }
+}
+
+void Lcore::dispatch_request(const Pending& p, std::uint64_t rx_ns, std::uint32_t chosen) noexcept {
+  const RouteTable* routes = shared_.routes.current();
+  const AgentRoute* route = p.route;
+  const protocol::Header& request = p.request;
   protocol::ErrorCode error = protocol::ErrorCode::none;
   if (request.segment_count > 1) {
     error = protocol::ErrorCode::payload_too_large;  // reassembly is not implemented yet
@@ -228,23 +288,73 @@ void Lcore::handle_frame(const Frame& frame, std::uint64_t now, bool admitted) n
     error = protocol::ErrorCode::unknown_tenant;
   } else if (route == nullptr || route->tenant_id != request.tenant_id) {
     error = protocol::ErrorCode::unknown_agent;
-  } else if ((slot = pick_worker(*route, request.session_key)) == nullptr) {
-    error = protocol::ErrorCode::worker_failed;
   }
   if (error != protocol::ErrorCode::none) {
-    ReplyContext ctx;
-    if (capture_context(bytes, parsed, request, now, ctx)) {
-      answer_error(ctx, error, error == protocol::ErrorCode::worker_failed ? 100'000u : 0u);
-    } else {
-      count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
-    }
+    refuse_error(p, rx_ns, error, error == protocol::ErrorCode::worker_failed ? 100'000u : 0u);
     return;
+  }
+  WorkerSlot* slot = nullptr;
+  if (chosen < shared_.workers.size() &&
+      shared_.workers[chosen]->state.load(std::memory_order_acquire) == std::uint32_t(WorkerSlotState::alive)) {
+    slot = shared_.workers[chosen].get();  // picked by the lcore that forwarded it
+  } else {
+    bool reserved = false;
+    slot = pick_worker(*route, request, reserved);
+    if (slot == nullptr) {
+      if (reserved) {
+        refuse_busy(p, rx_ns, BusyReason::reservation, 0);
+      } else {
+        refuse_error(p, rx_ns, protocol::ErrorCode::worker_failed, 100'000u);
+      }
+      return;
+    }
   }
   if (slot->owner_lcore != id_) {
-    forward(slot->owner_lcore, frame, parsed, request, now);
+    forward(slot->owner_lcore, *p.frame, p.parsed, request, rx_ns, slot->index);
     return;
   }
-  enqueue_local(*slot, frame, parsed, request, now, route->scheduling.class_scheduling);
+  if (!admit(*slot, *route, p, rx_ns)) return;
+  enqueue_local(*slot, *p.frame, p.parsed, request, rx_ns, route->scheduling.class_scheduling);
+}
+
+// On the worker's owner lcore, where its ring and drain rate are exact (docs/scheduling.md,
+// "Admission control" and "Deadlines"). A deadline is refused when it has run out, or when the
+// worker's estimated queueing delay is already longer than what is left of it: the request
+// could only come back as deadline_exceeded later, after taking a worker's time.
+bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, std::uint64_t rx_ns) noexcept {
+  const std::uint32_t local = slot.local_index;
+  const std::uint64_t rate = sched_->drain[local].rate_per_s;
+  std::uint32_t& admitted = sched_->admitted[local];
+  const std::uint64_t outstanding = std::uint64_t(slot.channel->inflight()) + admitted;
+  const std::uint64_t delay = dispatch::queue_delay_ns(outstanding, rate);
+  if (p.request.deadline_us != 0) {
+    const std::uint64_t deadline = rx_ns + std::uint64_t(p.request.deadline_us) * 1000u;
+    const std::uint64_t now = monotonic_ns();
+    if (now >= deadline || delay > deadline - now) {
+      count(now >= deadline ? stats_.deadline_expired : stats_.deadline_unmeetable);
+      refuse_error(p, rx_ns, protocol::ErrorCode::deadline_exceeded);
+      return false;
+    }
+  }
+  const model::Scheduling& s = route.scheduling;
+  if (s.high_water < 1.0) {
+    // The ring this request would join (each class has request_capacity slots).
+    const shm::PriorityClass cls = s.class_scheduling ? shm::priority_class_of(std::uint8_t(p.request.priority))
+                                                      : shm::PriorityClass::interactive;
+    const std::uint64_t depth = slot.channel->request_depth(cls) + admitted;
+    if (depth >= dispatch::high_water_depth(s.high_water, shared_.config.geometry.request_capacity)) {
+      refuse_busy(p, rx_ns, BusyReason::high_water,
+                  dispatch::retry_after_us(outstanding, rate, shared_.config.busy_retry_after_us));
+      return false;
+    }
+  }
+  if (s.queue_delay_target_us != 0 && delay > std::uint64_t(s.queue_delay_target_us) * 1000u) {
+    refuse_busy(p, rx_ns, BusyReason::queue_delay,
+                dispatch::retry_after_us(outstanding, rate, shared_.config.busy_retry_after_us));
+    return false;
+  }
+  ++admitted;
+  return true;
 }
 
 void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
@@ -333,13 +443,14 @@ void Lcore::flush_staged() noexcept {
 }
 
 void Lcore::forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
-                    const protocol::Header& request, std::uint64_t rx_ns) noexcept {
+                    const protocol::Header& request, std::uint64_t rx_ns, std::uint32_t slot) noexcept {
   Forward* ring = forward_out_[to].get();
   std::uint32_t pushed = 0;
   if (ring != nullptr && frame.len <= kMaxFrame) {
     pushed = ring->producer.try_push_burst(1, [&](std::uint32_t, ForwardCell& cell) noexcept {
       cell.rx_ns = rx_ns;
       cell.len = frame.len;
+      cell.slot = slot;
       std::memcpy(cell.frame, frame.data, frame.len);
     });
   }
@@ -350,7 +461,7 @@ void Lcore::forward(std::uint32_t to, const Frame& frame, const protocol::Parsed
   count(stats_.forward_full);
   ReplyContext ctx;
   if (capture_context(std::span<const std::uint8_t>(frame.data, frame.len), parsed, request, rx_ns, ctx)) {
-    answer_busy(ctx);
+    answer_busy(ctx, BusyReason::forward_full);
   }
 }
 
@@ -359,10 +470,11 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
   for (Forward* ring : forward_in_) {
     if (ring == nullptr) continue;
     work += ring->consumer.try_pop_burst(kBurst, [&](const ForwardCell& cell) noexcept {
-      // The frame stays in the cell until the pop returns, and handle_frame copies the
+      // The frame stays in the cell until the pop returns, and enqueue_local copies the
       // payload out before that. It was counted by the lcore that received it.
       Frame frame{const_cast<std::uint8_t*>(cell.frame), cell.len, 0};
-      handle_frame(frame, cell.rx_ns, true);
+      Pending p;
+      if (prepare(frame, cell.rx_ns, true, p)) dispatch_request(p, cell.rx_ns, cell.slot);
     });
   }
   return work;
@@ -406,11 +518,11 @@ void Lcore::answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std:
                0);
 }
 
-void Lcore::answer_busy(const ReplyContext& ctx) noexcept {
+void Lcore::answer_busy(const ReplyContext& ctx, BusyReason reason, std::uint32_t retry_after_us) noexcept {
   count(stats_.busy_sent);
-  send_payload(ctx,
-               protocol::make_busy_reply(ctx.request, shared_.config.busy_retry_after_us, protocol::random_span_id()),
-               nullptr, 0);
+  count(stats_.busy_reasons[std::size_t(reason)]);
+  const std::uint32_t retry = retry_after_us != 0 ? retry_after_us : shared_.config.busy_retry_after_us;
+  send_payload(ctx, protocol::make_busy_reply(ctx.request, retry, protocol::random_span_id()), nullptr, 0);
 }
 
 std::uint32_t Lcore::tx_room() noexcept {
@@ -507,6 +619,7 @@ void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
     ctx.live = 0;
   }
   staging_[slot.local_index]->deadlines_live = 0;
+  sched_->drain[slot.local_index].reset();  // a successor is measured afresh
   if (slot.stats != nullptr) {
     count(slot.stats->lost, lost);
     count(slot.stats->deaths);
@@ -623,10 +736,15 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
         }
       }
     }
+    dispatch::DrainMeter& meter = sched_->drain[local];
+    meter.sample(now, st.completed, slot.channel->inflight());
     if (slot.stats != nullptr) {
       slot.stats->depth.store(slot.channel->request_depth(), std::memory_order_relaxed);
       slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
       slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
+      slot.stats->drain_rate.store(meter.rate_per_s, std::memory_order_relaxed);
+      slot.stats->queue_delay_ns.store(dispatch::queue_delay_ns(slot.channel->inflight(), meter.rate_per_s),
+                                       std::memory_order_relaxed);
     }
   }
   port_.poll_completions();
@@ -641,10 +759,22 @@ std::uint32_t Lcore::poll_once() noexcept {
   Frame frames[kBurst];
   std::uint32_t n = port_.rx_burst(frames, kBurst);
   std::uint64_t bytes = 0;
+  // Interactive first (docs/scheduling.md): the burst is parsed once, its interactive requests
+  // (and those of agents without class scheduling, in arrival order) are dispatched at once,
+  // its background requests after them, so they never take a worker or ring room first.
+  Pending pending[kBurst];
+  std::uint32_t later[kBurst];
+  std::uint32_t later_count = 0;
   for (std::uint32_t i = 0; i < n; ++i) {
     bytes += frames[i].len;
-    handle_frame(frames[i], now);
+    if (!prepare(frames[i], now, false, pending[i])) continue;
+    if (deferred(pending[i])) {
+      later[later_count++] = i;
+    } else {
+      dispatch_request(pending[i], now);
+    }
   }
+  for (std::uint32_t k = 0; k < later_count; ++k) dispatch_request(pending[later[k]], now);
   count(stats_.rx_frames, n);
   count(stats_.rx_bytes, bytes);
   flush_staged();
@@ -655,6 +785,7 @@ std::uint32_t Lcore::poll_once() noexcept {
   // A fresh clock for replies: a worker on another core often answers requests submitted
   // earlier in this same iteration, which `now` (taken before rx) would record as 0 ns.
   work += poll_replies(monotonic_ns());
+  publish_outstanding();
   flush_tx();
   if (now >= next_housekeeping_ns_) {
     next_housekeeping_ns_ = now + std::uint64_t(shared_.config.housekeeping_us) * 1000u;
@@ -665,6 +796,15 @@ std::uint32_t Lcore::poll_once() noexcept {
   count(stats_.loops);
   if (work == 0) count(stats_.idle_loops);
   return work;
+}
+
+// Staged requests are in inflight() now: admission's per-iteration count starts again, and
+// dispatch on every lcore sees each owned worker's exact load.
+void Lcore::publish_outstanding() noexcept {
+  for (std::uint32_t local = 0; local < owned_.size(); ++local) {
+    sched_->admitted[local] = 0;
+    owned_[local]->outstanding.store(owned_[local]->channel->inflight(), std::memory_order_relaxed);
+  }
 }
 
 std::uint64_t Lcore::inflight() const noexcept {

@@ -70,6 +70,16 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
                 static_cast<unsigned long long>(stats.xdp(static_cast<protocol::Reason>(r))));
     first = false;
   }
+  std::printf("},\"xdp_class\":{");
+  for (auto klass : {protocol::Priority::interactive, protocol::Priority::background}) {
+    std::printf("%s\"%s\":{", klass == protocol::Priority::interactive ? "" : ",",
+                klass == protocol::Priority::interactive ? "interactive" : "background");
+    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+      std::printf("%s\"%s\":%llu", r == 0 ? "" : ",", protocol::to_string(static_cast<protocol::Reason>(r)),
+                  static_cast<unsigned long long>(stats.xdp(klass, static_cast<protocol::Reason>(r))));
+    }
+    std::printf("}");
+  }
   std::printf("},\"userspace_drops\":{");
   first = true;
   for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
@@ -86,6 +96,14 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
       static_cast<unsigned long long>(load(h.device_rx_nombuf)),
       static_cast<unsigned long long>(load(h.device_rx_errors)),
       static_cast<unsigned long long>(load(h.device_tx_errors)));
+  std::printf(",\"busy_reasons\":{");
+  for (std::size_t b = 0; b < axon::dataplane::kBusyReasonCount; ++b) {
+    std::printf("%s\"%s\":%llu", b == 0 ? "" : ",", axon::dataplane::to_string(axon::dataplane::BusyReason(b)),
+                static_cast<unsigned long long>(t.busy_reasons[b]));
+  }
+  std::printf("},\"deadline_refused\":{\"expired\":%llu,\"unmeetable\":%llu}",
+              static_cast<unsigned long long>(t.deadline_expired),
+              static_cast<unsigned long long>(t.deadline_unmeetable));
   std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f},\"workers\":[", quantile_us(t.latency_ns, 0.5),
               quantile_us(t.latency_ns, 0.99));
   for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
@@ -94,13 +112,14 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
     std::printf(
         "%s{\"name\":\"%s\",\"state\":\"%s\",\"pid\":%d,\"generation\":%llu,\"submitted\":%llu,"
         "\"completed\":%llu,\"lost\":%llu,\"deaths\":%llu,\"depth\":%llu,\"inflight\":%llu,"
-        "\"free_buffers\":%llu,\"stalls\":%llu}",
+        "\"free_buffers\":%llu,\"stalls\":%llu,\"drain_rate\":%llu,\"queue_delay_us\":%.1f}",
         w == 0 ? "" : ",", ws.name, axon::dataplane::to_string(state), ws.pid.load(),
         static_cast<unsigned long long>(load(ws.generation)), static_cast<unsigned long long>(load(ws.submitted)),
         static_cast<unsigned long long>(load(ws.completed)), static_cast<unsigned long long>(load(ws.lost)),
         static_cast<unsigned long long>(load(ws.deaths)), static_cast<unsigned long long>(load(ws.depth)),
         static_cast<unsigned long long>(load(ws.inflight)), static_cast<unsigned long long>(load(ws.free_buffers)),
-        static_cast<unsigned long long>(load(ws.stalls)));
+        static_cast<unsigned long long>(load(ws.stalls)), static_cast<unsigned long long>(load(ws.drain_rate)),
+        double(load(ws.queue_delay_ns)) / 1000.0);
   }
   std::printf("]}\n");
 }
@@ -150,6 +169,18 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(last.rx_frames), static_cast<unsigned long long>(last.requests),
                 static_cast<unsigned long long>(last.responses), static_cast<unsigned long long>(last.busy_sent),
                 static_cast<unsigned long long>(last.errors()), drops_text(stats, last).c_str());
+    if (last.busy_sent + last.deadline_expired + last.deadline_unmeetable != 0) {
+      std::string reasons;
+      for (std::size_t b = 0; b < axon::dataplane::kBusyReasonCount; ++b) {
+        if (last.busy_reasons[b] == 0) continue;
+        reasons += std::string(reasons.empty() ? "" : " ") +
+                   axon::dataplane::to_string(axon::dataplane::BusyReason(b)) + "=" +
+                   std::to_string(last.busy_reasons[b]);
+      }
+      std::printf("busy by reason: %s  deadline refused before dispatch: expired %llu unmeetable %llu\n",
+                  reasons.empty() ? "none" : reasons.c_str(), static_cast<unsigned long long>(last.deadline_expired),
+                  static_cast<unsigned long long>(last.deadline_unmeetable));
+    }
     // Losses below the engine, printed only when there are any.
     const std::uint64_t device[] = {load(h.device_rx_missed), load(h.device_rx_nombuf), load(h.device_rx_errors),
                                     load(h.device_tx_errors)};

@@ -80,6 +80,9 @@ LcoreTotals StatsReader::totals() const noexcept {
     t.latency_sum_ns += load(l.latency_sum_ns);
     t.port_rx_dropped += load(l.port_rx_dropped);
     t.port_tx_errors += load(l.port_tx_errors);
+    for (std::size_t b = 0; b < kBusyReasonCount; ++b) t.busy_reasons[b] += load(l.busy_reasons[b]);
+    t.deadline_expired += load(l.deadline_expired);
+    t.deadline_unmeetable += load(l.deadline_unmeetable);
   }
   return t;
 }

@@ -8,7 +8,8 @@
 // for a worker owned by another lcore cross over through an in-process SPSC forward ring.
 //
 // Every request that cannot be served is answered: BUSY when a ring or the buffer pool is
-// full, ERROR for an unknown agent, a dead worker, a passed deadline or a handler failure.
+// full or admission control refuses it (docs/scheduling.md), ERROR for an unknown agent, a
+// dead worker, a passed or unmeetable deadline or a handler failure.
 #pragma once
 
 #include <atomic>
@@ -39,6 +40,10 @@ struct WorkerSlot {
   std::unique_ptr<ReplyContext[]> contexts;  // by buffer id; owner lcore only
   std::atomic<std::uint32_t> state{std::uint32_t(WorkerSlotState::vacant)};
   WorkerStats* stats = nullptr;
+  // Requests queued for or in flight on the worker, as dispatch sees it: the owner lcore stores
+  // the exact count every loop, and any lcore that picks the worker adds one at once, so picks
+  // within one burst see each other. A hint for p2c, jsq and the reservation, never exact.
+  std::atomic<std::uint32_t> outstanding{0};
 };
 
 // Everything the lcores share. Built by the daemon (or a test) before lcores start.
@@ -82,8 +87,31 @@ class Lcore {
  private:
   struct Forward;
   struct Staging;
+  struct Sched;
+  // One received frame between parse and dispatch (interactive-first needs the whole burst
+  // parsed before any of it is dispatched; each frame is parsed once).
+  struct Pending {
+    const Frame* frame = nullptr;
+    protocol::ParsedFrame parsed;
+    protocol::Header request;
+    const AgentRoute* route = nullptr;  // null: unknown agent (answered in dispatch_request)
+  };
+  static constexpr std::uint32_t kNoSlot = ~0u;
 
-  void handle_frame(const Frame& frame, std::uint64_t now, bool admitted = false) noexcept;
+  // Parses and validates a frame into `p`; false when it was dropped or answered already.
+  // `admitted`: a forwarded frame, whose tenant policy its first lcore applied.
+  [[nodiscard]] bool prepare(const Frame& frame, std::uint64_t now, bool admitted, Pending& p) noexcept;
+  // A background request of an agent with class scheduling: dispatched after the burst's others.
+  [[nodiscard]] static bool deferred(const Pending& p) noexcept;
+  // Routes, picks a worker (or takes `slot`, chosen by the lcore that forwarded it), forwards it
+  // to the worker's owner, or admits and enqueues it here. `rx_ns`: when it was received.
+  void dispatch_request(const Pending& p, std::uint64_t rx_ns, std::uint32_t slot = kNoSlot) noexcept;
+  // Deadline and admission checks on the worker's owner lcore; false when it was answered.
+  [[nodiscard]] bool admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, std::uint64_t rx_ns) noexcept;
+  void refuse_busy(const Pending& p, std::uint64_t rx_ns, BusyReason reason, std::uint32_t retry_after_us) noexcept;
+  void refuse_error(const Pending& p, std::uint64_t rx_ns, protocol::ErrorCode code,
+                    std::uint32_t retry_after_us = 0) noexcept;
+  void publish_outstanding() noexcept;
   void answer_unsupported_version(std::span<const std::uint8_t> bytes, const protocol::ParsedFrame& parsed,
                                   std::uint64_t now) noexcept;
   // Stages the request for one of its worker's two request rings: the ring of its AXP priority's
@@ -92,7 +120,7 @@ class Lcore {
   void enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
                      const protocol::Header& request, std::uint64_t now, bool class_rings = true) noexcept;
   void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
-               const protocol::Header& request, std::uint64_t rx_ns) noexcept;
+               const protocol::Header& request, std::uint64_t rx_ns, std::uint32_t slot) noexcept;
   void flush_staged() noexcept;
   std::uint32_t drain_forwarded() noexcept;
   std::uint32_t poll_replies(std::uint64_t now) noexcept;
@@ -100,11 +128,16 @@ class Lcore {
   void reclaim_dead(WorkerSlot& slot) noexcept;
   void watch_progress(WorkerSlot& slot, Staging& st, std::uint32_t state, std::uint64_t now) noexcept;
   void answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std::uint32_t retry_after_us = 0) noexcept;
-  void answer_busy(const ReplyContext& ctx) noexcept;
+  // BUSY with retry_after_us (0: the config's busy_retry_after_us), counted by reason.
+  void answer_busy(const ReplyContext& ctx, BusyReason reason = BusyReason::ring_full,
+                   std::uint32_t retry_after_us = 0) noexcept;
   void send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
                     std::uint32_t length) noexcept;
   void flush_tx() noexcept;
-  WorkerSlot* pick_worker(const AgentRoute& route, std::uint64_t session_key) noexcept;
+  // The agent's dispatch policy over its live workers (background: minus the reserved idle
+  // ones). nullptr with `reserved` false: no live worker; with `reserved` true: only reserved
+  // workers could take this background request.
+  WorkerSlot* pick_worker(const AgentRoute& route, const protocol::Header& request, bool& reserved) noexcept;
   // Free TX frames in the cache after topping it up from the port (0: none to be had).
   std::uint32_t tx_room() noexcept;
 
@@ -121,7 +154,7 @@ class Lcore {
   Frame tx_[64];
   std::uint32_t tx_count_ = 0;
   std::uint32_t frame_capacity_ = 0;
-  std::uint32_t round_robin_ = 0;
+  std::unique_ptr<Sched> sched_;  // dispatch state, drain meters (engine.cc)
   std::uint64_t next_housekeeping_ns_ = 0;
   std::uint64_t next_deadline_sweep_ns_ = 0;
   Frame tx_cache_[kBurst];  // free TX frames taken from the port in bursts

@@ -21,12 +21,40 @@ namespace axon::dataplane {
 inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 // 2: added backend[]. 3: added the port and device drop counters and tx_backpressure.
 // 4: WorkerSlotState::stalled and WorkerStats::stalls.
-inline constexpr std::uint32_t kStatsVersion = 4;
+// 5: LcoreStats busy_reasons, deadline_expired and deadline_unmeetable; WorkerStats drain_rate
+//    and queue_delay_ns (issue 13 admission control).
+// 6: reason busy_no_credits (every reason array grew by one), BusyReason::credits,
+//    xdp_class_packets/_bytes (issue 13 credits and per-class XDP counters).
+inline constexpr std::uint32_t kStatsVersion = 6;
+inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
 inline constexpr std::size_t kLatencyBuckets = 48;  // power-of-two ns buckets: [2^i, 2^(i+1))
 
 using Counter = std::atomic<std::uint64_t>;
+
+// Why the data plane answered BUSY (docs/protocol.md, "Where BUSY comes from"). The
+// LcoreStats::busy_reasons index; busy_sent is their sum.
+enum class BusyReason : std::uint32_t {
+  ring_full = 0,     // the worker's request ring or its buffer pool is full
+  forward_full = 1,  // the ring to the lcore that owns the worker is full
+  high_water = 2,    // the worker's ring is filled to the agent's high_water
+  queue_delay = 3,   // the worker's estimated queueing delay passed queue_delay_target_us
+  reservation = 4,   // background request, and every worker it may take is reserved for interactive
+  credits = 5,       // the tenant is over its credits (uring, dpdk; with xdp the program answers)
+};
+inline constexpr std::size_t kBusyReasonCount = 6;
+[[nodiscard]] constexpr const char* to_string(BusyReason reason) noexcept {
+  switch (reason) {
+    case BusyReason::ring_full: return "ring_full";
+    case BusyReason::forward_full: return "forward_full";
+    case BusyReason::high_water: return "high_water";
+    case BusyReason::queue_delay: return "queue_delay";
+    case BusyReason::reservation: return "reservation";
+    case BusyReason::credits: return "credits";
+  }
+  return "?";
+}
 
 inline void count(Counter& c, std::uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -38,7 +66,7 @@ struct alignas(128) LcoreStats {
   Counter tx_frames;
   Counter requests;         // valid requests accepted into a worker's ring
   Counter responses;        // RESPONSE datagrams sent
-  Counter busy_sent;        // BUSY replies: worker ring full or no buffer
+  Counter busy_sent;        // BUSY replies, every reason (busy_reasons breaks them down)
   Counter forwarded;        // requests handed to the lcore that owns the worker
   Counter forward_full;     // forward ring full (answered BUSY)
   Counter tx_dropped;       // reply frames that found no TX room
@@ -52,8 +80,13 @@ struct alignas(128) LcoreStats {
   Counter latency_ns[kLatencyBuckets];             // enqueue -> reply built, per request
   Counter latency_sum_ns;
   // The lcore's port, copied from its PortCounters each housekeeping tick.
-  Counter port_rx_dropped;  // datagrams the port lost before the engine saw them (e.g. truncated)
-  Counter port_tx_errors;   // reply frames the kernel refused after the port took them
+  Counter port_rx_dropped;                 // datagrams the port lost before the engine saw them (e.g. truncated)
+  Counter port_tx_errors;                  // reply frames the kernel refused after the port took them
+  Counter busy_reasons[kBusyReasonCount];  // BUSY replies by BusyReason
+  // ERROR deadline_exceeded before dispatch (the request never reached a worker): its budget
+  // had run out, or was below its worker's estimated queueing delay.
+  Counter deadline_expired;
+  Counter deadline_unmeetable;
 };
 
 // stalled: a live worker that stopped taking requests (worker_stall_timeout_ms); not routed to,
@@ -84,6 +117,11 @@ struct alignas(128) WorkerStats {
   Counter free_buffers;
   std::atomic<std::uint32_t> owner_lcore;
   std::atomic<std::uint32_t> backing;  // shm::SegmentBacking
+  // Admission control (docs/scheduling.md), sampled each housekeeping tick: completions per
+  // second while the worker had work (EWMA; 0 = not measured yet), and the queueing delay a new
+  // request would see (queued + in flight, over drain_rate; 0 when unknown or empty).
+  Counter drain_rate;
+  Counter queue_delay_ns;
 };
 
 struct StatsHeader {
@@ -102,6 +140,9 @@ struct StatsHeader {
   char backend[16];                             // the backend chosen at start: "xdp", "uring", "dpdk"
   Counter xdp_packets[protocol::kReasonCount];  // XDP verdicts, copied from the BPF counters
   Counter xdp_bytes[protocol::kReasonCount];
+  // The same per AXP priority class, for frames whose AXP header validated.
+  Counter xdp_class_packets[kClassCount][protocol::kReasonCount];
+  Counter xdp_class_bytes[kClassCount][protocol::kReasonCount];
   // Losses the layer below the port counts, copied by the control thread every 100 ms: the
   // DPDK device's rte_eth_stats, or the kernel's XDP_STATISTICS of the AF_XDP sockets (xdp);
   // 0 for uring, whose socket losses are in port_rx_dropped.

@@ -28,6 +28,8 @@ struct LcoreTotals {
   std::uint64_t latency_ns[kLatencyBuckets] = {};
   std::uint64_t latency_sum_ns = 0;
   std::uint64_t port_rx_dropped = 0, port_tx_errors = 0;
+  std::uint64_t busy_reasons[kBusyReasonCount] = {};
+  std::uint64_t deadline_expired = 0, deadline_unmeetable = 0;
 
   // ERROR replies of every code.
   [[nodiscard]] std::uint64_t errors() const noexcept;
@@ -70,6 +72,11 @@ class StatsReader {
   // Frames XDP gave `reason` as its verdict (copied from the BPF counters).
   [[nodiscard]] std::uint64_t xdp(protocol::Reason reason) const noexcept {
     return view().header->xdp_packets[std::size_t(reason)].load(std::memory_order_relaxed);
+  }
+  // The same for requests of one priority class.
+  [[nodiscard]] std::uint64_t xdp(protocol::Priority klass, protocol::Reason reason) const noexcept {
+    return view().header->xdp_class_packets[std::size_t(klass) & 1][std::size_t(reason)].load(
+        std::memory_order_relaxed);
   }
   [[nodiscard]] WorkerSlotState worker_state(std::size_t index) const noexcept {
     return WorkerSlotState(view().workers[index].state.load(std::memory_order_acquire));
