@@ -339,8 +339,8 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
   const model::Scheduling& s = route.scheduling;
   if (s.high_water < 1.0) {
     // The ring this request would join (each class has request_capacity slots).
-    const shm::PriorityClass cls = s.class_scheduling ? shm::priority_class_of(std::uint8_t(p.request.priority))
-                                                      : shm::PriorityClass::interactive;
+    const shm::PriorityClass cls =
+        s.class_scheduling ? shm::priority_class_of(std::uint8_t(p.request.priority)) : shm::PriorityClass::interactive;
     const std::uint64_t depth = slot.channel->request_depth(cls) + admitted;
     if (depth >= dispatch::high_water_depth(s.high_water, shared_.config.geometry.request_capacity)) {
       refuse_busy(p, rx_ns, BusyReason::high_water,
