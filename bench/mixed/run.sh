@@ -432,8 +432,9 @@ scenario() {
   local perf_pid=""
   if ((perf)) && ((round == 1)); then
     # A cpu-wide profile of the appliance's cpu over the measured window (after the warmup).
-    (sleep "${warmup_s}" && exec timeout --signal=INT "${duration_s}" perf record -q -C "${server_cpu}" -F 999 \
-      -o "${work}/perf-${name}.data" -- sleep "${duration_s}") >/dev/null 2>&1 &
+    # perf ends with its sleep; the timeout only bounds a perf that hangs.
+    (sleep "${warmup_s}" && exec timeout --signal=INT "$((${duration_s%.*} + 30))" perf record -q -C "${server_cpu}" \
+      -F 999 -o "${work}/perf-${name}.data" -- sleep "${duration_s}") >/dev/null 2>&1 &
     perf_pid=$!
     pids+=("${perf_pid}")
   fi
