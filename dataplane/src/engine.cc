@@ -219,11 +219,17 @@ bool Lcore::prepare(const Frame& frame, std::uint64_t now, bool admitted, Pendin
   p.request = protocol::decode_header(protocol::PacketParser::datagram_of(bytes, p.parsed));
   const RouteTable* routes = shared_.routes.current();
   if (!admitted && routes != nullptr && routes->enforces_policy()) {
-    // Backends without the XDP program enforce the tenant allowlist and rate limit here,
-    // with the reasons XDP would count. Forwarded frames were admitted by their first lcore.
-    const protocol::Reason verdict = routes->admit(p.request.tenant_id, p.parsed.info, now);
+    // Backends without the XDP program enforce the tenant allowlist, rate limits and credits
+    // here, with the reasons XDP would count. Forwarded frames were admitted by their first lcore.
+    std::uint32_t retry_after_us = 0;
+    const protocol::Reason verdict = routes->admit(p.request.tenant_id, p.parsed.info, now, &retry_after_us);
     if (verdict != protocol::Reason::ok) {
       count(stats_.drops[std::size_t(verdict)]);
+      // Over its credits: BUSY, as the XDP program answers (a rate limit stays a silent drop).
+      ReplyContext ctx;
+      if (verdict == protocol::Reason::busy_no_credits && capture_context(bytes, p.parsed, p.request, now, ctx)) {
+        answer_busy(ctx, BusyReason::credits, retry_after_us);
+      }
       return false;
     }
   }
