@@ -238,7 +238,11 @@ def main(path):
 
     w("| target | goal | this run | met | note |")
     w("|---|---|---:|---|---|")
-    stalled_majority = any(r["stalled_rounds"] * 2 > r["rounds"] for k, r in rows.items())
+    def stalled_in(keys):
+        # A stall can only lengthen a p99: it decides a ratio only through the scenario whose p99
+        # must be small (alone and classes), never through FIFO's queueing of ~100 ms.
+        return any(rows[k]["stalled_rounds"] * 2 > rows[k]["rounds"] for k in keys if k in rows)
+
     for name, goal, value, note in targets:
         if goal == "(report)":
             met = ""
@@ -252,7 +256,7 @@ def main(path):
                 met = "not judged: this build lacks a feature the target measures"
             elif not ok and "limited by the load generator" in note:
                 met = "not judged (NOT met as measured): the BUSY rate is the load generator's receive ceiling"
-            elif name.startswith("interactive p99") and stalled_majority:
+            elif name.startswith("interactive p99") and stalled_in(["classes", "alone"] if "alone" in name else ["classes"]):
                 met = (f"not judged ({'met' if ok else 'NOT met'} as measured): the host stalled the VM in most rounds "
                        "(1 ms or more of send lag for at least 0.5% of sends), which sets these p99")
         w(f"| {name} | {goal} | {fmt(value, 2) if value is not None and value < 100 else fmt(value)} | {met} | {note} |")
