@@ -139,8 +139,13 @@ enum axon_reason {
   AXON_DROP_PREFIX_DENIED,      /* source address outside the tenant's allowlist (XDP only) */
   AXON_DROP_RATE_LIMITED,       /* tenant token bucket empty (XDP only) */
   AXON_DROP_NO_SOCKET,          /* no AF_XDP socket on the receive queue (XDP only) */
+  AXON_BUSY_NO_CREDITS,         /* tenant over its credits: answered BUSY, not dropped (XDP: in place,
+                                 * XDP_TX; userspace backends: a BUSY reply from the lcore) */
   AXON_REASON_COUNT
 };
+
+/* Priority classes counted separately (enum axp_priority values index them). */
+#define AXON_CLASS_COUNT 2
 
 /* ---------------------------------------------------------------------------------------------
  * Classifier configuration. In the XDP program this is `const volatile` rodata written by the
@@ -155,6 +160,7 @@ enum axon_config_flag {
   AXON_CFG_ENFORCE_RATE = 1u << 3,       /* XDP: per-tenant token bucket */
   AXON_CFG_DELIVER_TO_KERNEL = 1u << 4,  /* XDP: valid AXP goes to the kernel stack (XDP_PASS)
                                           * instead of AF_XDP; the filter-only deployment */
+  AXON_CFG_ENFORCE_CREDITS = 1u << 5,    /* XDP: per-tenant credits; over them, BUSY via XDP_TX */
 };
 
 struct axon_config {
@@ -185,6 +191,33 @@ struct axon_allow_v6_key {
   __u32 prefixlen;
   __be32 tenant_id;
   __u8 addr[16];
+};
+
+/* Per-class counters: one slot per (class, reason), index class * AXON_REASON_COUNT + reason,
+ * for every frame whose AXP header validated (earlier drops have no class). */
+#define AXON_CLASS_COUNTER_SLOTS (AXON_CLASS_COUNT * AXON_REASON_COUNT)
+
+/* Which requests of a tenant a rate limit applies to: one class (the AXP priority value) or all
+ * classes together. A request must pass its class's bucket and the all-classes bucket. */
+enum axon_rate_scope {
+  AXON_SCOPE_INTERACTIVE = AXP_PRIO_INTERACTIVE,
+  AXON_SCOPE_BACKGROUND = AXP_PRIO_BACKGROUND,
+  AXON_SCOPE_ALL = 2,
+};
+
+struct axon_rate_key {
+  __be32 tenant_id;
+  __u32 scope; /* enum axon_rate_scope */
+};
+
+/* Per-tenant credits (Breakwater-style admission control). The data plane rewrites the whole
+ * value every refresh interval with the tenant's new budget; each admitted request spends one
+ * credit with an atomic add. A request that finds none is answered BUSY in the driver with
+ * retry_after_us. No entry: the tenant has no credits (unlimited). */
+struct axon_credit {
+  __s64 credits;        /* may go below 0 by the requests racing for the last credit */
+  __u32 retry_after_us; /* what BUSY tells the client: when new credits are expected */
+  __u32 reserved;
 };
 
 /* Per-tenant rate limit as GCRA (a token bucket expressed as a "theoretical arrival time"):
@@ -271,7 +304,8 @@ struct axon_packet_info {
   __u8 vlan_count;    /* VLAN tags skipped, 0..AXON_MAX_VLAN_TAGS */
   __be16 src_port;
   __be16 dst_port;
-  __u16 reserved;
+  __u8 has_class;    /* 1 once the AXP header validated: priority is then the request's class */
+  __u8 priority;     /* enum axp_priority */
   __be32 tenant_id;  /* as on the wire; set once the AXP header is valid */
   __u8 src_addr[16]; /* IPv4 addresses use the first 4 bytes */
   __u8 dst_addr[16];
@@ -481,6 +515,8 @@ AXON_INLINE enum axon_reason axon_classify_frame(const void* data, const void* e
   axp = (const struct axp_header*)(frame + off);
   reason = axp_validate(axp, end, udp_len - sizeof(*udp));
   if (reason != AXON_OK) return reason;
+  info->has_class = 1;
+  info->priority = axp->priority;
   if ((cfg->flags & AXON_CFG_REQUESTS_ONLY) && axp->type != AXP_MSG_REQUEST) return AXON_DROP_AXP_NOT_REQUEST;
   /* The UDP datagram fits, but IP may claim trailing bytes the frame does not have. */
   if (!axon_fits(frame + info->l3_offset, l3_len, end)) return AXON_DROP_IP_TRUNCATED;

@@ -32,6 +32,15 @@ struct {
   __type(value, struct axon_counter);
 } axon_counters SEC(".maps");
 
+/* The same counts per priority class (index class * AXON_REASON_COUNT + reason), for frames whose
+ * AXP header validated; userspace sums the CPUs. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, AXON_CLASS_COUNTER_SLOTS);
+  __type(key, __u32);
+  __type(value, struct axon_counter);
+} axon_class_counters SEC(".maps");
+
 /* IPv4 source allowlist: (tenant, prefix) -> rule present; read when ENFORCE_ALLOWLIST is set. */
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -50,13 +59,24 @@ struct {
   __type(value, __u32);
 } axon_allow_v6 SEC(".maps");
 
-/* Per-tenant GCRA state (key: tenant, network order; none = unlimited); no prealloc: replaced entries are RCU-freed. */
+/* GCRA state per tenant and scope (one class, or all classes; none = unlimited); no prealloc:
+ * replaced entries are RCU-freed. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, AXON_MAX_TENANTS * 3);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct axon_rate_key);
+  __type(value, struct axon_rate);
+} axon_rates SEC(".maps");
+
+/* Credits per tenant (key: tenant, network order; none = no credits, unlimited), rewritten by
+ * the data plane every refresh interval. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, AXON_MAX_TENANTS);
   __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, __be32);
-  __type(value, struct axon_rate);
-} axon_rates SEC(".maps");
+  __type(value, struct axon_credit);
+} axon_credits SEC(".maps");
 
 #endif /* AXON_XDP_MAPS_H */

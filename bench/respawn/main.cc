@@ -9,7 +9,7 @@
 //             its minimum again, every worker warm, the victim gone;
 //   served:   an AXP request sent through the data plane got its RESPONSE after `warm`.
 // Rounds are spaced by more than stable_after_ms, so every kill is a first crash (respawned
-// at once); a crash loop (backed off) is not what this measures. Prints one line per round and
+// after backoff_initial_ms); a crash loop (backed off) is not what this measures. Prints one line per round and
 // the medians; --json FILE writes them. Needs root (netns, XDP, cgroups), like the daemon tests.
 //
 //   axon-bench-respawn [--kills 10] [--json FILE]

@@ -19,7 +19,8 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   const dataplane::LcoreTotals totals = stats.totals();
   m.family("axon_dataplane_busy_reasons_total", "counter",
            "BUSY replies the data plane sent, by reason: ring_full (ring or buffers), forward_full, high_water, "
-           "queue_delay, reservation (docs/scheduling.md).");
+           "queue_delay, reservation, credits (uring/dpdk; xdp: axon_dataplane_credit_busy_total) "
+           "(docs/scheduling.md).");
   for (std::size_t r = 0; r < dataplane::kBusyReasonCount; ++r) {
     m.sample({{"reason", dataplane::to_string(dataplane::BusyReason(r))}}, double(totals.busy_reasons[r]));
   }
@@ -68,9 +69,25 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
            "Frames rejected, by reason and where (xdp: in the kernel, userspace: by the poll loop).");
   for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
     const auto reason = protocol::Reason(r);
-    if (reason == protocol::Reason::ok || reason == protocol::Reason::pass_not_axp) continue;
+    if (!protocol::is_drop(reason)) continue;
     m.sample({{"reason", protocol::to_string(reason)}, {"where", "xdp"}}, double(stats.xdp(reason)));
     m.sample({{"reason", protocol::to_string(reason)}, {"where", "userspace"}}, double(stats.lcore_drops(reason)));
+  }
+  m.family("axon_dataplane_credit_busy_total", "counter",
+           "Requests answered BUSY because their tenant was over its credits (xdp: by the XDP program with "
+           "XDP_TX; userspace: by the poll loop on uring/dpdk).");
+  m.sample({{"where", "xdp"}}, double(stats.xdp(protocol::Reason::busy_no_credits)));
+  m.sample({{"where", "userspace"}}, double(stats.lcore_drops(protocol::Reason::busy_no_credits)));
+  m.family("axon_xdp_class_frames_total", "counter",
+           "XDP verdicts per AXP priority class (frames whose AXP header validated): ok is passed on, "
+           "busy_no_credits answered BUSY, the rest dropped.");
+  for (const auto klass : {protocol::Priority::interactive, protocol::Priority::background}) {
+    const char* name = klass == protocol::Priority::interactive ? "interactive" : "background";
+    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+      const auto reason = protocol::Reason(r);
+      if (reason == protocol::Reason::pass_not_axp) continue;
+      m.sample({{"class", name}, {"reason", protocol::to_string(reason)}}, double(stats.xdp(klass, reason)));
+    }
   }
 }
 

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "axon/dataplane/stats.h"
+
 #include "dataplane_link.h"
 #include "metrics_exporter.h"
 #include "registry.h"
@@ -156,6 +158,38 @@ TEST(MetricsExporter, WritesEveryFamilyOnceWithAgentLabels) {
   // No stats segment mapped: no data plane counters (rather than zeros that look real).
   EXPECT_EQ(text.find("axon_dataplane_requests_total"), std::string::npos) << text;
   EXPECT_EQ(text.find("# TYPE axon_agents gauge"), text.rfind("# TYPE axon_agents gauge"));
+}
+
+// Issue 13: the XDP program's per-class verdicts and the credit BUSY counts reach /metrics,
+// labelled by class and by where the BUSY came from; busy_no_credits is not listed as a drop.
+TEST(MetricsExporter, XdpClassVerdictsAndCreditBusyAreLabelled) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/dataplane.stats";
+  auto file = dataplane::StatsFile::create(path, 1, 1);
+  ASSERT_TRUE(file.ok()) << file.message();
+  dataplane::StatsHeader& h = *file->view().header;
+  const auto busy = std::size_t(protocol::Reason::busy_no_credits);
+  h.xdp_packets[busy].store(7);
+  h.xdp_class_packets[1][busy].store(7);
+  h.xdp_class_packets[0][std::size_t(protocol::Reason::ok)].store(11);
+  h.xdp_class_packets[1][std::size_t(protocol::Reason::rate_limited)].store(2);
+  file->view().lcores[0].drops[busy].store(3);
+  auto reader = dataplane::StatsReader::open(path);
+  ASSERT_TRUE(reader.ok()) << reader.message();
+  MetricsSnapshot s;
+  s.stats = &reader.value();
+  const std::string text = export_metrics(s);
+  EXPECT_NE(text.find("axon_dataplane_credit_busy_total{where=\"xdp\"} 7"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_credit_busy_total{where=\"userspace\"} 3"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_xdp_class_frames_total{class=\"background\",reason=\"busy_no_credits\"} 7"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("axon_xdp_class_frames_total{class=\"interactive\",reason=\"ok\"} 11"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("axon_xdp_class_frames_total{class=\"background\",reason=\"rate_limited\"} 2"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("axon_dataplane_drops_total{reason=\"busy_no_credits\""), std::string::npos)
+      << "a BUSY is an answer, not a drop";
 }
 
 }  // namespace

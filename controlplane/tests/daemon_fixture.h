@@ -1,4 +1,4 @@
-// The fixture of the control plane daemon tests (daemon_test.cc, pool_scaling_test.cc): the real
+// The fixture of the control plane daemon tests (daemon_test.cc, scheduling_api_test.cc): the real
 // axon-controlplane and axon-dataplane on a veth pair in a namespace the test creates, real
 // cgroups, a NOTIFY_SOCKET the test listens on, and the REST API over real HTTPS with real
 // tokens (curl) and its unix socket.

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -29,6 +31,7 @@
 #include "axon/common/log.h"
 #include "axon/common/systemd.h"
 #include "axon/dataplane/config.h"
+#include "axon/dataplane/credits.h"
 #include "axon/dataplane/engine.h"
 #include "axon/dataplane/port.h"
 #include "axon/dataplane/stats.h"
@@ -79,6 +82,19 @@ std::map<std::string, bpf::IpPrefix> parsed_prefixes(const TenantConfig& tenant)
   return out;
 }
 
+// A tenant's three rate limits: its classes' and its all-classes one (docs/scheduling.md).
+struct ScopedRate {
+  bpf::RateScope scope = bpf::RateScope::all;
+  std::uint32_t pps = 0;
+  std::uint32_t burst = 0;
+};
+
+std::array<ScopedRate, 3> scoped_rates(const TenantConfig& t) {
+  return {ScopedRate{bpf::RateScope::interactive, t.interactive_rate_pps, t.interactive_burst},
+          ScopedRate{bpf::RateScope::background, t.background_rate_pps, t.background_burst},
+          ScopedRate{bpf::RateScope::all, t.rate_pps, t.burst}};
+}
+
 // Brings the XDP maps from `previous` to `next` without a gap: every prefix and rate of `next`
 // is written first (an update of a key that stays is a no-op for the packets that match it),
 // and only then is what `next` no longer has removed. A source allowed before and after is
@@ -86,22 +102,28 @@ std::map<std::string, bpf::IpPrefix> parsed_prefixes(const TenantConfig& tenant)
 void apply_tenants(bpf::XdpProgram& program, const std::vector<TenantConfig>& previous,
                    const std::vector<TenantConfig>& next) {
   std::map<std::uint32_t, std::map<std::string, bpf::IpPrefix>> kept;
-  std::map<std::uint32_t, std::uint32_t> next_rate;
+  std::map<std::uint32_t, const TenantConfig*> next_by_id;
   for (const TenantConfig& t : next) {
     auto& prefixes = kept[t.id] = parsed_prefixes(t);
-    next_rate[t.id] = t.rate_pps;
+    next_by_id[t.id] = &t;
     for (const auto& [text, prefix] : prefixes) {
       if (auto ok = program.allow_prefix(t.id, prefix); !ok) {
         AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, ok.message().c_str());
       }
     }
-    if (t.rate_pps == 0) continue;
     const TenantConfig* before = nullptr;
     for (const TenantConfig& old : previous) before = old.id == t.id ? &old : before;
-    // An unchanged limit keeps its bucket; a new or changed one starts full.
-    if (before != nullptr && before->rate_pps == t.rate_pps && before->burst == t.burst) continue;
-    if (auto ok = program.set_rate_limit(t.id, t.rate_pps, t.burst); !ok) {
-      AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, ok.message().c_str());
+    for (const ScopedRate& r : scoped_rates(t)) {
+      if (r.pps == 0) continue;
+      // An unchanged limit keeps its bucket; a new or changed one starts full.
+      bool same = false;
+      for (const ScopedRate& b : before != nullptr ? scoped_rates(*before) : std::array<ScopedRate, 3>{}) {
+        same = same || (b.scope == r.scope && b.pps == r.pps && b.burst == r.burst);
+      }
+      if (same) continue;
+      if (auto ok = program.set_rate_limit(t.id, r.pps, r.burst, r.scope); !ok) {
+        AXON_LOG_ERROR(kLog, "tenant %u: %s", t.id, ok.message().c_str());
+      }
     }
   }
   for (const TenantConfig& old : previous) {
@@ -110,8 +132,13 @@ void apply_tenants(bpf::XdpProgram& program, const std::vector<TenantConfig>& pr
       if (still != kept.end() && still->second.contains(text)) continue;
       (void)program.remove_prefix(old.id, prefix);
     }
-    const auto rate = next_rate.find(old.id);
-    if (old.rate_pps != 0 && (rate == next_rate.end() || rate->second == 0)) (void)program.clear_rate_limit(old.id);
+    const auto next_tenant = next_by_id.find(old.id);
+    const auto now = next_tenant == next_by_id.end() ? std::array<ScopedRate, 3>{} : scoped_rates(*next_tenant->second);
+    for (const ScopedRate& r : scoped_rates(old)) {
+      bool kept_rate = false;
+      for (const ScopedRate& n : now) kept_rate = kept_rate || (n.scope == r.scope && n.pps != 0);
+      if (r.pps != 0 && !kept_rate) (void)program.clear_rate_limit(old.id, r.scope);
+    }
   }
 }
 
@@ -182,6 +209,7 @@ class Daemon {
   void export_counters();
   void shutdown();
   void notify_status(std::uint64_t now_ns);
+  void start_credits();
 
   DaemonOptions options_;
   DataplaneConfig config_;
@@ -189,6 +217,7 @@ class Daemon {
   std::optional<StatsFile> stats_file_;        // outlives shared_, which points into it
   std::unique_ptr<EngineShared> shared_;
   std::optional<bpf::XdpProgram> program_;
+  std::unique_ptr<CreditRefresher> credits_;  // refreshed on the control thread; outlives the route tables
   std::vector<std::unique_ptr<Port>> ports_;
   std::vector<std::unique_ptr<Lcore>> lcores_;
   std::vector<std::thread> threads_;
@@ -219,6 +248,7 @@ bool Daemon::try_xdp(AfXdpOptions::ZeroCopy zero_copy, int nic_node, std::string
   for (std::size_t i = 0; i < config_.ports.size(); ++i) xdp.ports[i] = config_.ports[i];
   xdp.enforce_allowlist = config_.xdp.enforce_allowlist;
   xdp.enforce_rate = config_.xdp.enforce_rate;
+  xdp.enforce_credits = config_.xdp.enforce_credits;
   auto undo = [&](std::string message) {
     ports_.clear();
     program_.reset();  // detaches (if attached) and unloads
@@ -426,8 +456,9 @@ bool Daemon::setup() {
   std::snprintf(shared_->stats.header->port_mode, sizeof shared_->stats.header->port_mode, "%s",
                 ports_.front()->info().mode.c_str());
   if (program_ && program_->attached()) shared_->stats.header->xdp_attached.store(1, std::memory_order_relaxed);
-  // Without the XDP program, the tenant allowlist and rate limit are enforced by the lcores.
-  auto routes = RouteTable::build(config_, !program_.has_value());
+  start_credits();
+  // Without the XDP program, the tenant allowlist, rate limits and credits are enforced by the lcores.
+  auto routes = RouteTable::build(config_, !program_.has_value(), credits_.get());
   if (!routes) {
     AXON_LOG_ERROR(kLog, "%s", routes.message().c_str());
     return false;
@@ -592,6 +623,32 @@ std::string Daemon::handle_grant(const control::Request& request) {
   return control::encode_error("grant: no worker slot named '" + request.slot + "'");
 }
 
+// The credit refresher reads the workers' counters from the stats file and writes budgets to the
+// XDP program's credit map (xdp backend) and to its own cells (every backend's RouteTable).
+void Daemon::start_credits() {
+  StatsView stats = shared_->stats;
+  const std::size_t worker_count = config_.workers.size();
+  auto reader = [stats, worker_count](std::size_t w) {
+    WorkerLoad load;
+    if (w >= worker_count) return load;
+    load.completed = stats.workers[w].completed.load(std::memory_order_relaxed);
+    load.depth = stats.workers[w].depth.load(std::memory_order_relaxed);
+    return load;
+  };
+  CreditSink sink;
+  CreditClear clear;
+  if (program_ && config_.xdp.enforce_credits) {
+    sink = [this](std::uint32_t id, std::int64_t credits, std::uint32_t retry_after_us) {
+      if (auto ok = program_->set_credits(id, credits, retry_after_us); !ok) {
+        AXON_LOG_ERROR(kLog, "tenant %u: %s", id, ok.message().c_str());
+      }
+    };
+    clear = [this](std::uint32_t id) { (void)program_->clear_credits(id); };
+  }
+  credits_ = std::make_unique<CreditRefresher>(config_.credits, reader, sink, clear);
+  credits_->configure(config_.tenants, config_.agents, config_.workers, monotonic_ns());
+}
+
 void Daemon::export_counters() {
   std::optional<DeviceCounters> device;
   if (dpdk_) {
@@ -630,6 +687,10 @@ void Daemon::export_counters() {
     for (std::size_t i = 0; i < protocol::kReasonCount; ++i) {
       shared_->stats.header->xdp_packets[i].store(counters->packets[i], std::memory_order_relaxed);
       shared_->stats.header->xdp_bytes[i].store(counters->bytes[i], std::memory_order_relaxed);
+      for (std::size_t c = 0; c < kClassCount; ++c) {
+        shared_->stats.header->xdp_class_packets[c][i].store(counters->class_packets[c][i], std::memory_order_relaxed);
+        shared_->stats.header->xdp_class_bytes[c][i].store(counters->class_bytes[c][i], std::memory_order_relaxed);
+      }
     }
   }
   shared_->stats.header->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
@@ -678,7 +739,9 @@ bool Daemon::install_tables(const std::vector<TenantConfig>& tenants, const std:
   DataplaneConfig next = config_;
   next.tenants = tenants;
   next.agents = agents;
-  auto routes = RouteTable::build(next, !program_.has_value());
+  // Credits first: the new table points at the refresher's cells of the new tenants.
+  credits_->configure(tenants, agents, config_.workers, monotonic_ns());
+  auto routes = RouteTable::build(next, !program_.has_value(), credits_.get());
   if (!routes) {
     error = routes.message();
     return false;
@@ -796,7 +859,13 @@ void Daemon::control_loop() {
   std::uint64_t next_watchdog = 0;
   std::uint64_t next_status = 0;
   for (;;) {
-    int n = ::poll(fds.data(), fds.size(), 50);
+    // At most 50 ms, less when a credit refresh is due sooner ([credits] refresh_us).
+    std::uint64_t wait_ns = 50'000'000;
+    if (const std::uint64_t due = credits_->next_refresh_ns(), at = monotonic_ns(); due != UINT64_MAX) {
+      wait_ns = std::min(wait_ns, due > at ? due - at : 0);
+    }
+    const timespec timeout{time_t(wait_ns / 1'000'000'000), long(wait_ns % 1'000'000'000)};
+    int n = ::ppoll(fds.data(), fds.size(), &timeout, nullptr);
     if (n < 0 && errno != EINTR) {
       AXON_LOG_ERROR(kLog, "poll failed: %s", std::strerror(errno));
       return;
@@ -832,6 +901,7 @@ void Daemon::control_loop() {
       control_->serve([this](const control::Request& request) { return handle_control(request); });
     }
     const std::uint64_t now = monotonic_ns();
+    credits_->tick(now);
     settle_grants(now);
     if (now >= next_export) {
       export_counters();

@@ -11,13 +11,34 @@
 
 #include "axon/common/clock.h"
 #include "axon/common/log.h"
+#include "axon/dataplane/credits.h"
 
 namespace axon::dataplane {
 
-namespace {}  // namespace
+namespace {
 
-protocol::Reason RouteTable::admit(std::uint32_t tenant_id, const axon_packet_info& info,
-                                   std::uint64_t now_ns) const noexcept {
+// GCRA, as the XDP program: one shared word per bucket, compare-and-swap, bounded retries.
+bool take(const RateBucket& bucket, std::uint64_t now_ns) noexcept {
+  if (bucket.interval_ns == 0) return true;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    std::uint64_t tat = bucket.tat_ns.load(std::memory_order_relaxed);
+    const std::uint64_t next = (tat > now_ns ? tat : now_ns) + bucket.interval_ns;
+    if (next - now_ns > bucket.burst_ns) return false;
+    if (bucket.tat_ns.compare_exchange_weak(tat, next, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+void set_bucket(RateBucket& bucket, std::uint32_t rate_pps, std::uint32_t burst) {
+  if (rate_pps == 0) return;
+  bucket.interval_ns = 1'000'000'000ull / rate_pps;
+  bucket.burst_ns = bucket.interval_ns * std::max<std::uint32_t>(burst, 1);
+}
+
+}  // namespace
+
+protocol::Reason RouteTable::admit(std::uint32_t tenant_id, const axon_packet_info& info, std::uint64_t now_ns,
+                                   std::uint32_t* retry_after_us) const noexcept {
   auto it =
       std::lower_bound(tenants_.begin(), tenants_.end(), tenant_id,
                        [](const std::unique_ptr<TenantPolicy>& t, std::uint32_t id) { return t->tenant_id < id; });
@@ -34,15 +55,17 @@ protocol::Reason RouteTable::admit(std::uint32_t tenant_id, const axon_packet_in
     }
     if (!allowed) return protocol::Reason::prefix_denied;
   }
-  if (enforce_rate_ && tenant != nullptr && tenant->interval_ns != 0) {
-    // GCRA, as the XDP program: one shared word per tenant, compare-and-swap, bounded retries.
-    for (int attempt = 0; attempt < 4; ++attempt) {
-      std::uint64_t tat = tenant->tat_ns.load(std::memory_order_relaxed);
-      const std::uint64_t next = (tat > now_ns ? tat : now_ns) + tenant->interval_ns;
-      if (next - now_ns > tenant->burst_ns) return protocol::Reason::rate_limited;
-      if (tenant->tat_ns.compare_exchange_weak(tat, next, std::memory_order_relaxed)) return protocol::Reason::ok;
-    }
+  if (tenant == nullptr) return protocol::Reason::ok;
+  if (enforce_rate_ && (!take(tenant->rates[info.priority & 1], now_ns) || !take(tenant->rates[2], now_ns))) {
     return protocol::Reason::rate_limited;
+  }
+  if (enforce_credits_ && tenant->credits != nullptr) {
+    // As the XDP program: read first, so an empty counter is not written by every request.
+    std::atomic<std::int64_t>& credits = tenant->credits->credits;
+    if (credits.load(std::memory_order_relaxed) <= 0 || credits.fetch_sub(1, std::memory_order_relaxed) <= 0) {
+      if (retry_after_us != nullptr) *retry_after_us = tenant->credits->retry_after_us.load(std::memory_order_relaxed);
+      return protocol::Reason::busy_no_credits;
+    }
   }
   return protocol::Reason::ok;
 }
@@ -51,8 +74,8 @@ bool RouteTable::has_tenant(std::uint32_t tenant_id) const noexcept {
   return std::binary_search(tenant_ids_.begin(), tenant_ids_.end(), tenant_id);
 }
 
-Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const DataplaneConfig& config,
-                                                                   bool userspace_policy) {
+Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const DataplaneConfig& config, bool userspace_policy,
+                                                                   const CreditRefresher* credits) {
   std::map<std::string, std::uint16_t> index;
   for (std::size_t i = 0; i < config.workers.size(); ++i) index[config.workers[i].name] = std::uint16_t(i);
   auto table = std::make_unique<RouteTable>();
@@ -88,6 +111,7 @@ Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const Datapla
   if (userspace_policy) {
     table->enforce_allowlist_ = config.xdp.enforce_allowlist;
     table->enforce_rate_ = config.xdp.enforce_rate;
+    table->enforce_credits_ = config.xdp.enforce_credits && credits != nullptr;
     for (const TenantConfig& t : config.tenants) {
       auto policy = std::make_unique<TenantPolicy>();
       policy->tenant_id = t.id;
@@ -97,10 +121,10 @@ Result<std::unique_ptr<RouteTable>, ConfigError> RouteTable::build(const Datapla
           return make_error(ConfigError::invalid_value, "tenant " + std::to_string(t.id) + ": " + prefix.message());
         policy->prefixes.push_back(prefix.value());
       }
-      if (t.rate_pps != 0) {
-        policy->interval_ns = 1'000'000'000ull / t.rate_pps;
-        policy->burst_ns = policy->interval_ns * std::max<std::uint32_t>(t.burst, 1);
-      }
+      set_bucket(policy->rates[AXP_PRIO_INTERACTIVE], t.interactive_rate_pps, t.interactive_burst);
+      set_bucket(policy->rates[AXP_PRIO_BACKGROUND], t.background_rate_pps, t.background_burst);
+      set_bucket(policy->rates[2], t.rate_pps, t.burst);
+      if (credits != nullptr) policy->credits = credits->cell(t.id);
       table->tenants_.push_back(std::move(policy));
     }
     std::sort(table->tenants_.begin(), table->tenants_.end(),

@@ -70,6 +70,16 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
                 static_cast<unsigned long long>(stats.xdp(static_cast<protocol::Reason>(r))));
     first = false;
   }
+  std::printf("},\"xdp_class\":{");
+  for (auto klass : {protocol::Priority::interactive, protocol::Priority::background}) {
+    std::printf("%s\"%s\":{", klass == protocol::Priority::interactive ? "" : ",",
+                klass == protocol::Priority::interactive ? "interactive" : "background");
+    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+      std::printf("%s\"%s\":%llu", r == 0 ? "" : ",", protocol::to_string(static_cast<protocol::Reason>(r)),
+                  static_cast<unsigned long long>(stats.xdp(klass, static_cast<protocol::Reason>(r))));
+    }
+    std::printf("}");
+  }
   std::printf("},\"userspace_drops\":{");
   first = true;
   for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {

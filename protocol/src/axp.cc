@@ -280,6 +280,7 @@ const char* to_string(Reason reason) noexcept {
     case Reason::prefix_denied: return "prefix_denied";
     case Reason::rate_limited: return "rate_limited";
     case Reason::no_socket: return "no_socket";
+    case Reason::busy_no_credits: return "busy_no_credits";
   }
   return "unknown";
 }

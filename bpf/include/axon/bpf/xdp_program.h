@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "axon/common/result.h"
 
@@ -46,6 +47,14 @@ using XdpResult = Result<T, XdpError>;
 
 inline constexpr std::size_t kMaxPorts = AXON_MAX_PORTS;
 inline constexpr std::size_t kReasonCount = AXON_REASON_COUNT;
+inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: 0 interactive, 1 background
+
+// Which of a tenant's requests a rate limit applies to: one priority class, or all of them.
+enum class RateScope : std::uint32_t {
+  interactive = AXON_SCOPE_INTERACTIVE,
+  background = AXON_SCOPE_BACKGROUND,
+  all = AXON_SCOPE_ALL,
+};
 
 // Load-time configuration; it is baked into the program's read-only data and cannot change
 // while loaded (reload to change it). Runtime tables go through the update calls below.
@@ -53,6 +62,7 @@ struct XdpConfig {
   std::array<std::uint16_t, kMaxPorts> ports{AXP_DEFAULT_PORT, 0, 0, 0};  // host order, 0 = unused
   bool enforce_allowlist = false;   // drop AXP whose source is outside the tenant's prefixes
   bool enforce_rate = false;        // apply per-tenant rate limits (tenants without one: unlimited)
+  bool enforce_credits = false;     // spend per-tenant credits; none left: BUSY via XDP_TX (no entry: unlimited)
   bool deliver_to_kernel = false;   // valid AXP -> kernel stack (XDP_PASS) instead of AF_XDP
   bool drop_all_fragments = false;  // drop every IP fragment, not only attributable AXP ones
   std::uint32_t max_queues = 64;    // size of the queue -> AF_XDP socket map
@@ -82,17 +92,25 @@ struct IpPrefix {
   [[nodiscard]] std::string to_string() const;
 };
 
-// Counters summed over CPUs, indexed by enum axon_reason.
+// Counters summed over CPUs, indexed by enum axon_reason; the class arrays count, per AXP
+// priority, the frames whose AXP header validated (earlier drops have no class).
 struct XdpCounters {
   std::array<std::uint64_t, kReasonCount> packets{};
   std::array<std::uint64_t, kReasonCount> bytes{};
+  std::array<std::array<std::uint64_t, kReasonCount>, kClassCount> class_packets{};
+  std::array<std::array<std::uint64_t, kReasonCount>, kClassCount> class_bytes{};
 
   [[nodiscard]] std::uint64_t packets_for(axon_reason reason) const noexcept { return packets[reason]; }
+  [[nodiscard]] std::uint64_t packets_for(axp_priority klass, axon_reason reason) const noexcept {
+    return class_packets[klass][reason];
+  }
 };
 
-// One BPF_PROG_TEST_RUN execution: what the program returned for a frame.
+// One BPF_PROG_TEST_RUN execution: what the program returned for a frame, and the frame as the
+// program left it (rewritten and cut for XDP_TX).
 struct TestRunResult {
   std::uint32_t action = 0;  // XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX or XDP_REDIRECT
+  std::vector<std::uint8_t> frame;
 };
 
 struct TestRunOptions {
@@ -124,11 +142,22 @@ class XdpProgram {
   [[nodiscard]] XdpResult<Ok> allow_prefix(std::uint32_t tenant_id, const IpPrefix& prefix);
   [[nodiscard]] XdpResult<Ok> remove_prefix(std::uint32_t tenant_id, const IpPrefix& prefix);
 
-  // Rate limits: `packets_per_second` sustained, up to `burst` back to back. Setting a limit
-  // resets the tenant's bucket to full.
+  // Rate limits: `packets_per_second` sustained, up to `burst` back to back, for the tenant's
+  // requests of one class or of all classes together (a request must pass both that apply).
+  // Setting a limit resets that bucket to full.
   [[nodiscard]] XdpResult<Ok> set_rate_limit(std::uint32_t tenant_id, std::uint32_t packets_per_second,
-                                             std::uint32_t burst);
-  [[nodiscard]] XdpResult<Ok> clear_rate_limit(std::uint32_t tenant_id);
+                                             std::uint32_t burst, RateScope scope = RateScope::all);
+  [[nodiscard]] XdpResult<Ok> clear_rate_limit(std::uint32_t tenant_id, RateScope scope = RateScope::all);
+
+  // Credits (with XdpConfig::enforce_credits): the tenant may send `credits` more requests; each
+  // one admitted spends one, and a request that finds none is answered BUSY with
+  // `retry_after_us` by the program itself (XDP_TX). Setting replaces the count (a refresh, not
+  // an addition). A tenant without credits is unlimited.
+  [[nodiscard]] XdpResult<Ok> set_credits(std::uint32_t tenant_id, std::int64_t credits, std::uint32_t retry_after_us);
+  [[nodiscard]] XdpResult<Ok> clear_credits(std::uint32_t tenant_id);
+  // What is left of the tenant's credits (below 0 when requests raced for the last one);
+  // nullopt when it has none set.
+  [[nodiscard]] XdpResult<std::optional<std::int64_t>> read_credits(std::uint32_t tenant_id) const;
 
   // AF_XDP sockets: valid requests arriving on `queue` are redirected to `xsk_fd`.
   [[nodiscard]] XdpResult<Ok> set_socket(std::uint32_t queue, int xsk_fd);

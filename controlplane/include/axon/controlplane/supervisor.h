@@ -65,7 +65,7 @@ struct MemberStatus {
   bool adopted = false;                     // the current process was adopted, not spawned by us
   std::optional<std::int64_t> retry_in_ms;  // in backoff: until the respawn
   std::uint32_t crash_streak = 0;           // quick crashes in a row (1 = a first crash); 0 after a stable run
-  std::int64_t last_respawn_delay_ms = 0;   // the delay chosen at the last crash (0 = respawned at once)
+  std::int64_t last_respawn_delay_ms = 0;   // the delay chosen at the last crash (backoff_initial for a first)
 };
 
 struct GroupStatus {
@@ -96,10 +96,9 @@ struct MemberEvent {
 using SteadyTime = std::chrono::steady_clock::time_point;
 using SupervisorClock = std::function<SteadyTime()>;  // CLOCK_MONOTONIC unless a test fakes it
 
-// Per-member crash-loop backoff. The first crash of a streak gets 0 (respawn at once); the
-// n-th quick crash in a row (n >= 2) gets initial * multiplier^(n-2), capped at max. A
-// process that ran at least stable_after before crashing starts a new streak. Pure: the
-// caller passes the times.
+// Per-member crash-loop backoff. The n-th quick crash in a row (n >= 1; the first crash of
+// a streak is n = 1) gets initial * multiplier^(n-1), capped at max. A process that ran at
+// least stable_after before crashing starts a new streak. Pure: the caller passes the times.
 class Backoff {
  public:
   explicit Backoff(BackoffPolicy policy) : policy_(policy) {}

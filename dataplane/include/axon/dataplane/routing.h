@@ -29,15 +29,25 @@ struct AgentRoute {
   model::Scheduling scheduling{};                   // dispatch policy, reservation, admission
 };
 
-// A tenant's allowlist and rate limit, enforced in userspace for backends without the XDP
-// program (io_uring, DPDK): the same rules as bpf/axon_xdp.bpf.c (source must match one of the
-// tenant's prefixes; GCRA bucket shared by every lcore) and the same drop reasons.
+struct CreditCell;
+class CreditRefresher;
+
+// One GCRA bucket (as the XDP program's struct axon_rate), shared by every lcore.
+struct RateBucket {
+  std::uint64_t interval_ns = 0;  // 0: no limit
+  std::uint64_t burst_ns = 0;
+  mutable std::atomic<std::uint64_t> tat_ns{0};
+};
+
+// A tenant's allowlist, rate limits and credits, enforced in userspace for backends without the
+// XDP program (io_uring, DPDK): the same rules as bpf/axon_xdp.bpf.c (source must match one of
+// the tenant's prefixes; the class's bucket, then the all-classes bucket; then one credit) and
+// the same reasons.
 struct TenantPolicy {
   std::uint32_t tenant_id = 0;
   std::vector<model::IpPrefix> prefixes;  // parsed once by the shared strict parse
-  std::uint64_t interval_ns = 0;          // 0: no rate limit
-  std::uint64_t burst_ns = 0;
-  mutable std::atomic<std::uint64_t> tat_ns{0};
+  RateBucket rates[3];                    // by AXP priority (0, 1), then [2]: all classes
+  const CreditCell* credits = nullptr;    // the refresher's cell; nullptr: no credits (unlimited)
 };
 
 class RouteTable {
@@ -45,14 +55,20 @@ class RouteTable {
   // Builds the table from config; worker names resolve to their index in config.workers.
   // With userspace_policy, [xdp] enforce_allowlist/enforce_rate are applied by admit() (for
   // backends where no XDP program does it).
+  // With userspace_policy and credits, tenants with credits spend them from the refresher's
+  // cells ([xdp] enforce_credits), which must outlive the table.
   static Result<std::unique_ptr<RouteTable>, ConfigError> build(const DataplaneConfig& config,
-                                                                bool userspace_policy = false);
+                                                                bool userspace_policy = false,
+                                                                const CreditRefresher* credits = nullptr);
 
-  [[nodiscard]] bool enforces_policy() const noexcept { return enforce_allowlist_ || enforce_rate_; }
-  // ok, prefix_denied or rate_limited for a valid request of tenant_id (host order) from the
-  // source in info.
-  [[nodiscard]] protocol::Reason admit(std::uint32_t tenant_id, const axon_packet_info& info,
-                                       std::uint64_t now_ns) const noexcept;
+  [[nodiscard]] bool enforces_policy() const noexcept {
+    return enforce_allowlist_ || enforce_rate_ || enforce_credits_;
+  }
+  // ok, prefix_denied, rate_limited or busy_no_credits for a valid request of tenant_id (host
+  // order) from the source and of the class in info. For busy_no_credits, *retry_after_us (when
+  // given) is what the BUSY reply should say.
+  [[nodiscard]] protocol::Reason admit(std::uint32_t tenant_id, const axon_packet_info& info, std::uint64_t now_ns,
+                                       std::uint32_t* retry_after_us = nullptr) const noexcept;
 
   [[nodiscard]] const AgentRoute* find(std::uint32_t agent_id) const noexcept {
     std::uint32_t mask = std::uint32_t(slots_.size() - 1);
@@ -86,6 +102,7 @@ class RouteTable {
   std::vector<std::uint32_t> tenant_ids_;               // every configured tenant, sorted
   bool enforce_allowlist_ = false;
   bool enforce_rate_ = false;
+  bool enforce_credits_ = false;
   bool provisional_ = false;
 };
 

@@ -23,7 +23,10 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 // 4: WorkerSlotState::stalled and WorkerStats::stalls.
 // 5: LcoreStats busy_reasons, deadline_expired and deadline_unmeetable; WorkerStats drain_rate
 //    and queue_delay_ns (issue 13 admission control).
-inline constexpr std::uint32_t kStatsVersion = 5;
+// 6: reason busy_no_credits (every reason array grew by one), BusyReason::credits,
+//    xdp_class_packets/_bytes (issue 13 credits and per-class XDP counters).
+inline constexpr std::uint32_t kStatsVersion = 6;
+inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
 inline constexpr std::size_t kLatencyBuckets = 48;  // power-of-two ns buckets: [2^i, 2^(i+1))
@@ -38,8 +41,9 @@ enum class BusyReason : std::uint32_t {
   high_water = 2,    // the worker's ring is filled to the agent's high_water
   queue_delay = 3,   // the worker's estimated queueing delay passed queue_delay_target_us
   reservation = 4,   // background request, and every worker it may take is reserved for interactive
+  credits = 5,       // the tenant is over its credits (uring, dpdk; with xdp the program answers)
 };
-inline constexpr std::size_t kBusyReasonCount = 5;
+inline constexpr std::size_t kBusyReasonCount = 6;
 [[nodiscard]] constexpr const char* to_string(BusyReason reason) noexcept {
   switch (reason) {
     case BusyReason::ring_full: return "ring_full";
@@ -47,6 +51,7 @@ inline constexpr std::size_t kBusyReasonCount = 5;
     case BusyReason::high_water: return "high_water";
     case BusyReason::queue_delay: return "queue_delay";
     case BusyReason::reservation: return "reservation";
+    case BusyReason::credits: return "credits";
   }
   return "?";
 }
@@ -135,6 +140,9 @@ struct StatsHeader {
   char backend[16];                             // the backend chosen at start: "xdp", "uring", "dpdk"
   Counter xdp_packets[protocol::kReasonCount];  // XDP verdicts, copied from the BPF counters
   Counter xdp_bytes[protocol::kReasonCount];
+  // The same per AXP priority class, for frames whose AXP header validated.
+  Counter xdp_class_packets[kClassCount][protocol::kReasonCount];
+  Counter xdp_class_bytes[kClassCount][protocol::kReasonCount];
   // Losses the layer below the port counts, copied by the control thread every 100 ms: the
   // DPDK device's rte_eth_stats, or the kernel's XDP_STATISTICS of the AF_XDP sockets (xdp);
   // 0 for uring, whose socket losses are in port_rx_dropped.

@@ -73,6 +73,11 @@ class StatsReader {
   [[nodiscard]] std::uint64_t xdp(protocol::Reason reason) const noexcept {
     return view().header->xdp_packets[std::size_t(reason)].load(std::memory_order_relaxed);
   }
+  // The same for requests of one priority class.
+  [[nodiscard]] std::uint64_t xdp(protocol::Priority klass, protocol::Reason reason) const noexcept {
+    return view().header->xdp_class_packets[std::size_t(klass) & 1][std::size_t(reason)].load(
+        std::memory_order_relaxed);
+  }
   [[nodiscard]] WorkerSlotState worker_state(std::size_t index) const noexcept {
     return WorkerSlotState(view().workers[index].state.load(std::memory_order_acquire));
   }

@@ -77,13 +77,14 @@ enum class Reason : std::uint8_t {
   prefix_denied = AXON_DROP_PREFIX_DENIED,
   rate_limited = AXON_DROP_RATE_LIMITED,
   no_socket = AXON_DROP_NO_SOCKET,
+  busy_no_credits = AXON_BUSY_NO_CREDITS,  // answered BUSY (tenant over its credits): not a drop
 };
 inline constexpr std::size_t kReasonCount = AXON_REASON_COUNT;
 // Adding a C reason without a C++ name would leave counters unnamed: keep them in step.
-static_assert(static_cast<std::size_t>(Reason::no_socket) + 1 == kReasonCount, "Reason is missing a value");
+static_assert(static_cast<std::size_t>(Reason::busy_no_credits) + 1 == kReasonCount, "Reason is missing a value");
 
 [[nodiscard]] constexpr bool is_drop(Reason r) noexcept {
-  return r != Reason::ok && r != Reason::pass_not_axp;
+  return r != Reason::ok && r != Reason::pass_not_axp && r != Reason::busy_no_credits;
 }
 [[nodiscard]] constexpr Reason to_reason(axon_reason r) noexcept {
   return static_cast<Reason>(r);
