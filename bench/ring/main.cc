@@ -66,8 +66,8 @@ struct Options {
                "  --wake N        sleep-to-wake samples per run (default 2000)\n"
                "  --recovery N    kill -9 recovery trials (default 15, at most 64)\n"
                "  --only KEYS     run only these peers (axon_ring_64, axon_ring_descriptor,\n"
-               "                  axon_descriptor_notify, axon_ring_64_stampfree, rte_ring, boost_spsc, iceoryx,\n"
-               "                  cacheline_pingpong)\n"
+               "                  axon_descriptor_notify, axon_ring_64_stampfree, axon_ring_64_burststamp, rte_ring,\n"
+               "                  boost_spsc, iceoryx, cacheline_pingpong)\n"
                "  --no-iceoryx    skip iceoryx (no RouDi is started)\n"
                "  --watchdog S    kill a run's processes after S seconds (default 60)\n"
                "  --slices K      split each run into K interleaved slices (peer A, B, C, A, B, C, ...; each a\n"
@@ -938,6 +938,10 @@ int main(int argc, char** argv) {
     if (PeerResult* sf = find("axon_ring_64_stampfree"); sf != nullptr && runnable(*sf)) {
       add("batch 32: axon / axon without stamps", "(report)", ax->tput[1], sf->tput[1], true, 0.0);
       add("batch 1: axon / axon without stamps", "(report)", ax->tput[0], sf->tput[0], true, 0.0);
+    }
+    if (PeerResult* bs = find("axon_ring_64_burststamp"); bs != nullptr && runnable(*bs)) {
+      add("batch 32: axon / axon with one stamp per burst", "(report)", ax->tput[1], bs->tput[1], true, 0.0);
+      add("batch 1: axon / axon with one stamp per burst", "(report)", ax->tput[0], bs->tput[0], true, 0.0);
     }
   }
 

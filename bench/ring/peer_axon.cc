@@ -69,21 +69,33 @@ struct AxonSide {
   }
 };
 
-// The experiment behind the burst question of the ring work: axon's burst path exactly as in
-// spsc_ring.h (cached peer indices, one release store of the index per burst, the 56-byte body
-// copy), but with no per-slot commit stamp: the producer does not store it and the consumer
-// neither reads nor checks it. Run beside the real ring in the same slices, the difference is
-// what the stamps cost a burst. Bench-only: without stamps a single-slot pop could not poll.
-template <typename Slot>
-struct StampFreeSide {
+// Two bench-only variants of axon's burst path, run beside the real ring in the same
+// slices, so that the differences are what the ring's per-slot stamp costs. Both keep
+// spsc_ring.h's cached peer indices, the one release store of the index per burst and the
+// 56-byte body copy; they differ only in the commit stamp:
+//  - Stamps::none: no stamp at all (the experiment behind issue 17's burst question). The
+//    producer does not store it, the consumer neither reads nor checks it, so a single-slot
+//    pop has to read the producer's head.
+//  - Stamps::per_burst: the protocol issue 17 proposed, measured but not adopted (see
+//    docs/benchmarks.md): the producer release-stores the burst's end into the commit word of
+//    the burst's first slot only; the consumer checks that one stamp and keeps the proven end
+//    in the view, taking the rest of the burst without a check, and a single-slot pop polls
+//    the next burst's first slot. The proven end lives only in the process: spsc_ring.h's
+//    shared layout has no field for it, which is why the ring did not adopt this.
+enum class Stamps { none, per_burst };
+
+template <typename Slot, Stamps kStamps>
+struct VariantSide {
   using Msg = Slot;
   shm::RingHeader* out_h;
   Slot* out_s;
   shm::RingHeader* in_h;
   Slot* in_s;
   std::uint32_t mask = kCapacity - 1;
+  std::uint64_t proven_end = 0;  // per_burst: end of the last burst a stamp proved
+  std::uint32_t idle_polls = 0;
 
-  StampFreeSide(std::byte* area, int role) {
+  VariantSide(std::byte* area, int role) {
     auto* a = reinterpret_cast<AxonArea*>(area);
     const int out_ch = role == 0 ? 0 : 1;
     out_h = &a->ring[out_ch];
@@ -100,35 +112,61 @@ struct StampFreeSide {
     }
     const std::uint32_t count = n < free ? n : std::uint32_t(free);
     for (std::uint32_t i = 0; i < count; ++i) shm::ring_detail::copy_body(out_s[(head + i) & mask], m[i]);
+    if constexpr (kStamps == Stamps::per_burst) {
+      if (count > 0) {
+        std::atomic_ref<std::uint64_t>(out_s[head & mask].commit).store(head + count, std::memory_order_release);
+      }
+    }
     out_h->producer.head.store(head + count, std::memory_order_release);
     return count;
   }
+  // per_burst: the end of the burst starting at `pos`, proven by its stamp, or 0.
+  std::uint64_t stamped_end(std::uint64_t pos, std::uint64_t tail) const noexcept {
+    const std::uint64_t stamp = shm::ring_detail::load_stamp(in_s[pos & mask]);
+    return stamp > pos && stamp - tail <= kCapacity ? stamp : 0;
+  }
   std::uint32_t pop_burst(Msg* m, std::uint32_t max) noexcept {
     const std::uint64_t tail = in_h->consumer.tail.load(std::memory_order_relaxed);
-    std::uint64_t head = in_h->consumer.cached_head;
-    if (head <= tail) {
-      head = in_h->producer.head.load(std::memory_order_acquire);
-      in_h->consumer.cached_head = head;
-      if (head <= tail) return 0;
+    if constexpr (kStamps == Stamps::per_burst) {
+      // Honest peers only: an unstamped next slot means empty (no torn path, no head read).
+      std::uint64_t pos = tail;
+      while (pos - tail < max) {
+        if (proven_end <= pos) {
+          const std::uint64_t end = stamped_end(pos, tail);
+          if (end == 0) break;
+          proven_end = end;
+        }
+        const std::uint64_t stop = proven_end < tail + max ? proven_end : tail + max;
+        for (; pos < stop; ++pos) m[pos - tail] = in_s[pos & mask];
+      }
+      if (pos != tail) in_h->consumer.tail.store(pos, std::memory_order_release);
+      return std::uint32_t(pos - tail);
+    } else {
+      std::uint64_t head = in_h->consumer.cached_head;
+      if (head <= tail) {
+        head = in_h->producer.head.load(std::memory_order_acquire);
+        in_h->consumer.cached_head = head;
+        if (head <= tail) return 0;
+      }
+      const std::uint32_t ready = std::uint32_t(head - tail);
+      const std::uint32_t count = ready < max ? ready : max;
+      for (std::uint32_t i = 0; i < count; ++i) m[i] = in_s[(tail + i) & mask];
+      in_h->consumer.tail.store(tail + count, std::memory_order_release);
+      return count;
     }
-    const std::uint32_t ready = std::uint32_t(head - tail);
-    const std::uint32_t count = ready < max ? ready : max;
-    for (std::uint32_t i = 0; i < count; ++i) m[i] = in_s[(tail + i) & mask];
-    in_h->consumer.tail.store(tail + count, std::memory_order_release);
-    return count;
   }
   bool push1(const Msg& m) noexcept { return push_burst(&m, 1) == 1; }
   bool pop1(Msg& m) noexcept { return pop_burst(&m, 1) == 1; }
   void after_push() noexcept {}
 };
 
-template <typename Slot>
-int stamp_free_child(std::byte* area, Workload workload, int role, Control& ctl, const Params& p) {
+template <typename Slot, Stamps kStamps>
+int variant_child(std::byte* area, Workload workload, int role, Control& ctl, const Params& p) {
   if (workload == Workload::wake) {
-    fail(ctl.role[role], "the stamp-free variant has no blocking wait");
+    fail(ctl.role[role], "the bench-only ring variants have no blocking wait");
     return 1;
   }
-  StampFreeSide<Slot> side(area, role);
+  VariantSide<Slot, kStamps> side(area, role);
   return run_role(side, workload, role, ctl, p);
 }
 
@@ -265,9 +303,13 @@ std::vector<Peer> axon_peers() {
            "the data plane's producer path: eventcount_notify() after every push call (fence + waiter check; "
            "futex wake only when the consumer sleeps)"},
       Peer{"axon_ring_64_stampfree", "axon burst path without commit stamps (experiment)", "64 B", 64, true, true,
-           false, nullptr, &area_bytes<Msg64>, &init<Msg64>, &stamp_free_child<Msg64>,
-           "bench-only: the same burst path with no per-slot stamp written or checked; its difference to the "
+           false, nullptr, &area_bytes<Msg64>, &init<Msg64>, &variant_child<Msg64, Stamps::none>,
+           "bench-only: the same burst path with no stamp written or checked; its difference to the "
            "axon SPSC ring row is what the stamps cost"},
+      Peer{"axon_ring_64_burststamp", "axon burst path with one stamp per burst (experiment)", "64 B", 64, true, true,
+           false, nullptr, &area_bytes<Msg64>, &init<Msg64>, &variant_child<Msg64, Stamps::per_burst>,
+           "bench-only: the proposed protocol (the burst's end stamped into its first slot, the rest taken on "
+           "that one stamp); measured, not adopted: see docs/benchmarks.md"},
   };
 }
 

@@ -37,6 +37,15 @@ std::uint32_t latency_bucket(std::uint64_t ns) noexcept {
   return bucket < kLatencyBuckets ? bucket : std::uint32_t(kLatencyBuckets - 1);
 }
 
+// The ERROR a worker's non-ok reply status becomes (docs/protocol.md §4).
+protocol::ErrorCode error_of(shm::ReplyStatus status) noexcept {
+  switch (status) {
+    case shm::ReplyStatus::reply_too_large: return protocol::ErrorCode::payload_too_large;
+    case shm::ReplyStatus::deadline_exceeded: return protocol::ErrorCode::deadline_exceeded;
+    default: return protocol::ErrorCode::handler_error;
+  }
+}
+
 }  // namespace
 
 // Dispatch and admission state of one lcore (dispatch.h does the arithmetic).
@@ -49,9 +58,13 @@ struct Lcore::Sched {
 };
 
 struct Lcore::Staging {
-  shm::OutgoingRequest requests[kBurst];
-  std::uint32_t count = 0;
-  std::uint32_t room = 0;
+  // Requests staged for one of the worker's two request rings (index: shm::PriorityClass).
+  struct Queue {
+    shm::OutgoingRequest requests[kBurst];
+    std::uint32_t count = 0;
+    std::uint32_t room = 0;
+  };
+  Queue queues[shm::kPriorityClasses];
   bool touched = false;
   std::uint32_t deadlines_live = 0;  // in-flight requests that carry a deadline
   // Progress of the worker, for stall detection (housekeeping): requests it has taken off its
@@ -301,7 +314,7 @@ void Lcore::dispatch_request(const Pending& p, std::uint64_t rx_ns, std::uint32_
     return;
   }
   if (!admit(*slot, *route, p, rx_ns)) return;
-  enqueue_local(*slot, *p.frame, p.parsed, request, rx_ns);
+  enqueue_local(*slot, *p.frame, p.parsed, request, rx_ns, route->scheduling.class_scheduling);
 }
 
 // On the worker's owner lcore, where its ring and drain rate are exact (docs/scheduling.md,
@@ -325,7 +338,10 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
   }
   const model::Scheduling& s = route.scheduling;
   if (s.high_water < 1.0) {
-    const std::uint64_t depth = slot.channel->request_depth() + admitted;
+    // The ring this request would join (each class has request_capacity slots).
+    const shm::PriorityClass cls =
+        s.class_scheduling ? shm::priority_class_of(std::uint8_t(p.request.priority)) : shm::PriorityClass::interactive;
+    const std::uint64_t depth = slot.channel->request_depth(cls) + admitted;
     if (depth >= dispatch::high_water_depth(s.high_water, shared_.config.geometry.request_capacity)) {
       refuse_busy(p, rx_ns, BusyReason::high_water,
                   dispatch::retry_after_us(outstanding, rate, shared_.config.busy_retry_after_us));
@@ -342,23 +358,27 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
 }
 
 void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
-                          const protocol::Header& request, std::uint64_t now) noexcept {
+                          const protocol::Header& request, std::uint64_t now, bool class_rings) noexcept {
   std::span<const std::uint8_t> bytes(frame.data, frame.len);
+  const shm::PriorityClass cls =
+      class_rings ? shm::priority_class_of(std::uint8_t(request.priority)) : shm::PriorityClass::interactive;
   Staging& st = *staging_[slot.local_index];
-  if (!st.touched) {
+  Staging::Queue& q = st.queues[std::size_t(cls) & 1u];
+  auto touch = [&] {
     st.touched = true;
-    st.room = slot.channel->request_room();
+    for (std::uint32_t c = 0; c < shm::kPriorityClasses; ++c) {
+      st.queues[c].room = slot.channel->request_room(shm::PriorityClass(c));
+    }
     touched_.push_back(slot.local_index);
-  }
-  if (st.count == kBurst) {
+  };
+  if (!st.touched) touch();
+  if (q.count == kBurst) {
     flush_staged();
-    st.touched = true;
-    st.room = slot.channel->request_room();
-    touched_.push_back(slot.local_index);
+    touch();
   }
   auto payload = protocol::payload_of(protocol::PacketParser::datagram_of(bytes, parsed));
   shm::BufferLease lease;
-  if (st.count >= st.room || !slot.channel->try_alloc(std::uint32_t(payload.size()), lease)) {
+  if (q.count >= q.room || !slot.channel->try_alloc(std::uint32_t(payload.size()), lease)) {
     ReplyContext ctx;
     if (capture_context(bytes, parsed, request, now, ctx)) answer_busy(ctx);
     return;
@@ -370,7 +390,7 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::
     return;
   }
   std::memcpy(lease.data, payload.data(), payload.size());
-  shm::OutgoingRequest& out = st.requests[st.count++];
+  shm::OutgoingRequest& out = q.requests[q.count++];
   shm::Descriptor& meta = out.meta;
   meta = shm::Descriptor{};
   meta.request_id = request.request_id;
@@ -388,26 +408,36 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::
   out.length = std::uint32_t(payload.size());
 }
 
+// Interactive first: its ring is filled (and the worker, which drains interactive first,
+// sees it) before any background request of the same burst. One wake covers both rings.
 void Lcore::flush_staged() noexcept {
   for (std::uint32_t local : touched_) {
     Staging& st = *staging_[local];
     WorkerSlot& slot = *owned_[local];
     st.touched = false;
-    if (st.count == 0) continue;
-    std::uint32_t accepted = slot.channel->try_submit_burst(st.requests, st.count);
-    for (std::uint32_t i = 0; i < accepted; ++i) {
-      ReplyContext& ctx = slot.contexts[st.requests[i].lease.buffer_id];
-      ctx.live = 1;
-      if (ctx.has_deadline) ++st.deadlines_live;
+    std::uint32_t accepted_total = 0;
+    for (std::uint32_t c = 0; c < shm::kPriorityClasses; ++c) {
+      Staging::Queue& q = st.queues[c];
+      if (q.count == 0) continue;
+      const std::uint32_t accepted =
+          slot.channel->try_submit_burst(q.requests, q.count, shm::PriorityClass(c), /*wake=*/false);
+      for (std::uint32_t i = 0; i < accepted; ++i) {
+        ReplyContext& ctx = slot.contexts[q.requests[i].lease.buffer_id];
+        ctx.live = 1;
+        if (ctx.has_deadline) ++st.deadlines_live;
+      }
+      for (std::uint32_t i = accepted; i < q.count; ++i) {
+        answer_busy(slot.contexts[q.requests[i].lease.buffer_id]);
+        slot.channel->release(q.requests[i].lease);
+      }
+      accepted_total += accepted;
+      q.count = 0;
     }
-    for (std::uint32_t i = accepted; i < st.count; ++i) {
-      answer_busy(slot.contexts[st.requests[i].lease.buffer_id]);
-      slot.channel->release(st.requests[i].lease);
-    }
-    count(stats_.requests, accepted);
-    st.submitted += accepted;
-    if (slot.stats != nullptr) count(slot.stats->submitted, accepted);
-    st.count = 0;
+    if (accepted_total == 0) continue;
+    slot.channel->wake_worker();
+    count(stats_.requests, accepted_total);
+    st.submitted += accepted_total;
+    if (slot.stats != nullptr) count(slot.stats->submitted, accepted_total);
   }
   touched_.clear();
 }
@@ -543,8 +573,7 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
       } else if (ctx.has_deadline && now > ctx.deadline_ns) {
         answer_error(ctx, protocol::ErrorCode::deadline_exceeded);
       } else if (c.status != shm::ReplyStatus::ok) {
-        answer_error(ctx, c.status == shm::ReplyStatus::reply_too_large ? protocol::ErrorCode::payload_too_large
-                                                                        : protocol::ErrorCode::handler_error);
+        answer_error(ctx, error_of(c.status));
       } else {
         protocol::Header reply =
             protocol::make_reply(ctx.request, protocol::MessageType::response, protocol::random_span_id());

@@ -35,8 +35,10 @@
 extern "C" {
 #endif
 
-/* Bumped whenever a struct below or a function's meaning changes. */
-#define AXON_WORKER_ABI_VERSION 1u
+/* Bumped whenever a struct below or a function's meaning changes.
+ * 2: axon_worker_stats gained the per-class and deadline counters; AXON_REPLY_DEADLINE_EXCEEDED;
+ *    receive returns requests in class order (see axon_worker_receive_burst). */
+#define AXON_WORKER_ABI_VERSION 2u
 
 /* The most requests one receive call returns. */
 #define AXON_WORKER_MAX_BURST 32u
@@ -68,8 +70,10 @@ typedef enum axon_status {
 /* Status carried by a reply to the data plane (axon::shm::ReplyStatus). */
 typedef enum axon_reply_status {
   AXON_REPLY_OK = 0,
-  AXON_REPLY_HANDLER_ERROR = 1, /* the handler failed; the data plane answers ERROR */
-  AXON_REPLY_TOO_LARGE = 2      /* the reply needed more room than any loanable buffer */
+  AXON_REPLY_HANDLER_ERROR = 1,    /* the handler failed; the data plane answers ERROR */
+  AXON_REPLY_TOO_LARGE = 2,        /* the reply needed more room than any loanable buffer */
+  AXON_REPLY_DEADLINE_EXCEEDED = 3 /* the request's deadline passed before it could be served;
+                                      the data plane answers ERROR deadline_exceeded */
 } axon_reply_status;
 
 /* Opaque handle: one attached worker segment. */
@@ -120,7 +124,13 @@ typedef struct axon_worker_stats {
   uint64_t sleeps;          /* times the worker slept on the futex */
   uint64_t generation;      /* segment generation this worker attached to */
   uint32_t worker_id;
-  uint32_t hugepages; /* 1: 2 MiB hugepages back the segment; 0: 4 KiB pages */
+  uint32_t hugepages;         /* 1: 2 MiB hugepages back the segment; 0: 4 KiB pages */
+  uint64_t interactive;       /* of `received`: interactive (AXP priority 0) requests */
+  uint64_t background;        /* of `received`: background requests */
+  uint64_t deadline_expired;  /* answered AXON_REPLY_DEADLINE_EXCEEDED by the SDK, never received */
+  uint64_t background_forced; /* background requests served by starvation protection */
+  uint32_t background_every;  /* the scheduling policy in force (axon_worker_set_background_every) */
+  uint32_t reserved0;
 } axon_worker_stats;
 
 /* Handler for axon_worker_run(). Take one buffer (axon_worker_loan, or axon_worker_in_place),
@@ -161,7 +171,13 @@ AXON_WORKER_API void axon_worker_close(axon_worker* worker);
 /* --- hot path ------------------------------------------------------------------------ */
 
 /* Receives up to max (at most AXON_WORKER_MAX_BURST) requests into out[]. Returns how
- * many (0 when none are waiting) or a negative axon_status. Never blocks. */
+ * many (0 when none are waiting) or a negative axon_status. Never blocks.
+ * Order (docs/scheduling.md, "In the worker"): interactive requests first; after
+ * background_every interactive ones in a row while background work waits, one background
+ * request; background requests earliest deadline first (no deadline last, arrival order
+ * among equals) among the 32 the SDK has taken off the background ring. A request whose
+ * deadline has already passed is never returned: the SDK answers it
+ * AXON_REPLY_DEADLINE_EXCEEDED itself and counts it in deadline_expired. */
 AXON_WORKER_API int axon_worker_receive_burst(axon_worker* worker, axon_request* out, uint32_t max);
 /* Spins adaptively, then sleeps on the segment's futex until requests arrive, the sleep
  * timeout passes (100 ms by default) or *stop becomes non-zero (stop may be NULL).
@@ -198,6 +214,11 @@ AXON_WORKER_API int axon_worker_run(axon_worker* worker, axon_handler_fn handler
 /* Adaptive spin bounds (pause iterations) and the longest sleep between stop-flag checks. */
 AXON_WORKER_API int axon_worker_set_wait_policy(axon_worker* worker, uint32_t spin_min, uint32_t spin_max,
                                                 uint64_t sleep_timeout_ns);
+/* Starvation protection for background requests: after `every` interactive requests in a
+ * row while background work waits, one background request is served (so background gets at
+ * least 1/(every+1) of the worker). 0 = strict priority. At most 1048576. The default is
+ * 8, or the environment variable AXON_BACKGROUND_EVERY read at attach. */
+AXON_WORKER_API int axon_worker_set_background_every(axon_worker* worker, uint32_t every);
 AXON_WORKER_API int axon_worker_get_stats(const axon_worker* worker, axon_worker_stats* out);
 
 #ifdef __cplusplus

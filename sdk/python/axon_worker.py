@@ -35,7 +35,7 @@ import sys
 import traceback
 from typing import Callable, List, Optional
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAX_BURST = 32
 
 # axon_status
@@ -53,6 +53,10 @@ ERR_INTERNAL = -30
 REPLY_OK = 0
 REPLY_HANDLER_ERROR = 1
 REPLY_TOO_LARGE = 2
+REPLY_DEADLINE_EXCEEDED = 3  # the SDK answers expired requests with it; a handler may too
+
+# Default starvation-protection share (Worker.set_background_every, AXON_BACKGROUND_EVERY).
+DEFAULT_BACKGROUND_EVERY = 8
 
 
 class AxonError(Exception):
@@ -108,10 +112,16 @@ class _Stats(ctypes.Structure):
         ("generation", ctypes.c_uint64),
         ("worker_id", ctypes.c_uint32),
         ("hugepages", ctypes.c_uint32),
+        ("interactive", ctypes.c_uint64),
+        ("background", ctypes.c_uint64),
+        ("deadline_expired", ctypes.c_uint64),
+        ("background_forced", ctypes.c_uint64),
+        ("background_every", ctypes.c_uint32),
+        ("reserved0", ctypes.c_uint32),
     ]
 
 
-assert ctypes.sizeof(_Request) == 240 and ctypes.sizeof(_Buffer) == 24 and ctypes.sizeof(_Stats) == 56
+assert ctypes.sizeof(_Request) == 240 and ctypes.sizeof(_Buffer) == 24 and ctypes.sizeof(_Stats) == 96
 
 # --- loading the library ---------------------------------------------------------------------
 
@@ -161,6 +171,7 @@ def _bind(lib: ctypes.CDLL) -> None:
             ctypes.c_int,
             [handle, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint64],
         ),
+        "axon_worker_set_background_every": (ctypes.c_int, [handle, ctypes.c_uint32]),
         "axon_worker_get_stats": (ctypes.c_int, [handle, P(_Stats)]),
     }
     for name, (restype, argtypes) in sig.items():
@@ -366,8 +377,12 @@ class Worker:
 
     # --- hot path -----------------------------------------------------------------------------
     def receive(self, max_requests: int = MAX_BURST) -> List[Request]:
-        """Up to max_requests requests (never blocks; [] when none are waiting). Each Request
-        stays valid until it is completed."""
+        """Up to max_requests requests (never blocks; [] when none are waiting), in the order to
+        serve them: interactive first, one background request after every `background_every`
+        interactive ones while background waits, background earliest deadline first; a request
+        whose deadline has passed is answered REPLY_DEADLINE_EXCEEDED by the SDK and not returned
+        (the ordering lives in libaxon_worker, so run() gets it too). Each Request stays valid
+        until it is completed."""
         n = _lib.axon_worker_receive_burst(self._handle(), self._burst, min(max_requests, MAX_BURST))
         if n < 0:
             raise _error(n)
@@ -452,7 +467,8 @@ class Worker:
                         traceback.print_exc(file=sys.stderr)
                 buf = writer._buffer
                 length, status = writer.length, writer.status
-                if failed or not writer.committed or status not in (REPLY_OK, REPLY_HANDLER_ERROR, REPLY_TOO_LARGE):
+                valid = (REPLY_OK, REPLY_HANDLER_ERROR, REPLY_TOO_LARGE, REPLY_DEADLINE_EXCEEDED)
+                if failed or not writer.committed or status not in valid:
                     length, status = 0, REPLY_HANDLER_ERROR
                 elif buf is not None and length > buf.capacity:
                     length, status = 0, REPLY_TOO_LARGE
@@ -479,6 +495,14 @@ class Worker:
     # --- tuning, introspection, shutdown --------------------------------------------------------
     def set_wait_policy(self, spin_min: int = 64, spin_max: int = 1 << 16, sleep_timeout_ns: int = 100_000_000):
         rc = _lib.axon_worker_set_wait_policy(self._handle(), spin_min, spin_max, sleep_timeout_ns)
+        if rc != OK:
+            raise _error(rc)
+
+    def set_background_every(self, every: int = DEFAULT_BACKGROUND_EVERY) -> None:
+        """Starvation protection: after `every` interactive requests in a row while background
+        work waits, serve one background request; 0 = strict priority. The default is 8, or
+        AXON_BACKGROUND_EVERY from the environment at attach."""
+        rc = _lib.axon_worker_set_background_every(self._handle(), every)
         if rc != OK:
             raise _error(rc)
 

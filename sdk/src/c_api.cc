@@ -53,16 +53,22 @@ static_assert(offsetof(axon_buffer, in_place) == 16);
 static_assert(sizeof(axon_reply) == 32);
 static_assert(offsetof(axon_reply, length) == 24);
 static_assert(offsetof(axon_reply, status) == 28);
-static_assert(sizeof(axon_worker_stats) == 56);
+static_assert(sizeof(axon_worker_stats) == 96);
 static_assert(offsetof(axon_worker_stats, generation) == 40);
 static_assert(offsetof(axon_worker_stats, worker_id) == 48);
 static_assert(offsetof(axon_worker_stats, hugepages) == 52);
+static_assert(offsetof(axon_worker_stats, interactive) == 56);
+static_assert(offsetof(axon_worker_stats, background) == 64);
+static_assert(offsetof(axon_worker_stats, deadline_expired) == 72);
+static_assert(offsetof(axon_worker_stats, background_forced) == 80);
+static_assert(offsetof(axon_worker_stats, background_every) == 88);
 static_assert(AXON_WORKER_MAX_BURST == sdk::Worker::kMaxBurst);
 static_assert(sizeof(shm::Descriptor::trace_id) == sizeof(axon_request::trace_id));
 static_assert(sizeof(shm::Descriptor::parent_span_id) == sizeof(axon_request::parent_span_id));
 static_assert(AXON_REPLY_OK == int(shm::ReplyStatus::ok));
 static_assert(AXON_REPLY_HANDLER_ERROR == int(shm::ReplyStatus::handler_error));
 static_assert(AXON_REPLY_TOO_LARGE == int(shm::ReplyStatus::reply_too_large));
+static_assert(AXON_REPLY_DEADLINE_EXCEEDED == int(shm::ReplyStatus::deadline_exceeded));
 
 namespace {
 
@@ -374,7 +380,7 @@ int axon_worker_complete(axon_worker* worker, const axon_request* request, const
     return fail(AXON_ERR_REPLY_TOO_LARGE, "reply of %u bytes exceeds its %u-byte buffer; loan a larger one", length,
                 buffer->capacity);
   }
-  if (status > AXON_REPLY_TOO_LARGE) {
+  if (status > AXON_REPLY_DEADLINE_EXCEEDED) {
     return fail(AXON_ERR_INVALID_ARGUMENT, "reply status %u is not an axon_reply_status", status);
   }
   if (!worker->worker.try_complete(req, import_buffer(*buffer), length, shm::ReplyStatus(status))) {
@@ -423,7 +429,7 @@ int axon_worker_run(axon_worker* worker, axon_handler_fn handler, void* user_dat
       shm::ReplyStatus status = shm::ReplyStatus(reply.status);
       // Every request gets exactly one reply. A failed reply stays in the loaned buffer if
       // the handler took one, so that loan goes back to the data plane with it.
-      if (rc != 0 || reply.status > AXON_REPLY_TOO_LARGE) {
+      if (rc != 0 || reply.status > AXON_REPLY_DEADLINE_EXCEEDED) {
         status = shm::ReplyStatus::handler_error;
         length = 0;
       } else if (length > 0 && (!buffer.valid() || length > buffer.capacity)) {
@@ -457,6 +463,18 @@ int axon_worker_set_wait_policy(axon_worker* worker, uint32_t spin_min, uint32_t
   return AXON_OK;
 }
 
+int axon_worker_set_background_every(axon_worker* worker, uint32_t every) {
+  if (worker == nullptr || every > sdk::kMaxBackgroundEvery) {
+    return fail(AXON_ERR_INVALID_ARGUMENT,
+                "axon_worker_set_background_every: need a worker and every <= %u (0 = strict priority)",
+                sdk::kMaxBackgroundEvery);
+  }
+  sdk::SchedulingPolicy policy;
+  policy.background_every = every;
+  worker->worker.set_scheduling_policy(policy);
+  return AXON_OK;
+}
+
 int axon_worker_get_stats(const axon_worker* worker, axon_worker_stats* out) {
   if (worker == nullptr || out == nullptr) {
     return fail(AXON_ERR_INVALID_ARGUMENT, "axon_worker_get_stats: worker and out must not be NULL");
@@ -471,6 +489,11 @@ int axon_worker_get_stats(const axon_worker* worker, axon_worker_stats* out) {
   out->generation = worker->worker.generation();
   out->worker_id = worker->worker.worker_id();
   out->hugepages = worker->worker.backing() == shm::SegmentBacking::hugetlb_2m ? 1u : 0u;
+  out->interactive = s.interactive;
+  out->background = s.background;
+  out->deadline_expired = s.deadline_expired;
+  out->background_forced = s.background_forced;
+  out->background_every = worker->worker.scheduling_policy().background_every;
   return AXON_OK;
 }
 

@@ -35,6 +35,25 @@ int connect_timeout_ms(int given) {
   return kDefaultConnectTimeoutMs;
 }
 
+// AXON_BACKGROUND_EVERY: the starvation-protection share (SchedulingPolicy). A malformed
+// value is ignored (the default applies) rather than failing the attach of a live worker.
+std::uint32_t background_every_from_env() {
+  if (const char* text = std::getenv("AXON_BACKGROUND_EVERY"); text != nullptr && *text != '\0') {
+    char* end = nullptr;
+    unsigned long value = std::strtoul(text, &end, 10);
+    if (end != text && *end == '\0' && *text != '-' && value <= kMaxBackgroundEvery) return std::uint32_t(value);
+  }
+  return kDefaultBackgroundEvery;
+}
+
+// When a request's deadline passes: deadline_us counts from the data plane's rx stamp (as
+// the data plane's own deadline check does), or from the enqueue stamp when rx is not set.
+std::uint64_t absolute_deadline(const shm::Descriptor& d) noexcept {
+  if (d.deadline_us == 0) return ~std::uint64_t{0};
+  const std::uint64_t base = d.hop_ns[shm::kHopRx] != 0 ? d.hop_ns[shm::kHopRx] : d.hop_ns[shm::kHopEnqueue];
+  return base + std::uint64_t(d.deadline_us) * 1000u;
+}
+
 int remaining_ms(std::uint64_t deadline_ns) {
   const std::uint64_t now = monotonic_ns();
   return now >= deadline_ns ? 0 : int((deadline_ns - now + 999'999) / 1'000'000);
@@ -92,6 +111,9 @@ ShmResult<Worker> Worker::attach(int fd, std::uint64_t expected_generation, int 
   worker.view_ = view.value();
   const auto& v = worker.view_;
   worker.requests_ = shm::RingConsumer<shm::Descriptor>(v.request_ring, v.slots<shm::Descriptor>(v.request_ring));
+  worker.background_ =
+      shm::RingConsumer<shm::Descriptor>(v.background_ring, v.slots<shm::Descriptor>(v.background_ring));
+  worker.scheduling_.background_every = background_every_from_env();
   worker.replies_ = shm::RingProducer<shm::Descriptor>(v.reply_ring, v.slots<shm::Descriptor>(v.reply_ring));
   worker.small_loans_ = shm::RingConsumer<shm::LoanSlot>(v.small_loan_ring, v.slots<shm::LoanSlot>(v.small_loan_ring));
   worker.large_loans_ = shm::RingConsumer<shm::LoanSlot>(v.large_loan_ring, v.slots<shm::LoanSlot>(v.large_loan_ring));
@@ -181,11 +203,17 @@ Worker& Worker::operator=(Worker&& other) noexcept {
     region_ = std::move(other.region_);
     view_ = other.view_;
     requests_ = other.requests_;
+    background_ = other.background_;
     replies_ = other.replies_;
     small_loans_ = other.small_loans_;
     large_loans_ = other.large_loans_;
     std::memcpy(pending_, other.pending_, sizeof pending_);
     pending_count_ = other.pending_count_;
+    std::memcpy(static_cast<void*>(window_), other.window_, sizeof window_);
+    window_count_ = other.window_count_;
+    window_seq_ = other.window_seq_;
+    streak_ = other.streak_;
+    scheduling_ = other.scheduling_;
     policy_ = other.policy_;
     spin_budget_ = other.spin_budget_;
     stats_ = other.stats_;
@@ -195,6 +223,7 @@ Worker& Worker::operator=(Worker&& other) noexcept {
     other.dataplane_pidfd_ = -1;
     other.view_ = shm::SegmentView{};
     other.pending_count_ = 0;
+    other.window_count_ = 0;
   }
   return *this;
 }
@@ -210,29 +239,128 @@ void Worker::detach() noexcept {
   view_.header->worker_state.store(std::uint32_t(shm::WorkerState::detached), std::memory_order_release);
 }
 
+void Worker::set_scheduling_policy(const SchedulingPolicy& policy) noexcept {
+  scheduling_ = policy;
+  if (scheduling_.background_every > kMaxBackgroundEvery) scheduling_.background_every = kMaxBackgroundEvery;
+  streak_ = 0;
+}
+
+bool Worker::valid_buffer(const shm::Descriptor& d) const noexcept {
+  // The data plane is trusted, but a bounds check is cheap insurance against a corrupted
+  // slot taking the worker down.
+  const shm::SlabClass& slab = (d.flags & shm::kFlagLargeBuffer) != 0 ? view_.header->large : view_.header->small;
+  return d.buffer_offset >= slab.offset && d.length <= slab.buffer_size &&
+         std::uint64_t(d.buffer_offset) + slab.buffer_size <=
+             slab.offset + std::uint64_t(slab.count) * slab.buffer_size;
+}
+
+// Hands one request out, or answers it deadline_exceeded when its deadline has passed.
+// receive_burst keeps one pending-reply slot free per request it takes, so the expired
+// reply always fits. Returns true when the request went to `out`.
+bool Worker::admit(const shm::Descriptor& d, shm::PriorityClass cls, std::uint64_t now, Request* out,
+                   std::uint32_t& produced) noexcept {
+  const shm::SlabClass& slab = (d.flags & shm::kFlagLargeBuffer) != 0 ? view_.header->large : view_.header->small;
+  Request r;
+  r.meta = d;
+  r.meta.hop_ns[shm::kHopWorkerDequeue] = now;
+  r.data = view_.at(d.buffer_offset);
+  r.length = d.length;
+  r.capacity = slab.buffer_size;
+  if (now > absolute_deadline(d)) {
+    (void)try_complete(r, in_place(r), 0, ReplyStatus::deadline_exceeded);
+    ++stats_.deadline_expired;
+    return false;
+  }
+  out[produced++] = r;
+  ++(cls == shm::PriorityClass::background ? stats_.background : stats_.interactive);
+  return true;
+}
+
+// Tops the EDF window up from the background ring and serves its earliest entry; an expired
+// entry is answered and the next one tried, so a turn is never spent on a request that will
+// not run. Returns true when a background request went to `out`; `taken` counts expired ones
+// too (each holds a pending reply slot).
+bool Worker::serve_background(std::uint64_t now, Request* out, std::uint32_t& produced, std::uint32_t& taken,
+                              std::uint32_t max) noexcept {
+  while (taken < max) {
+    if (window_count_ < kEdfWindow) {
+      (void)background_.try_pop_burst(kEdfWindow - window_count_, [&](const shm::Descriptor& d) noexcept {
+        if (!valid_buffer(d)) return;
+        WindowEntry& e = window_[window_count_++];
+        e.deadline_ns = absolute_deadline(d);
+        e.seq = window_seq_++;
+        e.meta = d;
+      });
+    }
+    if (window_count_ == 0) return false;
+    std::uint32_t best = 0;
+    for (std::uint32_t i = 1; i < window_count_; ++i) {
+      const WindowEntry& a = window_[i];
+      const WindowEntry& b = window_[best];
+      if (a.deadline_ns < b.deadline_ns || (a.deadline_ns == b.deadline_ns && a.seq < b.seq)) best = i;
+    }
+    const shm::Descriptor d = window_[best].meta;
+    // The window is a set ordered by (deadline, seq), so the last entry may fill the hole.
+    window_[best] = window_[--window_count_];
+    ++taken;
+    if (admit(d, shm::PriorityClass::background, now, out, produced)) return true;
+  }
+  return false;
+}
+
 std::uint32_t Worker::receive_burst(Request* out, std::uint32_t max) noexcept {
   if (max > kMaxBurst) max = kMaxBurst;
+  // Expired requests are answered from here: keep one pending reply slot per request taken.
+  if (pending_count_ + max > kPendingCapacity) {
+    (void)try_flush();
+    const std::uint32_t room = kPendingCapacity - pending_count_;
+    if (max > room) max = room;
+  }
   const std::uint64_t now = monotonic_ns();
-  const shm::SlabClass& small = view_.header->small;
-  const shm::SlabClass& large = view_.header->large;
+  const std::uint32_t every = scheduling_.background_every;
+  const std::uint64_t expired_before = stats_.deadline_expired;
+  const std::uint64_t interactive_before = stats_.interactive;
+  const std::uint64_t background_before = stats_.background;
   std::uint32_t produced = 0;
-  (void)requests_.try_pop_burst(max, [&](const shm::Descriptor& d) noexcept {
-    // The data plane is trusted, but a bounds check is cheap insurance against a
-    // corrupted slot taking the worker down.
-    const shm::SlabClass& slab = (d.flags & shm::kFlagLargeBuffer) != 0 ? large : small;
-    if (d.buffer_offset < slab.offset || d.length > slab.buffer_size ||
-        std::uint64_t(d.buffer_offset) + slab.buffer_size >
-            slab.offset + std::uint64_t(slab.count) * slab.buffer_size) {
-      return;
+  std::uint32_t taken = 0;  // handed out or expired
+  while (taken < max) {
+    const bool background_waits = window_count_ > 0 || background_.available() > 0;
+    if (background_waits && every > 0 && streak_ >= every) {
+      // Starvation protection: this turn goes to background even if interactive waits.
+      streak_ = 0;
+      if (serve_background(now, out, produced, taken, max)) ++stats_.background_forced;
+      continue;
     }
-    Request& r = out[produced++];
-    r.meta = d;
-    r.meta.hop_ns[shm::kHopWorkerDequeue] = now;
-    r.data = view_.at(d.buffer_offset);
-    r.length = d.length;
-    r.capacity = slab.buffer_size;
-  });
+    std::uint32_t want = max - taken;
+    if (background_waits && every > 0 && every - streak_ < want) want = every - streak_;
+    const std::uint32_t got = requests_.try_pop_burst(want, [&](const shm::Descriptor& d) noexcept {
+      if (valid_buffer(d)) {
+        (void)admit(d, shm::PriorityClass::interactive, now, out, produced);
+        ++taken;
+      }
+    });
+    if (got == 0) {
+      // No interactive request: background gets the worker.
+      streak_ = 0;
+      const std::uint32_t before = taken;
+      if (background_waits) (void)serve_background(now, out, produced, taken, max);
+      if (taken == before) break;
+      continue;
+    }
+    streak_ = background_waits ? streak_ + got : 0;
+  }
   stats_.received += produced;
+  shm::SegmentHeader& h = *view_.header;
+  auto bump = [](std::atomic<std::uint64_t>& counter, std::uint64_t by) noexcept {
+    if (by != 0) counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+  };
+  bump(h.interactive_served, stats_.interactive - interactive_before);
+  bump(h.background_served, stats_.background - background_before);
+  if (stats_.deadline_expired != expired_before) {
+    bump(h.deadline_expired, stats_.deadline_expired - expired_before);
+    // Nobody else may flush soon (a caller that got 0 requests goes to sleep).
+    (void)try_flush();
+  }
   return produced;
 }
 
@@ -247,6 +375,8 @@ bool Worker::wait_for_requests(const std::atomic<bool>* stop) noexcept {
     cpu_relax();
   }
   spin_budget_ = spin_budget_ / 2 < policy_.spin_min ? policy_.spin_min : spin_budget_ / 2;
+  // Replies queued by receive_burst (expired requests) must not wait out a sleep.
+  if (pending_count_ > 0) (void)try_flush();
   if (stop != nullptr && stop->load(std::memory_order_relaxed)) return false;
   shm::EventCount& event = view_.header->request_event;
   std::uint32_t key = shm::eventcount_prepare_wait(event);

@@ -50,7 +50,10 @@ ShmResult<Ok> WorkerChannel::bind(std::uint64_t generation) {
   small_slab_ = view_.header->small;
   large_slab_ = view_.header->large;
   generation_ = generation;
-  requests_ = RingProducer<Descriptor>(view_.request_ring, view_.slots<Descriptor>(view_.request_ring));
+  for (PriorityClass cls : {PriorityClass::interactive, PriorityClass::background}) {
+    RingHeader* ring = view_.request_ring_of(cls);
+    requests_[std::size_t(cls)] = RingProducer<Descriptor>(ring, view_.slots<Descriptor>(ring));
+  }
   replies_ = RingConsumer<Descriptor>(view_.reply_ring, view_.slots<Descriptor>(view_.reply_ring));
   small_loans_ = RingProducer<LoanSlot>(view_.small_loan_ring, view_.slots<LoanSlot>(view_.small_loan_ring));
   large_loans_ = RingProducer<LoanSlot>(view_.large_loan_ring, view_.slots<LoanSlot>(view_.large_loan_ring));
@@ -127,13 +130,20 @@ void WorkerChannel::release(const BufferLease& lease) noexcept {
   if (lease.buffer_id < state_.size() && state_[lease.buffer_id] == BufferState::leased) free_buffer(lease.buffer_id);
 }
 
-std::uint32_t WorkerChannel::request_room() noexcept {
-  return requests_.free_slots(requests_.capacity());
+std::uint32_t WorkerChannel::request_room(PriorityClass cls) noexcept {
+  RingProducer<Descriptor>& ring = requests_[std::size_t(cls) & 1u];
+  return ring.free_slots(ring.capacity());
 }
 
-std::uint32_t WorkerChannel::try_submit_burst(OutgoingRequest* requests, std::uint32_t n) noexcept {
+void WorkerChannel::wake_worker() noexcept {
+  eventcount_notify(view_.header->request_event);
+}
+
+std::uint32_t WorkerChannel::try_submit_burst(OutgoingRequest* requests, std::uint32_t n, PriorityClass cls,
+                                              bool wake) noexcept {
+  const std::size_t c = std::size_t(cls) & 1u;
   const std::uint64_t now = monotonic_ns();
-  std::uint32_t accepted = requests_.try_push_burst(n, [&](std::uint32_t i, Descriptor& slot) noexcept {
+  std::uint32_t accepted = requests_[c].try_push_burst(n, [&](std::uint32_t i, Descriptor& slot) noexcept {
     OutgoingRequest& request = requests[i];
     const std::uint32_t id = request.lease.buffer_id;
     ring_detail::copy_body(slot, request.meta);  // all but `commit`: only the ring writes the stamp
@@ -146,11 +156,15 @@ std::uint32_t WorkerChannel::try_submit_burst(OutgoingRequest* requests, std::ui
     state_[id] = BufferState::inflight;
     inflight_[id] = InflightEntry{request.meta.user_cookie, now};
   });
-  if (accepted < n) ++stats_.request_ring_full;
+  if (accepted < n) {
+    ++stats_.request_ring_full;
+    ++stats_.class_ring_full[c];
+  }
   if (accepted > 0) {
     inflight_count_ += accepted;
     stats_.submitted += accepted;
-    eventcount_notify(view_.header->request_event);
+    stats_.class_submitted[c] += accepted;
+    if (wake) eventcount_notify(view_.header->request_event);
   }
   return accepted;
 }
@@ -226,7 +240,8 @@ void WorkerChannel::refill_loans() noexcept {
 }
 
 bool WorkerChannel::worker_misbehaved() const noexcept {
-  return replies_.corrupt() || requests_.corrupt() || small_loans_.corrupt() || large_loans_.corrupt();
+  return replies_.corrupt() || requests_[0].corrupt() || requests_[1].corrupt() || small_loans_.corrupt() ||
+         large_loans_.corrupt();
 }
 
 std::uint32_t WorkerChannel::reclaim(std::vector<LostRequest>& lost) {
@@ -239,8 +254,7 @@ std::uint32_t WorkerChannel::reclaim(std::vector<LostRequest>& lost) {
     }
   }
   // Fold the dead worker's counters into ours before the header is wiped.
-  stats_.torn_replies += view_.reply_ring->consumer.torn_slots.load(std::memory_order_relaxed);
-  stats_.wakes_issued += view_.header->request_event.wakes_issued.load(std::memory_order_relaxed);
+  add_segment_counters(stats_);
   stats_.lost_on_reclaim += reported;
   ++stats_.reclaims;
   // Reformatting rebuilds the free lists from scratch, so every buffer, whatever state
@@ -250,10 +264,18 @@ std::uint32_t WorkerChannel::reclaim(std::vector<LostRequest>& lost) {
   return reported;
 }
 
+void WorkerChannel::add_segment_counters(ChannelStats& s) const noexcept {
+  const SegmentHeader& h = *view_.header;
+  s.torn_replies += view_.reply_ring->consumer.torn_slots.load(std::memory_order_relaxed);
+  s.wakes_issued += h.request_event.wakes_issued.load(std::memory_order_relaxed);
+  s.worker_served[0] += h.interactive_served.load(std::memory_order_relaxed);
+  s.worker_served[1] += h.background_served.load(std::memory_order_relaxed);
+  s.worker_deadline_expired += h.deadline_expired.load(std::memory_order_relaxed);
+}
+
 ChannelStats WorkerChannel::stats() const noexcept {
   ChannelStats s = stats_;
-  s.torn_replies += view_.reply_ring->consumer.torn_slots.load(std::memory_order_relaxed);
-  s.wakes_issued += view_.header->request_event.wakes_issued.load(std::memory_order_relaxed);
+  add_segment_counters(s);
   return s;
 }
 

@@ -21,8 +21,8 @@ Error<ShmError> fail(ShmError code, std::string message) {
 }
 
 struct Plan {
-  std::size_t request_ring, reply_ring, small_loan_ring, large_loan_ring;
-  std::size_t request_slots, reply_slots, small_loan_slots, large_loan_slots;
+  std::size_t request_ring, reply_ring, small_loan_ring, large_loan_ring, background_ring;
+  std::size_t request_slots, reply_slots, small_loan_slots, large_loan_slots, background_slots;
   std::size_t small_slab, large_slab, total;
 };
 
@@ -38,10 +38,13 @@ Plan plan(const SegmentGeometry& g) {
   p.reply_ring = take(sizeof(RingHeader));
   p.small_loan_ring = take(sizeof(RingHeader));
   p.large_loan_ring = take(sizeof(RingHeader));
+  p.background_ring = take(sizeof(RingHeader));
   p.request_slots = take(std::size_t(g.request_capacity) * sizeof(Descriptor));
   p.reply_slots = take(std::size_t(g.reply_capacity) * sizeof(Descriptor));
   p.small_loan_slots = take(std::size_t(g.loan_capacity) * sizeof(LoanSlot));
   p.large_loan_slots = take(std::size_t(g.loan_capacity) * sizeof(LoanSlot));
+  // Both request rings have request_capacity slots: a class never borrows the other's room.
+  p.background_slots = take(std::size_t(g.request_capacity) * sizeof(Descriptor));
   p.small_slab = take(std::size_t(g.small_buffer_size) * g.small_buffer_count);
   p.large_slab = take(std::size_t(g.large_buffer_size) * g.large_buffer_count);
   p.total = cursor;
@@ -104,6 +107,7 @@ ShmResult<SegmentView> format_segment(std::byte* base, std::size_t size, const S
   init_ring(base, p.reply_ring, p.reply_slots, g.reply_capacity, sizeof(Descriptor));
   init_ring(base, p.small_loan_ring, p.small_loan_slots, g.loan_capacity, sizeof(LoanSlot));
   init_ring(base, p.large_loan_ring, p.large_loan_slots, g.loan_capacity, sizeof(LoanSlot));
+  init_ring(base, p.background_ring, p.background_slots, g.request_capacity, sizeof(Descriptor));
   header->layout_version = kLayoutVersion;
   header->header_size = sizeof(SegmentHeader);
   header->segment_size = size;
@@ -115,6 +119,7 @@ ShmResult<SegmentView> format_segment(std::byte* base, std::size_t size, const S
   header->reply_ring_offset = p.reply_ring;
   header->small_loan_ring_offset = p.small_loan_ring;
   header->large_loan_ring_offset = p.large_loan_ring;
+  header->background_ring_offset = p.background_ring;
   header->small = SlabClass{p.small_slab, g.small_buffer_size, g.small_buffer_count};
   header->large = SlabClass{p.large_slab, g.large_buffer_size, g.large_buffer_count};
   // The magic is written last: a half-formatted segment never looks valid.
@@ -155,7 +160,8 @@ ShmResult<SegmentView> validate_segment(std::byte* base, std::size_t size) {
     std::uint32_t slot_size;
     const char* name;
   } rings[] = {
-      {header->request_ring_offset, &view.request_ring, sizeof(Descriptor), "request"},
+      {header->request_ring_offset, &view.request_ring, sizeof(Descriptor), "interactive request"},
+      {header->background_ring_offset, &view.background_ring, sizeof(Descriptor), "background request"},
       {header->reply_ring_offset, &view.reply_ring, sizeof(Descriptor), "reply"},
       {header->small_loan_ring_offset, &view.small_loan_ring, sizeof(LoanSlot), "small loan"},
       {header->large_loan_ring_offset, &view.large_loan_ring, sizeof(LoanSlot), "large loan"},

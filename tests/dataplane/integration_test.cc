@@ -1490,6 +1490,7 @@ TEST_P(DataplaneIT, PassedDeadlineGetsDeadlineExceededAndNeverAResponse) {
   ASSERT_TRUE(client.ok());
   const auto exceeded_before = stats().errors_sent(ErrorCode::deadline_exceeded);
   const auto late_before = stats().lcores(&LcoreStats::late_replies);
+  const auto completed_before = stats().worker_counter(0, &WorkerStats::completed);
 
   Header h = request_header(1, 7);
   h.deadline_us = 5000;
@@ -1501,8 +1502,12 @@ TEST_P(DataplaneIT, PassedDeadlineGetsDeadlineExceededAndNeverAResponse) {
   // Informational: the sweep normally answers within a few ms of the 5 ms deadline, well before
   // the handler's 50 ms (DeadlineSweepStillCovers... proves the sweep without timing).
   RecordProperty("deadline_error_after_us", int(std::chrono::duration_cast<std::chrono::microseconds>(waited).count()));
-  // The worker's reply arrives later and is dropped as late.
-  ASSERT_TRUE(eventually([&] { return stats().lcores(&LcoreStats::late_replies) - late_before == 1; }));
+  // The worker's reply comes back too and is not a second answer: the handler's, after 50 ms,
+  // dropped as late; or, when the worker only got to the request after its deadline (a loaded
+  // host), the SDK's own deadline_exceeded (docs/scheduling.md), which the data plane answers
+  // as the one ERROR if its sweep had not yet, or drops as late if it had.
+  ASSERT_TRUE(eventually([&] { return stats().worker_counter(0, &WorkerStats::completed) - completed_before == 1; }));
+  EXPECT_LE(stats().lcores(&LcoreStats::late_replies) - late_before, 1u);
   // Barrier: a request without deadline is served; nothing else comes for the expired one.
   Header barrier = request_header(1, 7);
   ASSERT_TRUE(client.send(barrier));
@@ -1528,14 +1533,17 @@ TEST_P(DataplaneIT, DeadlineSweepStillCoversLiveRequestsAfterALateReply) {
   ASSERT_TRUE(client.ok());
   const auto late_before = stats().lcores(&LcoreStats::late_replies);
 
-  // A expires at 5 ms while the worker spins on it (until ~400 ms); the sweep answers it.
+  // A expires at 100 ms while the worker spins on it (until ~400 ms); the sweep answers it.
+  // (100 ms, not less: the worker must take A before its deadline, or the SDK answers A itself
+  // without running it (docs/scheduling.md) and there is no late reply; on a loaded host a
+  // sleeping worker can take a few ms to wake.)
   Header a = request_header(1, 7);
-  a.deadline_us = 5000;
+  a.deadline_us = 100'000;
   auto rx = roundtrip(client, a);
   ASSERT_TRUE(rx);
   expect_error(*rx, a, ErrorCode::deadline_exceeded);
   // B queues behind A: the worker takes it at ~400 ms and would finish it at ~800 ms. Its
-  // deadline (~506 ms) passes after A's late reply came back and before B is done.
+  // deadline (~600 ms) passes after A's late reply came back and before B is done.
   Header b = request_header(1, 7);
   b.deadline_us = 500'000;
   ASSERT_TRUE(client.send(b));

@@ -360,7 +360,9 @@ TEST_F(SchedulingIT, HighWaterAndQueueDelayAnswerBusyWithRetryAfter) {
     ASSERT_NO_FATAL_FAILURE(expect_busy_bytes(rx, h, sent[rx.header.request_id]));
   }
   EXPECT_EQ(busy(BusyReason::high_water), 8u);
-  EXPECT_EQ(stats().worker_counter(0, &WorkerStats::depth), 32u);
+  // The depth is sampled each housekeeping tick.
+  EXPECT_TRUE(eventually([&] { return stats().worker_counter(0, &WorkerStats::depth) == 32u; }))
+      << "depth " << stats().worker_counter(0, &WorkerStats::depth);
   ASSERT_TRUE(w0->process().signal(SIGCONT));
   EXPECT_EQ(client.receive_n(32, kPatience).size(), 32u);
 
@@ -407,7 +409,7 @@ TEST_F(SchedulingIT, UnmeetableDeadlineIsRefusedBeforeDispatch) {
       << "no queueing delay estimated";
   const std::uint64_t subs = submitted(0);
   Header h = request_header(1, 7);
-  h.deadline_us = 3000;
+  h.deadline_us = 10'000;  // 10 ms, well below the ~100 ms queued ahead of it
   ASSERT_TRUE(client.send(h));
   auto replies = client.receive_until(
       [&](const std::vector<Received>& got) {
@@ -424,7 +426,11 @@ TEST_F(SchedulingIT, UnmeetableDeadlineIsRefusedBeforeDispatch) {
               rx.header.error_code == ErrorCode::deadline_exceeded)
       << describe(rx);
   EXPECT_EQ(submitted(0), subs) << "the refused request reached the worker";
-  EXPECT_EQ(stats().totals().deadline_unmeetable, 1u);
+  // Unmeetable, normally; expired if the lcore lost its core for the whole 10 ms on a loaded
+  // host. Either way refused before dispatch, and counted once.
+  const LcoreTotals t = stats().totals();
+  EXPECT_EQ(t.deadline_unmeetable + t.deadline_expired, 1u)
+      << "unmeetable " << t.deadline_unmeetable << ", expired " << t.deadline_expired;
   EXPECT_EQ(stats().errors_sent(ErrorCode::deadline_exceeded), 1u);
 
   // Once the backlog is gone, a deadline that fits is served.

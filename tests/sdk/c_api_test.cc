@@ -11,7 +11,9 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "axon/common/clock.h"
 #include "axon/shm/channel.h"
 #include "axon/shm/handoff.h"
 
@@ -45,15 +47,20 @@ axon_worker* attach(WorkerChannel& channel) {
   return worker;
 }
 
-void submit(WorkerChannel& channel, std::uint64_t id, const std::string& payload) {
+void submit(WorkerChannel& channel, std::uint64_t id, const std::string& payload,
+            axon::shm::PriorityClass cls = axon::shm::PriorityClass::interactive, std::uint32_t deadline_us = 0,
+            std::uint64_t rx_ns = 0) {
   OutgoingRequest request;
+  request.meta.priority = std::uint8_t(cls);
+  request.meta.deadline_us = deadline_us;
+  request.meta.hop_ns[axon::shm::kHopRx] = rx_ns;
   ASSERT_TRUE(channel.try_alloc(std::uint32_t(payload.size()), request.lease));
   std::memcpy(request.lease.data, payload.data(), payload.size());
   request.length = std::uint32_t(payload.size());
   request.meta.request_id = id;
   request.meta.tenant_id = 3;
   request.meta.agent_id = 9;
-  ASSERT_EQ(channel.try_submit_burst(&request, 1), 1u);
+  ASSERT_EQ(channel.try_submit_burst(&request, 1, cls), 1u);
 }
 
 TEST(CApi, VersionAndSizesMatchTheHeader) {
@@ -107,6 +114,58 @@ TEST(CApi, EchoThroughLoanedAndInPlaceBuffers) {
   ASSERT_EQ(axon_worker_get_stats(worker, &stats), AXON_OK);
   EXPECT_EQ(stats.received, 2u);
   EXPECT_EQ(stats.completed, 2u);
+  axon_worker_close(worker);
+}
+
+// The C ABI hands requests out in class order (interactive first, one background after every
+// `background_every` interactive ones, background earliest deadline first), answers an expired
+// one itself, and reports all of it in axon_worker_stats.
+TEST(CApi, ReceiveIsInClassOrderWithTheConfiguredShare) {
+  using axon::shm::PriorityClass;
+  WorkerChannel channel = make_channel();
+  axon_worker* worker = attach(channel);
+  ASSERT_NE(worker, nullptr);
+  EXPECT_EQ(axon_worker_set_background_every(worker, (1u << 20) + 1), AXON_ERR_INVALID_ARGUMENT);
+  ASSERT_EQ(axon_worker_set_background_every(worker, 2), AXON_OK);
+  const std::uint64_t now = axon::monotonic_ns();
+  submit(channel, 100, "late", PriorityClass::background, 3'000'000, now);
+  submit(channel, 101, "soon", PriorityClass::background, 1'000'000, now);
+  submit(channel, 102, "expired", PriorityClass::background, 1000, now - 50'000'000);
+  for (std::uint64_t id = 1; id <= 5; ++id) submit(channel, id, "i", PriorityClass::interactive);
+
+  axon_request requests[AXON_WORKER_MAX_BURST];
+  const int n = axon_worker_receive_burst(worker, requests, AXON_WORKER_MAX_BURST);
+  ASSERT_EQ(n, 7) << axon_worker_last_error();
+  std::vector<std::uint64_t> order;
+  for (int i = 0; i < n; ++i) order.push_back(requests[i].request_id);
+  EXPECT_EQ(order, (std::vector<std::uint64_t>{1, 2, 101, 3, 4, 100, 5}));
+  EXPECT_EQ(requests[2].priority, 1u);
+  for (int i = 0; i < n; ++i) {
+    axon_buffer own{};
+    ASSERT_EQ(axon_worker_in_place(worker, &requests[i], &own), AXON_OK);
+    ASSERT_EQ(axon_worker_complete(worker, &requests[i], &own, 0, AXON_REPLY_OK), AXON_OK);
+  }
+  ASSERT_EQ(axon_worker_flush(worker, nullptr), AXON_OK);
+  Completion done[16];
+  const std::uint32_t replies = channel.poll_replies(done, 16);
+  ASSERT_EQ(replies, 8u);
+  std::uint32_t deadline_replies = 0;
+  for (std::uint32_t i = 0; i < replies; ++i) {
+    if (done[i].status == axon::shm::ReplyStatus::deadline_exceeded) {
+      ++deadline_replies;
+      EXPECT_EQ(done[i].reply.request_id, 102u);
+    }
+    channel.finish(done[i]);
+  }
+  EXPECT_EQ(deadline_replies, 1u);
+
+  axon_worker_stats stats{};
+  ASSERT_EQ(axon_worker_get_stats(worker, &stats), AXON_OK);
+  EXPECT_EQ(stats.interactive, 5u);
+  EXPECT_EQ(stats.background, 2u);
+  EXPECT_EQ(stats.deadline_expired, 1u);
+  EXPECT_EQ(stats.background_forced, 2u);
+  EXPECT_EQ(stats.background_every, 2u);
   axon_worker_close(worker);
 }
 

@@ -114,8 +114,11 @@ class Lcore {
   void publish_outstanding() noexcept;
   void answer_unsupported_version(std::span<const std::uint8_t> bytes, const protocol::ParsedFrame& parsed,
                                   std::uint64_t now) noexcept;
+  // Stages the request for one of its worker's two request rings: the ring of its AXP priority's
+  // class (shm::priority_class_of), or the interactive ring for every request when class_rings
+  // is false (the agent's class_scheduling off: one FIFO).
   void enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
-                     const protocol::Header& request, std::uint64_t now) noexcept;
+                     const protocol::Header& request, std::uint64_t now, bool class_rings = true) noexcept;
   void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
                const protocol::Header& request, std::uint64_t rx_ns, std::uint32_t slot) noexcept;
   void flush_staged() noexcept;

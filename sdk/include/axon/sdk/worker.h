@@ -48,10 +48,14 @@ struct ReplyBuffer {
 };
 
 struct WorkerStats {
-  std::uint64_t received = 0;
+  std::uint64_t received = 0;  // handed out by receive_burst (both classes)
   std::uint64_t completed = 0;
-  std::uint64_t loan_failures = 0;    // no loaned buffer of the needed size was available
-  std::uint64_t reply_ring_full = 0;  // flushes that had to wait for the data plane
+  std::uint64_t interactive = 0;        // of `received`: from the interactive ring
+  std::uint64_t background = 0;         // of `received`: from the background ring
+  std::uint64_t deadline_expired = 0;   // answered deadline_exceeded, never handed out
+  std::uint64_t background_forced = 0;  // background requests served by starvation protection
+  std::uint64_t loan_failures = 0;      // no loaned buffer of the needed size was available
+  std::uint64_t reply_ring_full = 0;    // flushes that had to wait for the data plane
   std::uint64_t sleeps = 0;
 };
 
@@ -61,11 +65,25 @@ struct WaitPolicy {
   std::uint64_t sleep_timeout_ns = 100'000'000;  // re-check stop flags at least this often
 };
 
+// How receive_burst orders the two request rings (docs/scheduling.md, "In the worker").
+struct SchedulingPolicy {
+  // Interactive requests are served first. After this many interactive requests in a row
+  // while background work waits, one background request is served anyway, so background
+  // gets at least 1/(background_every + 1) of the worker under interactive saturation.
+  // 0 = strict priority: background only when no interactive request waits.
+  // Default kDefaultBackgroundEvery, or AXON_BACKGROUND_EVERY when set at attach.
+  std::uint32_t background_every = 8;
+};
+inline constexpr std::uint32_t kDefaultBackgroundEvery = 8;
+inline constexpr std::uint32_t kMaxBackgroundEvery = 1u << 20;
+
 class ReplyWriter;
 
 class Worker {
  public:
   static constexpr std::uint32_t kMaxBurst = 32;
+  // Background requests taken off their ring and ordered earliest-deadline-first.
+  static constexpr std::uint32_t kEdfWindow = 32;
 
   // Maps the segment behind fd (takes ownership) and checks its header. With a
   // dataplane_pid, the worker watches that process and stops waiting once it exits.
@@ -87,7 +105,13 @@ class Worker {
   ~Worker();
 
   // --- hot path
-  // Takes up to max requests (at most kMaxBurst at a time are outstanding in a burst).
+  // Takes up to max requests (at most kMaxBurst at a time are outstanding in a burst), in
+  // the order they should be served: interactive first, one background request after every
+  // background_every interactive ones while background waits (SchedulingPolicy), background
+  // earliest deadline first among the up to kEdfWindow it has taken off its ring (no
+  // deadline last, arrival order among equals). A request whose deadline (rx stamp +
+  // deadline_us) has passed is not returned: it is answered ReplyStatus::deadline_exceeded
+  // here (queued and flushed like any reply) and counted in stats().deadline_expired.
   [[nodiscard]] std::uint32_t receive_burst(Request* out, std::uint32_t max) noexcept;
   // Spins adaptively, then sleeps on the segment's futex until requests arrive, timeout_ns
   // passes or stop becomes true. Returns true when requests are ready. After a sleep that
@@ -125,23 +149,52 @@ class Worker {
     policy_ = policy;
     spin_budget_ = policy.spin_min;
   }
+  // background_every above kMaxBackgroundEvery is clamped to it.
+  void set_scheduling_policy(const SchedulingPolicy& policy) noexcept;
+  [[nodiscard]] const SchedulingPolicy& scheduling_policy() const noexcept { return scheduling_; }
+  // Background requests taken off their ring, waiting in the EDF window.
+  [[nodiscard]] std::uint32_t background_window() const noexcept { return window_count_; }
 
  private:
+  // A background request in the EDF window: the earliest deadline, then the lowest seq, goes first.
+  struct WindowEntry {
+    std::uint64_t deadline_ns;  // absolute CLOCK_MONOTONIC; UINT64_MAX = none
+    std::uint64_t seq;          // arrival order
+    shm::Descriptor meta;
+  };
+  // Replies receive_burst may queue (for expired requests) besides the handler's.
+  static constexpr std::uint32_t kPendingCapacity = 2 * kMaxBurst;
+
   Worker() = default;
-  [[nodiscard]] bool requests_ready() noexcept { return !requests_.empty(); }
+  [[nodiscard]] bool requests_ready() noexcept {
+    return window_count_ > 0 || !requests_.empty() || !background_.empty();
+  }
   void check_dataplane() noexcept;
+  // receive_burst's steps: validate and hand out (or expire) one request; refill the EDF
+  // window and serve its earliest entry.
+  bool admit(const shm::Descriptor& d, shm::PriorityClass cls, std::uint64_t now, Request* out,
+             std::uint32_t& produced) noexcept;
+  [[nodiscard]] bool valid_buffer(const shm::Descriptor& d) const noexcept;
+  bool serve_background(std::uint64_t now, Request* out, std::uint32_t& produced, std::uint32_t& taken,
+                        std::uint32_t max) noexcept;
 
   shm::Region region_;
   shm::SegmentView view_{};
-  shm::RingConsumer<shm::Descriptor> requests_;
+  shm::RingConsumer<shm::Descriptor> requests_;    // interactive
+  shm::RingConsumer<shm::Descriptor> background_;  // background
   shm::RingProducer<shm::Descriptor> replies_;
   shm::RingConsumer<shm::LoanSlot> small_loans_;
   shm::RingConsumer<shm::LoanSlot> large_loans_;
   int dataplane_pidfd_ = -1;  // watched only after an idle sleep, never on the busy path
   bool dataplane_exited_ = false;
   // Replies waiting for flush; bounded so a burst never needs more.
-  shm::Descriptor pending_[2 * kMaxBurst];
+  shm::Descriptor pending_[kPendingCapacity];
   std::uint32_t pending_count_ = 0;
+  WindowEntry window_[kEdfWindow];
+  std::uint32_t window_count_ = 0;
+  std::uint64_t window_seq_ = 0;
+  std::uint32_t streak_ = 0;  // interactive served in a row while background waited
+  SchedulingPolicy scheduling_{};
   WaitPolicy policy_{};
   std::uint32_t spin_budget_ = 64;
   WorkerStats stats_{};

@@ -71,13 +71,22 @@ struct LostRequest {
 };
 
 struct ChannelStats {
-  std::uint64_t submitted = 0;
+  std::uint64_t submitted = 0;  // both classes
   std::uint64_t completed = 0;
-  std::uint64_t request_ring_full = 0;  // bursts cut short by a full request ring
-  std::uint64_t alloc_failed = 0;       // try_alloc found the pool empty
-  std::uint64_t invalid_replies = 0;    // replies naming a buffer the worker does not own
-  std::uint64_t torn_replies = 0;       // reply slots with a wrong commit stamp
-  std::uint64_t lost_on_reclaim = 0;    // requests reported lost when a worker died
+  std::uint64_t request_ring_full = 0;  // bursts cut short by a full request ring (either class)
+  // Per PriorityClass (index 0 interactive, 1 background): requests submitted, and bursts
+  // cut short because that class's ring was full.
+  std::uint64_t class_submitted[kPriorityClasses] = {};
+  std::uint64_t class_ring_full[kPriorityClasses] = {};
+  // Reported by the worker SDK through the segment header (advisory: the worker writes them):
+  // requests handed to its handler per class, and requests it answered deadline_exceeded
+  // without running them.
+  std::uint64_t worker_served[kPriorityClasses] = {};
+  std::uint64_t worker_deadline_expired = 0;
+  std::uint64_t alloc_failed = 0;     // try_alloc found the pool empty
+  std::uint64_t invalid_replies = 0;  // replies naming a buffer the worker does not own
+  std::uint64_t torn_replies = 0;     // reply slots with a wrong commit stamp
+  std::uint64_t lost_on_reclaim = 0;  // requests reported lost when a worker died
   std::uint64_t reclaims = 0;
   std::uint64_t wakes_issued = 0;  // futex wakes: the producer's only system call
 };
@@ -97,11 +106,18 @@ class WorkerChannel {
   [[nodiscard]] bool try_alloc(std::uint32_t bytes, BufferLease& out) noexcept;
   // Returns a leased buffer that will not be submitted (e.g. the request was refused).
   void release(const BufferLease& lease) noexcept;
-  // Free request slots; lets the caller answer BUSY before copying anything.
-  [[nodiscard]] std::uint32_t request_room() noexcept;
-  // Publishes up to n requests with one release store and at most one wake. Returns
-  // how many were taken; the caller still owns the leases of the rest.
-  [[nodiscard]] std::uint32_t try_submit_burst(OutgoingRequest* requests, std::uint32_t n) noexcept;
+  // Free slots in one class's request ring; lets the caller answer BUSY before copying anything.
+  [[nodiscard]] std::uint32_t request_room(PriorityClass cls = PriorityClass::interactive) noexcept;
+  // Publishes up to n requests into the ring of class `cls` with one release store and, when
+  // `wake`, at most one wake. Returns how many were taken; the caller still owns the leases
+  // of the rest. Both rings share the worker's one eventcount, so a caller submitting both
+  // classes back to back passes wake = false to the first and true to the last (or calls
+  // wake_worker()) and pays at most one futex wake.
+  [[nodiscard]] std::uint32_t try_submit_burst(OutgoingRequest* requests, std::uint32_t n,
+                                               PriorityClass cls = PriorityClass::interactive,
+                                               bool wake = true) noexcept;
+  // Wakes the worker if it sleeps (no system call when it does not).
+  void wake_worker() noexcept;
   // Validates and returns up to max replies.
   [[nodiscard]] std::uint32_t poll_replies(Completion* out, std::uint32_t max) noexcept;
   // Frees the buffers of a completion once its reply has been sent.
@@ -111,7 +127,8 @@ class WorkerChannel {
 
   // --- recovery and attach
   // The worker is gone: returns all its buffers to the pool, appends every request it
-  // held to `lost`, and reformats the segment (generation + 1) for a successor.
+  // held to `lost` (queued in either request ring, taken off a ring and being handled, or
+  // waiting in the worker's own reorder window), and reformats the segment (generation + 1) for a successor.
   // Call only from the owning thread with no Completion outstanding.
   std::uint32_t reclaim(std::vector<LostRequest>& lost);
   // True once the ring indices written by the worker were found impossible; the caller
@@ -129,7 +146,12 @@ class WorkerChannel {
     return std::uint32_t(free_small_.size() + free_large_.size());
   }
   [[nodiscard]] std::uint32_t inflight() const noexcept { return inflight_count_; }
-  [[nodiscard]] std::uint64_t request_depth() const noexcept { return requests_.depth(); }
+  // Requests queued in both rings, or in one class's ring (not counting what the worker has
+  // already taken off a ring but not yet answered: that is inflight() - request_depth()).
+  [[nodiscard]] std::uint64_t request_depth() const noexcept { return requests_[0].depth() + requests_[1].depth(); }
+  [[nodiscard]] std::uint64_t request_depth(PriorityClass cls) const noexcept {
+    return requests_[std::size_t(cls)].depth();
+  }
   [[nodiscard]] ChannelStats stats() const noexcept;
 
  private:
@@ -147,13 +169,14 @@ class WorkerChannel {
   [[nodiscard]] std::uint32_t capacity_of(std::uint32_t id) const noexcept;
   [[nodiscard]] std::uint64_t offset_of(std::uint32_t id) const noexcept;
   void free_buffer(std::uint32_t id) noexcept;
+  void add_segment_counters(ChannelStats& s) const noexcept;
   void stock(RingProducer<LoanSlot>& ring, std::vector<std::uint32_t>& pool, std::uint32_t& outstanding,
              std::uint32_t target) noexcept;
 
   ChannelOptions options_{};
   Region region_;
   SegmentView view_{};
-  RingProducer<Descriptor> requests_;
+  RingProducer<Descriptor> requests_[kPriorityClasses];  // indexed by PriorityClass
   RingConsumer<Descriptor> replies_;
   RingProducer<LoanSlot> small_loans_;
   RingProducer<LoanSlot> large_loans_;

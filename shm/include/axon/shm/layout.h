@@ -9,7 +9,8 @@
 // Segment map (offsets grow downwards, each block 128-byte aligned):
 //
 //   SegmentHeader          identity, geometry, worker state, request eventcount
-//   RingHeader x4          request, reply, small-loan and large-loan rings
+//   RingHeader x5          interactive request, reply, small-loan, large-loan and
+//                          background request rings
 //   slots of each ring     Descriptor (128 B) or LoanSlot (16 B)
 //   small buffer slab      count x small_size  (payloads <= 2 KiB by default)
 //   large buffer slab      count x large_size  (payloads <= 64 KiB)
@@ -22,7 +23,9 @@
 namespace axon::shm {
 
 inline constexpr std::uint64_t kSegmentMagic = 0x314745534e4f5841ull;  // "AXONSEG1" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 1;
+// 2: a second request ring for background requests (PriorityClass), the deadline_exceeded
+// reply status and the worker's per-class counters in the header.
+inline constexpr std::uint32_t kLayoutVersion = 2;
 
 // Two cache lines: the adjacent-line prefetcher pulls lines in pairs, so anything
 // written by different processes is kept 128 bytes apart (as LMAX Disruptor does).
@@ -41,9 +44,19 @@ enum DescriptorFlag : std::uint16_t {
 // Status carried by a reply descriptor; mirrors AXP's error table for worker errors.
 enum class ReplyStatus : std::uint16_t {
   ok = 0,
-  handler_error = 1,    // the agent's handler failed; the data plane answers ERROR
-  reply_too_large = 2,  // the handler needed more room than any loanable buffer
+  handler_error = 1,      // the agent's handler failed; the data plane answers ERROR
+  reply_too_large = 2,    // the handler needed more room than any loanable buffer
+  deadline_exceeded = 3,  // the deadline had passed before the handler would have run it
 };
+
+// Which request ring a request travels in. AXP priority 0 is interactive; every other
+// value is background (docs/protocol.md §5). The worker drains interactive first.
+enum class PriorityClass : std::uint8_t { interactive = 0, background = 1 };
+inline constexpr std::uint32_t kPriorityClasses = 2;
+
+[[nodiscard]] constexpr PriorityClass priority_class_of(std::uint8_t axp_priority) noexcept {
+  return axp_priority == 0 ? PriorityClass::interactive : PriorityClass::background;
+}
 
 // One request or reply. Exactly two cache lines; written by the producer, stamped last.
 struct alignas(64) Descriptor {
@@ -60,7 +73,7 @@ struct alignas(64) Descriptor {
   std::uint32_t tenant_id;
   std::uint32_t agent_id;
   std::uint64_t session_key;
-  std::uint32_t deadline_us;  // remaining budget when enqueued; 0 = none
+  std::uint32_t deadline_us;  // budget from the data plane's rx stamp (hop_ns[kHopRx]); 0 = none
   std::uint8_t priority;      // AXP priority class
   std::uint8_t trace_flags;   // W3C trace flags
   std::uint16_t reserved0;
@@ -171,19 +184,25 @@ struct alignas(kFalseSharingRange) SegmentHeader {
   std::uint32_t backing;   // SegmentBacking
   std::uint32_t reserved0;
   // --- geometry (offsets from the segment base)
-  std::uint64_t request_ring_offset;     // RingHeader, data plane -> worker (Descriptor)
+  std::uint64_t request_ring_offset;     // RingHeader, data plane -> worker (Descriptor), interactive
   std::uint64_t reply_ring_offset;       // RingHeader, worker -> data plane (Descriptor)
   std::uint64_t small_loan_ring_offset;  // RingHeader, data plane -> worker (LoanSlot)
   std::uint64_t large_loan_ring_offset;  // RingHeader, data plane -> worker (LoanSlot)
   SlabClass small;
   SlabClass large;
+  std::uint64_t background_ring_offset;  // RingHeader, data plane -> worker (Descriptor), background
   // --- worker liveness, written by the worker
   alignas(kFalseSharingRange) std::atomic<std::uint32_t> worker_state;  // WorkerState
   std::atomic<std::uint32_t> worker_pid;
   std::atomic<std::uint64_t> worker_generation;  // generation the worker attached to
   std::atomic<std::uint64_t> requests_handled;
   std::atomic<std::uint64_t> reply_ring_full;  // times the worker waited for reply room
-  // --- the worker sleeps here when its request ring is empty
+  // Per class, what the worker handed to its handler; and the requests it answered
+  // deadline_exceeded instead, because their deadline had passed before it got to them.
+  std::atomic<std::uint64_t> interactive_served;
+  std::atomic<std::uint64_t> background_served;
+  std::atomic<std::uint64_t> deadline_expired;
+  // --- the worker sleeps here when both request rings are empty (one eventcount for both)
   EventCount request_event;
 };
 static_assert(sizeof(SegmentHeader) == 3 * kFalseSharingRange);
@@ -194,7 +213,12 @@ static_assert(offsetof(SegmentHeader, generation) == 24);
 static_assert(offsetof(SegmentHeader, request_ring_offset) == 48);
 static_assert(offsetof(SegmentHeader, small) == 80);
 static_assert(offsetof(SegmentHeader, large) == 96);
+static_assert(offsetof(SegmentHeader, background_ring_offset) == 112);
 static_assert(offsetof(SegmentHeader, worker_state) == kFalseSharingRange);
+static_assert(offsetof(SegmentHeader, reply_ring_full) == kFalseSharingRange + 24);
+static_assert(offsetof(SegmentHeader, interactive_served) == kFalseSharingRange + 32);
+static_assert(offsetof(SegmentHeader, background_served) == kFalseSharingRange + 40);
+static_assert(offsetof(SegmentHeader, deadline_expired) == kFalseSharingRange + 48);
 static_assert(offsetof(SegmentHeader, request_event) == 2 * kFalseSharingRange);
 
 enum class SegmentBacking : std::uint32_t { hugetlb_2m = 1, shmem_4k = 2 };

@@ -12,7 +12,7 @@
 namespace axon::shm {
 
 struct SegmentGeometry {
-  std::uint32_t request_capacity = 1024;  // power of two
+  std::uint32_t request_capacity = 1024;  // per request ring (interactive, background); power of two
   std::uint32_t reply_capacity = 1024;    // power of two
   std::uint32_t loan_capacity = 64;       // per loan ring, power of two
   std::uint32_t small_buffer_size = 2048;
@@ -32,7 +32,8 @@ struct SegmentView {
   std::byte* base = nullptr;
   std::size_t size = 0;
   SegmentHeader* header = nullptr;
-  RingHeader* request_ring = nullptr;
+  RingHeader* request_ring = nullptr;  // interactive
+  RingHeader* background_ring = nullptr;
   RingHeader* reply_ring = nullptr;
   RingHeader* small_loan_ring = nullptr;
   RingHeader* large_loan_ring = nullptr;
@@ -40,6 +41,9 @@ struct SegmentView {
   template <typename Slot>
   [[nodiscard]] Slot* slots(const RingHeader* ring) const noexcept {
     return reinterpret_cast<Slot*>(base + ring->geometry.slots_offset);
+  }
+  [[nodiscard]] RingHeader* request_ring_of(PriorityClass cls) const noexcept {
+    return cls == PriorityClass::background ? background_ring : request_ring;
   }
   [[nodiscard]] std::byte* at(std::uint64_t offset) const noexcept { return base + offset; }
   [[nodiscard]] std::uint64_t offset_of(const void* p) const noexcept {
