@@ -215,9 +215,11 @@ class Daemon {
   DataplaneConfig config_;
   std::optional<InstanceLock> instance_lock_;  // held from before the first socket to exit
   std::optional<StatsFile> stats_file_;        // outlives shared_, which points into it
+  // Declared before shared_, so it outlives the route tables that point at its cells; after the
+  // stats file, whose worker counters it reads. Refreshed on the control thread.
+  std::unique_ptr<CreditRefresher> credits_;
   std::unique_ptr<EngineShared> shared_;
   std::optional<bpf::XdpProgram> program_;
-  std::unique_ptr<CreditRefresher> credits_;  // refreshed on the control thread; outlives the route tables
   std::vector<std::unique_ptr<Port>> ports_;
   std::vector<std::unique_ptr<Lcore>> lcores_;
   std::vector<std::thread> threads_;
