@@ -445,6 +445,9 @@ TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) 
       }
     }
     ASSERT_TRUE(eventually([&] {
+      // At most ~100 polls a second: eventually's 2 ms cadence would outrun the API's rate
+      // limit (200/s, burst 400) during a slow respawn and read only 429s from then on.
+      std::this_thread::sleep_for(8ms);
       auto now = warm_pids_via_unix_socket();
       return now && now->size() == 2 && std::find(now->begin(), now->end(), victim) == now->end();
     })) << workers().dump()

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -394,6 +395,51 @@ TEST_F(SchedulingIT, HighWaterAndQueueDelayAnswerBusyWithRetryAfter) {
   EXPECT_GT(rx.header.retry_after_us, 5000u) << describe(rx);
   EXPECT_EQ(busy(BusyReason::queue_delay), queue_delay_before + 1);
   EXPECT_EQ(submitted(1), subs) << "a refused request reached the worker";
+}
+
+// Regression (bench/mixed): admission charged an interactive request with the whole background
+// backlog, although under class scheduling it overtakes every background request still queued
+// in its ring. With a long background backlog on a slow worker, background is refused for
+// queue_delay while an interactive request is admitted and served (it was refused before).
+TEST_F(SchedulingIT, QueueDelayAdmissionLetsInteractiveOvertakeTheBackgroundBacklog) {
+  ASSERT_NO_FATAL_FAILURE(start(1, agent(7, "\"w0\"", "queue_delay_target_us = 300000")));
+  ASSERT_NE(start_worker(0, 4'000'000), nullptr);  // 4 ms per request
+  AxpClient client(*net_, AF_INET);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(client.widen_receive_buffer(1 << 20));
+  constexpr int kBacklog = 127;  // ~500 ms of work; the worker holds at most a batch and its EDF window
+  for (int i = 0; i < kBacklog; ++i) {
+    Header h = request_header(1, 7);
+    h.priority = protocol::Priority::background;
+    ASSERT_TRUE(client.send(h));
+  }
+  ASSERT_TRUE(eventually([&] {
+    return stats().worker_counter(0, &WorkerStats::drain_rate) > 0 &&
+           stats().worker_counter(0, &WorkerStats::queue_delay_ns) > 300'000'000u;
+  })) << "queue delay "
+      << stats().worker_counter(0, &WorkerStats::queue_delay_ns);
+  Header bg = request_header(1, 7);
+  bg.priority = protocol::Priority::background;
+  Header interactive = request_header(1, 7);
+  const std::uint64_t refused_before = busy(BusyReason::queue_delay);
+  ASSERT_TRUE(client.send(bg));
+  ASSERT_TRUE(client.send(interactive));
+  std::optional<Received> bg_reply, interactive_reply;
+  (void)client.receive_until(
+      [&](const std::vector<Received>& got) {
+        for (const auto& rx : got) {
+          if (rx.header.request_id == bg.request_id) bg_reply = rx;
+          if (rx.header.request_id == interactive.request_id) interactive_reply = rx;
+        }
+        return bg_reply && interactive_reply;
+      },
+      kPatience);
+  ASSERT_TRUE(bg_reply);
+  ASSERT_TRUE(interactive_reply);
+  EXPECT_TRUE(is_type(*bg_reply, MessageType::busy)) << describe(*bg_reply);
+  EXPECT_TRUE(is_type(*interactive_reply, MessageType::response)) << describe(*interactive_reply);
+  EXPECT_EQ(busy(BusyReason::queue_delay), refused_before + 1);
+  (void)client.receive_n(kBacklog, 2s);
 }
 
 // A deadline shorter than the worker's estimated queueing delay is answered ERROR
