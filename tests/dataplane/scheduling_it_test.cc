@@ -339,7 +339,8 @@ TEST_F(SchedulingIT, HighWaterAndQueueDelayAnswerBusyWithRetryAfter) {
       start(2, agent(7, "\"w0\"", "high_water = 0.25") + agent(8, "\"w1\"", "queue_delay_target_us = 5000")));
   Worker* w0 = start_worker(0);
   ASSERT_NE(w0, nullptr);
-  ASSERT_NE(start_worker(1, 2'000'000), nullptr);  // 2 ms per request: ~500/s
+  Worker* w1 = start_worker(1, 2'000'000);  // 2 ms per request: ~500/s
+  ASSERT_NE(w1, nullptr);
   AxpClient client(*net_, AF_INET);
   ASSERT_TRUE(client.ok());
   ASSERT_TRUE(client.widen_receive_buffer(1 << 20));
@@ -367,8 +368,16 @@ TEST_F(SchedulingIT, HighWaterAndQueueDelayAnswerBusyWithRetryAfter) {
   ASSERT_TRUE(w0->process().signal(SIGCONT));
   EXPECT_EQ(client.receive_n(32, kPatience).size(), 32u);
 
-  // A backlog of 50 requests (~100 ms) on the slow worker, then more.
+  // A backlog of 50 requests (~100 ms) on the slow worker, then more. The worker is stopped while
+  // the backlog is queued: were it serving, its first completion would give a rate, and the 5 ms
+  // target would refuse the rest of the backlog before it was queued (so the delay never got long).
+  ASSERT_TRUE(w1->process().signal(SIGSTOP));
+  ASSERT_TRUE(eventually([&] { return process_state(w1->pid()) == 'T'; }));
+  const std::uint64_t backlog_from = submitted(1);
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(client.send(request_header(1, 8)));
+  ASSERT_TRUE(eventually([&] { return submitted(1) == backlog_from + 50; }))
+      << "backlog queued: " << submitted(1) - backlog_from;
+  ASSERT_TRUE(w1->process().signal(SIGCONT));
   ASSERT_TRUE(eventually([&] {
     return stats().worker_counter(1, &WorkerStats::drain_rate) > 0 &&
            stats().worker_counter(1, &WorkerStats::queue_delay_ns) > 20'000'000u;
