@@ -333,14 +333,17 @@ AXON_INLINE __u64 axon_ntohll(__be64 v) {
 #define axon_htonll(v) axon_ntohll(v)
 
 /* Nonzero when the n bytes starting at p lie inside the buffer ending at end.
- * Contract: p itself is inside the buffer or at its end (callers only advance after a check). */
+ * p may lie past end: the IPv6 extension walk advances by lengths checked only against the
+ * declared payload length, so its next header can start beyond the frame. */
 AXON_INLINE int axon_fits(const void* p, __u32 n, const void* end) {
 #if defined(__bpf__)
   /* The verifier learns packet bounds only from a pointer comparison against data_end. */
   return (const __u8*)p + n <= (const __u8*)end;
 #else
-  /* Userspace compares sizes so that no pointer past the end of the buffer is ever formed. */
-  return (__u64)((const __u8*)end - (const __u8*)p) >= n;
+  /* Userspace compares sizes; a p past end must fail, not wrap to a huge unsigned size (the
+   * wrap let the parser read past the frame: axp_fuzz under ASan, packet case
+   * ipv6_extension_header_past_frame_end). */
+  return (const __u8*)p <= (const __u8*)end && (__u64)((const __u8*)end - (const __u8*)p) >= n;
 #endif
 }
 

@@ -93,34 +93,32 @@ std::uint32_t background_candidates(std::span<const Candidate> candidates, std::
 }
 
 bool DrainMeter::sample(std::uint64_t now_ns, std::uint64_t completed, std::uint64_t outstanding) noexcept {
-  if (window_start_ns == 0 || completed < window_completed) {
+  if (last_sample_ns == 0 || completed < last_completed || now_ns < last_sample_ns) {
     // First sample, or the counter went back (a reclaimed worker's successor): start over.
-    window_start_ns = now_ns;
-    window_completed = completed;
-    window_busy = outstanding > 0;
+    last_sample_ns = now_ns;
+    last_completed = completed;
+    last_outstanding = outstanding;
+    busy_ns = 0;
+    window_done = 0;
     return false;
   }
-  const std::uint64_t done = completed - window_completed;
-  if (done == 0 && outstanding == 0) {
-    // Idle: restart the window, so idle time never dilutes the next busy window's rate.
-    window_start_ns = now_ns;
-    window_busy = false;
-    return false;
-  }
-  window_busy = window_busy || outstanding > 0;
-  const std::uint64_t elapsed = now_ns - window_start_ns;
+  const std::uint64_t done = completed - last_completed;
+  if (last_outstanding > 0 || done > 0) busy_ns += now_ns - last_sample_ns;
+  window_done += done;
+  last_sample_ns = now_ns;
+  last_completed = completed;
+  last_outstanding = outstanding;
   // A busy window stays open until something completes: a worker slower than the window (one
   // request per 5 ms) is measured over as long as one request takes, not read as 0.
-  if (elapsed < kWindowNs || done == 0) return false;
-  const std::uint64_t sample_rate = done * 1'000'000'000ull / elapsed;
+  if (busy_ns < kWindowNs || window_done == 0) return false;
+  const std::uint64_t sample_rate = window_done * 1'000'000'000ull / busy_ns;
   rate_per_s =
       rate_per_s == 0
           ? sample_rate
           : std::uint64_t(std::int64_t(rate_per_s) + (std::int64_t(sample_rate) - std::int64_t(rate_per_s)) / 4);
   if (rate_per_s == 0) rate_per_s = 1;
-  window_start_ns = now_ns;
-  window_completed = completed;
-  window_busy = outstanding > 0;
+  busy_ns = 0;
+  window_done = 0;
   return true;
 }
 

@@ -53,16 +53,21 @@ struct State {
 // ---- drain rate, queueing delay, retry_after_us ---------------------------------------
 
 // The drain-rate estimate of one worker, updated by its owner lcore's housekeeping: an EWMA
-// (weight 1/4) of completions per second, sampled over windows of at least kWindowNs in which
-// the worker had work and completed something. Idle time restarts the window and leaves the
-// estimate alone: an idle worker has not become slower, and a decayed rate would make the next
-// request's delay look huge.
+// (weight 1/4) of completions per second of *busy* time, sampled once at least kWindowNs of
+// busy time holds a completion. An interval between two samples counts as busy when the worker
+// held work at its start or completed something in it; idle intervals count for nothing. So
+// at light load the estimate is the service rate, not the arrival rate: a worker that answers
+// one request per millisecond in 20 us is not read as draining 1000/s. (A request that arrives
+// and completes within one interval charges the whole interval, so the estimate is a lower
+// bound of the service rate, by at most one housekeeping period per request.)
 struct DrainMeter {
   static constexpr std::uint64_t kWindowNs = 1'000'000;
   std::uint64_t rate_per_s = 0;  // 0 = not measured yet
-  std::uint64_t window_start_ns = 0;
-  std::uint64_t window_completed = 0;  // the worker's completion count at window start
-  bool window_busy = false;            // the worker had work at some sample of this window
+  std::uint64_t last_sample_ns = 0;
+  std::uint64_t last_completed = 0;    // the worker's completion count at the last sample
+  std::uint64_t last_outstanding = 0;  // what it held at the last sample
+  std::uint64_t busy_ns = 0;           // busy time accumulated in this window
+  std::uint64_t window_done = 0;       // completions in this window
 
   // `completed`: the worker's completions so far (monotonic); `outstanding`: queued or in
   // flight now. Returns true when the estimate changed.

@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstring>
@@ -325,7 +326,18 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
   const std::uint32_t local = slot.local_index;
   const std::uint64_t rate = sched_->drain[local].rate_per_s;
   std::uint32_t& admitted = sched_->admitted[local];
-  const std::uint64_t outstanding = std::uint64_t(slot.channel->inflight()) + admitted;
+  const model::Scheduling& s = route.scheduling;
+  const shm::PriorityClass cls =
+      s.class_scheduling ? shm::priority_class_of(std::uint8_t(p.request.priority)) : shm::PriorityClass::interactive;
+  // What the request would wait behind: everything the worker holds, except that an interactive
+  // request in its own ring overtakes the background requests still queued in theirs. (What the
+  // worker has already taken, a batch or its background EDF window, still counts: it may serve
+  // those first.)
+  std::uint64_t outstanding = std::uint64_t(slot.channel->inflight()) + admitted;
+  if (s.class_scheduling && cls == shm::PriorityClass::interactive) {
+    outstanding -=
+        std::min<std::uint64_t>(slot.channel->request_depth(shm::PriorityClass::background), slot.channel->inflight());
+  }
   const std::uint64_t delay = dispatch::queue_delay_ns(outstanding, rate);
   if (p.request.deadline_us != 0) {
     const std::uint64_t deadline = rx_ns + std::uint64_t(p.request.deadline_us) * 1000u;
@@ -336,11 +348,8 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
       return false;
     }
   }
-  const model::Scheduling& s = route.scheduling;
   if (s.high_water < 1.0) {
     // The ring this request would join (each class has request_capacity slots).
-    const shm::PriorityClass cls =
-        s.class_scheduling ? shm::priority_class_of(std::uint8_t(p.request.priority)) : shm::PriorityClass::interactive;
     const std::uint64_t depth = slot.channel->request_depth(cls) + admitted;
     if (depth >= dispatch::high_water_depth(s.high_water, shared_.config.geometry.request_capacity)) {
       refuse_busy(p, rx_ns, BusyReason::high_water,

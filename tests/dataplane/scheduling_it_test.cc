@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -338,7 +339,8 @@ TEST_F(SchedulingIT, HighWaterAndQueueDelayAnswerBusyWithRetryAfter) {
       start(2, agent(7, "\"w0\"", "high_water = 0.25") + agent(8, "\"w1\"", "queue_delay_target_us = 5000")));
   Worker* w0 = start_worker(0);
   ASSERT_NE(w0, nullptr);
-  ASSERT_NE(start_worker(1, 2'000'000), nullptr);  // 2 ms per request: ~500/s
+  Worker* w1 = start_worker(1, 2'000'000);  // 2 ms per request: ~500/s
+  ASSERT_NE(w1, nullptr);
   AxpClient client(*net_, AF_INET);
   ASSERT_TRUE(client.ok());
   ASSERT_TRUE(client.widen_receive_buffer(1 << 20));
@@ -366,8 +368,16 @@ TEST_F(SchedulingIT, HighWaterAndQueueDelayAnswerBusyWithRetryAfter) {
   ASSERT_TRUE(w0->process().signal(SIGCONT));
   EXPECT_EQ(client.receive_n(32, kPatience).size(), 32u);
 
-  // A backlog of 50 requests (~100 ms) on the slow worker, then more.
+  // A backlog of 50 requests (~100 ms) on the slow worker, then more. The worker is stopped while
+  // the backlog is queued: were it serving, its first completion would give a rate, and the 5 ms
+  // target would refuse the rest of the backlog before it was queued (so the delay never got long).
+  ASSERT_TRUE(w1->process().signal(SIGSTOP));
+  ASSERT_TRUE(eventually([&] { return process_state(w1->pid()) == 'T'; }));
+  const std::uint64_t backlog_from = submitted(1);
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(client.send(request_header(1, 8)));
+  ASSERT_TRUE(eventually([&] { return submitted(1) == backlog_from + 50; }))
+      << "backlog queued: " << submitted(1) - backlog_from;
+  ASSERT_TRUE(w1->process().signal(SIGCONT));
   ASSERT_TRUE(eventually([&] {
     return stats().worker_counter(1, &WorkerStats::drain_rate) > 0 &&
            stats().worker_counter(1, &WorkerStats::queue_delay_ns) > 20'000'000u;
@@ -394,6 +404,51 @@ TEST_F(SchedulingIT, HighWaterAndQueueDelayAnswerBusyWithRetryAfter) {
   EXPECT_GT(rx.header.retry_after_us, 5000u) << describe(rx);
   EXPECT_EQ(busy(BusyReason::queue_delay), queue_delay_before + 1);
   EXPECT_EQ(submitted(1), subs) << "a refused request reached the worker";
+}
+
+// Regression (bench/mixed): admission charged an interactive request with the whole background
+// backlog, although under class scheduling it overtakes every background request still queued
+// in its ring. With a long background backlog on a slow worker, background is refused for
+// queue_delay while an interactive request is admitted and served (it was refused before).
+TEST_F(SchedulingIT, QueueDelayAdmissionLetsInteractiveOvertakeTheBackgroundBacklog) {
+  ASSERT_NO_FATAL_FAILURE(start(1, agent(7, "\"w0\"", "queue_delay_target_us = 300000")));
+  ASSERT_NE(start_worker(0, 4'000'000), nullptr);  // 4 ms per request
+  AxpClient client(*net_, AF_INET);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(client.widen_receive_buffer(1 << 20));
+  constexpr int kBacklog = 127;  // ~500 ms of work; the worker holds at most a batch and its EDF window
+  for (int i = 0; i < kBacklog; ++i) {
+    Header h = request_header(1, 7);
+    h.priority = protocol::Priority::background;
+    ASSERT_TRUE(client.send(h));
+  }
+  ASSERT_TRUE(eventually([&] {
+    return stats().worker_counter(0, &WorkerStats::drain_rate) > 0 &&
+           stats().worker_counter(0, &WorkerStats::queue_delay_ns) > 300'000'000u;
+  })) << "queue delay "
+      << stats().worker_counter(0, &WorkerStats::queue_delay_ns);
+  Header bg = request_header(1, 7);
+  bg.priority = protocol::Priority::background;
+  Header interactive = request_header(1, 7);
+  const std::uint64_t refused_before = busy(BusyReason::queue_delay);
+  ASSERT_TRUE(client.send(bg));
+  ASSERT_TRUE(client.send(interactive));
+  std::optional<Received> bg_reply, interactive_reply;
+  (void)client.receive_until(
+      [&](const std::vector<Received>& got) {
+        for (const auto& rx : got) {
+          if (rx.header.request_id == bg.request_id) bg_reply = rx;
+          if (rx.header.request_id == interactive.request_id) interactive_reply = rx;
+        }
+        return bg_reply && interactive_reply;
+      },
+      kPatience);
+  ASSERT_TRUE(bg_reply);
+  ASSERT_TRUE(interactive_reply);
+  EXPECT_TRUE(is_type(*bg_reply, MessageType::busy)) << describe(*bg_reply);
+  EXPECT_TRUE(is_type(*interactive_reply, MessageType::response)) << describe(*interactive_reply);
+  EXPECT_EQ(busy(BusyReason::queue_delay), refused_before + 1);
+  (void)client.receive_n(kBacklog, 2s);
 }
 
 // A deadline shorter than the worker's estimated queueing delay is answered ERROR

@@ -306,6 +306,20 @@ const std::vector<PacketCase>& packet_cases() {
       rejected("ipv4_datagram_longer_than_frame", s, Reason::ip_truncated);
     }
     {
+      // Regression (found by axp_fuzz under ASan): an IPv6 extension header whose length fits the
+      // declared payload length but not the frame. The walk stepped past the end of the buffer and
+      // read the next header there. Next header 0 (hop-by-hop) makes the UDP header's first 8 bytes
+      // the extension: source port 64 gives next header 0 again and a length of (0x40 + 1) * 8.
+      FrameSpec s;
+      s.ip_version = 6;
+      s.src = "2001:db8::10";
+      s.dst = "2001:db8::1";
+      s.ip_protocol = 0;
+      s.src_port = 64;
+      s.ip_length = 4000;
+      rejected("ipv6_extension_header_past_frame_end", s, Reason::ip_truncated);
+    }
+    {
       FrameSpec s;
       s.cut_frame_to = 14 + 20 + 4;
       rejected("truncated_udp_header", s, Reason::udp_truncated);
