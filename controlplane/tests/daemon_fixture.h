@@ -17,12 +17,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "axon/controlplane/api_server.h"
 #include "axon/testing/it_support.h"
@@ -57,7 +60,10 @@ inline std::uint16_t free_tcp_port() {
   return ntohs(a.sin_port);
 }
 
-// A NOTIFY_SOCKET of the test's own: collects what the daemon tells "systemd".
+// A NOTIFY_SOCKET of the test's own: collects what the daemon tells "systemd". It drains the
+// socket continuously, as systemd does: the kernel queues only net.unix.max_dgram_qlen (10 by
+// default) datagrams, and a daemon whose watchdog pings found the queue full blocked in
+// sd_notify, which stopped its supervision loop (killed workers were never respawned).
 class NotifyListener {
  public:
   explicit NotifyListener(std::string path) : path_(std::move(path)) {
@@ -67,20 +73,19 @@ class NotifyListener {
     std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
     unlink(path_.c_str());
     bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    reader_ = std::thread([this] { read_until_stopped(); });
   }
   ~NotifyListener() {
+    stop_ = true;
+    reader_.join();
     close(fd_);
     unlink(path_.c_str());
   }
   const std::string& path() const { return path_; }
   // Everything received so far, one datagram per entry.
-  const std::vector<std::string>& messages() {
-    char buffer[4096];
-    for (;;) {
-      ssize_t n = recv(fd_, buffer, sizeof buffer, 0);
-      if (n <= 0) break;
-      messages_.emplace_back(buffer, std::size_t(n));
-    }
+  std::vector<std::string> messages() {
+    std::lock_guard lock(mutex_);
+    drain_locked();
     return messages_;
   }
   bool saw(const std::string& needle) {
@@ -91,9 +96,26 @@ class NotifyListener {
   }
 
  private:
+  void drain_locked() {
+    char buffer[4096];
+    for (ssize_t n; (n = recv(fd_, buffer, sizeof buffer, 0)) > 0;) messages_.emplace_back(buffer, std::size_t(n));
+  }
+  void read_until_stopped() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) > 0) {
+        std::lock_guard lock(mutex_);
+        drain_locked();
+      }
+    }
+  }
+
   std::string path_;
   int fd_ = -1;
+  std::mutex mutex_;
   std::vector<std::string> messages_;
+  std::atomic<bool> stop_{false};
+  std::thread reader_;
 };
 
 struct Http {
@@ -310,6 +332,18 @@ class ControlplaneDaemon : public ::testing::Test {
     const std::uint8_t payload[] = {'p', 'i', 'n', 'g'};
     if (!client.send(h, payload)) return std::nullopt;
     return client.receive(timeout);
+  }
+
+  // Each pid with its state and command line, for failure messages.
+  static std::string describe_pids(const std::vector<pid_t>& pids) {
+    std::string out;
+    for (pid_t pid : pids) {
+      std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      out += "[" + line + "] ";
+    }
+    return out;
   }
 
   std::vector<pid_t> cgroup_pids() const {

@@ -117,8 +117,10 @@ TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) 
       std::this_thread::sleep_for(8ms);
       auto now = warm_pids_via_unix_socket();
       return now && now->size() == 2 && std::find(now->begin(), now->end(), victim) == now->end();
-    })) << workers().dump()
-        << "\nlast answer on the unix socket: " << unix_api_status_ << "\n"
+    })) << "round "
+        << round << ", victim " << victim << " " << describe_pids({victim}) << "\n"
+        << workers().dump() << "\nlast answer on the unix socket: " << unix_api_status_ << "\n"
+        << controlplane_->log() << "\n"
         << read_file(tmp_.path() + "/log/workers/echo-0.log") << read_file(tmp_.path() + "/log/workers/echo-1.log");
     if (round >= 3) {
       respawn_ms.push_back(
@@ -273,7 +275,10 @@ TEST_F(ControlplaneDaemon, DrainScaleAndDelete) {
 
   EXPECT_EQ(call("POST", "/v1/workers/nope-1/drain").status, 404);
   ASSERT_EQ(call("DELETE", "/v1/agents/echo").status, 204);
-  ASSERT_TRUE(eventually([&] { return cgroup_pids().empty(); }));
+  ASSERT_TRUE(eventually([&] { return cgroup_pids().empty(); }))
+      << "still in the deleted agent's cgroup: " << describe_pids(cgroup_pids()) << "\n"
+      << workers().dump() << "\n"
+      << controlplane_->log();
   ASSERT_TRUE(eventually([&] {
     return !std::filesystem::exists("/sys/fs/cgroup/pids/" + cgroup_name_ + "/standard/t1/echo");
   })) << "a deleted agent's cgroup was left behind";
