@@ -233,6 +233,7 @@ void ControlPlane::tick() {
   std::lock_guard lock(mutex_);
   supervisor_->process();
   refresh_slots();
+  grant_reclaimed_slots();
   replace_stalled();
   scale_pools();
   reconcile_pools();

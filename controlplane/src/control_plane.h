@@ -104,7 +104,8 @@ class ControlPlane final : public ControlApi {
     bool draining = false;
     Clock::time_point drain_started{};
     bool stop_requested = false;
-    pid_t replaced_pid = 0;  // the process replace_stalled() killed (killed once, not per tick)
+    pid_t replaced_pid = 0;   // the process replace_stalled() killed (killed once, not per tick)
+    pid_t grant_pending = 0;  // respawned while the data plane still held its predecessor's slot
   };
 
   struct Pool {
@@ -140,7 +141,8 @@ class ControlPlane final : public ControlApi {
   std::uint64_t queue_delay_target_us(const AgentSpec& agent) const;
   void reconcile_pools();
   void progress_drains();
-  void replace_stalled();  // kills workers the data plane reports stalled; the pool respawns them
+  void replace_stalled();        // kills workers the data plane reports stalled; the pool respawns them
+  void grant_reclaimed_slots();  // grants a respawn its slot once the data plane reclaimed it
   void push_tables(bool force);
   dataplane::control::Tables build_tables() const;
 

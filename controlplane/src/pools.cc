@@ -311,9 +311,20 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
   }
   switch (event.kind) {
     case MemberEvent::Kind::spawned: {
-      // A respawn: only this process may claim the slot.
+      // A respawn: only this process may claim the slot. A first crash is respawned in the
+      // same iteration that saw the death, usually before the data plane has reclaimed the
+      // dead worker's slot; the grant then waits for that (grant_reclaimed_slots), so the
+      // new worker never attaches while its predecessor's death is still being processed.
       auto it = workers_.find(event.id);
-      if (it != workers_.end()) send_grant(it->second.slot, event.pid);
+      if (it != workers_.end()) {
+        const auto* slot = link_.slot(it->second.slot);
+        if (slot != nullptr && slot->state != "vacant" && slot->pid != event.pid) {
+          it->second.grant_pending = event.pid;
+        } else {
+          it->second.grant_pending = 0;
+          send_grant(it->second.slot, event.pid);
+        }
+      }
       runtime_dirty_ = true;
       break;
     }
@@ -399,6 +410,21 @@ void ControlPlane::replace_stalled() {
       AXON_LOG_WARN(kLog, "worker %s (pid %d) stalled with requests queued; killed, the pool replaces it", id.c_str(),
                     member->pid);
     }
+  }
+}
+
+void ControlPlane::grant_reclaimed_slots() {
+  for (auto& [id, w] : workers_) {
+    if (w.grant_pending == 0) continue;
+    const auto member = supervisor_->member(id);
+    if (!member || member->pid != w.grant_pending) {
+      w.grant_pending = 0;  // that process is gone already; its successor has its own grant
+      continue;
+    }
+    const auto* slot = link_.slot(w.slot);
+    if (slot != nullptr && slot->state != "vacant") continue;
+    send_grant(w.slot, w.grant_pending);
+    w.grant_pending = 0;
   }
 }
 

@@ -210,7 +210,14 @@ void Supervisor::count_crash(Member& m, SteadyTime when) {
   Group& g = group_of(m.group);
   if (g.breaker.record_crash(when)) open_breaker(m.group);
   if (g.breaker.state() == BreakerState::closed) {
-    schedule_respawn(m, delay);
+    if (delay.count() == 0) {
+      // A first crash: respawned now, not on the next timer tick. A failed spawn comes back
+      // here with a streak of 2, so this cannot recurse more than once.
+      emit(MemberEvent::Kind::respawn_scheduled, m.id, m.group, 0, "at once (first crash)");
+      respawn(m);
+    } else {
+      schedule_respawn(m, delay);
+    }
   } else {
     m.phase = MemberPhase::blocked;
     m.due.reset();

@@ -18,10 +18,10 @@ milliseconds Backoff::next_delay(SteadyTime started, SteadyTime crashed) {
   // stable_after = 0, so a spawn that keeps failing cannot respawn at once forever.
   if (crashed > started && crashed - started >= policy_.stable_after) streak_ = 0;
   if (streak_ < std::numeric_limits<std::uint32_t>::max()) ++streak_;
-  // Every crash waits, the first one backoff_initial: respawning a first crash at once let
-  // the successor attach while the data plane still processed its predecessor's death, and
-  // the data plane then reclaimed the live successor's slot (issue 13, not solved yet).
-  double delay = static_cast<double>(policy_.initial.count()) * std::pow(policy_.multiplier, streak_ - 1);
+  // A first crash is not a loop: waiting would only keep the pool short of a worker. Backoff
+  // starts at the second crash in a row (crash_loop in docs/scheduling.md).
+  if (streak_ == 1) return milliseconds(0);
+  double delay = static_cast<double>(policy_.initial.count()) * std::pow(policy_.multiplier, streak_ - 2);
   double cap = static_cast<double>(policy_.max.count());
   if (delay >= cap || !std::isfinite(delay)) delay = cap;
   return milliseconds(static_cast<std::int64_t>(delay));

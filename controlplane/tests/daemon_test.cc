@@ -92,8 +92,11 @@ TEST_F(ControlplaneDaemon, AStalledWorkerIsKilledAndReplaced) {
 }
 
 TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) {
-  // Every kill -9 counts as a crash: keep the breaker out of this test's way.
-  start_controlplane(config_text("", 100));
+  // Every kill -9 counts as a crash: keep the breaker out of this test's way. Each kill
+  // comes after its victim ran stable_after (300 ms), so each is a first crash.
+  std::string config = config_text("", 100);
+  config.replace(config.find("stable_after_ms = 2000"), 22, "stable_after_ms = 300");
+  start_controlplane(config);
   ASSERT_TRUE(wait_warm(2)) << workers().dump();
   std::vector<double> respawn_ms;
   for (int round = 0; round < 10; ++round) {
@@ -127,14 +130,24 @@ TEST_F(ControlplaneDaemon, KilledWorkerIsRespawnedAndRequestsNeverGoUnanswered) 
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed_at).count());
     }
     bool other_kept = false;
-    for (const auto& w : warm_workers()) other_kept |= pid_of(w) == other;
+    bool at_once = false;
+    for (const auto& w : warm_workers()) {
+      other_kept |= pid_of(w) == other;
+      // The replacement's record: a first crash, respawned with no backoff.
+      if (pid_of(w) != other) {
+        at_once = w.value("last_respawn_delay_ms", -1) == 0 && w.value("crash_streak", 0) == 1 &&
+                  w.value("last_exit", "") == "killed by signal 9 (SIGKILL)";
+      }
+    }
     EXPECT_TRUE(other_kept) << "the surviving worker was replaced too";
+    EXPECT_TRUE(at_once) << "a first crash waited for a backoff: " << workers().dump();
     EXPECT_EQ(cgroup_pids().size(), 2u) << "duplicate or missing workers in the cgroup";
+    std::this_thread::sleep_for(350ms);  // the next kill is a first crash again
   }
   std::sort(respawn_ms.begin(), respawn_ms.end());
   // The figure for the notes (kill -9 -> pool back to min warm, seen through the API on its unix socket).
   std::printf(
-      "[ figure ] kill -9 -> pool back to 2 warm (backoff 20 ms doubling to 200 ms): median %.1f ms, max %.1f ms over "
+      "[ figure ] kill -9 -> pool back to 2 warm (first crashes, no backoff): median %.1f ms, max %.1f ms over "
       "%zu kills\n",
       respawn_ms[respawn_ms.size() / 2], respawn_ms.back(), respawn_ms.size());
   Http agent = call("GET", "/v1/agents/echo");
@@ -602,19 +615,28 @@ int claim_slot_as(uid_t uid, const std::string& socket, int for_ms) {
 TEST_F(ControlplaneDaemon, ADeadWorkersSlotIsClaimedOnlyByItsRespawn) {
   controlplane_extra_ = "worker_uids = \"61000-61099\"\n";
   std::string config = config_text("", 100);
-  // The respawn comes 1.5 s after the crash: time for the impostor to try.
+  // A first crash is respawned at once; the second quick crash of the same worker waits
+  // 1.5 s (crash-loop backoff): time for the impostor to try.
   config.replace(config.find("backoff_initial_ms = 20"), 23, "backoff_initial_ms = 1500");
   config.replace(config.find("backoff_max_ms = 200"), 20, "backoff_max_ms = 3000");
   start_controlplane(config);
   ASSERT_TRUE(wait_warm(2)) << workers().dump() << "\n" << controlplane_->log();
   json victim = warm_workers()[0];
-  const pid_t victim_pid = pid_of(victim);
   const std::string slot = victim.value("slot", "");
   const std::string socket = run_dir_ + "/workers/" + slot + ".sock";
   struct stat st {};
   ASSERT_EQ(::stat(socket.c_str(), &st), 0);
   const uid_t uid = st.st_uid;
   ASSERT_NE(uid, 0u);
+  const pid_t first_pid = pid_of(victim);
+  ASSERT_EQ(::kill(first_pid, SIGKILL), 0);
+  pid_t victim_pid = 0;
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& w : warm_workers()) {
+      if (w.value("slot", "") == slot && pid_of(w) != first_pid) victim_pid = pid_of(w);
+    }
+    return victim_pid != 0;
+  })) << workers().dump();
   ASSERT_EQ(::kill(victim_pid, SIGKILL), 0);
   EXPECT_EQ(claim_slot_as(uid, socket, 1300), 0)
       << "a process of uid " << uid << " took slot " << slot << " before the respawn\n"
