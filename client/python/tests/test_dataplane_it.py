@@ -227,8 +227,8 @@ class DataplaneIT(unittest.TestCase):
         try:
             with cls.client(retry=ax.RetryPolicy(attempt_timeout=0.2, max_attempts=1)) as c:
                 return c.request(agent, b"ready?") == b"ready?"
-        except (ax.AxonTimeout, ax.WorkerFailed):
-            return False
+        except (ax.AxonTimeout, ax.AxonBusy, ax.WorkerFailed):
+            return False  # not attached yet, or not draining yet on a loaded host
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -324,7 +324,7 @@ class DataplaneIT(unittest.TestCase):
 
     def test_timeout_retry_reuses_the_request_id(self) -> None:
         events: List[ax.Event] = []
-        policy = ax.RetryPolicy(attempt_timeout=0.15, backoff_initial=0.05, max_attempts=6)
+        policy = ax.RetryPolicy(attempt_timeout=0.15, backoff_initial=0.05, backoff_max=0.5, max_attempts=20)
         with self.client(retry=policy, on_event=events.append) as c:
             reply = c.call(7, b"sleep:700;retry me")
         self.assertEqual(reply.payload, b"sleep:700;retry me")
@@ -350,19 +350,23 @@ class DataplaneIT(unittest.TestCase):
                 filler.send(hdr.encode() + b"fill")
             self._wait_for(lambda: self._busy_replies(filler) > 0)
             # With no retry budget, the BUSY surfaces as AxonBusy with its retry_after_us.
-            with self.client(retry=ax.RetryPolicy(max_attempts=1)) as c:
+            with self.client(retry=ax.RetryPolicy(attempt_timeout=5.0, max_attempts=1)) as c:
                 with self.assertRaises(ax.AxonBusy) as caught:
                     c.request(8, b"no budget")
             self.assertEqual(caught.exception.retry_after_us, BUSY_RETRY_AFTER_US)
-            # With a budget, the client waits retry_after_us and retries; the worker resumes
-            # meanwhile, so a retry is accepted.
+            # With a budget, the client waits retry_after_us and retries; the worker resumes at
+            # the first BUSY, so a retry is accepted once it has drained its ring.
             events: List[ax.Event] = []
-            timer = threading.Timer(0.1, lambda: os.kill(w1.pid, signal.SIGCONT))
-            with self.client(retry=ax.RetryPolicy(attempt_timeout=2.0, max_attempts=10), on_event=events.append) as c:
-                timer.start()
+
+            def on_event(e: ax.Event) -> None:
+                nonlocal resumed
+                events.append(e)
+                if e.kind == "busy" and not resumed:
+                    os.kill(w1.pid, signal.SIGCONT)
+                    resumed = True
+
+            with self.client(retry=ax.RetryPolicy(attempt_timeout=5.0, max_attempts=20), on_event=on_event) as c:
                 reply = c.call(8, b"after busy")
-                resumed = True
-            timer.join()
         finally:
             if not resumed:
                 os.kill(w1.pid, signal.SIGCONT)
