@@ -169,6 +169,8 @@ class Exchange:
         if len(self._payload) > 65536:
             raise ValueError(f"an AXP message carries at most 65536 payload bytes, not {len(self._payload)}")
         self._max_segment = max_segment_payload
+        self._segmented = len(self._payload) > max_segment_payload
+        self._first_deadline_us: Optional[int] = None
         self._idempotent = idempotent
         self._policy = policy
         self._on_event = on_event
@@ -256,6 +258,15 @@ class Exchange:
         if self._deadline_at is not None:
             # The budget still left, as the header's deadline (§5: counted from receipt).
             deadline_us = max(1, min(0xFFFFFFFF, int((self._deadline_at - now) * 1e6)))
+            if self._segmented:
+                # Every attempt of a segmented message carries the first attempt's deadline:
+                # segments whose deadline_us differs from a partial message the appliance still
+                # holds (an earlier attempt missing a segment) would be dropped with it as
+                # segment_mismatch (§6), and the retry could never complete. The client's own
+                # deadline still bounds the call.
+                if self._first_deadline_us is None:
+                    self._first_deadline_us = deadline_us
+                deadline_us = self._first_deadline_us
         header = replace(self._header, deadline_us=deadline_us)
         datagrams = encode_message(header, self._payload, self._max_segment)
         self._send_at = None

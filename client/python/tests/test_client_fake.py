@@ -97,6 +97,17 @@ class ExchangeTest(unittest.TestCase):
         with self.assertRaises(ax.AxonTimeout):
             ex.tick(100.5)
 
+    def test_a_segmented_message_keeps_its_header_across_attempts(self) -> None:
+        # §6: segments that differ (deadline_us included) from a partial message the appliance
+        # holds are dropped with it; so every attempt repeats the first one's header.
+        ex = self.make(deadline=0.5, payload=bytes(3000))
+        first, wait = ex.tick(100.0)
+        self.assertEqual(len(first), 3)
+        out, wait = ex.tick(100.0 + wait)  # the first timeout
+        second, _ = ex.tick(100.0 + 0.1 + wait)
+        self.assertEqual(second, first)
+        self.assertEqual({parse(d)[1].deadline_us for d in second}, {500000})  # type: ignore[union-attr]
+
     def test_not_idempotent_sends_once(self) -> None:
         ex = self.make(idempotent=False, deadline=1.0)
         now, sends = 100.0, 0
