@@ -163,12 +163,16 @@ class MessagesFixture : public ::testing::Test {
 
   // Tenants 1 (agent 7) and 2 (agent 8), both served by w0; `reassembly` is the
   // [reassembly] body.
-  void start(const std::string& reassembly = "", const std::string& shm = "") {
+  // `tenant2`: extra keys of tenant 2; `xdp`: extra [xdp] lines.
+  void start(const std::string& reassembly = "", const std::string& shm = "", const std::string& tenant2 = "",
+             const std::string& xdp = "") {
     ConfigSpec spec;
     spec.backend = backend();
     spec.queue_count = queues();
+    spec.xdp_extra = xdp;
     spec.tables =
-        "[[tenants]]\nid = 1\nname = \"t1\"\n\n[[tenants]]\nid = 2\nname = \"t2\"\n\n"
+        "[[tenants]]\nid = 1\nname = \"t1\"\n\n[[tenants]]\nid = 2\nname = \"t2\"\n" + tenant2 +
+        "\n"
         "[[agents]]\nid = 7\ntenant = 1\nworkers = [\"w0\"]\n\n[[agents]]\nid = 8\ntenant = 2\nworkers = [\"w0\"]\n";
     if (!reassembly.empty()) spec.tables += "\n[reassembly]\n" + reassembly + "\n";
     if (!shm.empty()) spec.shm = shm;
@@ -372,6 +376,23 @@ TEST_P(MessagesIT, AFloodOfFirstSegmentsStaysWithinTheTenantBoundWhileAnotherTen
   EXPECT_TRUE(eventually([&] { return drops(Reason::reassembly_timeout) == 4; }));
   EXPECT_TRUE(eventually([&] { return held_bytes() == 0; }));
   EXPECT_FALSE(flood.receive(100ms)) << "incomplete messages are never answered";
+}
+
+// The tenant's rate limit counts segments, not messages: on every backend (XDP in the kernel,
+// the lcore on uring and dpdk) each segment passes the limit before it is reassembled.
+TEST_P(MessagesIT, TheTenantRateLimitCountsEverySegment) {
+  ASSERT_NO_FATAL_FAILURE(start("", "", "rate_pps = 1\nburst = 3\n", "enforce_rate = true\n"));
+  AxpClient client(*net_, AF_INET);
+  Header h = request_header(2, 8);
+  auto segs = segments_of(h, pattern_payload(5 * most_for(AF_INET), 4), most_for(AF_INET));
+  ASSERT_EQ(segs.size(), 5u);
+  send_all(client, segs);
+  // A burst of 3: segments 3 and 4 are over the limit, so the message never completes.
+  EXPECT_TRUE(eventually([&] { return stats().xdp(Reason::rate_limited) + drops(Reason::rate_limited) == 2; }))
+      << stats().xdp(Reason::rate_limited) + drops(Reason::rate_limited);
+  EXPECT_TRUE(eventually([&] { return held_bytes() > 0; })) << "the 3 admitted segments are held";
+  EXPECT_FALSE(client.receive(200ms)) << "a message missing segments is not answered";
+  EXPECT_EQ(stats().lcores(&LcoreStats::requests), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MessagesIT, ::testing::Values("xdp", "uring", "dpdk"),

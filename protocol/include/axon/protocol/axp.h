@@ -93,6 +93,11 @@ static_assert(static_cast<std::size_t>(Reason::reassembly_too_large) + 1 == kRea
 [[nodiscard]] constexpr bool is_drop(Reason r) noexcept {
   return r != Reason::ok && r != Reason::pass_not_axp && r != Reason::busy_no_credits;
 }
+// Reasons only the data plane's reassembly counts (docs/protocol.md §6): the XDP program never
+// returns them, so its counters for them stay 0.
+[[nodiscard]] constexpr bool is_reassembly(Reason r) noexcept {
+  return r >= Reason::reassembly_timeout && r <= Reason::reassembly_too_large;
+}
 [[nodiscard]] constexpr Reason to_reason(axon_reason r) noexcept {
   return static_cast<Reason>(r);
 }
