@@ -284,6 +284,25 @@ class DataplaneIT(unittest.TestCase):
         with self.client(v6=True) as c:
             self.assertEqual(c.request(7, b"over ipv6"), b"over ipv6")
 
+    def test_64_kib_round_trip_segmented_both_ways(self) -> None:
+        # The request goes out as 48 segments (IPv4; 48 of 1366 B over IPv6), the data plane
+        # reassembles it for the worker and segments the 64 KiB echo on its way back.
+        payload = bytes((i * 31 + (i >> 8)) & 0xFF for i in range(65536))
+        with self.client() as c:
+            reply = c.call(7, payload, deadline=10.0)
+            self.assertEqual(reply.payload, payload)
+        with self.client(v6=True) as c:
+            self.assertEqual(c.request(7, payload[:40000]), payload[:40000])
+
+        async def main() -> List[bytes]:
+            assert self.net is not None
+            async with await ax.AsyncClient.connect(
+                self.net.root4, PORT, tenant=1, sock=self.net.socket(socket.AF_INET)
+            ) as c:
+                return await asyncio.gather(*(c.request(7, payload[:n]) for n in (1393, 8192, 65536)))
+
+        self.assertEqual(asyncio.run(main()), [payload[:1393], payload[:8192], payload])
+
     def test_asyncio_client_gathers_echoes(self) -> None:
         async def main() -> List[bytes]:
             assert self.net is not None
