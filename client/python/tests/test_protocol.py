@@ -171,6 +171,17 @@ class SegmentationTest(unittest.TestCase):
         for h, p in other[:-1]:
             r.add(h, p)
         self.assertEqual(r.add(*other[-1]), payload[:3000])
+        # Segments of another execution's reply (same lengths, another responder span) are not
+        # mixed in: the collection restarts with them.
+        spanned = [(replace(h, span_id=b"\x01" * 8), p) for h, p in parsed]
+        other_run = [(replace(h, span_id=b"\x02" * 8), p[::-1]) for h, p in parsed]
+        r = Reassembly()
+        for h, p in spanned[:-1]:
+            self.assertIsNone(r.add(h, p))
+        self.assertIsNone(r.add(*other_run[-1]))
+        for h, p in spanned[:-1]:
+            self.assertIsNone(r.add(h, p))  # restarted: the first run's segments again
+        self.assertEqual(r.add(*spanned[-1]), payload)
         # A payload_len that does not fit the index is ignored.
         h, p = parsed[0]
         self.assertIsNone(Reassembly().add(replace(h, payload_len=len(p) - 1), p[:-1]))
