@@ -324,14 +324,20 @@ bool Client::absorb_segment(const p::Header& h, std::span<const std::uint8_t> bo
   const std::uint32_t expected = h.segment_index + 1u < count ? size : last;
   auto [it, fresh] = partial_.try_emplace(h.request_id);
   PartialReply& part = it->second;
+  // Segments of one reply agree in these (§6); one that differs belongs to another reply (to
+  // another attempt of the request): start over with it.
+  const p::Header& f = part.first;
+  if (!fresh && (f.segment_count != count || f.message_len != len || f.type != h.type || f.error_code != h.error_code ||
+                 f.span_id != h.span_id)) {
+    part = PartialReply{};
+    fresh = true;
+  }
   if (fresh) {
     part.first = h;
     part.message.assign(len, 0);
     part.seen.assign(count, false);
   }
-  const bool agrees = part.first.segment_count == count && part.first.message_len == len && part.first.type == h.type &&
-                      last != 0 && body.size() == expected;
-  if (!agrees) {  // not a reply this client can put together: drop what it held
+  if (last == 0 || body.size() != expected) {  // breaks the §6 rule: nothing to put together
     ++counters_.invalid;
     partial_.erase(it);
     return false;

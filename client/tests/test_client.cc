@@ -466,6 +466,40 @@ TEST(ClientSegments, AReplySegmentBreakingTheRuleIsCountedInvalid) {
   EXPECT_EQ(c->counters().invalid, 1u);
 }
 
+// Segments of two replies to one request id (two attempts that both ran) are never mixed: a
+// segment with another span_id starts the reply over.
+TEST(ClientSegments, SegmentsOfAnotherReplyStartOver) {
+  FakeServer fake;
+  ASSERT_TRUE(fake.ok());
+  auto c = Client::open("127.0.0.1", fake.port());
+  ASSERT_TRUE(c.ok());
+  auto send_segment = [&](p::Header r, std::uint16_t index, char fill) {
+    r.segment_count = 2;
+    r.message_len = 10;
+    r.segment_index = index;
+    r.payload_len = 5;
+    std::vector<std::uint8_t> out(p::kHeaderLen + 5, std::uint8_t(fill));
+    (void)p::encode_header(r, out);
+    fake.send(out);
+  };
+  std::thread server([&] {
+    auto req = fake.receive();
+    if (req.empty()) return;
+    p::Header h = p::decode_header(req);
+    p::Header first = p::make_reply(h, p::MessageType::response, p::random_span_id());
+    p::Header second = p::make_reply(h, p::MessageType::response, p::random_span_id());
+    send_segment(first, 0, 'a');
+    send_segment(second, 1, 'B');
+    send_segment(second, 0, 'A');
+  });
+  RequestOptions req = to(1, 1);
+  req.trace = TraceContext::generate();
+  auto reply = c->call(req, bytes("x"), within(2s));
+  server.join();
+  ASSERT_TRUE(reply.ok()) << reply.message();
+  EXPECT_EQ(std::string(reply->payload.begin(), reply->payload.end()), "AAAAABBBBB");
+}
+
 TEST(ClientBusy, BusyWithoutRetriesIsReturnedAsIs) {
   FakeServer fake;
   ASSERT_TRUE(fake.ok());
