@@ -74,6 +74,18 @@ struct UringSettings {
   std::uint32_t socket_buffer = 4194304;  // SO_RCVBUF/SO_SNDBUF request, bytes
 };
 
+// [reassembly]: segmented requests (docs/protocol.md §6). Each lcore has its own table and arena,
+// preallocated at start: `messages` partial messages at most, in `memory_per_lcore` bytes, of which
+// one tenant may hold `memory_per_tenant`. A message is charged its message_len rounded up to the
+// arena's 4 KiB blocks from its first segment on; one not complete `timeout_ms` after its first
+// segment arrived is dropped (reassembly_timeout) and its memory returned.
+struct ReassemblySettings {
+  std::uint32_t timeout_ms = 500;
+  std::uint32_t memory_per_lcore = 8u << 20;
+  std::uint32_t memory_per_tenant = 2u << 20;
+  std::uint32_t messages = 1024;
+};
+
 // A tenant and an agent's route are the shared model's (axon/common/model.h).
 using TenantConfig = model::Tenant;
 
@@ -105,6 +117,7 @@ struct DataplaneConfig {
   CreditSettings credits;
   UringSettings uring;
   DpdkSettings dpdk;
+  ReassemblySettings reassembly;
   shm::SegmentGeometry geometry;
   std::vector<TenantConfig> tenants;
   std::vector<WorkerConfig> workers;
