@@ -1,0 +1,90 @@
+// GET /v1/top (ControlPlane::top) and the stats-segment reader behind it (top_snapshot.h).
+#include <time.h>
+
+#include "api/json.h"
+#include "control_plane.h"
+#include "top_snapshot.h"
+
+namespace axon::controlplane {
+namespace {
+
+std::int64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// The in-plane latency (a request enqueued to its worker's ring until its reply was built),
+// merged over the lcores. The stats segment keeps it in power-of-two buckets [2^i, 2^(i+1)),
+// so a quantile read from it is only known to within a factor of two: source "pow2" says so.
+TopStage in_plane_latency(const dataplane::LcoreTotals& totals) {
+  TopStage s;
+  s.stage = "in_plane";
+  s.klass = "all";
+  s.source = "pow2";
+  s.sum_ns = totals.latency_sum_ns;
+  for (std::size_t i = 0; i < dataplane::kLatencyBuckets; ++i) {
+    const std::uint64_t n = totals.latency_ns[i];
+    s.count += n;
+    if (n == 0) continue;
+    const std::uint64_t lower = i == 0 ? 0 : std::uint64_t{1} << i;
+    s.buckets.push_back(TopBucket{lower, (std::uint64_t{1} << (i + 1)) - lower, n});
+  }
+  return s;
+}
+
+}  // namespace
+
+void fill_top_from_stats(TopSnapshot& top, const dataplane::StatsReader& stats) {
+  using dataplane::LcoreStats;
+  for (std::uint32_t i = 0; i < stats.lcore_count(); ++i) {
+    TopLcore l;
+    l.lcore = i;
+    l.rx_frames = stats.lcore(i, &LcoreStats::rx_frames);
+    l.requests = stats.lcore(i, &LcoreStats::requests);
+    l.responses = stats.lcore(i, &LcoreStats::responses);
+    l.busy_sent = stats.lcore(i, &LcoreStats::busy_sent);
+    l.loops = stats.lcore(i, &LcoreStats::loops);
+    l.idle_loops = stats.lcore(i, &LcoreStats::idle_loops);
+    const LcoreStats& block = stats.lcore(i);
+    for (const auto& c : block.errors_sent) l.errors_sent += c.load(std::memory_order_relaxed);
+    for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+      if (protocol::is_drop(protocol::Reason(r))) l.drops += block.drops[r].load(std::memory_order_relaxed);
+    }
+    top.lcores.push_back(l);
+  }
+  for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
+    const auto reason = protocol::Reason(r);
+    if (!protocol::is_drop(reason)) continue;
+    top.drops[protocol::to_string(reason)] = stats.xdp(reason) + stats.lcore_drops(reason);
+  }
+  const auto totals = stats.totals();
+  for (std::size_t b = 0; b < dataplane::kBusyReasonCount; ++b) {
+    top.busy[dataplane::to_string(dataplane::BusyReason(b))] = totals.busy_reasons[b];
+  }
+  top.stages.push_back(in_plane_latency(totals));
+}
+
+ApiResult<TopSnapshot> ControlPlane::top() {
+  std::lock_guard lock(mutex_);
+  const dataplane::StatsReader* stats = link_.stats();
+  if (stats == nullptr) {
+    return api_error(ApiErrorCode::unavailable,
+                     "no data plane stats mapped yet: start axon-dataplane (see GET /v1/status, dataplane.connected)");
+  }
+  TopSnapshot top;
+  top.sampled_at_ms = monotonic_ms();
+  link_.fill(top.dataplane);
+  fill_top_from_stats(top, *stats);
+  for (const auto& [id, w] : workers_) {
+    const WorkerInfo info = worker_info(w);
+    TopWorker t{info.id, info.agent, info.slot, "", info.state, info.ring_depth, info.inflight, info.completed};
+    if (const auto a = registry_.agents().find(w.agent); a != registry_.agents().end()) {
+      t.klass = json_io::to_string(a->second.priority);
+    }
+    top.workers.push_back(std::move(t));
+  }
+  return top;
+}
+
+}  // namespace axon::controlplane
