@@ -5,7 +5,9 @@
 //     rates are non-zero under load, the frame changed, and no line exceeds 80 columns;
 //   - top into a pipe: plain blocks, no escape codes;
 //   - GET /v1/top without or with a bad token: 401;
-//   - the dashboard in real headless Chromium: a page given a bad token shows the 401.
+//   - the dashboard in real headless Chromium: two DOM reads seconds apart show figures that
+//     moved, a screenshot is kept under the build dir (tests/axonctl/artefacts/dashboard.png,
+//     printed in the test output), and a page given a bad token shows the 401.
 #include <atomic>
 #include <filesystem>
 #include <iostream>
@@ -233,6 +235,54 @@ class DashboardIt : public TopIt {
     return "https://127.0.0.1:" + std::to_string(port_) + "/dashboard#token=" + token;
   }
 };
+
+// Real headless Chromium driven over the DevTools protocol (dashboard_cdp.py), in real time:
+// --virtual-time-budget would run the page's 1 s polling in a few real milliseconds, so the
+// counters it shows could not move between its samples.
+TEST_F(DashboardIt, HeadlessChromiumShowsFiguresThatMoveUnderLoad) {
+  std::string probe;
+  ASSERT_EQ(run_command({"chromium", "--version"}, &probe), 0) << "Debian's chromium package is needed: " << probe;
+  // The page itself loads without a token, and loads nothing from elsewhere.
+  const std::string none;
+  const Http page = call("GET", "/dashboard", "", &none);
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_NE(page.body.find("<title>axon dashboard</title>"), std::string::npos);
+  EXPECT_FALSE(std::regex_search(page.body, std::regex(R"((src|href|url)\s*[=(]\s*["']?(https?:)?//)")))
+      << "nothing is loaded from elsewhere";
+
+  start_load();
+  ASSERT_TRUE(eventually([&] { return call("GET", "/v1/top").parsed()["dataplane"].value("requests", 0) > 0; }, 10s));
+  const std::string dir = AXON_TOP_ARTEFACT_DIR;
+  std::filesystem::create_directories(dir);
+  const std::string shot = dir + "/dashboard.png";
+  std::filesystem::remove(shot);
+  std::string out;
+  ASSERT_EQ(run_command(
+                {"timeout", "90", "python3", AXON_DASHBOARD_CDP, url(reader_token_), tmp_.path(), shot, "--gap", "2.5"},
+                &out),
+            0)
+      << out;
+  const std::string first = read_file(tmp_.path() + "/dom1.html");
+  const std::string second = read_file(tmp_.path() + "/dom2.html");
+  for (const std::string* dom : {&first, &second}) {
+    EXPECT_GE(dom_value(*dom, "samples"), 2) << "the page polled /v1/top at least twice\n" << *dom;
+    EXPECT_GT(dom_value(*dom, "rate-requests"), 0) << *dom;
+    EXPECT_GT(dom_value(*dom, "rate-responses"), 0) << *dom;
+    EXPECT_NE(dom->find("live, every 1 s"), std::string::npos) << *dom;
+    EXPECT_NE(dom->find("in_plane"), std::string::npos) << "the per-stage breakdown\n" << *dom;
+    EXPECT_NE(dom->find("echo-0"), std::string::npos) << *dom;
+    EXPECT_TRUE(std::regex_search(*dom, std::regex(R"(<polyline points="[0-9.]+,[0-9.]+[^"]*"[^>]*data-series="p99")")))
+        << "the latency chart has p99 points\n"
+        << *dom;
+  }
+  const double before = dom_value(first, "total-requests"), after = dom_value(second, "total-requests");
+  EXPECT_GT(before, 0) << first;
+  EXPECT_GT(after, before) << "the request count did not move between the two DOM reads";
+  EXPECT_GT(dom_value(second, "samples"), dom_value(first, "samples"));
+  ASSERT_TRUE(std::filesystem::exists(shot) && std::filesystem::file_size(shot) > 1000) << shot;
+  std::cout << "dashboard screenshot kept at " << shot << std::endl;
+  RecordProperty("dashboard_screenshot", shot);
+}
 
 TEST_F(DashboardIt, APageWithABadTokenShowsTheRefusal) {
   std::string probe;
