@@ -3,10 +3,12 @@
 // made inside the namespace. Per backend (xdp, uring), over IPv4 and IPv6: 1 byte, exactly one
 // segment, one segment plus one byte, and 64 KiB echoed, the requests segmented by the client
 // (§6) and reassembled by the data plane, the replies segmented by the data plane and
-// reassembled by the client. Nothing asserts on time.
+// reassembled by the client; and axonctl send with a 64 KiB --payload-file. Nothing asserts on
+// time.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <fstream>
 #include <optional>
 #include <string>
 
@@ -98,6 +100,55 @@ TEST_P(ClientDataplaneIT, MessagesUpTo64KiBEchoBothWaysOverIPv4AndIPv6) {
   EXPECT_GT(stats().lcores(&LcoreStats::reassembled), 0u);
   EXPECT_GT(stats().lcores(&LcoreStats::reply_segments), 0u);
   EXPECT_EQ(stats().lcore_drops(p::Reason::reassembly_timeout), 0u);
+}
+
+// axonctl send (the real binary, run in the namespace) on the same client: a 64 KiB payload
+// file echoed over IPv4 and IPv6, with timeout retries allowed; a file or stdin one byte over
+// 64 KiB is refused (exit 2) rather than sent cut short.
+TEST_P(ClientDataplaneIT, AxonctlSendsA64KiBPayloadFile) {
+  ConfigSpec spec;
+  spec.backend = GetParam();
+  ASSERT_NO_FATAL_FAILURE(start_daemon(spec));
+  ASSERT_NE(start_worker("w0", 0), nullptr);
+  std::string text;
+  for (std::size_t i = 0; text.size() < 65536; ++i) text += char('a' + i % 26);
+  const std::string file = dir_->path() + "/payload.txt";
+  const std::string too_big = dir_->path() + "/too_big.txt";
+  {
+    std::ofstream(file, std::ios::binary) << text;
+    std::ofstream(too_big, std::ios::binary) << text << 'x';
+  }
+  const std::vector<std::string> common{"--tenant", "1",
+                                        "--agent",  "7",
+                                        "--json",   "--timeout-ms",
+                                        "20000",    "--retries",
+                                        "20",       "--timeout-retries",
+                                        "2",        "--attempt-timeout-ms",
+                                        "3000"};
+  auto axonctl = [&](std::vector<std::string> args, std::string* out) {
+    std::vector<std::string> argv{"ip", "netns", "exec", net_->ns, AXONCTL_BIN, "-v", "send"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), common.begin(), common.end());
+    return run_command(argv, out);
+  };
+  for (int family : {AF_INET, AF_INET6}) {
+    if (family == AF_INET6 && !net_->has_ipv6) continue;
+    const std::string to = family == AF_INET6 ? "[" + net_->root_ip6 + "]" : net_->root_ip4;
+    const std::string datagram = family == AF_INET6 ? "1452" : "1472";
+    std::string out;
+    EXPECT_EQ(axonctl({"--to", to, "--max-datagram", datagram, "--payload-file", file}, &out), 0) << out;
+    EXPECT_NE(out.find("\"payload\":\"" + text + "\""), std::string::npos) << "the 64 KiB echo, over " << to;
+    EXPECT_NE(out.find("replies=1 "), std::string::npos) << out.substr(out.size() > 300 ? out.size() - 300 : 0);
+  }
+  std::string out;
+  EXPECT_EQ(axonctl({"--to", net_->root_ip4, "--payload-file", too_big}, &out), 2) << out;
+  EXPECT_NE(out.find("65536"), std::string::npos) << out;
+  EXPECT_EQ(run_command({"sh", "-c",
+                         "head -c 65537 " + too_big + " | ip netns exec " + net_->ns + " " + AXONCTL_BIN +
+                             " send --to " + net_->root_ip4 + " --tenant 1 --agent 7 --timeout-ms 5000 -"},
+                        &out),
+            2)
+      << "a stdin payload over 64 KiB must be refused, not cut to 64 KiB: " << out.substr(0, 300);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ClientDataplaneIT, ::testing::Values("xdp", "uring"),
