@@ -109,6 +109,9 @@ TEST_P(ClientDataplaneIT, MessagesUpTo64KiBEchoBothWaysOverIPv4AndIPv6) {
 TEST_P(ClientDataplaneIT, ASlowWorkerGetsTheSegmentedRequestResentWhole) {
   ConfigSpec spec;
   spec.backend = GetParam();
+  // Resends that find the worker busy are answered BUSY: hint 50 ms, so that busy_retries
+  // below lasts well past the worker's 400 ms.
+  spec.busy_retry_after_us = 50'000;
   ASSERT_NO_FATAL_FAILURE(start_daemon(spec));
   ASSERT_NE(start_worker("w0", 0, 400'000'000), nullptr);  // 400 ms per request
   auto client = open_client(AF_INET);
@@ -120,7 +123,7 @@ TEST_P(ClientDataplaneIT, ASlowWorkerGetsTheSegmentedRequestResentWhole) {
   req.trace = TraceContext::generate();
   CallOptions call;
   call.timeout = 20s;
-  call.busy_retries = 20;
+  call.busy_retries = 100;
   call.timeout_retries = 2;
   call.attempt_timeout = 100ms;  // well under the worker's 400 ms: a retry is certain
   call.backoff_initial = 50ms;
