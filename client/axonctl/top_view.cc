@@ -209,6 +209,7 @@ std::vector<std::string> render_top(const json& previous, const json& current, c
   f.line(pad("STAGE", 16) + pad("CLASS", 12) + rpad("P50", 9) + rpad("P99", 9) + rpad("N/s", 9) + "  (interval)");
   rows.clear();
   for (const auto& s : stages) {
+    if (str(s, "class") != "all") continue;  // per-class rows: GET /v1/top and the dashboard
     json prev_stage;
     if (previous.is_object() && previous.contains("stages")) {
       for (const auto& p : previous["stages"]) {
