@@ -24,7 +24,6 @@
 #include <sstream>
 
 #include "axon/controlplane/api_server.h"
-
 #include "axon/testing/it_support.h"
 
 namespace axon::controlplane {
@@ -344,7 +343,8 @@ class ControlplaneDaemon : public ::testing::Test {
       EXPECT_TRUE(eventually([&] {
         for (const auto& dir : dirs) rmdir(dir.c_str());
         return !std::filesystem::exists(root);
-      })) << "the test's cgroup " << root << " could not be removed";
+      })) << "the test's cgroup "
+          << root << " could not be removed";
     }
   }
 
@@ -626,6 +626,16 @@ TEST_F(ControlplaneDaemon, MetricsPassPromtoolAndUnixSocketIsRootAdmin) {
   EXPECT_NE(metrics.body.find("axon_dataplane_responses_total"), std::string::npos);
   EXPECT_NE(metrics.body.find("axon_dataplane_busy_reasons_total{reason=\"queue_delay\"} "), std::string::npos);
   EXPECT_NE(metrics.body.find("axon_dataplane_deadline_refused_total{kind=\"unmeetable\"} "), std::string::npos);
+  // Issue 15: the per-stage histograms, in seconds, labelled by stage and class only; the
+  // request above (and the warm-up's) counted in every stage.
+  EXPECT_NE(metrics.body.find("# TYPE axon_dataplane_stage_latency_seconds histogram"), std::string::npos);
+  for (const char* stage : {"ingress", "queue", "handler", "return", "egress", "total"}) {
+    const std::string count =
+        std::string("axon_dataplane_stage_latency_seconds_count{stage=\"") + stage + "\",class=\"interactive\"} ";
+    const auto at = metrics.body.find(count);
+    ASSERT_NE(at, std::string::npos) << count;
+    EXPECT_GE(std::stoull(metrics.body.substr(at + count.size())), 1u) << count;
+  }
   std::string file = tmp_.path() + "/metrics.txt";
   {
     std::ofstream out(file);

@@ -190,13 +190,13 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",   "dpdk",  "shm",
-                                                 "credits",   "tenants", "workers", "agents"};
+  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",   "dpdk",   "shm",
+                                                 "credits",   "tenants", "workers", "agents", "telemetry"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
       return fail(ConfigError::unknown_key, where_of(file, node),
                   "unknown section '" + std::string(key.str()) +
-                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, tenants, workers or agents");
+                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, telemetry, tenants, workers or agents");
     }
   }
 
@@ -388,6 +388,12 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     if (c.decrease_permille == 0 || c.decrease_permille > 1000) {
       r.invalid("decrease_permille", "use 1 to 1000 (how hard a delay above target cuts the budget)");
     }
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* telemetry = root["telemetry"].as_table()) {
+    TableReader r(file, *telemetry, "telemetry");
+    r.read("stage_latency", config.telemetry.stage_latency);
     if (!check(r)) return *error;
   }
 

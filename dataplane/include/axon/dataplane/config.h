@@ -74,6 +74,12 @@ struct UringSettings {
   std::uint32_t socket_buffer = 4194304;  // SO_RCVBUF/SO_SNDBUF request, bytes
 };
 
+// [telemetry]: per-stage latency histograms (docs/observability.md). Off: the lcores take
+// no extra clock reads and record nothing (the stamps the deadlines need stay).
+struct TelemetrySettings {
+  bool stage_latency = true;
+};
+
 // A tenant and an agent's route are the shared model's (axon/common/model.h).
 using TenantConfig = model::Tenant;
 
@@ -105,6 +111,7 @@ struct DataplaneConfig {
   CreditSettings credits;
   UringSettings uring;
   DpdkSettings dpdk;
+  TelemetrySettings telemetry;
   shm::SegmentGeometry geometry;
   std::vector<TenantConfig> tenants;
   std::vector<WorkerConfig> workers;
