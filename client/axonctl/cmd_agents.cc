@@ -33,6 +33,17 @@ struct CreateOptions {
   CLI::Option* tenant_opt = nullptr;
   CLI::Option* min_opt = nullptr;
   CLI::Option* max_opt = nullptr;
+  // Scheduling (docs/scheduling.md): each sent only when given.
+  std::string dispatch;
+  std::string class_scheduling;  // "on" | "off"
+  std::uint32_t reserved_interactive = 0;
+  double reserved_share = 0;
+  std::uint32_t queue_delay_target_us = 0;
+  double high_water = 1;
+  CLI::Option* reserved_opt = nullptr;
+  CLI::Option* share_opt = nullptr;
+  CLI::Option* delay_opt = nullptr;
+  CLI::Option* water_opt = nullptr;
 };
 
 std::string name_of(const json& agent) {
@@ -98,6 +109,12 @@ bool build_agent_spec(const CreateOptions& o, json& spec, std::string& why) {
     spec["pool"] = pool;
   }
   if (!o.cgroup_profile.empty()) spec["cgroup_profile"] = o.cgroup_profile;
+  if (!o.dispatch.empty()) spec["dispatch"] = o.dispatch;
+  if (!o.class_scheduling.empty()) spec["class_scheduling"] = o.class_scheduling == "on";
+  if (o.reserved_opt->count() > 0) spec["reserved_interactive"] = o.reserved_interactive;
+  if (o.share_opt->count() > 0) spec["reserved_interactive_share"] = o.reserved_share;
+  if (o.delay_opt->count() > 0) spec["queue_delay_target_us"] = o.queue_delay_target_us;
+  if (o.water_opt->count() > 0) spec["high_water"] = o.high_water;
   if (!o.user.empty()) spec["user"] = o.user;
   if (!spec.contains("name")) {
     why = "agents create: give --name (or a \"name\" in --file)";
@@ -125,6 +142,15 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
     selected = [&global, path] { return call_api(global, {"GET", path, ""}, render_agent); };
   });
 
+  auto scaling_name = std::make_shared<std::string>();
+  CLI::App* scaling =
+      cmd->add_subcommand("scaling", "Show the autoscaler's view of an agent's pool: queueing delay and decisions");
+  scaling->add_option("name", *scaling_name, "Agent name")->required();
+  scaling->callback([&global, &selected, scaling_name] {
+    std::string path = "/v1/agents/" + path_segment(*scaling_name) + "/scaling";
+    selected = [&global, path] { return call_api(global, {"GET", path, ""}, render_scaling); };
+  });
+
   auto o = std::make_shared<CreateOptions>();
   CLI::App* create = cmd->add_subcommand(
       "create", "Register an agent: --file spec.json and/or flags; the worker command may follow --");
@@ -142,6 +168,17 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
   o->max_opt = create->add_option("--max", o->max, "Upper bound when scaling with load");
   create->add_option("--cgroup-profile", o->cgroup_profile, "A [cgroup_profiles.<name>] of the config");
   create->add_option("--user", o->user, "Run workers as this user");
+  create->add_option("--dispatch", o->dispatch, "sticky | p2c | jsq | round_robin")
+      ->check(CLI::IsMember({"sticky", "p2c", "jsq", "round_robin"}));
+  create->add_option("--class-scheduling", o->class_scheduling, "on (interactive first) | off (one FIFO)")
+      ->check(CLI::IsMember({"on", "off"}));
+  o->reserved_opt =
+      create->add_option("--reserved-interactive", o->reserved_interactive, "Workers kept for interactive requests");
+  o->share_opt = create->add_option("--reserved-share", o->reserved_share,
+                                    "Share of the live workers kept for interactive requests (0..1)");
+  o->delay_opt = create->add_option("--queue-delay-target-us", o->queue_delay_target_us,
+                                    "Queueing-delay target: BUSY above it, and the pool grows to stay under it");
+  o->water_opt = create->add_option("--high-water", o->high_water, "BUSY above this fraction of a ring (0..1]");
   create->callback([&global, &selected, o] {
     selected = [&global, o] {
       json spec;

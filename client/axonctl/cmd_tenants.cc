@@ -1,7 +1,9 @@
 // axonctl tenants: list, set (create, or update only the given fields) and delete tenants:
-// their rate limits and source prefix allowlists.
+// their rate limits (all classes and per class), credits and source prefix allowlists.
 #include <CLI/CLI.hpp>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "api_call.h"
 #include "commands.h"
@@ -19,6 +21,9 @@ struct SetOptions {
   std::uint32_t burst = 0;
   std::vector<std::string> prefixes;
   bool clear_prefixes = false;
+  // Per-class limits and credits: each sent only when given (docs/scheduling.md).
+  std::map<std::string, std::uint32_t> limits;
+  std::map<std::string, CLI::Option*> limit_opts;
   CLI::Option* name_opt = nullptr;
   CLI::Option* rate_opt = nullptr;
   CLI::Option* burst_opt = nullptr;
@@ -48,6 +53,9 @@ int run_set(GlobalOptions& global, const SetOptions& o) {
   if (o.burst_opt->count() > 0) spec["burst"] = o.burst;
   if (o.prefix_opt->count() > 0) spec["prefixes"] = o.prefixes;
   if (o.clear_prefixes) spec["prefixes"] = json::array();
+  for (const auto& [key, option] : o.limit_opts) {
+    if (option->count() > 0) spec[key] = o.limits.at(key);
+  }
   if (!spec.contains("name")) {
     print_error_to(global, "tenants set: tenant " + std::to_string(o.id) + " does not exist yet: give --name");
     return kExitUsage;
@@ -79,6 +87,25 @@ void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected)
                                   "replaces the list)")
                       ->expected(1, -1);
   set->add_flag("--clear-prefixes", o->clear_prefixes, "Remove every source prefix");
+  struct LimitFlag {
+    const char* flag;
+    const char* key;
+    const char* help;
+  };
+  for (const LimitFlag& f :
+       {LimitFlag{"--interactive-rate", "interactive_rate_pps",
+                  "Interactive (priority 0) requests per second, in XDP (0 = no class limit)"},
+        LimitFlag{"--interactive-burst", "interactive_burst", "Burst of --interactive-rate"},
+        LimitFlag{"--background-rate", "background_rate_pps",
+                  "Background (priority 1) requests per second, in XDP (0 = no class limit)"},
+        LimitFlag{"--background-burst", "background_burst", "Burst of --background-rate"},
+        LimitFlag{"--credits-max", "credits_max", "Credits: requests per refresh interval at most (0 = credits off)"},
+        LimitFlag{"--credits-min", "credits_min", "Credits never drop below this"},
+        LimitFlag{"--credit-delay-target-us", "credit_delay_target_us",
+                  "Queueing delay the credits aim for, us (0 = the data plane's default)"}}) {
+    o->limits[f.key] = 0;
+    o->limit_opts[f.key] = set->add_option(f.flag, o->limits[f.key], f.help);
+  }
   set->callback([&global, &selected, o] { selected = [&global, o] { return run_set(global, *o); }; });
 
   auto delete_id = std::make_shared<std::uint32_t>(0);

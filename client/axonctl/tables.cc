@@ -193,11 +193,37 @@ std::string render_agent(const json& agent) {
       {"user", text(spec, "user")},
       {"pool", "min " + text(pool, "min") + ", max " + text(pool, "max")},
       {"cgroup profile", text(spec, "cgroup_profile")},
+      {"scheduling", text(spec, "dispatch") + ", classes " +
+                         (field(spec, "class_scheduling").is_boolean() && !spec["class_scheduling"].get<bool>()
+                              ? std::string("off (FIFO)")
+                              : std::string("on")) +
+                         ", reserved " + text(spec, "reserved_interactive") + " / share " +
+                         text(spec, "reserved_interactive_share") + ", delay target " +
+                         text(spec, "queue_delay_target_us") + " us, high water " + text(spec, "high_water")},
       {"workers", text(agent, "workers") + " (" + text(agent, "warm") + " warm)"},
       {"breaker", breaker_text(agent) + ", " + text(agent, "crashes_in_window") + " crash(es) in window"},
       {"restarts", text(agent, "restarts")},
       {"last exit", text(agent, "last_exit")},
   });
+}
+
+std::string render_scaling(const json& scaling) {
+  const json& delay = field(scaling, "queue_delay_us");
+  std::string out = render_key_values({
+      {"agent", text(scaling, "agent")},
+      {"pool", text(scaling, "target") + " (min " + text(scaling, "min") + ", max " + text(scaling, "max") + ")"},
+      {"queueing delay",
+       (delay.is_number() ? text(scaling, "queue_delay_us") + " us" : std::string("not measured yet")) + " (" +
+           text(scaling, "delay_source") + "), target " + text(scaling, "queue_delay_target_us") + " us"},
+  });
+  const json& decisions = field(scaling, "decisions");
+  if (!decisions.is_array() || decisions.empty()) return out + "no scaling decisions yet\n";
+  Table table({"AT_MS", "FROM", "TO", "REASON", "DELAY_US", "TARGET_US", "MESSAGE"});
+  for (const json& d : decisions) {
+    table.add_row({text(d, "at_ms"), text(d, "from"), text(d, "to"), text(d, "reason"), text(d, "delay_us"),
+                   text(d, "target_us"), text(d, "message")});
+  }
+  return out + table.str();
 }
 
 std::string render_workers(const json& list) {
@@ -228,6 +254,21 @@ std::string render_tenants(const json& list) {
   return table.str();
 }
 
+namespace {
+// "500/s, burst 50" or "no class limit" for the interactive_/background_ fields.
+std::string class_limit_text(const json& t, const std::string& cls) {
+  const std::string rate = cls + "_rate_pps";
+  if (number(t, rate.c_str()) == 0) return "no class limit";
+  return text(t, rate.c_str()) + "/s, burst " + text(t, (cls + "_burst").c_str());
+}
+std::string credits_text(const json& t) {
+  if (number(t, "credits_max") == 0) return "off";
+  const std::string target =
+      number(t, "credit_delay_target_us") == 0 ? "the data plane's" : text(t, "credit_delay_target_us") + " us";
+  return text(t, "credits_min") + ".." + text(t, "credits_max") + ", delay target " + target;
+}
+}  // namespace
+
 std::string render_tenant(const json& t) {
   return render_key_values({
       {"id", text(t, "id")},
@@ -235,6 +276,9 @@ std::string render_tenant(const json& t) {
       {"rate", rate_text(t)},
       {"burst", text(t, "burst")},
       {"prefixes", join(field(t, "prefixes"), ", ")},
+      {"interactive", class_limit_text(t, "interactive")},
+      {"background", class_limit_text(t, "background")},
+      {"credits", credits_text(t)},
   });
 }
 

@@ -31,10 +31,11 @@ std::string render_key_values(const std::vector<std::pair<std::string, std::stri
 std::string format_duration_ms(std::int64_t ms);
 
 std::string render_status(const nlohmann::json& status);
-std::string render_agents(const nlohmann::json& list);   // {"agents": [...]}
-std::string render_agent(const nlohmann::json& agent);   // one AgentStatus
-std::string render_workers(const nlohmann::json& list);  // {"workers": [...]}
-std::string render_tenants(const nlohmann::json& list);  // {"tenants": [...]}
+std::string render_agents(const nlohmann::json& list);      // {"agents": [...]}
+std::string render_agent(const nlohmann::json& agent);      // one AgentStatus
+std::string render_workers(const nlohmann::json& list);     // {"workers": [...]}
+std::string render_scaling(const nlohmann::json& scaling);  // one ScalingStatus
+std::string render_tenants(const nlohmann::json& list);     // {"tenants": [...]}
 std::string render_tenant(const nlohmann::json& tenant);
 std::string render_routes(const nlohmann::json& list);  // {"routes": [...]}
 

@@ -188,6 +188,38 @@ TEST(Tables, AgentsWorkersTenantsRoutes) {
   EXPECT_EQ(render_routes(routes), "AGENT_ID  AGENT  TENANT  SLOTS\n7         echo   1       echo-0,echo-1\n");
 }
 
+TEST(Tables, ScalingShowsTheDelayAndEachDecision) {
+  json scaling{{"agent", "echo"},
+               {"target", 3},
+               {"min", 1},
+               {"max", 4},
+               {"queue_delay_target_us", 1000},
+               {"queue_delay_us", 5400},
+               {"delay_source", "estimated"},
+               {"decisions",
+                {{{"at_ms", 1700000000000},
+                  {"from", 2},
+                  {"to", 3},
+                  {"direction", "up"},
+                  {"reason", "queue_delay"},
+                  {"delay_us", 5400},
+                  {"target_us", 1000},
+                  {"source", "estimated"},
+                  {"worker", ""},
+                  {"message", "grew"}}}}};
+  const std::string out = render_scaling(scaling);
+  EXPECT_NE(out.find("3 (min 1, max 4)"), std::string::npos) << out;
+  EXPECT_NE(out.find("5400 us (estimated), target 1000 us"), std::string::npos) << out;
+  EXPECT_NE(out.find("AT_MS          FROM  TO  REASON       DELAY_US  TARGET_US  MESSAGE"), std::string::npos) << out;
+  EXPECT_NE(out.find("1700000000000  2     3   queue_delay  5400      1000       grew"), std::string::npos) << out;
+  scaling.erase("queue_delay_us");
+  scaling["decisions"] = json::array();
+  const std::string empty = render_scaling(scaling);
+  EXPECT_NE(empty.find("not measured yet"), std::string::npos) << empty;
+  EXPECT_NE(empty.find("no scaling decisions yet"), std::string::npos) << empty;
+  EXPECT_NO_THROW(render_scaling(json::array()));
+}
+
 TEST(Tables, UnexpectedShapesDoNotThrow) {
   for (const json& j : {json(), json(5), json("x"), json::array(), json{{"agents", 3}}, json{{"spec", "no"}}}) {
     EXPECT_NO_THROW(render_status(j));
@@ -207,6 +239,7 @@ TEST(Commands, ReadOnlyCommandsMapToGets) {
   for (const Case& c : std::vector<Case>{{{"status"}, "/v1/status"},
                                          {{"agents", "list"}, "/v1/agents"},
                                          {{"agents", "get", "echo"}, "/v1/agents/echo"},
+                                         {{"agents", "scaling", "echo"}, "/v1/agents/echo/scaling"},
                                          {{"workers", "list"}, "/v1/workers"},
                                          {{"workers", "list", "--agent", "echo"}, "/v1/workers?agent=echo"},
                                          {{"tenants", "list"}, "/v1/tenants"},
@@ -302,6 +335,42 @@ TEST(Commands, AgentCreateFromFileWithFlagsOnTop) {
                                                    {"pool", {{"min", 1}, {"max", 6}}}}));
 }
 
+TEST(Commands, AgentCreateSendsTheSchedulingFlagsGiven) {
+  CliRun r = run({"agents",
+                  "create",
+                  "--name",
+                  "bulk",
+                  "--id",
+                  "9",
+                  "--tenant",
+                  "1",
+                  "--dispatch",
+                  "p2c",
+                  "--class-scheduling",
+                  "off",
+                  "--reserved-interactive",
+                  "2",
+                  "--queue-delay-target-us",
+                  "800",
+                  "--high-water",
+                  "0.75",
+                  "--",
+                  "/usr/bin/echo_worker"},
+                 {reply(201, agent_json("bulk", 9, 0, "closed"))});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(r.requests.size(), 1u);
+  const json sent = json::parse(r.requests[0].body);
+  EXPECT_EQ(sent["dispatch"], "p2c");
+  EXPECT_EQ(sent["class_scheduling"], false);
+  EXPECT_EQ(sent["reserved_interactive"], 2);
+  EXPECT_EQ(sent["queue_delay_target_us"], 800);
+  EXPECT_DOUBLE_EQ(sent["high_water"].get<double>(), 0.75);
+  EXPECT_FALSE(sent.contains("reserved_interactive_share")) << "only the flags given";
+  CliRun bad = run({"agents", "create", "--name", "x", "--dispatch", "fastest", "--", "/bin/true"});
+  EXPECT_EQ(bad.exit_code, kExitUsage) << bad.err;
+  EXPECT_TRUE(bad.requests.empty());
+}
+
 TEST(Commands, TenantSetUpdatesOnlyGivenFields) {
   json existing = {{"id", 5}, {"name", "acme"}, {"rate_pps", 100}, {"burst", 10}, {"prefixes", {"10.0.0.0/8"}}};
   json updated = existing;
@@ -322,6 +391,29 @@ TEST(Commands, TenantSetUpdatesOnlyGivenFields) {
   ASSERT_EQ(create.requests.size(), 2u);
   EXPECT_EQ(json::parse(create.requests[1].body),
             (json{{"id", 6}, {"name", "new"}, {"prefixes", {"10.1.0.0/16", "192.168.0.0/24"}}}));
+
+  // The per-class limits and credits: only the given ones are sent.
+  CliRun classes = run({"tenants", "set", "5", "--interactive-rate", "800", "--interactive-burst", "80",
+                        "--credits-max", "64", "--credit-delay-target-us", "500"},
+                       {reply(200, existing), reply(200, existing)});
+  EXPECT_EQ(classes.exit_code, 0) << classes.err;
+  ASSERT_EQ(classes.requests.size(), 2u);
+  json sent = json::parse(classes.requests[1].body);
+  EXPECT_EQ(sent["interactive_rate_pps"], 800);
+  EXPECT_EQ(sent["interactive_burst"], 80);
+  EXPECT_EQ(sent["credits_max"], 64);
+  EXPECT_EQ(sent["credit_delay_target_us"], 500);
+  EXPECT_FALSE(sent.contains("background_rate_pps"));
+  EXPECT_FALSE(sent.contains("credits_min"));
+  json limited = existing;
+  limited.update(json{{"interactive_rate_pps", 800},
+                      {"interactive_burst", 80},
+                      {"credits_max", 64},
+                      {"credits_min", 2},
+                      {"credit_delay_target_us", 0}});
+  const std::string shown = render_tenant(limited);
+  EXPECT_NE(shown.find("800/s, burst 80"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("2..64, delay target the data plane's"), std::string::npos) << shown;
 
   CliRun nameless = run({"tenants", "set", "7", "--rate", "1"}, {reply(404, json{{"error", "no tenant 7"}})});
   EXPECT_EQ(nameless.exit_code, kExitUsage);

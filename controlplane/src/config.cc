@@ -159,10 +159,24 @@ void read_cgroups(TableReader& r, CgroupSettings& cg, const std::string& file) {
 
 void read_pools(TableReader& r, PoolSettings& p) {
   read_ms(r, "scale_interval_ms", p.scale_interval, 50, 60000);
-  if (r.read("scale_up_queue", p.scale_up_queue) && p.scale_up_queue == 0) {
-    r.invalid("scale_up_queue", "must be >= 1");
+  if (r.node("scale_up_queue") != nullptr) {
+    r.invalid("scale_up_queue",
+              "was replaced by queue_delay_target_us: pools now grow on queueing delay (docs/scheduling.md); remove "
+              "it");
   }
+  if (r.read("queue_delay_target_us", p.queue_delay_target_us) &&
+      (p.queue_delay_target_us < 1 || p.queue_delay_target_us > 60'000'000)) {
+    r.invalid("queue_delay_target_us", "must be between 1 and 60000000 us (60 s)");
+  }
+  read_ms(r, "scale_up_sustain_ms", p.scale_up_sustain, 0, 3600000);
+  read_ms(r, "scale_up_cooldown_ms", p.scale_up_cooldown, 0, 3600000);
   read_ms(r, "scale_down_idle_ms", p.scale_down_idle, 100, 86400000);
+  read_ms(r, "scale_down_cooldown_ms", p.scale_down_cooldown, 0, 86400000);
+  if (r.read("scale_down_delay_ratio", p.scale_down_delay_ratio) &&
+      !(p.scale_down_delay_ratio >= 0 && p.scale_down_delay_ratio < 1)) {
+    r.invalid("scale_down_delay_ratio",
+              "must be at least 0 and below 1 (the shrink threshold is target * ratio, below the growth threshold)");
+  }
   read_ms(r, "drain_timeout_ms", p.drain_timeout, 0, 600000);
   read_ms(r, "stop_grace_ms", p.stop_grace, 0, 600000);
   read_ms(r, "backoff_initial_ms", p.backoff_initial, 1, 600000);
@@ -212,10 +226,37 @@ void read_tenant(TableReader& r, TenantSpec& t) {
   r.read("rate_pps", t.rate_pps);
   r.read("burst", t.burst);
   r.read_list("prefixes", t.prefixes);
+  // Per-class limits and credits (docs/scheduling.md): pushed to the data plane as they are.
+  for (auto [key, field] :
+       {std::pair{"interactive_rate_pps", &TenantSpec::interactive_rate_pps},
+        std::pair{"interactive_burst", &TenantSpec::interactive_burst},
+        std::pair{"background_rate_pps", &TenantSpec::background_rate_pps},
+        std::pair{"background_burst", &TenantSpec::background_burst},
+        std::pair{"credits_max", &TenantSpec::credits_max}, std::pair{"credits_min", &TenantSpec::credits_min},
+        std::pair{"credit_delay_target_us", &TenantSpec::credit_delay_target_us}}) {
+    r.read(key, t.*field);
+  }
   r.reject_unknown();
   if (!r.problem) {
     if (auto why = check_tenant(t); !why.empty()) r.invalid("id", why);
   }
+}
+
+// An agent's scheduling keys, the data plane's names; ranges are checked by check_agent.
+void read_scheduling(TableReader& r, model::Scheduling& s) {
+  std::string dispatch;
+  if (r.read("dispatch", dispatch)) {
+    if (auto parsed = model::parse_dispatch(dispatch)) {
+      s.dispatch = parsed.value();
+    } else {
+      r.invalid("dispatch", parsed.message());
+    }
+  }
+  r.read("class_scheduling", s.class_scheduling);
+  r.read("reserved_interactive", s.reserved_interactive);
+  r.read("reserved_interactive_share", s.reserved_interactive_share);
+  r.read("queue_delay_target_us", s.queue_delay_target_us);
+  r.read("high_water", s.high_water);
 }
 
 void read_agent(TableReader& r, AgentSpec& a) {
@@ -240,6 +281,7 @@ void read_agent(TableReader& r, AgentSpec& a) {
   bool has_max = r.read("max_workers", max);
   a.pool.min = min;
   a.pool.max = has_max ? max : (has_min ? std::max(min, a.pool.max) : max);
+  read_scheduling(r, a.scheduling);
   r.reject_unknown();
 }
 
@@ -286,6 +328,7 @@ std::string check_tenant(const TenantSpec& spec) {
     return "tenant name '" + spec.name + "' must match [A-Za-z0-9][A-Za-z0-9_.-]{0,62}";
   }
   if (spec.rate_pps > 0 && spec.burst == 0) return "tenant '" + spec.name + "' has rate_pps but no burst (>= 1)";
+  if (auto why = model::tenant_limits_problem(spec); !why.empty()) return "tenant '" + spec.name + "': " + why;
   for (const auto& prefix : spec.prefixes) {
     if (auto parsed = model::parse_ip_prefix(prefix); !parsed) return "tenant '" + spec.name + "': " + parsed.message();
   }
@@ -312,6 +355,13 @@ std::string check_agent(const AgentSpec& spec, const ControlplaneConfig& config)
            std::to_string(spec.pool.max) + ")";
   }
   if (spec.pool.max > 256) return "agent '" + spec.name + "': pool max must be <= 256";
+  if (auto ok = model::check_scheduling(spec.scheduling, "agent '" + spec.name + "'"); !ok) return ok.message();
+  if (spec.scheduling.reserved_interactive > spec.pool.max) {
+    return "agent '" + spec.name + "': reserved_interactive (" + std::to_string(spec.scheduling.reserved_interactive) +
+           ") is more than the pool's max (" + std::to_string(spec.pool.max) + "): reserve at most " +
+           std::to_string(spec.pool.max) + " worker(s), raise max_workers (pool.max), or use " +
+           "reserved_interactive_share";
+  }
   if (!config.cgroups.profiles.contains(spec.cgroup_profile)) {
     std::string known;
     for (const auto& [name, profile] : config.cgroups.profiles) known += (known.empty() ? "" : ", ") + name;

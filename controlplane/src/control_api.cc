@@ -93,6 +93,7 @@ ApiResult<AgentStatus> ControlPlane::create_agent(const AgentSpec& spec) {
   Pool& pool = pools_[spec.name];
   pool = Pool{};
   pool.target = spec.pool.min;
+  autoscaler_.forget(spec.name);  // a new agent of an old name starts with no history
   tables_dirty_ = true;
   const auto saved = registry_.save();
   reconcile_pools();
@@ -115,7 +116,7 @@ ApiResult<AgentStatus> ControlPlane::replace_agent(const std::string& name, cons
   if (auto cgroup = ensure_cgroup(spec); !cgroup) return api_error(ApiErrorCode::unavailable, cgroup.message());
   registry_.set_agent(spec);
   Pool& pool = pools_[name];
-  pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);
+  if (auto bounded = autoscaler_.bound(name, pool_sample(spec, pool, Clock::now()))) apply_scale(name, pool, *bounded);
   bool process_changed = old.command != spec.command || old.env != spec.env || old.user != spec.user ||
                          old.cgroup_profile != spec.cgroup_profile || old.priority != spec.priority ||
                          old.tenant != spec.tenant;
@@ -166,7 +167,8 @@ ApiResult<AgentStatus> ControlPlane::scale_agent(const std::string& name, const 
   if (auto why = check_agent(spec, config_); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
   registry_.set_agent(spec);
   Pool& pool = pools_[name];
-  pool.target = std::clamp(pool.target, spec.pool.min, spec.pool.max);
+  // New bounds are followed at once, and recorded as the autoscaler's decision.
+  if (auto bounded = autoscaler_.bound(name, pool_sample(spec, pool, Clock::now()))) apply_scale(name, pool, *bounded);
   const auto saved = registry_.save();
   reconcile_pools();
   if (!saved) return saved.error();
@@ -272,7 +274,11 @@ ApiResult<std::string> ControlPlane::metrics() {
   m.workers_adopted = adopted_;
   m.worker_replacements = replacements_;
   m.tenants = registry_.tenants().size();
-  for (const auto& [name, spec] : registry_.agents()) m.agents.push_back(agent_status(spec));
+  for (const auto& [name, spec] : registry_.agents()) {
+    m.agents.push_back(agent_status(spec));
+    m.scaling.push_back(scaling_status(spec));
+  }
+  m.scale_events = scale_events_;
   for (const auto& [id, w] : workers_) m.workers.push_back(worker_info(w));
   m.stats = link_.stats();
   std::string text = export_metrics(m);

@@ -37,7 +37,8 @@ std::string escape_log(const std::string& text) {
 ControlPlane::ControlPlane(ControlplaneConfig config)
     : config_(std::move(config)),
       registry_(config_),
-      link_(DataplaneLink::Options{config_.dataplane.run_dir, config_.dataplane.reconnect_interval, 1000}) {}
+      link_(DataplaneLink::Options{config_.dataplane.run_dir, config_.dataplane.reconnect_interval, 1000}),
+      autoscaler_(autoscaler_policy(config_.pools)) {}
 
 ControlPlane::~ControlPlane() = default;
 
@@ -174,7 +175,7 @@ dpc::Tables ControlPlane::build_tables() const {
   for (const auto& [name, a] : registry_.agents()) {
     auto pool = pools_.find(name);
     if (pool != pools_.end() && pool->second.deleting) continue;
-    dpc::AgentEntry entry{a.id, a.tenant, a.name, {}};
+    dpc::AgentEntry entry{a.id, a.tenant, a.name, {}, a.scheduling};
     // Every non-draining worker's slot, attached or not yet: the data plane skips slots
     // without a live worker, and answers ERROR when none is live (e.g. breaker open).
     for (const auto& [id, w] : workers_) {
@@ -232,6 +233,7 @@ void ControlPlane::tick() {
   std::lock_guard lock(mutex_);
   supervisor_->process();
   refresh_slots();
+  grant_reclaimed_slots();
   replace_stalled();
   scale_pools();
   reconcile_pools();

@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "axon/common/result.h"
@@ -32,10 +33,13 @@
 #include "axon/dataplane/control.h"
 #include "axon/tuning/service.h"
 
+#include "autoscaler.h"
 #include "dataplane_link.h"
 #include "registry.h"
 
 namespace axon::controlplane {
+
+AutoscalerPolicy autoscaler_policy(const PoolSettings& pools);  // scaling.cc
 
 class ControlPlane final : public ControlApi {
  public:
@@ -77,6 +81,7 @@ class ControlPlane final : public ControlApi {
   ApiResult<Ok> delete_agent(const std::string& name) override;
   ApiResult<AgentStatus> scale_agent(const std::string& name, const ScaleRequest& request) override;
   ApiResult<AgentStatus> reset_breaker(const std::string& name) override;
+  ApiResult<ScalingStatus> get_scaling(const std::string& name) override;
   ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent) override;
   ApiResult<WorkerInfo> drain_worker(const std::string& id) override;
   ApiResult<WorkerInfo> kill_worker(const std::string& id) override;
@@ -99,17 +104,15 @@ class ControlPlane final : public ControlApi {
     bool draining = false;
     Clock::time_point drain_started{};
     bool stop_requested = false;
-    std::uint64_t last_completed = 0;
-    Clock::time_point last_active = Clock::now();
-    pid_t replaced_pid = 0;  // the process replace_stalled() killed (killed once, not per tick)
+    pid_t replaced_pid = 0;   // the process replace_stalled() killed (killed once, not per tick)
+    pid_t grant_pending = 0;  // respawned while the data plane still held its predecessor's slot
   };
 
   struct Pool {
     std::uint32_t target = 0;  // between spec.pool.min and max
     std::uint32_t next_index = 0;
-    std::uint32_t hot_ticks = 0;  // consecutive scale intervals above scale_up_queue
-    bool deleting = false;        // deleted: workers draining, no respawn
-    std::string cgroup;           // deleted: removed once its last worker is gone
+    bool deleting = false;  // deleted: workers draining, no respawn
+    std::string cgroup;     // deleted: removed once its last worker is gone
     std::string no_slot_warned;
   };
 
@@ -132,14 +135,19 @@ class ControlPlane final : public ControlApi {
   void start_tuning();
   void link_dataplane();  // refreshes the link; on a new data plane: re-push, re-grant slots
   void refresh_slots();
-  void scale_pools();
+  void scale_pools();  // scaling.cc: samples each pool for the autoscaler, applies its decisions
+  PoolSample pool_sample(const AgentSpec& agent, const Pool& pool, Clock::time_point now) const;
+  void apply_scale(const std::string& agent, Pool& pool, const ScaleDecision& decision);
+  std::uint64_t queue_delay_target_us(const AgentSpec& agent) const;
   void reconcile_pools();
   void progress_drains();
-  void replace_stalled();  // kills workers the data plane reports stalled; the pool respawns them
+  void replace_stalled();        // kills workers the data plane reports stalled; the pool respawns them
+  void grant_reclaimed_slots();  // grants a respawn its slot once the data plane reclaimed it
   void push_tables(bool force);
   dataplane::control::Tables build_tables() const;
 
   AgentStatus agent_status(const AgentSpec& spec) const;
+  ScalingStatus scaling_status(const AgentSpec& spec) const;
   WorkerInfo worker_info(const Worker& worker) const;
   // Whether a spawned worker has not attached to the data plane yet (caller holds mutex_).
   bool worker_starting() const;
@@ -156,6 +164,9 @@ class ControlPlane final : public ControlApi {
   std::unique_ptr<tuning::TuningService> tuning_;
   std::map<std::string, Pool> pools_;      // by agent name
   std::map<std::string, Worker> workers_;  // by worker id
+  Autoscaler autoscaler_;
+  // Scale decisions applied, by (agent, direction, reason): axon_pool_scale_events_total.
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> scale_events_;
   Clock::time_point next_scale_{};
   bool tables_dirty_ = true;
   bool runtime_dirty_ = false;

@@ -160,6 +160,23 @@ std::string export_metrics(const MetricsSnapshot& s) {
   m.family("axon_agent_breaker_open", "gauge", "1 while the agent's crash-loop circuit breaker is open.");
   for (const auto& a : s.agents) m.sample({{"agent", a.spec.name}}, a.breaker == BreakerState::open ? 1 : 0);
 
+  m.family("axon_pool_scale_events_total", "counter",
+           "Autoscaler decisions applied, by agent, direction (up, down) and reason (queue_delay: the queueing "
+           "delay stayed above the agent's target; idle: a worker stayed idle; min, max: the bounds moved).");
+  for (const auto& [key, count] : s.scale_events) {
+    const auto& [agent, direction, reason] = key;
+    m.sample({{"agent", agent}, {"direction", direction}, {"reason", reason}}, double(count));
+  }
+  m.family("axon_agent_pool_target", "gauge", "The autoscaler's pool size per agent, within min..max.");
+  for (const auto& sc : s.scaling) m.sample({{"agent", sc.agent}}, sc.target);
+  m.family("axon_agent_queue_delay_seconds", "gauge",
+           "The queueing delay the autoscaler last measured per agent (absent before two samples).");
+  for (const auto& sc : s.scaling) {
+    if (sc.queue_delay_us) m.sample({{"agent", sc.agent}}, double(*sc.queue_delay_us) / 1e6);
+  }
+  m.family("axon_agent_queue_delay_target_seconds", "gauge", "The queueing delay each agent's pool is sized for.");
+  for (const auto& sc : s.scaling) m.sample({{"agent", sc.agent}}, double(sc.queue_delay_target_us) / 1e6);
+
   m.family("axon_worker_inflight", "gauge", "Requests in flight at the worker.");
   for (const auto& w : s.workers) m.sample({{"agent", w.agent}, {"worker", w.id}}, double(w.inflight));
   m.family("axon_worker_ring_depth", "gauge", "Requests queued in the worker's request ring.");

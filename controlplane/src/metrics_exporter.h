@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "axon/controlplane/model.h"
@@ -27,6 +28,9 @@ struct MetricsSnapshot {
   std::map<std::string, std::uint64_t> worker_replacements;  // by reason: "stalled", "requested"
   std::uint64_t tenants = 0;
   std::vector<AgentStatus> agents;
+  std::vector<ScalingStatus> scaling;  // per agent
+  // Autoscaler decisions applied, by (agent, direction, reason).
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> scale_events;
   std::vector<WorkerInfo> workers;
   const dataplane::StatsReader* stats = nullptr;  // the data plane's families only when mapped
 };

@@ -311,9 +311,20 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
   }
   switch (event.kind) {
     case MemberEvent::Kind::spawned: {
-      // A respawn: only this process may claim the slot.
+      // A respawn: only this process may claim the slot. A first crash is respawned in the
+      // same iteration that saw the death, usually before the data plane has reclaimed the
+      // dead worker's slot; the grant then waits for that (grant_reclaimed_slots), so the
+      // new worker never attaches while its predecessor's death is still being processed.
       auto it = workers_.find(event.id);
-      if (it != workers_.end()) send_grant(it->second.slot, event.pid);
+      if (it != workers_.end()) {
+        const auto* slot = link_.slot(it->second.slot);
+        if (slot != nullptr && slot->state != "vacant" && slot->pid != event.pid) {
+          it->second.grant_pending = event.pid;
+        } else {
+          it->second.grant_pending = 0;
+          send_grant(it->second.slot, event.pid);
+        }
+      }
       runtime_dirty_ = true;
       break;
     }
@@ -362,54 +373,6 @@ void ControlPlane::on_member_event(const MemberEvent& event) {
 
 // ---- pools ---------------------------------------------------------------------------------
 
-void ControlPlane::scale_pools() {
-  auto now = Clock::now();
-  if (now < next_scale_) return;
-  next_scale_ = now + config_.pools.scale_interval;
-  for (auto& [name, pool] : pools_) {
-    auto agent = registry_.agents().find(name);
-    if (agent == registry_.agents().end() || pool.deleting) continue;
-    const PoolSize& size = agent->second.pool;
-    std::uint64_t queued = 0;
-    std::uint32_t attached = 0;
-    Worker* idlest = nullptr;
-    for (auto& [id, w] : workers_) {
-      if (w.agent != name || w.draining) continue;
-      auto slot = link_.slots().find(w.slot);
-      if (slot == link_.slots().end() || slot->second.state != "alive") continue;
-      ++attached;
-      queued += slot->second.depth + slot->second.inflight;
-      if (slot->second.completed != w.last_completed || slot->second.inflight > 0) {
-        w.last_completed = slot->second.completed;
-        w.last_active = now;
-      }
-      if (idlest == nullptr || w.last_active < idlest->last_active) idlest = &w;
-    }
-    // Queue depth per worker is the load signal: it rises before latency does, and it is
-    // what a new worker would take away.
-    if (attached > 0 && queued / attached >= config_.pools.scale_up_queue) {
-      if (++pool.hot_ticks >= 2 && pool.target < size.max) {
-        ++pool.target;
-        pool.hot_ticks = 0;
-        AXON_LOG_INFO(kLog, "agent %s: %llu queued over %u worker(s); scaling up to %u", name.c_str(),
-                      static_cast<unsigned long long>(queued), attached, pool.target);
-      }
-    } else {
-      pool.hot_ticks = 0;
-      if (pool.target > size.min && idlest != nullptr && now - idlest->last_active >= config_.pools.scale_down_idle) {
-        --pool.target;
-        AXON_LOG_INFO(kLog, "agent %s: worker %s idle for %lld ms; scaling down to %u", name.c_str(),
-                      idlest->id.c_str(),
-                      static_cast<long long>(
-                          std::chrono::duration_cast<std::chrono::milliseconds>(now - idlest->last_active).count()),
-                      pool.target);
-        begin_drain(*idlest);
-      }
-    }
-    pool.target = std::clamp(pool.target, size.min, size.max);
-  }
-}
-
 void ControlPlane::reconcile_pools() {
   // Spawning needs the data plane's slots; without a link the pools wait (and the data
   // plane, if it is up, keeps serving the workers it has).
@@ -450,6 +413,21 @@ void ControlPlane::replace_stalled() {
   }
 }
 
+void ControlPlane::grant_reclaimed_slots() {
+  for (auto& [id, w] : workers_) {
+    if (w.grant_pending == 0) continue;
+    const auto member = supervisor_->member(id);
+    if (!member || member->pid != w.grant_pending) {
+      w.grant_pending = 0;  // that process is gone already; its successor has its own grant
+      continue;
+    }
+    const auto* slot = link_.slot(w.slot);
+    if (slot != nullptr && slot->state != "vacant") continue;
+    send_grant(w.slot, w.grant_pending);
+    w.grant_pending = 0;
+  }
+}
+
 void ControlPlane::progress_drains() {
   auto now = Clock::now();
   // Stopping a worker that has no process (backoff, e.g. behind an open breaker) reports
@@ -480,6 +458,7 @@ void ControlPlane::progress_drains() {
     for (const auto& [id, w] : workers_) has_workers |= w.agent == it->first;
     if (it->second.deleting && !has_workers) {
       supervisor_->forget_group(it->first);
+      autoscaler_.forget(it->first);
       if (cgroups_ && !it->second.cgroup.empty()) {
         if (auto removed = cgroups_->remove_if_empty(it->second.cgroup); !removed) {
           AXON_LOG_WARN(kLog, "agent %s deleted but its cgroup stays: %s", it->first.c_str(),
@@ -547,6 +526,10 @@ WorkerInfo ControlPlane::worker_info(const Worker& w) const {
     info.pid = member->pid;
     info.started_at_ms = member->started_at_ms;
     info.restarts = member->restarts;
+    info.last_exit = member->last_exit;
+    info.crash_streak = member->crash_streak;
+    info.last_respawn_delay_ms = member->last_respawn_delay_ms;
+    info.retry_in_ms = member->retry_in_ms;
   }
   auto agent = registry_.agents().find(w.agent);
   if (cgroups_ && agent != registry_.agents().end()) info.cgroup = cgroups_->name() + "/" + cgroup_of(agent->second);

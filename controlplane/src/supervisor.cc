@@ -200,15 +200,24 @@ void Supervisor::respawn(Member& m) {
 void Supervisor::schedule_respawn(Member& m, milliseconds delay) {
   m.phase = MemberPhase::backoff;
   m.due = now() + delay;
-  emit(MemberEvent::Kind::respawn_scheduled, m.id, m.group, 0, "in " + std::to_string(delay.count()) + " ms");
+  emit(MemberEvent::Kind::respawn_scheduled, m.id, m.group, 0,
+       "in " + std::to_string(delay.count()) + " ms (crash " + std::to_string(m.backoff.streak()) + " in a row)");
 }
 
 void Supervisor::count_crash(Member& m, SteadyTime when) {
   milliseconds delay = m.backoff.next_delay(m.started, when);
+  m.last_delay = delay;
   Group& g = group_of(m.group);
   if (g.breaker.record_crash(when)) open_breaker(m.group);
   if (g.breaker.state() == BreakerState::closed) {
-    schedule_respawn(m, delay);
+    if (delay.count() == 0) {
+      // A first crash: respawned now, not on the next timer tick. A failed spawn comes back
+      // here with a streak of 2, so this cannot recurse more than once.
+      emit(MemberEvent::Kind::respawn_scheduled, m.id, m.group, 0, "at once (first crash)");
+      respawn(m);
+    } else {
+      schedule_respawn(m, delay);
+    }
   } else {
     m.phase = MemberPhase::blocked;
     m.due.reset();

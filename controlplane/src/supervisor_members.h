@@ -33,8 +33,9 @@ struct Supervisor::Member {
   SteadyTime started{};
   std::string last_exit;
   Backoff backoff;
-  std::optional<SteadyTime> due;  // backoff: respawn; stopping: SIGKILL
-  bool kill_requested = false;    // kill(): restart at once, not a crash
+  std::chrono::milliseconds last_delay{0};  // chosen at the last crash (0 = respawned at once)
+  std::optional<SteadyTime> due;            // backoff: respawn; stopping: SIGKILL
+  bool kill_requested = false;              // kill(): restart at once, not a crash
 };
 
 struct Supervisor::Group {

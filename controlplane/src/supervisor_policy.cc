@@ -3,6 +3,7 @@
 // times, so the tests drive them with a fake clock.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "axon/controlplane/supervisor.h"
 
@@ -13,14 +14,16 @@ using std::chrono::milliseconds;
 // --- pure state machines --------------------------------------------------------------
 
 milliseconds Backoff::next_delay(SteadyTime started, SteadyTime crashed) {
-  if (crashed - started >= policy_.stable_after) attempts_ = 0;
-  double delay = static_cast<double>(policy_.initial.count()) * std::pow(policy_.multiplier, attempts_);
+  // `crashed > started`: a failed spawn (no run at all) never ends a streak, even with
+  // stable_after = 0, so a spawn that keeps failing cannot respawn at once forever.
+  if (crashed > started && crashed - started >= policy_.stable_after) streak_ = 0;
+  if (streak_ < std::numeric_limits<std::uint32_t>::max()) ++streak_;
+  // A first crash is not a loop: waiting would only keep the pool short of a worker. Backoff
+  // starts at the second crash in a row (crash_loop in docs/scheduling.md).
+  if (streak_ == 1) return milliseconds(0);
+  double delay = static_cast<double>(policy_.initial.count()) * std::pow(policy_.multiplier, streak_ - 2);
   double cap = static_cast<double>(policy_.max.count());
-  if (delay >= cap || !std::isfinite(delay)) {
-    delay = cap;
-  } else {
-    ++attempts_;  // stops growing once capped, so it never overflows
-  }
+  if (delay >= cap || !std::isfinite(delay)) delay = cap;
   return milliseconds(static_cast<std::int64_t>(delay));
 }
 

@@ -20,6 +20,8 @@ MemberStatus Supervisor::status_of(const Member& m) const {
   s.last_exit = m.last_exit;
   s.adopted = m.adopted;
   if (m.phase == MemberPhase::backoff && m.due) s.retry_in_ms = ms_until(*m.due, now());
+  s.crash_streak = m.backoff.streak();
+  s.last_respawn_delay_ms = m.last_delay.count();
   return s;
 }
 

@@ -154,6 +154,17 @@ TEST_F(ApiServerTest, EveryRouteHappyPath) {
   r = call("POST", "/v1/agents/echo/scale", *admin_, R"({"max":8})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(body_of(r)["spec"]["pool"]["max"], 8);
+  r = call("GET", "/v1/agents/echo/scaling", *reader_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_of(r)["agent"], "echo");
+  EXPECT_EQ(body_of(r)["max"], 8);
+  EXPECT_EQ(body_of(r)["queue_delay_us"], 5400);
+  EXPECT_EQ(body_of(r)["delay_source"], "estimated");
+  ASSERT_EQ(body_of(r)["decisions"].size(), 1u) << r.body;
+  EXPECT_EQ(body_of(r)["decisions"][0]["reason"], "queue_delay");
+  EXPECT_EQ(body_of(r)["decisions"][0]["direction"], "up");
+  EXPECT_EQ(call("GET", "/v1/agents/nope/scaling", *reader_).status, 404);
+  EXPECT_EQ(call("GET", "/v1/agents/echo/scaling", "").status, 401);
   r = call("POST", "/v1/agents/echo/breaker/reset", *admin_);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(body_of(r)["breaker"], "closed");

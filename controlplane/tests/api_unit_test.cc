@@ -72,9 +72,27 @@ TEST(ApiJson, EveryResponseStructRoundTrips) {
   w.started_at_ms = -5;
   EXPECT_EQ(json_io::to_json(json_io::worker_info_from_json(json_io::to_json(w)).value()), json_io::to_json(w));
   EXPECT_EQ(json_io::to_json(w)["state"], "draining");
+  EXPECT_FALSE(json_io::to_json(w).contains("retry_in_ms"));
+  w.state = WorkerState::backoff;
+  w.last_exit = "killed by signal 9 (SIGKILL)";
+  w.crash_streak = 2;
+  w.last_respawn_delay_ms = 100;
+  w.retry_in_ms = 40;
+  EXPECT_EQ(json_io::to_json(json_io::worker_info_from_json(json_io::to_json(w)).value()), json_io::to_json(w));
+  EXPECT_EQ(json_io::to_json(w)["retry_in_ms"], 40);
+  EXPECT_EQ(json_io::to_json(w)["crash_streak"], 2);
 
   TenantSpec t{9, "acme", 10, 20, {"10.0.0.0/8", "2001:db8::/32"}};
   EXPECT_EQ(json_io::to_json(json_io::tenant_spec_from_json(json_io::to_json(t)).value()), json_io::to_json(t));
+  t.interactive_rate_pps = 800;
+  t.interactive_burst = 80;
+  t.background_rate_pps = 200;
+  t.background_burst = 20;
+  t.credits_max = 64;
+  t.credits_min = 4;
+  t.credit_delay_target_us = 500;
+  EXPECT_EQ(json_io::tenant_spec_from_json(json_io::to_json(t)).value(), t) << "every field survives the REST body";
+  EXPECT_EQ(json_io::to_json(t)["credit_delay_target_us"], 500);
 
   RouteInfo r{1, 2, "a", {"s0", "s1"}};
   EXPECT_EQ(json_io::to_json(json_io::route_info_from_json(json_io::to_json(r)).value()), json_io::to_json(r));

@@ -66,8 +66,14 @@ TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
        "test.toml:4", "unknown key 'threds' in [api]"},
       {"listen without certificate", "[api]\nlisten = \"127.0.0.1:1\"\n", ConfigError::invalid_value, "test.toml:2",
        "cert_file and key_file"},
-      {"wrong type", "[pools]\nscale_up_queue = \"8\"\n", ConfigError::invalid_value, "test.toml:2",
-       "scale_up_queue must be an integer"},
+      {"wrong type", "[pools]\nscale_interval_ms = \"8\"\n", ConfigError::invalid_value, "test.toml:2",
+       "scale_interval_ms must be an integer"},
+      {"replaced scale_up_queue", "[pools]\nscale_up_queue = 8\n", ConfigError::invalid_value, "test.toml:2",
+       "replaced by queue_delay_target_us"},
+      {"zero delay target", "[pools]\nqueue_delay_target_us = 0\n", ConfigError::invalid_value, "test.toml:2",
+       "queue_delay_target_us: must be between 1 and"},
+      {"shrink ratio at 1", "[pools]\nscale_down_delay_ratio = 1.0\n", ConfigError::invalid_value, "test.toml:2",
+       "scale_down_delay_ratio: must be at least 0 and below 1"},
       {"bad on_exit", "[pools]\non_exit = \"sometimes\"\n", ConfigError::invalid_value, "test.toml:2", "on_exit"},
       {"backoff max below initial", "[pools]\nbackoff_initial_ms = 500\nbackoff_max_ms = 100\n",
        ConfigError::invalid_value, "test.toml:3", "backoff_max_ms"},
@@ -100,6 +106,24 @@ TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
        ConfigError::invalid_value, "test.toml:19", "defined twice"},
       {"tenant bad prefix", "[[tenants]]\nid = 1\nname = \"t\"\nprefixes = [\"10.0.0.0/33\"]\n",
        ConfigError::invalid_value, "test.toml:2", "10.0.0.0/33"},
+      {"agent unknown dispatch policy",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\ndispatch = \"fastest\"\n",
+       ConfigError::invalid_value, "test.toml:9", "unknown dispatch policy 'fastest'; use \"sticky\""},
+      {"agent reserves more than its max",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\nmax_workers = 2\nreserved_interactive = 3\n",
+       ConfigError::invalid_value, "test.toml:5", "reserved_interactive (3) is more than the pool's max (2)"},
+      {"agent high water above 1",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\nhigh_water = 1.5\n",
+       ConfigError::invalid_value, "test.toml:5", "high_water"},
+      {"tenant class rate without burst", "[[tenants]]\nid = 1\nname = \"t\"\ninteractive_rate_pps = 100\n",
+       ConfigError::invalid_value, "test.toml:2", "interactive_rate_pps needs interactive_burst"},
+      {"tenant credits min above max", "[[tenants]]\nid = 1\nname = \"t\"\ncredits_max = 2\ncredits_min = 3\n",
+       ConfigError::invalid_value, "test.toml:2", "credits_min (3) must not exceed credits_max (2)"},
+      {"tenant unknown limit key", "[[tenants]]\nid = 1\nname = \"t\"\ninteractive_rate = 100\n",
+       ConfigError::unknown_key, "test.toml:4", "unknown key 'interactive_rate'"},
       {"tenant rate without burst", "[[tenants]]\nid = 1\nname = \"t\"\nrate_pps = 10\n", ConfigError::invalid_value,
        "test.toml:2", "no burst"},
   };
@@ -111,6 +135,64 @@ TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
     EXPECT_NE(config.message().find(c.line), std::string::npos) << config.message();
     EXPECT_NE(config.message().find(c.mentions), std::string::npos) << config.message();
   }
+}
+
+TEST(ControlplaneConfig, AutoscalerKnobsParseWithDefaults) {
+  auto defaults = parse_config(kBase, "test.toml");
+  ASSERT_TRUE(defaults) << defaults.message();
+  EXPECT_EQ(defaults->pools.queue_delay_target_us, 1000u);
+  EXPECT_EQ(defaults->pools.scale_up_sustain.count(), 1000);
+  EXPECT_EQ(defaults->pools.scale_up_cooldown.count(), 2000);
+  EXPECT_EQ(defaults->pools.scale_down_idle.count(), 30000);
+  EXPECT_EQ(defaults->pools.scale_down_cooldown.count(), 10000);
+  EXPECT_DOUBLE_EQ(defaults->pools.scale_down_delay_ratio, 0.5);
+  auto set = parse_config(std::string(kBase) +
+                              "[pools]\nqueue_delay_target_us = 250\nscale_up_sustain_ms = 300\n"
+                              "scale_up_cooldown_ms = 400\nscale_down_idle_ms = 1500\nscale_down_cooldown_ms = 600\n"
+                              "scale_down_delay_ratio = 0.25\n",
+                          "test.toml");
+  ASSERT_TRUE(set) << set.message();
+  EXPECT_EQ(set->pools.queue_delay_target_us, 250u);
+  EXPECT_EQ(set->pools.scale_up_sustain.count(), 300);
+  EXPECT_EQ(set->pools.scale_up_cooldown.count(), 400);
+  EXPECT_EQ(set->pools.scale_down_idle.count(), 1500);
+  EXPECT_EQ(set->pools.scale_down_cooldown.count(), 600);
+  EXPECT_DOUBLE_EQ(set->pools.scale_down_delay_ratio, 0.25);
+}
+
+TEST(ControlplaneConfig, AgentSchedulingKeysParse) {
+  auto config = parse_config(std::string(kBase) +
+                                 "dispatch = \"p2c\"\nclass_scheduling = false\nreserved_interactive = 1\n"
+                                 "reserved_interactive_share = 0.25\nqueue_delay_target_us = 750\nhigh_water = 0.8\n",
+                             "test.toml");
+  ASSERT_TRUE(config) << config.message();
+  const model::Scheduling& s = config->agents[0].scheduling;
+  EXPECT_EQ(s.dispatch, model::Dispatch::p2c);
+  EXPECT_FALSE(s.class_scheduling);
+  EXPECT_EQ(s.reserved_interactive, 1u);
+  EXPECT_DOUBLE_EQ(s.reserved_interactive_share, 0.25);
+  EXPECT_EQ(s.queue_delay_target_us, 750u);
+  EXPECT_DOUBLE_EQ(s.high_water, 0.8);
+  EXPECT_EQ(config->agents[0].agent().scheduling, s) << "what the data plane is pushed";
+}
+
+TEST(ControlplaneConfig, TenantClassLimitsAndCreditsParse) {
+  auto config = parse_config(std::string(kBase) +
+                                 "[[tenants]]\nid = 2\nname = \"bulk\"\ninteractive_rate_pps = 800\n"
+                                 "interactive_burst = 80\nbackground_rate_pps = 200\nbackground_burst = 20\n"
+                                 "credits_max = 64\ncredits_min = 4\ncredit_delay_target_us = 500\n",
+                             "test.toml");
+  ASSERT_TRUE(config) << config.message();
+  ASSERT_EQ(config->tenants.size(), 2u);
+  const TenantSpec& t = config->tenants[1];
+  EXPECT_EQ(t.interactive_rate_pps, 800u);
+  EXPECT_EQ(t.interactive_burst, 80u);
+  EXPECT_EQ(t.background_rate_pps, 200u);
+  EXPECT_EQ(t.background_burst, 20u);
+  EXPECT_EQ(t.credits_max, 64u);
+  EXPECT_EQ(t.credits_min, 4u);
+  EXPECT_EQ(t.credit_delay_target_us, 500u);
+  EXPECT_EQ(config->tenants[0].credits_min, 1u) << "the model's default";
 }
 
 TEST(ControlplaneConfig, MissingFileSaysWhatToDo) {

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "axon/controlplane/cgroup.h"
@@ -45,18 +46,29 @@ std::unique_ptr<Supervisor> make_supervisor(CgroupDriver* cgroups, BackoffPolicy
 
 // --- pure state machines ----------------------------------------------------------------
 
-TEST(Backoff, GrowsCapsAndResetsAfterStableRun) {
+TEST(Backoff, FirstCrashAtOnceThenGrowsCapsAndResetsAfterStableRun) {
   Backoff b(BackoffPolicy{100ms, 1000ms, 2.0, 5000ms});
   std::vector<std::int64_t> delays;
-  for (int i = 0; i < 7; ++i) delays.push_back(b.next_delay(at(0), at(10)).count());
-  EXPECT_EQ(delays, (std::vector<std::int64_t>{100, 200, 400, 800, 1000, 1000, 1000}));
-  // Ran for stable_after: the next crash starts over.
-  EXPECT_EQ(b.next_delay(at(0), at(5000)).count(), 100);
-  EXPECT_EQ(b.next_delay(at(6000), at(6001)).count(), 200);
+  std::vector<std::uint32_t> streaks;
+  for (int i = 0; i < 8; ++i) {
+    delays.push_back(b.next_delay(at(0), at(10)).count());
+    streaks.push_back(b.streak());
+  }
+  EXPECT_EQ(delays, (std::vector<std::int64_t>{0, 100, 200, 400, 800, 1000, 1000, 1000}));
+  EXPECT_EQ(streaks, (std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  // Ran for stable_after: a first crash again, respawned at once; the next quick one waits.
+  EXPECT_EQ(b.next_delay(at(0), at(5000)).count(), 0);
+  EXPECT_EQ(b.streak(), 1u);
+  EXPECT_EQ(b.next_delay(at(6000), at(6001)).count(), 100);
   b.reset();
-  EXPECT_EQ(b.next_delay(at(0), at(1)).count(), 100);
+  EXPECT_EQ(b.next_delay(at(0), at(1)).count(), 0);
+  // A failed spawn (started == crashed) never ends a streak, even with stable_after 0.
+  Backoff zero(BackoffPolicy{10ms, 10ms, 2.0, 0ms});
+  EXPECT_EQ(zero.next_delay(at(0), at(0)).count(), 0);
+  EXPECT_EQ(zero.next_delay(at(5), at(5)).count(), 10);
 
   Backoff flat(BackoffPolicy{50ms, 50ms, 3.0, 1000ms});
+  EXPECT_EQ(flat.next_delay(at(0), at(1)).count(), 0);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(flat.next_delay(at(0), at(1)).count(), 50);
 }
 
@@ -163,21 +175,26 @@ TEST_F(SupervisorTest, FakeClockBackoffAndBreakerTransitions) {
   ASSERT_TRUE(started.ok()) << started.message();
   EXPECT_EQ(started->phase, MemberPhase::running);
   ASSERT_TRUE(exits(1)) << rec.trace();
-  EXPECT_EQ(s.member("w0")->phase, MemberPhase::backoff);
-  EXPECT_EQ(s.member("w0")->retry_in_ms, 1000);
+  // The first crash is respawned at once, in the process() call that saw it: no time passed.
+  EXPECT_EQ(rec.count(Kind::spawned), 2u) << rec.trace();
+  EXPECT_EQ(s.member("w0")->restarts, 1u);
+  EXPECT_EQ(s.member("w0")->crash_streak, 1u);
+  EXPECT_EQ(s.member("w0")->last_respawn_delay_ms, 0);
   EXPECT_EQ(s.member("w0")->last_exit, "exited with status 1");
   EXPECT_EQ(s.group("agent").crashes_in_window, 1u);
+  // The second quick crash is a loop: backoff_initial.
+  ASSERT_TRUE(exits(2)) << rec.trace();
+  EXPECT_EQ(s.member("w0")->phase, MemberPhase::backoff);
+  EXPECT_EQ(s.member("w0")->retry_in_ms, 1000);
+  EXPECT_EQ(s.member("w0")->crash_streak, 2u);
+  EXPECT_EQ(s.member("w0")->last_respawn_delay_ms, 1000);
   EXPECT_EQ(s.next_timeout(), 1000ms);
 
   advance(999ms);
-  EXPECT_EQ(rec.count(Kind::spawned), 1u);
-  advance(1ms);
   EXPECT_EQ(rec.count(Kind::spawned), 2u);
-  EXPECT_EQ(s.member("w0")->restarts, 1u);
-  ASSERT_TRUE(exits(2)) << rec.trace();
-  EXPECT_EQ(s.member("w0")->retry_in_ms, 2000);
-  advance(2000ms);
+  advance(1ms);
   EXPECT_EQ(rec.count(Kind::spawned), 3u);
+  EXPECT_EQ(s.member("w0")->restarts, 2u);
   ASSERT_TRUE(exits(3)) << rec.trace();
 
   // Third crash within the window: open, nothing scheduled.
@@ -198,6 +215,7 @@ TEST_F(SupervisorTest, FakeClockBackoffAndBreakerTransitions) {
 
   advance(29999ms);
   EXPECT_EQ(rec.count(Kind::spawned), 3u);
+  EXPECT_EQ(s.member("w0")->last_respawn_delay_ms, 2000) << "the third would have waited initial * 2";
   advance(1ms);
   EXPECT_EQ(rec.count(Kind::breaker_half_open), 1u);
   EXPECT_EQ(s.group("agent").breaker, BreakerState::half_open);
@@ -212,6 +230,85 @@ TEST_F(SupervisorTest, FakeClockBackoffAndBreakerTransitions) {
   EXPECT_EQ(rec.count(Kind::spawned), 6u) << "both blocked members respawned: " << rec.trace();
   stop_all(s);
   EXPECT_EQ(rec.count(Kind::stopped), 2u);
+}
+
+// Issue 13: a crash (kill -9 from outside, not kill()) is respawned at once, in the
+// process() call that reaps it; only a member that crashes again before stable_after waits,
+// and the decision is recorded on the member (crash_streak, last_respawn_delay_ms, phase).
+TEST_F(SupervisorTest, FirstCrashIsRespawnedAtOnceAndACrashLoopBacksOff) {
+  // A backoff long enough that a member in backoff stays there for the whole test.
+  auto owned =
+      make_supervisor(nullptr, BackoffPolicy{60000ms, 120000ms, 2.0, 60000ms}, BreakerPolicy{10, 60000ms, 60000ms});
+  Supervisor& s = *owned;
+  Recorder rec;
+  rec.attach(s);
+  ASSERT_TRUE(s.start("w0", "agent", command({"/bin/sleep", "1000"})).ok());
+  ASSERT_TRUE(s.start("w1", "agent", command({"/bin/sleep", "1000"})).ok());
+  const pid_t first = s.member("w0")->pid;
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  ASSERT_TRUE(pump_until(s, [&] { return rec.count(Kind::spawned) >= 3; })) << rec.trace();
+  auto m = s.member("w0");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->phase, MemberPhase::running);
+  EXPECT_NE(m->pid, first);
+  EXPECT_GT(m->pid, 0);
+  EXPECT_EQ(m->restarts, 1u);
+  EXPECT_EQ(m->crash_streak, 1u);
+  EXPECT_EQ(m->last_respawn_delay_ms, 0);
+  EXPECT_EQ(m->last_exit, "killed by signal 9 (SIGKILL)");
+  EXPECT_FALSE(m->retry_in_ms);
+  EXPECT_EQ(s.group("agent").crashes_in_window, 1u) << "a crash all the same, for the breaker";
+  const auto scheduled = std::find_if(rec.events.begin(), rec.events.end(),
+                                      [](const MemberEvent& e) { return e.kind == Kind::respawn_scheduled; });
+  ASSERT_NE(scheduled, rec.events.end()) << rec.trace();
+  EXPECT_EQ(scheduled->detail, "at once (first crash)");
+
+  // The replacement crashes right away: a crash loop, backed off.
+  const pid_t second = m->pid;
+  ASSERT_EQ(::kill(second, SIGKILL), 0);
+  ASSERT_TRUE(pump_until(s, [&] { return rec.count(Kind::exited) >= 2; })) << rec.trace();
+  m = s.member("w0");
+  EXPECT_EQ(m->phase, MemberPhase::backoff);
+  EXPECT_EQ(m->pid, 0);
+  EXPECT_EQ(m->crash_streak, 2u);
+  EXPECT_EQ(m->last_respawn_delay_ms, 60000);
+  ASSERT_TRUE(m->retry_in_ms);
+  EXPECT_GT(*m->retry_in_ms, 0);
+  EXPECT_LE(*m->retry_in_ms, 60000);
+  EXPECT_EQ(rec.count(Kind::spawned), 3u) << "nothing respawned during the backoff: " << rec.trace();
+  EXPECT_EQ(rec.events.back().detail, "in 60000 ms (crash 2 in a row)") << rec.trace();
+
+  // The streak is per member: the other member's first crash is respawned at once.
+  const pid_t other = s.member("w1")->pid;
+  ASSERT_EQ(::kill(other, SIGKILL), 0);
+  ASSERT_TRUE(pump_until(s, [&] { return rec.count(Kind::spawned) >= 4; })) << rec.trace();
+  EXPECT_EQ(s.member("w1")->phase, MemberPhase::running);
+  EXPECT_EQ(s.member("w1")->last_respawn_delay_ms, 0);
+  EXPECT_EQ(s.member("w1")->crash_streak, 1u);
+  stop_all(s);
+}
+
+// A member that ran stable_after before crashing is a first crash again (real time).
+TEST_F(SupervisorTest, AStableRunEndsTheCrashLoop) {
+  auto owned = make_supervisor(nullptr, BackoffPolicy{30ms, 60ms, 2.0, 300ms}, BreakerPolicy{10, 60000ms, 60000ms});
+  Supervisor& s = *owned;
+  Recorder rec;
+  rec.attach(s);
+  ASSERT_TRUE(s.start("w", "agent", command({"/bin/sleep", "1000"})).ok());
+  auto kill_and_respawn = [&](std::size_t spawned) {
+    EXPECT_EQ(::kill(s.member("w")->pid, SIGKILL), 0);
+    return pump_until(s, [&] { return rec.count(Kind::spawned) >= spawned; });
+  };
+  ASSERT_TRUE(kill_and_respawn(2)) << rec.trace();
+  EXPECT_EQ(s.member("w")->last_respawn_delay_ms, 0);
+  ASSERT_TRUE(kill_and_respawn(3)) << rec.trace();
+  EXPECT_EQ(s.member("w")->last_respawn_delay_ms, 30) << "killed within stable_after of its respawn";
+  EXPECT_EQ(s.member("w")->crash_streak, 2u);
+  std::this_thread::sleep_for(400ms);  // longer than stable_after
+  ASSERT_TRUE(kill_and_respawn(4)) << rec.trace();
+  EXPECT_EQ(s.member("w")->last_respawn_delay_ms, 0);
+  EXPECT_EQ(s.member("w")->crash_streak, 1u);
+  stop_all(s);
 }
 
 // kill() -> SIGKILL -> pidfd readable -> reaped -> respawned; the figure is the time from

@@ -34,6 +34,8 @@ AXON_DEPS=(
   libmnl-dev
   # runtime tools used by the scripts
   iproute2 python3 procps jq ethtool
+  # the Python packages (client/python, sdk/python): offline pip builds and their venv test
+  python3-setuptools python3-wheel python3-pip python3-venv
   # the benchmark suite's broker peers (NATS server and C client, ZeroMQ) and its plots
   nats-server libnats-dev libzmq3-dev gnuplot-nox
   # install.sh and its tests: systemd-analyze/-tmpfiles/-sysusers, shellcheck; the

@@ -30,6 +30,7 @@
 #include "axon/testing/test_network.h"
 
 #include "packet_cases.h"
+#include "veth_xdp_fixture.h"
 #include "xsk_socket.h"
 
 namespace axon::bpf {
@@ -37,22 +38,9 @@ namespace {
 
 using protocol::Reason;
 
-class XdpAttachTest : public ::testing::Test {
+class XdpAttachTest : public VethXdpTest {
  protected:
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "attaching XDP needs root";
-    axon::testing::NetworkSpec spec;
-    spec.topology = axon::testing::Topology::two_namespaces;
-    spec.prefix = "axbpf";
-    std::string error;
-    net_ = axon::testing::TestNetwork::create(spec, error);
-    ASSERT_TRUE(net_) << error;
-    inside_ = net_->enter_root_ns();
-    ASSERT_TRUE(inside_->ok()) << inside_->error();
-    ifindex_ = static_cast<int>(if_nametoindex(net_->root_if.c_str()));
-    ASSERT_GT(ifindex_, 0);
-    ASSERT_EQ(ifindex_, net_->root_ifindex);
-  }
+  XdpAttachTest() : VethXdpTest("axbpf") {}
   void TearDown() override {
     if (inside_ && inside_->ok() && ifindex_ > 0) {
       // Whatever happened in the test, nothing may be left on the interface before the
@@ -60,15 +48,8 @@ class XdpAttachTest : public ::testing::Test {
       auto left = query_attached(ifindex_);
       EXPECT_TRUE(left.ok() && left->program_id == 0) << "an XDP program was left attached";
     }
-    inside_.reset();  // back to our own namespace before the network goes
-    net_.reset();
+    VethXdpTest::TearDown();
   }
-
-  [[nodiscard]] const std::string& dev() const { return net_->root_if; }
-
-  std::unique_ptr<axon::testing::TestNetwork> net_;
-  std::unique_ptr<axon::testing::TestNetwork::Entered> inside_;
-  int ifindex_ = 0;
 };
 
 #define LOAD_OR_FAIL(var, config)                           \

@@ -25,6 +25,7 @@
 #include "axon/testing/test_network.h"
 
 #include "packet_cases.h"
+#include "veth_xdp_fixture.h"
 #include "xsk_socket.h"
 
 namespace axon::bpf {
@@ -32,29 +33,9 @@ namespace {
 
 constexpr std::uint32_t kTenant = 9;
 
-class XdpBusyVethTest : public ::testing::Test {
+class XdpBusyVethTest : public VethXdpTest {
  protected:
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "attaching XDP needs root";
-    axon::testing::NetworkSpec spec;
-    spec.topology = axon::testing::Topology::two_namespaces;
-    spec.prefix = "axxds";
-    std::string error;
-    net_ = axon::testing::TestNetwork::create(spec, error);
-    ASSERT_TRUE(net_) << error;
-    inside_ = net_->enter_root_ns();
-    ASSERT_TRUE(inside_->ok()) << inside_->error();
-    ifindex_ = static_cast<int>(if_nametoindex(net_->root_if.c_str()));
-    ASSERT_GT(ifindex_, 0);
-  }
-  void TearDown() override {
-    inside_.reset();  // back to our own namespace before the network goes
-    net_.reset();
-  }
-
-  std::unique_ptr<axon::testing::TestNetwork> net_;
-  std::unique_ptr<axon::testing::TestNetwork::Entered> inside_;
-  int ifindex_ = 0;
+  XdpBusyVethTest() : VethXdpTest("axxds") {}
 };
 
 // One request datagram for the tenant, with a distinct request id.

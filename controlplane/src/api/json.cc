@@ -26,6 +26,24 @@ void read_pool(JsonReader& r, PoolSize& out) {
   r.optional("max", out.max);
 }
 
+// An agent's scheduling fields, flat in its object (the data plane's names); ranges are
+// checked by check_agent, which also knows the pool's max.
+void read_scheduling(JsonReader& r, model::Scheduling& out) {
+  std::string dispatch;
+  if (r.optional("dispatch", dispatch)) {
+    if (auto parsed = model::parse_dispatch(dispatch)) {
+      out.dispatch = parsed.value();
+    } else {
+      r.fail("field 'dispatch' in " + r.what() + ": " + parsed.message());
+    }
+  }
+  r.optional("class_scheduling", out.class_scheduling);
+  r.optional("reserved_interactive", out.reserved_interactive);
+  r.optional("reserved_interactive_share", out.reserved_interactive_share);
+  r.optional("queue_delay_target_us", out.queue_delay_target_us);
+  r.optional("high_water", out.high_water);
+}
+
 void read_agent(JsonReader& r, AgentSpec& out, const std::optional<std::string>& path_name) {
   if (path_name) {
     if (r.optional("name", out.name) && out.name != *path_name) {
@@ -43,6 +61,7 @@ void read_agent(JsonReader& r, AgentSpec& out, const std::optional<std::string>&
   r.optional("user", out.user);
   r.nested("pool", false, [&](JsonReader& pool) { read_pool(pool, out.pool); });
   r.optional("cgroup_profile", out.cgroup_profile);
+  read_scheduling(r, out.scheduling);
 }
 
 void read_dataplane(JsonReader& r, DataplaneStatus& out) {
@@ -125,7 +144,13 @@ json to_json(const AgentSpec& value) {
               {"env", std::move(env)},
               {"user", value.user},
               {"pool", to_json(value.pool)},
-              {"cgroup_profile", value.cgroup_profile}};
+              {"cgroup_profile", value.cgroup_profile},
+              {"dispatch", model::to_string(value.scheduling.dispatch)},
+              {"class_scheduling", value.scheduling.class_scheduling},
+              {"reserved_interactive", value.scheduling.reserved_interactive},
+              {"reserved_interactive_share", value.scheduling.reserved_interactive_share},
+              {"queue_delay_target_us", value.scheduling.queue_delay_target_us},
+              {"high_water", value.scheduling.high_water}};
 }
 
 json to_json(const AgentStatus& value) {
@@ -138,17 +163,22 @@ json to_json(const AgentStatus& value) {
 }
 
 json to_json(const WorkerInfo& value) {
-  return json{{"id", value.id},
-              {"agent", value.agent},
-              {"slot", value.slot},
-              {"pid", value.pid},
-              {"state", to_string(value.state)},
-              {"started_at_ms", value.started_at_ms},
-              {"restarts", value.restarts},
-              {"cgroup", value.cgroup},
-              {"inflight", value.inflight},
-              {"ring_depth", value.ring_depth},
-              {"completed", value.completed}};
+  json j{{"id", value.id},
+         {"agent", value.agent},
+         {"slot", value.slot},
+         {"pid", value.pid},
+         {"state", to_string(value.state)},
+         {"started_at_ms", value.started_at_ms},
+         {"restarts", value.restarts},
+         {"cgroup", value.cgroup},
+         {"inflight", value.inflight},
+         {"ring_depth", value.ring_depth},
+         {"completed", value.completed},
+         {"last_exit", value.last_exit},
+         {"crash_streak", value.crash_streak},
+         {"last_respawn_delay_ms", value.last_respawn_delay_ms}};
+  if (value.retry_in_ms) j["retry_in_ms"] = *value.retry_in_ms;
+  return j;
 }
 
 json to_json(const TenantSpec& value) {
@@ -156,7 +186,14 @@ json to_json(const TenantSpec& value) {
               {"name", value.name},
               {"rate_pps", value.rate_pps},
               {"burst", value.burst},
-              {"prefixes", value.prefixes}};
+              {"prefixes", value.prefixes},
+              {"interactive_rate_pps", value.interactive_rate_pps},
+              {"interactive_burst", value.interactive_burst},
+              {"background_rate_pps", value.background_rate_pps},
+              {"background_burst", value.background_burst},
+              {"credits_max", value.credits_max},
+              {"credits_min", value.credits_min},
+              {"credit_delay_target_us", value.credit_delay_target_us}};
 }
 
 json to_json(const RouteInfo& value) {
@@ -200,6 +237,27 @@ json to_json(const ScaleRequest& value) {
   return j;
 }
 
+json to_json(const ScaleEvent& value) {
+  return json{{"at_ms", value.at_ms},         {"from", value.from},     {"to", value.to},
+              {"direction", value.direction}, {"reason", value.reason}, {"delay_us", value.delay_us},
+              {"target_us", value.target_us}, {"source", value.source}, {"worker", value.worker},
+              {"message", value.message}};
+}
+
+json to_json(const ScalingStatus& value) {
+  json decisions = json::array();
+  for (const auto& d : value.decisions) decisions.push_back(to_json(d));
+  json j{{"agent", value.agent},
+         {"target", value.target},
+         {"min", value.min},
+         {"max", value.max},
+         {"queue_delay_target_us", value.queue_delay_target_us},
+         {"delay_source", value.delay_source},
+         {"decisions", std::move(decisions)}};
+  if (value.queue_delay_us) j["queue_delay_us"] = *value.queue_delay_us;
+  return j;
+}
+
 ApiResult<AgentSpec> agent_spec_from_json(const json& j, const std::optional<std::string>& path_name) {
   JsonReader r(j, "agent");
   AgentSpec out;
@@ -222,6 +280,13 @@ ApiResult<TenantSpec> tenant_spec_from_json(const json& j, const std::optional<s
   r.optional("rate_pps", out.rate_pps);
   r.optional("burst", out.burst);
   r.optional("prefixes", out.prefixes);
+  r.optional("interactive_rate_pps", out.interactive_rate_pps);
+  r.optional("interactive_burst", out.interactive_burst);
+  r.optional("background_rate_pps", out.background_rate_pps);
+  r.optional("background_burst", out.background_burst);
+  r.optional("credits_max", out.credits_max);
+  r.optional("credits_min", out.credits_min);
+  r.optional("credit_delay_target_us", out.credit_delay_target_us);
   return finish(r, std::move(out));
 }
 
@@ -270,6 +335,10 @@ ApiResult<WorkerInfo> worker_info_from_json(const json& j) {
   r.optional("inflight", out.inflight);
   r.optional("ring_depth", out.ring_depth);
   r.optional("completed", out.completed);
+  r.optional("last_exit", out.last_exit);
+  r.optional("crash_streak", out.crash_streak);
+  r.optional("last_respawn_delay_ms", out.last_respawn_delay_ms);
+  r.optional("retry_in_ms", out.retry_in_ms);
   return finish(r, std::move(out));
 }
 

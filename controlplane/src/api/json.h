@@ -29,6 +29,8 @@ json to_json(const RouteInfo& value);
 json to_json(const DataplaneStatus& value);
 json to_json(const SystemStatus& value);
 json to_json(const ScaleRequest& value);
+json to_json(const ScaleEvent& value);
+json to_json(const ScalingStatus& value);
 
 const char* to_string(PriorityClass value);
 const char* to_string(BreakerState value);

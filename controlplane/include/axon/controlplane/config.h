@@ -63,11 +63,20 @@ struct TuningSettings {
 };
 
 struct PoolSettings {
+  // The autoscaler (docs/scheduling.md, "Warm pools and autoscaling") samples every pool
+  // this often.
   std::chrono::milliseconds scale_interval{500};
-  // Scale up when the queued + in-flight requests per warm worker stay above this.
-  std::uint32_t scale_up_queue = 8;
-  // Scale down (towards min) after a worker has been idle this long.
+  // The queueing delay a pool is grown to stay under, for agents that set none of their own.
+  std::uint64_t queue_delay_target_us = 1000;
+  // Grow by one when the delay stays above the target this long; at most once per cooldown.
+  std::chrono::milliseconds scale_up_sustain{1000};
+  std::chrono::milliseconds scale_up_cooldown{2000};
+  // Shrink by one (draining the idlest worker) once a worker has been idle this long and
+  // the delay is at most target * scale_down_delay_ratio; at most once per cooldown after
+  // any change.
   std::chrono::milliseconds scale_down_idle{30000};
+  std::chrono::milliseconds scale_down_cooldown{10000};
+  double scale_down_delay_ratio = 0.5;
   std::chrono::milliseconds drain_timeout{5000};
   std::chrono::milliseconds stop_grace{3000};
   std::chrono::milliseconds backoff_initial{100};

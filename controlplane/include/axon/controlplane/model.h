@@ -83,8 +83,13 @@ struct AgentSpec {
   std::string user;                        // run as this user (optional; "" = daemon default)
   PoolSize pool;
   std::string cgroup_profile = "default";  // a [cgroup_profiles.<name>] from the config
+  // Dispatch policy, class scheduling, reserved interactive capacity and admission control,
+  // pushed to the data plane as they are (JSON: flat fields "dispatch", "class_scheduling",
+  // "reserved_interactive", "reserved_interactive_share", "queue_delay_target_us",
+  // "high_water"; docs/scheduling.md). queue_delay_target_us is also the autoscaler's target.
+  model::Scheduling scheduling{};
 
-  model::Agent agent() const { return model::Agent{id, tenant, name}; }  // what the data plane routes on
+  model::Agent agent() const { return model::Agent{id, tenant, name, scheduling}; }  // what the data plane routes on
 };
 
 struct AgentStatus {
@@ -110,6 +115,11 @@ struct WorkerInfo {
   std::uint64_t inflight = 0;
   std::uint64_t ring_depth = 0;
   std::uint64_t completed = 0;
+  // The supervisor's last crash decision (docs/scheduling.md, "Crash respawn and crash loops").
+  std::string last_exit;                    // how its last process ended; "" if none did
+  std::uint32_t crash_streak = 0;           // quick crashes in a row: 1 after a first crash, 0 after a stable run
+  std::int64_t last_respawn_delay_ms = 0;   // 0: the last crash was respawned at once
+  std::optional<std::int64_t> retry_in_ms;  // in backoff: until the respawn
 };
 
 // A tenant and a route are the shared model's (axon/common/model.h): the data plane's
@@ -146,6 +156,29 @@ struct SystemStatus {
   std::uint32_t tenants = 0;
 };
 
+// One decision of the autoscaler (docs/scheduling.md, "Warm pools and autoscaling").
+struct ScaleEvent {
+  std::int64_t at_ms = 0;  // unix ms
+  std::uint32_t from = 0, to = 0;
+  std::string direction;        // "up" | "down"
+  std::string reason;           // "queue_delay" | "idle" | "min" | "max"
+  std::uint64_t delay_us = 0;   // the queueing delay measured when it decided
+  std::uint64_t target_us = 0;  // the agent's queue_delay_target_us then
+  std::string source;           // "published" (by the data plane) | "estimated" (depth / drain rate)
+  std::string worker;           // down on "idle": the worker drained
+  std::string message;          // the log line
+};
+
+struct ScalingStatus {  // GET /v1/agents/{name}/scaling
+  std::string agent;
+  std::uint32_t target = 0;  // the pool's current size goal, within min..max
+  std::uint32_t min = 0, max = 0;
+  std::uint64_t queue_delay_target_us = 0;
+  std::optional<std::uint64_t> queue_delay_us;  // last measured; absent before two samples
+  std::string delay_source;                     // "published" | "estimated"
+  std::vector<ScaleEvent> decisions;            // the last ones, oldest first
+};
+
 struct ScaleRequest {  // POST /v1/agents/{name}/scale
   std::optional<std::uint32_t> min;
   std::optional<std::uint32_t> max;
@@ -168,6 +201,11 @@ class ControlApi {
   virtual ApiResult<Ok> delete_agent(const std::string& name) = 0;          // not_found; drains its workers
   virtual ApiResult<AgentStatus> scale_agent(const std::string& name, const ScaleRequest& request) = 0;
   virtual ApiResult<AgentStatus> reset_breaker(const std::string& name) = 0;  // closes an open breaker
+  // The autoscaler's view of the agent's pool and its last decisions; not_found.
+  virtual ApiResult<ScalingStatus> get_scaling(const std::string& name) {
+    (void)name;
+    return api_error(ApiErrorCode::unavailable, "this control plane runs no autoscaler");
+  }
 
   virtual ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent) = 0;
   virtual ApiResult<WorkerInfo> drain_worker(const std::string& id) = 0;  // not_found; returns at once, drains async

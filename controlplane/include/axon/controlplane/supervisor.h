@@ -1,7 +1,10 @@
 // Supervisor: keeps named worker processes alive, grouped (one group per agent), with
 // exponential backoff per member and a circuit breaker per group.
 //
-// Any exit not requested by stop() is a crash: the member is respawned after its backoff.
+// Any exit not requested by stop() is a crash. A first crash (the process had run
+// `stable_after`, or the member never crashed) is respawned at once, in the same process()
+// call that saw the exit: a pool is back at its size as fast as a spawn. Only repeated quick
+// crashes of one member (a crash loop) wait, for an exponential backoff.
 // `failures` crashes of a group within `window` open the group's breaker: nothing of that
 // group is respawned until `cooldown`; then one member is respawned as a trial
 // (half_open); if it stays up `stable_after` the breaker closes and the rest follow, if it
@@ -61,6 +64,8 @@ struct MemberStatus {
   std::string last_exit;                    // "exited with status 1", "killed by signal 9 (SIGKILL)"
   bool adopted = false;                     // the current process was adopted, not spawned by us
   std::optional<std::int64_t> retry_in_ms;  // in backoff: until the respawn
+  std::uint32_t crash_streak = 0;           // quick crashes in a row (1 = a first crash); 0 after a stable run
+  std::int64_t last_respawn_delay_ms = 0;   // the delay chosen at the last crash (backoff_initial for a first)
 };
 
 struct GroupStatus {
@@ -91,19 +96,20 @@ struct MemberEvent {
 using SteadyTime = std::chrono::steady_clock::time_point;
 using SupervisorClock = std::function<SteadyTime()>;  // CLOCK_MONOTONIC unless a test fakes it
 
-// Per-member exponential backoff: initial * multiplier^n, capped at max; n resets when the
-// process ran at least stable_after. Pure: the caller passes the times.
+// Per-member crash-loop backoff. The n-th quick crash in a row (n >= 1; the first crash of
+// a streak is n = 1) gets initial * multiplier^(n-1), capped at max. A process that ran at
+// least stable_after before crashing starts a new streak. Pure: the caller passes the times.
 class Backoff {
  public:
   explicit Backoff(BackoffPolicy policy) : policy_(policy) {}
   // Delay before respawning a process that started at `started` and crashed at `crashed`.
   std::chrono::milliseconds next_delay(SteadyTime started, SteadyTime crashed);
-  void reset() { attempts_ = 0; }
-  std::uint32_t attempts() const { return attempts_; }
+  void reset() { streak_ = 0; }
+  std::uint32_t streak() const { return streak_; }  // quick crashes in a row, this one included
 
  private:
   BackoffPolicy policy_;
-  std::uint32_t attempts_ = 0;
+  std::uint32_t streak_ = 0;
 };
 
 // Per-group circuit breaker. Pure: the caller passes the times and drives half_open/close.

@@ -1,4 +1,4 @@
-// /v1/agents: list, create, read, replace, delete, scale, reset the breaker.
+// /v1/agents: list, create, read, replace, delete, scale, the autoscaler's view, reset the breaker.
 #include "api/handlers/respond.h"
 
 namespace axon::controlplane::api::handlers {
@@ -51,6 +51,9 @@ void add_agents(Router& r) {
                    return reply_no_content(ctx.api.delete_agent(call.params.at("name")));
                  }});
   r.add(RouteDef{"POST", "/v1/agents/{name}/scale", {}, scale});
+  r.add(RouteDef{"GET", "/v1/agents/{name}/scaling", {}, [](HandlerContext& ctx, const Call& call) {
+                   return reply(200, ctx.api.get_scaling(call.params.at("name")));
+                 }});
   r.add(RouteDef{"POST", "/v1/agents/{name}/breaker/reset", {}, reset_breaker});
 }
 

@@ -116,6 +116,23 @@ class FakeControlApi : public ControlApi {
     s->breaker_retry_in_ms.reset();
     return *s;
   }
+  // The pool at its spec's bounds, with one recorded decision: what the REST layer shows.
+  ApiResult<ScalingStatus> get_scaling(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    auto* s = find_agent(name);
+    if (s == nullptr) return no_agent(name);
+    ScalingStatus out;
+    out.agent = name;
+    out.min = s->spec.pool.min;
+    out.max = s->spec.pool.max;
+    out.target = s->spec.pool.min + 1;
+    out.queue_delay_target_us = 1000;
+    out.queue_delay_us = 5400;
+    out.delay_source = "estimated";
+    out.decisions.push_back(
+        ScaleEvent{1'700'000'000'000, out.min, out.target, "up", "queue_delay", 5400, 1000, "estimated", "", "grew"});
+    return out;
+  }
   ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent) override {
     std::lock_guard lock(mu_);
     last_worker_filter = agent;
