@@ -141,6 +141,14 @@ enum axon_reason {
   AXON_DROP_NO_SOCKET,          /* no AF_XDP socket on the receive queue (XDP only) */
   AXON_BUSY_NO_CREDITS,         /* tenant over its credits: answered BUSY, not dropped (XDP: in place,
                                  * XDP_TX; userspace backends: a BUSY reply from the lcore) */
+  /* Reassembly of segmented requests (data plane only; the XDP program never returns these). */
+  AXON_DROP_REASM_TIMEOUT,      /* a message's segments did not all arrive in time (counted once per message) */
+  AXON_DROP_REASM_MEMORY,       /* the lcore's reassembly memory or message table is full */
+  AXON_DROP_REASM_TENANT,       /* the tenant's share of the lcore's reassembly memory is used up */
+  AXON_DROP_SEGMENT_MISMATCH,   /* a segment disagrees with the held ones (lengths, count or header) */
+  AXON_DROP_SEGMENT_OFFSET,     /* payload_len impossible for its segment_index (section 6 rule) */
+  AXON_DROP_SEGMENT_DUPLICATE,  /* a segment already held: ignored */
+  AXON_DROP_REASM_TOO_LARGE,    /* a message larger than a worker buffer, or of too many segments */
   AXON_REASON_COUNT
 };
 

@@ -207,6 +207,7 @@ Client::Client(Client&& other) noexcept
       next_request_id_(other.next_request_id_),
       outstanding_(std::move(other.outstanding_)),
       arrived_(std::move(other.arrived_)),
+      partial_(std::move(other.partial_)),
       tx_buffer_(std::move(other.tx_buffer_)),
       rx_buffer_(std::move(other.rx_buffer_)),
       counters_(other.counters_) {}
@@ -220,6 +221,7 @@ Client& Client::operator=(Client&& other) noexcept {
     next_request_id_ = other.next_request_id_;
     outstanding_ = std::move(other.outstanding_);
     arrived_ = std::move(other.arrived_);
+    partial_ = std::move(other.partial_);
     tx_buffer_ = std::move(other.tx_buffer_);
     rx_buffer_ = std::move(other.rx_buffer_);
     counters_ = other.counters_;
@@ -240,11 +242,11 @@ Result<SentRequest, ClientError> Client::send_request(const RequestOptions& requ
 
 Result<SentRequest, ClientError> Client::transmit(const RequestOptions& request, std::span<const std::uint8_t> payload,
                                                   std::uint64_t request_id) {
-  if (p::kHeaderLen + payload.size() > options_.max_datagram_bytes) {
-    return make_error(ClientError::invalid_argument, "payload is " + std::to_string(payload.size()) +
-                                                         " bytes; one datagram carries at most " +
-                                                         std::to_string(options_.max_datagram_bytes - p::kHeaderLen) +
-                                                         " (AXP segmentation is not supported by the appliance yet)");
+  if (payload.size() > p::kMaxMessageLen || options_.max_datagram_bytes <= p::kHeaderLen) {
+    return make_error(ClientError::invalid_argument,
+                      "payload is " + std::to_string(payload.size()) + " bytes; an AXP message carries at most " +
+                          std::to_string(p::kMaxMessageLen) + " (and max_datagram_bytes must exceed the " +
+                          std::to_string(p::kHeaderLen) + "-byte header)");
   }
   p::Header h;
   h.type = p::MessageType::request;
@@ -259,10 +261,24 @@ Result<SentRequest, ClientError> Client::transmit(const RequestOptions& request,
     h.span_id = request.trace->span_id;
     h.trace_flags = request.trace->flags;
   }
-  std::size_t len = p::encode_datagram(h, payload, tx_buffer_);
-  if (len == 0) return make_error(ClientError::invalid_argument, "cannot encode the request");
-
   std::uint64_t now = monotonic_ns();
+  if (p::kHeaderLen + payload.size() > options_.max_datagram_bytes) {
+    if (auto sent = send_segments(h, payload); !sent) return sent.error();
+  } else {
+    std::size_t len = p::encode_datagram(h, payload, tx_buffer_);
+    if (len == 0) return make_error(ClientError::invalid_argument, "cannot encode the request");
+    if (auto sent = send_datagram(len); !sent) return sent.error();
+  }
+  ++counters_.sent;
+  outstanding_[request_id] = Outstanding{now, h.span_id};
+  SentRequest sent;
+  sent.request_id = request_id;
+  sent.trace = request.trace;
+  sent.sent_ns = now;
+  return sent;
+}
+
+Result<Ok, ClientError> Client::send_datagram(std::size_t len) {
   ssize_t n = ::send(fd_, tx_buffer_.data(), len, 0);
   if (n < 0 && (errno == ECONNREFUSED)) {
     // An ICMP error left over from an earlier datagram; the kernel reports it once. Try again.
@@ -274,13 +290,65 @@ Result<SentRequest, ClientError> Client::transmit(const RequestOptions& request,
       return make_error(ClientError::connection_refused, "nothing listens on " + peer_ + " (ICMP port unreachable)");
     return make_error(ClientError::send_failed, "send to " + peer_ + ": " + errno_text(err));
   }
-  ++counters_.sent;
-  outstanding_[request_id] = Outstanding{now, h.span_id};
-  SentRequest sent;
-  sent.request_id = request_id;
-  sent.trace = request.trace;
-  sent.sent_ns = now;
-  return sent;
+  return Ok{};
+}
+
+// §6: count = ceil(len / M) datagrams with M the payload one datagram carries, S = ceil(len /
+// count) bytes each, the last one the rest. Every segment carries the full header.
+Result<Ok, ClientError> Client::send_segments(p::Header h, std::span<const std::uint8_t> payload) {
+  const std::size_t most = options_.max_datagram_bytes - p::kHeaderLen;
+  const std::size_t count = (payload.size() + most - 1) / most;
+  const std::size_t size = (payload.size() + count - 1) / count;
+  h.segment_count = static_cast<std::uint16_t>(count);
+  h.message_len = static_cast<std::uint32_t>(payload.size());
+  h.header_len = p::kHeaderLen;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto piece = payload.subspan(i * size, std::min(size, payload.size() - i * size));
+    h.segment_index = static_cast<std::uint16_t>(i);
+    h.payload_len = static_cast<std::uint16_t>(piece.size());
+    if (p::encode_header(h, tx_buffer_) != p::kHeaderLen) {
+      return make_error(ClientError::invalid_argument, "cannot encode the request");
+    }
+    std::memcpy(tx_buffer_.data() + p::kHeaderLen, piece.data(), piece.size());
+    if (auto sent = send_datagram(p::kHeaderLen + piece.size()); !sent) return sent.error();
+  }
+  return Ok{};
+}
+
+bool Client::absorb_segment(const p::Header& h, std::span<const std::uint8_t> body,
+                            std::vector<std::uint8_t>& message) {
+  const std::uint32_t count = h.segment_count;
+  const std::uint32_t len = h.message_len;
+  const std::uint32_t size = (len + count - 1) / count;
+  const std::uint32_t last = std::uint64_t(count - 1) * size < len ? len - (count - 1) * size : 0;
+  const std::uint32_t expected = h.segment_index + 1u < count ? size : last;
+  auto [it, fresh] = partial_.try_emplace(h.request_id);
+  PartialReply& part = it->second;
+  // Segments of one reply agree in these (§6); one that differs belongs to another reply (to
+  // another attempt of the request): start over with it.
+  const p::Header& f = part.first;
+  if (!fresh && (f.segment_count != count || f.message_len != len || f.type != h.type || f.error_code != h.error_code ||
+                 f.span_id != h.span_id)) {
+    part = PartialReply{};
+    fresh = true;
+  }
+  if (fresh) {
+    part.first = h;
+    part.message.assign(len, 0);
+    part.seen.assign(count, false);
+  }
+  if (last == 0 || body.size() != expected) {  // breaks the §6 rule: nothing to put together
+    ++counters_.invalid;
+    partial_.erase(it);
+    return false;
+  }
+  if (part.seen[h.segment_index]) return false;  // a duplicate
+  part.seen[h.segment_index] = true;
+  std::memcpy(part.message.data() + std::size_t(h.segment_index) * size, body.data(), body.size());
+  if (++part.received < count) return false;
+  message = std::move(part.message);
+  partial_.erase(it);
+  return true;
 }
 
 Result<Reply, ClientError> Client::wait_reply(const SentRequest& sent, std::chrono::nanoseconds timeout) {
@@ -329,11 +397,16 @@ Result<Reply, ClientError> Client::receive_until(std::uint64_t request_id, std::
         continue;
       }
       Reply reply;
+      auto body = p::payload_of(dgram);
+      if (h.segment_count > 1) {
+        if (!absorb_segment(h, body, reply.payload)) continue;
+        h.segment_index = 0;
+      } else {
+        reply.payload.assign(body.begin(), body.end());
+      }
       reply.type = h.type;
       reply.error_code = h.error_code;
       reply.retry_after_us = h.retry_after_us;
-      auto body = p::payload_of(dgram);
-      reply.payload.assign(body.begin(), body.end());
       reply.request_id = h.request_id;
       reply.trace_id = h.trace_id;
       reply.span_id = h.span_id;
@@ -350,6 +423,7 @@ Result<Reply, ClientError> Client::receive_until(std::uint64_t request_id, std::
     std::uint64_t now = monotonic_ns();
     if (now >= deadline_ns) {
       outstanding_.erase(request_id);
+      partial_.erase(request_id);
       ++counters_.timeouts;
       return make_error(ClientError::timeout, "no reply from " + peer_ + " within the timeout");
     }

@@ -208,12 +208,13 @@ TEST_F(ClientVsBaseline, PipelinedRequestsAreMatchedInAnyOrder) {
   EXPECT_EQ(c.counters().unmatched, 0u);
 }
 
-TEST_F(ClientVsBaseline, PayloadLargerThanTheDatagramBudgetIsRefused) {
+TEST_F(ClientVsBaseline, PayloadLargerThanAnAxpMessageIsRefused) {
   Client c = open();
-  std::vector<std::uint8_t> big(1500, 'z');
+  std::vector<std::uint8_t> big(65537, 'z');
   auto reply = c.call(to(1, 1), big);
   ASSERT_FALSE(reply.ok());
   EXPECT_EQ(reply.code(), ClientError::invalid_argument);
+  EXPECT_EQ(c.counters().sent, 0u);
 }
 
 // A UDP socket the test controls, standing in for a server that misbehaves.
@@ -380,6 +381,123 @@ TEST(ClientBusy, BusyIsRetriedAfterTheHintWithTheSameRequestId) {
   EXPECT_EQ(reply->attempts, 2u);
   EXPECT_EQ(first_id, second_id);
   EXPECT_GE(retry_seen_ns - busy_sent_ns, 19'000'000u) << "the retry must honour retry_after_us";
+}
+
+// docs/protocol.md §6 both ways: a request longer than one datagram goes out as segments of
+// S = ceil(len / count) bytes (count = ceil(len / M)), each with the full header; a segmented
+// reply is reassembled in any order, duplicates ignored, before call() returns it.
+TEST(ClientSegments, LongRequestIsSegmentedAndASegmentedReplyIsReassembled) {
+  FakeServer fake;
+  ASSERT_TRUE(fake.ok());
+  auto c = Client::open("127.0.0.1", fake.port());
+  ASSERT_TRUE(c.ok());
+  std::vector<std::uint8_t> message(65536);
+  for (std::size_t i = 0; i < message.size(); ++i) message[i] = std::uint8_t(i * 7 + i / 256);
+  std::vector<p::Header> headers;
+  std::vector<std::uint8_t> got(message.size());
+  std::thread server([&] {
+    for (;;) {
+      auto seg = fake.receive();
+      if (seg.empty()) return;
+      ASSERT_EQ(p::validate_request(seg), p::Reason::ok);
+      p::Header h = p::decode_header(seg);
+      headers.push_back(h);
+      const std::size_t size = (h.message_len + h.segment_count - 1) / h.segment_count;
+      auto body = p::payload_of(seg);
+      std::copy(body.begin(), body.end(), got.begin() + std::ptrdiff_t(h.segment_index * size));
+      if (headers.size() == h.segment_count) break;
+    }
+    // The echo back in 3 segments of 21846, 21846 and 21844 bytes, last first, the middle twice.
+    p::Header r = p::make_reply(headers[0], p::MessageType::response, p::random_span_id());
+    r.segment_count = 3;
+    r.message_len = std::uint32_t(message.size());
+    const std::size_t size = (message.size() + 2) / 3;
+    for (std::uint16_t i : {std::uint16_t(2), std::uint16_t(1), std::uint16_t(1), std::uint16_t(0)}) {
+      const std::size_t piece = std::min(size, message.size() - i * size);
+      r.segment_index = i;
+      r.payload_len = std::uint16_t(piece);
+      std::vector<std::uint8_t> out(p::kHeaderLen + piece);
+      (void)p::encode_header(r, out);
+      std::copy_n(message.begin() + std::ptrdiff_t(i * size), piece, out.begin() + p::kHeaderLen);
+      fake.send(out);
+    }
+  });
+  auto reply = c->call(to(1, 1), message, within(3s));
+  server.join();
+  ASSERT_TRUE(reply.ok()) << reply.message();
+  // 1472-byte datagrams: M = 1392, so 48 segments of S = ceil(65536 / 48) = 1366 bytes.
+  ASSERT_EQ(headers.size(), 48u);
+  for (std::size_t i = 0; i < headers.size(); ++i) {
+    EXPECT_EQ(headers[i].segment_index, i);
+    EXPECT_EQ(headers[i].segment_count, 48u);
+    EXPECT_EQ(headers[i].message_len, 65536u);
+    EXPECT_EQ(headers[i].payload_len, i + 1 < headers.size() ? 1366u : 65536u - 47u * 1366u);
+    EXPECT_EQ(headers[i].request_id, headers[0].request_id);
+  }
+  EXPECT_EQ(got, message);
+  EXPECT_EQ(reply->type, p::MessageType::response);
+  EXPECT_EQ(reply->payload, message);
+  EXPECT_EQ(c->counters().replies, 1u);
+  EXPECT_EQ(c->counters().invalid, 0u);
+}
+
+// A reply segment whose length breaks the §6 rule is not put together: counted, the call times out.
+TEST(ClientSegments, AReplySegmentBreakingTheRuleIsCountedInvalid) {
+  FakeServer fake;
+  ASSERT_TRUE(fake.ok());
+  auto c = Client::open("127.0.0.1", fake.port());
+  ASSERT_TRUE(c.ok());
+  std::thread server([&] {
+    auto req = fake.receive();
+    if (req.empty()) return;
+    p::Header r = p::make_reply(p::decode_header(req), p::MessageType::response, p::random_span_id());
+    r.segment_count = 2;
+    r.message_len = 100;  // S = 50: a 49-byte segment 0 is impossible
+    r.segment_index = 0;
+    r.payload_len = 49;
+    std::vector<std::uint8_t> out(p::kHeaderLen + 49);
+    (void)p::encode_header(r, out);
+    fake.send(out);
+  });
+  auto reply = c->call(to(1, 1), bytes("x"), within(200ms));
+  server.join();
+  ASSERT_FALSE(reply.ok());
+  EXPECT_EQ(reply.code(), ClientError::timeout);
+  EXPECT_EQ(c->counters().invalid, 1u);
+}
+
+// Segments of two replies to one request id (two attempts that both ran) are never mixed: a
+// segment with another span_id starts the reply over.
+TEST(ClientSegments, SegmentsOfAnotherReplyStartOver) {
+  FakeServer fake;
+  ASSERT_TRUE(fake.ok());
+  auto c = Client::open("127.0.0.1", fake.port());
+  ASSERT_TRUE(c.ok());
+  auto send_segment = [&](p::Header r, std::uint16_t index, char fill) {
+    r.segment_count = 2;
+    r.message_len = 10;
+    r.segment_index = index;
+    r.payload_len = 5;
+    std::vector<std::uint8_t> out(p::kHeaderLen + 5, std::uint8_t(fill));
+    (void)p::encode_header(r, out);
+    fake.send(out);
+  };
+  std::thread server([&] {
+    auto req = fake.receive();
+    if (req.empty()) return;
+    p::Header h = p::decode_header(req);
+    p::Header first = p::make_reply(h, p::MessageType::response, p::random_span_id());
+    p::Header second = p::make_reply(h, p::MessageType::response, p::random_span_id());
+    send_segment(first, 0, 'a');
+    send_segment(second, 1, 'B');
+    send_segment(second, 0, 'A');
+  });
+  RequestOptions req = to(1, 1);
+  req.trace = TraceContext::generate();
+  auto reply = c->call(req, bytes("x"), within(2s));
+  server.join();
+  ASSERT_TRUE(reply.ok()) << reply.message();
+  EXPECT_EQ(std::string(reply->payload.begin(), reply->payload.end()), "AAAAABBBBB");
 }
 
 TEST(ClientBusy, BusyWithoutRetriesIsReturnedAsIs) {

@@ -56,6 +56,21 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
            "unmeetable (budget below the worker's estimated queueing delay).");
   m.sample({{"kind", "expired"}}, double(totals.deadline_expired));
   m.sample({{"kind", "unmeetable"}}, double(totals.deadline_unmeetable));
+  m.family("axon_dataplane_reassembled_total", "counter",
+           "Segmented requests reassembled whole (docs/protocol.md §6); the ones that were not are "
+           "axon_dataplane_drops_total reasons reassembly_* and segment_*.")
+      .sample(double(totals.reassembled));
+  m.family("axon_dataplane_reply_segments_total", "counter", "Reply datagrams of replies sent in several segments.")
+      .sample(double(totals.reply_segments));
+  m.family("axon_dataplane_reassembly_bytes", "gauge",
+           "Reassembly memory in use per lcore (bytes of its [reassembly] memory_per_lcore arena).");
+  for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
+    m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::reassembly_bytes)));
+  }
+  m.family("axon_dataplane_reassembly_messages", "gauge", "Partial segmented requests held per lcore.");
+  for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
+    m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::reassembly_messages)));
+  }
   m.family("axon_dataplane_slot_drain_rate", "gauge",
            "Completions per second of each live worker slot while it had work (EWMA; 0 = not measured yet).");
   for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
@@ -97,7 +112,9 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
     const auto reason = protocol::Reason(r);
     if (!protocol::is_drop(reason)) continue;
-    m.sample({{"reason", protocol::to_string(reason)}, {"where", "xdp"}}, double(stats.xdp(reason)));
+    if (!protocol::is_reassembly(reason)) {  // the XDP program never counts those
+      m.sample({{"reason", protocol::to_string(reason)}, {"where", "xdp"}}, double(stats.xdp(reason)));
+    }
     m.sample({{"reason", protocol::to_string(reason)}, {"where", "userspace"}}, double(stats.lcore_drops(reason)));
   }
   m.family("axon_dataplane_credit_busy_total", "counter",
@@ -112,7 +129,7 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
     const char* name = klass == protocol::Priority::interactive ? "interactive" : "background";
     for (std::size_t r = 0; r < protocol::kReasonCount; ++r) {
       const auto reason = protocol::Reason(r);
-      if (reason == protocol::Reason::pass_not_axp) continue;
+      if (reason == protocol::Reason::pass_not_axp || protocol::is_reassembly(reason)) continue;
       m.sample({{"class", name}, {"reason", protocol::to_string(reason)}}, double(stats.xdp(klass, reason)));
     }
   }

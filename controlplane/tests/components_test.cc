@@ -192,6 +192,42 @@ TEST(MetricsExporter, XdpClassVerdictsAndCreditBusyAreLabelled) {
       << "a BUSY is an answer, not a drop";
 }
 
+// Issue 14: reassembly drops by reason (userspace only), the reassembled and reply-segment
+// counters and the per-lcore reassembly memory gauge.
+TEST(MetricsExporter, ReassemblyReasonsCountersAndPerLcoreMemoryGauge) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/dataplane.stats";
+  auto file = dataplane::StatsFile::create(path, 2, 1);
+  ASSERT_TRUE(file.ok()) << file.message();
+  auto& l0 = file->view().lcores[0];
+  auto& l1 = file->view().lcores[1];
+  l0.drops[std::size_t(protocol::Reason::reassembly_timeout)].store(4);
+  l1.drops[std::size_t(protocol::Reason::segment_mismatch)].store(2);
+  l0.reassembled.store(5);
+  l1.reassembled.store(6);
+  l0.reply_segments.store(47);
+  l1.reassembly_bytes.store(65536);
+  l1.reassembly_messages.store(1);
+  auto reader = dataplane::StatsReader::open(path);
+  ASSERT_TRUE(reader.ok()) << reader.message();
+  MetricsSnapshot s;
+  s.stats = &reader.value();
+  const std::string text = export_metrics(s);
+  EXPECT_NE(text.find("axon_dataplane_drops_total{reason=\"reassembly_timeout\",where=\"userspace\"} 4"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("axon_dataplane_drops_total{reason=\"segment_mismatch\",where=\"userspace\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("axon_dataplane_drops_total{reason=\"reassembly_timeout\",where=\"xdp\"}"), std::string::npos)
+      << "the XDP program never reassembles";
+  EXPECT_NE(text.find("axon_dataplane_reassembled_total 11"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_reply_segments_total 47"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_reassembly_bytes{lcore=\"0\"} 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_reassembly_bytes{lcore=\"1\"} 65536"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_reassembly_messages{lcore=\"1\"} 1"), std::string::npos) << text;
+}
+
 // Issue 15: the per-stage histograms of two lcores are merged and exported in seconds, with
 // cumulative buckets on the fixed edges, labelled by stage and class only.
 TEST(MetricsExporter, StageLatencyHistogramsAreMergedCumulativeAndInSeconds) {

@@ -190,13 +190,14 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",   "dpdk",   "shm",
-                                                 "credits",   "tenants", "workers", "agents", "telemetry"};
+  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",  "dpdk",       "shm",      "credits",
+                                                 "tenants",   "workers", "agents", "reassembly", "telemetry"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
       return fail(ConfigError::unknown_key, where_of(file, node),
                   "unknown section '" + std::string(key.str()) +
-                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, telemetry, tenants, workers or agents");
+                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, reassembly, telemetry, tenants, workers "
+                      "or agents");
     }
   }
 
@@ -388,6 +389,24 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     if (c.decrease_permille == 0 || c.decrease_permille > 1000) {
       r.invalid("decrease_permille", "use 1 to 1000 (how hard a delay above target cuts the budget)");
     }
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* reassembly = root["reassembly"].as_table()) {
+    TableReader r(file, *reassembly, "reassembly");
+    ReassemblySettings& a = config.reassembly;
+    r.read("timeout_ms", a.timeout_ms);
+    r.read("memory_per_lcore", a.memory_per_lcore);
+    r.read("memory_per_tenant", a.memory_per_tenant);
+    r.read("messages", a.messages);
+    if (a.timeout_ms == 0 || a.timeout_ms > 60'000) r.invalid("timeout_ms", "use 1 to 60000 milliseconds");
+    if (a.memory_per_lcore < 65536 || a.memory_per_lcore > (1u << 30)) {
+      r.invalid("memory_per_lcore", "use 65536 (one 64 KiB message) to 1073741824 bytes");
+    }
+    if (a.memory_per_tenant < 4096 || a.memory_per_tenant > a.memory_per_lcore) {
+      r.invalid("memory_per_tenant", "use 4096 bytes up to memory_per_lcore");
+    }
+    if (a.messages == 0 || a.messages > 65536) r.invalid("messages", "use 1 to 65536 partial messages per lcore");
     if (!check(r)) return *error;
   }
 

@@ -8,11 +8,13 @@
 #include <bit>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 
 #include "axon/common/clock.h"
 #include "axon/common/log.h"
 
 #include "dispatch.h"
+#include "reassembly.h"
 #include "reply_builder.h"
 #include "stage_recorder.h"
 
@@ -30,6 +32,10 @@ struct ForwardCell {
   std::uint64_t rx_ns;
   std::uint32_t len;
   std::uint32_t slot;  // the worker slot the sending lcore picked
+  // A reassembled message stays in the sender's table; the receiver copies it into the worker's
+  // buffer and gives it back (ReassemblyTable::give_back). `frame` is then its last segment.
+  const ReassemblyTable* reasm;
+  std::uint32_t reasm_entry;
   std::uint8_t frame[kMaxFrame];
 };
 
@@ -147,6 +153,25 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
   lost_.reserve(max_buffers);
   frame_capacity_ = port.info().frame_capacity;
   if (frame_capacity_ > kMaxFrame) frame_capacity_ = kMaxFrame;
+  ReassemblyLimits limits;
+  const ReassemblySettings& r = shared.config.reassembly;
+  limits.timeout_ms = r.timeout_ms;
+  limits.memory_per_lcore = r.memory_per_lcore;
+  limits.memory_per_tenant = r.memory_per_tenant;
+  limits.messages = r.messages;
+  limits.max_message = std::min<std::uint32_t>(shared.config.geometry.large_buffer_size, protocol::kMaxMessageLen);
+  if (auto table = ReassemblyTable::create(limits)) {
+    reasm_ = std::move(table).value();
+  } else {
+    AXON_LOG_WARN("engine", "lcore %u: %s; segmented requests will be answered ERROR payload_too_large", id,
+                  table.message().c_str());
+  }
+  // Reply segments stay within the interface's MTU (docs/protocol.md §1, §6).
+  if (!shared.config.interface.empty()) {
+    std::ifstream in("/sys/class/net/" + shared.config.interface + "/mtu");
+    std::uint32_t mtu = 0;
+    if (in >> mtu && mtu >= 1280) mtu_ = mtu;
+  }
 }
 
 Lcore::~Lcore() {
@@ -217,7 +242,7 @@ void Lcore::answer_unsupported_version(std::span<const std::uint8_t> bytes, cons
   if (capture_context(bytes, parsed, request, now, ctx)) answer_error(ctx, protocol::ErrorCode::unsupported_version);
 }
 
-bool Lcore::prepare(const Frame& frame, std::uint64_t now, bool admitted, Pending& p) noexcept {
+bool Lcore::prepare(const Frame& frame, std::uint64_t now, bool admitted, Pending& p, bool reassembled) noexcept {
   std::span<const std::uint8_t> bytes(frame.data, frame.len);
   p.frame = &frame;
   p.parsed = parser_.parse(bytes);
@@ -243,8 +268,58 @@ bool Lcore::prepare(const Frame& frame, std::uint64_t now, bool admitted, Pendin
       return false;
     }
   }
+  // Every segment passed the policy above (a tenant's rate limit counts segments); only the
+  // one that completes its message goes on, as the whole message.
+  if (p.request.segment_count > 1 && !reassembled && !reassemble(now, p)) return false;
   p.route = routes == nullptr ? nullptr : routes->find(p.request.agent_id);
   return true;
+}
+
+bool Lcore::reassemble(std::uint64_t now, Pending& p) noexcept {
+  using Verdict = ReassemblyTable::Verdict;
+  const std::span<const std::uint8_t> bytes(p.frame->data, p.frame->len);
+  Verdict verdict = Verdict::too_large;
+  ReassemblyTable::Outcome outcome;
+  if (reasm_ != nullptr) {
+    SegmentKey key;
+    key.tenant_id = p.request.tenant_id;
+    key.src_port = p.parsed.info.src_port;
+    std::memcpy(key.src_addr, p.parsed.info.src_addr, sizeof key.src_addr);
+    key.request_id = p.request.request_id;
+    outcome =
+        reasm_->add(key, p.request, protocol::payload_of(protocol::PacketParser::datagram_of(bytes, p.parsed)), now);
+    verdict = outcome.verdict;
+  }
+  switch (verdict) {
+    case Verdict::held: return false;
+    case Verdict::complete:
+      p.request = reasm_->header(outcome.entry);
+      p.reasm = reasm_.get();
+      p.reasm_entry = outcome.entry;
+      p.rx_ns = reasm_->first_ns(outcome.entry);
+      count(stats_.reassembled);
+      return true;
+    case Verdict::duplicate: count(stats_.drops[std::size_t(protocol::Reason::segment_duplicate)]); return false;
+    case Verdict::mismatch: count(stats_.drops[std::size_t(protocol::Reason::segment_mismatch)]); return false;
+    case Verdict::offset: count(stats_.drops[std::size_t(protocol::Reason::segment_offset)]); return false;
+    case Verdict::no_memory: count(stats_.drops[std::size_t(protocol::Reason::reassembly_memory)]); return false;
+    case Verdict::no_tenant_memory:
+      count(stats_.drops[std::size_t(protocol::Reason::reassembly_tenant_memory)]);
+      return false;
+    case Verdict::too_large:
+      // Larger than a worker buffer (or of more segments than the table tracks): one ERROR per
+      // message, on its segment 0; every segment is counted.
+      count(stats_.drops[std::size_t(protocol::Reason::reassembly_too_large)]);
+      if (p.request.segment_index == 0) refuse_error(p, now, protocol::ErrorCode::payload_too_large);
+      return false;
+  }
+  return false;
+}
+
+void Lcore::dispatch_pending(const Pending& p, std::uint64_t now) noexcept {
+  dispatch_request(p, p.reasm != nullptr ? p.rx_ns : now);
+  // Copied into the worker's buffer, or refused: either way done (a no-op once handed off).
+  if (p.reasm != nullptr && p.reasm == reasm_.get()) reasm_->release(p.reasm_entry);
 }
 
 bool Lcore::deferred(const Pending& p) noexcept {
@@ -277,9 +352,7 @@ void Lcore::dispatch_request(const Pending& p, std::uint64_t rx_ns, std::uint32_
   const AgentRoute* route = p.route;
   const protocol::Header& request = p.request;
   protocol::ErrorCode error = protocol::ErrorCode::none;
-  if (request.segment_count > 1) {
-    error = protocol::ErrorCode::payload_too_large;  // reassembly is not implemented yet
-  } else if (routes == nullptr || (routes->provisional() && route == nullptr)) {
+  if (routes == nullptr || (routes->provisional() && route == nullptr)) {
     error = protocol::ErrorCode::worker_failed;  // no tables from the control plane yet: retryable
   } else if (!routes->has_tenant(request.tenant_id)) {
     error = protocol::ErrorCode::unknown_tenant;
@@ -307,11 +380,11 @@ void Lcore::dispatch_request(const Pending& p, std::uint64_t rx_ns, std::uint32_
     }
   }
   if (slot->owner_lcore != id_) {
-    forward(slot->owner_lcore, *p.frame, p.parsed, request, rx_ns, slot->index);
+    forward(slot->owner_lcore, p, rx_ns, slot->index);
     return;
   }
   if (!admit(*slot, *route, p, rx_ns)) return;
-  enqueue_local(*slot, *p.frame, p.parsed, request, rx_ns, route->scheduling.class_scheduling);
+  enqueue_local(*slot, p, rx_ns, route->scheduling.class_scheduling);
 }
 
 // On the worker's owner lcore, where its ring and drain rate are exact (docs/scheduling.md,
@@ -362,9 +435,10 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
   return true;
 }
 
-void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
-                          const protocol::Header& request, std::uint64_t now, bool class_rings) noexcept {
-  std::span<const std::uint8_t> bytes(frame.data, frame.len);
+void Lcore::enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now, bool class_rings) noexcept {
+  const protocol::ParsedFrame& parsed = p.parsed;
+  const protocol::Header& request = p.request;
+  std::span<const std::uint8_t> bytes(p.frame->data, p.frame->len);
   const shm::PriorityClass cls =
       class_rings ? shm::priority_class_of(std::uint8_t(request.priority)) : shm::PriorityClass::interactive;
   Staging& st = *staging_[slot.local_index];
@@ -382,8 +456,10 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::
     touch();
   }
   auto payload = protocol::payload_of(protocol::PacketParser::datagram_of(bytes, parsed));
+  // A reassembled message goes into one buffer (a large one), contiguous for the handler.
+  const std::uint32_t length = p.reasm != nullptr ? request.message_len : std::uint32_t(payload.size());
   shm::BufferLease lease;
-  if (q.count >= q.room || !slot.channel->try_alloc(std::uint32_t(payload.size()), lease)) {
+  if (q.count >= q.room || !slot.channel->try_alloc(length, lease)) {
     ReplyContext ctx;
     if (capture_context(bytes, parsed, request, now, ctx)) answer_busy(ctx);
     return;
@@ -394,7 +470,11 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::
     count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
     return;
   }
-  std::memcpy(lease.data, payload.data(), payload.size());
+  if (p.reasm != nullptr) {
+    p.reasm->copy_out(p.reasm_entry, reinterpret_cast<std::uint8_t*>(lease.data));
+  } else {
+    std::memcpy(lease.data, payload.data(), payload.size());
+  }
   shm::OutgoingRequest& out = q.requests[q.count++];
   shm::Descriptor& meta = out.meta;
   meta = shm::Descriptor{};
@@ -410,7 +490,7 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::
   meta.hop_ns[shm::kHopRx] = now;
   meta.user_cookie = lease.buffer_id;
   out.lease = lease;
-  out.length = std::uint32_t(payload.size());
+  out.length = length;
 }
 
 // Interactive first: its ring is filled (and the worker, which drains interactive first,
@@ -447,19 +527,26 @@ void Lcore::flush_staged() noexcept {
   touched_.clear();
 }
 
-void Lcore::forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
-                    const protocol::Header& request, std::uint64_t rx_ns, std::uint32_t slot) noexcept {
+void Lcore::forward(std::uint32_t to, const Pending& p, std::uint64_t rx_ns, std::uint32_t slot) noexcept {
+  const Frame& frame = *p.frame;
+  const protocol::ParsedFrame& parsed = p.parsed;
+  const protocol::Header& request = p.request;
   Forward* ring = forward_out_[to].get();
   std::uint32_t pushed = 0;
-  if (ring != nullptr && frame.len <= kMaxFrame) {
+  // A reassembled message is lent only from its own table (never passed on a second time).
+  const bool lendable = p.reasm == nullptr || p.reasm == reasm_.get();
+  if (ring != nullptr && frame.len <= kMaxFrame && lendable) {
     pushed = ring->producer.try_push_burst(1, [&](std::uint32_t, ForwardCell& cell) noexcept {
       cell.rx_ns = rx_ns;
       cell.len = frame.len;
       cell.slot = slot;
+      cell.reasm = p.reasm;
+      cell.reasm_entry = p.reasm_entry;
       std::memcpy(cell.frame, frame.data, frame.len);
     });
   }
   if (pushed == 1) {
+    if (p.reasm != nullptr) reasm_->hand_off(p.reasm_entry);
     count(stats_.forwarded);
     return;
   }
@@ -479,7 +566,18 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
       // payload out before that. It was counted by the lcore that received it.
       Frame frame{const_cast<std::uint8_t*>(cell.frame), cell.len, 0};
       Pending p;
-      if (prepare(frame, cell.rx_ns, true, p)) dispatch_request(p, cell.rx_ns, cell.slot);
+      const bool whole = cell.reasm != nullptr;
+      if (prepare(frame, cell.rx_ns, true, p, whole)) {
+        if (whole) {
+          p.request = cell.reasm->header(cell.reasm_entry);
+          p.reasm = cell.reasm;
+          p.reasm_entry = cell.reasm_entry;
+          p.rx_ns = cell.rx_ns;
+        }
+        dispatch_request(p, cell.rx_ns, cell.slot);
+      }
+      // The message was copied into the worker's buffer, or refused: its lender may free it.
+      if (whole) const_cast<ReassemblyTable*>(cell.reasm)->give_back(cell.reasm_entry);
     });
   }
   return work;
@@ -487,14 +585,28 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
 
 void Lcore::send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
                          std::uint32_t length) noexcept {
-  const std::uint32_t chunk = max_reply_payload(ctx, frame_capacity_);
-  if (chunk == 0) return;
-  const std::uint32_t segments = length == 0 ? 1 : (length + chunk - 1) / chunk;
+  // docs/protocol.md §6: with M the largest payload one datagram may carry (the frame, and the
+  // interface's MTU), count = ceil(len / M) segments of S = ceil(len / count) bytes, the last
+  // one the rest.
+  const std::uint32_t ip_overhead = (ctx.ip_version == 6 ? 40u : 20u) + 8u + std::uint32_t(protocol::kHeaderLen);
+  const std::uint32_t by_mtu = mtu_ > ip_overhead ? mtu_ - ip_overhead : 0;
+  const std::uint32_t most = std::min(max_reply_payload(ctx, frame_capacity_), by_mtu);
+  if (most == 0) return;
+  const std::uint32_t segments = length == 0 ? 1 : (length + most - 1) / most;
+  const std::uint32_t chunk = length == 0 ? 0 : (length + segments - 1) / segments;
   protocol::Header header = reply;
   header.segment_count = std::uint16_t(segments);
   header.message_len = length;
+  if (segments > 1) count(stats_.reply_segments, segments);
   for (std::uint32_t seg = 0; seg < segments; ++seg) {
     if (tx_cache_count_ == 0) tx_cache_count_ = port_.tx_alloc_burst(tx_cache_, kBurst);
+    if (tx_cache_count_ == 0) {
+      // A long reply can need more frames than were free: send what is queued, reap the
+      // completions and try once more before giving the rest up.
+      flush_tx();
+      port_.poll_completions();
+      tx_cache_count_ = port_.tx_alloc_burst(tx_cache_, kBurst);
+    }
     if (tx_cache_count_ == 0) {
       count(stats_.tx_dropped, segments - seg);
       return;
@@ -751,6 +863,11 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
                                        std::memory_order_relaxed);
     }
   }
+  if (reasm_ != nullptr) {
+    count(stats_.drops[std::size_t(protocol::Reason::reassembly_timeout)], reasm_->expire(now));
+    stats_.reassembly_bytes.store(reasm_->bytes_in_use(), std::memory_order_relaxed);
+    stats_.reassembly_messages.store(reasm_->messages_in_use(), std::memory_order_relaxed);
+  }
   port_.poll_completions();
   const PortCounters port = port_.counters();
   stats_.port_rx_dropped.store(port.rx_dropped, std::memory_order_relaxed);
@@ -775,10 +892,10 @@ std::uint32_t Lcore::poll_once() noexcept {
     if (deferred(pending[i])) {
       later[later_count++] = i;
     } else {
-      dispatch_request(pending[i], now);
+      dispatch_pending(pending[i], now);
     }
   }
-  for (std::uint32_t k = 0; k < later_count; ++k) dispatch_request(pending[later[k]], now);
+  for (std::uint32_t k = 0; k < later_count; ++k) dispatch_pending(pending[later[k]], now);
   count(stats_.rx_frames, n);
   count(stats_.rx_bytes, bytes);
   flush_staged();

@@ -143,6 +143,16 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
   std::printf("},\"deadline_refused\":{\"expired\":%llu,\"unmeetable\":%llu}",
               static_cast<unsigned long long>(t.deadline_expired),
               static_cast<unsigned long long>(t.deadline_unmeetable));
+  std::printf(
+      ",\"reassembly\":{\"reassembled\":%llu,\"reply_segments\":%llu,\"bytes\":%llu,\"messages\":%llu,"
+      "\"lcore_bytes\":[",
+      static_cast<unsigned long long>(t.reassembled), static_cast<unsigned long long>(t.reply_segments),
+      static_cast<unsigned long long>(t.reassembly_bytes), static_cast<unsigned long long>(t.reassembly_messages));
+  for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
+    std::printf("%s%llu", l == 0 ? "" : ",",
+                static_cast<unsigned long long>(stats.lcore(l, &axon::dataplane::LcoreStats::reassembly_bytes)));
+  }
+  std::printf("]}");
   const StageTotals total = stats.stage_latency(Stage::total);
   std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f}", total.quantile_ns(0.5) / 1000.0,
               total.quantile_ns(0.99) / 1000.0);

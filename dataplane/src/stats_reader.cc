@@ -81,6 +81,10 @@ LcoreTotals StatsReader::totals() const noexcept {
     for (std::size_t b = 0; b < kBusyReasonCount; ++b) t.busy_reasons[b] += load(l.busy_reasons[b]);
     t.deadline_expired += load(l.deadline_expired);
     t.deadline_unmeetable += load(l.deadline_unmeetable);
+    t.reassembled += load(l.reassembled);
+    t.reply_segments += load(l.reply_segments);
+    t.reassembly_bytes += load(l.reassembly_bytes);
+    t.reassembly_messages += load(l.reassembly_messages);
   }
   return t;
 }

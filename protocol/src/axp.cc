@@ -281,6 +281,13 @@ const char* to_string(Reason reason) noexcept {
     case Reason::rate_limited: return "rate_limited";
     case Reason::no_socket: return "no_socket";
     case Reason::busy_no_credits: return "busy_no_credits";
+    case Reason::reassembly_timeout: return "reassembly_timeout";
+    case Reason::reassembly_memory: return "reassembly_memory";
+    case Reason::reassembly_tenant_memory: return "reassembly_tenant_memory";
+    case Reason::segment_mismatch: return "segment_mismatch";
+    case Reason::segment_offset: return "segment_offset";
+    case Reason::segment_duplicate: return "segment_duplicate";
+    case Reason::reassembly_too_large: return "reassembly_too_large";
   }
   return "unknown";
 }

@@ -180,6 +180,32 @@ TEST(DataplaneConfig, MinimalFileTakesTheDefaults) {
   ASSERT_EQ(c.workers.size(), 1u);
 }
 
+// Issue 14: the [reassembly] knobs, their defaults and their bounds.
+TEST(DataplaneConfig, ReassemblyLimitsParseWithDefaultsAndBounds) {
+  auto r = parse_config(minimal("",
+                                "[reassembly]\ntimeout_ms = 250\nmemory_per_lcore = 1048576\n"
+                                "memory_per_tenant = 262144\nmessages = 64\n"),
+                        kName);
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->reassembly.timeout_ms, 250u);
+  EXPECT_EQ(r->reassembly.memory_per_lcore, 1048576u);
+  EXPECT_EQ(r->reassembly.memory_per_tenant, 262144u);
+  EXPECT_EQ(r->reassembly.messages, 64u);
+  auto defaults = parse_config(minimal("", ""), kName);
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->reassembly.timeout_ms, 500u);
+  EXPECT_EQ(defaults->reassembly.memory_per_lcore, 8u << 20);
+  EXPECT_EQ(defaults->reassembly.memory_per_tenant, 2u << 20);
+  EXPECT_EQ(defaults->reassembly.messages, 1024u);
+  expect_error_at(minimal("", "[reassembly]\ntimeout_ms = 0\n"), ConfigError::invalid_value, 7, "timeout_ms");
+  expect_error_at(minimal("", "[reassembly]\nmemory_per_lcore = 4096\n"), ConfigError::invalid_value, 7,
+                  "memory_per_lcore");
+  expect_error_at(minimal("", "[reassembly]\nmemory_per_lcore = 65536\nmemory_per_tenant = 131072\n"),
+                  ConfigError::invalid_value, 8, "memory_per_tenant");
+  expect_error_at(minimal("", "[reassembly]\nmessages = 0\n"), ConfigError::invalid_value, 7, "messages");
+  expect_error_at(minimal("", "[reassembly]\ntimeout = 5\n"), ConfigError::unknown_key, 7, "unknown key 'timeout'");
+}
+
 // Issue 15: [telemetry] stage_latency switches the per-stage histograms; on by default.
 TEST(DataplaneConfig, TelemetryStageLatencySwitch) {
   auto on = parse_config(minimal(), kName);

@@ -23,7 +23,7 @@
 #include <thread>
 
 #include "axon/bpf/xdp_program.h"
-#include "axon/testing/it_support.h"
+#include "axon/testing/dataplane_it.h"
 
 namespace axon::dataplane::it {
 namespace {
@@ -64,47 +64,9 @@ Tables tables_for(const TestNetwork& net, std::uint64_t version, std::vector<std
   return t;
 }
 
-class ControlIT : public ::testing::Test {
+class ControlIT : public DataplaneIT<ControlIT> {
  protected:
-  static void SetUpTestSuite() {
-    if (geteuid() != 0) return;
-    net_ = TestNetwork::create(net_error_).release();
-  }
-  static void TearDownTestSuite() {
-    delete net_;
-    net_ = nullptr;
-  }
-
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "needs root: it creates a namespace, a veth pair and attaches XDP";
-    ASSERT_NE(net_, nullptr) << "cannot create the test network: " << net_error_;
-    dir_ = std::make_unique<TempDir>();
-    ASSERT_FALSE(dir_->path().empty());
-  }
-
-  void TearDown() override {
-    for (auto& w : workers_) w->signal(SIGCONT);
-    if (daemon_ && daemon_->running()) {
-      auto code = daemon_->stop();
-      EXPECT_EQ(code, std::optional<int>(0)) << "SIGTERM must drain, detach and exit 0";
-    }
-    if (net_ != nullptr) {
-      auto q = bpf::query_attached(net_->root_ifindex);
-      EXPECT_TRUE(q && q->program_id == 0) << "an XDP program was left on " << net_->root_if;
-      if (!q || q->program_id != 0) run_command({"ip", "link", "set", "dev", net_->root_if, "xdp", "off"});
-    }
-    if (HasFailure()) {
-      if (daemon_) std::cerr << "---- axon-dataplane log:\n" << daemon_->log() << "----\n";
-      for (auto& w : workers_) std::cerr << "---- echo_worker " << w->pid() << " log:\n" << w->log() << "----\n";
-      if (dir_) {
-        dir_->keep();
-        std::cerr << "run_dir kept: " << dir_->path() << "\n";
-      }
-    }
-    workers_.clear();
-    daemon_.reset();
-    dir_.reset();
-  }
+  static void SetUpTestSuite() { create_network(axon::testing::NetworkSpec{}); }
 
   // Generic slots only, no tables: everything routed comes from the control socket.
   ConfigSpec generic_spec(const std::string& extra = "") const {
@@ -115,17 +77,10 @@ class ControlIT : public ::testing::Test {
     return spec;
   }
 
-  void start_daemon(const ConfigSpec& spec) {
-    daemon_ = std::make_unique<Daemon>(dir_->path());
-    std::string error;
-    ASSERT_TRUE(daemon_->start(make_config(*net_, dir_->path(), spec), &error)) << error;
-    ASSERT_TRUE(daemon_->wait_ready(30s, &error)) << error;
-  }
-
   // echo_worker on a slot, with extra environment; does not wait for it to attach.
   ChildProcess* spawn_worker(const std::string& slot, const std::vector<std::string>& env = {}) {
-    workers_.push_back(std::make_unique<ChildProcess>());
-    ChildProcess* w = workers_.back().get();
+    processes_.push_back(std::make_unique<ChildProcess>());
+    ChildProcess* w = processes_.back().get();
     std::vector<std::string> full_env{"AXON_WORKER_SOCKET=" + daemon_->socket_path(slot)};
     full_env.insert(full_env.end(), env.begin(), env.end());
     std::string error;
@@ -134,11 +89,6 @@ class ControlIT : public ::testing::Test {
                          dir_->path() + "/worker-" + slot + "-" + std::to_string(serial++) + ".log", &error))
         << error;
     return w;
-  }
-
-  bool slot_alive_with(std::size_t index, pid_t pid) {
-    return daemon_->stats().worker_state(index) == WorkerSlotState::alive &&
-           daemon_->stats().worker(index).pid.load() == pid;
   }
 
   ChildProcess* start_worker(const std::string& slot, std::size_t index) {
@@ -185,16 +135,7 @@ class ControlIT : public ::testing::Test {
     EXPECT_TRUE(is_error(*rx, code)) << context << ": expected ERROR " << protocol::to_string(code) << ", got "
                                      << describe(*rx);
   }
-
-  static TestNetwork* net_;
-  static std::string net_error_;
-  std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<Daemon> daemon_;
-  std::vector<std::unique_ptr<ChildProcess>> workers_;
 };
-
-TestNetwork* ControlIT::net_ = nullptr;
-std::string ControlIT::net_error_;
 
 TEST_F(ControlIT, HelloDescribesTheDataPlaneAndItsGenericSlots) {
   ASSERT_NO_FATAL_FAILURE(start_daemon(generic_spec()));

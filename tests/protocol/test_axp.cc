@@ -269,7 +269,7 @@ TEST(AxpNames, EveryEnumValueHasAName) {
 
 // The hex block in docs/protocol.md must be exactly what the encoder produces for the example
 // described next to it, so the spec cannot drift from the code.
-std::vector<std::uint8_t> example_from_spec() {
+std::vector<std::uint8_t> example_from_spec(const std::string& marker = "<!-- example-request-hex -->") {
   std::ifstream doc(AXON_PROTOCOL_DOC);
   EXPECT_TRUE(doc.good()) << "cannot read " << AXON_PROTOCOL_DOC;
   std::string line;
@@ -277,7 +277,7 @@ std::vector<std::uint8_t> example_from_spec() {
   bool seen_marker = false;
   std::vector<std::uint8_t> bytes;
   while (std::getline(doc, line)) {
-    if (line.find("<!-- example-request-hex -->") != std::string::npos) {
+    if (line.find(marker) != std::string::npos) {
       seen_marker = true;
       continue;
     }
@@ -309,6 +309,27 @@ TEST(AxpSpec, ExampleRequestInDocsMatchesEncoder) {
   ASSERT_EQ(documented.size(), expected.size()) << "docs/protocol.md example has the wrong length";
   EXPECT_EQ(documented, expected);
   EXPECT_EQ(validate_request(documented), Reason::ok);
+}
+
+// §9's two-segment example: "hello world" cut by the §6 rule (S = ceil(11 / 2) = 6).
+TEST(AxpSpec, SegmentedExampleInDocsMatchesEncoderAndTheSegmentRule) {
+  const std::string message = "hello world";
+  const std::size_t size = (message.size() + 1) / 2;
+  for (std::uint16_t index = 0; index < 2; ++index) {
+    Header h = test::FrameSpec::default_header();
+    h.segment_index = index;
+    h.segment_count = 2;
+    h.message_len = std::uint32_t(message.size());
+    const std::string piece = message.substr(index * size, size);
+    h.payload_len = std::uint16_t(piece.size());
+    std::vector<std::uint8_t> expected(kHeaderLen + piece.size());
+    ASSERT_EQ(encode_header(h, expected), kHeaderLen);
+    std::copy(piece.begin(), piece.end(), expected.begin() + kHeaderLen);
+    auto documented = example_from_spec("<!-- example-segment" + std::to_string(index) + "-hex -->");
+    ASSERT_EQ(documented.size(), expected.size()) << "segment " << index << " of the docs/protocol.md example";
+    EXPECT_EQ(documented, expected) << "segment " << index;
+    EXPECT_EQ(validate_request(documented), Reason::ok);
+  }
 }
 
 }  // namespace

@@ -256,9 +256,10 @@ class Reassembly:
     """Collects the segments of one received message (any order, duplicates ignored).
 
     add() returns the whole payload once every segment is there. A segment that disagrees with
-    the ones already held (another type, message_len or segment_count: in practice the reply
-    to an earlier attempt of the same request) restarts the collection with the newer one; a
-    segment whose payload_len is not what §6 puts at its index is ignored.
+    the ones already held (another type, message_len, segment_count or span_id: in practice
+    the reply to another attempt of the same request, which ran again) restarts the collection
+    with the newer one, so one payload is never pieced together from two executions that can
+    be told apart; a segment whose payload_len is not what §6 puts at its index is ignored.
     """
 
     __slots__ = ("header", "_parts", "_have")
@@ -276,11 +277,12 @@ class Reassembly:
         if header.payload_len != expected or expected == 0:
             return None  # impossible offset or length for this index: not part of any message
         h = self.header
-        if h is None or (h.type, h.message_len, h.segment_count, h.error_code) != (
+        if h is None or (h.type, h.message_len, h.segment_count, h.error_code, h.span_id) != (
             header.type,
             header.message_len,
             header.segment_count,
             header.error_code,
+            header.span_id,
         ):
             self.header, self._parts, self._have = header, {}, 0
         if header.segment_index in self._parts:

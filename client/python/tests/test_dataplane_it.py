@@ -29,6 +29,8 @@ ROOT = HERE.parents[2]
 sys.path.insert(0, str(HERE.parent))
 
 import axon_client as ax  # noqa: E402
+import axon_client.exchange  # noqa: E402,F401
+from axon_client.protocol import encode_message  # noqa: E402
 
 DATAPLANE = os.environ.get("AXON_DATAPLANE_BIN", str(ROOT / "build/release/dataplane/axon-dataplane"))
 WORKER_LIB = os.environ.get("AXON_WORKER_LIB", str(ROOT / "build/release/sdk/libaxon_worker.so"))
@@ -283,6 +285,42 @@ class DataplaneIT(unittest.TestCase):
             self.assertNotEqual(reply.span_id, trace.span_id)
         with self.client(v6=True) as c:
             self.assertEqual(c.request(7, b"over ipv6"), b"over ipv6")
+
+    def test_64_kib_round_trip_segmented_both_ways(self) -> None:
+        # The request goes out as 48 segments (IPv4; 48 of 1366 B over IPv6), the data plane
+        # reassembles it for the worker and segments the 64 KiB echo on its way back.
+        payload = bytes((i * 31 + (i >> 8)) & 0xFF for i in range(65536))
+        with self.client() as c:
+            reply = c.call(7, payload, deadline=10.0)
+            self.assertEqual(reply.payload, payload)
+        with self.client(v6=True) as c:
+            self.assertEqual(c.request(7, payload[:40000]), payload[:40000])
+
+        async def main() -> List[bytes]:
+            assert self.net is not None
+            async with await ax.AsyncClient.connect(
+                self.net.root4, PORT, tenant=1, sock=self.net.socket(socket.AF_INET)
+            ) as c:
+                return await asyncio.gather(*(c.request(7, payload[:n]) for n in (1393, 8192, 65536)))
+
+        self.assertEqual(asyncio.run(main()), [payload[:1393], payload[:8192], payload])
+
+    def test_a_segmented_retry_completes_what_the_data_plane_holds(self) -> None:
+        # A stray segment 0 with another deadline_us (as from an earlier attempt) is held; the
+        # first attempt's segment 0 mismatches it (§6: both dropped), so the data plane holds
+        # that attempt's segments 1 and 2. The retry repeats the first attempt's header, so its
+        # segment 0 completes them. (A retry with a recomputed deadline_us would mismatch again.)
+        payload = bytes((i * 7) & 0xFF for i in range(4000))
+        rid = ax.exchange.new_request_id()
+        stray = encode_message(
+            ax.Header(tenant_id=1, agent_id=7, request_id=rid, deadline_us=9_000_000), payload, 1392
+        )[0]
+        policy = ax.RetryPolicy(attempt_timeout=0.25, backoff_initial=0.02, max_attempts=4)
+        with self.client(retry=policy) as c:
+            c._sock.send(stray)
+            reply = c.call(7, payload, deadline=8.0, request_id=rid)
+        self.assertEqual(reply.payload, payload)
+        self.assertGreaterEqual(reply.attempts, 2)
 
     def test_asyncio_client_gathers_echoes(self) -> None:
         async def main() -> List[bytes]:

@@ -28,10 +28,10 @@ from axon_client.protocol import (  # noqa: E402
 )
 
 
-def doc_example() -> bytes:
-    """The hex bytes under <!-- example-request-hex --> in docs/protocol.md §9."""
+def doc_example(marker: str = "example-request-hex") -> bytes:
+    """The hex bytes under <!-- marker --> in docs/protocol.md §9."""
     text = (ROOT / "docs" / "protocol.md").read_text()
-    block = text.split("<!-- example-request-hex -->", 1)[1].split("```", 2)[1]
+    block = text.split(f"<!-- {marker} -->", 1)[1].split("```", 2)[1]
     out = bytearray()
     for line in block.strip().splitlines():
         hexpart = line.split("|", 1)[0]
@@ -60,6 +60,15 @@ class HeaderTest(unittest.TestCase):
         self.assertEqual(len(expected), 85)
         datagrams = encode_message(EXAMPLE, b"hello", DEFAULT_SEGMENT_PAYLOAD_IPV4)
         self.assertEqual(datagrams, [expected])
+
+    def test_encodes_the_protocol_md_segmented_example(self) -> None:
+        # §9 "A segmented REQUEST": `hello world` from a sender whose M is below 11 bytes.
+        expected = [doc_example("example-segment0-hex"), doc_example("example-segment1-hex")]
+        self.assertEqual([len(e) for e in expected], [86, 85])
+        self.assertEqual(encode_message(EXAMPLE, b"hello world", 10), expected)
+        r = Reassembly()
+        self.assertIsNone(r.add(*parse(expected[1])[1:]))  # type: ignore[arg-type]
+        self.assertEqual(r.add(*parse(expected[0])[1:]), b"hello world")  # type: ignore[arg-type]
 
     def test_decodes_the_protocol_md_example(self) -> None:
         reason, header, payload = parse(doc_example())
@@ -162,6 +171,17 @@ class SegmentationTest(unittest.TestCase):
         for h, p in other[:-1]:
             r.add(h, p)
         self.assertEqual(r.add(*other[-1]), payload[:3000])
+        # Segments of another execution's reply (same lengths, another responder span) are not
+        # mixed in: the collection restarts with them.
+        spanned = [(replace(h, span_id=b"\x01" * 8), p) for h, p in parsed]
+        other_run = [(replace(h, span_id=b"\x02" * 8), p[::-1]) for h, p in parsed]
+        r = Reassembly()
+        for h, p in spanned[:-1]:
+            self.assertIsNone(r.add(h, p))
+        self.assertIsNone(r.add(*other_run[-1]))
+        for h, p in spanned[:-1]:
+            self.assertIsNone(r.add(h, p))  # restarted: the first run's segments again
+        self.assertEqual(r.add(*spanned[-1]), payload)
         # A payload_len that does not fit the index is ignored.
         h, p = parsed[0]
         self.assertIsNone(Reassembly().add(replace(h, payload_len=len(p) - 1), p[:-1]))

@@ -118,7 +118,9 @@ class Client {
   Client& operator=(const Client&) = delete;
   ~Client();
 
-  // Sends one single-segment REQUEST and returns without waiting; pair with wait_reply().
+  // Sends one REQUEST and returns without waiting; pair with wait_reply(). A payload longer than
+  // one datagram (max_datagram_bytes) is sent as segments by the rule of docs/protocol.md §6, up
+  // to 65536 bytes; a segmented reply is reassembled before wait_reply() returns it.
   [[nodiscard]] Result<SentRequest, ClientError> send_request(const RequestOptions& request,
                                                               std::span<const std::uint8_t> payload);
 
@@ -148,6 +150,21 @@ class Client {
   Result<Reply, ClientError> receive_until(std::uint64_t request_id, std::uint64_t deadline_ns);
   Result<SentRequest, ClientError> transmit(const RequestOptions& request, std::span<const std::uint8_t> payload,
                                             std::uint64_t request_id);
+  // One datagram out; ECONNREFUSED (an ICMP error left over from an earlier datagram) is retried once.
+  Result<Ok, ClientError> send_datagram(std::size_t len);
+  // Segmentation (docs/protocol.md §6): the request cut into datagrams, and a reply segment
+  // stored until its message is whole. absorb_segment returns true when `h`'s message is
+  // complete in `message`; a segment that breaks the rule drops the partial reply.
+  Result<Ok, ClientError> send_segments(protocol::Header h, std::span<const std::uint8_t> payload);
+  bool absorb_segment(const protocol::Header& h, std::span<const std::uint8_t> body,
+                      std::vector<std::uint8_t>& message);
+
+  struct PartialReply {
+    protocol::Header first{};
+    std::vector<std::uint8_t> message;
+    std::vector<bool> seen;
+    std::uint32_t received = 0;
+  };
 
   int fd_ = -1;
   std::string peer_;
@@ -157,6 +174,7 @@ class Client {
   // Replies that arrived for another outstanding request while waiting for one: kept so callers
   // may pipeline several send_request()s and collect them in any order.
   std::unordered_map<std::uint64_t, Reply> arrived_;
+  std::unordered_map<std::uint64_t, PartialReply> partial_;  // segmented replies being reassembled
   std::vector<std::uint8_t> tx_buffer_;
   std::vector<std::uint8_t> rx_buffer_;
   ClientCounters counters_;

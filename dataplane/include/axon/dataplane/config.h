@@ -80,6 +80,18 @@ struct TelemetrySettings {
   bool stage_latency = true;
 };
 
+// [reassembly]: segmented requests (docs/protocol.md §6). Each lcore has its own table and arena,
+// preallocated at start: `messages` partial messages at most, in `memory_per_lcore` bytes, of which
+// one tenant may hold `memory_per_tenant`. A message is charged its message_len rounded up to the
+// arena's 4 KiB blocks from its first segment on; one not complete `timeout_ms` after its first
+// segment arrived is dropped (reassembly_timeout) and its memory returned.
+struct ReassemblySettings {
+  std::uint32_t timeout_ms = 500;
+  std::uint32_t memory_per_lcore = 8u << 20;
+  std::uint32_t memory_per_tenant = 2u << 20;
+  std::uint32_t messages = 1024;
+};
+
 // A tenant and an agent's route are the shared model's (axon/common/model.h).
 using TenantConfig = model::Tenant;
 
@@ -111,6 +123,7 @@ struct DataplaneConfig {
   CreditSettings credits;
   UringSettings uring;
   DpdkSettings dpdk;
+  ReassemblySettings reassembly;
   TelemetrySettings telemetry;
   shm::SegmentGeometry geometry;
   std::vector<TenantConfig> tenants;

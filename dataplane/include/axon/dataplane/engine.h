@@ -29,6 +29,7 @@ namespace axon::dataplane {
 
 struct ReplyContext;
 class Lcore;
+class ReassemblyTable;
 class StageRecorder;
 
 // One configured worker: its segment, its reply contexts and its liveness state.
@@ -96,12 +97,25 @@ class Lcore {
     protocol::ParsedFrame parsed;
     protocol::Header request;
     const AgentRoute* route = nullptr;  // null: unknown agent (answered in dispatch_request)
+    // A reassembled segmented request (docs/protocol.md §6): `request` is the whole message's
+    // header, its payload is entry `reasm_entry` of `reasm` (this lcore's table, or the table of
+    // the lcore that forwarded it), and `rx_ns` is when its first segment arrived. The frame is
+    // the last segment's, used only for the addresses to answer.
+    const ReassemblyTable* reasm = nullptr;
+    std::uint32_t reasm_entry = 0;
+    std::uint64_t rx_ns = 0;
   };
   static constexpr std::uint32_t kNoSlot = ~0u;
 
   // Parses and validates a frame into `p`; false when it was dropped or answered already.
   // `admitted`: a forwarded frame, whose tenant policy its first lcore applied.
-  [[nodiscard]] bool prepare(const Frame& frame, std::uint64_t now, bool admitted, Pending& p) noexcept;
+  // A segment of a segmented request is held in the reassembly table: then it returns false,
+  // except for the segment that completes its message, which comes back as the whole message.
+  [[nodiscard]] bool prepare(const Frame& frame, std::uint64_t now, bool admitted, Pending& p,
+                             bool reassembled = false) noexcept;
+  [[nodiscard]] bool reassemble(std::uint64_t now, Pending& p) noexcept;
+  // dispatch_request, then frees a reassembled message's memory unless it went to another lcore.
+  void dispatch_pending(const Pending& p, std::uint64_t now) noexcept;
   // A background request of an agent with class scheduling: dispatched after the burst's others.
   [[nodiscard]] static bool deferred(const Pending& p) noexcept;
   // Routes, picks a worker (or takes `slot`, chosen by the lcore that forwarded it), forwards it
@@ -118,10 +132,8 @@ class Lcore {
   // Stages the request for one of its worker's two request rings: the ring of its AXP priority's
   // class (shm::priority_class_of), or the interactive ring for every request when class_rings
   // is false (the agent's class_scheduling off: one FIFO).
-  void enqueue_local(WorkerSlot& slot, const Frame& frame, const protocol::ParsedFrame& parsed,
-                     const protocol::Header& request, std::uint64_t now, bool class_rings = true) noexcept;
-  void forward(std::uint32_t to, const Frame& frame, const protocol::ParsedFrame& parsed,
-               const protocol::Header& request, std::uint64_t rx_ns, std::uint32_t slot) noexcept;
+  void enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now, bool class_rings = true) noexcept;
+  void forward(std::uint32_t to, const Pending& p, std::uint64_t rx_ns, std::uint32_t slot) noexcept;
   void flush_staged() noexcept;
   std::uint32_t drain_forwarded() noexcept;
   std::uint32_t poll_replies(std::uint64_t now) noexcept;
@@ -161,7 +173,9 @@ class Lcore {
   std::uint64_t next_deadline_sweep_ns_ = 0;
   Frame tx_cache_[kBurst];  // free TX frames taken from the port in bursts
   std::uint32_t tx_cache_count_ = 0;
-  std::vector<shm::LostRequest> lost_;  // reserved at start; reclaim never allocates after
+  std::vector<shm::LostRequest> lost_;      // reserved at start; reclaim never allocates after
+  std::unique_ptr<ReassemblyTable> reasm_;  // null: it could not be set up (segmented requests refused)
+  std::uint32_t mtu_ = 1500;                // the interface's MTU: bounds each reply segment
 };
 
 }  // namespace axon::dataplane

@@ -26,9 +26,11 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 //    and queue_delay_ns (issue 13 admission control).
 // 6: reason busy_no_credits (every reason array grew by one), BusyReason::credits,
 //    xdp_class_packets/_bytes (issue 13 credits and per-class XDP counters).
-// 7: LcoreStats stage_latency (log-linear per stage and class) replaces the power-of-two
+// 7: reasons reassembly_timeout .. reassembly_too_large (every reason array grew by seven);
+//    LcoreStats reassembled, reassembly_bytes, reassembly_messages, reply_segments (issue 14).
+// 8: LcoreStats stage_latency (log-linear per stage and class) replaces the power-of-two
 //    latency_ns; StatsHeader stage_latency (issue 15).
-inline constexpr std::uint32_t kStatsVersion = 7;
+inline constexpr std::uint32_t kStatsVersion = 8;
 inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
@@ -98,6 +100,12 @@ struct alignas(128) LcoreStats {
   // had run out, or was below its worker's estimated queueing delay.
   Counter deadline_expired;
   Counter deadline_unmeetable;
+  // Segmented requests (docs/protocol.md §6): messages reassembled whole, and the gauges of what
+  // the lcore's reassembly table holds now (bytes of its arena in use, partial messages).
+  Counter reassembled;
+  Counter reassembly_bytes;
+  Counter reassembly_messages;
+  Counter reply_segments;  // reply datagrams of segmented replies (segment_count > 1)
   // Per stage and AXP priority class (interactive, background), every RESPONSE's latency
   // (latency_histogram.h); empty while [telemetry] stage_latency is off.
   StageHistogram stage_latency[kStageCount][kClassCount];

@@ -28,6 +28,9 @@ struct LcoreTotals {
   std::uint64_t port_rx_dropped = 0, port_tx_errors = 0;
   std::uint64_t busy_reasons[kBusyReasonCount] = {};
   std::uint64_t deadline_expired = 0, deadline_unmeetable = 0;
+  // Segmented requests: messages reassembled, reply datagrams of segmented replies, and the
+  // reassembly tables' gauges summed (bytes of arena in use, partial messages held).
+  std::uint64_t reassembled = 0, reply_segments = 0, reassembly_bytes = 0, reassembly_messages = 0;
 
   // ERROR replies of every code.
   [[nodiscard]] std::uint64_t errors() const noexcept;

@@ -78,13 +78,25 @@ enum class Reason : std::uint8_t {
   rate_limited = AXON_DROP_RATE_LIMITED,
   no_socket = AXON_DROP_NO_SOCKET,
   busy_no_credits = AXON_BUSY_NO_CREDITS,  // answered BUSY (tenant over its credits): not a drop
+  reassembly_timeout = AXON_DROP_REASM_TIMEOUT,
+  reassembly_memory = AXON_DROP_REASM_MEMORY,
+  reassembly_tenant_memory = AXON_DROP_REASM_TENANT,
+  segment_mismatch = AXON_DROP_SEGMENT_MISMATCH,
+  segment_offset = AXON_DROP_SEGMENT_OFFSET,
+  segment_duplicate = AXON_DROP_SEGMENT_DUPLICATE,
+  reassembly_too_large = AXON_DROP_REASM_TOO_LARGE,
 };
 inline constexpr std::size_t kReasonCount = AXON_REASON_COUNT;
 // Adding a C reason without a C++ name would leave counters unnamed: keep them in step.
-static_assert(static_cast<std::size_t>(Reason::busy_no_credits) + 1 == kReasonCount, "Reason is missing a value");
+static_assert(static_cast<std::size_t>(Reason::reassembly_too_large) + 1 == kReasonCount, "Reason is missing a value");
 
 [[nodiscard]] constexpr bool is_drop(Reason r) noexcept {
   return r != Reason::ok && r != Reason::pass_not_axp && r != Reason::busy_no_credits;
+}
+// Reasons only the data plane's reassembly counts (docs/protocol.md §6): the XDP program never
+// returns them, so its counters for them stay 0.
+[[nodiscard]] constexpr bool is_reassembly(Reason r) noexcept {
+  return r >= Reason::reassembly_timeout && r <= Reason::reassembly_too_large;
 }
 [[nodiscard]] constexpr Reason to_reason(axon_reason r) noexcept {
   return static_cast<Reason>(r);
