@@ -35,6 +35,8 @@ struct SendOptions {
   std::uint32_t deadline_us = 0;
   unsigned timeout_ms = 1000;
   unsigned busy_retries = 0;
+  unsigned timeout_retries = 0;
+  unsigned attempt_timeout_ms = 500;
   unsigned count = 1;
   bool json = false;
   bool no_trace = false;
@@ -193,8 +195,9 @@ std::optional<std::vector<std::uint8_t>> read_payload(const SendOptions& o) {
     std::vector<std::uint8_t> data;
     char buf[4096];
     ssize_t n;
-    // Bounded: no datagram carries more than 64 KiB, so stop reading well past that.
-    while ((n = ::read(STDIN_FILENO, buf, sizeof buf)) > 0 && data.size() <= p::kMaxDatagramLen)
+    // Bounded: no message carries more than 64 KiB; read just past that so the client refuses
+    // an oversized input instead of sending it cut short.
+    while ((n = ::read(STDIN_FILENO, buf, sizeof buf)) > 0 && data.size() <= p::kMaxMessageLen)
       data.insert(data.end(), buf, buf + n);
     return data;
   }
@@ -252,6 +255,8 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
   client::CallOptions call;
   call.timeout = std::chrono::milliseconds(o.timeout_ms);
   call.busy_retries = o.busy_retries;
+  call.timeout_retries = o.timeout_retries;
+  call.attempt_timeout = std::chrono::milliseconds(o.attempt_timeout_ms);
 
   int worst = kExitOk;
   for (unsigned i = 0; i < o.count; ++i) {
@@ -282,10 +287,10 @@ int run_send(const SendOptions& o, const GlobalOptions& global) {
   std::cout.flush();
   if (global.verbose) {
     const auto& k = c.counters();
-    std::fprintf(stderr, "axonctl: sent=%llu replies=%llu invalid=%llu unmatched=%llu timeouts=%llu\n",
+    std::fprintf(stderr, "axonctl: sent=%llu replies=%llu invalid=%llu unmatched=%llu timeouts=%llu retries=%llu\n",
                  static_cast<unsigned long long>(k.sent), static_cast<unsigned long long>(k.replies),
                  static_cast<unsigned long long>(k.invalid), static_cast<unsigned long long>(k.unmatched),
-                 static_cast<unsigned long long>(k.timeouts));
+                 static_cast<unsigned long long>(k.timeouts), static_cast<unsigned long long>(k.retries));
   }
   return worst;
 }
@@ -314,6 +319,12 @@ void add_send_command(CLI::App& app, const GlobalOptions& global, Runner& select
       ->check(CLI::Range(1u, 3'600'000u));
   cmd->add_option("--retries", o->busy_retries, "Retry a BUSY reply this many times, after its retry-after hint")
       ->check(CLI::Range(0u, 100u));
+  cmd->add_option("--timeout-retries", o->timeout_retries,
+                  "Resend an unanswered request this many times (same id and header; idempotent handlers only)")
+      ->check(CLI::Range(0u, 100u));
+  cmd->add_option("--attempt-timeout-ms", o->attempt_timeout_ms, "With --timeout-retries: wait this long per attempt")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 3'600'000u));
   cmd->add_option("--count", o->count, "Send this many requests, one after another")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1'000'000u));
@@ -324,8 +335,8 @@ void add_send_command(CLI::App& app, const GlobalOptions& global, Runner& select
   cmd->add_option("--max-datagram", o->max_datagram, "Largest datagram to send (path MTU budget)")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{80}, p::kMaxDatagramLen));
-  auto* file =
-      cmd->add_option("--payload-file", o->payload_file, "Read the payload from this file")->check(CLI::ExistingFile);
+  auto* file = cmd->add_option("--payload-file", o->payload_file, "Read the payload (up to 65536 bytes) from this file")
+                   ->check(CLI::ExistingFile);
   cmd->add_option("payload", o->payload, "Payload text, or - to read it from stdin")->excludes(file);
   cmd->callback([o, &global, &selected] { selected = [o, &global] { return run_send(*o, global); }; });
 }

@@ -75,6 +75,7 @@ void add_workers_command(CLI::App& app, GlobalOptions& global, Runner& selected)
 void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_routes_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_tune_command(CLI::App& app, GlobalOptions& global, Runner& selected);
+void add_top_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 
 // Builds the whole CLI, parses argv and runs the chosen subcommand; returns the exit code.
 // main() is this with default GlobalOptions; tests pass their own (output files, transport).

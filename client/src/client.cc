@@ -329,6 +329,7 @@ bool Client::absorb_segment(const p::Header& h, std::span<const std::uint8_t> bo
   const p::Header& f = part.first;
   if (!fresh && (f.segment_count != count || f.message_len != len || f.type != h.type || f.error_code != h.error_code ||
                  f.span_id != h.span_id)) {
+    ++counters_.reply_restarts;
     part = PartialReply{};
     fresh = true;
   }
@@ -356,7 +357,7 @@ Result<Reply, ClientError> Client::wait_reply(const SentRequest& sent, std::chro
   return receive_until(sent.request_id, deadline);
 }
 
-Result<Reply, ClientError> Client::receive_until(std::uint64_t request_id, std::uint64_t deadline_ns) {
+Result<Reply, ClientError> Client::receive_until(std::uint64_t request_id, std::uint64_t deadline_ns, bool give_up) {
   if (auto it = arrived_.find(request_id); it != arrived_.end()) {
     Reply r = std::move(it->second);
     arrived_.erase(it);
@@ -422,6 +423,7 @@ Result<Reply, ClientError> Client::receive_until(std::uint64_t request_id, std::
 
     std::uint64_t now = monotonic_ns();
     if (now >= deadline_ns) {
+      if (!give_up) return make_error(ClientError::timeout, "no reply to this attempt yet");
       outstanding_.erase(request_id);
       partial_.erase(request_id);
       ++counters_.timeouts;
@@ -435,27 +437,73 @@ Result<Reply, ClientError> Client::receive_until(std::uint64_t request_id, std::
   }
 }
 
+Result<Reply, ClientError> Client::await_attempt(std::uint64_t request_id, std::uint64_t until_ns,
+                                                 std::uint64_t deadline_ns) {
+  const bool last = until_ns >= deadline_ns;
+  return receive_until(request_id, last ? deadline_ns : until_ns, last);
+}
+
+namespace {
+
+std::uint64_t to_ns(std::chrono::milliseconds d) noexcept {
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count())) * 1'000'000ull;
+}
+
+// min(initial * 2^(k-1), max) after the k-th unanswered attempt (k >= 1).
+std::uint64_t backoff_ns(const CallOptions& o, unsigned k) noexcept {
+  const std::uint64_t cap = to_ns(o.backoff_max);
+  std::uint64_t wait = to_ns(o.backoff_initial);
+  for (unsigned i = 1; i < k && wait < cap; ++i) wait *= 2;
+  return std::min(wait, cap);
+}
+
+}  // namespace
+
 Result<Reply, ClientError> Client::call(const RequestOptions& request, std::span<const std::uint8_t> payload,
                                         const CallOptions& options) {
-  std::uint64_t start = monotonic_ns();
-  std::uint64_t deadline =
-      start + static_cast<std::uint64_t>(std::max<std::int64_t>(
-                  0, std::chrono::duration_cast<std::chrono::nanoseconds>(options.timeout).count()));
+  if (options.timeout_retries > 0 && options.attempt_timeout.count() <= 0)
+    return make_error(ClientError::invalid_argument, "attempt_timeout must be positive when timeout_retries > 0");
+  const std::uint64_t deadline = monotonic_ns() + to_ns(options.timeout);
   auto sent = send_request(request, payload);
   if (!sent) return sent.error();
-  // BUSY retries reuse the request id (docs/protocol.md §1): it is the same request, not yet accepted.
-  std::uint64_t id = sent->request_id;
-  for (unsigned attempt = 1;; ++attempt) {
-    auto reply = receive_until(id, deadline);
-    if (!reply) return reply;
-    reply->attempts = attempt;
-    if (reply->type != p::MessageType::busy || attempt > options.busy_retries) return reply;
+  // Every retry reuses the request id and the header (docs/protocol.md §1, §6): it is the same
+  // request, and the data plane drops segments that differ from a partial message it holds.
+  const std::uint64_t id = sent->request_id;
+  unsigned sends = 1, busy = 0, unanswered = 0;
+  for (;;) {
+    std::uint64_t until = deadline;
+    if (unanswered < options.timeout_retries)
+      until = std::min(deadline, monotonic_ns() + to_ns(options.attempt_timeout));
+    auto reply = await_attempt(id, until, deadline);
+    if (!reply && reply.code() == ClientError::timeout && until < deadline) {
+      // No reply to this attempt: back off (a late reply still counts), then send it again.
+      ++unanswered;
+      const std::uint64_t wake = std::min(deadline, monotonic_ns() + backoff_ns(options, unanswered));
+      reply = await_attempt(id, wake, deadline);
+      if (!reply && reply.code() == ClientError::timeout && wake < deadline) {
+        auto again = transmit(request, payload, id);
+        if (!again) return again.error();
+        ++sends;
+        ++counters_.retries;
+        continue;
+      }
+    }
+    if (!reply) {
+      if (reply.code() == ClientError::timeout)
+        return make_error(ClientError::timeout,
+                          "no reply from " + peer_ + " within the timeout (" + std::to_string(sends) + " attempt(s))");
+      return reply;
+    }
+    reply->attempts = sends;
+    if (reply->type != p::MessageType::busy || busy >= options.busy_retries) return reply;
+    ++busy;
     std::uint64_t wake = monotonic_ns() + std::uint64_t{reply->retry_after_us} * 1000;
     if (wake >= deadline) return reply;  // the hint outlasts the budget: report the BUSY itself
     if (std::uint64_t now = monotonic_ns(); wake > now)
       std::this_thread::sleep_for(std::chrono::nanoseconds(wake - now));
     auto again = transmit(request, payload, id);
     if (!again) return again.error();
+    ++sends;
   }
 }
 

@@ -16,6 +16,6 @@ target_link_libraries(axon_rest_client_tests
   PRIVATE axon::rest_client OpenSSL::SSL OpenSSL::Crypto Threads::Threads GTest::gtest_main axon::warnings)
 axon_add_test(axon_rest_client_tests LABELS client TIMEOUT 120)
 
-add_executable(axonctl_unit_tests test_axonctl.cc)
+add_executable(axonctl_unit_tests test_axonctl.cc test_top_view.cc)
 target_link_libraries(axonctl_unit_tests PRIVATE axonctl_lib GTest::gtest_main axon::warnings)
 axon_add_test(axonctl_unit_tests LABELS client TIMEOUT 60)

@@ -91,6 +91,7 @@ class ControlPlane final : public ControlApi {
   ApiResult<Ok> delete_tenant(std::uint32_t id) override;
   ApiResult<std::vector<RouteInfo>> list_routes() override;
   ApiResult<std::string> metrics() override;
+  ApiResult<TopSnapshot> top() override;  // top.cc
   ApiResult<TuningReply> tuning(const std::string& method, const std::string& path, const std::string& query,
                                 const std::string& body) override;
 

@@ -132,9 +132,11 @@ class ControlplaneDaemon : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (netns, XDP, cgroups)";
-    TestNetwork::remove_leftovers();
+    TestNetwork::remove_leftovers(net_prefix_);
     std::string error;
-    net_ = TestNetwork::create(error);
+    axon::testing::NetworkSpec net_spec;
+    net_spec.prefix = net_prefix_;
+    net_ = TestNetwork::create(net_spec, error);
     ASSERT_TRUE(net_) << error;
     run_dir_ = tmp_.path() + "/run";
     state_dir_ = tmp_.path() + "/state";
@@ -392,6 +394,7 @@ class ControlplaneDaemon : public ::testing::Test {
   std::string controlplane_extra_;          // more [controlplane] keys for config_text()
   std::vector<std::string> launch_prefix_;  // runs the control plane under this (e.g. setpriv)
   std::uint16_t port_ = 0;
+  std::string net_prefix_ = "axit";  // the test network's names (a derived fixture may set its own)
 };
 
 }  // namespace axon::controlplane::daemon_it

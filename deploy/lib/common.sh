@@ -41,6 +41,8 @@ AXON_DEPS=(
   # install.sh and its tests: systemd-analyze/-tmpfiles/-sysusers, shellcheck; the
   # Debian package (CPack's DEB generator uses dpkg-shlibdeps) and its lint
   systemd shellcheck dpkg-dev fakeroot lintian
+  # axonctl top's tmux-driven test and the dashboard's headless-browser test
+  tmux chromium
 )
 
 # axon_log MESSAGE...: one timestamped line on stderr, so stdout stays for results.

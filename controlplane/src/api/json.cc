@@ -230,6 +230,50 @@ json to_json(const SystemStatus& value) {
               {"tenants", value.tenants}};
 }
 
+json to_json(const TopSnapshot& value) {
+  json lcores = json::array();
+  for (const auto& l : value.lcores) {
+    lcores.push_back(json{{"lcore", l.lcore},
+                          {"rx_frames", l.rx_frames},
+                          {"requests", l.requests},
+                          {"responses", l.responses},
+                          {"busy_sent", l.busy_sent},
+                          {"errors_sent", l.errors_sent},
+                          {"drops", l.drops},
+                          {"loops", l.loops},
+                          {"idle_loops", l.idle_loops}});
+  }
+  json workers = json::array();
+  for (const auto& w : value.workers) {
+    workers.push_back(json{{"id", w.id},
+                           {"agent", w.agent},
+                           {"slot", w.slot},
+                           {"class", w.klass},
+                           {"state", to_string(w.state)},
+                           {"ring_depth", w.ring_depth},
+                           {"inflight", w.inflight},
+                           {"completed", w.completed}});
+  }
+  json stages = json::array();
+  for (const auto& s : value.stages) {
+    json buckets = json::array();
+    for (const auto& b : s.buckets) buckets.push_back(json::array({b.lower_ns, b.width_ns, b.count}));
+    stages.push_back(json{{"stage", s.stage},
+                          {"class", s.klass},
+                          {"source", s.source},
+                          {"count", s.count},
+                          {"sum_ns", s.sum_ns},
+                          {"buckets", std::move(buckets)}});
+  }
+  return json{{"sampled_at_ms", value.sampled_at_ms},
+              {"dataplane", to_json(value.dataplane)},
+              {"lcores", std::move(lcores)},
+              {"drops", value.drops},
+              {"busy", value.busy},
+              {"workers", std::move(workers)},
+              {"stages", std::move(stages)}};
+}
+
 json to_json(const ScaleRequest& value) {
   json j = json::object();
   if (value.min) j["min"] = *value.min;

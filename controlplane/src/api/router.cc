@@ -67,6 +67,8 @@ const Router& router() {
     handlers::add_routes(r);
     handlers::add_metrics(r);
     handlers::add_tuning(r);
+    handlers::add_top(r);
+    handlers::add_dashboard(r);
     return r;
   }();
   return table;

@@ -57,7 +57,7 @@ struct RouteDef {
   std::string path;  // OpenAPI template: /v1/agents/{name}
   std::vector<std::string> query_params;
   Handler handler;
-  bool needs_auth = true;  // false: /v1/health only (probes carry no token)
+  bool needs_auth = true;  // false: /v1/health (probes carry no token) and the /dashboard page
 };
 
 class Router {
@@ -80,13 +80,15 @@ class Router {
 const Router& router();
 
 namespace handlers {
-void add_system(Router& r);   // /v1/health, /v1/status
-void add_agents(Router& r);   // /v1/agents...
-void add_workers(Router& r);  // /v1/workers...
-void add_tenants(Router& r);  // /v1/tenants...
-void add_routes(Router& r);   // /v1/routes
-void add_metrics(Router& r);  // /metrics
-void add_tuning(Router& r);   // /v1/tuning... (host tuning service)
+void add_system(Router& r);     // /v1/health, /v1/status
+void add_agents(Router& r);     // /v1/agents...
+void add_workers(Router& r);    // /v1/workers...
+void add_tenants(Router& r);    // /v1/tenants...
+void add_routes(Router& r);     // /v1/routes
+void add_metrics(Router& r);    // /metrics
+void add_tuning(Router& r);     // /v1/tuning... (host tuning service)
+void add_top(Router& r);        // /v1/top (live counters)
+void add_dashboard(Router& r);  // /dashboard (the web page; no token, its data fetches need one)
 }  // namespace handlers
 
 }  // namespace axon::controlplane::api

@@ -64,10 +64,22 @@ struct RequestOptions {
 };
 
 struct CallOptions {
-  // Total time budget of the call, including BUSY retries and the waits between them.
+  // Total time budget of the call: every attempt, BUSY retry and backoff wait included. (The
+  // appliance's own budget is RequestOptions::deadline_us, sent unchanged on every attempt.)
   std::chrono::milliseconds timeout{1000};
   // How many times a BUSY reply is retried (after its retry_after_us) before it is returned.
   unsigned busy_retries = 0;
+  // How many times a request that got no reply is sent again (0: send once, wait the whole
+  // timeout). A retry is the same request: same request id, same header (deadline_us and trace
+  // context included), every segment again. The appliance does not deduplicate retries yet
+  // (docs/protocol.md §1): leave this 0 for handlers that are not idempotent.
+  unsigned timeout_retries = 0;
+  // With timeout_retries: wait this long for a reply to an attempt before a retry is due ...
+  std::chrono::milliseconds attempt_timeout{500};
+  // ... then, after the k-th unanswered attempt, a further min(backoff_initial * 2^(k-1),
+  // backoff_max) (a late reply still counts), then resend.
+  std::chrono::milliseconds backoff_initial{50};
+  std::chrono::milliseconds backoff_max{1000};
 };
 
 // What a send_request() put on the wire; identifies the reply to wait for.
@@ -88,7 +100,7 @@ struct Reply {
   protocol::SpanId parent_span_id{};  // the span this client sent
   std::uint8_t trace_flags = 0;
   std::uint64_t rtt_ns = 0;  // from the last send of this request to this reply
-  unsigned attempts = 1;     // sends, including BUSY retries
+  unsigned attempts = 1;     // sends of this request: the first, BUSY retries and timeout retries
   protocol::Header header;   // the full decoded reply header
 
   [[nodiscard]] bool ok() const noexcept { return type == protocol::MessageType::response; }
@@ -103,7 +115,11 @@ struct ClientCounters {
   std::uint64_t replies = 0;    // matched and returned
   std::uint64_t invalid = 0;    // failed protocol::validate(), or not a reply type
   std::uint64_t unmatched = 0;  // valid, but no outstanding request has that id (late or foreign)
-  std::uint64_t timeouts = 0;
+  std::uint64_t timeouts = 0;   // calls and wait_reply()s that ended without a reply
+  std::uint64_t retries = 0;    // requests sent again after an attempt got no reply in time
+  // Reply segments that differed from the partial reply held for their request id (span_id,
+  // lengths, type or error code: the reply to another attempt) and so replaced it, unmixed.
+  std::uint64_t reply_restarts = 0;
 };
 
 class Client {
@@ -128,8 +144,9 @@ class Client {
   // timeout the request stops being outstanding, so a late reply is counted as unmatched.
   [[nodiscard]] Result<Reply, ClientError> wait_reply(const SentRequest& sent, std::chrono::nanoseconds timeout);
 
-  // send_request() + wait_reply(), retrying BUSY replies as CallOptions allows. A BUSY or ERROR
-  // reply is a successful call: the caller inspects Reply::type.
+  // send_request() + wait_reply(), retrying BUSY replies and unanswered attempts as CallOptions
+  // allows, with the same request id. A BUSY or ERROR reply is a successful call: the caller
+  // inspects Reply::type. No reply within CallOptions::timeout is ClientError::timeout.
   [[nodiscard]] Result<Reply, ClientError> call(const RequestOptions& request, std::span<const std::uint8_t> payload,
                                                 const CallOptions& options = {});
 
@@ -146,8 +163,11 @@ class Client {
     protocol::SpanId span_id{};
   };
 
-  // Reads datagrams until the reply for `request_id` arrives or `deadline_ns` passes.
-  Result<Reply, ClientError> receive_until(std::uint64_t request_id, std::uint64_t deadline_ns);
+  // Reads datagrams until the reply for `request_id` arrives or `deadline_ns` passes. With
+  // give_up false a timeout leaves the request outstanding (a retry follows) and is not counted.
+  Result<Reply, ClientError> receive_until(std::uint64_t request_id, std::uint64_t deadline_ns, bool give_up = true);
+  // Waits up to `until_ns` for the reply (call()'s attempt wait); a timeout is final only at `deadline_ns`.
+  Result<Reply, ClientError> await_attempt(std::uint64_t request_id, std::uint64_t until_ns, std::uint64_t deadline_ns);
   Result<SentRequest, ClientError> transmit(const RequestOptions& request, std::span<const std::uint8_t> payload,
                                             std::uint64_t request_id);
   // One datagram out; ECONNREFUSED (an ICMP error left over from an earlier datagram) is retried once.

@@ -184,6 +184,47 @@ struct ScaleRequest {  // POST /v1/agents/{name}/scale
   std::optional<std::uint32_t> max;
 };
 
+// GET /v1/top: one sample of the data plane's counters for live views (axonctl top, the
+// dashboard). Counters are cumulative since the data plane started; a client computes rates
+// from two samples (delta over the difference of sampled_at_ms, a monotonic clock). A counter
+// that went down means the data plane restarted: start over from the newer sample.
+struct TopLcore {
+  std::uint32_t lcore = 0;
+  std::uint64_t rx_frames = 0, requests = 0, responses = 0, busy_sent = 0, errors_sent = 0, drops = 0;
+  std::uint64_t loops = 0, idle_loops = 0;  // busy % = 1 - idle_loops/loops over an interval
+};
+
+struct TopWorker {
+  std::string id, agent, slot;
+  std::string klass;  // the agent's priority class: "realtime" | "standard" | "batch"
+  WorkerState state = WorkerState::starting;
+  std::uint64_t ring_depth = 0, inflight = 0, completed = 0;
+};
+
+// A latency histogram as sparse buckets [lower_ns, lower_ns + width_ns) with counts,
+// cumulative since the data plane started; quantiles over an interval come from the bucket
+// deltas of two samples.
+struct TopBucket {
+  std::uint64_t lower_ns = 0, width_ns = 0, count = 0;
+};
+struct TopStage {
+  std::string stage;   // ingress, queue, handler, return, egress, total (docs/observability.md)
+  std::string klass;   // "all", or an AXP priority class
+  std::string source;  // how precise the buckets are: "log_linear" (within 1.6%) or "pow2"
+  std::uint64_t count = 0, sum_ns = 0;
+  std::vector<TopBucket> buckets;  // non-empty buckets only, ascending
+};
+
+struct TopSnapshot {
+  std::int64_t sampled_at_ms = 0;  // CLOCK_MONOTONIC of the sample, for rates
+  DataplaneStatus dataplane;
+  std::vector<TopLcore> lcores;
+  std::map<std::string, std::uint64_t> drops;  // frames dropped by reason (XDP plus userspace)
+  std::map<std::string, std::uint64_t> busy;   // BUSY replies by reason
+  std::vector<TopWorker> workers;
+  std::vector<TopStage> stages;
+};
+
 // The daemon's operations. Every method returns its value or an ApiError (never throws);
 // mutating methods are only called for callers with the admin role (the REST layer checks
 // roles and audits). The comments name the error codes a method returns besides internal.
@@ -217,6 +258,11 @@ class ControlApi {
   virtual ApiResult<Ok> delete_tenant(std::uint32_t id) = 0;  // conflict while an agent uses it
 
   virtual ApiResult<std::vector<RouteInfo>> list_routes() = 0;
+
+  // GET /v1/top; unavailable while no data plane stats are mapped.
+  virtual ApiResult<TopSnapshot> top() {
+    return api_error(ApiErrorCode::unavailable, "this control plane serves no live counters");
+  }
 
   // Prometheus text exposition format (version 0.0.4) for GET /metrics.
   virtual ApiResult<std::string> metrics() = 0;
