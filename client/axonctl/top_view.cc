@@ -14,7 +14,8 @@ using nlohmann::json;
 std::uint64_t u64(const json& j, const char* key) {
   if (!j.is_object()) return 0;
   const auto it = j.find(key);
-  return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+  if (it == j.end() || !it->is_number_integer() || it->get<std::int64_t>() < 0) return 0;
+  return it->get<std::uint64_t>();
 }
 
 std::string str(const json& j, const char* key) {
@@ -78,8 +79,8 @@ std::string reason_rates(const json& before, const json& now, const Interval& iv
   std::string out;
   if (!now.is_object()) return "-";
   for (auto it = now.begin(); it != now.end(); ++it) {
-    if (!it->is_number_unsigned()) continue;
-    const double r = iv.rate(u64(before, it.key().c_str()), it->get<std::uint64_t>());
+    if (!it->is_number_integer()) continue;
+    const double r = iv.rate(u64(before, it.key().c_str()), u64(now, it.key().c_str()));
     if (r <= 0) continue;
     out += (out.empty() ? "" : "  ") + it.key() + " " + format_rate(r);
   }
@@ -191,7 +192,8 @@ std::vector<std::string> render_top(const json& previous, const json& current, c
     std::string busy = "-";
     if (loops > 0 && idle >= 0) {
       char b[16];
-      std::snprintf(b, sizeof b, "%.0f%%", 100.0 * std::max(0.0, loops - idle) / loops);
+      const double pct = 100.0 * std::max(0.0, loops - idle) / loops;
+      std::snprintf(b, sizeof b, pct < 10 ? "%.1f%%" : "%.0f%%", pct);  // a lightly loaded lcore is not 0%
       busy = b;
     }
     rows.push_back(pad(std::to_string(u64(l, "lcore")), 6) +
@@ -209,6 +211,7 @@ std::vector<std::string> render_top(const json& previous, const json& current, c
   f.line(pad("STAGE", 16) + pad("CLASS", 12) + rpad("P50", 9) + rpad("P99", 9) + rpad("N/s", 9) + "  (interval)");
   rows.clear();
   for (const auto& s : stages) {
+    if (str(s, "class") != "all") continue;  // per-class rows: GET /v1/top and the dashboard
     json prev_stage;
     if (previous.is_object() && previous.contains("stages")) {
       for (const auto& p : previous["stages"]) {

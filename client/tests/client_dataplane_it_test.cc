@@ -102,6 +102,43 @@ TEST_P(ClientDataplaneIT, MessagesUpTo64KiBEchoBothWaysOverIPv4AndIPv6) {
   EXPECT_EQ(stats().lcore_drops(p::Reason::reassembly_timeout), 0u);
 }
 
+// A worker slower than attempt_timeout: the client resends the segmented request (same id and
+// header, checked byte for byte in ClientRetries) while the first runs, and takes the first
+// reply; the data plane reassembled every resend whole, with no segment mismatch, and ran the
+// request more than once (the appliance does not deduplicate, protocol §1).
+TEST_P(ClientDataplaneIT, ASlowWorkerGetsTheSegmentedRequestResentWhole) {
+  ConfigSpec spec;
+  spec.backend = GetParam();
+  // Resends that find the worker busy are answered BUSY: hint 50 ms, so that busy_retries
+  // below lasts well past the worker's 400 ms.
+  spec.busy_retry_after_us = 50'000;
+  ASSERT_NO_FATAL_FAILURE(start_daemon(spec));
+  ASSERT_NE(start_worker("w0", 0, 400'000'000), nullptr);  // 400 ms per request
+  auto client = open_client(AF_INET);
+  ASSERT_TRUE(client);
+  const auto message = pattern_payload(3000, 42);
+  RequestOptions req;
+  req.tenant = 1;
+  req.agent = 7;
+  req.trace = TraceContext::generate();
+  CallOptions call;
+  call.timeout = 20s;
+  call.busy_retries = 100;
+  call.timeout_retries = 2;
+  call.attempt_timeout = 100ms;  // well under the worker's 400 ms: a retry is certain
+  call.backoff_initial = 50ms;
+  auto reply = client->call(req, message, call);
+  ASSERT_TRUE(reply.ok()) << reply.message();
+  ASSERT_EQ(reply->type, p::MessageType::response) << p::to_string(reply->error_code);
+  EXPECT_EQ(reply->payload, message);
+  EXPECT_GE(reply->attempts, 2u);
+  EXPECT_GE(client->counters().retries, 1u);
+  EXPECT_LE(client->counters().retries, 2u) << "the retry budget";
+  // Each attempt was reassembled as a whole request: the resend repeated every segment.
+  EXPECT_TRUE(eventually([&] { return stats().lcores(&LcoreStats::reassembled) >= 2; }));
+  EXPECT_EQ(stats().lcore_drops(p::Reason::segment_mismatch), 0u);
+}
+
 // axonctl send (the real binary, run in the namespace) on the same client: a 64 KiB payload
 // file echoed over IPv4 and IPv6, with timeout retries allowed; a file or stdin one byte over
 // 64 KiB is refused (exit 2) rather than sent cut short.

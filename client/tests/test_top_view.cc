@@ -70,7 +70,7 @@ TEST(TopView, RatesAreDeltasOverTheSampleInterval) {
   const std::string text = joined(lines);
   EXPECT_NE(text.find("req/s 2000 "), std::string::npos) << text;  // 4000 over 2 s
   EXPECT_NE(text.find("bad_magic 200"), std::string::npos) << text;
-  EXPECT_NE(text.find("25%"), std::string::npos) << "busy % = 1 - idle/loops\n" << text;
+  EXPECT_NE(text.find(" 25%"), std::string::npos) << "busy % = 1 - idle/loops\n" << text;
   EXPECT_NE(text.find("BUSY/s   none"), std::string::npos) << text;
 }
 
@@ -115,6 +115,20 @@ TEST(TopView, ARestartedDataPlaneShowsNoRateRatherThanANegativeOne) {
   const std::string text = joined(render_top(sample(0, 5000, 1, 1, 0), sample(1000, 10, 1, 1, 0), TopLayout{}));
   EXPECT_NE(text.find("req/s - "), std::string::npos) << text;
   EXPECT_EQ(text.find("e+"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace axon::ctl
+
+namespace axon::ctl {
+namespace {
+
+TEST(TopView, ALightlyLoadedLcoreShowsATenthOfAPercent) {
+  nlohmann::json before = sample(0, 0, 1, 0, 0), after = sample(1000, 1000, 1, 0, 0);
+  after["lcores"][0]["loops"] = 100000;
+  after["lcores"][0]["idle_loops"] = 99500;
+  const std::string text = joined(render_top(before, after, TopLayout{}));
+  EXPECT_NE(text.find(" 0.5%"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -14,23 +14,57 @@ std::int64_t monotonic_ms() {
   return std::int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-// One stage's latency (docs/observability.md, "Hops and stages"), both classes merged over the
-// lcores, from the log-linear histograms: source "log_linear", quantiles are bucket midpoints
-// within 1.6%.
-TopStage stage_latency(const dataplane::StatsReader& stats, dataplane::Stage stage) {
-  const dataplane::StageTotals t = stats.stage_latency(stage);
+#if __has_include("axon/dataplane/latency_histogram.h")
+// The data plane's per-stage log-linear histograms (latency_histogram.h): one entry per stage
+// with both classes merged ("all"), then one per stage and class. Buckets are at most 1/32 of
+// their lower edge wide, so a quantile read as a bucket midpoint is within 1.6%.
+TopStage stage_entry(const dataplane::StageTotals& t, dataplane::Stage stage, const char* klass) {
   TopStage s;
   s.stage = dataplane::to_string(stage);
-  s.klass = "all";
+  s.klass = klass;
   s.source = "log_linear";
-  s.sum_ns = t.sum_ns;
   s.count = t.count;
+  s.sum_ns = t.sum_ns;
   for (std::uint32_t b = 0; b < dataplane::kHistogramBuckets; ++b) {
     if (t.buckets[b] == 0) continue;
     s.buckets.push_back(TopBucket{dataplane::histogram_lower(b), dataplane::histogram_width(b), t.buckets[b]});
   }
   return s;
 }
+
+void add_stages(TopSnapshot& top, const dataplane::StatsReader& stats) {
+  for (std::size_t i = 0; i < dataplane::kStageCount; ++i) {
+    top.stages.push_back(stage_entry(stats.stage_latency(dataplane::Stage(i)), dataplane::Stage(i), "all"));
+  }
+  for (std::size_t i = 0; i < dataplane::kStageCount; ++i) {
+    for (std::size_t c = 0; c < dataplane::kClassCount; ++c) {
+      top.stages.push_back(stage_entry(stats.stage_latency(dataplane::Stage(i), c), dataplane::Stage(i),
+                                       c == 0 ? "interactive" : "background"));
+    }
+  }
+}
+#else
+// Until the data plane publishes per-stage histograms: the in-plane latency (a request
+// enqueued to its worker's ring until its reply was built), merged over the lcores, in
+// power-of-two buckets [2^i, 2^(i+1)), so a quantile read from it is only known to within a
+// factor of two: source "pow2" says so.
+void add_stages(TopSnapshot& top, const dataplane::StatsReader& stats) {
+  const auto totals = stats.totals();
+  TopStage s;
+  s.stage = "in_plane";
+  s.klass = "all";
+  s.source = "pow2";
+  s.sum_ns = totals.latency_sum_ns;
+  for (std::size_t i = 0; i < dataplane::kLatencyBuckets; ++i) {
+    const std::uint64_t n = totals.latency_ns[i];
+    s.count += n;
+    if (n == 0) continue;
+    const std::uint64_t lower = i == 0 ? 0 : std::uint64_t{1} << i;
+    s.buckets.push_back(TopBucket{lower, (std::uint64_t{1} << (i + 1)) - lower, n});
+  }
+  top.stages.push_back(std::move(s));
+}
+#endif
 
 }  // namespace
 
@@ -61,9 +95,7 @@ void fill_top_from_stats(TopSnapshot& top, const dataplane::StatsReader& stats) 
   for (std::size_t b = 0; b < dataplane::kBusyReasonCount; ++b) {
     top.busy[dataplane::to_string(dataplane::BusyReason(b))] = totals.busy_reasons[b];
   }
-  for (std::size_t s = 0; s < dataplane::kStageCount; ++s) {
-    top.stages.push_back(stage_latency(stats, dataplane::Stage(s)));
-  }
+  add_stages(top, stats);
 }
 
 ApiResult<TopSnapshot> ControlPlane::top() {

@@ -146,16 +146,28 @@ TEST_F(TopIt, TopInA80x24TmuxSessionShowsMovingFiguresWithinTheScreen) {
   const std::string second = capture();
   ASSERT_GT(replies_.load(), 0u);
 
+  // The stages the control plane reports (per stage once the data plane publishes them).
+  std::vector<std::string> stages;
+  const json top = call("GET", "/v1/top").parsed();
+  for (const auto& s : top.value("stages", json::array())) {
+    if (s.value("class", "") == "all") stages.push_back(s.value("stage", ""));
+  }
+  ASSERT_FALSE(stages.empty());
   for (const std::string* screen : {&std::as_const(first), &second}) {
-    for (const char* needle : {"axon top", "data plane ready", "LCORE", "BUSY%", "STAGE", "handler", "P99", "drops/s",
-                               "BUSY/s", "WORKER", "echo-0", "echo-1", "standard"}) {
+    for (const char* needle : {"axon top", "data plane ready", "LCORE", "BUSY%", "STAGE", "P99", "drops/s", "BUSY/s",
+                               "WORKER", "echo-0", "echo-1", "standard"}) {
       EXPECT_NE(screen->find(needle), std::string::npos) << needle << " missing from:\n" << *screen;
     }
     EXPECT_GT(figure_after(*screen, "req/s"), 0) << *screen;
     EXPECT_GT(figure_after(*screen, "resp/s"), 0) << *screen;
     EXPECT_GT(worker_done_rate(*screen), 0) << *screen;
-    // The total latency of the interval: bucket midpoints of the log-linear histograms (no "<").
-    EXPECT_TRUE(std::regex_search(*screen, std::regex(R"(total\s+all\s+[0-9.]+[mun]?s\s+[0-9.]+[mun]?s)"))) << *screen;
+    // Each stage's quantiles of the interval ("<12.3us": an upper bound from pow2 buckets).
+    for (const auto& stage : stages) {
+      EXPECT_TRUE(
+          std::regex_search(*screen, std::regex(stage + R"(( \(pow2\))?\s+all\s+<?[0-9.]+[mun]?s\s+<?[0-9.]+[mun]?s)")))
+          << stage << "\n"
+          << *screen;
+    }
     const auto lines = lines_of(*screen);
     EXPECT_LE(lines.size(), 24u) << *screen;
     for (const auto& line : lines) EXPECT_LE(line.size(), 80u) << "[" << line << "]";
@@ -177,7 +189,7 @@ TEST_F(TopIt, TopIntoAPipePrintsPlainBlocksWithoutEscapeCodes) {
   for (std::size_t at = 0; (at = text.find("axon top", at)) != std::string::npos; ++at) ++frames;
   EXPECT_EQ(frames, 3u) << text;
   EXPECT_NE(text.find("\n\naxon top"), std::string::npos) << "frames are separated by a blank line:\n" << text;
-  for (const char* needle : {"LCORE", "total", "WORKER", "echo-0"}) {
+  for (const char* needle : {"LCORE", "STAGE", "WORKER", "echo-0"}) {
     EXPECT_NE(text.find(needle), std::string::npos) << needle << "\n" << text;
   }
 }
@@ -267,7 +279,10 @@ TEST_F(DashboardIt, HeadlessChromiumShowsFiguresThatMoveUnderLoad) {
     EXPECT_GT(dom_value(*dom, "rate-requests"), 0) << *dom;
     EXPECT_GT(dom_value(*dom, "rate-responses"), 0) << *dom;
     EXPECT_NE(dom->find("live, every 1 s"), std::string::npos) << *dom;
-    EXPECT_NE(dom->find("handler"), std::string::npos) << "the per-stage breakdown\n" << *dom;
+    EXPECT_TRUE(std::regex_search(
+        *dom, std::regex(R"(<tr><td>[a-z_]+( \(pow2 buckets\))?</td><td>all</td><td>(&lt; )?[0-9.]+ (m|n|µ)?s</td>)")))
+        << "the per-stage breakdown has quantiles\n"
+        << *dom;
     EXPECT_NE(dom->find("echo-0"), std::string::npos) << *dom;
     EXPECT_TRUE(std::regex_search(*dom, std::regex(R"(<polyline points="[0-9.]+,[0-9.]+[^"]*"[^>]*data-series="p99")")))
         << "the latency chart has p99 points\n"
