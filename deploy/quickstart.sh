@@ -242,6 +242,21 @@ print(f"  sent {r['sent']:,}, responses {r['responses']:,}, BUSY {r['busy']:,}, 
       f"{r['errors_by_name'] or ''}, lost {r['lost']:,}, payload mismatches {r['payload_mismatch']}")
 print(f"  malformed sent {r['malformed_sent']:,}, of which answered {r['malformed_replies']:,} (expected 0: XDP drops them)")
 PY
+"${bin}/dataplane/axon-dataplane-stats" --run-dir "${run_dir}" --json > "${run_dir}/dataplane-stats.json" || true
+python3 - "${run_dir}/dataplane-stats.json" <<'PY' || true
+import json, sys
+r = json.load(open(sys.argv[1]))
+st = r.get("stage_latency", {})
+if not st.get("enabled"):
+    print("  per-stage latency: off ([telemetry] stage_latency = false)")
+else:
+    print("  inside the appliance, per stage (measured, log-linear histograms within 1.6%; docs/observability.md):")
+    for name, s in st["stages"].items():
+        a = s["all"]
+        if a["count"] == 0:
+            continue
+        print(f"    {name:<8} p50 {a['p50_us']:9.1f} us  p99 {a['p99_us']:9.1f} us  ({a['count']:,} responses)")
+PY
 "${bin}/dataplane/axon-dataplane-stats" --run-dir "${run_dir}"
 echo
 axon_log "axonctl status"

@@ -1,10 +1,37 @@
 // MetricsExporter: Prometheus families from a daemon snapshot (see metrics_exporter.h).
 #include "metrics_exporter.h"
 
+#include <cstdio>
+
 #include "axon/controlplane/api_server.h"
 
 namespace axon::controlplane {
 namespace {
+
+// The per-stage latency histograms, merged over the lcores, in seconds; `le` edges are the
+// fixed prometheus_edge_ns() set (128 ns .. 12.9 s), labels stage and class only.
+void write_stage_latency(MetricsWriter& m, const dataplane::StatsReader& stats) {
+  m.family("axon_dataplane_stage_latency_seconds", "histogram",
+           "Latency of each stage of a request answered with RESPONSE, per AXP priority class: ingress (rx to "
+           "worker ring), queue (ring to worker dequeue), handler, return (handler done to reply dequeue), egress "
+           "(reply dequeue to transmit), total (rx to transmit) (docs/observability.md).");
+  for (std::size_t s = 0; s < dataplane::kStageCount; ++s) {
+    for (std::size_t c = 0; c < dataplane::kClassCount; ++c) {
+      const dataplane::StageTotals t = stats.stage_latency(dataplane::Stage(s), c);
+      const std::string stage = dataplane::to_string(dataplane::Stage(s));
+      const std::string klass = c == 0 ? "interactive" : "background";
+      for (std::uint32_t e = 0; e < dataplane::kPrometheusEdges; ++e) {
+        char le[32];
+        std::snprintf(le, sizeof le, "%.12g", double(dataplane::prometheus_edge_ns(e)) / 1e9);
+        m.sample("_bucket", {{"stage", stage}, {"class", klass}, {"le", le}},
+                 double(t.below(dataplane::prometheus_edge_ns(e))));
+      }
+      m.sample("_bucket", {{"stage", stage}, {"class", klass}, {"le", "+Inf"}}, double(t.count));
+      m.sample("_sum", {{"stage", stage}, {"class", klass}}, double(t.sum_ns) / 1e9);
+      m.sample("_count", {{"stage", stage}, {"class", klass}}, double(t.count));
+    }
+  }
+}
 
 void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   using dataplane::LcoreStats;
@@ -106,6 +133,7 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
       m.sample({{"class", name}, {"reason", protocol::to_string(reason)}}, double(stats.xdp(klass, reason)));
     }
   }
+  write_stage_latency(m, stats);
 }
 
 }  // namespace

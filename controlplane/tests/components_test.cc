@@ -228,5 +228,37 @@ TEST(MetricsExporter, ReassemblyReasonsCountersAndPerLcoreMemoryGauge) {
   EXPECT_NE(text.find("axon_dataplane_reassembly_messages{lcore=\"1\"} 1"), std::string::npos) << text;
 }
 
+// Issue 15: the per-stage histograms of two lcores are merged and exported in seconds, with
+// cumulative buckets on the fixed edges, labelled by stage and class only.
+TEST(MetricsExporter, StageLatencyHistogramsAreMergedCumulativeAndInSeconds) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/dataplane.stats";
+  auto file = dataplane::StatsFile::create(path, 2, 1);
+  ASSERT_TRUE(file.ok()) << file.message();
+  const auto handler = std::size_t(dataplane::Stage::handler);
+  dataplane::record(file->view().lcores[0].stage_latency[handler][0], 1000);     // 1 us
+  dataplane::record(file->view().lcores[1].stage_latency[handler][0], 3000000);  // 3 ms
+  auto reader = dataplane::StatsReader::open(path);
+  ASSERT_TRUE(reader.ok()) << reader.message();
+  MetricsSnapshot s;
+  s.stats = &reader.value();
+  const std::string text = export_metrics(s);
+  const std::string labels = "stage=\"handler\",class=\"interactive\"";
+  EXPECT_NE(text.find("# TYPE axon_dataplane_stage_latency_seconds histogram"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_stage_latency_seconds_count{" + labels + "} 2"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_stage_latency_seconds_sum{" + labels + "} 0.003001"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_stage_latency_seconds_bucket{" + labels + ",le=\"1.024e-06\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("axon_dataplane_stage_latency_seconds_bucket{" + labels + ",le=\"0.004194304\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("axon_dataplane_stage_latency_seconds_bucket{" + labels + ",le=\"+Inf\"} 2"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("axon_dataplane_stage_latency_seconds_count{stage=\"total\",class=\"background\"} 0"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace axon::controlplane

@@ -311,6 +311,16 @@ TEST_F(ControlplaneDaemon, MetricsPassPromtoolAndUnixSocketIsRootAdmin) {
   EXPECT_NE(metrics.body.find("axon_dataplane_responses_total"), std::string::npos);
   EXPECT_NE(metrics.body.find("axon_dataplane_busy_reasons_total{reason=\"queue_delay\"} "), std::string::npos);
   EXPECT_NE(metrics.body.find("axon_dataplane_deadline_refused_total{kind=\"unmeetable\"} "), std::string::npos);
+  // Issue 15: the per-stage histograms, in seconds, labelled by stage and class only; the
+  // request above counted in every stage.
+  EXPECT_NE(metrics.body.find("# TYPE axon_dataplane_stage_latency_seconds histogram"), std::string::npos);
+  for (const char* stage : {"ingress", "queue", "handler", "return", "egress", "total"}) {
+    const std::string count =
+        std::string("axon_dataplane_stage_latency_seconds_count{stage=\"") + stage + "\",class=\"interactive\"} ";
+    const auto at = metrics.body.find(count);
+    ASSERT_NE(at, std::string::npos) << count;
+    EXPECT_GE(std::stoull(metrics.body.substr(at + count.size())), 1u) << count;
+  }
   std::string file = tmp_.path() + "/metrics.txt";
   {
     std::ofstream out(file);

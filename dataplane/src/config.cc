@@ -190,13 +190,14 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",   "dpdk",   "shm",
-                                                 "credits",   "tenants", "workers", "agents", "reassembly"};
+  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",  "dpdk",       "shm",      "credits",
+                                                 "tenants",   "workers", "agents", "reassembly", "telemetry"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
       return fail(ConfigError::unknown_key, where_of(file, node),
                   "unknown section '" + std::string(key.str()) +
-                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, reassembly, tenants, workers or agents");
+                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, reassembly, telemetry, tenants, workers "
+                      "or agents");
     }
   }
 
@@ -406,6 +407,12 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.invalid("memory_per_tenant", "use 4096 bytes up to memory_per_lcore");
     }
     if (a.messages == 0 || a.messages > 65536) r.invalid("messages", "use 1 to 65536 partial messages per lcore");
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* telemetry = root["telemetry"].as_table()) {
+    TableReader r(file, *telemetry, "telemetry");
+    r.read("stage_latency", config.telemetry.stage_latency);
     if (!check(r)) return *error;
   }
 

@@ -458,6 +458,8 @@ bool Daemon::setup() {
   std::snprintf(shared_->stats.header->port_mode, sizeof shared_->stats.header->port_mode, "%s",
                 ports_.front()->info().mode.c_str());
   if (program_ && program_->attached()) shared_->stats.header->xdp_attached.store(1, std::memory_order_relaxed);
+  shared_->stats.header->stage_latency.store(shared_->config.telemetry.stage_latency ? 1u : 0u,
+                                             std::memory_order_relaxed);
   start_credits();
   // Without the XDP program, the tenant allowlist, rate limits and credits are enforced by the lcores.
   auto routes = RouteTable::build(config_, !program_.has_value(), credits_.get());

@@ -16,6 +16,7 @@
 #include "dispatch.h"
 #include "reassembly.h"
 #include "reply_builder.h"
+#include "stage_recorder.h"
 
 namespace axon::dataplane {
 
@@ -37,12 +38,6 @@ struct ForwardCell {
   std::uint32_t reasm_entry;
   std::uint8_t frame[kMaxFrame];
 };
-
-std::uint32_t latency_bucket(std::uint64_t ns) noexcept {
-  if (ns == 0) return 0;
-  std::uint32_t bucket = std::uint32_t(63 - std::countl_zero(ns));
-  return bucket < kLatencyBuckets ? bucket : std::uint32_t(kLatencyBuckets - 1);
-}
 
 // The ERROR a worker's non-ok reply status becomes (docs/protocol.md §4).
 protocol::ErrorCode error_of(shm::ReplyStatus status) noexcept {
@@ -151,6 +146,7 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
     max_buffers += slot->channel->total_buffers();
   }
   sched_ = std::make_unique<Sched>();
+  stages_ = std::make_unique<StageRecorder>(stats_, shared.config.telemetry.stage_latency);
   sched_->drain.resize(owned_.size());
   sched_->admitted.assign(owned_.size(), 0);
   touched_.reserve(owned_.size());
@@ -654,7 +650,7 @@ std::uint32_t Lcore::tx_room() noexcept {
 }
 
 void Lcore::flush_tx() noexcept {
-  if (tx_count_ == 0) return;
+  if (tx_count_ == 0) return stages_->transmitted();
   std::uint32_t sent = port_.tx_burst(tx_, tx_count_);
   if (sent < tx_count_) {
     port_.tx_free(tx_ + sent, tx_count_ - sent);
@@ -662,6 +658,7 @@ void Lcore::flush_tx() noexcept {
   }
   count(stats_.tx_frames, sent);
   tx_count_ = 0;
+  stages_->transmitted();
 }
 
 std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
@@ -700,9 +697,7 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
             protocol::make_reply(ctx.request, protocol::MessageType::response, protocol::random_span_id());
         send_payload(ctx, reply, reinterpret_cast<const std::uint8_t*>(c.data), c.length);
         count(stats_.responses);
-        const std::uint64_t took = now > c.enqueue_ns ? now - c.enqueue_ns : 0;
-        count(stats_.latency_ns[latency_bucket(took)]);
-        count(stats_.latency_sum_ns, took);
+        stages_->on_reply(c.reply, now, std::uint8_t(ctx.request.priority));
       }
       ctx.live = 0;
       slot.channel->finish(c);

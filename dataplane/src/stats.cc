@@ -67,7 +67,7 @@ Result<StatsFile, StatsError> StatsFile::create(const std::string& path, std::ui
   view.header->worker_count = workers;
   view.header->reason_count = protocol::kReasonCount;
   view.header->error_count = protocol::kErrorCodeCount;
-  view.header->latency_buckets = kLatencyBuckets;
+  view.header->latency_buckets = kHistogramBuckets;
   std::atomic_ref<std::uint64_t>(view.header->magic).store(kStatsMagic, std::memory_order_release);
   // Readers never see a half-initialised file: it appears under its name complete.
   if (rename(tmp.c_str(), path.c_str()) != 0) {
@@ -131,7 +131,7 @@ Result<MappedStats, StatsError> map_stats_readonly(const std::string& path) {
   const auto* header = static_cast<const StatsHeader*>(mapped);
   if (header->magic != kStatsMagic || header->version != kStatsVersion ||
       header->reason_count != protocol::kReasonCount || header->error_count != protocol::kErrorCodeCount ||
-      header->latency_buckets != kLatencyBuckets || header->lcore_count > kMaxLcores ||
+      header->latency_buckets != kHistogramBuckets || header->lcore_count > kMaxLcores ||
       header->worker_count > kMaxWorkers || stats_file_size(header->lcore_count, header->worker_count) > size) {
     const std::uint32_t version = header->version;
     munmap(mapped, size);

@@ -19,17 +19,56 @@ std::uint64_t load(const axon::dataplane::Counter& c) {
   return c.load(std::memory_order_relaxed);
 }
 
-// Upper bound of the power-of-two bucket holding the q-quantile, in µs.
-double quantile_us(const std::uint64_t* buckets, double q) {
-  std::uint64_t total = 0;
-  for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b) total += buckets[b];
-  if (total == 0) return 0;
-  std::uint64_t want = std::uint64_t(q * double(total - 1)) + 1, seen = 0;
-  for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b) {
-    seen += buckets[b];
-    if (seen >= want) return double(std::uint64_t{1} << (b + 1)) / 1000.0;
+using axon::dataplane::Stage;
+using axon::dataplane::StageTotals;
+
+// The change of a histogram between two reads (a --watch window).
+StageTotals minus(const StageTotals& now, const StageTotals& before) {
+  StageTotals d;
+  for (std::uint32_t b = 0; b < axon::dataplane::kHistogramBuckets; ++b)
+    d.buckets[b] = now.buckets[b] - before.buckets[b];
+  d.sum_ns = now.sum_ns - before.sum_ns;
+  d.count = now.count - before.count;
+  return d;
+}
+
+void print_stage_json(const StageTotals& t) {
+  std::printf("{\"count\":%llu,\"p50_us\":%.3f,\"p99_us\":%.3f,\"mean_us\":%.3f}",
+              static_cast<unsigned long long>(t.count), t.quantile_ns(0.5) / 1000.0, t.quantile_ns(0.99) / 1000.0,
+              t.count == 0 ? 0.0 : double(t.sum_ns) / double(t.count) / 1000.0);
+}
+
+// "stage_latency":{"enabled":..,"stages":{"<stage>":{"interactive":..,"background":..,"all":..}}}
+void print_stages_json(const StatsReader& stats) {
+  std::printf(",\"stage_latency\":{\"enabled\":%s,\"stages\":{", stats.stage_latency_enabled() ? "true" : "false");
+  for (std::size_t s = 0; s < axon::dataplane::kStageCount; ++s) {
+    const StageTotals interactive = stats.stage_latency(Stage(s), 0);
+    const StageTotals background = stats.stage_latency(Stage(s), 1);
+    StageTotals all = interactive;
+    all.merge(background);
+    std::printf("%s\"%s\":{\"interactive\":", s == 0 ? "" : ",", axon::dataplane::to_string(Stage(s)));
+    print_stage_json(interactive);
+    std::printf(",\"background\":");
+    print_stage_json(background);
+    std::printf(",\"all\":");
+    print_stage_json(all);
+    std::printf("}");
   }
-  return 0;
+  std::printf("}}");
+}
+
+// One line of p50/p99 per stage, both classes merged; nothing when no stage has samples.
+void print_stages_text(const StatsReader& stats) {
+  std::string line;
+  for (std::size_t s = 0; s < axon::dataplane::kStageCount; ++s) {
+    const StageTotals t = stats.stage_latency(Stage(s));
+    if (t.count == 0) continue;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%s%s %.1f/%.1f", line.empty() ? "" : "  ", axon::dataplane::to_string(Stage(s)),
+                  t.quantile_ns(0.5) / 1000.0, t.quantile_ns(0.99) / 1000.0);
+    line += buf;
+  }
+  if (!line.empty()) std::printf("stage latency p50/p99 us: %s\n", line.c_str());
 }
 
 std::string drops_text(const StatsReader& stats, const LcoreTotals& t) {
@@ -114,8 +153,11 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
                 static_cast<unsigned long long>(stats.lcore(l, &axon::dataplane::LcoreStats::reassembly_bytes)));
   }
   std::printf("]}");
-  std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f},\"workers\":[", quantile_us(t.latency_ns, 0.5),
-              quantile_us(t.latency_ns, 0.99));
+  const StageTotals total = stats.stage_latency(Stage::total);
+  std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f}", total.quantile_ns(0.5) / 1000.0,
+              total.quantile_ns(0.99) / 1000.0);
+  print_stages_json(stats);
+  std::printf(",\"workers\":[");
   for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
     const auto& ws = stats.worker(w);
     const auto state = axon::dataplane::WorkerSlotState(ws.state.load());
@@ -170,6 +212,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   LcoreTotals last = stats.totals();
+  StageTotals last_total = stats.stage_latency(Stage::total);
   const auto& h = stats.header();
   if (watch <= 0) {
     std::printf("backend %s (%s) on %s%s\n", h.backend, h.port_mode, h.interface,
@@ -204,6 +247,7 @@ int main(int argc, char** argv) {
           static_cast<unsigned long long>(device[1]), static_cast<unsigned long long>(device[2]),
           static_cast<unsigned long long>(device[3]));
     }
+    print_stages_text(stats);
     return 0;
   }
   for (int n = 0; count == 0 || n < count; ++n) {
@@ -213,15 +257,15 @@ int main(int argc, char** argv) {
       return 1;
     }
     LcoreTotals now = stats.totals();
-    std::uint64_t window[axon::dataplane::kLatencyBuckets];
-    for (std::size_t b = 0; b < axon::dataplane::kLatencyBuckets; ++b)
-      window[b] = now.latency_ns[b] - last.latency_ns[b];
+    const StageTotals now_total = stats.stage_latency(Stage::total);
+    const StageTotals window = minus(now_total, last_total);
     std::printf("dataplane: %8.0f req/s  in-plane p50 %6.1f us p99 %6.1f us  busy %llu  errors %llu  drops: %s\n",
-                double(now.responses - last.responses) / watch, quantile_us(window, 0.5), quantile_us(window, 0.99),
-                static_cast<unsigned long long>(now.busy_sent - last.busy_sent),
+                double(now.responses - last.responses) / watch, window.quantile_ns(0.5) / 1000.0,
+                window.quantile_ns(0.99) / 1000.0, static_cast<unsigned long long>(now.busy_sent - last.busy_sent),
                 static_cast<unsigned long long>(now.errors() - last.errors()), drops_text(stats, now).c_str());
     std::fflush(stdout);
     last = now;
+    last_total = now_total;
   }
   return 0;
 }

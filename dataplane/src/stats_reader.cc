@@ -76,8 +76,6 @@ LcoreTotals StatsReader::totals() const noexcept {
     t.idle_loops += load(l.idle_loops);
     for (std::size_t e = 0; e < protocol::kErrorCodeCount; ++e) t.errors_sent[e] += load(l.errors_sent[e]);
     for (std::size_t r = 0; r < protocol::kReasonCount; ++r) t.drops[r] += load(l.drops[r]);
-    for (std::size_t b = 0; b < kLatencyBuckets; ++b) t.latency_ns[b] += load(l.latency_ns[b]);
-    t.latency_sum_ns += load(l.latency_sum_ns);
     t.port_rx_dropped += load(l.port_rx_dropped);
     t.port_tx_errors += load(l.port_tx_errors);
     for (std::size_t b = 0; b < kBusyReasonCount; ++b) t.busy_reasons[b] += load(l.busy_reasons[b]);
@@ -89,6 +87,37 @@ LcoreTotals StatsReader::totals() const noexcept {
     t.reassembly_messages += load(l.reassembly_messages);
   }
   return t;
+}
+
+StageTotals StatsReader::stage_latency(Stage stage, std::size_t klass) const noexcept {
+  StageTotals t;
+  for (std::uint32_t i = 0; i < view().header->lcore_count; ++i) {
+    const StageHistogram& h = view().lcores[i].stage_latency[std::size_t(stage)][klass & 1u];
+    for (std::uint32_t b = 0; b < kHistogramBuckets; ++b) t.buckets[b] += load(h.buckets[b]);
+    t.sum_ns += load(h.sum_ns);
+  }
+  for (std::uint32_t b = 0; b < kHistogramBuckets; ++b) t.count += t.buckets[b];
+  return t;
+}
+
+StageTotals StatsReader::stage_latency(Stage stage) const noexcept {
+  StageTotals t = stage_latency(stage, 0);
+  t.merge(stage_latency(stage, 1));
+  return t;
+}
+
+void StageTotals::merge(const StageTotals& other) noexcept {
+  for (std::uint32_t b = 0; b < kHistogramBuckets; ++b) buckets[b] += other.buckets[b];
+  sum_ns += other.sum_ns;
+  count += other.count;
+}
+
+std::uint64_t StageTotals::below(std::uint64_t edge_ns) const noexcept {
+  std::uint64_t n = 0;
+  for (std::uint32_t b = 0; b < kHistogramBuckets && histogram_lower(b) + histogram_width(b) <= edge_ns; ++b) {
+    n += buckets[b];
+  }
+  return n;
 }
 
 std::uint64_t StatsReader::lcores(Counter LcoreStats::*member) const noexcept {

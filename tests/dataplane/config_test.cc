@@ -206,6 +206,22 @@ TEST(DataplaneConfig, ReassemblyLimitsParseWithDefaultsAndBounds) {
   expect_error_at(minimal("", "[reassembly]\ntimeout = 5\n"), ConfigError::unknown_key, 7, "unknown key 'timeout'");
 }
 
+// Issue 15: [telemetry] stage_latency switches the per-stage histograms; on by default.
+TEST(DataplaneConfig, TelemetryStageLatencySwitch) {
+  auto on = parse_config(minimal(), kName);
+  ASSERT_TRUE(on.ok()) << on.message();
+  EXPECT_TRUE(on->telemetry.stage_latency);
+  auto off = parse_config(minimal("", "[telemetry]\nstage_latency = false\n"), kName);
+  ASSERT_TRUE(off.ok()) << off.message();
+  EXPECT_FALSE(off->telemetry.stage_latency);
+  auto bad = parse_config(minimal("", "[telemetry]\nstage_latency = 1\n"), kName);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("stage_latency"), std::string::npos) << bad.message();
+  auto unknown = parse_config(minimal("", "[telemetry]\ntraces = true\n"), kName);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.message().find("traces"), std::string::npos) << unknown.message();
+}
+
 // Issue 13: per-class rates and credits in [[tenants]], and the [credits] knobs.
 TEST(DataplaneConfig, TenantClassLimitsAndCreditsParse) {
   auto r = parse_config(minimal("",

@@ -410,16 +410,25 @@ TEST_F(SchedulingIT, QueueDelayAdmissionLetsInteractiveOvertakeTheBackgroundBack
 }
 
 // A deadline shorter than the worker's estimated queueing delay is answered ERROR
-// deadline_exceeded at once and never reaches the worker; a generous one is served.
+// deadline_exceeded at once and never reaches the worker; a generous one is served. As above,
+// the backlog waits on a stopped worker whose rate was measured first: a backlog that drains
+// meanwhile left the estimate above 20 ms for well under 100 ms, which a loaded machine missed.
 TEST_F(SchedulingIT, UnmeetableDeadlineIsRefusedBeforeDispatch) {
   ASSERT_NO_FATAL_FAILURE(start(1, agent(7, "\"w0\"", "")));
-  ASSERT_NE(start_worker(0, 2'000'000), nullptr);
+  Worker* w0 = start_worker(0, 2'000'000);  // 2 ms per request: ~500/s
+  ASSERT_NE(w0, nullptr);
   AxpClient client(*net_, AF_INET);
   ASSERT_TRUE(client.ok());
   ASSERT_TRUE(client.widen_receive_buffer(1 << 20));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(client.send(request_header(1, 7)));
+  ASSERT_EQ(client.receive_n(20, kPatience).size(), 20u);
+  ASSERT_TRUE(eventually([&] { return stats().worker_counter(0, &WorkerStats::drain_rate) > 0; }));
+  ASSERT_TRUE(w0->process().signal(SIGSTOP));
+  ASSERT_TRUE(eventually([&] { return process_state(w0->pid()) == 'T'; }));
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(client.send(request_header(1, 7)));
   ASSERT_TRUE(eventually([&] { return stats().worker_counter(0, &WorkerStats::queue_delay_ns) > 20'000'000u; }))
-      << "no queueing delay estimated";
+      << "no queueing delay estimated: " << stats().worker_counter(0, &WorkerStats::queue_delay_ns) << " ns, rate "
+      << stats().worker_counter(0, &WorkerStats::drain_rate) << "/s";
   const std::uint64_t subs = submitted(0);
   Header h = request_header(1, 7);
   h.deadline_us = 10'000;  // 10 ms, well below the ~100 ms queued ahead of it
@@ -447,6 +456,7 @@ TEST_F(SchedulingIT, UnmeetableDeadlineIsRefusedBeforeDispatch) {
   EXPECT_EQ(stats().errors_sent(ErrorCode::deadline_exceeded), 1u);
 
   // Once the backlog is gone, a deadline that fits is served.
+  ASSERT_TRUE(w0->process().signal(SIGCONT));
   ASSERT_TRUE(eventually([&] { return stats().worker_counter(0, &WorkerStats::inflight) == 0; }));
   (void)client.receive_n(50, 500ms);
   Header ok = request_header(1, 7);

@@ -40,7 +40,7 @@ TEST_F(StatsReaderTest, TotalsSumEveryLcoreAndTheSizeMatchesTheLayout) {
     count(w.lcores[i].responses, 2);
     count(w.lcores[i].errors_sent[std::size_t(protocol::ErrorCode::worker_failed)], 1);
     count(w.lcores[i].drops[std::size_t(protocol::Reason::bad_magic)], i);
-    count(w.lcores[i].latency_ns[4], 1);
+    record(w.lcores[i].stage_latency[std::size_t(Stage::queue)][1], 1000 * (i + 1));
   }
   EXPECT_EQ(std::filesystem::file_size(path_), stats_file_size(3, 5));
 
@@ -54,7 +54,18 @@ TEST_F(StatsReaderTest, TotalsSumEveryLcoreAndTheSizeMatchesTheLayout) {
   EXPECT_EQ(t.errors_sent[std::size_t(protocol::ErrorCode::worker_failed)], 3u);
   EXPECT_EQ(t.errors(), 3u);
   EXPECT_EQ(t.drops[std::size_t(protocol::Reason::bad_magic)], 3u);
-  EXPECT_EQ(t.latency_ns[4], 3u);
+  // Per-lcore histograms merge: three background queue samples (1, 2 and 3 us), none elsewhere.
+  const StageTotals queue = reader->stage_latency(Stage::queue, 1);
+  EXPECT_EQ(queue.count, 3u);
+  EXPECT_EQ(queue.sum_ns, 6000u);
+  EXPECT_EQ(queue.buckets[histogram_bucket(2000)], 1u);
+  EXPECT_EQ(reader->stage_latency(Stage::queue, 0).count, 0u);
+  EXPECT_EQ(reader->stage_latency(Stage::queue).count, 3u);
+  EXPECT_EQ(reader->stage_latency(Stage::total).count, 0u);
+  EXPECT_NEAR(queue.quantile_ns(0.5), 2000.0, 2000.0 / 64);
+  EXPECT_EQ(queue.below(prometheus_edge_ns(4)), 0u);   // 512 ns: below every sample
+  EXPECT_EQ(queue.below(prometheus_edge_ns(6)), 1u);   // 1024 ns: above the 1 us one
+  EXPECT_EQ(queue.below(std::uint64_t{1} << 12), 3u);  // 4096 ns: above every sample
   EXPECT_EQ(reader->lcores(&LcoreStats::rx_frames), 33u);
   EXPECT_EQ(reader->lcore(2, &LcoreStats::rx_frames), 12u);
   EXPECT_EQ(reader->errors_sent(protocol::ErrorCode::worker_failed), 3u);

@@ -48,7 +48,12 @@ MetricsWriter& MetricsWriter::family(const std::string& name, const std::string&
 }
 
 MetricsWriter& MetricsWriter::sample(const Labels& labels, double value) {
+  return sample(std::string(), labels, value);
+}
+
+MetricsWriter& MetricsWriter::sample(const std::string& suffix, const Labels& labels, double value) {
   out_ += current_;
+  out_ += suffix;
   if (!labels.empty()) {
     out_ += '{';
     bool first = true;

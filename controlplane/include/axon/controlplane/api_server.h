@@ -106,11 +106,14 @@ class MetricsWriter {
   using Labels = std::vector<std::pair<std::string, std::string>>;
 
   // Starts a family: "# HELP" and "# TYPE" lines. type is "counter" (name should end in
-  // _total) or "gauge". Each family must be written once, with all its samples together.
+  // _total), "gauge" or "histogram" (samples through the suffixed sample()). Each family must be written once, with all
+  // its samples together.
   MetricsWriter& family(const std::string& name, const std::string& type, const std::string& help);
   // A sample of the current family; label values are escaped (\\, \", \n).
   MetricsWriter& sample(const Labels& labels, double value);
   MetricsWriter& sample(double value) { return sample({}, value); }
+  // A sample named after the family plus `suffix`: a histogram's _bucket, _sum and _count.
+  MetricsWriter& sample(const std::string& suffix, const Labels& labels, double value);
   const std::string& str() const { return out_; }
 
  private:

@@ -208,9 +208,9 @@ struct TopBucket {
   std::uint64_t lower_ns = 0, width_ns = 0, count = 0;
 };
 struct TopStage {
-  std::string stage;   // e.g. "in_plane" (enqueue to reply built)
+  std::string stage;   // ingress, queue, handler, return, egress, total (docs/observability.md)
   std::string klass;   // "all", or an AXP priority class
-  std::string source;  // how precise the buckets are, e.g. "pow2" (power-of-two buckets)
+  std::string source;  // how precise the buckets are: "log_linear" (within 1.6%) or "pow2"
   std::uint64_t count = 0, sum_ns = 0;
   std::vector<TopBucket> buckets;  // non-empty buckets only, ascending
 };

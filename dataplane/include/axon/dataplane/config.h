@@ -74,6 +74,12 @@ struct UringSettings {
   std::uint32_t socket_buffer = 4194304;  // SO_RCVBUF/SO_SNDBUF request, bytes
 };
 
+// [telemetry]: per-stage latency histograms (docs/observability.md). Off: the lcores take
+// no extra clock reads and record nothing (the stamps the deadlines need stay).
+struct TelemetrySettings {
+  bool stage_latency = true;
+};
+
 // [reassembly]: segmented requests (docs/protocol.md §6). Each lcore has its own table and arena,
 // preallocated at start: `messages` partial messages at most, in `memory_per_lcore` bytes, of which
 // one tenant may hold `memory_per_tenant`. A message is charged its message_len rounded up to the
@@ -118,6 +124,7 @@ struct DataplaneConfig {
   UringSettings uring;
   DpdkSettings dpdk;
   ReassemblySettings reassembly;
+  TelemetrySettings telemetry;
   shm::SegmentGeometry geometry;
   std::vector<TenantConfig> tenants;
   std::vector<WorkerConfig> workers;

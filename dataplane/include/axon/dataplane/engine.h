@@ -30,6 +30,7 @@ namespace axon::dataplane {
 struct ReplyContext;
 class Lcore;
 class ReassemblyTable;
+class StageRecorder;
 
 // One configured worker: its segment, its reply contexts and its liveness state.
 struct WorkerSlot {
@@ -166,7 +167,8 @@ class Lcore {
   Frame tx_[64];
   std::uint32_t tx_count_ = 0;
   std::uint32_t frame_capacity_ = 0;
-  std::unique_ptr<Sched> sched_;  // dispatch state, drain meters (engine.cc)
+  std::unique_ptr<Sched> sched_;           // dispatch state, drain meters (engine.cc)
+  std::unique_ptr<StageRecorder> stages_;  // per-stage latencies (stage_recorder.h)
   std::uint64_t next_housekeeping_ns_ = 0;
   std::uint64_t next_deadline_sweep_ns_ = 0;
   Frame tx_cache_[kBurst];  // free TX frames taken from the port in bursts

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "axon/common/result.h"
+#include "axon/dataplane/latency_histogram.h"
 #include "axon/protocol/axp.h"
 
 namespace axon::dataplane {
@@ -27,11 +28,12 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 //    xdp_class_packets/_bytes (issue 13 credits and per-class XDP counters).
 // 7: reasons reassembly_timeout .. reassembly_too_large (every reason array grew by seven);
 //    LcoreStats reassembled, reassembly_bytes, reassembly_messages, reply_segments (issue 14).
-inline constexpr std::uint32_t kStatsVersion = 7;
+// 8: LcoreStats stage_latency (log-linear per stage and class) replaces the power-of-two
+//    latency_ns; StatsHeader stage_latency (issue 15).
+inline constexpr std::uint32_t kStatsVersion = 8;
 inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
-inline constexpr std::size_t kLatencyBuckets = 48;  // power-of-two ns buckets: [2^i, 2^(i+1))
 
 using Counter = std::atomic<std::uint64_t>;
 
@@ -62,6 +64,17 @@ inline void count(Counter& c, std::uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
+// One log-linear histogram: single-writer relaxed counters like the rest of the block.
+struct StageHistogram {
+  Counter buckets[kHistogramBuckets];
+  Counter sum_ns;
+};
+
+inline void record(StageHistogram& h, std::uint64_t ns) noexcept {
+  count(h.buckets[histogram_bucket(ns)]);
+  count(h.sum_ns, ns);
+}
+
 struct alignas(128) LcoreStats {
   Counter rx_frames;
   Counter rx_bytes;
@@ -79,8 +92,6 @@ struct alignas(128) LcoreStats {
   Counter idle_loops;
   Counter errors_sent[protocol::kErrorCodeCount];  // ERROR replies by AXP error code
   Counter drops[protocol::kReasonCount];           // frames rejected by the userspace validator
-  Counter latency_ns[kLatencyBuckets];             // enqueue -> reply built, per request
-  Counter latency_sum_ns;
   // The lcore's port, copied from its PortCounters each housekeeping tick.
   Counter port_rx_dropped;                 // datagrams the port lost before the engine saw them (e.g. truncated)
   Counter port_tx_errors;                  // reply frames the kernel refused after the port took them
@@ -95,6 +106,9 @@ struct alignas(128) LcoreStats {
   Counter reassembly_bytes;
   Counter reassembly_messages;
   Counter reply_segments;  // reply datagrams of segmented replies (segment_count > 1)
+  // Per stage and AXP priority class (interactive, background), every RESPONSE's latency
+  // (latency_histogram.h); empty while [telemetry] stage_latency is off.
+  StageHistogram stage_latency[kStageCount][kClassCount];
 };
 
 // stalled: a live worker that stopped taking requests (worker_stall_timeout_ms); not routed to,
@@ -139,10 +153,12 @@ struct StatsHeader {
   std::uint32_t worker_count;
   std::uint32_t reason_count;
   std::uint32_t error_count;
-  std::uint32_t latency_buckets;
+  std::uint32_t latency_buckets;            // kHistogramBuckets
   std::atomic<std::uint64_t> heartbeat_ns;  // CLOCK_MONOTONIC of the last control-thread tick
   std::atomic<std::uint32_t> ready;
   std::atomic<std::uint32_t> xdp_attached;
+  std::atomic<std::uint32_t> stage_latency;  // 1: the lcores record stage latencies ([telemetry])
+  std::uint32_t reserved0;
   char interface[16];
   char port_mode[16];                           // "copy", "zero-copy" (xdp); the ring mode (uring)
   char backend[16];                             // the backend chosen at start: "xdp", "uring", "dpdk"

@@ -25,8 +25,6 @@ struct LcoreTotals {
   std::uint64_t invalid_replies = 0, loops = 0, idle_loops = 0;
   std::uint64_t errors_sent[protocol::kErrorCodeCount] = {};
   std::uint64_t drops[protocol::kReasonCount] = {};
-  std::uint64_t latency_ns[kLatencyBuckets] = {};
-  std::uint64_t latency_sum_ns = 0;
   std::uint64_t port_rx_dropped = 0, port_tx_errors = 0;
   std::uint64_t busy_reasons[kBusyReasonCount] = {};
   std::uint64_t deadline_expired = 0, deadline_unmeetable = 0;
@@ -36,6 +34,18 @@ struct LcoreTotals {
 
   // ERROR replies of every code.
   [[nodiscard]] std::uint64_t errors() const noexcept;
+};
+
+// One stage's latency histogram merged over the lcores (and classes, when asked for both).
+struct StageTotals {
+  std::uint64_t buckets[kHistogramBuckets] = {};
+  std::uint64_t sum_ns = 0;
+  std::uint64_t count = 0;
+
+  void merge(const StageTotals& other) noexcept;
+  // Samples below edge_ns (an exact bucket boundary, e.g. prometheus_edge_ns()).
+  [[nodiscard]] std::uint64_t below(std::uint64_t edge_ns) const noexcept;
+  [[nodiscard]] double quantile_ns(double q) const noexcept { return histogram_quantile_ns(buckets, q); }
 };
 
 class StatsReader {
@@ -70,6 +80,14 @@ class StatsReader {
     return (view().lcores[index].*member).load(std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t errors_sent(protocol::ErrorCode code) const noexcept;
+  // A stage's latencies of one class (shm::PriorityClass: 0 interactive, 1 background), or of
+  // both, merged over the lcores.
+  [[nodiscard]] StageTotals stage_latency(Stage stage, std::size_t klass) const noexcept;
+  [[nodiscard]] StageTotals stage_latency(Stage stage) const noexcept;
+  // Whether the data plane records stage latencies ([telemetry] stage_latency).
+  [[nodiscard]] bool stage_latency_enabled() const noexcept {
+    return view().header->stage_latency.load(std::memory_order_relaxed) != 0;
+  }
   // Frames the lcores' userspace validator dropped for `reason`.
   [[nodiscard]] std::uint64_t lcore_drops(protocol::Reason reason) const noexcept;
   // Frames XDP gave `reason` as its verdict (copied from the BPF counters).
