@@ -164,25 +164,9 @@ double interval_quantile_ns(const json& previous_stage, const json& stage, doubl
   return -1;
 }
 
-std::vector<std::string> render_top(const json& previous, const json& current, const TopLayout& layout) {
-  Frame f(layout);
-  Interval iv;
-  const std::uint64_t t0 = u64(previous, "sampled_at_ms"), t1 = u64(current, "sampled_at_ms");
-  if (previous.is_object() && t1 > t0) iv.seconds = double(t1 - t0) / 1000.0;
-  const json& dp = current.is_object() && current.contains("dataplane") ? current["dataplane"] : json();
-  const json& dp0 = previous.is_object() && previous.contains("dataplane") ? previous["dataplane"] : json();
-  char head[160];
-  std::snprintf(head, sizeof head, "axon top   data plane %s %s/%s on %s   interval %.1fs",
-                dp.is_object() && dp.value("ready", false) ? "ready" : "NOT READY", str(dp, "backend").c_str(),
-                str(dp, "mode").c_str(), str(dp, "interface").c_str(), iv.seconds);
-  f.line(head);
-  f.line("rx/s " + format_rate(iv.rate(u64(dp0, "rx_frames"), u64(dp, "rx_frames"))) + "  req/s " +
-         format_rate(iv.rate(u64(dp0, "requests"), u64(dp, "requests"))) + "  resp/s " +
-         format_rate(iv.rate(u64(dp0, "responses"), u64(dp, "responses"))) + "  busy/s " +
-         format_rate(iv.rate(u64(dp0, "busy_sent"), u64(dp, "busy_sent"))) + "  err/s " +
-         format_rate(iv.rate(u64(dp0, "errors_sent"), u64(dp, "errors_sent"))) + "  drop/s " +
-         format_rate(iv.rate(u64(dp0, "drops"), u64(dp, "drops"))));
+namespace {
 
+std::vector<std::string> lcore_rows(const json& previous, const json& current, const Interval& iv) {
   const json& lcores = current.value("lcores", json::array());
   std::vector<std::string> rows;
   for (const auto& l : lcores) {
@@ -203,15 +187,15 @@ std::vector<std::string> render_top(const json& previous, const json& current, c
                    rpad(format_rate(iv.rate(u64(p, "busy_sent"), u64(l, "busy_sent"))), 9) +
                    rpad(format_rate(iv.rate(u64(p, "drops"), u64(l, "drops"))), 9) + rpad(busy, 7));
   }
-  f.line(pad("LCORE", 6) + rpad("RX/s", 9) + rpad("REQ/s", 9) + rpad("RESP/s", 9) + rpad("BUSY/s", 9) +
-         rpad("DROP/s", 9) + rpad("BUSY%", 7));
-  f.rows(rows, layout.height == 0 ? SIZE_MAX : 4, "lcores");
+  return rows;
+}
 
+// One row per stage with both classes merged (per-class rows: GET /v1/top and the dashboard).
+std::vector<std::string> stage_rows(const json& previous, const json& current, const Interval& iv) {
   const json& stages = current.value("stages", json::array());
-  f.line(pad("STAGE", 16) + pad("CLASS", 12) + rpad("P50", 9) + rpad("P99", 9) + rpad("N/s", 9) + "  (interval)");
-  rows.clear();
+  std::vector<std::string> rows;
   for (const auto& s : stages) {
-    if (str(s, "class") != "all") continue;  // per-class rows: GET /v1/top and the dashboard
+    if (str(s, "class") != "all") continue;
     json prev_stage;
     if (previous.is_object() && previous.contains("stages")) {
       for (const auto& p : previous["stages"]) {
@@ -227,6 +211,37 @@ std::vector<std::string> render_top(const json& previous, const json& current, c
                    rpad(p50 < 0 ? "-" : bound + format_ns(p50), 9) + rpad(p99 < 0 ? "-" : bound + format_ns(p99), 9) +
                    rpad(format_rate(iv.rate(u64(prev_stage, "count"), u64(s, "count"))), 9));
   }
+  return rows;
+}
+
+}  // namespace
+
+std::vector<std::string> render_top(const json& previous, const json& current, const TopLayout& layout) {
+  Frame f(layout);
+  Interval iv;
+  const std::uint64_t t0 = u64(previous, "sampled_at_ms"), t1 = u64(current, "sampled_at_ms");
+  if (previous.is_object() && t1 > t0) iv.seconds = double(t1 - t0) / 1000.0;
+  const json& dp = current.is_object() && current.contains("dataplane") ? current["dataplane"] : json();
+  const json& dp0 = previous.is_object() && previous.contains("dataplane") ? previous["dataplane"] : json();
+  char head[160];
+  std::snprintf(head, sizeof head, "axon top   data plane %s %s/%s on %s   interval %.1fs",
+                dp.is_object() && dp.value("ready", false) ? "ready" : "NOT READY", str(dp, "backend").c_str(),
+                str(dp, "mode").c_str(), str(dp, "interface").c_str(), iv.seconds);
+  f.line(head);
+  f.line("rx/s " + format_rate(iv.rate(u64(dp0, "rx_frames"), u64(dp, "rx_frames"))) + "  req/s " +
+         format_rate(iv.rate(u64(dp0, "requests"), u64(dp, "requests"))) + "  resp/s " +
+         format_rate(iv.rate(u64(dp0, "responses"), u64(dp, "responses"))) + "  busy/s " +
+         format_rate(iv.rate(u64(dp0, "busy_sent"), u64(dp, "busy_sent"))) + "  err/s " +
+         format_rate(iv.rate(u64(dp0, "errors_sent"), u64(dp, "errors_sent"))) + "  drop/s " +
+         format_rate(iv.rate(u64(dp0, "drops"), u64(dp, "drops"))));
+
+  std::vector<std::string> rows = lcore_rows(previous, current, iv);
+  f.line(pad("LCORE", 6) + rpad("RX/s", 9) + rpad("REQ/s", 9) + rpad("RESP/s", 9) + rpad("BUSY/s", 9) +
+         rpad("DROP/s", 9) + rpad("BUSY%", 7));
+  f.rows(rows, layout.height == 0 ? SIZE_MAX : 4, "lcores");
+
+  f.line(pad("STAGE", 16) + pad("CLASS", 12) + rpad("P50", 9) + rpad("P99", 9) + rpad("N/s", 9) + "  (interval)");
+  rows = stage_rows(previous, current, iv);
   f.rows(rows, std::min<std::size_t>(layout.height == 0 ? SIZE_MAX : 6, f.room(4 + 2)), "stages");
 
   f.line("drops/s  " + reason_rates(previous.is_object() ? previous.value("drops", json()) : json(),

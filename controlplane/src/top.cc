@@ -1,6 +1,8 @@
 // GET /v1/top (ControlPlane::top) and the stats-segment reader behind it (top_snapshot.h).
 #include <time.h>
 
+#include "axon/dataplane/latency_histogram.h"
+
 #include "api/json.h"
 #include "control_plane.h"
 #include "top_snapshot.h"
@@ -14,7 +16,6 @@ std::int64_t monotonic_ms() {
   return std::int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-#if __has_include("axon/dataplane/latency_histogram.h")
 // The data plane's per-stage log-linear histograms (latency_histogram.h): one entry per stage
 // with both classes merged ("all"), then one per stage and class. Buckets are at most 1/32 of
 // their lower edge wide, so a quantile read as a bucket midpoint is within 1.6%.
@@ -43,28 +44,6 @@ void add_stages(TopSnapshot& top, const dataplane::StatsReader& stats) {
     }
   }
 }
-#else
-// Until the data plane publishes per-stage histograms: the in-plane latency (a request
-// enqueued to its worker's ring until its reply was built), merged over the lcores, in
-// power-of-two buckets [2^i, 2^(i+1)), so a quantile read from it is only known to within a
-// factor of two: source "pow2" says so.
-void add_stages(TopSnapshot& top, const dataplane::StatsReader& stats) {
-  const auto totals = stats.totals();
-  TopStage s;
-  s.stage = "in_plane";
-  s.klass = "all";
-  s.source = "pow2";
-  s.sum_ns = totals.latency_sum_ns;
-  for (std::size_t i = 0; i < dataplane::kLatencyBuckets; ++i) {
-    const std::uint64_t n = totals.latency_ns[i];
-    s.count += n;
-    if (n == 0) continue;
-    const std::uint64_t lower = i == 0 ? 0 : std::uint64_t{1} << i;
-    s.buckets.push_back(TopBucket{lower, (std::uint64_t{1} << (i + 1)) - lower, n});
-  }
-  top.stages.push_back(std::move(s));
-}
-#endif
 
 }  // namespace
 
