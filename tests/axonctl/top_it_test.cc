@@ -173,6 +173,7 @@ TEST_F(TopIt, TopInA80x24TmuxSessionShowsMovingFiguresWithinTheScreen) {
     for (const auto& line : lines) EXPECT_LE(line.size(), 80u) << "[" << line << "]";
   }
   EXPECT_NE(first, second) << "the screen did not refresh in 2.5 s:\n" << first;
+  std::cout << "the second 80x24 capture:\n" << second << std::endl;
 }
 
 TEST_F(TopIt, TopIntoAPipePrintsPlainBlocksWithoutEscapeCodes) {
