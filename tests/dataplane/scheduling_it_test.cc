@@ -426,6 +426,9 @@ TEST_F(SchedulingIT, UnmeetableDeadlineIsRefusedBeforeDispatch) {
   ASSERT_TRUE(w0->process().signal(SIGSTOP));
   ASSERT_TRUE(eventually([&] { return process_state(w0->pid()) == 'T'; }));
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(client.send(request_header(1, 7)));
+  // The whole backlog in the worker's ring first, so the count below moves only if the refused
+  // request got through.
+  ASSERT_TRUE(eventually([&] { return submitted(0) == 70u; })) << submitted(0) << " of 70 submitted";
   ASSERT_TRUE(eventually([&] { return stats().worker_counter(0, &WorkerStats::queue_delay_ns) > 20'000'000u; }))
       << "no queueing delay estimated: " << stats().worker_counter(0, &WorkerStats::queue_delay_ns) << " ns, rate "
       << stats().worker_counter(0, &WorkerStats::drain_rate) << "/s";
