@@ -146,7 +146,7 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
     max_buffers += slot->channel->total_buffers();
   }
   sched_ = std::make_unique<Sched>();
-  stages_ = std::make_unique<StageRecorder>(stats_, shared.config.telemetry.stage_latency);
+  stages_ = std::make_unique<StageRecorder>(stats_, shared.config.telemetry.stage_latency, clock_);
   sched_->drain.resize(owned_.size());
   sched_->admitted.assign(owned_.size(), 0);
   touched_.reserve(owned_.size());
@@ -410,7 +410,7 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
   const std::uint64_t delay = dispatch::queue_delay_ns(outstanding, rate);
   if (p.request.deadline_us != 0) {
     const std::uint64_t deadline = rx_ns + std::uint64_t(p.request.deadline_us) * 1000u;
-    const std::uint64_t now = monotonic_ns();
+    const std::uint64_t now = clock_.now_ns();
     if (now >= deadline || delay > deadline - now) {
       count(now >= deadline ? stats_.deadline_expired : stats_.deadline_unmeetable);
       refuse_error(p, rx_ns, protocol::ErrorCode::deadline_exceeded);
@@ -875,7 +875,7 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
 }
 
 std::uint32_t Lcore::poll_once() noexcept {
-  const std::uint64_t now = monotonic_ns();
+  const std::uint64_t now = clock_.now_ns();
   std::uint32_t work = 0;
   Frame frames[kBurst];
   std::uint32_t n = port_.rx_burst(frames, kBurst);
@@ -905,7 +905,7 @@ std::uint32_t Lcore::poll_once() noexcept {
   flush_staged();
   // A fresh clock for replies: a worker on another core often answers requests submitted
   // earlier in this same iteration, which `now` (taken before rx) would record as 0 ns.
-  work += poll_replies(monotonic_ns());
+  work += poll_replies(clock_.now_ns());
   publish_outstanding();
   flush_tx();
   if (now >= next_housekeeping_ns_) {
@@ -953,8 +953,8 @@ void Lcore::run() noexcept {
     if (poll_once() == 0) cpu_relax();
   }
   // Drain: keep serving replies for in-flight requests, bounded in time.
-  const std::uint64_t deadline = monotonic_ns() + std::uint64_t(shared_.config.drain_timeout_ms) * 1'000'000u;
-  while (inflight() > 0 && monotonic_ns() < deadline) {
+  const std::uint64_t deadline = clock_.now_ns() + std::uint64_t(shared_.config.drain_timeout_ms) * 1'000'000u;
+  while (inflight() > 0 && clock_.now_ns() < deadline) {
     if (poll_once() == 0) cpu_relax();
   }
   if (inflight() > 0) abandon_inflight(protocol::ErrorCode::overloaded);

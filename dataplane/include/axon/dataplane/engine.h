@@ -170,6 +170,8 @@ class Lcore {
   std::unique_ptr<Sched> sched_;           // dispatch state, drain meters (engine.cc)
   std::unique_ptr<StageRecorder> stages_;  // per-stage latencies (stage_recorder.h)
   std::uint64_t next_housekeeping_ns_ = 0;
+  // Every stamp of the loop: the process's TSC clock, the one written into the worker segments.
+  TscClock clock_ = process_clock();
   std::uint64_t next_deadline_sweep_ns_ = 0;
   Frame tx_cache_[kBurst];  // free TX frames taken from the port in bursts
   std::uint32_t tx_cache_count_ = 0;
