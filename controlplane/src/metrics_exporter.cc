@@ -71,7 +71,7 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
     m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::reassembly_messages)));
   }
-  m.family("axon_dataplane_slot_drain_rate", "gauge",
+  m.family("axon_dataplane_slot_drain_rate_requests_per_second", "gauge",
            "Completions per second of each live worker slot while it had work (EWMA; 0 = not measured yet).");
   for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
     if (stats.worker_state(w) != dataplane::WorkerSlotState::alive) continue;
