@@ -780,6 +780,8 @@ std::vector<control::SlotInfo> Daemon::slot_infos() const {
       info.generation = s->generation.load(std::memory_order_relaxed);
       info.inflight = s->inflight.load(std::memory_order_relaxed);
       info.depth = s->depth.load(std::memory_order_relaxed);
+      info.depth_interactive = s->depth_interactive.load(std::memory_order_relaxed);
+      info.depth_background = s->depth_background.load(std::memory_order_relaxed);
       info.submitted = s->submitted.load(std::memory_order_relaxed);
       info.completed = s->completed.load(std::memory_order_relaxed);
       info.lost = s->lost.load(std::memory_order_relaxed);

@@ -742,7 +742,7 @@ void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
     slot.stats->generation.store(slot.channel->generation(), std::memory_order_relaxed);
     slot.stats->pid.store(0, std::memory_order_relaxed);
     // Housekeeping samples these only for live slots: publish the reclaimed state now.
-    slot.stats->depth.store(slot.channel->request_depth(), std::memory_order_relaxed);
+    publish_depths(slot);
     slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
     slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
   }
@@ -825,6 +825,15 @@ void Lcore::watch_progress(WorkerSlot& slot, Staging& st, std::uint32_t state, s
                 static_cast<unsigned long long>(depth), shared_.config.worker_stall_timeout_ms, answered);
 }
 
+// The worker's request ring depths, in total and per class, into its stats block.
+void Lcore::publish_depths(WorkerSlot& slot) noexcept {
+  const std::uint64_t interactive = slot.channel->request_depth(shm::PriorityClass::interactive);
+  const std::uint64_t background = slot.channel->request_depth(shm::PriorityClass::background);
+  slot.stats->depth.store(interactive + background, std::memory_order_relaxed);
+  slot.stats->depth_interactive.store(interactive, std::memory_order_relaxed);
+  slot.stats->depth_background.store(background, std::memory_order_relaxed);
+}
+
 void Lcore::housekeeping(std::uint64_t now) noexcept {
   const bool sweep = now >= next_deadline_sweep_ns_;
   if (sweep) next_deadline_sweep_ns_ = now + kDeadlineSweepNs;
@@ -855,7 +864,7 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
     dispatch::DrainMeter& meter = sched_->drain[local];
     meter.sample(now, st.completed, slot.channel->inflight());
     if (slot.stats != nullptr) {
-      slot.stats->depth.store(slot.channel->request_depth(), std::memory_order_relaxed);
+      publish_depths(slot);
       slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
       slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
       slot.stats->drain_rate.store(meter.rate_per_s, std::memory_order_relaxed);

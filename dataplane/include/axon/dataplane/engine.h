@@ -138,6 +138,7 @@ class Lcore {
   std::uint32_t drain_forwarded() noexcept;
   std::uint32_t poll_replies(std::uint64_t now) noexcept;
   void housekeeping(std::uint64_t now) noexcept;
+  void publish_depths(WorkerSlot& slot) noexcept;
   void reclaim_dead(WorkerSlot& slot) noexcept;
   void watch_progress(WorkerSlot& slot, Staging& st, std::uint32_t state, std::uint64_t now) noexcept;
   void answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std::uint32_t retry_after_us = 0) noexcept;

@@ -30,7 +30,8 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 //    LcoreStats reassembled, reassembly_bytes, reassembly_messages, reply_segments (issue 14).
 // 8: LcoreStats stage_latency (log-linear per stage and class) replaces the power-of-two
 //    latency_ns; StatsHeader stage_latency (issue 15).
-inline constexpr std::uint32_t kStatsVersion = 8;
+// 9: WorkerStats depth_interactive and depth_background (issue 15: per-class ring depths).
+inline constexpr std::uint32_t kStatsVersion = 9;
 inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
@@ -144,6 +145,9 @@ struct alignas(128) WorkerStats {
   // request would see (queued + in flight, over drain_rate; 0 when unknown or empty).
   Counter drain_rate;
   Counter queue_delay_ns;
+  // `depth` per request ring (shm::PriorityClass), sampled with it.
+  Counter depth_interactive;
+  Counter depth_background;
 };
 
 struct StatsHeader {
