@@ -27,7 +27,8 @@
 # of the baseline's saturation; with its CDF), and a payload sweep (64 B, 1 KiB, 8 KiB) at that
 # rate. Then the XDP malformed-drop comparison, the ring section (axon-bench-ring) and the
 # mixed-class benchmark (bench/mixed/run.sh: interactive alone, under background with FIFO and
-# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum).
+# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum), and the
+# telemetry overhead (bench/overhead/run.sh: stage_latency on vs off, A/B in one run).
 # --short is the CI regression gate's suite: reflector, xdp and baseline, one overload step and
 # one fixed-rate step each, in about a minute; bench/compare checks its ratios.
 #
@@ -75,6 +76,7 @@ keep=0
 load_sched="nice"
 nats_long=1
 mixed=1
+overhead=1
 
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -111,6 +113,7 @@ Options:
   --no-xdp-drop      skip the malformed-drop comparison
   --no-nats-long     skip the second NATS sweep on the same (by then long-running) server
   --no-mixed         skip the mixed-class benchmark (bench/mixed/run.sh, about 2 minutes)
+  --no-overhead      skip the telemetry overhead benchmark (bench/overhead/run.sh, about 1 minute)
   --out DIR          results directory (default: bench/results/<UTC date>)
   --keep             keep the work directory (per-step JSON, logs)
 EOF
@@ -141,6 +144,7 @@ while [[ $# -gt 0 ]]; do
     --no-xdp-drop) xdp_drop=0; shift ;;
     --no-nats-long) nats_long=0; shift ;;
     --no-mixed) mixed=0; shift ;;
+    --no-overhead) overhead=0; shift ;;
     --out) out="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -153,6 +157,7 @@ if ((short)); then
   xdp_drop=0
   nats_long=0
   mixed=0
+  overhead=0
   payloads="64"
   latency_s=2
   [[ -n "${fixed_rate}" ]] || fixed_rate=20000
@@ -813,6 +818,15 @@ if ((mixed)); then
     log "the mixed-class benchmark failed (see ${work}/mixed.log)"
 fi
 
+if ((overhead)); then
+  # Its own namespace, veth pair and subnet (10.199.83.0/30); overhead.json and overhead.md.
+  log "=== telemetry overhead (bench/overhead/run.sh)"
+  mkdir -p "${work}/overhead"
+  timeout --kill-after=10 600 "${here}/overhead/run.sh" --build "${axon_build}" --server-cpu "${server_cpu}" \
+    --load-cpu "${load_cpu}" --out "${work}/overhead/overhead.json" >"${work}/overhead.log" 2>&1 ||
+    log "the telemetry overhead benchmark failed (see ${work}/overhead.log)"
+fi
+
 # --- raw results -----------------------------------------------------------------------------
 # Per cpu over the whole run: the share of time the host's hypervisor took (steal) and the share
 # other tasks (user + nice + system + irq, whoever ran them) used. Both explain noise.
@@ -864,6 +878,10 @@ if ((keep)); then cp -r "${work}" "${out}/work" 2>/dev/null || true; fi
 if [[ -s "${work}/mixed/mixed.json" ]]; then
   cp "${work}/mixed/mixed.json" "${work}/mixed/mixed.md" "${out}/" 2>/dev/null || true
   log "mixed classes: ${out}/mixed.json, ${out}/mixed.md"
+fi
+if [[ -s "${work}/overhead/overhead.json" ]]; then
+  cp "${work}/overhead/overhead.json" "${work}/overhead/overhead.md" "${out}/" 2>/dev/null || true
+  log "telemetry overhead: ${out}/overhead.json, ${out}/overhead.md"
 fi
 log "raw results: ${out}/raw.json ($(($(date +%s) - start_epoch)) s)"
 python3 "${here}/report.py" "${out}" || die "report.py failed on ${out}/raw.json"
