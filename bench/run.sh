@@ -555,7 +555,7 @@ run_step() {
   cpu_p0="$(cpu_of "${peer_pids}" "${vr}")"
   cpu_l1=0
   ip netns exec "${ns}" "${load_prefix[@]}" taskset -c "${load_cpu}" timeout --kill-after=5 "${bound}" "${cmd[@]}" \
-    >>"${work}/load.log" 2>&1 &
+    >"${json}.log" 2>&1 &
   load_pid=$!
   pids+=("${load_pid}")
   cpu_l0="$(cpu_of "" "${vn}")"
@@ -563,6 +563,7 @@ run_step() {
   cpu_p1="$(cpu_of "${peer_pids}" "${vr}")"
   cpu_l1="$(cpu_of "" "${vn}")"
   after="$(dataplane_counters)"
+  cat "${json}.log" >>"${work}/load.log" 2>/dev/null
   # The share of each cpu the hypervisor took during the step (steal): this VM's vCPUs are
   # descheduled by the host now and then, for tens of ms, which no setting inside can prevent.
   local steal
@@ -574,7 +575,9 @@ run_step() {
       printf "%s\"%s\": %.3f", sep, $1, ($9 - s0[$1]) / dt; sep = ", " }
     BEGIN { printf "{" } END { printf "}" }')"
   if ((status != 0)) || [[ ! -s "${json}" ]]; then
-    log "${current}: the load tool failed at ${rate}/s (status ${status}; see ${work}/load.log)"
+    # Say why here: the work directory (and load.log with it) is gone after the run.
+    log "${current}: the load tool failed at ${rate}/s (status ${status}): $(grep -v '^offered=' "${json}.log" | tail -n 3 | tr '\n' ' ')"
+    rm -f "${json}.log"
     return 1
   fi
   jq --argjson b "${before}" --argjson a "${after}" --arg peer "${current}" --argjson steal "${steal}" \
@@ -596,7 +599,13 @@ run_step() {
 run_step_retry() {
   local attempt=1 json="$4" best=""
   while :; do
-    run_step "$1" "$2" "$3" "${json}.${attempt}" || break
+    if ! run_step "$1" "$2" "$3" "${json}.${attempt}"; then
+      # A failed start (the tool's own error, logged above) is retried like a disturbed step.
+      ((attempt > retries)) && break
+      attempt=$((attempt + 1))
+      continue
+    fi
+    rm -f "${json}.${attempt}.log"
     if [[ -z "${best}" ]] || jq -e --slurpfile b "${best}" \
       '[(.load_behind | if . then 1 else 0 end), ([.steal[]] | max), .stall_share] < [($b[0].load_behind | if . then 1 else 0 end), ($b[0].steal | [.[]] | max), $b[0].stall_share]' \
       "${json}.${attempt}" >/dev/null; then
