@@ -61,6 +61,8 @@ def saturation(sweep):
     ok = [s for s in sweep if step_ok(s)]
     best = max((s["achieved_rps"] for s in ok), default=None)
     last = sweep[-1]
+    if last.get("skipped"):
+        return best, f"sweep ended early: {last['skipped']}"
     if step_ok(last):
         return best, f"not saturated at the top rate ({num(last.get('offered_rps'))}/s): a lower bound"
     if last.get("load_behind"):

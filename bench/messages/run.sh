@@ -51,6 +51,7 @@ retries=1
 sweep_bytes=400000000
 sweep_max=300000
 sweep_s=2
+sweep=1
 sections="sizes cache retransmit"
 cache_rate=2000
 cache_payload=1024
@@ -79,6 +80,7 @@ Options:
   --sweep-bytes B        sizes: the sweep's top rate is min(B / payload, --sweep-max) req/s
                          (default: ${sweep_bytes} B/s, --sweep-max ${sweep_max})
   --sweep-s S            sizes: measured seconds per sweep step (default: ${sweep_s})
+  --no-sweep             sizes: the fixed-rate steps only (the CTest smoke)
   --duration S           measured seconds per step (default: ${duration_s})
   --sections "LIST"      from: sizes cache retransmit (default: "${sections}")
   --cache-rate R         cache: fixed rate (default: ${cache_rate})
@@ -105,6 +107,7 @@ while [[ $# -gt 0 ]]; do
     --sweep-bytes) sweep_bytes="$2"; shift 2 ;;
     --sweep-max) sweep_max="$2"; shift 2 ;;
     --sweep-s) sweep_s="$2"; shift 2 ;;
+    --no-sweep) sweep=0; shift ;;
     --duration) duration_s="$2"; shift 2 ;;
     --sections) sections="$2"; shift 2 ;;
     --cache-rate) cache_rate="$2"; shift 2 ;;
@@ -377,12 +380,12 @@ step() {
   while :; do
     step_once "${json}.${attempt}" "${@:2}"
     if [[ -z "${best}" ]] || jq -e --slurpfile b "${best}" \
-      '[(.load_behind | if . then 1 else 0 end), ([(.steal // {})[]] | max // 0), (.stall_share // 0)] <
-       [($b[0].load_behind | if . then 1 else 0 end), ([($b[0].steal // {})[]] | max // 0), ($b[0].stall_share // 0)]' \
+      '[(.failed | if . then 1 else 0 end), (.load_behind | if . then 1 else 0 end), ([(.steal // {})[]] | max // 0), (.stall_share // 0)] <
+       [($b[0].failed | if . then 1 else 0 end), ($b[0].load_behind | if . then 1 else 0 end), ([($b[0].steal // {})[]] | max // 0), ($b[0].stall_share // 0)]' \
       "${json}.${attempt}" >/dev/null 2>&1; then
       best="${json}.${attempt}"
     fi
-    jq -e '.skipped or ((.load_behind or .stalled or ([(.steal // {})[]] | max // 0) > 0.02) | not)' \
+    jq -e '(.skipped and (.failed | not)) or ((.failed or .load_behind or .stalled or ([(.steal // {})[]] | max // 0) > 0.02) | not)' \
       "${json}.${attempt}" >/dev/null 2>&1 && break
     ((attempt > retries)) && break
     attempt=$((attempt + 1))
@@ -400,18 +403,24 @@ step_once() {
   ip netns exec "${ns}" nice -n -20 taskset -c "${load_cpu}" timeout --kill-after=5 90 "${loadgen}" \
     --target "${addr_r}:${port}" --xdp-dev "${vn}" --dst-mac "${vr_mac}" --cpu-send "${load_cpu}" \
     --cpu-recv "${load_cpu}" --max-datagram 1472 --timeout-ms "${timeout_ms}" --max-lag-us 100 --tenant 1 --spin \
-    --duration "${seconds}" "$@" --json "${json}" >>"${work}/load.log" 2>&1 &
+    --duration "${seconds}" "$@" --json "${json}" >"${json}.log" 2>&1 &
   lp=$!
   pids+=("${lp}")
   wait "${lp}" || true
   s1="$(stats_json)"
   c1="$(grep '^cpu[0-9]' /proc/stat)"
+  cat "${json}.log" >>"${work}/load.log" 2>/dev/null
   if [[ ! -s "${json}" ]]; then
-    jq -n --arg p "${current}" --arg s "${section}" --arg t "${tag}" \
-      '{peer: $p, section: $s, tag: $t, skipped: "the load generator failed (see load.log)"}' >"${json}"
-    log "${current} ${tag}: the load generator failed"
+    # Say why here: the work directory goes with the run.
+    local why_failed
+    why_failed="$(grep -v '^offered=' "${json}.log" 2>/dev/null | tail -n 2 | tr '\n' ' ' | cut -c1-300)"
+    jq -n --arg p "${current}" --arg s "${section}" --arg t "${tag}" --arg w "${why_failed}" \
+      '{peer: $p, section: $s, tag: $t, failed: true, skipped: ("the load generator failed: " + $w)}' >"${json}"
+    log "${current} ${tag}: the load generator failed: ${why_failed}"
+    rm -f "${json}.log"
     return 0
   fi
+  rm -f "${json}.log"
   jq --arg p "${current}" --arg s "${section}" --arg t "${tag}" --argjson s0 "${s0}" --argjson s1 "${s1}" \
     --argjson steal "$(steal_of "${c0}" "${c1}")" "${jq_delta}"'
     . + {peer: $p, section: $s, tag: $t, steal: $steal}
@@ -440,6 +449,7 @@ sizes_for_peer() {
       --warmup "${warmup_s}" --payload "${payload}" --agent 1
     top="$(awk -v b="${sweep_bytes}" -v p="${payload}" -v m="${sweep_max}" 'BEGIN { r = int(b / p); if (r > m) r = m; if (r < 800) r = 800; print r }')"
     local i=0 f r json
+    ((sweep)) || continue
     for f in 0.125 0.25 0.375 0.5 0.75 1; do
       r="$(awk -v t="${top}" -v f="${f}" 'BEGIN { printf "%d", t * f }')"
       json="${work}/sizes-${peer}-${payload}-sweep$(printf '%02d' "${i}").json"
