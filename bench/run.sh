@@ -24,11 +24,13 @@
 #
 # Per peer: an offered-load sweep to saturation (a step whose load side fell behind ends the
 # sweep and the figure is marked a lower bound), latency at one fixed rate for every peer (50%
-# of the baseline's saturation; with its CDF), and a payload sweep (64 B, 1 KiB, 8 KiB) at that
-# rate. Then the XDP malformed-drop comparison, the ring section (axon-bench-ring) and the
+# of the baseline's saturation; with its CDF), and a payload sweep (64 B, 1 KiB, 8 KiB, 64 KiB) at
+# that rate (AXP requests above one datagram go as segmented messages, docs/protocol.md §6). Then the XDP malformed-drop comparison, the ring section (axon-bench-ring) and the
 # mixed-class benchmark (bench/mixed/run.sh: interactive alone, under background with FIFO and
-# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum), and the
-# telemetry overhead (bench/overhead/run.sh: stage_latency on vs off, A/B in one run).
+# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum), the messages
+# benchmark (bench/messages/run.sh: payload sweep to 64 KiB with throughput per size, cache hit
+# latency, retransmit cost with dedup on and off), and the telemetry overhead
+# (bench/overhead/run.sh: stage_latency on vs off, A/B in one run).
 # --short is the CI regression gate's suite: reflector, xdp and baseline, one overload step and
 # one fixed-rate step each, in about a minute; bench/compare checks its ratios.
 #
@@ -54,7 +56,7 @@ server_cpu=1
 load_cpu=0
 workers=1
 worker_spin_max=64
-payloads="64 1024 8192"
+payloads="64 1024 8192 65536"
 port=7400
 step_s=2
 latency_s=4
@@ -76,6 +78,7 @@ keep=0
 load_sched="nice"
 nats_long=1
 mixed=1
+messages=1
 overhead=1
 
 usage() {
@@ -113,6 +116,7 @@ Options:
   --no-xdp-drop      skip the malformed-drop comparison
   --no-nats-long     skip the second NATS sweep on the same (by then long-running) server
   --no-mixed         skip the mixed-class benchmark (bench/mixed/run.sh, about 2 minutes)
+  --no-messages      skip the messages benchmark (bench/messages/run.sh, about 3 minutes)
   --no-overhead      skip the telemetry overhead benchmark (bench/overhead/run.sh, about 1 minute)
   --out DIR          results directory (default: bench/results/<UTC date>)
   --keep             keep the work directory (per-step JSON, logs)
@@ -144,6 +148,7 @@ while [[ $# -gt 0 ]]; do
     --no-xdp-drop) xdp_drop=0; shift ;;
     --no-nats-long) nats_long=0; shift ;;
     --no-mixed) mixed=0; shift ;;
+    --no-messages) messages=0; shift ;;
     --no-overhead) overhead=0; shift ;;
     --out) out="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -157,6 +162,7 @@ if ((short)); then
   xdp_drop=0
   nats_long=0
   mixed=0
+  messages=0
   overhead=0
   payloads="64"
   latency_s=2
@@ -771,10 +777,12 @@ run_peer() {
   if [[ -n "${fixed_rate}" ]] && ((fixed_rate > 0)); then
     local payload
     for payload in ${payloads}; do
-      if [[ "${driver}" == axp ]] && ((payload + 80 > 1472)); then
-        # One AXP datagram carries at most 1392 bytes here; larger requests need segmented
-        # messages, which axon-loadgen does not send yet (reassembly: issue 14).
-        echo "{\"skipped\": \"AXP requests above 1392 bytes need segmentation, which the load generator and data plane do not do yet\"}" >"${work}/${tag}-fixed-${payload}.json"
+      if [[ "${peer}" == baseline ]] && ((payload + 80 > 1472)); then
+        # One AXP datagram carries at most 1392 bytes here; axon-loadgen sends larger requests as
+        # segmented messages (docs/protocol.md §6), which the baseline does not reassemble (it
+        # answers ERROR payload_too_large), and one larger datagram would need IP fragments, which
+        # the AF_XDP load generator does not make.
+        echo "{\"skipped\": \"the baseline server does not reassemble AXP segments (above 1392 bytes) and the AF_XDP load generator makes no IP fragments\"}" >"${work}/${tag}-fixed-${payload}.json"
         continue
       fi
       run_step_retry "${fixed_rate}" "${latency_s}" "${payload}" "${work}/${tag}-fixed-${payload}.json" &&
@@ -827,6 +835,15 @@ if ((mixed)); then
     log "the mixed-class benchmark failed (see ${work}/mixed.log)"
 fi
 
+if ((messages)); then
+  # Its own namespace, veth pair and subnet (10.199.82.0/30); it writes messages.json and
+  # messages.md into this run's results directory.
+  log "=== messages (bench/messages/run.sh)"
+  mkdir -p "${work}/messages"
+  timeout --kill-after=10 600 "${here}/messages/run.sh" --build "${axon_build}" --server-cpu "${server_cpu}" \
+    --load-cpu "${load_cpu}" --out "${work}/messages/messages.json" >"${work}/messages.log" 2>&1 ||
+    log "the messages benchmark failed (see ${work}/messages.log)"
+fi
 if ((overhead)); then
   # Its own namespace, veth pair and subnet (10.199.83.0/30); overhead.json and overhead.md.
   log "=== telemetry overhead (bench/overhead/run.sh)"
@@ -887,6 +904,10 @@ if ((keep)); then cp -r "${work}" "${out}/work" 2>/dev/null || true; fi
 if [[ -s "${work}/mixed/mixed.json" ]]; then
   cp "${work}/mixed/mixed.json" "${work}/mixed/mixed.md" "${out}/" 2>/dev/null || true
   log "mixed classes: ${out}/mixed.json, ${out}/mixed.md"
+fi
+if [[ -s "${work}/messages/messages.json" ]]; then
+  cp "${work}/messages/messages.json" "${work}/messages/messages.md" "${out}/" 2>/dev/null || true
+  log "messages: ${out}/messages.json, ${out}/messages.md"
 fi
 if [[ -s "${work}/overhead/overhead.json" ]]; then
   cp "${work}/overhead/overhead.json" "${work}/overhead/overhead.md" "${out}/" 2>/dev/null || true
