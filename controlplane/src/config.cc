@@ -257,6 +257,8 @@ void read_scheduling(TableReader& r, model::Scheduling& s) {
   r.read("reserved_interactive_share", s.reserved_interactive_share);
   r.read("queue_delay_target_us", s.queue_delay_target_us);
   r.read("high_water", s.high_water);
+  r.read("cacheable", s.cacheable);
+  r.read("cache_ttl_ms", s.cache_ttl_ms);
 }
 
 void read_agent(TableReader& r, AgentSpec& a) {

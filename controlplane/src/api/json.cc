@@ -42,6 +42,8 @@ void read_scheduling(JsonReader& r, model::Scheduling& out) {
   r.optional("reserved_interactive_share", out.reserved_interactive_share);
   r.optional("queue_delay_target_us", out.queue_delay_target_us);
   r.optional("high_water", out.high_water);
+  r.optional("cacheable", out.cacheable);
+  r.optional("cache_ttl_ms", out.cache_ttl_ms);
 }
 
 void read_agent(JsonReader& r, AgentSpec& out, const std::optional<std::string>& path_name) {
@@ -150,7 +152,9 @@ json to_json(const AgentSpec& value) {
               {"reserved_interactive", value.scheduling.reserved_interactive},
               {"reserved_interactive_share", value.scheduling.reserved_interactive_share},
               {"queue_delay_target_us", value.scheduling.queue_delay_target_us},
-              {"high_water", value.scheduling.high_water}};
+              {"high_water", value.scheduling.high_water},
+              {"cacheable", value.scheduling.cacheable},
+              {"cache_ttl_ms", value.scheduling.cache_ttl_ms}};
 }
 
 json to_json(const AgentStatus& value) {
