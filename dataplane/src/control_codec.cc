@@ -31,26 +31,15 @@ void read_scheduling(JsonReader& r, model::Scheduling& s) {
     }
     s.dispatch = parsed.value();
   }
-  r.optional("class_scheduling", s.class_scheduling);
-  r.optional("reserved_interactive", s.reserved_interactive);
-  r.optional("reserved_interactive_share", s.reserved_interactive_share);
-  r.optional("queue_delay_target_us", s.queue_delay_target_us);
-  r.optional("high_water", s.high_water);
-  r.optional("cacheable", s.cacheable);
-  r.optional("cache_ttl_ms", s.cache_ttl_ms);
+  model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.optional(key, field); });
   if (!r.ok()) return;
   if (auto checked = model::check_scheduling(s, r.what()); !checked) r.fail(checked.message());
 }
 
 json scheduling_json(const model::Scheduling& s) {
-  return json{{"dispatch", model::to_string(s.dispatch)},
-              {"class_scheduling", s.class_scheduling},
-              {"reserved_interactive", s.reserved_interactive},
-              {"reserved_interactive_share", s.reserved_interactive_share},
-              {"queue_delay_target_us", s.queue_delay_target_us},
-              {"high_water", s.high_water},
-              {"cacheable", s.cacheable},
-              {"cache_ttl_ms", s.cache_ttl_ms}};
+  json out{{"dispatch", model::to_string(s.dispatch)}};
+  model::for_each_scheduling_field(s, [&](const char* key, const auto& field) { out[key] = field; });
+  return out;
 }
 
 Result<Tables, CodecError> parse_tables(const json& root) {
