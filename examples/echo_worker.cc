@@ -5,7 +5,11 @@
 // boundary. When no loan is available it replies in place: the request's buffer already
 // holds the payload, so the echo costs nothing at all.
 //
-//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N]
+//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N] [--count]
+//
+// With --count the first 8 bytes of every reply (of a request of at least 8 bytes) carry how
+// many requests this process has handled, little-endian, this one included: a test can tell a
+// reply its handler produced from one the data plane's response cache served.
 //
 // Without --socket it attaches through the environment the data plane sets up
 // (AXON_WORKER_FD or AXON_WORKER_SOCKET). SIGTERM or SIGINT stops it cleanly: queued
@@ -52,9 +56,10 @@ void install_signal_handlers() {
 
 int usage(const char* argv0, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N]\n"
+               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N] [--count]\n"
                "  --socket PATH  connect to this handoff socket instead of AXON_WORKER_FD/AXON_WORKER_SOCKET\n"
                "  --work-ns N    busy-spin N ns per request to simulate handler work (default 0)\n"
+               "  --count        the first 8 bytes of each reply: requests handled so far (little-endian)\n"
                "  --spin-max N   upper bound of the adaptive spin before sleeping, in pause iterations\n"
                "                 (default 65536; small values suit a worker sharing a core with the data plane)\n",
                argv0);
@@ -87,6 +92,7 @@ int main(int argc, char** argv) {
   std::string socket_path;
   std::uint64_t work_ns = 0;
   std::uint64_t spin_max = 0;  // 0: the SDK's default wait policy
+  bool count_requests = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--socket" && i + 1 < argc) {
@@ -101,6 +107,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "echo_worker: --spin-max needs an integer from 1 to 16777216, got '%s'\n", argv[i]);
         return 2;
       }
+    } else if (arg == "--count") {
+      count_requests = true;
     } else if (arg == "-h" || arg == "--help") {
       return usage(argv[0], 0);
     } else {
@@ -126,18 +134,23 @@ int main(int argc, char** argv) {
 
   std::uint64_t loaned = 0;
   std::uint64_t in_place = 0;
+  std::uint64_t handled = 0;
   const std::uint64_t started = monotonic_ns();
   worker.run(
       [&](const axon::sdk::Request& request, axon::sdk::ReplyWriter& reply) {
         spin_for(work_ns);
+        ++handled;
         std::span<std::byte> buffer = reply.loan(request.length);
         if (!buffer.empty()) {
           std::memcpy(buffer.data(), request.data, request.length);
           ++loaned;
         } else {
           // No loan right now: the request's own buffer already holds the echo.
-          (void)reply.in_place();
+          buffer = reply.in_place();
           ++in_place;
+        }
+        if (count_requests && request.length >= sizeof handled && buffer.size() >= sizeof handled) {
+          for (std::size_t i = 0; i < sizeof handled; ++i) buffer[i] = std::byte(handled >> (8 * i));
         }
         reply.commit(request.length);
       },
