@@ -5,7 +5,11 @@
 // boundary. When no loan is available it replies in place: the request's buffer already
 // holds the payload, so the echo costs nothing at all.
 //
-//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N]
+//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N] [--stamp-count]
+//
+// --stamp-count overwrites the first 8 bytes of each reply (of requests at least that long) with
+// how many requests this process has handled, this one included, little-endian: tests count
+// handler executions from the replies (retransmit dedup, docs/scheduling.md).
 //
 // Without --socket it attaches through the environment the data plane sets up
 // (AXON_WORKER_FD or AXON_WORKER_SOCKET). SIGTERM or SIGINT stops it cleanly: queued
@@ -52,7 +56,7 @@ void install_signal_handlers() {
 
 int usage(const char* argv0, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N]\n"
+               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N] [--stamp-count]\n"
                "  --socket PATH  connect to this handoff socket instead of AXON_WORKER_FD/AXON_WORKER_SOCKET\n"
                "  --work-ns N    busy-spin N ns per request to simulate handler work (default 0)\n"
                "  --spin-max N   upper bound of the adaptive spin before sleeping, in pause iterations\n"
@@ -86,6 +90,7 @@ void spin_for(std::uint64_t ns) {
 int main(int argc, char** argv) {
   std::string socket_path;
   std::uint64_t work_ns = 0;
+  bool stamp_count = false;
   std::uint64_t spin_max = 0;  // 0: the SDK's default wait policy
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -101,6 +106,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "echo_worker: --spin-max needs an integer from 1 to 16777216, got '%s'\n", argv[i]);
         return 2;
       }
+    } else if (arg == "--stamp-count") {
+      stamp_count = true;
     } else if (arg == "-h" || arg == "--help") {
       return usage(argv[0], 0);
     } else {
@@ -126,18 +133,23 @@ int main(int argc, char** argv) {
 
   std::uint64_t loaned = 0;
   std::uint64_t in_place = 0;
+  std::uint64_t handled = 0;
   const std::uint64_t started = monotonic_ns();
   worker.run(
       [&](const axon::sdk::Request& request, axon::sdk::ReplyWriter& reply) {
         spin_for(work_ns);
+        ++handled;
         std::span<std::byte> buffer = reply.loan(request.length);
         if (!buffer.empty()) {
           std::memcpy(buffer.data(), request.data, request.length);
           ++loaned;
         } else {
           // No loan right now: the request's own buffer already holds the echo.
-          (void)reply.in_place();
+          buffer = reply.in_place();
           ++in_place;
+        }
+        if (stamp_count && request.length >= sizeof handled && buffer.size() >= sizeof handled) {
+          for (std::size_t i = 0; i < sizeof handled; ++i) buffer[i] = std::byte(handled >> (8 * i));
         }
         reply.commit(request.length);
       },

@@ -257,6 +257,16 @@ void read_scheduling(TableReader& r, model::Scheduling& s) {
   r.read("reserved_interactive_share", s.reserved_interactive_share);
   r.read("queue_delay_target_us", s.queue_delay_target_us);
   r.read("high_water", s.high_water);
+  r.read("dedup_window_ms", s.dedup_window_ms);
+  r.read("reply_cache_entries", s.reply_cache_entries);
+  std::string eviction;
+  if (r.read("reply_cache_eviction", eviction)) {
+    if (auto parsed = model::parse_reply_cache_eviction(eviction)) {
+      s.reply_cache_eviction = parsed.value();
+    } else {
+      r.invalid("reply_cache_eviction", parsed.message());
+    }
+  }
 }
 
 void read_agent(TableReader& r, AgentSpec& a) {

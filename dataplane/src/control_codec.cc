@@ -36,15 +36,31 @@ void read_scheduling(JsonReader& r, model::Scheduling& s) {
   r.optional("reserved_interactive_share", s.reserved_interactive_share);
   r.optional("queue_delay_target_us", s.queue_delay_target_us);
   r.optional("high_water", s.high_water);
+  r.optional("dedup_window_ms", s.dedup_window_ms);
+  r.optional("reply_cache_entries", s.reply_cache_entries);
+  std::string eviction;
+  if (r.optional("reply_cache_eviction", eviction)) {
+    auto parsed = model::parse_reply_cache_eviction(eviction);
+    if (!parsed) {
+      r.fail("field 'reply_cache_eviction' in " + r.what() + ": " + parsed.message());
+      return;
+    }
+    s.reply_cache_eviction = parsed.value();
+  }
   if (!r.ok()) return;
   if (auto checked = model::check_scheduling(s, r.what()); !checked) r.fail(checked.message());
 }
 
 json scheduling_json(const model::Scheduling& s) {
-  return json{
-      {"dispatch", model::to_string(s.dispatch)},         {"class_scheduling", s.class_scheduling},
-      {"reserved_interactive", s.reserved_interactive},   {"reserved_interactive_share", s.reserved_interactive_share},
-      {"queue_delay_target_us", s.queue_delay_target_us}, {"high_water", s.high_water}};
+  return json{{"dispatch", model::to_string(s.dispatch)},
+              {"class_scheduling", s.class_scheduling},
+              {"reserved_interactive", s.reserved_interactive},
+              {"reserved_interactive_share", s.reserved_interactive_share},
+              {"queue_delay_target_us", s.queue_delay_target_us},
+              {"high_water", s.high_water},
+              {"dedup_window_ms", s.dedup_window_ms},
+              {"reply_cache_entries", s.reply_cache_entries},
+              {"reply_cache_eviction", model::to_string(s.reply_cache_eviction)}};
 }
 
 Result<Tables, CodecError> parse_tables(const json& root) {

@@ -153,6 +153,13 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
                 static_cast<unsigned long long>(stats.lcore(l, &axon::dataplane::LcoreStats::reassembly_bytes)));
   }
   std::printf("]}");
+  std::printf(
+      ",\"dedup\":{\"misses\":%llu,\"absorbed\":%llu,\"hits\":%llu,\"tombstone_hits\":%llu,\"untracked\":%llu,"
+      "\"evictions\":%llu,\"arena_bytes\":%llu,\"entries\":%llu}",
+      static_cast<unsigned long long>(t.dedup_misses), static_cast<unsigned long long>(t.dedup_absorbed),
+      static_cast<unsigned long long>(t.dedup_hits), static_cast<unsigned long long>(t.dedup_tombstone_hits),
+      static_cast<unsigned long long>(t.dedup_untracked), static_cast<unsigned long long>(t.dedup_evictions),
+      static_cast<unsigned long long>(t.dedup_arena_bytes), static_cast<unsigned long long>(t.dedup_entries));
   const StageTotals total = stats.stage_latency(Stage::total);
   std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f}", total.quantile_ns(0.5) / 1000.0,
               total.quantile_ns(0.99) / 1000.0);

@@ -42,6 +42,16 @@ void read_scheduling(JsonReader& r, model::Scheduling& out) {
   r.optional("reserved_interactive_share", out.reserved_interactive_share);
   r.optional("queue_delay_target_us", out.queue_delay_target_us);
   r.optional("high_water", out.high_water);
+  r.optional("dedup_window_ms", out.dedup_window_ms);
+  r.optional("reply_cache_entries", out.reply_cache_entries);
+  std::string eviction;
+  if (r.optional("reply_cache_eviction", eviction)) {
+    if (auto parsed = model::parse_reply_cache_eviction(eviction)) {
+      out.reply_cache_eviction = parsed.value();
+    } else {
+      r.fail("field 'reply_cache_eviction' in " + r.what() + ": " + parsed.message());
+    }
+  }
 }
 
 void read_agent(JsonReader& r, AgentSpec& out, const std::optional<std::string>& path_name) {
@@ -150,7 +160,10 @@ json to_json(const AgentSpec& value) {
               {"reserved_interactive", value.scheduling.reserved_interactive},
               {"reserved_interactive_share", value.scheduling.reserved_interactive_share},
               {"queue_delay_target_us", value.scheduling.queue_delay_target_us},
-              {"high_water", value.scheduling.high_water}};
+              {"high_water", value.scheduling.high_water},
+              {"dedup_window_ms", value.scheduling.dedup_window_ms},
+              {"reply_cache_entries", value.scheduling.reply_cache_entries},
+              {"reply_cache_eviction", model::to_string(value.scheduling.reply_cache_eviction)}};
 }
 
 json to_json(const AgentStatus& value) {
