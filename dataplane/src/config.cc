@@ -145,13 +145,7 @@ void read_scheduling(TableReader& r, model::Scheduling& s) {
       r.invalid("dispatch", parsed.message());
     }
   }
-  r.read("class_scheduling", s.class_scheduling);
-  r.read("reserved_interactive", s.reserved_interactive);
-  r.read("reserved_interactive_share", s.reserved_interactive_share);
-  r.read("queue_delay_target_us", s.queue_delay_target_us);
-  r.read("high_water", s.high_water);
-  r.read("dedup_window_ms", s.dedup_window_ms);
-  r.read("reply_cache_entries", s.reply_cache_entries);
+  model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.read(key, field); });
   std::string eviction;
   if (r.read("reply_cache_eviction", eviction)) {
     if (auto parsed = model::parse_reply_cache_eviction(eviction)) {

@@ -31,13 +31,7 @@ void read_scheduling(JsonReader& r, model::Scheduling& s) {
     }
     s.dispatch = parsed.value();
   }
-  r.optional("class_scheduling", s.class_scheduling);
-  r.optional("reserved_interactive", s.reserved_interactive);
-  r.optional("reserved_interactive_share", s.reserved_interactive_share);
-  r.optional("queue_delay_target_us", s.queue_delay_target_us);
-  r.optional("high_water", s.high_water);
-  r.optional("dedup_window_ms", s.dedup_window_ms);
-  r.optional("reply_cache_entries", s.reply_cache_entries);
+  model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.optional(key, field); });
   std::string eviction;
   if (r.optional("reply_cache_eviction", eviction)) {
     auto parsed = model::parse_reply_cache_eviction(eviction);
@@ -52,15 +46,10 @@ void read_scheduling(JsonReader& r, model::Scheduling& s) {
 }
 
 json scheduling_json(const model::Scheduling& s) {
-  return json{{"dispatch", model::to_string(s.dispatch)},
-              {"class_scheduling", s.class_scheduling},
-              {"reserved_interactive", s.reserved_interactive},
-              {"reserved_interactive_share", s.reserved_interactive_share},
-              {"queue_delay_target_us", s.queue_delay_target_us},
-              {"high_water", s.high_water},
-              {"dedup_window_ms", s.dedup_window_ms},
-              {"reply_cache_entries", s.reply_cache_entries},
-              {"reply_cache_eviction", model::to_string(s.reply_cache_eviction)}};
+  json out{{"dispatch", model::to_string(s.dispatch)}};
+  model::for_each_scheduling_field(s, [&](const char* key, const auto& field) { out[key] = field; });
+  out["reply_cache_eviction"] = model::to_string(s.reply_cache_eviction);
+  return out;
 }
 
 Result<Tables, CodecError> parse_tables(const json& root) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "axon/common/result.h"
@@ -118,6 +119,23 @@ struct Scheduling {
   ReplyCacheEviction reply_cache_eviction = ReplyCacheEviction::lru;
   friend bool operator==(const Scheduling&, const Scheduling&) = default;
 };
+
+// Every scheduling key but `dispatch` and `reply_cache_eviction` (names, parsed by parse_dispatch
+// and parse_reply_cache_eviction next to each walk), with its field: the one list the config
+// readers (data plane and control plane TOML), the JSON readers (control socket, REST) and the
+// JSON writers walk, so a new knob is added here once. Works on a const Scheduling too (the
+// writers).
+template <class SchedulingRef, class Visit>
+requires std::is_same_v<std::remove_const_t<SchedulingRef>, Scheduling>
+void for_each_scheduling_field(SchedulingRef& s, Visit&& visit) {
+  visit("class_scheduling", s.class_scheduling);
+  visit("reserved_interactive", s.reserved_interactive);
+  visit("reserved_interactive_share", s.reserved_interactive_share);
+  visit("queue_delay_target_us", s.queue_delay_target_us);
+  visit("high_water", s.high_water);
+  visit("dedup_window_ms", s.dedup_window_ms);
+  visit("reply_cache_entries", s.reply_cache_entries);
+}
 
 inline constexpr std::uint32_t kMaxReservedInteractive = 64;         // an agent's worker limit
 inline constexpr std::uint32_t kMaxQueueDelayTargetUs = 60'000'000;  // one minute
