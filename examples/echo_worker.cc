@@ -5,11 +5,11 @@
 // boundary. When no loan is available it replies in place: the request's buffer already
 // holds the payload, so the echo costs nothing at all.
 //
-//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N] [--stamp-count]
+//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N] [--count]
 //
-// --stamp-count overwrites the first 8 bytes of each reply (of requests at least that long) with
-// how many requests this process has handled, this one included, little-endian: tests count
-// handler executions from the replies (retransmit dedup, docs/scheduling.md).
+// With --count the first 8 bytes of every reply (of a request of at least 8 bytes) carry how
+// many requests this process has handled, little-endian, this one included: a test can tell a
+// reply its handler produced from one the data plane's response cache served.
 //
 // Without --socket it attaches through the environment the data plane sets up
 // (AXON_WORKER_FD or AXON_WORKER_SOCKET). SIGTERM or SIGINT stops it cleanly: queued
@@ -56,9 +56,10 @@ void install_signal_handlers() {
 
 int usage(const char* argv0, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N] [--stamp-count]\n"
+               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N] [--count]\n"
                "  --socket PATH  connect to this handoff socket instead of AXON_WORKER_FD/AXON_WORKER_SOCKET\n"
                "  --work-ns N    busy-spin N ns per request to simulate handler work (default 0)\n"
+               "  --count        the first 8 bytes of each reply: requests handled so far (little-endian)\n"
                "  --spin-max N   upper bound of the adaptive spin before sleeping, in pause iterations\n"
                "                 (default 65536; small values suit a worker sharing a core with the data plane)\n",
                argv0);
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   std::uint64_t work_ns = 0;
   bool stamp_count = false;
   std::uint64_t spin_max = 0;  // 0: the SDK's default wait policy
+  bool count_requests = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--socket" && i + 1 < argc) {
@@ -106,8 +108,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "echo_worker: --spin-max needs an integer from 1 to 16777216, got '%s'\n", argv[i]);
         return 2;
       }
-    } else if (arg == "--stamp-count") {
-      stamp_count = true;
+    } else if (arg == "--count") {
+      count_requests = true;
     } else if (arg == "-h" || arg == "--help") {
       return usage(argv[0], 0);
     } else {
@@ -148,7 +150,7 @@ int main(int argc, char** argv) {
           buffer = reply.in_place();
           ++in_place;
         }
-        if (stamp_count && request.length >= sizeof handled && buffer.size() >= sizeof handled) {
+        if (count_requests && request.length >= sizeof handled && buffer.size() >= sizeof handled) {
           for (std::size_t i = 0; i < sizeof handled; ++i) buffer[i] = std::byte(handled >> (8 * i));
         }
         reply.commit(request.length);

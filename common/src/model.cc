@@ -132,6 +132,10 @@ Result<Ok, SchedulingError> check_scheduling(const Scheduling& s, std::string_vi
   if (std::size_t(s.reply_cache_eviction) >= enum_names(ReplyCacheEviction{}).size()) {
     return invalid("reply_cache_eviction: use \"lru\" or \"fifo\"");
   }
+  if (s.cache_ttl_ms > kMaxCacheTtlMs || (s.cacheable && s.cache_ttl_ms == 0)) {
+    return invalid("cache_ttl_ms: a cacheable agent needs a TTL from 1 to " + std::to_string(kMaxCacheTtlMs) +
+                   " ms (one day), e.g. 5000");
+  }
   return Ok{};
 }
 

@@ -194,15 +194,15 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",  "dpdk",       "shm",       "credits",
-                                                 "tenants",   "workers", "agents", "reassembly", "telemetry", "dedup"};
+  static const std::set<std::string> sections = {
+      "dataplane", "xdp",        "uring",     "dpdk",           "shm",  "credits", "tenants", "workers",
+      "agents",    "reassembly", "telemetry", "response_cache", "dedup"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
       return fail(ConfigError::unknown_key, where_of(file, node),
                   "unknown section '" + std::string(key.str()) +
-                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, reassembly, dedup, telemetry, tenants, "
-                      "workers "
-                      "or agents");
+                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, reassembly, response_cache, "
+                      "dedup, telemetry, tenants, workers or agents");
     }
   }
 
@@ -425,6 +425,16 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     }
     if (d.arena_bytes < 65536 || d.arena_bytes > (1u << 30)) {
       r.invalid("arena_bytes", "use 65536 (one 64 KiB reply) to 1073741824 bytes of cached replies per lcore");
+    }
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* cache = root["response_cache"].as_table()) {
+    TableReader r(file, *cache, "response_cache");
+    r.read("bytes", config.response_cache.bytes);
+    const std::uint32_t bytes = config.response_cache.bytes;
+    if (bytes != 0 && (bytes < (128u << 10) || bytes > (1u << 30))) {
+      r.invalid("bytes", "use 0 (no response cache) or 131072 to 1073741824 bytes per lcore");
     }
     if (!check(r)) return *error;
   }

@@ -1,6 +1,6 @@
 // Retransmit dedup and the reply cache end to end (issue 14; docs/scheduling.md "Retransmit
 // dedup", docs/protocol.md §1): the real daemon with real XDP on a veth pair in a namespace this
-// test creates (prefix axdd), a real echo_worker run with --stamp-count, so every reply carries
+// test creates (prefix axdd), a real echo_worker run with --count, so every reply carries
 // how many requests the worker's handler has run (the count of handler executions), and AXP
 // clients in the namespace.
 //
@@ -116,9 +116,8 @@ class DedupIT : public DataplaneIT<DedupIT> {
     processes_.push_back(std::make_unique<ChildProcess>());
     worker_ = processes_.back().get();
     std::string error;
-    ASSERT_TRUE(worker_->start({AXON_ECHO_WORKER_BIN, "--stamp-count"},
-                               {"AXON_WORKER_SOCKET=" + daemon_->socket_path("w0")}, dir_->path() + "/worker.log",
-                               &error))
+    ASSERT_TRUE(worker_->start({AXON_ECHO_WORKER_BIN, "--count"}, {"AXON_WORKER_SOCKET=" + daemon_->socket_path("w0")},
+                               dir_->path() + "/worker.log", &error))
         << error;
     ASSERT_TRUE(eventually([&] { return slot_alive_with(0, worker_->pid()); })) << "the worker never attached";
   }

@@ -117,6 +117,12 @@ struct Scheduling {
   std::uint32_t dedup_window_ms = 0;
   std::uint32_t reply_cache_entries = 256;  // replies with payload kept per lcore for this agent
   ReplyCacheEviction reply_cache_eviction = ReplyCacheEviction::lru;
+  // Response cache (docs/operations.md, "Response cache"): a successful RESPONSE of a cacheable
+  // agent is kept for cache_ttl_ms and answers later requests of the same tenant with the same
+  // payload without a worker. Carried with the scheduling knobs because every path that carries
+  // those (TOML, control socket, REST) must carry these too.
+  bool cacheable = false;
+  std::uint32_t cache_ttl_ms = 0;  // 1..kMaxCacheTtlMs when cacheable; 0 or any valid TTL when not
   friend bool operator==(const Scheduling&, const Scheduling&) = default;
 };
 
@@ -135,12 +141,15 @@ void for_each_scheduling_field(SchedulingRef& s, Visit&& visit) {
   visit("high_water", s.high_water);
   visit("dedup_window_ms", s.dedup_window_ms);
   visit("reply_cache_entries", s.reply_cache_entries);
+  visit("cacheable", s.cacheable);
+  visit("cache_ttl_ms", s.cache_ttl_ms);
 }
 
 inline constexpr std::uint32_t kMaxReservedInteractive = 64;         // an agent's worker limit
 inline constexpr std::uint32_t kMaxQueueDelayTargetUs = 60'000'000;  // one minute
 inline constexpr std::uint32_t kMaxDedupWindowMs = 600'000;          // ten minutes
 inline constexpr std::uint32_t kMaxReplyCacheEntries = 65'536;
+inline constexpr std::uint32_t kMaxCacheTtlMs = 86'400'000;  // one day
 
 enum class SchedulingError { invalid };
 

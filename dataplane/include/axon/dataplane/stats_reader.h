@@ -34,6 +34,10 @@ struct LcoreTotals {
   // Retransmit dedup: the lookups' outcomes, evictions, and the gauges summed.
   std::uint64_t dedup_misses = 0, dedup_absorbed = 0, dedup_hits = 0, dedup_tombstone_hits = 0;
   std::uint64_t dedup_untracked = 0, dedup_evictions = 0, dedup_arena_bytes = 0, dedup_entries = 0;
+  // The response caches: hits, misses, insertions, evictions, expirations, invalidations, and
+  // the gauges summed (bytes of live entries, entries).
+  std::uint64_t cache_hits = 0, cache_misses = 0, cache_insertions = 0, cache_evictions = 0;
+  std::uint64_t cache_expirations = 0, cache_invalidations = 0, cache_bytes = 0, cache_entries = 0;
 
   // ERROR replies of every code.
   [[nodiscard]] std::uint64_t errors() const noexcept;
@@ -87,6 +91,8 @@ class StatsReader {
   // both, merged over the lcores.
   [[nodiscard]] StageTotals stage_latency(Stage stage, std::size_t klass) const noexcept;
   [[nodiscard]] StageTotals stage_latency(Stage stage) const noexcept;
+  // rx -> transmit of the replies served from the response cache, merged over the lcores.
+  [[nodiscard]] StageTotals cache_hit_latency() const noexcept;
   // Whether the data plane records stage latencies ([telemetry] stage_latency).
   [[nodiscard]] bool stage_latency_enabled() const noexcept {
     return view().header->stage_latency.load(std::memory_order_relaxed) != 0;
