@@ -91,7 +91,6 @@ void spin_for(std::uint64_t ns) {
 int main(int argc, char** argv) {
   std::string socket_path;
   std::uint64_t work_ns = 0;
-  bool stamp_count = false;
   std::uint64_t spin_max = 0;  // 0: the SDK's default wait policy
   bool count_requests = false;
   for (int i = 1; i < argc; ++i) {
