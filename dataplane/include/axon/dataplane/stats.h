@@ -30,7 +30,8 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 //    LcoreStats reassembled, reassembly_bytes, reassembly_messages, reply_segments (issue 14).
 // 8: LcoreStats stage_latency (log-linear per stage and class) replaces the power-of-two
 //    latency_ns; StatsHeader stage_latency (issue 15).
-inline constexpr std::uint32_t kStatsVersion = 8;
+// 9: LcoreStats trace_context_invalid (issue 15 trace context).
+inline constexpr std::uint32_t kStatsVersion = 9;
 inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
@@ -109,6 +110,9 @@ struct alignas(128) LcoreStats {
   // Per stage and AXP priority class (interactive, background), every RESPONSE's latency
   // (latency_histogram.h); empty while [telemetry] stage_latency is off.
   StageHistogram stage_latency[kStageCount][kClassCount];
+  // Requests whose trace context was malformed (docs/protocol.md §5: exactly one of trace_id
+  // and span_id zero); the handler got a fresh one instead.
+  Counter trace_context_invalid;
 };
 
 // stalled: a live worker that stopped taking requests (worker_stall_timeout_ms); not routed to,

@@ -31,6 +31,7 @@ struct LcoreTotals {
   // Segmented requests: messages reassembled, reply datagrams of segmented replies, and the
   // reassembly tables' gauges summed (bytes of arena in use, partial messages held).
   std::uint64_t reassembled = 0, reply_segments = 0, reassembly_bytes = 0, reassembly_messages = 0;
+  std::uint64_t trace_context_invalid = 0;  // malformed trace context replaced (docs/protocol.md §5)
 
   // ERROR replies of every code.
   [[nodiscard]] std::uint64_t errors() const noexcept;
