@@ -24,10 +24,12 @@
 #
 # Per peer: an offered-load sweep to saturation (a step whose load side fell behind ends the
 # sweep and the figure is marked a lower bound), latency at one fixed rate for every peer (50%
-# of the baseline's saturation; with its CDF), and a payload sweep (64 B, 1 KiB, 8 KiB) at that
-# rate. Then the XDP malformed-drop comparison, the ring section (axon-bench-ring) and the
+# of the baseline's saturation; with its CDF), and a payload sweep (64 B, 1 KiB, 8 KiB, 64 KiB) at
+# that rate (AXP requests above one datagram go as segmented messages, docs/protocol.md §6). Then the XDP malformed-drop comparison, the ring section (axon-bench-ring) and the
 # mixed-class benchmark (bench/mixed/run.sh: interactive alone, under background with FIFO and
-# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum).
+# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum), and the messages
+# benchmark (bench/messages/run.sh: payload sweep to 64 KiB with throughput per size, cache hit
+# latency, retransmit cost with dedup on and off).
 # --short is the CI regression gate's suite: reflector, xdp and baseline, one overload step and
 # one fixed-rate step each, in about a minute; bench/compare checks its ratios.
 #
@@ -53,7 +55,7 @@ server_cpu=1
 load_cpu=0
 workers=1
 worker_spin_max=64
-payloads="64 1024 8192"
+payloads="64 1024 8192 65536"
 port=7400
 step_s=2
 latency_s=4
@@ -75,6 +77,7 @@ keep=0
 load_sched="nice"
 nats_long=1
 mixed=1
+messages=1
 
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -111,6 +114,7 @@ Options:
   --no-xdp-drop      skip the malformed-drop comparison
   --no-nats-long     skip the second NATS sweep on the same (by then long-running) server
   --no-mixed         skip the mixed-class benchmark (bench/mixed/run.sh, about 2 minutes)
+  --no-messages      skip the messages benchmark (bench/messages/run.sh, about 3 minutes)
   --out DIR          results directory (default: bench/results/<UTC date>)
   --keep             keep the work directory (per-step JSON, logs)
 EOF
@@ -141,6 +145,7 @@ while [[ $# -gt 0 ]]; do
     --no-xdp-drop) xdp_drop=0; shift ;;
     --no-nats-long) nats_long=0; shift ;;
     --no-mixed) mixed=0; shift ;;
+    --no-messages) messages=0; shift ;;
     --out) out="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -153,6 +158,7 @@ if ((short)); then
   xdp_drop=0
   nats_long=0
   mixed=0
+  messages=0
   payloads="64"
   latency_s=2
   [[ -n "${fixed_rate}" ]] || fixed_rate=20000
@@ -549,7 +555,7 @@ run_step() {
   cpu_p0="$(cpu_of "${peer_pids}" "${vr}")"
   cpu_l1=0
   ip netns exec "${ns}" "${load_prefix[@]}" taskset -c "${load_cpu}" timeout --kill-after=5 "${bound}" "${cmd[@]}" \
-    >>"${work}/load.log" 2>&1 &
+    >"${json}.log" 2>&1 &
   load_pid=$!
   pids+=("${load_pid}")
   cpu_l0="$(cpu_of "" "${vn}")"
@@ -557,6 +563,7 @@ run_step() {
   cpu_p1="$(cpu_of "${peer_pids}" "${vr}")"
   cpu_l1="$(cpu_of "" "${vn}")"
   after="$(dataplane_counters)"
+  cat "${json}.log" >>"${work}/load.log" 2>/dev/null
   # The share of each cpu the hypervisor took during the step (steal): this VM's vCPUs are
   # descheduled by the host now and then, for tens of ms, which no setting inside can prevent.
   local steal
@@ -568,7 +575,9 @@ run_step() {
       printf "%s\"%s\": %.3f", sep, $1, ($9 - s0[$1]) / dt; sep = ", " }
     BEGIN { printf "{" } END { printf "}" }')"
   if ((status != 0)) || [[ ! -s "${json}" ]]; then
-    log "${current}: the load tool failed at ${rate}/s (status ${status}; see ${work}/load.log)"
+    # Say why here: the work directory (and load.log with it) is gone after the run.
+    log "${current}: the load tool failed at ${rate}/s (status ${status}): $(grep -v '^offered=' "${json}.log" | tail -n 3 | tr '\n' ' ')"
+    rm -f "${json}.log"
     return 1
   fi
   jq --argjson b "${before}" --argjson a "${after}" --arg peer "${current}" --argjson steal "${steal}" \
@@ -590,7 +599,13 @@ run_step() {
 run_step_retry() {
   local attempt=1 json="$4" best=""
   while :; do
-    run_step "$1" "$2" "$3" "${json}.${attempt}" || break
+    if ! run_step "$1" "$2" "$3" "${json}.${attempt}"; then
+      # A failed start (the tool's own error, logged above) is retried like a disturbed step.
+      ((attempt > retries)) && break
+      attempt=$((attempt + 1))
+      continue
+    fi
+    rm -f "${json}.${attempt}.log"
     if [[ -z "${best}" ]] || jq -e --slurpfile b "${best}" \
       '[(.load_behind | if . then 1 else 0 end), ([.steal[]] | max), .stall_share] < [($b[0].load_behind | if . then 1 else 0 end), ($b[0].steal | [.[]] | max), $b[0].stall_share]' \
       "${json}.${attempt}" >/dev/null; then
@@ -757,10 +772,12 @@ run_peer() {
   if [[ -n "${fixed_rate}" ]] && ((fixed_rate > 0)); then
     local payload
     for payload in ${payloads}; do
-      if [[ "${driver}" == axp ]] && ((payload + 80 > 1472)); then
-        # One AXP datagram carries at most 1392 bytes here; larger requests need segmented
-        # messages, which axon-loadgen does not send yet (reassembly: issue 14).
-        echo "{\"skipped\": \"AXP requests above 1392 bytes need segmentation, which the load generator and data plane do not do yet\"}" >"${work}/${tag}-fixed-${payload}.json"
+      if [[ "${peer}" == baseline ]] && ((payload + 80 > 1472)); then
+        # One AXP datagram carries at most 1392 bytes here; axon-loadgen sends larger requests as
+        # segmented messages (docs/protocol.md §6), which the baseline does not reassemble (it
+        # answers ERROR payload_too_large), and one larger datagram would need IP fragments, which
+        # the AF_XDP load generator does not make.
+        echo "{\"skipped\": \"the baseline server does not reassemble AXP segments (above 1392 bytes) and the AF_XDP load generator makes no IP fragments\"}" >"${work}/${tag}-fixed-${payload}.json"
         continue
       fi
       run_step_retry "${fixed_rate}" "${latency_s}" "${payload}" "${work}/${tag}-fixed-${payload}.json" &&
@@ -811,6 +828,16 @@ if ((mixed)); then
   timeout --kill-after=10 900 "${here}/mixed/run.sh" --build "${axon_build}" --server-cpu "${server_cpu}" \
     --load-cpu "${load_cpu}" --out "${work}/mixed/mixed.json" >"${work}/mixed.log" 2>&1 ||
     log "the mixed-class benchmark failed (see ${work}/mixed.log)"
+fi
+
+if ((messages)); then
+  # Its own namespace, veth pair and subnet (10.199.82.0/30); it writes messages.json and
+  # messages.md into this run's results directory.
+  log "=== messages (bench/messages/run.sh)"
+  mkdir -p "${work}/messages"
+  timeout --kill-after=10 600 "${here}/messages/run.sh" --build "${axon_build}" --server-cpu "${server_cpu}" \
+    --load-cpu "${load_cpu}" --out "${work}/messages/messages.json" >"${work}/messages.log" 2>&1 ||
+    log "the messages benchmark failed (see ${work}/messages.log)"
 fi
 
 # --- raw results -----------------------------------------------------------------------------
@@ -864,6 +891,10 @@ if ((keep)); then cp -r "${work}" "${out}/work" 2>/dev/null || true; fi
 if [[ -s "${work}/mixed/mixed.json" ]]; then
   cp "${work}/mixed/mixed.json" "${work}/mixed/mixed.md" "${out}/" 2>/dev/null || true
   log "mixed classes: ${out}/mixed.json, ${out}/mixed.md"
+fi
+if [[ -s "${work}/messages/messages.json" ]]; then
+  cp "${work}/messages/messages.json" "${work}/messages/messages.md" "${out}/" 2>/dev/null || true
+  log "messages: ${out}/messages.json, ${out}/messages.md"
 fi
 log "raw results: ${out}/raw.json ($(($(date +%s) - start_epoch)) s)"
 python3 "${here}/report.py" "${out}" || die "report.py failed on ${out}/raw.json"

@@ -2,7 +2,10 @@
 # CTest smoke of the benchmark tools on loopback: axon-loadgen drives axon-baseline-server for one
 # second (with some malformed datagrams mixed in) and the JSON report must show an answered,
 # echoed, loss-free run; then one second of mixed classes (--bg-rate), whose report must split
-# every request by its class. A functional check, not a measurement.
+# every request by its class; then segmented requests (8 KiB: 6 datagrams each, which the baseline
+# refuses with one ERROR payload_too_large per message, on segment 0: docs/protocol.md §6) and
+# retransmits (the baseline runs a retransmitted request twice: one duplicate reply each).
+# A functional check, not a measurement.
 set -euo pipefail
 loadgen="$1" server="$2" out="$3"
 
@@ -59,4 +62,48 @@ if r["options"]["bg_rate"] != 1500 or i["offered_rps"] != 500 or b["offered_rps"
 if problems:
     sys.exit("smoke (mixed classes): " + "; ".join(problems))
 print(f"smoke: mixed classes ok, interactive {i['responses']}, background {b['responses']} responses")
+PY
+
+# Segmented requests: every message must get exactly one reply (the baseline's ERROR on segment 0),
+# so a loadgen that sent a wrong count, or split a request over batches badly, shows up here.
+timeout 30 "${loadgen}" --target "127.0.0.1:${port}" --rate 1000 --duration 1 --warmup 0.2 --payload 8192 \
+  --timeout-ms 2000 --json "${out}.segmented"
+
+python3 - "${out}.segmented" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+problems = []
+seg = r["segments"]
+if seg["request_segments"] != 6 or seg["request_segment_payload"] != 1366:
+    problems.append(f"8192 bytes should go as 6 segments of 1366: {seg}")
+if r["sent"] < 500: problems.append(f"only {r['sent']} requests sent")
+if r["errors_by_name"].get("payload_too_large", 0) != r["sent"]:
+    problems.append(f"{r['errors_by_name']} for {r['sent']} segmented requests (one payload_too_large each)")
+for key in ("lost", "invalid", "unmatched", "duplicate_replies", "send_errors"):
+    if r[key] != 0: problems.append(f"{key} = {r[key]}")
+if r["tx_packets"] < 6 * r["sent"]: problems.append(f"{r['tx_packets']} datagrams for {r['sent']} requests")
+if problems:
+    sys.exit("smoke (segmented): " + "; ".join(problems))
+print(f"smoke: segmented ok, {r['sent']} requests of 6 segments each answered once")
+PY
+
+# Retransmits: 20% of the requests again 300 us after their intended send; the baseline does not
+# deduplicate, so each retransmit that reached it is answered a second time.
+timeout 30 "${loadgen}" --target "127.0.0.1:${port}" --rate 2000 --duration 1 --warmup 0.2 \
+  --retransmit-fraction 0.2 --retransmit-after-us 300 --timeout-ms 2000 --json "${out}.retransmit"
+
+python3 - "${out}.retransmit" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+problems = []
+sent, rtx, dup = r["sent"], r["retransmits"], r["duplicate_replies"]
+# Binomial(sent, 0.2) within 5 sigma.
+sigma = (sent * 0.2 * 0.8) ** 0.5
+if not abs(rtx - 0.2 * sent) <= 5 * sigma: problems.append(f"{rtx} retransmits of {sent}, expected about 20%")
+if not 0.9 * rtx <= dup <= rtx: problems.append(f"{dup} duplicate replies for {rtx} retransmits")
+if r["responses"] < 0.99 * sent or r["lost"] != 0: problems.append(f"{r['responses']} responses, {r['lost']} lost of {sent}")
+if r["latency_us"]["count"] != r["responses"]: problems.append("a duplicate was timed as a response")
+if problems:
+    sys.exit("smoke (retransmit): " + "; ".join(problems))
+print(f"smoke: retransmit ok, {rtx} retransmits, {dup} duplicate replies")
 PY

@@ -11,6 +11,16 @@
 // its own schedule; every slot records its request's class, so each class gets its own counts and
 // latency histogram (ClassReport) while both share one sender, one socket and one id space.
 //
+// A request larger than one datagram goes out as a segmented message (docs/protocol.md §6): the
+// batch's datagram slots are laid out so that slot j always carries segment j % segments, its
+// payload bytes written once at start-up; per request only the headers are written. Segmented
+// replies are tracked per request slot by a bitmap (segments.h): a request is answered when its
+// last reply segment arrives, and its latency is taken then.
+//
+// With --retransmit-fraction a share of the requests is sent a second time, same request id and
+// header, a fixed time after the first intended send, from a preallocated queue; replies beyond
+// the first are counted as duplicates.
+//
 // Two transports carry the same datagrams: a connected kernel UDP socket (sendmmsg/recvmmsg), or
 // with --xdp-dev an AF_XDP socket on the load generator's own veth end (xsk_io.h), which costs
 // far less per request and so keeps the load side ahead of the appliance.
@@ -39,6 +49,7 @@
 #include "axon/common/log.h"
 #include "axon/loadgen/net.h"
 #include "axon/loadgen/schedule.h"
+#include "axon/loadgen/segments.h"
 
 namespace axon::loadgen {
 namespace {
@@ -50,6 +61,8 @@ constexpr unsigned kSeqBits = 40;
 constexpr std::uint64_t kSeqMask = (1ull << kSeqBits) - 1;
 constexpr std::size_t kMaxRingSlots = 1u << 22;
 constexpr std::uint64_t kSecond = 1'000'000'000ull;
+constexpr std::size_t kRetransmitQueue = 1u << 14;   // requests waiting for their second send
+constexpr std::uint32_t kMaxRequestSegments = 1024;  // the appliance reassembles no more (§6)
 
 struct Slot {
   std::atomic<std::uint64_t> seq1{0};  // sequence + 1 of the request in this slot; 0 = never used
@@ -68,6 +81,12 @@ struct Stream {
   std::uint32_t deadline_us = 0;
   std::uint64_t next = 0;   // its next intended send time
   std::uint64_t count = 0;  // requests built so far (spreads them over agents and tenants)
+};
+
+// A request waiting for its second send: its first intended send time and its header.
+struct Retransmit {
+  std::uint64_t intended = 0;
+  p::Header header;
 };
 
 std::size_t ring_slots_for(double rate, unsigned timeout_ms) {
@@ -91,7 +110,9 @@ class Engine {
  private:
   // Sender side (the sender thread, or the single loop).
   bool send_due(std::uint64_t now, bool nonblocking);
-  void build_request(unsigned k, std::uint64_t seq, Stream& stream);
+  p::Header build_request(unsigned k, std::uint64_t seq, Stream& stream);
+  void write_request(unsigned k, p::Header h) noexcept;
+  unsigned send_retransmits(std::uint64_t now, unsigned n) noexcept;
   void advance_schedule();
   // Receiver side (the receiver thread, or the single loop).
   unsigned receive_batch(int flags);
@@ -116,7 +137,8 @@ class Engine {
 
   std::size_t ring_size_ = 0;
   std::unique_ptr<Slot[]> ring_;
-  std::unique_ptr<std::uint64_t[]> done_;  // receiver-owned: seq + 1 of the answered request
+  std::unique_ptr<std::uint64_t[]> done_;      // receiver-owned: seq + 1 of the answered request
+  std::unique_ptr<ReplyProgress[]> progress_;  // receiver-owned: segmented replies being collected
 
   std::atomic<std::uint64_t> published_{0};  // requests sent (slots valid below this sequence)
   std::atomic<std::uint64_t> reaped_{0};     // the reaper's cursor, read by the sender
@@ -127,8 +149,16 @@ class Engine {
   // Sender state.
   std::array<Stream, kClasses> streams_;
   unsigned stream_count_ = 1;
-  unsigned next_stream_ = 0;                   // the stream whose request is due next
-  std::array<std::uint8_t, kBatch> tx_cls_{};  // class of each request in the batch (kClasses: not counted)
+  unsigned next_stream_ = 0;  // the stream whose request is due next
+  // Per datagram slot of the batch: the class of the request that starts there (kClasses: not
+  // counted: a later segment, a retransmit, a malformed datagram or a request outside the window).
+  std::vector<std::uint8_t> tx_cls_;
+  SegmentPlan plan_;          // how every request is cut (one segment when it fits a datagram)
+  unsigned tx_cap_ = kBatch;  // datagram slots per batch: at least one whole request
+  std::size_t slot_len_ = 0;  // bytes per datagram slot: header + S
+  std::unique_ptr<Retransmit[]> rtx_;
+  std::uint64_t rtx_head_ = 0, rtx_tail_ = 0;
+  std::uint64_t retransmit_after_ns_ = 0;
   std::unique_ptr<Rng> spread_;
   std::uint64_t next_intended_ = 0;
   std::uint64_t seq_ = 0;
@@ -137,9 +167,9 @@ class Engine {
   std::vector<std::uint8_t> tx_buf_;
   std::vector<std::uint8_t> malformed_buf_;
   std::array<std::size_t, kMalformedKinds> malformed_len_{};
-  std::size_t datagram_len_ = 0;
-  std::array<mmsghdr, kBatch> tx_{};
-  std::array<iovec, kBatch> tx_iov_{};
+  std::size_t datagram_len_ = 0;  // one unsegmented request (malformed datagrams are this long)
+  std::vector<mmsghdr> tx_;
+  std::vector<iovec> tx_iov_;
   LoadgenReport sender_report_;
   std::uint64_t ring_stalls_ = 0;
 
@@ -167,12 +197,24 @@ Result<Ok, LoadgenError> Engine::open() {
     return make_error(LoadgenError::invalid_options, "--timeout-ms must be between 1 and 10000");
   if (o_.tenants.empty() || o_.agents.empty())
     return make_error(LoadgenError::invalid_options, "at least one tenant and one agent are needed");
-  if (p::kHeaderLen + o_.payload_bytes > o_.max_datagram)
-    return make_error(LoadgenError::invalid_options, "--payload " + std::to_string(o_.payload_bytes) +
-                                                         " exceeds one datagram of --max-datagram " +
-                                                         std::to_string(o_.max_datagram) + " bytes");
+  if (o_.payload_bytes > p::kMaxMessageLen)
+    return make_error(LoadgenError::invalid_options, "--payload must be at most 65536 bytes (docs/protocol.md §6)");
+  if (o_.max_datagram <= p::kHeaderLen || o_.max_datagram > p::kMaxDatagramLen)
+    return make_error(LoadgenError::invalid_options, "--max-datagram must be between 81 and 65507 bytes");
+  plan_ = plan_segments(static_cast<std::uint32_t>(o_.payload_bytes),
+                        static_cast<std::uint32_t>(o_.max_datagram - p::kHeaderLen));
+  if (plan_.count > kMaxRequestSegments)
+    return make_error(LoadgenError::invalid_options,
+                      "--payload needs more than 1024 segments of --max-datagram; "
+                      "raise --max-datagram");
   if (o_.malformed_ratio < 0 || o_.malformed_ratio >= 1)
     return make_error(LoadgenError::invalid_options, "--malformed-ratio must be in [0, 1)");
+  if (o_.malformed_ratio > 0 && plan_.count > 1)
+    return make_error(LoadgenError::invalid_options, "--malformed-ratio needs a --payload that fits one datagram");
+  if (o_.retransmit_fraction < 0 || o_.retransmit_fraction > 1)
+    return make_error(LoadgenError::invalid_options, "--retransmit-fraction must be in [0, 1]");
+  if (o_.retransmit_fraction > 0 && (o_.retransmit_after_us == 0 || o_.retransmit_after_us > 1'000'000))
+    return make_error(LoadgenError::invalid_options, "--retransmit-after-us must be between 1 and 1000000");
   if (o_.threads != 1 && o_.threads != 2) return make_error(LoadgenError::invalid_options, "--threads must be 1 or 2");
   if (o_.bg_rate < 0 || o_.bg_rate > 50e6)
     return make_error(LoadgenError::invalid_options, "--bg-rate must be between 0 and 50,000,000 requests/s");
@@ -238,14 +280,26 @@ Result<Ok, LoadgenError> Engine::open() {
   ring_size_ = ring_slots_for(o_.rate + o_.bg_rate, o_.timeout_ms);
   ring_ = std::make_unique<Slot[]>(ring_size_);
   done_ = std::make_unique<std::uint64_t[]>(ring_size_);
+  // Replies are segmented when they are longer than one datagram: the echo of a segmented request.
+  if (plan_.count > 1) progress_ = std::make_unique<ReplyProgress[]>(ring_size_);
+  if (o_.retransmit_fraction > 0) rtx_ = std::make_unique<Retransmit[]>(kRetransmitQueue);
+  retransmit_after_ns_ = std::uint64_t{o_.retransmit_after_us} * 1000;
 
-  datagram_len_ = p::kHeaderLen + o_.payload_bytes;
-  tx_buf_.assign(kBatch * datagram_len_, 0);
-  for (unsigned k = 0; k < kBatch; ++k) {
-    // A fixed, recognisable payload; written once, only the headers change per request.
-    for (std::size_t i = 0; i < o_.payload_bytes; ++i)
-      tx_buf_[k * datagram_len_ + p::kHeaderLen + i] = static_cast<std::uint8_t>('a' + i % 26);
-    tx_iov_[k] = {tx_buf_.data() + k * datagram_len_, datagram_len_};
+  // Datagram slots: a batch holds at least one whole request; slot j carries segment j % count,
+  // whose payload bytes (a fixed, recognisable pattern) are written here once.
+  datagram_len_ = p::kHeaderLen + (plan_.count > 1 ? plan_.size : o_.payload_bytes);
+  slot_len_ = datagram_len_;
+  tx_cap_ = std::max<unsigned>(kBatch / plan_.count, 1) * plan_.count;
+  tx_buf_.assign(std::size_t{tx_cap_} * slot_len_, 0);
+  tx_.assign(tx_cap_, mmsghdr{});
+  tx_iov_.assign(tx_cap_, iovec{});
+  tx_cls_.assign(tx_cap_, static_cast<std::uint8_t>(kClasses));
+  for (unsigned k = 0; k < tx_cap_; ++k) {
+    const std::uint32_t seg = k % plan_.count;
+    const std::uint32_t len = plan_.payload_of(seg);
+    for (std::uint32_t i = 0; i < len; ++i)
+      tx_buf_[k * slot_len_ + p::kHeaderLen + i] = static_cast<std::uint8_t>('a' + (plan_.offset_of(seg) + i) % 26);
+    tx_iov_[k] = {tx_buf_.data() + k * slot_len_, p::kHeaderLen + len};
     tx_[k].msg_hdr.msg_iov = &tx_iov_[k];
     tx_[k].msg_hdr.msg_iovlen = 1;
   }
@@ -263,13 +317,13 @@ Result<Ok, LoadgenError> Engine::open() {
   return Ok{};
 }
 
-void Engine::build_request(unsigned k, std::uint64_t seq, Stream& stream) {
+p::Header Engine::build_request(unsigned k, std::uint64_t seq, Stream& stream) {
   p::Header h;
   h.type = p::MessageType::request;
   h.priority = stream.priority;
   h.trace_flags = p::kTraceSampled;
-  h.payload_len = static_cast<std::uint16_t>(o_.payload_bytes);
   h.message_len = static_cast<std::uint32_t>(o_.payload_bytes);
+  h.segment_count = static_cast<std::uint16_t>(plan_.count);
   // Spread over agents first, then tenants, so every (tenant, agent) pair sees traffic.
   const auto& agents = *stream.agents;
   const auto& tenants = *stream.tenants;
@@ -282,8 +336,47 @@ void Engine::build_request(unsigned k, std::uint64_t seq, Stream& stream) {
   std::uint64_t span = seq + 1;  // one span per request, never zero
   std::memcpy(h.span_id.data(), &span, sizeof span);
   h.deadline_us = stream.deadline_us;
-  (void)p::encode_header(h, {tx_buf_.data() + k * datagram_len_, p::kHeaderLen});
-  tx_iov_[k] = {tx_buf_.data() + k * datagram_len_, datagram_len_};
+  if (o_.payload_variants > 0) {
+    // The variant in the first payload bytes (slot k holds segment 0): a cacheable agent then
+    // sees payload_variants distinct payloads over and over.
+    const std::uint64_t variant = seq % o_.payload_variants;
+    std::memcpy(tx_buf_.data() + k * slot_len_ + p::kHeaderLen, &variant,
+                std::min<std::size_t>(sizeof variant, plan_.payload_of(0)));
+  }
+  write_request(k, h);
+  return h;
+}
+
+// Writes the headers of request h's segments into slots k .. k + count - 1 (their payloads are
+// already there) and points the batch's iovecs at them.
+void Engine::write_request(unsigned k, p::Header h) noexcept {
+  for (std::uint32_t seg = 0; seg < plan_.count; ++seg) {
+    h.segment_index = static_cast<std::uint16_t>(seg);
+    h.payload_len = static_cast<std::uint16_t>(plan_.payload_of(seg));
+    std::uint8_t* slot = tx_buf_.data() + (k + seg) * slot_len_;
+    (void)p::encode_header(h, {slot, p::kHeaderLen});
+    tx_iov_[k + seg] = {slot, p::kHeaderLen + h.payload_len};
+    if (seg > 0) tx_cls_[k + seg] = static_cast<std::uint8_t>(kClasses);
+  }
+}
+
+// Adds the retransmits that are due to the batch from slot n on; returns the new slot count.
+unsigned Engine::send_retransmits(std::uint64_t now, unsigned n) noexcept {
+  while (rtx_head_ != rtx_tail_ && n + plan_.count <= tx_cap_) {
+    Retransmit& r = rtx_[rtx_head_ & (kRetransmitQueue - 1)];
+    if (r.intended + retransmit_after_ns_ > now) break;
+    if (o_.payload_variants > 0) {
+      const std::uint64_t variant = (r.header.request_id & kSeqMask) % o_.payload_variants;
+      std::memcpy(tx_buf_.data() + n * slot_len_ + p::kHeaderLen, &variant,
+                  std::min<std::size_t>(sizeof variant, plan_.payload_of(0)));
+    }
+    write_request(n, r.header);
+    tx_cls_[n] = static_cast<std::uint8_t>(kClasses);
+    if (measured(r.intended)) ++sender_report_.retransmits;
+    ++rtx_head_;
+    n += plan_.count;
+  }
+  return n;
 }
 
 // Moves the stream that was due to its next send time and picks the stream due next.
@@ -300,7 +393,8 @@ void Engine::advance_schedule() {
 bool Engine::send_due(std::uint64_t now, bool nonblocking) {
   unsigned n = 0;
   std::uint64_t first_seq = seq_;
-  while (n < kBatch && !schedule_done_) {
+  if (rtx_) n = send_retransmits(now, n);
+  while (n + plan_.count <= tx_cap_ && !schedule_done_) {
     if (o_.flood) next_intended_ = now;  // always due, and charged from now
     if (next_intended_ >= measure_end_ || stop_.load(std::memory_order_relaxed)) {
       schedule_done_ = true;
@@ -333,8 +427,15 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
       slot.intended_ns.store(intended, std::memory_order_relaxed);
       slot.cls.store(cls, std::memory_order_relaxed);
       slot.seq1.store(seq_ + 1, std::memory_order_release);
-      build_request(n, seq_, stream);
+      const p::Header h = build_request(n, seq_, stream);
       tx_cls_[n] = in_window ? cls : static_cast<std::uint8_t>(kClasses);
+      if (rtx_ && spread_->uniform() < o_.retransmit_fraction) {
+        if (rtx_tail_ - rtx_head_ < kRetransmitQueue) {
+          rtx_[rtx_tail_++ & (kRetransmitQueue - 1)] = Retransmit{intended, h};
+        } else if (in_window) {
+          ++sender_report_.retransmit_skipped;
+        }
+      }
       ++seq_;
       if (in_window) {
         const std::uint64_t lag = now > intended ? now - intended : 0;
@@ -344,7 +445,7 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
         sender_report_.classes[cls].send_lag.record(lag);
       }
     }
-    ++n;
+    n += plan_.count;  // a malformed datagram only with one-segment requests
     if (!o_.flood) advance_schedule();
   }
   if (n == 0) return false;
@@ -363,10 +464,12 @@ bool Engine::send_due(std::uint64_t now, bool nonblocking) {
         if (o_.threads == 1) receive_batch(MSG_DONTWAIT);
       }
     }
-    sender_report_.send_dropped += n - off;
-    // Per class only for requests of the window; the batch's last ones are the dropped ones.
-    for (unsigned k = off; k < n; ++k)
+    // Whole requests: one that lost any segment gets no reply. Per class only for requests of
+    // the window; the batch's last ones are the dropped ones.
+    for (unsigned k = off - off % plan_.count; k < n; k += plan_.count) {
+      ++sender_report_.send_dropped;
       if (tx_cls_[k] < kClasses) ++sender_report_.classes[tx_cls_[k]].send_dropped;
+    }
     packets_tx_ += off;
     off = n;
   }
@@ -437,8 +540,8 @@ void Engine::on_datagram(std::span<const std::uint8_t> dgram, std::uint64_t now)
   std::uint64_t seq = h.request_id & kSeqMask;
   std::size_t idx = seq & (ring_size_ - 1);
   Slot& slot = ring_[idx];
-  if (slot.seq1.load(std::memory_order_acquire) != seq + 1 || done_[idx] == seq + 1) {
-    ++recv_report_.unmatched;  // never sent, answered twice, or its slot was reused long ago
+  if (slot.seq1.load(std::memory_order_acquire) != seq + 1) {
+    ++recv_report_.unmatched;  // never sent, or its slot was reused long ago
     return;
   }
   std::uint64_t intended = slot.intended_ns.load(std::memory_order_relaxed);
@@ -448,14 +551,35 @@ void Engine::on_datagram(std::span<const std::uint8_t> dgram, std::uint64_t now)
     ++recv_report_.unmatched;  // the sender reused the slot while we read it
     return;
   }
+  if (done_[idx] == seq + 1) {
+    // Answered already: a reply to a retransmit (each reply has one segment 0).
+    if (h.segment_index == 0 && measured(intended)) ++recv_report_.duplicate_replies;
+    return;
+  }
   std::uint64_t latency = now > intended ? now - intended : 0;
   if (seq < reap_cursor_ || latency > timeout_ns_) {
     // After the timeout: the reaper counts (or counted) it as lost; note it as late too.
-    if (measured(intended)) {
+    if (measured(intended) && h.segment_index == 0) {
       ++recv_report_.late;
       ++recv_report_.classes[cls].late;
     }
     return;
+  }
+  if (h.segment_count > 1) {
+    // A segmented reply: answered when its last segment arrives, and timed then.
+    ++recv_report_.reply_segments;
+    if (!progress_) {
+      ++recv_report_.reply_segments_untracked;
+      return;
+    }
+    switch (absorb_reply_segment(progress_[idx], seq, h)) {
+      case SegmentVerdict::complete: break;
+      case SegmentVerdict::partial: return;
+      case SegmentVerdict::duplicate: ++recv_report_.reply_segment_duplicates; return;
+      case SegmentVerdict::mismatch: ++recv_report_.reply_segment_mismatch; return;
+      case SegmentVerdict::offset: ++recv_report_.reply_segment_offset; return;
+      case SegmentVerdict::too_many: ++recv_report_.reply_segments_untracked; return;
+    }
   }
   done_[idx] = seq + 1;
   if (!measured(intended)) return;
@@ -467,7 +591,7 @@ void Engine::on_datagram(std::span<const std::uint8_t> dgram, std::uint64_t now)
       ++by_class.responses;
       by_class.latency.record(latency);
       interval_.record(latency);
-      if (h.payload_len != o_.payload_bytes) ++recv_report_.payload_mismatch;
+      if (h.message_len != o_.payload_bytes) ++recv_report_.payload_mismatch;
       break;
     case p::MessageType::busy:
       ++recv_report_.busy;
@@ -496,6 +620,9 @@ void Engine::reap(std::uint64_t now, bool everything) {
     if (!everything && !answered && intended + timeout_ns_ > now) break;
     if (!answered && measured(intended)) {
       ++recv_report_.lost;
+      // Some of its reply's segments came, not all.
+      if (progress_ && progress_[idx].seq1 == reap_cursor_ + 1 && progress_[idx].seen != 0)
+        ++recv_report_.incomplete_replies;
       ++recv_report_.classes[std::min<std::size_t>(ring_[idx].cls.load(std::memory_order_relaxed), kClasses - 1)].lost;
     }
     ++reap_cursor_;
@@ -667,6 +794,10 @@ LoadgenReport Engine::run() {
   out.send_dropped = sender_report_.send_dropped;
   out.malformed_sent = sender_report_.malformed_sent;
   out.malformed_by_kind = sender_report_.malformed_by_kind;
+  out.retransmits = sender_report_.retransmits;
+  out.retransmit_skipped = sender_report_.retransmit_skipped;
+  out.request_segments = plan_.count;
+  out.request_segment_payload = plan_.count > 1 ? plan_.size : static_cast<std::uint32_t>(o_.payload_bytes);
   out.send_lag = sender_report_.send_lag;
   for (std::size_t c = 0; c < kClasses; ++c) {
     out.classes[c].sent = sender_report_.classes[c].sent;

@@ -47,7 +47,18 @@ struct LoadgenOptions {
   bool live = false;
   double malformed_ratio = 0;  // fraction of scheduled sends replaced by malformed datagrams
   std::uint64_t seed = 1;
+  // Largest datagram (UDP payload) sent: a request whose header and payload do not fit is sent
+  // as a segmented message (docs/protocol.md §6) of segments of at most max_datagram - 80
+  // payload bytes; payload_bytes may then be up to 65536.
   std::size_t max_datagram = 1472;
+  // Cache benchmarks: the first 8 payload bytes of request i carry i % payload_variants, so the
+  // load repeats that many distinct payloads (0: every payload identical).
+  std::uint32_t payload_variants = 0;
+  // Retransmits: this fraction of the requests is sent again, with the same request id and the
+  // same header, retransmit_after_us after its intended send time. Latency stays charged from the
+  // first intended send; replies beyond the first are counted as duplicate_replies.
+  double retransmit_fraction = 0;
+  std::uint32_t retransmit_after_us = 500;
   // AF_XDP transport (empty xdp_dev = kernel UDP socket): see xsk_io.h.
   std::string xdp_dev;
   unsigned xdp_queue = 0;
@@ -88,7 +99,8 @@ struct LoadgenReport {
   std::uint64_t lost = 0;                          // no reply within the timeout (includes late replies)
   std::uint64_t late = 0;                          // replies that came after the timeout (already counted as lost)
   std::uint64_t invalid = 0;                       // datagrams that failed validate() or were REQUESTs
-  std::uint64_t unmatched = 0;                     // valid replies with an id we never sent or already answered
+  std::uint64_t unmatched = 0;                     // valid replies with an id we never sent (or long reused)
+  std::uint64_t duplicate_replies = 0;             // replies to a request already answered (retransmits)
   std::uint64_t malformed_replies = 0;             // answers to injected malformed datagrams
   std::uint64_t trace_mismatch = 0;
   std::uint64_t payload_mismatch = 0;
@@ -96,6 +108,17 @@ struct LoadgenReport {
   std::uint64_t send_dropped = 0;  // AF_XDP: requests dropped at the sender because the link
                                    // pushed back (the peer's receive queue was full); lost
   std::uint64_t malformed_sent = 0;
+  std::uint64_t retransmits = 0;         // second sends of requests of the window
+  std::uint64_t retransmit_skipped = 0;  // chosen for a retransmit, but the retransmit queue was full
+  // Segmented messages (docs/protocol.md §6).
+  std::uint32_t request_segments = 1;          // datagrams per request
+  std::uint32_t request_segment_payload = 0;   // S of the requests
+  std::uint64_t reply_segments = 0;            // datagrams of segmented replies received
+  std::uint64_t incomplete_replies = 0;        // lost requests of which some reply segments came
+  std::uint64_t reply_segment_duplicates = 0;  // a reply segment already held
+  std::uint64_t reply_segment_mismatch = 0;    // segments of two different replies met
+  std::uint64_t reply_segment_offset = 0;      // a reply segment that broke the length rule
+  std::uint64_t reply_segments_untracked = 0;  // segmented replies this run could not track
   std::array<std::uint64_t, kMalformedKinds> malformed_by_kind{};
   LatencyHistogram latency;                   // RESPONSE round trips, from the intended send time
   LatencyHistogram send_lag;                  // how late the sender was against the schedule

@@ -113,7 +113,11 @@ nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
         {"seed", o.seed},
         {"xdp_dev", o.xdp_dev},
         {"xdp_queue", o.xdp_queue},
-        {"max_lag_us", o.max_lag_us}}},
+        {"max_lag_us", o.max_lag_us},
+        {"max_datagram", o.max_datagram},
+        {"payload_variants", o.payload_variants},
+        {"retransmit_fraction", o.retransmit_fraction},
+        {"retransmit_after_us", o.retransmit_after_us}}},
       {"transport", r.transport},
       {"load_behind", r.load_behind},
       {"load_behind_reason", r.load_behind_reason},
@@ -148,6 +152,18 @@ nlohmann::json report_json(const LoadgenReport& r, const LoadgenOptions& o) {
       {"late", r.late},
       {"invalid", r.invalid},
       {"unmatched", r.unmatched},
+      {"duplicate_replies", r.duplicate_replies},
+      {"retransmits", r.retransmits},
+      {"retransmit_skipped", r.retransmit_skipped},
+      {"segments",
+       {{"request_segments", r.request_segments},
+        {"request_segment_payload", r.request_segment_payload},
+        {"reply_segments", r.reply_segments},
+        {"incomplete_replies", r.incomplete_replies},
+        {"reply_segment_duplicates", r.reply_segment_duplicates},
+        {"reply_segment_mismatch", r.reply_segment_mismatch},
+        {"reply_segment_offset", r.reply_segment_offset},
+        {"reply_segments_untracked", r.reply_segments_untracked}}},
       {"malformed_replies", r.malformed_replies},
       {"trace_mismatch", r.trace_mismatch},
       {"payload_mismatch", r.payload_mismatch},
@@ -217,7 +233,18 @@ int main(int argc, char** argv) {
   app.add_option("--malformed-ratio", o.malformed_ratio,
                  "Fraction of sends replaced by malformed datagrams (not expected to be answered)");
   app.add_option("--seed", o.seed, "Seed of the arrival schedule")->capture_default_str();
-  app.add_option("--max-datagram", o.max_datagram, "Largest datagram (path MTU budget)")->capture_default_str();
+  app.add_option("--max-datagram", o.max_datagram,
+                 "Largest datagram (path MTU budget); a larger request is sent as segments (docs/protocol.md §6)")
+      ->capture_default_str();
+  app.add_option("--payload-variants", o.payload_variants,
+                 "Repeat this many distinct payloads (request i carries i mod N in its first bytes; 0 = all alike)")
+      ->capture_default_str();
+  app.add_option("--retransmit-fraction", o.retransmit_fraction,
+                 "Send this fraction of the requests a second time, same request id and header (0..1)")
+      ->capture_default_str();
+  app.add_option("--retransmit-after-us", o.retransmit_after_us,
+                 "How long after its intended send time a request is sent again")
+      ->capture_default_str();
   app.add_option("--xdp-dev", o.xdp_dev,
                  "Send and receive through AF_XDP on this interface (the load side's own veth end; attaches "
                  "an XDP program there for the replies). IPv4 only");
@@ -270,14 +297,16 @@ int main(int argc, char** argv) {
   const auto& lat = r.latency;
   std::printf(
       "offered=%.0f/s sent=%.0f/s achieved=%.0f/s over %.1fs | ok=%llu busy=%llu errors=%llu lost=%llu late=%llu "
-      "invalid=%llu unmatched=%llu malformed_sent=%llu | latency us p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f max=%.1f | "
+      "invalid=%llu unmatched=%llu dup=%llu malformed_sent=%llu | latency us p50=%.1f p90=%.1f p99=%.1f p99.9=%.1f "
+      "max=%.1f | "
       "sender lag p99=%.1fus | %.0f ns CPU/packet%s%s\n",
       r.offered_rps, r.sent_rps(), r.achieved_rps(), r.measured_s, static_cast<unsigned long long>(r.responses),
       static_cast<unsigned long long>(r.busy), static_cast<unsigned long long>(r.errors),
       static_cast<unsigned long long>(r.lost), static_cast<unsigned long long>(r.late),
       static_cast<unsigned long long>(r.invalid), static_cast<unsigned long long>(r.unmatched),
-      static_cast<unsigned long long>(r.malformed_sent), us(lat.percentile_ns(50)), us(lat.percentile_ns(90)),
-      us(lat.percentile_ns(99)), us(lat.percentile_ns(99.9)), us(lat.max_ns()), us(r.send_lag.percentile_ns(99)),
+      static_cast<unsigned long long>(r.duplicate_replies), static_cast<unsigned long long>(r.malformed_sent),
+      us(lat.percentile_ns(50)), us(lat.percentile_ns(90)), us(lat.percentile_ns(99)), us(lat.percentile_ns(99.9)),
+      us(lat.max_ns()), us(r.send_lag.percentile_ns(99)),
       r.packets ? r.cpu_s * 1e9 / static_cast<double>(r.packets) : 0.0,
       r.load_behind ? " | LOAD SIDE FELL BEHIND: " : "", r.load_behind_reason.c_str());
   if (o.bg_rate > 0) {
