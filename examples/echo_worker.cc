@@ -5,7 +5,11 @@
 // boundary. When no loan is available it replies in place: the request's buffer already
 // holds the payload, so the echo costs nothing at all.
 //
-//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N] [--trace-log PATH]
+//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N] [--count] [--trace-log PATH]
+//
+// With --count the first 8 bytes of every reply (of a request of at least 8 bytes) carry how
+// many requests this process has handled, little-endian, this one included: a test can tell a
+// reply its handler produced from one the data plane's response cache served.
 //
 // --trace-log shows how a handler reads its trace context: one line per traced request,
 // "<request_id> <request traceparent> <handler traceparent>", appended to PATH.
@@ -55,9 +59,10 @@ void install_signal_handlers() {
 
 int usage(const char* argv0, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N] [--trace-log PATH]\n"
+               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N] [--count] [--trace-log PATH]\n"
                "  --socket PATH  connect to this handoff socket instead of AXON_WORKER_FD/AXON_WORKER_SOCKET\n"
                "  --work-ns N    busy-spin N ns per request to simulate handler work (default 0)\n"
+               "  --count        the first 8 bytes of each reply: requests handled so far (little-endian)\n"
                "  --spin-max N   upper bound of the adaptive spin before sleeping, in pause iterations\n"
                "                 (default 65536; small values suit a worker sharing a core with the data plane)\n"
                "  --trace-log PATH  append '<request_id> <traceparent> <handler traceparent>' per traced request\n",
@@ -91,6 +96,7 @@ int main(int argc, char** argv) {
   std::string socket_path;
   std::uint64_t work_ns = 0;
   std::uint64_t spin_max = 0;  // 0: the SDK's default wait policy
+  bool count_requests = false;
   std::string trace_log_path;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -106,6 +112,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "echo_worker: --spin-max needs an integer from 1 to 16777216, got '%s'\n", argv[i]);
         return 2;
       }
+    } else if (arg == "--count") {
+      count_requests = true;
     } else if (arg == "--trace-log" && i + 1 < argc) {
       trace_log_path = argv[++i];
     } else if (arg == "-h" || arg == "--help") {
@@ -139,10 +147,12 @@ int main(int argc, char** argv) {
 
   std::uint64_t loaned = 0;
   std::uint64_t in_place = 0;
+  std::uint64_t handled = 0;
   const std::uint64_t started = monotonic_ns();
   worker.run(
       [&](const axon::sdk::Request& request, axon::sdk::ReplyWriter& reply) {
         spin_for(work_ns);
+        ++handled;
         if (trace_log != nullptr && request.has_trace()) {
           // The handler's span (made by the SDK) is what the reply carries back to the client.
           std::fprintf(trace_log, "%llu %s %s\n", static_cast<unsigned long long>(request.meta.request_id),
@@ -155,8 +165,11 @@ int main(int argc, char** argv) {
           ++loaned;
         } else {
           // No loan right now: the request's own buffer already holds the echo.
-          (void)reply.in_place();
+          buffer = reply.in_place();
           ++in_place;
+        }
+        if (count_requests && request.length >= sizeof handled && buffer.size() >= sizeof handled) {
+          for (std::size_t i = 0; i < sizeof handled; ++i) buffer[i] = std::byte(handled >> (8 * i));
         }
         reply.commit(request.length);
       },

@@ -106,6 +106,10 @@ Result<Ok, SchedulingError> check_scheduling(const Scheduling& s, std::string_vi
     return invalid("queue_delay_target_us: at most " + std::to_string(kMaxQueueDelayTargetUs) +
                    " (one minute); 0 turns delay-based admission off");
   }
+  if (s.cache_ttl_ms > kMaxCacheTtlMs || (s.cacheable && s.cache_ttl_ms == 0)) {
+    return invalid("cache_ttl_ms: a cacheable agent needs a TTL from 1 to " + std::to_string(kMaxCacheTtlMs) +
+                   " ms (one day), e.g. 5000");
+  }
   return Ok{};
 }
 

@@ -252,11 +252,7 @@ void read_scheduling(TableReader& r, model::Scheduling& s) {
       r.invalid("dispatch", parsed.message());
     }
   }
-  r.read("class_scheduling", s.class_scheduling);
-  r.read("reserved_interactive", s.reserved_interactive);
-  r.read("reserved_interactive_share", s.reserved_interactive_share);
-  r.read("queue_delay_target_us", s.queue_delay_target_us);
-  r.read("high_water", s.high_water);
+  model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.read(key, field); });
 }
 
 void read_agent(TableReader& r, AgentSpec& a) {

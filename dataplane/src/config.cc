@@ -145,11 +145,7 @@ void read_scheduling(TableReader& r, model::Scheduling& s) {
       r.invalid("dispatch", parsed.message());
     }
   }
-  r.read("class_scheduling", s.class_scheduling);
-  r.read("reserved_interactive", s.reserved_interactive);
-  r.read("reserved_interactive_share", s.reserved_interactive_share);
-  r.read("queue_delay_target_us", s.queue_delay_target_us);
-  r.read("high_water", s.high_water);
+  model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.read(key, field); });
   if (r.error) return;
   if (auto checked = model::check_scheduling(s, ""); !checked) {
     // "<knob>: <fix>", reported at the knob's line.
@@ -190,14 +186,15 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp",     "uring",  "dpdk",       "shm",      "credits",
-                                                 "tenants",   "workers", "agents", "reassembly", "telemetry"};
+  static const std::set<std::string> sections = {"dataplane", "xdp",        "uring",     "dpdk",
+                                                 "shm",       "credits",    "tenants",   "workers",
+                                                 "agents",    "reassembly", "telemetry", "response_cache"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
       return fail(ConfigError::unknown_key, where_of(file, node),
                   "unknown section '" + std::string(key.str()) +
-                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, reassembly, telemetry, tenants, workers "
-                      "or agents");
+                      "'; expected dataplane, xdp, uring, dpdk, shm, credits, reassembly, response_cache, "
+                      "telemetry, tenants, workers or agents");
     }
   }
 
@@ -407,6 +404,16 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.invalid("memory_per_tenant", "use 4096 bytes up to memory_per_lcore");
     }
     if (a.messages == 0 || a.messages > 65536) r.invalid("messages", "use 1 to 65536 partial messages per lcore");
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* cache = root["response_cache"].as_table()) {
+    TableReader r(file, *cache, "response_cache");
+    r.read("bytes", config.response_cache.bytes);
+    const std::uint32_t bytes = config.response_cache.bytes;
+    if (bytes != 0 && (bytes < (128u << 10) || bytes > (1u << 30))) {
+      r.invalid("bytes", "use 0 (no response cache) or 131072 to 1073741824 bytes per lcore");
+    }
     if (!check(r)) return *error;
   }
 

@@ -172,6 +172,12 @@ Result<std::uint64_t, ControlError> ControlClient::apply(const Tables& tables) {
   return parse_applied_reply(reply.value());
 }
 
+Result<Ok, ControlError> ControlClient::invalidate_cache(std::uint32_t agent_id) {
+  auto reply = call(encode_invalidate_cache_request(agent_id));
+  if (!reply) return reply.error();
+  return parse_ok_reply(reply.value());
+}
+
 Result<Ok, ControlError> ControlClient::grant(const std::string& slot, std::int32_t pid) {
   auto reply = call(encode_grant_request(slot, pid));
   if (!reply) return reply.error();

@@ -31,20 +31,15 @@ void read_scheduling(JsonReader& r, model::Scheduling& s) {
     }
     s.dispatch = parsed.value();
   }
-  r.optional("class_scheduling", s.class_scheduling);
-  r.optional("reserved_interactive", s.reserved_interactive);
-  r.optional("reserved_interactive_share", s.reserved_interactive_share);
-  r.optional("queue_delay_target_us", s.queue_delay_target_us);
-  r.optional("high_water", s.high_water);
+  model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.optional(key, field); });
   if (!r.ok()) return;
   if (auto checked = model::check_scheduling(s, r.what()); !checked) r.fail(checked.message());
 }
 
 json scheduling_json(const model::Scheduling& s) {
-  return json{
-      {"dispatch", model::to_string(s.dispatch)},         {"class_scheduling", s.class_scheduling},
-      {"reserved_interactive", s.reserved_interactive},   {"reserved_interactive_share", s.reserved_interactive_share},
-      {"queue_delay_target_us", s.queue_delay_target_us}, {"high_water", s.high_water}};
+  json out{{"dispatch", model::to_string(s.dispatch)}};
+  model::for_each_scheduling_field(s, [&](const char* key, const auto& field) { out[key] = field; });
+  return out;
 }
 
 Result<Tables, CodecError> parse_tables(const json& root) {
@@ -194,7 +189,8 @@ Result<Request, CodecError> parse_request(std::string_view text) {
     if (!root.is_object()) return make_error(CodecError::malformed, "the request must be a JSON object");
     auto op = root.find("op");
     if (op == root.end() || !op->is_string()) {
-      return make_error(CodecError::malformed, "the request needs an \"op\" string (hello, apply, slots or grant)");
+      return make_error(CodecError::malformed,
+                        "the request needs an \"op\" string (hello, apply, slots, grant or invalidate_cache)");
     }
     const std::string name = op->get<std::string>();
     Request request;
@@ -226,8 +222,25 @@ Result<Request, CodecError> parse_request(std::string_view text) {
       request.pid = std::int32_t(pid);
       return request;
     }
-    return make_error(CodecError::unknown_op,
-                      "unknown op '" + name + "'; this data plane knows hello, apply, slots and grant");
+    if (name == "invalidate_cache") {
+      JsonReader r(root, "invalidate_cache");
+      std::string ignored;
+      r.optional("op", ignored);
+      const bool by_agent = r.optional("agent", request.agent_id);
+      r.optional("all", request.all);
+      r.finish();
+      if (r.ok() && by_agent == request.all) {
+        r.fail("invalidate_cache: give either 'agent' (an agent id) or \"all\": true");
+      } else if (r.ok() && by_agent && request.agent_id == 0) {
+        r.fail("invalidate_cache: 'agent' must be an agent id (1..4294967295)");
+      }
+      if (!r.ok()) return make_error(CodecError::invalid, *r.error());
+      request.op = Op::invalidate_cache;
+      return request;
+    }
+    return make_error(CodecError::unknown_op, "unknown op '" + name +
+                                                  "'; this data plane knows hello, apply, slots, grant and "
+                                                  "invalidate_cache");
   } catch (const std::exception& e) {
     // Not expected (every access above is type-checked), but a control message must
     // never take the data plane down.
@@ -274,6 +287,16 @@ std::string encode_applied(std::uint64_t version) {
 
 std::string encode_ok() {
   return R"({"ok":true})";
+}
+
+std::string encode_invalidate_cache_request(std::uint32_t agent_id) {
+  json request{{"op", "invalidate_cache"}};
+  if (agent_id == 0) {
+    request["all"] = true;
+  } else {
+    request["agent"] = agent_id;
+  }
+  return request.dump();
 }
 
 std::string encode_grant_request(const std::string& slot, std::int32_t pid) {

@@ -15,13 +15,16 @@ namespace axon::dataplane::control {
 
 enum class CodecError { oversize, malformed, unknown_op, invalid };
 
-enum class Op { hello, apply, slots, grant };
+enum class Op { hello, apply, slots, grant, invalidate_cache };
 
 struct Request {
   Op op = Op::hello;
   Tables tables;         // op == apply
   std::string slot;      // op == grant: the slot's name
   std::int32_t pid = 0;  // op == grant: the only process that may claim it (0 = none yet)
+  // op == invalidate_cache: the agent whose response-cache entries go (by id), or all of them.
+  std::uint32_t agent_id = 0;
+  bool all = false;
 };
 
 // Both ends: lets a message of up to kMaxMessageBytes (a hello with thousands of slots, a
@@ -42,6 +45,8 @@ std::string encode_hello_request();
 std::string encode_slots_request();
 std::string encode_apply_request(const Tables& tables);
 std::string encode_grant_request(const std::string& slot, std::int32_t pid);
+// agent_id 0: every agent's entries.
+std::string encode_invalidate_cache_request(std::uint32_t agent_id);
 // Checks the reply's "ok"; an ok:false reply becomes `rejected` (or `refused`) with the
 // data plane's message, anything unparseable becomes protocol_error.
 Result<Hello, ControlError> parse_hello_reply(std::string_view text);

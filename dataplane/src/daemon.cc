@@ -42,6 +42,7 @@
 #include "dpdk/dpdk_options.h"
 #include "instance_lock.h"
 #include "privileges.h"
+#include "response_cache.h"
 #include "slot_grants.h"
 
 namespace axon::dataplane {
@@ -197,6 +198,7 @@ class Daemon {
   void hand_over(std::size_t index, int fd, pid_t pid, uid_t uid);
   void settle_grants(std::uint64_t now_ns);
   std::string handle_grant(const control::Request& request);
+  std::string handle_invalidate_cache(const control::Request& request);
   void reload();
   // Validates and installs tenant/agent tables: routes swapped (QSBR), XDP tenant maps
   // updated. Shared by SIGHUP reloads and the control socket's apply; on failure nothing
@@ -627,6 +629,24 @@ std::string Daemon::handle_grant(const control::Request& request) {
   return control::encode_error("grant: no worker slot named '" + request.slot + "'");
 }
 
+// The control plane drops an agent's response-cache entries, or all of them (op invalidate_cache):
+// one generation bump each; every lcore finds its stale entries on their next lookup.
+std::string Daemon::handle_invalidate_cache(const control::Request& request) {
+  if (request.all) {
+    shared_->cache_generations->invalidate_all();
+    AXON_LOG_INFO(kLog, "response cache invalidated for every agent");
+    return control::encode_ok();
+  }
+  for (const AgentConfig& agent : config_.agents) {
+    if (agent.id != request.agent_id) continue;
+    shared_->cache_generations->invalidate(agent.id);
+    AXON_LOG_INFO(kLog, "response cache invalidated for agent %u ('%s')", agent.id, agent.name.c_str());
+    return control::encode_ok();
+  }
+  return control::encode_error("invalidate_cache: no agent with id " + std::to_string(request.agent_id) +
+                               " in the data plane's tables; list them with GET /v1/routes");
+}
+
 // The credit refresher reads the workers' counters from the stats file and writes budgets to the
 // XDP program's credit map (xdp backend) and to its own cells (every backend's RouteTable).
 void Daemon::start_credits() {
@@ -751,6 +771,8 @@ bool Daemon::install_tables(const std::vector<TenantConfig>& tenants, const std:
     return false;
   }
   routes.value()->set_provisional(provisional);
+  // Before the new table is visible: no lcore serves an entry of the old configuration under it.
+  invalidate_changed(*shared_->cache_generations, config_.agents, agents);
   shared_->routes.publish(std::move(routes).value());
   if (program_) apply_tenants(*program_, config_.tenants, tenants);
   config_.agents = agents;
@@ -809,6 +831,7 @@ std::string Daemon::handle_control(const control::Request& request) {
     }
     case control::Op::slots: return control::encode_slots(slot_infos());
     case control::Op::grant: return handle_grant(request);
+    case control::Op::invalidate_cache: return handle_invalidate_cache(request);
     case control::Op::apply: break;
   }
   // The same structs (model::Tenant, model::Route): copied whole, so no field is left behind.

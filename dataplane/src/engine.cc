@@ -16,6 +16,7 @@
 #include "dispatch.h"
 #include "reassembly.h"
 #include "reply_builder.h"
+#include "response_cache.h"
 #include "stage_recorder.h"
 #include "trace_context.h"
 
@@ -93,7 +94,8 @@ struct Lcore::Forward {
   shm::RingConsumer<ForwardCell> consumer;
 };
 
-EngineShared::EngineShared(const DataplaneConfig& cfg, std::uint32_t lcore_count) : config(cfg), routes(lcore_count) {}
+EngineShared::EngineShared(const DataplaneConfig& cfg, std::uint32_t lcore_count)
+    : config(cfg), routes(lcore_count), cache_generations(std::make_unique<CacheGenerations>()) {}
 
 EngineShared::~EngineShared() = default;
 
@@ -167,6 +169,7 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
     AXON_LOG_WARN("engine", "lcore %u: %s; segmented requests will be answered ERROR payload_too_large", id,
                   table.message().c_str());
   }
+  open_cache();
   // Reply segments stay within the interface's MTU (docs/protocol.md §1, §6).
   if (!shared.config.interface.empty()) {
     std::ifstream in("/sys/class/net/" + shared.config.interface + "/mtu");
@@ -364,6 +367,8 @@ void Lcore::dispatch_request(const Pending& p, std::uint64_t rx_ns, std::uint32_
     refuse_error(p, rx_ns, error, error == protocol::ErrorCode::worker_failed ? 100'000u : 0u);
     return;
   }
+  CachedRequest cached;
+  if (answer_from_cache(p, rx_ns, cached)) return;
   WorkerSlot* slot = nullptr;
   if (chosen < shared_.workers.size() &&
       shared_.workers[chosen]->state.load(std::memory_order_acquire) == std::uint32_t(WorkerSlotState::alive)) {
@@ -385,7 +390,7 @@ void Lcore::dispatch_request(const Pending& p, std::uint64_t rx_ns, std::uint32_
     return;
   }
   if (!admit(*slot, *route, p, rx_ns)) return;
-  enqueue_local(*slot, p, rx_ns, route->scheduling.class_scheduling);
+  enqueue_local(*slot, p, rx_ns, route->scheduling.class_scheduling, &cached);
 }
 
 // On the worker's owner lcore, where its ring and drain rate are exact (docs/scheduling.md,
@@ -436,7 +441,8 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
   return true;
 }
 
-void Lcore::enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now, bool class_rings) noexcept {
+void Lcore::enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now, bool class_rings,
+                          const CachedRequest* cached) noexcept {
   const protocol::ParsedFrame& parsed = p.parsed;
   const protocol::Header& request = p.request;
   std::span<const std::uint8_t> bytes(p.frame->data, p.frame->len);
@@ -471,6 +477,7 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now,
     count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
     return;
   }
+  note_cacheable(ctx, cached);
   if (p.reasm != nullptr) {
     p.reasm->copy_out(p.reasm_entry, reinterpret_cast<std::uint8_t*>(lease.data));
   } else {
@@ -649,7 +656,10 @@ std::uint32_t Lcore::tx_room() noexcept {
 }
 
 void Lcore::flush_tx() noexcept {
-  if (tx_count_ == 0) return stages_->transmitted();
+  if (tx_count_ == 0) {
+    cache_transmitted();
+    return stages_->transmitted();
+  }
   std::uint32_t sent = port_.tx_burst(tx_, tx_count_);
   if (sent < tx_count_) {
     port_.tx_free(tx_ + sent, tx_count_ - sent);
@@ -657,6 +667,7 @@ void Lcore::flush_tx() noexcept {
   }
   count(stats_.tx_frames, sent);
   tx_count_ = 0;
+  cache_transmitted();
   stages_->transmitted();
 }
 
@@ -695,6 +706,7 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
         protocol::Header reply =
             protocol::make_reply(ctx.request, protocol::MessageType::response, handler_span(c.reply));
         send_payload(ctx, reply, reinterpret_cast<const std::uint8_t*>(c.data), c.length);
+        store_in_cache(ctx, reinterpret_cast<const std::uint8_t*>(c.data), c.length, now);
         count(stats_.responses);
         stages_->on_reply(c.reply, now, std::uint8_t(ctx.request.priority));
       }
@@ -867,6 +879,7 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
     stats_.reassembly_bytes.store(reasm_->bytes_in_use(), std::memory_order_relaxed);
     stats_.reassembly_messages.store(reasm_->messages_in_use(), std::memory_order_relaxed);
   }
+  publish_cache();
   port_.poll_completions();
   const PortCounters port = port_.counters();
   stats_.port_rx_dropped.store(port.rx_dropped, std::memory_order_relaxed);

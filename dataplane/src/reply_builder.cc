@@ -38,6 +38,7 @@ bool capture_context(std::span<const std::uint8_t> frame, const protocol::Parsed
   ctx.l2_len = std::uint8_t(l2_len);
   ctx.ip_version = parsed.info.ip_version;
   ctx.answered = 0;
+  ctx.cacheable = 0;
   std::memcpy(ctx.src_addr, parsed.info.src_addr, sizeof ctx.src_addr);
   std::memcpy(ctx.dst_addr, parsed.info.dst_addr, sizeof ctx.dst_addr);
   ctx.src_port = parsed.info.src_port;

@@ -20,6 +20,11 @@ struct ReplyContext {
   std::uint8_t answered = 0;  // an ERROR already went out (deadline sweep); drop the late reply
   std::uint8_t has_deadline = 0;
   std::uint8_t live = 0;  // a worker holds this request
+  // A request of a cacheable agent (response_cache.h): its successful reply is stored under
+  // (tenant, agent, cache_hash) with the agent's cache generation read at dispatch.
+  std::uint8_t cacheable = 0;
+  std::uint32_t cache_gen = 0;
+  std::uint64_t cache_hash[2] = {0, 0};
   std::uint8_t src_addr[16];
   std::uint8_t dst_addr[16];
   std::uint16_t src_port = 0;  // network order, as received

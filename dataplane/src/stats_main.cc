@@ -154,6 +154,16 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
                 static_cast<unsigned long long>(stats.lcore(l, &axon::dataplane::LcoreStats::reassembly_bytes)));
   }
   std::printf("]}");
+  const StageTotals hit = stats.cache_hit_latency();
+  std::printf(
+      ",\"response_cache\":{\"hits\":%llu,\"misses\":%llu,\"insertions\":%llu,\"evictions\":%llu,"
+      "\"expirations\":%llu,\"invalidations\":%llu,\"bytes\":%llu,\"entries\":%llu,"
+      "\"hit_latency_us\":{\"count\":%llu,\"p50\":%.1f,\"p99\":%.1f}}",
+      static_cast<unsigned long long>(t.cache_hits), static_cast<unsigned long long>(t.cache_misses),
+      static_cast<unsigned long long>(t.cache_insertions), static_cast<unsigned long long>(t.cache_evictions),
+      static_cast<unsigned long long>(t.cache_expirations), static_cast<unsigned long long>(t.cache_invalidations),
+      static_cast<unsigned long long>(t.cache_bytes), static_cast<unsigned long long>(t.cache_entries),
+      static_cast<unsigned long long>(hit.count), hit.quantile_ns(0.5) / 1000.0, hit.quantile_ns(0.99) / 1000.0);
   const StageTotals total = stats.stage_latency(Stage::total);
   std::printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f}", total.quantile_ns(0.5) / 1000.0,
               total.quantile_ns(0.99) / 1000.0);

@@ -86,6 +86,14 @@ LcoreTotals StatsReader::totals() const noexcept {
     t.trace_context_invalid += load(l.trace_context_invalid);
     t.reassembly_bytes += load(l.reassembly_bytes);
     t.reassembly_messages += load(l.reassembly_messages);
+    t.cache_hits += load(l.cache_hits);
+    t.cache_misses += load(l.cache_misses);
+    t.cache_insertions += load(l.cache_insertions);
+    t.cache_evictions += load(l.cache_evictions);
+    t.cache_expirations += load(l.cache_expirations);
+    t.cache_invalidations += load(l.cache_invalidations);
+    t.cache_bytes += load(l.cache_bytes);
+    t.cache_entries += load(l.cache_entries);
   }
   return t;
 }
@@ -104,6 +112,17 @@ StageTotals StatsReader::stage_latency(Stage stage, std::size_t klass) const noe
 StageTotals StatsReader::stage_latency(Stage stage) const noexcept {
   StageTotals t = stage_latency(stage, 0);
   t.merge(stage_latency(stage, 1));
+  return t;
+}
+
+StageTotals StatsReader::cache_hit_latency() const noexcept {
+  StageTotals t;
+  for (std::uint32_t i = 0; i < view().header->lcore_count; ++i) {
+    const StageHistogram& h = view().lcores[i].cache_hit_latency;
+    for (std::uint32_t b = 0; b < kHistogramBuckets; ++b) t.buckets[b] += load(h.buckets[b]);
+    t.sum_ns += load(h.sum_ns);
+  }
+  for (std::uint32_t b = 0; b < kHistogramBuckets; ++b) t.count += t.buckets[b];
   return t;
 }
 

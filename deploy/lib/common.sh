@@ -27,6 +27,8 @@ AXON_DEPS=(
   libnuma-dev numactl libboost-dev iceoryx libiceoryx-posh-dev
   # packet I/O: DPDK, XDP/eBPF, io_uring
   dpdk-dev libbpf-dev libxdp-dev xdp-tools bpftool liburing-dev
+  # response cache: XXH3-128 of request payloads
+  libxxhash-dev
   # control plane: config, CLI, JSON, capabilities, sd_notify, TLS
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcap-dev libcap2-bin libsystemd-dev
   libssl-dev openssl curl prometheus python3-yaml

@@ -37,11 +37,7 @@ void read_scheduling(JsonReader& r, model::Scheduling& out) {
       r.fail("field 'dispatch' in " + r.what() + ": " + parsed.message());
     }
   }
-  r.optional("class_scheduling", out.class_scheduling);
-  r.optional("reserved_interactive", out.reserved_interactive);
-  r.optional("reserved_interactive_share", out.reserved_interactive_share);
-  r.optional("queue_delay_target_us", out.queue_delay_target_us);
-  r.optional("high_water", out.high_water);
+  model::for_each_scheduling_field(out, [&](const char* key, auto& field) { r.optional(key, field); });
 }
 
 void read_agent(JsonReader& r, AgentSpec& out, const std::optional<std::string>& path_name) {
@@ -136,21 +132,18 @@ json to_json(const PoolSize& value) {
 json to_json(const AgentSpec& value) {
   json env = json::object();
   for (const auto& [key, v] : value.env) env[key] = v;
-  return json{{"name", value.name},
-              {"id", value.id},
-              {"tenant", value.tenant},
-              {"priority", to_string(value.priority)},
-              {"command", value.command},
-              {"env", std::move(env)},
-              {"user", value.user},
-              {"pool", to_json(value.pool)},
-              {"cgroup_profile", value.cgroup_profile},
-              {"dispatch", model::to_string(value.scheduling.dispatch)},
-              {"class_scheduling", value.scheduling.class_scheduling},
-              {"reserved_interactive", value.scheduling.reserved_interactive},
-              {"reserved_interactive_share", value.scheduling.reserved_interactive_share},
-              {"queue_delay_target_us", value.scheduling.queue_delay_target_us},
-              {"high_water", value.scheduling.high_water}};
+  json out{{"name", value.name},
+           {"id", value.id},
+           {"tenant", value.tenant},
+           {"priority", to_string(value.priority)},
+           {"command", value.command},
+           {"env", std::move(env)},
+           {"user", value.user},
+           {"pool", to_json(value.pool)},
+           {"cgroup_profile", value.cgroup_profile},
+           {"dispatch", model::to_string(value.scheduling.dispatch)}};
+  model::for_each_scheduling_field(value.scheduling, [&](const char* key, const auto& field) { out[key] = field; });
+  return out;
 }
 
 json to_json(const AgentStatus& value) {

@@ -263,11 +263,13 @@ std::optional<int> Daemon::stop(std::chrono::milliseconds timeout) {
   return code;
 }
 
-bool Worker::start(const Daemon& daemon, const std::string& slot_name, std::uint64_t work_ns, std::string* error) {
+bool Worker::start(const Daemon& daemon, const std::string& slot_name, std::uint64_t work_ns, std::string* error,
+                   const std::vector<std::string>& extra_args) {
   static std::atomic<int> serial{0};
   const std::string log = daemon.run_dir() + "/worker-" + slot_name + "-" + std::to_string(serial++) + ".log";
-  return process_.start({AXON_ECHO_WORKER_BIN, "--work-ns", std::to_string(work_ns)},
-                        {"AXON_WORKER_SOCKET=" + daemon.socket_path(slot_name)}, log, error);
+  std::vector<std::string> argv{AXON_ECHO_WORKER_BIN, "--work-ns", std::to_string(work_ns)};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  return process_.start(argv, {"AXON_WORKER_SOCKET=" + daemon.socket_path(slot_name)}, log, error);
 }
 
 // ---- AxpClient ------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "axon/common/result.h"
@@ -101,11 +102,34 @@ struct Scheduling {
   // BUSY a new request when its ring is filled to this fraction of its capacity, (0, 1];
   // 1 = only a full ring.
   double high_water = 1.0;
+  // Response cache (docs/operations.md, "Response cache"): a successful RESPONSE of a cacheable
+  // agent is kept for cache_ttl_ms and answers later requests of the same tenant with the same
+  // payload without a worker. Carried with the scheduling knobs because every path that carries
+  // those (TOML, control socket, REST) must carry these too.
+  bool cacheable = false;
+  std::uint32_t cache_ttl_ms = 0;  // 1..kMaxCacheTtlMs when cacheable; 0 or any valid TTL when not
   friend bool operator==(const Scheduling&, const Scheduling&) = default;
 };
 
+// Every scheduling key but `dispatch` (a name, parsed by parse_dispatch), with its field: the
+// one list the config readers (data plane and control plane TOML), the JSON readers (control
+// socket, REST) and the JSON writers walk, so a new knob is added here once. Works on a const
+// Scheduling too (the writers).
+template <class SchedulingRef, class Visit>
+requires std::is_same_v<std::remove_const_t<SchedulingRef>, Scheduling>
+void for_each_scheduling_field(SchedulingRef& s, Visit&& visit) {
+  visit("class_scheduling", s.class_scheduling);
+  visit("reserved_interactive", s.reserved_interactive);
+  visit("reserved_interactive_share", s.reserved_interactive_share);
+  visit("queue_delay_target_us", s.queue_delay_target_us);
+  visit("high_water", s.high_water);
+  visit("cacheable", s.cacheable);
+  visit("cache_ttl_ms", s.cache_ttl_ms);
+}
+
 inline constexpr std::uint32_t kMaxReservedInteractive = 64;         // an agent's worker limit
 inline constexpr std::uint32_t kMaxQueueDelayTargetUs = 60'000'000;  // one minute
+inline constexpr std::uint32_t kMaxCacheTtlMs = 86'400'000;          // one day
 
 enum class SchedulingError { invalid };
 

@@ -92,6 +92,13 @@ struct ReassemblySettings {
   std::uint32_t messages = 1024;
 };
 
+// [response_cache]: bytes of each lcore's response cache (docs/operations.md, "Response
+// cache"), preallocated at start on hugepages when there are any; 0 = no cache (agents marked
+// cacheable are then always served by a worker).
+struct ResponseCacheSettings {
+  std::uint32_t bytes = 4u << 20;
+};
+
 // A tenant and an agent's route are the shared model's (axon/common/model.h).
 using TenantConfig = model::Tenant;
 
@@ -124,6 +131,7 @@ struct DataplaneConfig {
   UringSettings uring;
   DpdkSettings dpdk;
   ReassemblySettings reassembly;
+  ResponseCacheSettings response_cache;
   TelemetrySettings telemetry;
   shm::SegmentGeometry geometry;
   std::vector<TenantConfig> tenants;

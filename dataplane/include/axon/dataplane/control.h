@@ -81,6 +81,10 @@ class ControlClient {
   // slot managed with no claimant yet. A connection from any other process waits up to
   // kGrantWaitMs for its own grant, then is refused.
   Result<Ok, ControlError> grant(const std::string& slot, std::int32_t pid);
+  // Drops the response-cache entries of one agent (by AXP id), or of every agent (agent_id 0):
+  // no request is answered from an entry stored before this returns. `rejected` when the data
+  // plane has no agent of that id.
+  Result<Ok, ControlError> invalidate_cache(std::uint32_t agent_id);
 
   [[nodiscard]] const std::string& socket_path() const noexcept { return path_; }
 

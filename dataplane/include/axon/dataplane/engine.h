@@ -31,6 +31,10 @@ struct ReplyContext;
 class Lcore;
 class ReassemblyTable;
 class StageRecorder;
+class ResponseCache;
+class CacheGenerations;
+struct CacheHits;
+struct CachedRequest;
 
 // One configured worker: its segment, its reply contexts and its liveness state.
 struct WorkerSlot {
@@ -59,6 +63,8 @@ struct EngineShared {
   std::vector<Lcore*> lcores;
   StatsView stats;
   std::atomic<bool> stop{false};
+  // Per-agent response-cache generations: the control thread bumps, lcores compare (response_cache.h).
+  std::unique_ptr<CacheGenerations> cache_generations;
 };
 
 // Creates every worker's channel (segment) and reply-context table; owner = index % lcores.
@@ -132,7 +138,18 @@ class Lcore {
   // Stages the request for one of its worker's two request rings: the ring of its AXP priority's
   // class (shm::priority_class_of), or the interactive ring for every request when class_rings
   // is false (the agent's class_scheduling off: one FIFO).
-  void enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now, bool class_rings = true) noexcept;
+  void enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now, bool class_rings = true,
+                     const CachedRequest* cached = nullptr) noexcept;
+  // Response cache (response_cache.cc): keys a request of a cacheable agent and answers it when
+  // a fresh entry matches (true: answered); stores a worker's successful reply; copies the
+  // counters into the stats; records the hit latencies of a transmitted burst.
+  [[nodiscard]] bool answer_from_cache(const Pending& p, std::uint64_t rx_ns, CachedRequest& cached) noexcept;
+  void store_in_cache(const ReplyContext& ctx, const std::uint8_t* data, std::uint32_t length,
+                      std::uint64_t now) noexcept;
+  void publish_cache() noexcept;
+  void open_cache();
+  void note_cacheable(ReplyContext& ctx, const CachedRequest* cached) noexcept;
+  void cache_transmitted() noexcept;
   void forward(std::uint32_t to, const Pending& p, std::uint64_t rx_ns, std::uint32_t slot) noexcept;
   void flush_staged() noexcept;
   std::uint32_t drain_forwarded() noexcept;
@@ -176,6 +193,8 @@ class Lcore {
   std::vector<shm::LostRequest> lost_;      // reserved at start; reclaim never allocates after
   std::unique_ptr<ReassemblyTable> reasm_;  // null: it could not be set up (segmented requests refused)
   std::uint32_t mtu_ = 1500;                // the interface's MTU: bounds each reply segment
+  std::unique_ptr<ResponseCache> cache_;    // null: [response_cache] bytes = 0, or it could not be set up
+  std::unique_ptr<CacheHits> cache_hits_;   // replies served from the cache, waiting for their transmit
 };
 
 }  // namespace axon::dataplane

@@ -30,8 +30,9 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 //    LcoreStats reassembled, reassembly_bytes, reassembly_messages, reply_segments (issue 14).
 // 8: LcoreStats stage_latency (log-linear per stage and class) replaces the power-of-two
 //    latency_ns; StatsHeader stage_latency (issue 15).
-// 9: LcoreStats trace_context_invalid (issue 15 trace context).
-inline constexpr std::uint32_t kStatsVersion = 9;
+// 9: LcoreStats cache_* (the response cache's counters, gauges and hit latency; issue 14).
+// 10: LcoreStats trace_context_invalid (issue 15 trace context).
+inline constexpr std::uint32_t kStatsVersion = 10;
 inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
@@ -110,6 +111,20 @@ struct alignas(128) LcoreStats {
   // Per stage and AXP priority class (interactive, background), every RESPONSE's latency
   // (latency_histogram.h); empty while [telemetry] stage_latency is off.
   StageHistogram stage_latency[kStageCount][kClassCount];
+  // The response cache (docs/observability.md, "Response cache"), copied from the lcore's cache
+  // each housekeeping tick: cacheable requests answered from it (hits) or sent to a worker
+  // (misses); entries stored, pushed out for room before their TTL (evictions), dropped past it
+  // (expirations) or for a stale generation (invalidations); the gauges of what it holds.
+  Counter cache_hits;
+  Counter cache_misses;
+  Counter cache_insertions;
+  Counter cache_evictions;
+  Counter cache_expirations;
+  Counter cache_invalidations;
+  Counter cache_bytes;
+  Counter cache_entries;
+  // rx -> transmit of every reply served from the cache (recorded whatever [telemetry] says).
+  StageHistogram cache_hit_latency;
   // Requests whose trace context was malformed (docs/protocol.md §5: exactly one of trace_id
   // and span_id zero); the handler got a fresh one instead.
   Counter trace_context_invalid;

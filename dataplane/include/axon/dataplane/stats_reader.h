@@ -31,6 +31,10 @@ struct LcoreTotals {
   // Segmented requests: messages reassembled, reply datagrams of segmented replies, and the
   // reassembly tables' gauges summed (bytes of arena in use, partial messages held).
   std::uint64_t reassembled = 0, reply_segments = 0, reassembly_bytes = 0, reassembly_messages = 0;
+  // The response caches: hits, misses, insertions, evictions, expirations, invalidations, and
+  // the gauges summed (bytes of live entries, entries).
+  std::uint64_t cache_hits = 0, cache_misses = 0, cache_insertions = 0, cache_evictions = 0;
+  std::uint64_t cache_expirations = 0, cache_invalidations = 0, cache_bytes = 0, cache_entries = 0;
   std::uint64_t trace_context_invalid = 0;  // malformed trace context replaced (docs/protocol.md §5)
 
   // ERROR replies of every code.
@@ -85,6 +89,8 @@ class StatsReader {
   // both, merged over the lcores.
   [[nodiscard]] StageTotals stage_latency(Stage stage, std::size_t klass) const noexcept;
   [[nodiscard]] StageTotals stage_latency(Stage stage) const noexcept;
+  // rx -> transmit of the replies served from the response cache, merged over the lcores.
+  [[nodiscard]] StageTotals cache_hit_latency() const noexcept;
   // Whether the data plane records stage latencies ([telemetry] stage_latency).
   [[nodiscard]] bool stage_latency_enabled() const noexcept {
     return view().header->stage_latency.load(std::memory_order_relaxed) != 0;

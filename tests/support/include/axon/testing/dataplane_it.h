@@ -84,11 +84,12 @@ class DataplaneIT : public Base {
 
   // An echo_worker on slot `slot` (index `index` in the stats), attached before it returns;
   // nullptr (and a test failure) if it never attaches.
-  Worker* start_worker(const std::string& slot, std::size_t index, std::uint64_t work_ns = 0) {
+  Worker* start_worker(const std::string& slot, std::size_t index, std::uint64_t work_ns = 0,
+                       const std::vector<std::string>& extra_args = {}) {
     workers_.push_back(std::make_unique<Worker>());
     Worker* w = workers_.back().get();
     std::string error;
-    if (!w->start(*daemon_, slot, work_ns, &error)) {
+    if (!w->start(*daemon_, slot, work_ns, &error, extra_args)) {
       ADD_FAILURE() << "cannot start echo_worker: " << error;
       return nullptr;
     }

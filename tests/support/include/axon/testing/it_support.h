@@ -164,7 +164,9 @@ class Worker {
  public:
   Worker() = default;
   ~Worker() = default;  // ChildProcess kills and reaps
-  bool start(const Daemon& daemon, const std::string& slot_name, std::uint64_t work_ns, std::string* error);
+  // extra_args: more echo_worker options (e.g. "--count").
+  bool start(const Daemon& daemon, const std::string& slot_name, std::uint64_t work_ns, std::string* error,
+             const std::vector<std::string>& extra_args = {});
   [[nodiscard]] pid_t pid() const noexcept { return process_.pid(); }
   ChildProcess& process() noexcept { return process_; }
   [[nodiscard]] std::string log() const { return process_.log(); }
