@@ -44,6 +44,12 @@ struct CreateOptions {
   CLI::Option* share_opt = nullptr;
   CLI::Option* delay_opt = nullptr;
   CLI::Option* water_opt = nullptr;
+  // Retransmit dedup (docs/scheduling.md, "Retransmit dedup"): each sent only when given.
+  std::uint32_t dedup_window_ms = 0;
+  std::uint32_t reply_cache_entries = 0;
+  std::string reply_cache_eviction;
+  CLI::Option* window_opt = nullptr;
+  CLI::Option* cache_entries_opt = nullptr;
 };
 
 std::string name_of(const json& agent) {
@@ -115,6 +121,9 @@ bool build_agent_spec(const CreateOptions& o, json& spec, std::string& why) {
   if (o.share_opt->count() > 0) spec["reserved_interactive_share"] = o.reserved_share;
   if (o.delay_opt->count() > 0) spec["queue_delay_target_us"] = o.queue_delay_target_us;
   if (o.water_opt->count() > 0) spec["high_water"] = o.high_water;
+  if (o.window_opt->count() > 0) spec["dedup_window_ms"] = o.dedup_window_ms;
+  if (o.cache_entries_opt->count() > 0) spec["reply_cache_entries"] = o.reply_cache_entries;
+  if (!o.reply_cache_eviction.empty()) spec["reply_cache_eviction"] = o.reply_cache_eviction;
   if (!o.user.empty()) spec["user"] = o.user;
   if (!spec.contains("name")) {
     why = "agents create: give --name (or a \"name\" in --file)";
@@ -179,6 +188,12 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
   o->delay_opt = create->add_option("--queue-delay-target-us", o->queue_delay_target_us,
                                     "Queueing-delay target: BUSY above it, and the pool grows to stay under it");
   o->water_opt = create->add_option("--high-water", o->high_water, "BUSY above this fraction of a ring (0..1]");
+  o->window_opt = create->add_option("--dedup-window-ms", o->dedup_window_ms,
+                                     "Retransmits of a request answered this recently get the cached reply (0 = off)");
+  o->cache_entries_opt = create->add_option("--reply-cache-entries", o->reply_cache_entries,
+                                            "Replies cached per data-plane lcore for this agent");
+  create->add_option("--reply-cache-eviction", o->reply_cache_eviction, "lru | fifo")
+      ->check(CLI::IsMember({"lru", "fifo"}));
   create->callback([&global, &selected, o] {
     selected = [&global, o] {
       json spec;

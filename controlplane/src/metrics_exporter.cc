@@ -62,6 +62,10 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
       .sample(double(totals.reassembled));
   m.family("axon_dataplane_reply_segments_total", "counter", "Reply datagrams of replies sent in several segments.")
       .sample(double(totals.reply_segments));
+  m.family("axon_dataplane_trace_context_invalid_total", "counter",
+           "Requests with a malformed W3C trace context (exactly one of trace_id and span_id zero, docs/protocol.md "
+           "§5): the handler got a fresh trace instead.")
+      .sample(double(totals.trace_context_invalid));
   m.family("axon_dataplane_reassembly_bytes", "gauge",
            "Reassembly memory in use per lcore (bytes of its [reassembly] memory_per_lcore arena).");
   for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
@@ -70,6 +74,29 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   m.family("axon_dataplane_reassembly_messages", "gauge", "Partial segmented requests held per lcore.");
   for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
     m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::reassembly_messages)));
+  }
+  m.family("axon_dataplane_dedup_lookups_total", "counter",
+           "Requests of agents with dedup_window_ms > 0 by dedup outcome: miss (new, dispatched), absorbed (in "
+           "flight already, no reply), hit (re-answered from the reply cache), tombstone_hit (answered within the "
+           "window, reply given up: ERROR duplicate_reply_evicted), untracked (table full: dispatched without dedup).");
+  m.sample({{"outcome", "miss"}}, double(totals.dedup_misses));
+  m.sample({{"outcome", "absorbed"}}, double(totals.dedup_absorbed));
+  m.sample({{"outcome", "hit"}}, double(totals.dedup_hits));
+  m.sample({{"outcome", "tombstone_hit"}}, double(totals.dedup_tombstone_hits));
+  m.sample({{"outcome", "untracked"}}, double(totals.dedup_untracked));
+  m.family("axon_dataplane_reply_cache_evictions_total", "counter",
+           "Cached replies given up for room (the agent's reply_cache_entries or the [dedup] arena); their keys "
+           "stay as tombstones for the rest of the window.")
+      .sample(double(totals.dedup_evictions));
+  m.family("axon_dataplane_reply_cache_bytes", "gauge",
+           "Cached reply payload bytes per lcore (of its [dedup] arena_bytes).");
+  for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
+    m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::dedup_arena_bytes)));
+  }
+  m.family("axon_dataplane_dedup_entries", "gauge",
+           "Dedup entries in use per lcore (in flight, cached and tombstones, of its [dedup] entries).");
+  for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
+    m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::dedup_entries)));
   }
   m.family("axon_dataplane_slot_drain_rate_requests_per_second", "gauge",
            "Completions per second of each live worker slot while it had work (EWMA; 0 = not measured yet).");

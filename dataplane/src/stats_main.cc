@@ -91,10 +91,11 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
               h.xdp_attached.load());
   std::printf(
       "\"rx_frames\":%llu,\"requests\":%llu,\"responses\":%llu,\"busy\":%llu,\"tx_dropped\":%llu,"
-      "\"late_replies\":%llu,",
+      "\"late_replies\":%llu,\"trace_context_invalid\":%llu,",
       static_cast<unsigned long long>(t.rx_frames), static_cast<unsigned long long>(t.requests),
       static_cast<unsigned long long>(t.responses), static_cast<unsigned long long>(t.busy_sent),
-      static_cast<unsigned long long>(t.tx_dropped), static_cast<unsigned long long>(t.late_replies));
+      static_cast<unsigned long long>(t.tx_dropped), static_cast<unsigned long long>(t.late_replies),
+      static_cast<unsigned long long>(t.trace_context_invalid));
   std::printf("\"errors\":{");
   bool first = true;
   for (std::size_t e = 1; e < protocol::kErrorCodeCount; ++e) {
@@ -153,6 +154,13 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
                 static_cast<unsigned long long>(stats.lcore(l, &axon::dataplane::LcoreStats::reassembly_bytes)));
   }
   std::printf("]}");
+  std::printf(
+      ",\"dedup\":{\"misses\":%llu,\"absorbed\":%llu,\"hits\":%llu,\"tombstone_hits\":%llu,\"untracked\":%llu,"
+      "\"evictions\":%llu,\"arena_bytes\":%llu,\"entries\":%llu}",
+      static_cast<unsigned long long>(t.dedup_misses), static_cast<unsigned long long>(t.dedup_absorbed),
+      static_cast<unsigned long long>(t.dedup_hits), static_cast<unsigned long long>(t.dedup_tombstone_hits),
+      static_cast<unsigned long long>(t.dedup_untracked), static_cast<unsigned long long>(t.dedup_evictions),
+      static_cast<unsigned long long>(t.dedup_arena_bytes), static_cast<unsigned long long>(t.dedup_entries));
   const StageTotals hit = stats.cache_hit_latency();
   std::printf(
       ",\"response_cache\":{\"hits\":%llu,\"misses\":%llu,\"insertions\":%llu,\"evictions\":%llu,"

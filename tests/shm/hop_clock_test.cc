@@ -1,4 +1,4 @@
-// The hop clock in a worker segment (layout version 3): the data plane writes its TSC
+// The hop clock in a worker segment (layout version 4): the data plane writes its TSC
 // calibration into SegmentHeader::clock, and the worker SDK stamps worker dequeue and worker
 // done with that clock, not its own, so the stages that cross the process boundary subtract
 // stamps of one time base. The worker runs in this process as a real sdk::Worker attached to
@@ -41,7 +41,7 @@ TEST_F(HopClockTest, SegmentCarriesTheDataPlanesClock) {
   EXPECT_EQ(published.ns_base, mine.ns_base);
   EXPECT_EQ(published.mult, mine.mult);
   EXPECT_EQ(published.shift, mine.shift);
-  EXPECT_EQ(ch().view().header->layout_version, 3u);
+  EXPECT_EQ(ch().view().header->layout_version, 4u);
 }
 
 // A clock far from CLOCK_MONOTONIC (base 2^60 ns, half a ns per tick) in the header: the worker's
