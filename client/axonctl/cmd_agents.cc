@@ -44,6 +44,10 @@ struct CreateOptions {
   CLI::Option* share_opt = nullptr;
   CLI::Option* delay_opt = nullptr;
   CLI::Option* water_opt = nullptr;
+  // Response cache (docs/operations.md): sent only when given.
+  std::string cacheable;  // "on" | "off"
+  std::uint32_t cache_ttl_ms = 0;
+  CLI::Option* ttl_opt = nullptr;
 };
 
 std::string name_of(const json& agent) {
@@ -115,6 +119,8 @@ bool build_agent_spec(const CreateOptions& o, json& spec, std::string& why) {
   if (o.share_opt->count() > 0) spec["reserved_interactive_share"] = o.reserved_share;
   if (o.delay_opt->count() > 0) spec["queue_delay_target_us"] = o.queue_delay_target_us;
   if (o.water_opt->count() > 0) spec["high_water"] = o.high_water;
+  if (!o.cacheable.empty()) spec["cacheable"] = o.cacheable == "on";
+  if (o.ttl_opt->count() > 0) spec["cache_ttl_ms"] = o.cache_ttl_ms;
   if (!o.user.empty()) spec["user"] = o.user;
   if (!spec.contains("name")) {
     why = "agents create: give --name (or a \"name\" in --file)";
@@ -179,6 +185,9 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
   o->delay_opt = create->add_option("--queue-delay-target-us", o->queue_delay_target_us,
                                     "Queueing-delay target: BUSY above it, and the pool grows to stay under it");
   o->water_opt = create->add_option("--high-water", o->high_water, "BUSY above this fraction of a ring (0..1]");
+  create->add_option("--cacheable", o->cacheable, "on: identical requests within the TTL are answered from the cache")
+      ->check(CLI::IsMember({"on", "off"}));
+  o->ttl_opt = create->add_option("--cache-ttl-ms", o->cache_ttl_ms, "How long a cached reply is served (ms)");
   create->callback([&global, &selected, o] {
     selected = [&global, o] {
       json spec;
