@@ -5,11 +5,14 @@
 // boundary. When no loan is available it replies in place: the request's buffer already
 // holds the payload, so the echo costs nothing at all.
 //
-//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N] [--count]
+//   echo_worker [--socket PATH] [--work-ns N] [--spin-max N] [--count] [--trace-log PATH]
 //
 // With --count the first 8 bytes of every reply (of a request of at least 8 bytes) carry how
 // many requests this process has handled, little-endian, this one included: a test can tell a
 // reply its handler produced from one the data plane's response cache served.
+//
+// --trace-log shows how a handler reads its trace context: one line per traced request,
+// "<request_id> <request traceparent> <handler traceparent>", appended to PATH.
 //
 // Without --socket it attaches through the environment the data plane sets up
 // (AXON_WORKER_FD or AXON_WORKER_SOCKET). SIGTERM or SIGINT stops it cleanly: queued
@@ -56,12 +59,13 @@ void install_signal_handlers() {
 
 int usage(const char* argv0, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N] [--count]\n"
+               "usage: %s [--socket PATH] [--work-ns N] [--spin-max N] [--count] [--trace-log PATH]\n"
                "  --socket PATH  connect to this handoff socket instead of AXON_WORKER_FD/AXON_WORKER_SOCKET\n"
                "  --work-ns N    busy-spin N ns per request to simulate handler work (default 0)\n"
                "  --count        the first 8 bytes of each reply: requests handled so far (little-endian)\n"
                "  --spin-max N   upper bound of the adaptive spin before sleeping, in pause iterations\n"
-               "                 (default 65536; small values suit a worker sharing a core with the data plane)\n",
+               "                 (default 65536; small values suit a worker sharing a core with the data plane)\n"
+               "  --trace-log PATH  append '<request_id> <traceparent> <handler traceparent>' per traced request\n",
                argv0);
   return code;
 }
@@ -93,6 +97,7 @@ int main(int argc, char** argv) {
   std::uint64_t work_ns = 0;
   std::uint64_t spin_max = 0;  // 0: the SDK's default wait policy
   bool count_requests = false;
+  std::string trace_log_path;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--socket" && i + 1 < argc) {
@@ -109,6 +114,8 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--count") {
       count_requests = true;
+    } else if (arg == "--trace-log" && i + 1 < argc) {
+      trace_log_path = argv[++i];
     } else if (arg == "-h" || arg == "--help") {
       return usage(argv[0], 0);
     } else {
@@ -117,6 +124,12 @@ int main(int argc, char** argv) {
     }
   }
   install_signal_handlers();
+  std::FILE* trace_log = nullptr;
+  if (!trace_log_path.empty() && (trace_log = std::fopen(trace_log_path.c_str(), "a")) == nullptr) {
+    std::fprintf(stderr, "echo_worker: cannot open --trace-log '%s': %s\n", trace_log_path.c_str(),
+                 std::strerror(errno));
+    return 2;
+  }
 
   auto attached = socket_path.empty() ? axon::sdk::Worker::from_environment() : axon::sdk::Worker::connect(socket_path);
   if (!attached) {
@@ -140,6 +153,12 @@ int main(int argc, char** argv) {
       [&](const axon::sdk::Request& request, axon::sdk::ReplyWriter& reply) {
         spin_for(work_ns);
         ++handled;
+        if (trace_log != nullptr && request.has_trace()) {
+          // The handler's span (made by the SDK) is what the reply carries back to the client.
+          std::fprintf(trace_log, "%llu %s %s\n", static_cast<unsigned long long>(request.meta.request_id),
+                       request.traceparent().data(), request.handler_traceparent().data());
+          std::fflush(trace_log);
+        }
         std::span<std::byte> buffer = reply.loan(request.length);
         if (!buffer.empty()) {
           std::memcpy(buffer.data(), request.data, request.length);
@@ -156,6 +175,7 @@ int main(int argc, char** argv) {
       },
       g_stop);
   worker.detach();
+  if (trace_log != nullptr) std::fclose(trace_log);
   if (worker.dataplane_exited()) {
     std::fprintf(stderr, "echo_worker[%d]: the data plane exited; stopping (a new worker attaches to its successor)\n",
                  int(getpid()));

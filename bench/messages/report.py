@@ -139,8 +139,10 @@ def cache_table(steps):
                      f"{s.get('handler_executions', '-')} | {notes(s)} |")
     wl, hl = (w.get("latency_us") or {}), (h.get("latency_us") or {})
     if wl.get("p50") and hl.get("p50"):
+        judged = "" if not (w.get("load_behind") or h.get("load_behind")) else \
+            " Not judged: the load side fell behind in a step, so these describe the load generator."
         lines += ["", f"Cache hit / worker round trip: p50 {hl['p50'] / wl['p50']:.2f}×, "
-                      f"p99 {hl['p99'] / wl['p99']:.2f}×."]
+                      f"p99 {hl['p99'] / wl['p99']:.2f}×.{judged}"]
     rc = (h.get("dataplane") or {}).get("response_cache")
     end = ((h.get("dataplane_end") or {}).get("response_cache") or {}).get("hit_latency_us") or {}
     if rc:

@@ -353,13 +353,26 @@ stop_peer() {
 }
 
 # --- one step ------------------------------------------------------------------------------------
+# The data plane's counters, or {} for the baseline. A read can fail now and then (the stats
+# reader gives up on a snapshot it caught mid-update): try again rather than let an empty snapshot
+# turn a step's deltas into totals since start.
 stats_json() {
+  local out
   if [[ "${current}" == baseline ]]; then echo '{}'; return; fi
-  "${stats_bin}" --run-dir "${run_dir}" --json 2>/dev/null || echo '{}'
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    if out="$("${stats_bin}" --run-dir "${run_dir}" --json 2>/dev/null)" && jq -e '.workers' >/dev/null 2>&1 <<<"${out}"; then
+      echo "${out}"
+      return
+    fi
+    sleep 0.05
+  done
+  echo '{}'
 }
-jq_delta='def d(a; b): if (a | type) == "object" then (a | with_entries(.value = d(.value; (b // {})[.key])))
-  elif (a | type) == "array" then [range(0; a | length) as $i | d(a[$i]; (b // [])[$i])]
-  elif (a | type) == "number" then a - (b // 0) else a end;'
+# Deltas of every number in two snapshots, objects and arrays alike. Value parameters ($a, $b):
+# a filter parameter would be evaluated again inside with_entries, against the wrong entry.
+jq_delta='def d($a; $b): if ($a | type) == "object" then ($a | with_entries(.value = d(.value; (if ($b | type) == "object" then $b else {} end)[.key])))
+  elif ($a | type) == "array" then [range(0; $a | length) as $i | d($a[$i]; (if ($b | type) == "array" then $b else [] end)[$i])]
+  elif ($a | type) == "number" then $a - (if ($b | type) == "number" then $b else 0 end) else $a end;'
 steal_of() {
   (echo "$1"; echo "--"; echo "$2") | awk '
     $1 == "--" { second = 1; next }
@@ -424,10 +437,11 @@ step_once() {
   jq --arg p "${current}" --arg s "${section}" --arg t "${tag}" --argjson s0 "${s0}" --argjson s1 "${s1}" \
     --argjson steal "$(steal_of "${c0}" "${c1}")" "${jq_delta}"'
     . + {peer: $p, section: $s, tag: $t, steal: $steal}
-      + (if ($s1 | length) > 0 then {dataplane: d($s1; $s0),
+      + (if ($s1 | length) > 0 and ($s0 | length) > 0 then {dataplane: d($s1; $s0),
           handler_executions: ([d($s1; $s0).workers[]?.completed] | add // 0),
           # Cumulative histograms: their percentiles as they stand after the step, not deltas.
-          dataplane_end: {response_cache: $s1.response_cache, dedup: $s1.dedup}} else {} end)' \
+          dataplane_begin: {response_cache: $s0.response_cache, dedup: $s0.dedup, workers: $s0.workers},
+          dataplane_end: {response_cache: $s1.response_cache, dedup: $s1.dedup, workers: $s1.workers}} else {} end)' \
     "${json}" >"${json}.t" && mv "${json}.t" "${json}"
   log "${current} ${tag} (attempt ${json##*.}): $(jq -r '"offered \(.offered_rps | floor)/s -> \(.achieved_rps | floor)/s, p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us, lost \(.lost) (incomplete \(.segments.incomplete_replies)), dup \(.duplicate_replies), segs \(.segments.request_segments)" + (if .load_behind then " LOAD BEHIND (\(.load_behind_reason))" else "" end)' "${json}")"
 }

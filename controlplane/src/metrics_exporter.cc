@@ -101,6 +101,10 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
       .sample(double(totals.reassembled));
   m.family("axon_dataplane_reply_segments_total", "counter", "Reply datagrams of replies sent in several segments.")
       .sample(double(totals.reply_segments));
+  m.family("axon_dataplane_trace_context_invalid_total", "counter",
+           "Requests with a malformed W3C trace context (exactly one of trace_id and span_id zero, docs/protocol.md "
+           "§5): the handler got a fresh trace instead.")
+      .sample(double(totals.trace_context_invalid));
   m.family("axon_dataplane_reassembly_bytes", "gauge",
            "Reassembly memory in use per lcore (bytes of its [reassembly] memory_per_lcore arena).");
   for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {

@@ -206,6 +206,8 @@ TEST(MetricsExporter, ReassemblyReasonsCountersAndPerLcoreMemoryGauge) {
   l0.reassembled.store(5);
   l1.reassembled.store(6);
   l0.reply_segments.store(47);
+  l0.trace_context_invalid.store(3);  // issue 15: malformed trace context, summed over lcores
+  l1.trace_context_invalid.store(4);
   l1.reassembly_bytes.store(65536);
   l1.reassembly_messages.store(1);
   auto reader = dataplane::StatsReader::open(path);
@@ -223,6 +225,7 @@ TEST(MetricsExporter, ReassemblyReasonsCountersAndPerLcoreMemoryGauge) {
       << "the XDP program never reassembles";
   EXPECT_NE(text.find("axon_dataplane_reassembled_total 11"), std::string::npos) << text;
   EXPECT_NE(text.find("axon_dataplane_reply_segments_total 47"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_trace_context_invalid_total 7"), std::string::npos) << text;
   EXPECT_NE(text.find("axon_dataplane_reassembly_bytes{lcore=\"0\"} 0"), std::string::npos) << text;
   EXPECT_NE(text.find("axon_dataplane_reassembly_bytes{lcore=\"1\"} 65536"), std::string::npos) << text;
   EXPECT_NE(text.find("axon_dataplane_reassembly_messages{lcore=\"1\"} 1"), std::string::npos) << text;

@@ -18,6 +18,7 @@
 #include "reply_builder.h"
 #include "response_cache.h"
 #include "stage_recorder.h"
+#include "trace_context.h"
 
 namespace axon::dataplane {
 
@@ -491,9 +492,7 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now,
   meta.session_key = request.session_key;
   meta.deadline_us = request.deadline_us;
   meta.priority = std::uint8_t(request.priority);
-  meta.trace_flags = request.trace_flags;
-  std::memcpy(meta.trace_id, request.trace_id.data(), sizeof meta.trace_id);
-  std::memcpy(meta.parent_span_id, request.span_id.data(), sizeof meta.parent_span_id);
+  fill_trace_context(meta, request, stats_);
   meta.hop_ns[shm::kHopRx] = now;
   meta.user_cookie = lease.buffer_id;
   out.lease = lease;
@@ -705,7 +704,7 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
         answer_error(ctx, error_of(c.status));
       } else {
         protocol::Header reply =
-            protocol::make_reply(ctx.request, protocol::MessageType::response, protocol::random_span_id());
+            protocol::make_reply(ctx.request, protocol::MessageType::response, handler_span(c.reply));
         send_payload(ctx, reply, reinterpret_cast<const std::uint8_t*>(c.data), c.length);
         store_in_cache(ctx, reinterpret_cast<const std::uint8_t*>(c.data), c.length, now);
         count(stats_.responses);

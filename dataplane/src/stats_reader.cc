@@ -83,6 +83,7 @@ LcoreTotals StatsReader::totals() const noexcept {
     t.deadline_unmeetable += load(l.deadline_unmeetable);
     t.reassembled += load(l.reassembled);
     t.reply_segments += load(l.reply_segments);
+    t.trace_context_invalid += load(l.trace_context_invalid);
     t.reassembly_bytes += load(l.reassembly_bytes);
     t.reassembly_messages += load(l.reassembly_messages);
     t.cache_hits += load(l.cache_hits);

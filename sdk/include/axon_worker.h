@@ -37,8 +37,13 @@ extern "C" {
 
 /* Bumped whenever a struct below or a function's meaning changes.
  * 2: axon_worker_stats gained the per-class and deadline counters; AXON_REPLY_DEADLINE_EXCEEDED;
- *    receive returns requests in class order (see axon_worker_receive_burst). */
-#define AXON_WORKER_ABI_VERSION 2u
+ *    receive returns requests in class order (see axon_worker_receive_burst).
+ * 3: trace context: axon_trace_context, axon_request_trace(), axon_request_traceparent(),
+ *    axon_request_handler_traceparent(); the SDK makes each traced request's handler span. */
+#define AXON_WORKER_ABI_VERSION 3u
+
+/* Bytes a traceparent text takes: "00-" 32 hex "-" 16 hex "-" 2 hex and a NUL. */
+#define AXON_TRACEPARENT_SIZE 56u
 
 /* The most requests one receive call returns. */
 #define AXON_WORKER_MAX_BURST 32u
@@ -133,6 +138,20 @@ typedef struct axon_worker_stats {
   uint32_t reserved0;
 } axon_worker_stats;
 
+/* A request's W3C trace context (docs/protocol.md §5). A request has trace context when
+ * its trace id and parent span id are both non-zero; the SDK then made a random non-zero
+ * span id for the handler, which the reply carries back to the client: the handler's own
+ * child spans and outgoing calls use it as their parent. */
+typedef struct axon_trace_context {
+  uint8_t trace_id[16];
+  uint8_t parent_span_id[8]; /* the caller's span: the parent of the handler's span */
+  uint8_t span_id[8];        /* the handler's span; zero without trace context */
+  uint8_t flags;             /* W3C trace flags, as received */
+  uint8_t sampled;           /* 1 when flags has the sampled bit (0x01) */
+  uint8_t valid;             /* 1 when the request has trace context */
+  uint8_t reserved0[5];
+} axon_trace_context;
+
 /* Handler for axon_worker_run(). Take one buffer (axon_worker_loan, or axon_worker_in_place),
  * write the reply, set reply->length (and reply->status, AXON_REPLY_OK by default) and
  * return 0. A non-zero return sends an explicit AXON_REPLY_HANDLER_ERROR reply. The
@@ -208,6 +227,19 @@ AXON_WORKER_API int axon_worker_flush(axon_worker* worker, const volatile int* s
  * exactly one reply. */
 AXON_WORKER_API int axon_worker_run(axon_worker* worker, axon_handler_fn handler, void* user_data,
                                     const volatile int* stop);
+
+/* --- trace context (hot path: no allocation) ------------------------------------------ */
+
+/* Fills *out with the request's trace context. Returns 1 when the request has trace
+ * context, 0 when it has none (out->valid 0, ids as received), or a negative axon_status. */
+AXON_WORKER_API int axon_request_trace(const axon_request* request, axon_trace_context* out);
+/* Writes the request's traceparent as the caller sent it, "00-<trace id>-<parent span>-<flags>"
+ * in lower-case hex and a NUL, into out (size >= AXON_TRACEPARENT_SIZE). Returns 1 when
+ * written, 0 when the request has no trace context (out becomes ""), or a negative axon_status. */
+AXON_WORKER_API int axon_request_traceparent(const axon_request* request, char* out, size_t size);
+/* The same for the handler's span: "00-<trace id>-<handler span>-<flags>", the traceparent
+ * to send on from inside the handler. */
+AXON_WORKER_API int axon_request_handler_traceparent(const axon_request* request, char* out, size_t size);
 
 /* --- tuning and introspection ---------------------------------------------------------- */
 

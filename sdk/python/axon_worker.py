@@ -35,7 +35,7 @@ import sys
 import traceback
 from typing import Callable, List, Optional
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 MAX_BURST = 32
 
 # axon_status
@@ -121,6 +121,21 @@ class _Stats(ctypes.Structure):
     ]
 
 
+class _TraceContext(ctypes.Structure):
+    _fields_ = [
+        ("trace_id", ctypes.c_uint8 * 16),
+        ("parent_span_id", ctypes.c_uint8 * 8),
+        ("span_id", ctypes.c_uint8 * 8),
+        ("flags", ctypes.c_uint8),
+        ("sampled", ctypes.c_uint8),
+        ("valid", ctypes.c_uint8),
+        ("reserved0", ctypes.c_uint8 * 5),
+    ]
+
+
+TRACEPARENT_SIZE = 56  # AXON_TRACEPARENT_SIZE: 55 characters and a NUL
+
+assert ctypes.sizeof(_TraceContext) == 40
 assert ctypes.sizeof(_Request) == 240 and ctypes.sizeof(_Buffer) == 24 and ctypes.sizeof(_Stats) == 96
 
 # --- loading the library ---------------------------------------------------------------------
@@ -173,6 +188,9 @@ def _bind(lib: ctypes.CDLL) -> None:
         ),
         "axon_worker_set_background_every": (ctypes.c_int, [handle, ctypes.c_uint32]),
         "axon_worker_get_stats": (ctypes.c_int, [handle, P(_Stats)]),
+        "axon_request_trace": (ctypes.c_int, [P(_Request), P(_TraceContext)]),
+        "axon_request_traceparent": (ctypes.c_int, [P(_Request), ctypes.c_char_p, ctypes.c_size_t]),
+        "axon_request_handler_traceparent": (ctypes.c_int, [P(_Request), ctypes.c_char_p, ctypes.c_size_t]),
     }
     for name, (restype, argtypes) in sig.items():
         fn = getattr(lib, name)
@@ -267,6 +285,30 @@ class Request:
     enqueue_ns = property(lambda self: self._raw.enqueue_ns)
     trace_id = property(lambda self: bytes(self._raw.trace_id))
     parent_span_id = property(lambda self: bytes(self._raw.parent_span_id))
+
+    # W3C trace context (docs/protocol.md §5). With it, the SDK made the handler's own span
+    # (span_id, random and non-zero); the reply carries it back to the client.
+    def _trace(self) -> _TraceContext:
+        out = _TraceContext()
+        status = _lib.axon_request_trace(ctypes.byref(self._raw), ctypes.byref(out))
+        if status < 0:
+            raise _error(status)
+        return out
+
+    def _text(self, fn) -> Optional[str]:
+        buf = ctypes.create_string_buffer(TRACEPARENT_SIZE)
+        status = fn(ctypes.byref(self._raw), buf, TRACEPARENT_SIZE)
+        if status < 0:
+            raise _error(status)
+        return buf.value.decode() if status == 1 else None
+
+    has_trace = property(lambda self: bool(self._trace().valid))
+    sampled = property(lambda self: bool(self._trace().sampled))
+    span_id = property(lambda self: bytes(self._trace().span_id))
+    # "00-<trace id>-<caller's span>-<flags>", or None without trace context.
+    traceparent = property(lambda self: self._text(_lib.axon_request_traceparent))
+    # "00-<trace id>-<handler's span>-<flags>": the parent for the handler's own spans, or None.
+    handler_traceparent = property(lambda self: self._text(_lib.axon_request_handler_traceparent))
 
     def __repr__(self) -> str:
         return f"Request(id={self.request_id}, tenant={self.tenant_id}, agent={self.agent_id}, length={self.length})"

@@ -63,6 +63,12 @@ static_assert(offsetof(axon_worker_stats, deadline_expired) == 72);
 static_assert(offsetof(axon_worker_stats, background_forced) == 80);
 static_assert(offsetof(axon_worker_stats, background_every) == 88);
 static_assert(AXON_WORKER_MAX_BURST == sdk::Worker::kMaxBurst);
+static_assert(sizeof(axon_trace_context) == 40);
+static_assert(offsetof(axon_trace_context, parent_span_id) == 16);
+static_assert(offsetof(axon_trace_context, span_id) == 24);
+static_assert(offsetof(axon_trace_context, flags) == 32);
+static_assert(offsetof(axon_trace_context, valid) == 34);
+static_assert(AXON_TRACEPARENT_SIZE == sizeof(sdk::Traceparent));
 static_assert(sizeof(shm::Descriptor::trace_id) == sizeof(axon_request::trace_id));
 static_assert(sizeof(shm::Descriptor::parent_span_id) == sizeof(axon_request::parent_span_id));
 static_assert(AXON_REPLY_OK == int(shm::ReplyStatus::ok));
@@ -186,6 +192,30 @@ void export_request(const axon_worker* owner, const sdk::Request& in, axon_reque
   internal.length = in.length;
   internal.capacity = in.capacity;
   std::memcpy(out.internal_, &internal, sizeof internal);
+}
+
+// The SDK's copy of a request's descriptor (trace context included), for a request it
+// handed out; false for anything else.
+bool meta_of(const axon_request& in, shm::Descriptor& out) noexcept {
+  RequestInternal internal{};
+  std::memcpy(&internal, in.internal_, sizeof internal);
+  if (internal.tag != kRequestTag) return false;
+  std::memcpy(&out, internal.meta, sizeof internal.meta);
+  return true;
+}
+
+int write_traceparent(const char* what, const axon_request* request, char* out, std::size_t size,
+                      sdk::Traceparent (*format)(const shm::Descriptor&) noexcept) noexcept {
+  shm::Descriptor meta{};
+  if (request == nullptr || out == nullptr || size < AXON_TRACEPARENT_SIZE || !meta_of(*request, meta)) {
+    return fail(AXON_ERR_INVALID_ARGUMENT,
+                "%s: pass a request from axon_worker_receive_burst and a buffer of at least AXON_TRACEPARENT_SIZE "
+                "(%u) bytes",
+                what, AXON_TRACEPARENT_SIZE);
+  }
+  const sdk::Traceparent text = format(meta);
+  std::memcpy(out, text.data(), text.size());
+  return text[0] != '\0' ? 1 : 0;
 }
 
 // Rebuilds the C++ request from the SDK's private copy; rejects anything this worker
@@ -473,6 +503,32 @@ int axon_worker_set_background_every(axon_worker* worker, uint32_t every) {
   policy.background_every = every;
   worker->worker.set_scheduling_policy(policy);
   return AXON_OK;
+}
+
+int axon_request_trace(const axon_request* request, axon_trace_context* out) {
+  shm::Descriptor meta{};
+  if (request == nullptr || out == nullptr || !meta_of(*request, meta)) {
+    return fail(AXON_ERR_INVALID_ARGUMENT,
+                "axon_request_trace: pass a request from axon_worker_receive_burst and "
+                "a non-NULL out");
+  }
+  const sdk::TraceContext t = sdk::trace_context(meta);
+  std::memset(out, 0, sizeof *out);
+  std::memcpy(out->trace_id, t.trace_id.data(), sizeof out->trace_id);
+  std::memcpy(out->parent_span_id, t.parent_span_id.data(), sizeof out->parent_span_id);
+  std::memcpy(out->span_id, t.span_id.data(), sizeof out->span_id);
+  out->flags = t.flags;
+  out->sampled = t.sampled() ? 1u : 0u;
+  out->valid = t.valid() ? 1u : 0u;
+  return out->valid;
+}
+
+int axon_request_traceparent(const axon_request* request, char* out, size_t size) {
+  return write_traceparent("axon_request_traceparent", request, out, size, sdk::request_traceparent);
+}
+
+int axon_request_handler_traceparent(const axon_request* request, char* out, size_t size) {
+  return write_traceparent("axon_request_handler_traceparent", request, out, size, sdk::span_traceparent);
 }
 
 int axon_worker_get_stats(const axon_worker* worker, axon_worker_stats* out) {

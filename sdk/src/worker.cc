@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -52,6 +53,27 @@ std::uint64_t absolute_deadline(const shm::Descriptor& d) noexcept {
   if (d.deadline_us == 0) return ~std::uint64_t{0};
   const std::uint64_t base = d.hop_ns[shm::kHopRx] != 0 ? d.hop_ns[shm::kHopRx] : d.hop_ns[shm::kHopEnqueue];
   return base + std::uint64_t(d.deadline_us) * 1000u;
+}
+
+// The handler's span id: splitmix64 over a per-worker state seeded from getrandom, so ids
+// are unique within a worker and unpredictable across workers; never zero (W3C).
+void next_span_id(std::uint64_t& state, std::uint8_t (&out)[8]) noexcept {
+  std::uint64_t z = 0;
+  while (z == 0) {
+    z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+  }
+  std::memcpy(out, &z, sizeof z);
+}
+
+std::uint64_t span_seed() noexcept {
+  std::uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != ssize_t(sizeof seed)) {
+    seed = monotonic_ns() ^ (std::uint64_t(getpid()) << 32);
+  }
+  return seed;
 }
 
 int remaining_ms(std::uint64_t deadline_ns) {
@@ -118,6 +140,7 @@ ShmResult<Worker> Worker::attach(int fd, std::uint64_t expected_generation, int 
   worker.small_loans_ = shm::RingConsumer<shm::LoanSlot>(v.small_loan_ring, v.slots<shm::LoanSlot>(v.small_loan_ring));
   worker.large_loans_ = shm::RingConsumer<shm::LoanSlot>(v.large_loan_ring, v.slots<shm::LoanSlot>(v.large_loan_ring));
   worker.spin_budget_ = worker.policy_.spin_min;
+  worker.span_state_ = span_seed();
   v.header->worker_pid.store(std::uint32_t(getpid()), std::memory_order_relaxed);
   v.header->worker_generation.store(v.header->generation, std::memory_order_relaxed);
   v.header->worker_state.store(std::uint32_t(shm::WorkerState::attached), std::memory_order_release);
@@ -216,6 +239,7 @@ Worker& Worker::operator=(Worker&& other) noexcept {
     scheduling_ = other.scheduling_;
     policy_ = other.policy_;
     spin_budget_ = other.spin_budget_;
+    span_state_ = other.span_state_;
     stats_ = other.stats_;
     if (dataplane_pidfd_ >= 0) close(dataplane_pidfd_);
     dataplane_pidfd_ = other.dataplane_pidfd_;
@@ -263,6 +287,12 @@ bool Worker::admit(const shm::Descriptor& d, shm::PriorityClass cls, std::uint64
   Request r;
   r.meta = d;
   r.meta.hop_ns[shm::kHopWorkerDequeue] = now;
+  // The handler's span, carried back in the reply (try_complete copies meta).
+  if (has_trace_context(d)) {
+    next_span_id(span_state_, r.meta.span_id);
+  } else {
+    std::memset(r.meta.span_id, 0, sizeof r.meta.span_id);
+  }
   r.data = view_.at(d.buffer_offset);
   r.length = d.length;
   r.capacity = slab.buffer_size;

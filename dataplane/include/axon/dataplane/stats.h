@@ -31,7 +31,8 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 // 8: LcoreStats stage_latency (log-linear per stage and class) replaces the power-of-two
 //    latency_ns; StatsHeader stage_latency (issue 15).
 // 9: LcoreStats cache_* (the response cache's counters, gauges and hit latency; issue 14).
-inline constexpr std::uint32_t kStatsVersion = 9;
+// 10: LcoreStats trace_context_invalid (issue 15 trace context).
+inline constexpr std::uint32_t kStatsVersion = 10;
 inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
@@ -124,6 +125,9 @@ struct alignas(128) LcoreStats {
   Counter cache_entries;
   // rx -> transmit of every reply served from the cache (recorded whatever [telemetry] says).
   StageHistogram cache_hit_latency;
+  // Requests whose trace context was malformed (docs/protocol.md §5: exactly one of trace_id
+  // and span_id zero); the handler got a fresh one instead.
+  Counter trace_context_invalid;
 };
 
 // stalled: a live worker that stopped taking requests (worker_stall_timeout_ms); not routed to,

@@ -35,6 +35,7 @@ struct LcoreTotals {
   // the gauges summed (bytes of live entries, entries).
   std::uint64_t cache_hits = 0, cache_misses = 0, cache_insertions = 0, cache_evictions = 0;
   std::uint64_t cache_expirations = 0, cache_invalidations = 0, cache_bytes = 0, cache_entries = 0;
+  std::uint64_t trace_context_invalid = 0;  // malformed trace context replaced (docs/protocol.md §5)
 
   // ERROR replies of every code.
   [[nodiscard]] std::uint64_t errors() const noexcept;

@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 
+#include "axon/sdk/trace.h"
 #include "axon/shm/error.h"
 #include "axon/shm/layout.h"
 #include "axon/shm/region.h"
@@ -34,6 +35,15 @@ struct Request {
   std::uint32_t length = 0;
   std::uint32_t capacity = 0;  // size of its buffer: the most an in-place reply can hold
   shm::Descriptor meta{};      // ids, tenant, agent, session, trace context, deadline
+
+  // W3C trace context (docs/protocol.md §5). With it, the SDK made the handler's own span
+  // (trace().span_id, random and non-zero) and the reply carries it back to the client.
+  [[nodiscard]] bool has_trace() const noexcept { return has_trace_context(meta); }
+  [[nodiscard]] TraceContext trace() const noexcept { return trace_context(meta); }
+  // "00-<trace id>-<caller's span>-<flags>"; empty without trace context.
+  [[nodiscard]] Traceparent traceparent() const noexcept { return request_traceparent(meta); }
+  // "00-<trace id>-<handler's span>-<flags>": the parent for the handler's own child spans.
+  [[nodiscard]] Traceparent handler_traceparent() const noexcept { return span_traceparent(meta); }
 };
 
 // Where a reply is being written.
@@ -197,6 +207,7 @@ class Worker {
   SchedulingPolicy scheduling_{};
   WaitPolicy policy_{};
   std::uint32_t spin_budget_ = 64;
+  std::uint64_t span_state_ = 0;  // splitmix64 state of the handlers' span ids, seeded at attach
   WorkerStats stats_{};
 };
 

@@ -25,7 +25,8 @@ namespace axon::shm {
 inline constexpr std::uint64_t kSegmentMagic = 0x314745534e4f5841ull;  // "AXONSEG1" little-endian
 // 2: a second request ring for background requests (PriorityClass), the deadline_exceeded
 // reply status and the worker's per-class counters in the header.
-inline constexpr std::uint32_t kLayoutVersion = 2;
+// 3: Descriptor::span_id (was reserved1): the handler's span, made by the worker SDK.
+inline constexpr std::uint32_t kLayoutVersion = 3;
 
 // Two cache lines: the adjacent-line prefetcher pulls lines in pairs, so anything
 // written by different processes is kept 128 bytes apart (as LMAX Disruptor does).
@@ -84,7 +85,10 @@ struct alignas(64) Descriptor {
   // worker complete. Any hop may leave its stamp 0.
   std::uint64_t hop_ns[4];
   std::uint64_t user_cookie;  // opaque to the worker, returned untouched
-  std::uint64_t reserved1;
+  // The handler's own span (W3C span id, child of parent_span_id): 0 in requests; the worker
+  // SDK makes a random non-zero one for each request with trace context, and the reply
+  // carries it back for the data plane to put in the AXP reply's span_id (docs/protocol.md §5).
+  std::uint8_t span_id[8];
 };
 static_assert(sizeof(Descriptor) == 128);
 static_assert(offsetof(Descriptor, commit) == 0);
@@ -104,6 +108,7 @@ static_assert(offsetof(Descriptor, parent_span_id) == 56);
 static_assert(offsetof(Descriptor, trace_id) == 64);
 static_assert(offsetof(Descriptor, hop_ns) == 80);
 static_assert(offsetof(Descriptor, user_cookie) == 112);
+static_assert(offsetof(Descriptor, span_id) == 120);
 
 enum Hop : unsigned { kHopRx = 0, kHopEnqueue = 1, kHopWorkerDequeue = 2, kHopWorkerComplete = 3 };
 
