@@ -73,6 +73,8 @@ enum axp_error_code {
   AXP_ERR_HANDLER_ERROR = 9,       /* the handler ran and reported failure */
   AXP_ERR_UNKNOWN_TENANT = 10,     /* the tenant id is not configured */
   AXP_ERR_INTERNAL = 11,           /* a bug or resource failure in the appliance */
+  /* a retry within the agent's dedup window whose cached reply was given up (not run again) */
+  AXP_ERR_DUPLICATE_REPLY_EVICTED = 12,
   AXP_ERR_COUNT
 };
 

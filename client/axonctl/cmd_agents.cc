@@ -48,6 +48,12 @@ struct CreateOptions {
   std::string cacheable;  // "on" | "off"
   std::uint32_t cache_ttl_ms = 0;
   CLI::Option* ttl_opt = nullptr;
+  // Retransmit dedup (docs/scheduling.md, "Retransmit dedup"): each sent only when given.
+  std::uint32_t dedup_window_ms = 0;
+  std::uint32_t reply_cache_entries = 0;
+  std::string reply_cache_eviction;
+  CLI::Option* window_opt = nullptr;
+  CLI::Option* cache_entries_opt = nullptr;
 };
 
 std::string name_of(const json& agent) {
@@ -121,6 +127,9 @@ bool build_agent_spec(const CreateOptions& o, json& spec, std::string& why) {
   if (o.water_opt->count() > 0) spec["high_water"] = o.high_water;
   if (!o.cacheable.empty()) spec["cacheable"] = o.cacheable == "on";
   if (o.ttl_opt->count() > 0) spec["cache_ttl_ms"] = o.cache_ttl_ms;
+  if (o.window_opt->count() > 0) spec["dedup_window_ms"] = o.dedup_window_ms;
+  if (o.cache_entries_opt->count() > 0) spec["reply_cache_entries"] = o.reply_cache_entries;
+  if (!o.reply_cache_eviction.empty()) spec["reply_cache_eviction"] = o.reply_cache_eviction;
   if (!o.user.empty()) spec["user"] = o.user;
   if (!spec.contains("name")) {
     why = "agents create: give --name (or a \"name\" in --file)";
@@ -188,6 +197,12 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
   create->add_option("--cacheable", o->cacheable, "on: identical requests within the TTL are answered from the cache")
       ->check(CLI::IsMember({"on", "off"}));
   o->ttl_opt = create->add_option("--cache-ttl-ms", o->cache_ttl_ms, "How long a cached reply is served (ms)");
+  o->window_opt = create->add_option("--dedup-window-ms", o->dedup_window_ms,
+                                     "Retransmits of a request answered this recently get the cached reply (0 = off)");
+  o->cache_entries_opt = create->add_option("--reply-cache-entries", o->reply_cache_entries,
+                                            "Replies cached per data-plane lcore for this agent");
+  create->add_option("--reply-cache-eviction", o->reply_cache_eviction, "lru | fifo")
+      ->check(CLI::IsMember({"lru", "fifo"}));
   create->callback([&global, &selected, o] {
     selected = [&global, o] {
       json spec;

@@ -82,6 +82,21 @@ Result<Dispatch, SchedulingError> parse_dispatch(std::string_view name) {
                                                   "'; use \"sticky\", \"p2c\", \"jsq\" or \"round_robin\"");
 }
 
+const char* to_string(ReplyCacheEviction eviction) noexcept {
+  const auto names = enum_names(ReplyCacheEviction{});
+  const auto i = std::size_t(eviction);
+  return i < names.size() ? names[i] : "unknown";
+}
+
+Result<ReplyCacheEviction, SchedulingError> parse_reply_cache_eviction(std::string_view name) {
+  const auto names = enum_names(ReplyCacheEviction{});
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (name == names[i]) return ReplyCacheEviction(i);
+  }
+  return make_error(SchedulingError::invalid,
+                    "unknown reply cache eviction '" + std::string(name) + "'; use \"lru\" or \"fifo\"");
+}
+
 Result<Ok, SchedulingError> check_scheduling(const Scheduling& s, std::string_view where) {
   auto invalid = [&](const std::string& what) {
     return make_error(SchedulingError::invalid, where.empty() ? what : std::string(where) + ": " + what);
@@ -105,6 +120,17 @@ Result<Ok, SchedulingError> check_scheduling(const Scheduling& s, std::string_vi
   if (s.queue_delay_target_us > kMaxQueueDelayTargetUs) {
     return invalid("queue_delay_target_us: at most " + std::to_string(kMaxQueueDelayTargetUs) +
                    " (one minute); 0 turns delay-based admission off");
+  }
+  if (s.dedup_window_ms > kMaxDedupWindowMs) {
+    return invalid("dedup_window_ms: at most " + std::to_string(kMaxDedupWindowMs) +
+                   " (ten minutes); cover the client's whole retry span, e.g. 5000; 0 turns dedup off");
+  }
+  if (s.reply_cache_entries == 0 || s.reply_cache_entries > kMaxReplyCacheEntries) {
+    return invalid("reply_cache_entries: use 1 to " + std::to_string(kMaxReplyCacheEntries) +
+                   " cached replies per lcore for this agent, e.g. 256");
+  }
+  if (std::size_t(s.reply_cache_eviction) >= enum_names(ReplyCacheEviction{}).size()) {
+    return invalid("reply_cache_eviction: use \"lru\" or \"fifo\"");
   }
   if (s.cache_ttl_ms > kMaxCacheTtlMs || (s.cacheable && s.cache_ttl_ms == 0)) {
     return invalid("cache_ttl_ms: a cacheable agent needs a TTL from 1 to " + std::to_string(kMaxCacheTtlMs) +

@@ -253,6 +253,14 @@ void read_scheduling(TableReader& r, model::Scheduling& s) {
     }
   }
   model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.read(key, field); });
+  std::string eviction;
+  if (r.read("reply_cache_eviction", eviction)) {
+    if (auto parsed = model::parse_reply_cache_eviction(eviction)) {
+      s.reply_cache_eviction = parsed.value();
+    } else {
+      r.invalid("reply_cache_eviction", parsed.message());
+    }
+  }
 }
 
 void read_agent(TableReader& r, AgentSpec& a) {

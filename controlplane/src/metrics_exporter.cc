@@ -114,6 +114,29 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
     m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::reassembly_messages)));
   }
+  m.family("axon_dataplane_dedup_lookups_total", "counter",
+           "Requests of agents with dedup_window_ms > 0 by dedup outcome: miss (new, dispatched), absorbed (in "
+           "flight already, no reply), hit (re-answered from the reply cache), tombstone_hit (answered within the "
+           "window, reply given up: ERROR duplicate_reply_evicted), untracked (table full: dispatched without dedup).");
+  m.sample({{"outcome", "miss"}}, double(totals.dedup_misses));
+  m.sample({{"outcome", "absorbed"}}, double(totals.dedup_absorbed));
+  m.sample({{"outcome", "hit"}}, double(totals.dedup_hits));
+  m.sample({{"outcome", "tombstone_hit"}}, double(totals.dedup_tombstone_hits));
+  m.sample({{"outcome", "untracked"}}, double(totals.dedup_untracked));
+  m.family("axon_dataplane_reply_cache_evictions_total", "counter",
+           "Cached replies given up for room (the agent's reply_cache_entries or the [dedup] arena); their keys "
+           "stay as tombstones for the rest of the window.")
+      .sample(double(totals.dedup_evictions));
+  m.family("axon_dataplane_reply_cache_bytes", "gauge",
+           "Cached reply payload bytes per lcore (of its [dedup] arena_bytes).");
+  for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
+    m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::dedup_arena_bytes)));
+  }
+  m.family("axon_dataplane_dedup_entries", "gauge",
+           "Dedup entries in use per lcore (in flight, cached and tombstones, of its [dedup] entries).");
+  for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
+    m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::dedup_entries)));
+  }
   m.family("axon_dataplane_slot_drain_rate", "gauge",
            "Completions per second of each live worker slot while it had work (EWMA; 0 = not measured yet).");
   for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {

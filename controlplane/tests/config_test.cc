@@ -114,6 +114,14 @@ TEST(ControlplaneConfig, MistakesAreRefusedWithLineAndFix) {
        "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
        "[\"/bin/true\"]\nmax_workers = 2\nreserved_interactive = 3\n",
        ConfigError::invalid_value, "test.toml:5", "reserved_interactive (3) is more than the pool's max (2)"},
+      {"agent dedup window too long",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\ndedup_window_ms = 700000\n",
+       ConfigError::invalid_value, "test.toml:5", "dedup_window_ms: at most 600000"},
+      {"agent unknown reply cache eviction",
+       "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
+       "[\"/bin/true\"]\nreply_cache_eviction = \"lfu\"\n",
+       ConfigError::invalid_value, "test.toml:9", "unknown reply cache eviction 'lfu'; use \"lru\" or \"fifo\""},
       {"agent high water above 1",
        "[[tenants]]\nid = 1\nname = \"t\"\n[[agents]]\nname = \"a\"\nid = 1\ntenant = 1\ncommand = "
        "[\"/bin/true\"]\nhigh_water = 1.5\n",
@@ -163,7 +171,8 @@ TEST(ControlplaneConfig, AutoscalerKnobsParseWithDefaults) {
 TEST(ControlplaneConfig, AgentSchedulingKeysParse) {
   auto config = parse_config(std::string(kBase) +
                                  "dispatch = \"p2c\"\nclass_scheduling = false\nreserved_interactive = 1\n"
-                                 "reserved_interactive_share = 0.25\nqueue_delay_target_us = 750\nhigh_water = 0.8\n",
+                                 "reserved_interactive_share = 0.25\nqueue_delay_target_us = 750\nhigh_water = 0.8\n"
+                                 "dedup_window_ms = 3000\nreply_cache_entries = 99\nreply_cache_eviction = \"fifo\"\n",
                              "test.toml");
   ASSERT_TRUE(config) << config.message();
   const model::Scheduling& s = config->agents[0].scheduling;
@@ -173,6 +182,9 @@ TEST(ControlplaneConfig, AgentSchedulingKeysParse) {
   EXPECT_DOUBLE_EQ(s.reserved_interactive_share, 0.25);
   EXPECT_EQ(s.queue_delay_target_us, 750u);
   EXPECT_DOUBLE_EQ(s.high_water, 0.8);
+  EXPECT_EQ(s.dedup_window_ms, 3000u);
+  EXPECT_EQ(s.reply_cache_entries, 99u);
+  EXPECT_EQ(s.reply_cache_eviction, model::ReplyCacheEviction::fifo);
   EXPECT_EQ(config->agents[0].agent().scheduling, s) << "what the data plane is pushed";
 }
 

@@ -73,18 +73,28 @@ TEST_F(ControlplaneDaemon, AgentSchedulingKnobsAreValidatedStoredAndPushed) {
   Http water = call("PUT", "/v1/agents/echo", base + R"(,"high_water":0})");
   EXPECT_EQ(water.status, 400) << water.body;
   EXPECT_NE(error_of(water).find("high_water"), std::string::npos) << water.body;
+  Http eviction = call("PUT", "/v1/agents/echo", base + R"(,"reply_cache_eviction":"lfu"})");
+  EXPECT_EQ(eviction.status, 400) << eviction.body;
+  EXPECT_NE(error_of(eviction).find("unknown reply cache eviction 'lfu'"), std::string::npos) << eviction.body;
+  Http window = call("PUT", "/v1/agents/echo", base + R"(,"dedup_window_ms":600001})");
+  EXPECT_EQ(window.status, 400) << window.body;
+  EXPECT_NE(error_of(window).find("dedup_window_ms: at most 600000"), std::string::npos) << window.body;
   EXPECT_EQ(call("GET", "/v1/agents/echo").parsed()["spec"].value("dispatch", ""), "sticky") << "nothing stored";
 
   const std::uint64_t before = version();
   Http ok = call("PUT", "/v1/agents/echo",
                  base + R"(,"dispatch":"jsq","class_scheduling":false,"reserved_interactive":3,)"
-                        R"("queue_delay_target_us":5000,"high_water":0.75})");
+                        R"("queue_delay_target_us":5000,"high_water":0.75,"dedup_window_ms":4000,)"
+                        R"("reply_cache_entries":12,"reply_cache_eviction":"fifo"})");
   ASSERT_EQ(ok.status, 200) << ok.body;
   const json spec = call("GET", "/v1/agents/echo").parsed()["spec"];
   EXPECT_EQ(spec.value("dispatch", ""), "jsq") << spec.dump();
   EXPECT_FALSE(spec.value("class_scheduling", true)) << spec.dump();
   EXPECT_EQ(spec.value("reserved_interactive", 0), 3) << spec.dump();
   EXPECT_EQ(spec.value("queue_delay_target_us", 0), 5000) << spec.dump();
+  EXPECT_EQ(spec.value("dedup_window_ms", 0), 4000) << spec.dump();
+  EXPECT_EQ(spec.value("reply_cache_entries", 0), 12) << spec.dump();
+  EXPECT_EQ(spec.value("reply_cache_eviction", ""), "fifo") << spec.dump();
   // The agent's target is also its pool's autoscaling target.
   EXPECT_EQ(call("GET", "/v1/agents/echo/scaling").parsed().value("queue_delay_target_us", 0), 5000);
   // A scale below the reservation is refused too.

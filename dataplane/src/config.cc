@@ -146,6 +146,14 @@ void read_scheduling(TableReader& r, model::Scheduling& s) {
     }
   }
   model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.read(key, field); });
+  std::string eviction;
+  if (r.read("reply_cache_eviction", eviction)) {
+    if (auto parsed = model::parse_reply_cache_eviction(eviction)) {
+      s.reply_cache_eviction = parsed.value();
+    } else {
+      r.invalid("reply_cache_eviction", parsed.message());
+    }
+  }
   if (r.error) return;
   if (auto checked = model::check_scheduling(s, ""); !checked) {
     // "<knob>: <fix>", reported at the knob's line.
@@ -186,15 +194,15 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     return !error.has_value();
   };
 
-  static const std::set<std::string> sections = {"dataplane", "xdp",        "uring",     "dpdk",
-                                                 "shm",       "credits",    "tenants",   "workers",
-                                                 "agents",    "reassembly", "telemetry", "response_cache"};
+  static const std::set<std::string> sections = {
+      "dataplane", "xdp",        "uring",     "dpdk",           "shm",  "credits", "tenants", "workers",
+      "agents",    "reassembly", "telemetry", "response_cache", "dedup"};
   for (const auto& [key, node] : root) {
     if (!sections.contains(std::string(key.str()))) {
       return fail(ConfigError::unknown_key, where_of(file, node),
                   "unknown section '" + std::string(key.str()) +
                       "'; expected dataplane, xdp, uring, dpdk, shm, credits, reassembly, response_cache, "
-                      "telemetry, tenants, workers or agents");
+                      "dedup, telemetry, tenants, workers or agents");
     }
   }
 
@@ -404,6 +412,20 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
       r.invalid("memory_per_tenant", "use 4096 bytes up to memory_per_lcore");
     }
     if (a.messages == 0 || a.messages > 65536) r.invalid("messages", "use 1 to 65536 partial messages per lcore");
+    if (!check(r)) return *error;
+  }
+
+  if (const toml::table* dedup = root["dedup"].as_table()) {
+    TableReader r(file, *dedup, "dedup");
+    DedupSettings& d = config.dedup;
+    r.read("entries", d.entries);
+    r.read("arena_bytes", d.arena_bytes);
+    if (d.entries < 16 || d.entries > (1u << 18)) {
+      r.invalid("entries", "use 16 to 262144 requests tracked per lcore (in flight plus answered within a window)");
+    }
+    if (d.arena_bytes < 65536 || d.arena_bytes > (1u << 30)) {
+      r.invalid("arena_bytes", "use 65536 (one 64 KiB reply) to 1073741824 bytes of cached replies per lcore");
+    }
     if (!check(r)) return *error;
   }
 

@@ -32,6 +32,15 @@ void read_scheduling(JsonReader& r, model::Scheduling& s) {
     s.dispatch = parsed.value();
   }
   model::for_each_scheduling_field(s, [&](const char* key, auto& field) { r.optional(key, field); });
+  std::string eviction;
+  if (r.optional("reply_cache_eviction", eviction)) {
+    auto parsed = model::parse_reply_cache_eviction(eviction);
+    if (!parsed) {
+      r.fail("field 'reply_cache_eviction' in " + r.what() + ": " + parsed.message());
+      return;
+    }
+    s.reply_cache_eviction = parsed.value();
+  }
   if (!r.ok()) return;
   if (auto checked = model::check_scheduling(s, r.what()); !checked) r.fail(checked.message());
 }
@@ -39,6 +48,7 @@ void read_scheduling(JsonReader& r, model::Scheduling& s) {
 json scheduling_json(const model::Scheduling& s) {
   json out{{"dispatch", model::to_string(s.dispatch)}};
   model::for_each_scheduling_field(s, [&](const char* key, const auto& field) { out[key] = field; });
+  out["reply_cache_eviction"] = model::to_string(s.reply_cache_eviction);
   return out;
 }
 

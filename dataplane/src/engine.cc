@@ -13,6 +13,7 @@
 #include "axon/common/clock.h"
 #include "axon/common/log.h"
 
+#include "dedup.h"
 #include "dispatch.h"
 #include "reassembly.h"
 #include "reply_builder.h"
@@ -27,6 +28,9 @@ namespace {
 constexpr std::uint32_t kForwardCells = 256;
 constexpr std::uint32_t kMaxFrame = 4096;
 constexpr std::uint64_t kDeadlineSweepNs = 1'000'000;
+// Dedup entries examined per housekeeping tick: expired ones are also freed when looked up, so
+// the sweep only has to keep ahead of the table filling up.
+constexpr std::uint32_t kDedupSweep = 256;
 
 // A frame copied from one lcore to the owner of its worker.
 struct ForwardCell {
@@ -38,6 +42,10 @@ struct ForwardCell {
   // buffer and gives it back (ReassemblyTable::give_back). `frame` is then its last segment.
   const ReassemblyTable* reasm;
   std::uint32_t reasm_entry;
+  // The request's in-flight dedup entry on the sending lcore (settled remotely by the receiver).
+  DedupTable* dedup;
+  std::uint32_t dedup_entry;
+  std::uint32_t dedup_generation;
   std::uint8_t frame[kMaxFrame];
 };
 
@@ -169,6 +177,14 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
     AXON_LOG_WARN("engine", "lcore %u: %s; segmented requests will be answered ERROR payload_too_large", id,
                   table.message().c_str());
   }
+  DedupLimits dedup_limits;
+  dedup_limits.entries = shared.config.dedup.entries;
+  dedup_limits.arena_bytes = shared.config.dedup.arena_bytes;
+  if (auto table = DedupTable::create(dedup_limits)) {
+    dedup_ = std::move(table).value();
+  } else {
+    AXON_LOG_WARN("engine", "lcore %u: %s; retransmits will not be deduplicated", id, table.message().c_str());
+  }
   open_cache();
   // Reply segments stay within the interface's MTU (docs/protocol.md §1, §6).
   if (!shared.config.interface.empty()) {
@@ -276,6 +292,11 @@ bool Lcore::prepare(const Frame& frame, std::uint64_t now, bool admitted, Pendin
   // one that completes its message goes on, as the whole message.
   if (p.request.segment_count > 1 && !reassembled && !reassemble(now, p)) return false;
   p.route = routes == nullptr ? nullptr : routes->find(p.request.agent_id);
+  // Forwarded requests were looked up by the lcore that received them.
+  if (!admitted && !deduplicate(p, now)) {
+    if (p.reasm != nullptr) reasm_->release(p.reasm_entry);
+    return false;
+  }
   return true;
 }
 
@@ -335,8 +356,10 @@ void Lcore::refuse_error(const Pending& p, std::uint64_t rx_ns, protocol::ErrorC
                          std::uint32_t retry_after_us) noexcept {
   ReplyContext ctx;
   if (capture_context(std::span<const std::uint8_t>(p.frame->data, p.frame->len), p.parsed, p.request, rx_ns, ctx)) {
+    attach_dedup(p, ctx);
     answer_error(ctx, code, retry_after_us);
   } else {
+    forget_dedup(p);
     count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
   }
 }
@@ -345,8 +368,10 @@ void Lcore::refuse_busy(const Pending& p, std::uint64_t rx_ns, BusyReason reason
                         std::uint32_t retry_after_us) noexcept {
   ReplyContext ctx;
   if (capture_context(std::span<const std::uint8_t>(p.frame->data, p.frame->len), p.parsed, p.request, rx_ns, ctx)) {
+    attach_dedup(p, ctx);
     answer_busy(ctx, reason, retry_after_us);
   } else {
+    forget_dedup(p);
     count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
   }
 }
@@ -368,7 +393,10 @@ void Lcore::dispatch_request(const Pending& p, std::uint64_t rx_ns, std::uint32_
     return;
   }
   CachedRequest cached;
-  if (answer_from_cache(p, rx_ns, cached)) return;
+  if (answer_from_cache(p, rx_ns, cached)) {
+    forget_dedup(p);  // answered without a worker: a retry meets the response cache again
+    return;
+  }
   WorkerSlot* slot = nullptr;
   if (chosen < shared_.workers.size() &&
       shared_.workers[chosen]->state.load(std::memory_order_acquire) == std::uint32_t(WorkerSlotState::alive)) {
@@ -467,16 +495,17 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now,
   const std::uint32_t length = p.reasm != nullptr ? request.message_len : std::uint32_t(payload.size());
   shm::BufferLease lease;
   if (q.count >= q.room || !slot.channel->try_alloc(length, lease)) {
-    ReplyContext ctx;
-    if (capture_context(bytes, parsed, request, now, ctx)) answer_busy(ctx);
+    refuse_busy(p, now, BusyReason::ring_full, 0);
     return;
   }
   ReplyContext& ctx = slot.contexts[lease.buffer_id];
   if (!capture_context(bytes, parsed, request, now, ctx)) {
     slot.channel->release(lease);
+    forget_dedup(p);
     count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
     return;
   }
+  attach_dedup(p, ctx);
   note_cacheable(ctx, cached);
   if (p.reasm != nullptr) {
     p.reasm->copy_out(p.reasm_entry, reinterpret_cast<std::uint8_t*>(lease.data));
@@ -535,8 +564,6 @@ void Lcore::flush_staged() noexcept {
 
 void Lcore::forward(std::uint32_t to, const Pending& p, std::uint64_t rx_ns, std::uint32_t slot) noexcept {
   const Frame& frame = *p.frame;
-  const protocol::ParsedFrame& parsed = p.parsed;
-  const protocol::Header& request = p.request;
   Forward* ring = forward_out_[to].get();
   std::uint32_t pushed = 0;
   // A reassembled message is lent only from its own table (never passed on a second time).
@@ -548,6 +575,9 @@ void Lcore::forward(std::uint32_t to, const Pending& p, std::uint64_t rx_ns, std
       cell.slot = slot;
       cell.reasm = p.reasm;
       cell.reasm_entry = p.reasm_entry;
+      cell.dedup = p.dedup;
+      cell.dedup_entry = p.dedup_entry;
+      cell.dedup_generation = p.dedup_generation;
       std::memcpy(cell.frame, frame.data, frame.len);
     });
   }
@@ -557,10 +587,7 @@ void Lcore::forward(std::uint32_t to, const Pending& p, std::uint64_t rx_ns, std
     return;
   }
   count(stats_.forward_full);
-  ReplyContext ctx;
-  if (capture_context(std::span<const std::uint8_t>(frame.data, frame.len), parsed, request, rx_ns, ctx)) {
-    answer_busy(ctx, BusyReason::forward_full);
-  }
+  refuse_busy(p, rx_ns, BusyReason::forward_full, 0);
 }
 
 std::uint32_t Lcore::drain_forwarded() noexcept {
@@ -580,7 +607,12 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
           p.reasm_entry = cell.reasm_entry;
           p.rx_ns = cell.rx_ns;
         }
+        p.dedup = cell.dedup;
+        p.dedup_entry = cell.dedup_entry;
+        p.dedup_generation = cell.dedup_generation;
         dispatch_request(p, cell.rx_ns, cell.slot);
+      } else if (cell.dedup != nullptr) {
+        cell.dedup->settle_remote(cell.dedup_entry, cell.dedup_generation, false);
       }
       // The message was copied into the worker's buffer, or refused: its lender may free it.
       if (whole) const_cast<ReassemblyTable*>(cell.reasm)->give_back(cell.reasm_entry);
@@ -591,6 +623,7 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
 
 void Lcore::send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
                          std::uint32_t length) noexcept {
+  if (ctx.dedup != nullptr) settle_dedup(ctx, reply, data, length);
   // docs/protocol.md §6: with M the largest payload one datagram may carry (the frame, and the
   // interface's MTU), count = ceil(len / M) segments of S = ceil(len / count) bytes, the last
   // one the rest.
@@ -878,6 +911,11 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
     count(stats_.drops[std::size_t(protocol::Reason::reassembly_timeout)], reasm_->expire(now));
     stats_.reassembly_bytes.store(reasm_->bytes_in_use(), std::memory_order_relaxed);
     stats_.reassembly_messages.store(reasm_->messages_in_use(), std::memory_order_relaxed);
+  }
+  if (dedup_ != nullptr) {
+    (void)dedup_->expire(now, kDedupSweep);
+    stats_.dedup_arena_bytes.store(dedup_->bytes_in_use(), std::memory_order_relaxed);
+    stats_.dedup_entries.store(dedup_->entries_in_use(), std::memory_order_relaxed);
   }
   publish_cache();
   port_.poll_completions();

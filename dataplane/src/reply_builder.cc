@@ -46,6 +46,7 @@ bool capture_context(std::span<const std::uint8_t> frame, const protocol::Parsed
   ctx.has_deadline = request.deadline_us != 0;
   ctx.deadline_ns = rx_ns + std::uint64_t(request.deadline_us) * 1000u;
   ctx.request = request;
+  ctx.dedup = nullptr;
   return true;
 }
 

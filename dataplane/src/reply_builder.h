@@ -10,6 +10,8 @@
 
 namespace axon::dataplane {
 
+class DedupTable;
+
 // Captured at receive time, kept by the data plane (never in worker-writable memory), and
 // used for the RESPONSE, BUSY or ERROR that answers the request. This is the truth about a
 // request in flight (docs/architecture.md, "A request in flight").
@@ -33,6 +35,10 @@ struct ReplyContext {
   // The request as received: the one record of it the data plane keeps and answers from.
   // The worker's Descriptor is a copy made for the worker; the channel keeps only its key.
   protocol::Header request{};
+  // The request's dedup entry (dedup.h), settled by the reply; reset by capture_context.
+  DedupTable* dedup = nullptr;
+  std::uint32_t dedup_entry = 0;
+  std::uint32_t dedup_generation = 0;
 };
 
 // Fills ctx from a frame that parsed ok. Returns false if the L2 header is too long to keep.

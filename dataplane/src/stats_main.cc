@@ -154,6 +154,13 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
                 static_cast<unsigned long long>(stats.lcore(l, &axon::dataplane::LcoreStats::reassembly_bytes)));
   }
   std::printf("]}");
+  std::printf(
+      ",\"dedup\":{\"misses\":%llu,\"absorbed\":%llu,\"hits\":%llu,\"tombstone_hits\":%llu,\"untracked\":%llu,"
+      "\"evictions\":%llu,\"arena_bytes\":%llu,\"entries\":%llu}",
+      static_cast<unsigned long long>(t.dedup_misses), static_cast<unsigned long long>(t.dedup_absorbed),
+      static_cast<unsigned long long>(t.dedup_hits), static_cast<unsigned long long>(t.dedup_tombstone_hits),
+      static_cast<unsigned long long>(t.dedup_untracked), static_cast<unsigned long long>(t.dedup_evictions),
+      static_cast<unsigned long long>(t.dedup_arena_bytes), static_cast<unsigned long long>(t.dedup_entries));
   const StageTotals hit = stats.cache_hit_latency();
   std::printf(
       ",\"response_cache\":{\"hits\":%llu,\"misses\":%llu,\"insertions\":%llu,\"evictions\":%llu,"

@@ -86,6 +86,14 @@ LcoreTotals StatsReader::totals() const noexcept {
     t.trace_context_invalid += load(l.trace_context_invalid);
     t.reassembly_bytes += load(l.reassembly_bytes);
     t.reassembly_messages += load(l.reassembly_messages);
+    t.dedup_misses += load(l.dedup_misses);
+    t.dedup_absorbed += load(l.dedup_absorbed);
+    t.dedup_hits += load(l.dedup_hits);
+    t.dedup_tombstone_hits += load(l.dedup_tombstone_hits);
+    t.dedup_untracked += load(l.dedup_untracked);
+    t.dedup_evictions += load(l.dedup_evictions);
+    t.dedup_arena_bytes += load(l.dedup_arena_bytes);
+    t.dedup_entries += load(l.dedup_entries);
     t.cache_hits += load(l.cache_hits);
     t.cache_misses += load(l.cache_misses);
     t.cache_insertions += load(l.cache_insertions);

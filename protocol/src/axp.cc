@@ -253,6 +253,7 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::handler_error: return "handler_error";
     case ErrorCode::unknown_tenant: return "unknown_tenant";
     case ErrorCode::internal: return "internal";
+    case ErrorCode::duplicate_reply_evicted: return "duplicate_reply_evicted";
   }
   return "unknown";
 }

@@ -206,6 +206,38 @@ TEST(DataplaneConfig, ReassemblyLimitsParseWithDefaultsAndBounds) {
   expect_error_at(minimal("", "[reassembly]\ntimeout = 5\n"), ConfigError::unknown_key, 7, "unknown key 'timeout'");
 }
 
+// Issue 14: the [dedup] table and arena per lcore, and an agent's dedup keys, with defaults and bounds.
+TEST(DataplaneConfig, DedupKeysParseWithDefaultsAndBounds) {
+  const std::string agents =
+      "[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\ndedup_window_ms = 5000\nreply_cache_entries = 32\n"
+      "reply_cache_eviction = \"fifo\"\n\n[[agents]]\nid = 2\ntenant = 0\nworkers = [\"w\"]\n"
+      "\n[dedup]\nentries = 1024\narena_bytes = 1048576\n";
+  auto r = parse_config(minimal("", agents), kName);
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(r->dedup.entries, 1024u);
+  EXPECT_EQ(r->dedup.arena_bytes, 1048576u);
+  EXPECT_EQ(r->agents[0].scheduling.dedup_window_ms, 5000u);
+  EXPECT_EQ(r->agents[0].scheduling.reply_cache_entries, 32u);
+  EXPECT_EQ(r->agents[0].scheduling.reply_cache_eviction, model::ReplyCacheEviction::fifo);
+  EXPECT_EQ(r->agents[1].scheduling.dedup_window_ms, 0u) << "dedup is off unless an agent asks for it";
+  EXPECT_EQ(r->agents[1].scheduling.reply_cache_entries, 256u);
+  EXPECT_EQ(r->agents[1].scheduling.reply_cache_eviction, model::ReplyCacheEviction::lru);
+  auto defaults = parse_config(minimal("", ""), kName);
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->dedup.entries, 8192u);
+  EXPECT_EQ(defaults->dedup.arena_bytes, 4u << 20);
+  const std::string head = "[[agents]]\nid = 1\ntenant = 0\nworkers = [\"w\"]\n";  // lines 6-9
+  expect_error_at(minimal("", head + "dedup_window_ms = 600001\n"), ConfigError::invalid_value, 10,
+                  "dedup_window_ms: at most 600000");
+  expect_error_at(minimal("", head + "reply_cache_entries = 0\n"), ConfigError::invalid_value, 10,
+                  "reply_cache_entries: use 1 to 65536");
+  expect_error_at(minimal("", head + "reply_cache_eviction = \"random\"\n"), ConfigError::invalid_value, 10,
+                  "unknown reply cache eviction 'random'; use \"lru\" or \"fifo\"");
+  expect_error_at(minimal("", "[dedup]\nentries = 8\n"), ConfigError::invalid_value, 7, "entries: use 16 to");
+  expect_error_at(minimal("", "[dedup]\narena_bytes = 4096\n"), ConfigError::invalid_value, 7, "arena_bytes");
+  expect_error_at(minimal("", "[dedup]\nwindow_ms = 5\n"), ConfigError::unknown_key, 7, "unknown key 'window_ms'");
+}
+
 // Issue 15: [telemetry] stage_latency switches the per-stage histograms; on by default.
 TEST(DataplaneConfig, TelemetryStageLatencySwitch) {
   auto on = parse_config(minimal(), kName);

@@ -97,6 +97,9 @@ TEST(ControlCodec, ApplyCarriesSchedulingKnobs) {
   a.scheduling.reserved_interactive_share = 0.5;
   a.scheduling.queue_delay_target_us = 750;
   a.scheduling.high_water = 0.8;
+  a.scheduling.dedup_window_ms = 5000;
+  a.scheduling.reply_cache_entries = 17;
+  a.scheduling.reply_cache_eviction = model::ReplyCacheEviction::fifo;
   t.agents.push_back(a);
   for (auto d : {model::Dispatch::sticky, model::Dispatch::p2c, model::Dispatch::jsq}) {
     AgentEntry other{std::uint32_t(10 + int(d)), 1, "", {}, {}};
@@ -128,6 +131,10 @@ TEST(ControlCodec, BadSchedulingKnobsAreNamed) {
   expect_bad(agent(R"("high_water":0)"), CodecError::invalid, "agents[0]: high_water");
   expect_bad(agent(R"("queue_delay_target_us":1.5)"), CodecError::invalid, "'queue_delay_target_us' in agents[0]");
   expect_bad(agent(R"("queue_delay_target_us":60000001)"), CodecError::invalid, "queue_delay_target_us: at most");
+  expect_bad(agent(R"("dedup_window_ms":600001)"), CodecError::invalid, "agents[0]: dedup_window_ms: at most 600000");
+  expect_bad(agent(R"("reply_cache_entries":0)"), CodecError::invalid, "agents[0]: reply_cache_entries: use 1 to");
+  expect_bad(agent(R"("reply_cache_eviction":"random")"), CodecError::invalid,
+             "field 'reply_cache_eviction' in agents[0]: unknown reply cache eviction 'random'");
   expect_bad(agent(R"("dispach":"p2c")"), CodecError::invalid, "unknown field 'dispach' in agents[0]");
 }
 

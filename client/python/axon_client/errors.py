@@ -98,6 +98,11 @@ class InternalError(AxonErrorReply):
     """11 internal, and every code this client does not know (§4)."""
 
 
+class DuplicateReplyEvicted(AxonErrorReply):
+    """12 duplicate_reply_evicted: this request_id was answered within the agent's dedup window,
+    but the reply is no longer cached; the request was not run again (docs/protocol.md §1)."""
+
+
 _BY_CODE: Dict[int, Type[AxonErrorReply]] = {
     ErrorCode.MALFORMED: Malformed,
     ErrorCode.UNSUPPORTED_VERSION: UnsupportedVersion,
@@ -110,6 +115,7 @@ _BY_CODE: Dict[int, Type[AxonErrorReply]] = {
     ErrorCode.HANDLER_ERROR: HandlerError,
     ErrorCode.UNKNOWN_TENANT: UnknownTenant,
     ErrorCode.INTERNAL: InternalError,
+    ErrorCode.DUPLICATE_REPLY_EVICTED: DuplicateReplyEvicted,
 }
 
 

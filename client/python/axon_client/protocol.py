@@ -62,6 +62,7 @@ class ErrorCode(enum.IntEnum):
     HANDLER_ERROR = 9
     UNKNOWN_TENANT = 10
     INTERNAL = 11
+    DUPLICATE_REPLY_EVICTED = 12
 
 
 def error_code_name(code: int) -> str:

@@ -38,6 +38,14 @@ void read_scheduling(JsonReader& r, model::Scheduling& out) {
     }
   }
   model::for_each_scheduling_field(out, [&](const char* key, auto& field) { r.optional(key, field); });
+  std::string eviction;
+  if (r.optional("reply_cache_eviction", eviction)) {
+    if (auto parsed = model::parse_reply_cache_eviction(eviction)) {
+      out.reply_cache_eviction = parsed.value();
+    } else {
+      r.fail("field 'reply_cache_eviction' in " + r.what() + ": " + parsed.message());
+    }
+  }
 }
 
 void read_agent(JsonReader& r, AgentSpec& out, const std::optional<std::string>& path_name) {
@@ -143,6 +151,7 @@ json to_json(const AgentSpec& value) {
            {"cgroup_profile", value.cgroup_profile},
            {"dispatch", model::to_string(value.scheduling.dispatch)}};
   model::for_each_scheduling_field(value.scheduling, [&](const char* key, const auto& field) { out[key] = field; });
+  out["reply_cache_eviction"] = model::to_string(value.scheduling.reply_cache_eviction);
   return out;
 }
 

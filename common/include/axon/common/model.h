@@ -83,6 +83,14 @@ constexpr std::array<const char*, 4> enum_names(Dispatch) {
 }
 const char* to_string(Dispatch dispatch) noexcept;
 
+// Which cached reply an agent's full reply cache gives up first (docs/scheduling.md,
+// "Retransmit dedup"): the least recently answered-or-re-answered one, or the oldest.
+enum class ReplyCacheEviction : std::uint8_t { lru, fifo };
+constexpr std::array<const char*, 2> enum_names(ReplyCacheEviction) {
+  return {"lru", "fifo"};
+}
+const char* to_string(ReplyCacheEviction eviction) noexcept;
+
 // An agent's scheduling knobs (docs/scheduling.md lists each with its effect). The data
 // plane applies them per request; the control plane carries them in its config and REST API
 // and checks what needs the pool's size (reserved <= pool max).
@@ -102,6 +110,13 @@ struct Scheduling {
   // BUSY a new request when its ring is filled to this fraction of its capacity, (0, 1];
   // 1 = only a full ring.
   double high_water = 1.0;
+  // Retransmit dedup (docs/protocol.md §1, docs/scheduling.md "Retransmit dedup"): a request whose
+  // (tenant, source address and port, request_id) is in flight is absorbed, and one answered less
+  // than dedup_window_ms ago is re-answered from the lcore's reply cache. 0 = off (the default: a
+  // client that reuses request ids for new requests would otherwise get old replies).
+  std::uint32_t dedup_window_ms = 0;
+  std::uint32_t reply_cache_entries = 256;  // replies with payload kept per lcore for this agent
+  ReplyCacheEviction reply_cache_eviction = ReplyCacheEviction::lru;
   // Response cache (docs/operations.md, "Response cache"): a successful RESPONSE of a cacheable
   // agent is kept for cache_ttl_ms and answers later requests of the same tenant with the same
   // payload without a worker. Carried with the scheduling knobs because every path that carries
@@ -111,10 +126,11 @@ struct Scheduling {
   friend bool operator==(const Scheduling&, const Scheduling&) = default;
 };
 
-// Every scheduling key but `dispatch` (a name, parsed by parse_dispatch), with its field: the
-// one list the config readers (data plane and control plane TOML), the JSON readers (control
-// socket, REST) and the JSON writers walk, so a new knob is added here once. Works on a const
-// Scheduling too (the writers).
+// Every scheduling key but `dispatch` and `reply_cache_eviction` (names, parsed by parse_dispatch
+// and parse_reply_cache_eviction next to each walk), with its field: the one list the config
+// readers (data plane and control plane TOML), the JSON readers (control socket, REST) and the
+// JSON writers walk, so a new knob is added here once. Works on a const Scheduling too (the
+// writers).
 template <class SchedulingRef, class Visit>
 requires std::is_same_v<std::remove_const_t<SchedulingRef>, Scheduling>
 void for_each_scheduling_field(SchedulingRef& s, Visit&& visit) {
@@ -123,18 +139,24 @@ void for_each_scheduling_field(SchedulingRef& s, Visit&& visit) {
   visit("reserved_interactive_share", s.reserved_interactive_share);
   visit("queue_delay_target_us", s.queue_delay_target_us);
   visit("high_water", s.high_water);
+  visit("dedup_window_ms", s.dedup_window_ms);
+  visit("reply_cache_entries", s.reply_cache_entries);
   visit("cacheable", s.cacheable);
   visit("cache_ttl_ms", s.cache_ttl_ms);
 }
 
 inline constexpr std::uint32_t kMaxReservedInteractive = 64;         // an agent's worker limit
 inline constexpr std::uint32_t kMaxQueueDelayTargetUs = 60'000'000;  // one minute
-inline constexpr std::uint32_t kMaxCacheTtlMs = 86'400'000;          // one day
+inline constexpr std::uint32_t kMaxDedupWindowMs = 600'000;          // ten minutes
+inline constexpr std::uint32_t kMaxReplyCacheEntries = 65'536;
+inline constexpr std::uint32_t kMaxCacheTtlMs = 86'400'000;  // one day
 
 enum class SchedulingError { invalid };
 
 // "sticky", "p2c", "jsq" or "round_robin"; anything else is refused with the list.
 Result<Dispatch, SchedulingError> parse_dispatch(std::string_view name);
+// "lru" or "fifo"; anything else is refused with the list.
+Result<ReplyCacheEviction, SchedulingError> parse_reply_cache_eviction(std::string_view name);
 // Range checks of every field; the message is "<where>: <field>: <what to use>" (without
 // "<where>: " when where is empty).
 Result<Ok, SchedulingError> check_scheduling(const Scheduling& scheduling, std::string_view where);

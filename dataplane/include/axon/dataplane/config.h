@@ -92,6 +92,17 @@ struct ReassemblySettings {
   std::uint32_t messages = 1024;
 };
 
+// [dedup]: retransmit dedup and the reply cache (docs/scheduling.md, "Retransmit dedup"). Each
+// lcore has one table of `entries` requests (in flight, answered, or tombstones of answers whose
+// payload was given up) and an `arena_bytes` ring of cached reply payloads on hugepages, both
+// mapped at start; the agents' dedup_window_ms, reply_cache_entries and reply_cache_eviction say
+// what goes in. Mapped even while no agent turns dedup on, so agents applied later over the
+// control socket find it ready.
+struct DedupSettings {
+  std::uint32_t entries = 8192;
+  std::uint32_t arena_bytes = 4u << 20;
+};
+
 // [response_cache]: bytes of each lcore's response cache (docs/operations.md, "Response
 // cache"), preallocated at start on hugepages when there are any; 0 = no cache (agents marked
 // cacheable are then always served by a worker).
@@ -131,6 +142,7 @@ struct DataplaneConfig {
   UringSettings uring;
   DpdkSettings dpdk;
   ReassemblySettings reassembly;
+  DedupSettings dedup;
   ResponseCacheSettings response_cache;
   TelemetrySettings telemetry;
   shm::SegmentGeometry geometry;

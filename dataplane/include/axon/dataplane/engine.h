@@ -29,6 +29,7 @@ namespace axon::dataplane {
 
 struct ReplyContext;
 class Lcore;
+class DedupTable;
 class ReassemblyTable;
 class StageRecorder;
 class ResponseCache;
@@ -110,6 +111,11 @@ class Lcore {
     const ReassemblyTable* reasm = nullptr;
     std::uint32_t reasm_entry = 0;
     std::uint64_t rx_ns = 0;
+    // Its in-flight entry in the dedup table of the lcore that received it (dedup.h), to settle
+    // when it is answered; null: not tracked (dedup off for the agent, or the table full).
+    DedupTable* dedup = nullptr;
+    std::uint32_t dedup_entry = 0;
+    std::uint32_t dedup_generation = 0;
   };
   static constexpr std::uint32_t kNoSlot = ~0u;
 
@@ -120,6 +126,16 @@ class Lcore {
   [[nodiscard]] bool prepare(const Frame& frame, std::uint64_t now, bool admitted, Pending& p,
                              bool reassembled = false) noexcept;
   [[nodiscard]] bool reassemble(std::uint64_t now, Pending& p) noexcept;
+  // Retransmit dedup (engine_dedup.cc): false when the request was absorbed or re-answered from
+  // the reply cache; true when it goes on (entered in flight in p.dedup when tracked).
+  [[nodiscard]] bool deduplicate(Pending& p, std::uint64_t now) noexcept;
+  // Settles the reply's dedup entry (called by send_payload for every reply of a tracked request):
+  // cached when the request reached a worker, forgotten when it was refused before.
+  void settle_dedup(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
+                    std::uint32_t length) noexcept;
+  // A tracked request dropped without any reply (its frame could not be answered): forgotten.
+  void forget_dedup(const Pending& p) noexcept;
+  void attach_dedup(const Pending& p, ReplyContext& ctx) noexcept;
   // dispatch_request, then frees a reassembled message's memory unless it went to another lcore.
   void dispatch_pending(const Pending& p, std::uint64_t now) noexcept;
   // A background request of an agent with class scheduling: dispatched after the burst's others.
@@ -192,6 +208,7 @@ class Lcore {
   std::uint32_t tx_cache_count_ = 0;
   std::vector<shm::LostRequest> lost_;      // reserved at start; reclaim never allocates after
   std::unique_ptr<ReassemblyTable> reasm_;  // null: it could not be set up (segmented requests refused)
+  std::unique_ptr<DedupTable> dedup_;       // null: it could not be set up (no request deduplicated)
   std::uint32_t mtu_ = 1500;                // the interface's MTU: bounds each reply segment
   std::unique_ptr<ResponseCache> cache_;    // null: [response_cache] bytes = 0, or it could not be set up
   std::unique_ptr<CacheHits> cache_hits_;   // replies served from the cache, waiting for their transmit

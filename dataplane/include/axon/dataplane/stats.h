@@ -32,7 +32,9 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 //    latency_ns; StatsHeader stage_latency (issue 15).
 // 9: LcoreStats cache_* (the response cache's counters, gauges and hit latency; issue 14).
 // 10: LcoreStats trace_context_invalid (issue 15 trace context).
-inline constexpr std::uint32_t kStatsVersion = 10;
+// 11: error code duplicate_reply_evicted (errors_sent grew by one); LcoreStats dedup_* (issue 14
+//    retransmit dedup and the reply cache).
+inline constexpr std::uint32_t kStatsVersion = 11;
 inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
@@ -108,6 +110,20 @@ struct alignas(128) LcoreStats {
   Counter reassembly_bytes;
   Counter reassembly_messages;
   Counter reply_segments;  // reply datagrams of segmented replies (segment_count > 1)
+  // Retransmit dedup (docs/scheduling.md, "Retransmit dedup"), requests of agents with
+  // dedup_window_ms > 0 only: misses (new, entered in flight), absorbed (in flight already, no
+  // reply), hits (re-answered from the reply cache), tombstone hits (answered within the window,
+  // payload given up: ERROR duplicate_reply_evicted), untracked (the table was full: dispatched
+  // without dedup), evictions (cached replies given up for room); the gauges of the lcore's
+  // cached payload bytes and of its entries in use.
+  Counter dedup_misses;
+  Counter dedup_absorbed;
+  Counter dedup_hits;
+  Counter dedup_tombstone_hits;
+  Counter dedup_untracked;
+  Counter dedup_evictions;
+  Counter dedup_arena_bytes;
+  Counter dedup_entries;
   // Per stage and AXP priority class (interactive, background), every RESPONSE's latency
   // (latency_histogram.h); empty while [telemetry] stage_latency is off.
   StageHistogram stage_latency[kStageCount][kClassCount];

@@ -31,6 +31,9 @@ struct LcoreTotals {
   // Segmented requests: messages reassembled, reply datagrams of segmented replies, and the
   // reassembly tables' gauges summed (bytes of arena in use, partial messages held).
   std::uint64_t reassembled = 0, reply_segments = 0, reassembly_bytes = 0, reassembly_messages = 0;
+  // Retransmit dedup: the lookups' outcomes, evictions, and the gauges summed.
+  std::uint64_t dedup_misses = 0, dedup_absorbed = 0, dedup_hits = 0, dedup_tombstone_hits = 0;
+  std::uint64_t dedup_untracked = 0, dedup_evictions = 0, dedup_arena_bytes = 0, dedup_entries = 0;
   // The response caches: hits, misses, insertions, evictions, expirations, invalidations, and
   // the gauges summed (bytes of live entries, entries).
   std::uint64_t cache_hits = 0, cache_misses = 0, cache_insertions = 0, cache_evictions = 0;

@@ -51,6 +51,7 @@ enum class ErrorCode : std::uint16_t {
   handler_error = AXP_ERR_HANDLER_ERROR,
   unknown_tenant = AXP_ERR_UNKNOWN_TENANT,
   internal = AXP_ERR_INTERNAL,
+  duplicate_reply_evicted = AXP_ERR_DUPLICATE_REPLY_EVICTED,
 };
 inline constexpr std::size_t kErrorCodeCount = AXP_ERR_COUNT;
 
