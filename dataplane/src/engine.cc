@@ -46,6 +46,10 @@ struct ForwardCell {
   DedupTable* dedup;
   std::uint32_t dedup_entry;
   std::uint32_t dedup_generation;
+  // A settlement instead of a request: the reply (`reply`, its payload in `frame`, `len` bytes)
+  // to a request the receiving lcore looked up for dedup, for its reply cache.
+  bool settle;
+  protocol::Header reply;
   std::uint8_t frame[kMaxFrame];
 };
 
@@ -578,6 +582,7 @@ void Lcore::forward(std::uint32_t to, const Pending& p, std::uint64_t rx_ns, std
       cell.dedup = p.dedup;
       cell.dedup_entry = p.dedup_entry;
       cell.dedup_generation = p.dedup_generation;
+      cell.settle = false;
       std::memcpy(cell.frame, frame.data, frame.len);
     });
   }
@@ -595,6 +600,15 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
   for (Forward* ring : forward_in_) {
     if (ring == nullptr) continue;
     work += ring->consumer.try_pop_burst(kBurst, [&](const ForwardCell& cell) noexcept {
+      if (cell.settle) {
+        if (dedup_ != nullptr && cell.dedup == dedup_.get()) {
+          const DedupTable::Settled settled =
+              dedup_->settle(cell.dedup_entry, cell.dedup_generation, true, cell.reply,
+                             std::span<const std::uint8_t>(cell.frame, cell.len), monotonic_ns());
+          if (settled.evicted > 0) count(stats_.dedup_evictions, settled.evicted);
+        }
+        return;
+      }
       // The frame stays in the cell until the pop returns, and enqueue_local copies the
       // payload out before that. It was counted by the lcore that received it.
       Frame frame{const_cast<std::uint8_t*>(cell.frame), cell.len, 0};
@@ -619,6 +633,29 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
     });
   }
   return work;
+}
+
+// The reply to a request another lcore received and looked up for dedup goes back to that lcore's
+// reply cache through the forward ring to it (this lcore is that ring's one producer). False when
+// it cannot: a payload longer than a cell, no such lcore, or the ring full.
+bool Lcore::forward_settlement(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
+                               std::uint32_t length) noexcept {
+  if (length > kMaxFrame || (length > 0 && data == nullptr)) return false;
+  for (const Lcore* home : shared_.lcores) {
+    if (home == nullptr || home->dedup_.get() != ctx.dedup) continue;
+    if (home->id_ >= forward_out_.size() || forward_out_[home->id_] == nullptr) return false;
+    return forward_out_[home->id_]->producer.try_push_burst(1, [&](std::uint32_t, ForwardCell& cell) noexcept {
+      cell.settle = true;
+      cell.reply = reply;
+      cell.len = length;
+      cell.dedup = ctx.dedup;
+      cell.dedup_entry = ctx.dedup_entry;
+      cell.dedup_generation = ctx.dedup_generation;
+      cell.reasm = nullptr;
+      if (length > 0) std::memcpy(cell.frame, data, length);
+    }) == 1;
+  }
+  return false;
 }
 
 void Lcore::send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,

@@ -135,6 +135,8 @@ class Lcore {
                     std::uint32_t length) noexcept;
   // A tracked request dropped without any reply (its frame could not be answered): forgotten.
   void forget_dedup(const Pending& p) noexcept;
+  [[nodiscard]] bool forward_settlement(const ReplyContext& ctx, const protocol::Header& reply,
+                                        const std::uint8_t* data, std::uint32_t length) noexcept;
   void attach_dedup(const Pending& p, ReplyContext& ctx) noexcept;
   // dispatch_request, then frees a reassembled message's memory unless it went to another lcore.
   void dispatch_pending(const Pending& p, std::uint64_t now) noexcept;
