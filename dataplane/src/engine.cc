@@ -20,6 +20,7 @@
 #include "response_cache.h"
 #include "stage_recorder.h"
 #include "trace_context.h"
+#include "trace_recorder.h"
 
 namespace axon::dataplane {
 
@@ -162,6 +163,10 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
   }
   sched_ = std::make_unique<Sched>();
   stages_ = std::make_unique<StageRecorder>(stats_, shared.config.telemetry.stage_latency);
+  const std::uint32_t sample_ppm = std::uint32_t(shared.config.telemetry.trace_sample_rate * 1e6 + 0.5);
+  traces_ = std::make_unique<TraceRecorder>(shared.traces != nullptr ? shared.traces->ring(id) : nullptr,
+                                            shared.traces != nullptr ? shared.traces->records(id) : nullptr,
+                                            std::uint16_t(id), sample_ppm, monotonic_ns() ^ (std::uint64_t(id) << 48));
   sched_->drain.resize(owned_.size());
   sched_->admitted.assign(owned_.size(), 0);
   touched_.reserve(owned_.size());
@@ -525,7 +530,7 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now,
   meta.session_key = request.session_key;
   meta.deadline_us = request.deadline_us;
   meta.priority = std::uint8_t(request.priority);
-  fill_trace_context(meta, request, stats_);
+  fill_trace_context(meta, request, stats_, (request.trace_flags & protocol::kTraceSampled) == 0 && traces_->pick());
   meta.hop_ns[shm::kHopRx] = now;
   meta.user_cookie = lease.buffer_id;
   out.lease = lease;
@@ -728,6 +733,7 @@ std::uint32_t Lcore::tx_room() noexcept {
 void Lcore::flush_tx() noexcept {
   if (tx_count_ == 0) {
     cache_transmitted();
+    if (traces_->pending() != 0) traces_->transmitted(monotonic_ns());
     return stages_->transmitted();
   }
   std::uint32_t sent = port_.tx_burst(tx_, tx_count_);
@@ -739,6 +745,7 @@ void Lcore::flush_tx() noexcept {
   tx_count_ = 0;
   cache_transmitted();
   stages_->transmitted();
+  if (traces_->pending() != 0) traces_->transmitted(monotonic_ns());
 }
 
 std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
@@ -773,12 +780,14 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
       } else if (c.status != shm::ReplyStatus::ok) {
         answer_error(ctx, error_of(c.status));
       } else {
-        protocol::Header reply =
-            protocol::make_reply(ctx.request, protocol::MessageType::response, handler_span(c.reply));
+        const protocol::SpanId span = handler_span(c.reply);
+        protocol::Header reply = protocol::make_reply(ctx.request, protocol::MessageType::response, span);
         send_payload(ctx, reply, reinterpret_cast<const std::uint8_t*>(c.data), c.length);
         store_in_cache(ctx, reinterpret_cast<const std::uint8_t*>(c.data), c.length, now);
         count(stats_.responses);
         stages_->on_reply(c.reply, now, std::uint8_t(ctx.request.priority));
+        traces_->on_reply(c.reply, span, now,
+                          (ctx.request.trace_flags & protocol::kTraceSampled) != 0 ? SampledBy::flag : SampledBy::rate);
       }
       ctx.live = 0;
       slot.channel->finish(c);
