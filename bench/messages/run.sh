@@ -368,11 +368,8 @@ stats_json() {
   done
   echo '{}'
 }
-# Deltas of every number in two snapshots, objects and arrays alike. Value parameters ($a, $b):
-# a filter parameter would be evaluated again inside with_entries, against the wrong entry.
-jq_delta='def d($a; $b): if ($a | type) == "object" then ($a | with_entries(.value = d(.value; (if ($b | type) == "object" then $b else {} end)[.key])))
-  elif ($a | type) == "array" then [range(0; $a | length) as $i | d($a[$i]; (if ($b | type) == "array" then $b else [] end)[$i])]
-  elif ($a | type) == "number" then $a - (if ($b | type) == "number" then $b else 0 end) else $a end;'
+# d(after; before): deltas of every number in two snapshots, nested (bench/lib/delta.jq).
+jq_delta="$(cat "${repo}/bench/lib/delta.jq")"
 steal_of() {
   (echo "$1"; echo "--"; echo "$2") | awk '
     $1 == "--" { second = 1; next }

@@ -367,10 +367,8 @@ stats_json() {
   "${stats_bin}" --run-dir "${run_dir}" --json 2>/dev/null || echo '{}'
 }
 
-# Deltas of every number in two stats snapshots (objects and arrays alike).
-jq_delta='def d(a; b): if (a | type) == "object" then (a | with_entries(.value = d(.value; (b // {})[.key])))
-  elif (a | type) == "array" then [range(0; a | length) as $i | d(a[$i]; (b // [])[$i])]
-  elif (a | type) == "number" then a - (b // 0) else a end;'
+# d(after; before): deltas of every number in two snapshots, nested (bench/lib/delta.jq).
+jq_delta="$(cat "${repo}/bench/lib/delta.jq")"
 
 cpu_snapshot() { grep "^cpu[0-9]" /proc/stat; }
 # Per cpu: share used by anyone (busy) and share the host took (steal) between two snapshots.

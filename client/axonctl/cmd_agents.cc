@@ -44,6 +44,10 @@ struct CreateOptions {
   CLI::Option* share_opt = nullptr;
   CLI::Option* delay_opt = nullptr;
   CLI::Option* water_opt = nullptr;
+  // Response cache (docs/operations.md): sent only when given.
+  std::string cacheable;  // "on" | "off"
+  std::uint32_t cache_ttl_ms = 0;
+  CLI::Option* ttl_opt = nullptr;
   // Retransmit dedup (docs/scheduling.md, "Retransmit dedup"): each sent only when given.
   std::uint32_t dedup_window_ms = 0;
   std::uint32_t reply_cache_entries = 0;
@@ -121,6 +125,8 @@ bool build_agent_spec(const CreateOptions& o, json& spec, std::string& why) {
   if (o.share_opt->count() > 0) spec["reserved_interactive_share"] = o.reserved_share;
   if (o.delay_opt->count() > 0) spec["queue_delay_target_us"] = o.queue_delay_target_us;
   if (o.water_opt->count() > 0) spec["high_water"] = o.high_water;
+  if (!o.cacheable.empty()) spec["cacheable"] = o.cacheable == "on";
+  if (o.ttl_opt->count() > 0) spec["cache_ttl_ms"] = o.cache_ttl_ms;
   if (o.window_opt->count() > 0) spec["dedup_window_ms"] = o.dedup_window_ms;
   if (o.cache_entries_opt->count() > 0) spec["reply_cache_entries"] = o.reply_cache_entries;
   if (!o.reply_cache_eviction.empty()) spec["reply_cache_eviction"] = o.reply_cache_eviction;
@@ -188,6 +194,9 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
   o->delay_opt = create->add_option("--queue-delay-target-us", o->queue_delay_target_us,
                                     "Queueing-delay target: BUSY above it, and the pool grows to stay under it");
   o->water_opt = create->add_option("--high-water", o->high_water, "BUSY above this fraction of a ring (0..1]");
+  create->add_option("--cacheable", o->cacheable, "on: identical requests within the TTL are answered from the cache")
+      ->check(CLI::IsMember({"on", "off"}));
+  o->ttl_opt = create->add_option("--cache-ttl-ms", o->cache_ttl_ms, "How long a cached reply is served (ms)");
   o->window_opt = create->add_option("--dedup-window-ms", o->dedup_window_ms,
                                      "Retransmits of a request answered this recently get the cached reply (0 = off)");
   o->cache_entries_opt = create->add_option("--reply-cache-entries", o->reply_cache_entries,

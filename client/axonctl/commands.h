@@ -74,6 +74,7 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_workers_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_routes_command(CLI::App& app, GlobalOptions& global, Runner& selected);
+void add_cache_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_tune_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_top_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 

@@ -82,6 +82,8 @@ class ControlPlane final : public ControlApi {
   ApiResult<AgentStatus> scale_agent(const std::string& name, const ScaleRequest& request) override;
   ApiResult<AgentStatus> reset_breaker(const std::string& name) override;
   ApiResult<ScalingStatus> get_scaling(const std::string& name) override;
+  ApiResult<Ok> invalidate_cache(const std::optional<std::string>& agent) override;  // cache_api.cc
+  ApiResult<CacheStatus> get_cache(const std::string& agent) override;               // cache_api.cc
   ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent) override;
   ApiResult<WorkerInfo> drain_worker(const std::string& id) override;
   ApiResult<WorkerInfo> kill_worker(const std::string& id) override;

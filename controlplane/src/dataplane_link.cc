@@ -110,6 +110,16 @@ bool DataplaneLink::grant(const std::string& slot, pid_t pid) {
   return false;
 }
 
+std::string DataplaneLink::invalidate_cache(std::uint32_t agent_id) {
+  if (!client_ || !connected_) return "no data plane is linked (is axon-dataplane running?)";
+  auto done = client_->invalidate_cache(agent_id);
+  if (done) return {};
+  if (done.code() == dpc::ControlError::not_running || done.code() == dpc::ControlError::io_error) {
+    drop(done.message());
+  }
+  return done.message();
+}
+
 void DataplaneLink::fill(DataplaneStatus& d) const {
   d.connected = connected_;
   if (connected_) {

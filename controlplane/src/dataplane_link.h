@@ -56,6 +56,9 @@ class DataplaneLink {
   // Names the one process that may claim `slot` (0 = none yet; issue 11 item 16). False
   // when not connected or refused (logged); a dropped link re-grants after reconnecting.
   bool grant(const std::string& slot, pid_t pid);
+  // Drops the response-cache entries of agent `agent_id` (0: of every agent). The data plane's
+  // message when it refused, or why the link could not ask it; empty on success.
+  std::string invalidate_cache(std::uint32_t agent_id);
   // The status fields the link knows (connected, pid, backend, readiness, counters).
   void fill(DataplaneStatus& status) const;
 

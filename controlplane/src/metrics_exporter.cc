@@ -33,6 +33,45 @@ void write_stage_latency(MetricsWriter& m, const dataplane::StatsReader& stats) 
   }
 }
 
+// The response cache (docs/observability.md, "Response cache"): its counters and gauges summed
+// over the lcores, and the hit latency (rx to transmit of a reply served from it) in seconds on
+// the stage histograms' edges.
+void write_response_cache(MetricsWriter& m, const dataplane::StatsReader& stats) {
+  const dataplane::LcoreTotals t = stats.totals();
+  const struct {
+    const char* name;
+    const char* help;
+    std::uint64_t value;
+  } counters[] = {
+      {"axon_dataplane_cache_hits_total", "Requests of cacheable agents answered from the response cache.",
+       t.cache_hits},
+      {"axon_dataplane_cache_misses_total", "Requests of cacheable agents sent to a worker (no fresh entry).",
+       t.cache_misses},
+      {"axon_dataplane_cache_insertions_total", "Successful replies stored in the response cache.", t.cache_insertions},
+      {"axon_dataplane_cache_evictions_total", "Entries pushed out for room before their TTL ran out (FIFO).",
+       t.cache_evictions},
+      {"axon_dataplane_cache_expirations_total", "Entries dropped past their agent's TTL.", t.cache_expirations},
+      {"axon_dataplane_cache_invalidations_total",
+       "Entries dropped because their agent was invalidated or reconfigured.", t.cache_invalidations},
+  };
+  for (const auto& c : counters) m.family(c.name, "counter", c.help).sample(double(c.value));
+  m.family("axon_dataplane_cache_bytes", "gauge", "Bytes of live entries in the response caches (all lcores).")
+      .sample(double(t.cache_bytes));
+  m.family("axon_dataplane_cache_entries", "gauge", "Live entries in the response caches (all lcores).")
+      .sample(double(t.cache_entries));
+  const dataplane::StageTotals h = stats.cache_hit_latency();
+  m.family("axon_dataplane_cache_hit_latency_seconds", "histogram",
+           "Receive to transmit of each reply served from the response cache.");
+  for (std::uint32_t e = 0; e < dataplane::kPrometheusEdges; ++e) {
+    char le[32];
+    std::snprintf(le, sizeof le, "%.12g", double(dataplane::prometheus_edge_ns(e)) / 1e9);
+    m.sample("_bucket", {{"le", le}}, double(h.below(dataplane::prometheus_edge_ns(e))));
+  }
+  m.sample("_bucket", {{"le", "+Inf"}}, double(h.count));
+  m.sample("_sum", {}, double(h.sum_ns) / 1e9);
+  m.sample("_count", {}, double(h.count));
+}
+
 void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   using dataplane::LcoreStats;
   auto sum = [&](auto field) { return double(stats.lcores(field)); };
@@ -161,6 +200,7 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
     }
   }
   write_stage_latency(m, stats);
+  write_response_cache(m, stats);
 }
 
 }  // namespace

@@ -442,6 +442,11 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
   if (const toml::table* telemetry = root["telemetry"].as_table()) {
     TableReader r(file, *telemetry, "telemetry");
     r.read("stage_latency", config.telemetry.stage_latency);
+    r.read("trace_sample_rate", config.telemetry.trace_sample_rate);
+    const double rate = config.telemetry.trace_sample_rate;
+    if (!(rate >= 0.0 && rate <= 1.0)) {
+      r.invalid("trace_sample_rate", "use a number from 0 (trace only client-sampled requests) to 1 (trace all)");
+    }
     if (!check(r)) return *error;
   }
 

@@ -35,6 +35,7 @@
 #include "axon/dataplane/engine.h"
 #include "axon/dataplane/port.h"
 #include "axon/dataplane/stats.h"
+#include "axon/dataplane/trace_ring.h"
 #include "axon/shm/handoff.h"
 #include "axon/shm/liveness.h"
 
@@ -230,6 +231,7 @@ class Daemon {
   std::optional<shm::DeathWatch> deaths_;
   int signal_fd_ = -1;
   std::string stats_path_;
+  std::optional<TraceMapping> trace_file_;
   // systemd (Type=notify): readiness, a one-line status and the watchdog; no-ops otherwise.
   systemd::Notifier notifier_ = systemd::Notifier::from_environment();
   std::uint64_t status_requests_ = 0;
@@ -443,6 +445,15 @@ bool Daemon::setup() {
   stats_file_.emplace(std::move(stats).value());
   shared_ = std::make_unique<EngineShared>(config_, lcore_count);
   shared_->stats = stats_file_->view();
+  // Sampled traces (docs/observability.md, "Traces"): the control plane consumes the rings.
+  auto traces = create_trace_file(config_.run_dir + "/dataplane.traces", lcore_count, kTraceRingCapacity,
+                                  std::uint32_t(config_.telemetry.trace_sample_rate * 1e6 + 0.5));
+  if (!traces) {
+    AXON_LOG_ERROR(kLog, "%s", traces.message().c_str());
+    return false;
+  }
+  trace_file_.emplace(std::move(traces).value());
+  shared_->traces = &*trace_file_;
   std::snprintf(shared_->stats.header->interface, sizeof shared_->stats.header->interface, "%s",
                 config_.interface.c_str());
 

@@ -19,9 +19,10 @@
 // expire(). Nothing allocates or locks after create().
 //
 // Threading: the owner lcore calls everything, except settle_remote(): an in-flight request
-// forwarded to another lcore (the owner of its worker) is settled by that lcore with an atomic
-// mark, which the owner applies at its next lookup of the key or expire(); a reply settled so is
-// not cached (its payload lives on the other lcore): the entry becomes a tombstone.
+// forwarded to another lcore (the owner of its worker) is settled by that lcore, either with its
+// reply sent back through the forward ring (the engine then calls settle() here) or, when that
+// cannot be done (a long reply, a full ring, a refusal), with an atomic mark, which the owner
+// applies at its next lookup of the key or expire(): a reply settled so becomes a tombstone.
 #pragma once
 
 #include <atomic>

@@ -20,6 +20,7 @@
 #include "response_cache.h"
 #include "stage_recorder.h"
 #include "trace_context.h"
+#include "trace_recorder.h"
 
 namespace axon::dataplane {
 
@@ -46,6 +47,10 @@ struct ForwardCell {
   DedupTable* dedup;
   std::uint32_t dedup_entry;
   std::uint32_t dedup_generation;
+  // A settlement instead of a request: the reply (`reply`, its payload in `frame`, `len` bytes)
+  // to a request the receiving lcore looked up for dedup, for its reply cache.
+  bool settle;
+  protocol::Header reply;
   std::uint8_t frame[kMaxFrame];
 };
 
@@ -158,6 +163,10 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
   }
   sched_ = std::make_unique<Sched>();
   stages_ = std::make_unique<StageRecorder>(stats_, shared.config.telemetry.stage_latency, clock_);
+  const std::uint32_t sample_ppm = std::uint32_t(shared.config.telemetry.trace_sample_rate * 1e6 + 0.5);
+  traces_ = std::make_unique<TraceRecorder>(shared.traces != nullptr ? shared.traces->ring(id) : nullptr,
+                                            shared.traces != nullptr ? shared.traces->records(id) : nullptr,
+                                            std::uint16_t(id), sample_ppm, monotonic_ns() ^ (std::uint64_t(id) << 48));
   sched_->drain.resize(owned_.size());
   sched_->admitted.assign(owned_.size(), 0);
   touched_.reserve(owned_.size());
@@ -521,7 +530,7 @@ void Lcore::enqueue_local(WorkerSlot& slot, const Pending& p, std::uint64_t now,
   meta.session_key = request.session_key;
   meta.deadline_us = request.deadline_us;
   meta.priority = std::uint8_t(request.priority);
-  fill_trace_context(meta, request, stats_);
+  fill_trace_context(meta, request, stats_, (request.trace_flags & protocol::kTraceSampled) == 0 && traces_->pick());
   meta.hop_ns[shm::kHopRx] = now;
   meta.user_cookie = lease.buffer_id;
   out.lease = lease;
@@ -578,6 +587,7 @@ void Lcore::forward(std::uint32_t to, const Pending& p, std::uint64_t rx_ns, std
       cell.dedup = p.dedup;
       cell.dedup_entry = p.dedup_entry;
       cell.dedup_generation = p.dedup_generation;
+      cell.settle = false;
       std::memcpy(cell.frame, frame.data, frame.len);
     });
   }
@@ -595,6 +605,15 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
   for (Forward* ring : forward_in_) {
     if (ring == nullptr) continue;
     work += ring->consumer.try_pop_burst(kBurst, [&](const ForwardCell& cell) noexcept {
+      if (cell.settle) {
+        if (dedup_ != nullptr && cell.dedup == dedup_.get()) {
+          const DedupTable::Settled settled =
+              dedup_->settle(cell.dedup_entry, cell.dedup_generation, true, cell.reply,
+                             std::span<const std::uint8_t>(cell.frame, cell.len), clock_.now_ns());
+          if (settled.evicted > 0) count(stats_.dedup_evictions, settled.evicted);
+        }
+        return;
+      }
       // The frame stays in the cell until the pop returns, and enqueue_local copies the
       // payload out before that. It was counted by the lcore that received it.
       Frame frame{const_cast<std::uint8_t*>(cell.frame), cell.len, 0};
@@ -619,6 +638,29 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
     });
   }
   return work;
+}
+
+// The reply to a request another lcore received and looked up for dedup goes back to that lcore's
+// reply cache through the forward ring to it (this lcore is that ring's one producer). False when
+// it cannot: a payload longer than a cell, no such lcore, or the ring full.
+bool Lcore::forward_settlement(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
+                               std::uint32_t length) noexcept {
+  if (length > kMaxFrame || (length > 0 && data == nullptr)) return false;
+  for (const Lcore* home : shared_.lcores) {
+    if (home == nullptr || home->dedup_.get() != ctx.dedup) continue;
+    if (home->id_ >= forward_out_.size() || forward_out_[home->id_] == nullptr) return false;
+    return forward_out_[home->id_]->producer.try_push_burst(1, [&](std::uint32_t, ForwardCell& cell) noexcept {
+      cell.settle = true;
+      cell.reply = reply;
+      cell.len = length;
+      cell.dedup = ctx.dedup;
+      cell.dedup_entry = ctx.dedup_entry;
+      cell.dedup_generation = ctx.dedup_generation;
+      cell.reasm = nullptr;
+      if (length > 0) std::memcpy(cell.frame, data, length);
+    }) == 1;
+  }
+  return false;
 }
 
 void Lcore::send_payload(const ReplyContext& ctx, const protocol::Header& reply, const std::uint8_t* data,
@@ -691,6 +733,7 @@ std::uint32_t Lcore::tx_room() noexcept {
 void Lcore::flush_tx() noexcept {
   if (tx_count_ == 0) {
     cache_transmitted();
+    if (traces_->pending() != 0) traces_->transmitted(clock_.now_ns());
     return stages_->transmitted();
   }
   std::uint32_t sent = port_.tx_burst(tx_, tx_count_);
@@ -702,6 +745,7 @@ void Lcore::flush_tx() noexcept {
   tx_count_ = 0;
   cache_transmitted();
   stages_->transmitted();
+  if (traces_->pending() != 0) traces_->transmitted(clock_.now_ns());
 }
 
 std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
@@ -736,12 +780,14 @@ std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
       } else if (c.status != shm::ReplyStatus::ok) {
         answer_error(ctx, error_of(c.status));
       } else {
-        protocol::Header reply =
-            protocol::make_reply(ctx.request, protocol::MessageType::response, handler_span(c.reply));
+        const protocol::SpanId span = handler_span(c.reply);
+        protocol::Header reply = protocol::make_reply(ctx.request, protocol::MessageType::response, span);
         send_payload(ctx, reply, reinterpret_cast<const std::uint8_t*>(c.data), c.length);
         store_in_cache(ctx, reinterpret_cast<const std::uint8_t*>(c.data), c.length, now);
         count(stats_.responses);
         stages_->on_reply(c.reply, now, std::uint8_t(ctx.request.priority));
+        traces_->on_reply(c.reply, span, now,
+                          (ctx.request.trace_flags & protocol::kTraceSampled) != 0 ? SampledBy::flag : SampledBy::rate);
       }
       ctx.live = 0;
       slot.channel->finish(c);

@@ -61,12 +61,16 @@ void Lcore::settle_dedup(const ReplyContext& ctx, const protocol::Header& reply,
   // A worker holds (or held) the request: it ran, or may have. BUSY is never an answer to that.
   const bool executed = ctx.live != 0 && reply.type != protocol::MessageType::busy;
   if (ctx.dedup != dedup_.get()) {
-    ctx.dedup->settle_remote(ctx.dedup_entry, ctx.dedup_generation, executed);
+    // Received by another lcore: the reply goes to its cache, or (too long for the forward ring's
+    // cell, or the ring full) it keeps a tombstone.
+    if (!executed || !forward_settlement(ctx, reply, data, length)) {
+      ctx.dedup->settle_remote(ctx.dedup_entry, ctx.dedup_generation, executed);
+    }
     return;
   }
   const DedupTable::Settled settled =
       dedup_->settle(ctx.dedup_entry, ctx.dedup_generation, executed, reply,
-                     std::span<const std::uint8_t>(data, data == nullptr ? 0 : length), monotonic_ns());
+                     std::span<const std::uint8_t>(data, data == nullptr ? 0 : length), clock_.now_ns());
   if (settled.evicted > 0) count(stats_.dedup_evictions, settled.evicted);
 }
 

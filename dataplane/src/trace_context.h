@@ -19,16 +19,19 @@
 
 namespace axon::dataplane {
 
-inline void fill_trace_context(shm::Descriptor& meta, const protocol::Header& request, LcoreStats& stats) noexcept {
-  meta.trace_flags = request.trace_flags;
+// picked: head sampling chose this request (TraceRecorder::pick): the handler sees it sampled,
+// and a request without trace context gets a fresh one (not counted: nothing was malformed).
+inline void fill_trace_context(shm::Descriptor& meta, const protocol::Header& request, LcoreStats& stats,
+                               bool picked) noexcept {
+  meta.trace_flags = std::uint8_t(request.trace_flags | (picked ? protocol::kTraceSampled : 0u));
   const bool has_trace = protocol::is_valid_trace_id(request.trace_id);
   const bool has_span = request.span_id != protocol::SpanId{};
-  if (has_trace == has_span) {
+  if (has_trace == has_span && !(picked && !has_trace)) {
     std::memcpy(meta.trace_id, request.trace_id.data(), sizeof meta.trace_id);
     std::memcpy(meta.parent_span_id, request.span_id.data(), sizeof meta.parent_span_id);
     return;
   }
-  count(stats.trace_context_invalid);
+  if (has_trace != has_span) count(stats.trace_context_invalid);
   const protocol::TraceId trace = protocol::random_trace_id();
   const protocol::SpanId parent = protocol::random_span_id();
   std::memcpy(meta.trace_id, trace.data(), sizeof meta.trace_id);

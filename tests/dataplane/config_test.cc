@@ -254,6 +254,26 @@ TEST(DataplaneConfig, TelemetryStageLatencySwitch) {
   EXPECT_NE(unknown.message().find("traces"), std::string::npos) << unknown.message();
 }
 
+// Issue 15: [telemetry] trace_sample_rate, the head-sampling share, 0 to 1; 0 by default.
+TEST(DataplaneConfig, TelemetryTraceSampleRate) {
+  auto none = parse_config(minimal(), kName);
+  ASSERT_TRUE(none.ok()) << none.message();
+  EXPECT_EQ(none->telemetry.trace_sample_rate, 0.0);
+  auto quarter = parse_config(minimal("", "[telemetry]\ntrace_sample_rate = 0.25\n"), kName);
+  ASSERT_TRUE(quarter.ok()) << quarter.message();
+  EXPECT_EQ(quarter->telemetry.trace_sample_rate, 0.25);
+  auto all = parse_config(minimal("", "[telemetry]\ntrace_sample_rate = 1\n"), kName);
+  ASSERT_TRUE(all.ok()) << all.message();
+  EXPECT_EQ(all->telemetry.trace_sample_rate, 1.0);
+  for (const char* bad : {"1.5", "-0.1", "nan", "inf"}) {
+    expect_error_at(minimal("", std::string("[telemetry]\ntrace_sample_rate = ") + bad + "\n"),
+                    ConfigError::invalid_value, 7, "trace_sample_rate");
+  }
+  auto text = parse_config(minimal("", "[telemetry]\ntrace_sample_rate = \"all\"\n"), kName);
+  ASSERT_FALSE(text.ok());
+  EXPECT_NE(text.message().find("trace_sample_rate"), std::string::npos) << text.message();
+}
+
 // Issue 13: per-class rates and credits in [[tenants]], and the [credits] knobs.
 TEST(DataplaneConfig, TenantClassLimitsAndCreditsParse) {
   auto r = parse_config(minimal("",

@@ -224,5 +224,59 @@ TEST_F(DedupIT, A64KiBReplyIsReansweredWholeFromTheCache) {
   EXPECT_EQ(counter(&LcoreStats::dedup_arena_bytes), 65536u);
 }
 
+// Two queues, one worker (owned by lcore 0): requests received by lcore 1 are looked up there and
+// forwarded; their replies go back to lcore 1's reply cache, so their retransmits are re-answered
+// like the others.
+class DedupMultiQueueIT : public DataplaneIT<DedupMultiQueueIT> {
+ public:
+  static void SetUpTestSuite() {
+    axon::testing::NetworkSpec spec;
+    spec.prefix = "axdd";
+    spec.queues = 2;
+    create_network(spec);
+  }
+};
+
+TEST_F(DedupMultiQueueIT, RepliesToForwardedRequestsAreCachedOnTheLcoreThatReceivedThem) {
+  ConfigSpec spec;
+  spec.tables = kTables;
+  spec.queue_count = 2;
+  ASSERT_NO_FATAL_FAILURE(start_daemon(spec));
+  processes_.push_back(std::make_unique<ChildProcess>());
+  ChildProcess* worker = processes_.back().get();
+  std::string error;
+  ASSERT_TRUE(worker->start({AXON_ECHO_WORKER_BIN, "--count"}, {"AXON_WORKER_SOCKET=" + daemon_->socket_path("w0")},
+                            dir_->path() + "/worker.log", &error))
+      << error;
+  ASSERT_TRUE(eventually([&] { return slot_alive_with(0, worker->pid()); })) << "the worker never attached";
+  // 16 sockets: the chance that all their flows hash to lcore 0's queue is 2^-16.
+  constexpr int kClients = 16;
+  const auto payload = pattern_payload(100, 5);
+  for (int i = 0; i < kClients; ++i) {
+    AxpClient client(*net_, AF_INET);
+    ASSERT_TRUE(client.ok());
+    Header h = request_header(1, 7);
+    ASSERT_TRUE(client.send(h, payload));
+    auto first = receive_reply(client, h.request_id);
+    ASSERT_TRUE(first) << "client " << i;
+    ASSERT_EQ(first->header.type, MessageType::response) << protocol::to_string(first->header.error_code);
+    // The retransmit, once the first reply is here (and so settled in the cache that will see it).
+    ASSERT_TRUE(eventually([&] {
+      return stats().lcores(&LcoreStats::dedup_entries) == std::uint64_t(i + 1) &&
+             stats().lcores(&LcoreStats::dedup_arena_bytes) == std::uint64_t(i + 1) * payload.size();
+    })) << "the reply to client "
+        << i << " never reached the cache of the lcore that received it";
+    ASSERT_TRUE(client.send(h, payload));
+    auto again = receive_reply(client, h.request_id);
+    ASSERT_TRUE(again) << "client " << i;
+    EXPECT_EQ(again->header.type, MessageType::response) << protocol::to_string(again->header.error_code);
+    EXPECT_EQ(again->message, first->message) << "client " << i;
+  }
+  EXPECT_GT(stats().lcores(&LcoreStats::forwarded), 0u) << "no flow reached the other lcore";
+  EXPECT_EQ(stats().lcores(&LcoreStats::dedup_hits), std::uint64_t(kClients));
+  EXPECT_EQ(stats().lcores(&LcoreStats::dedup_tombstone_hits), 0u);
+  EXPECT_EQ(stats().worker(0).completed.load(), std::uint64_t(kClients));
+}
+
 }  // namespace
 }  // namespace axon::dataplane::it

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "axon/bpf/xdp_program.h"
+#include "axon/dataplane/trace_ring.h"
 #include "axon/testing/it_support.h"
 
 namespace axon::dataplane::it {
@@ -55,7 +56,7 @@ class TraceContextIT : public ::testing::Test {
     ConfigSpec spec;
     spec.backend = "xdp";
     std::string error;
-    ASSERT_TRUE(daemon_->start(make_config(*net_, dir_->path(), spec), &error)) << error;
+    ASSERT_TRUE(daemon_->start(make_config(*net_, dir_->path(), spec) + telemetry_, &error)) << error;
     ASSERT_TRUE(daemon_->wait_ready(30s, &error)) << error;
     trace_log_ = dir_->path() + "/trace.log";
     ASSERT_TRUE(worker_.start({AXON_ECHO_WORKER_BIN, "--trace-log", trace_log_},
@@ -130,6 +131,7 @@ class TraceContextIT : public ::testing::Test {
   std::unique_ptr<Daemon> daemon_;
   ChildProcess worker_;
   std::string trace_log_;
+  std::string telemetry_;  // appended to the config
 };
 
 TestNetwork* TraceContextIT::net_ = nullptr;
@@ -206,6 +208,87 @@ TEST_F(TraceContextIT, MalformedContextIsCountedAndReplacedForTheHandler) {
             protocol::to_traceparent(reserved_flags.trace_id, reserved_flags.span_id, 0x03));
   EXPECT_EQ(seen[reserved_flags.request_id].handler_traceparent,
             protocol::to_traceparent(reserved_flags.trace_id, reply.span_id, 0x03));
+}
+
+// ---- Sampled traces (the trace file, trace_ring.h): read the way the control plane does.
+
+std::vector<SpanRecord> drain_traces(TraceReader& reader, std::size_t want) {
+  std::vector<SpanRecord> records;
+  eventually([&] {
+    reader.drain([&](const SpanRecord& r) { records.push_back(r); });
+    return records.size() >= want;
+  });
+  return records;
+}
+
+TEST_F(TraceContextIT, SampledRequestsLeaveOneRecordWithEveryHopInOrder) {
+  auto reader = TraceReader::open(daemon_->run_dir() + "/dataplane.traces");
+  ASSERT_TRUE(reader) << reader.message();
+  EXPECT_EQ(reader->sample_ppm(), 0u);
+  std::vector<Header> requests;
+  for (int i = 0; i < 6; ++i) {
+    Header h = request_header(1, 7);  // sampled
+    if (i >= 4) h.trace_flags = 0;    // traced but not sampled: no record (rate 0)
+    requests.push_back(h);
+  }
+  auto replies = exchange(requests);
+  ASSERT_EQ(replies.size(), requests.size());
+  auto records = drain_traces(*reader, 4);
+  ASSERT_EQ(records.size(), 4u);
+  // Nothing more arrives for the unsampled two once the sampled replies are all recorded.
+  EXPECT_TRUE(eventually([&] { return reader->written() == 4; })) << reader->written();
+  EXPECT_EQ(reader->dropped(), 0u);
+  for (const SpanRecord& r : records) {
+    const Header* h = nullptr;
+    for (const Header& q : requests) {
+      if (q.request_id == r.request_id) h = &q;
+    }
+    ASSERT_NE(h, nullptr) << "a record for a request never sent: " << r.request_id;
+    ASSERT_EQ(h->trace_flags, protocol::kTraceSampled) << "an unsampled request was recorded";
+    EXPECT_EQ(0, std::memcmp(r.trace_id, h->trace_id.data(), 16));
+    EXPECT_EQ(0, std::memcmp(r.parent_span_id, h->span_id.data(), 8)) << "the appliance's parent is the request's span";
+    EXPECT_EQ(0, std::memcmp(r.handler_span_id, replies[r.request_id].header.span_id.data(), 8))
+        << "the handler's span is the one the RESPONSE carried";
+    EXPECT_NE(hex(r.appliance_span_id), std::string(16, '0'));
+    EXPECT_EQ(r.sampled_by, std::uint8_t(SampledBy::flag));
+    EXPECT_EQ(r.tenant_id, 1u);
+    EXPECT_EQ(r.agent_id, 7u);
+    EXPECT_NE(r.hop_ns[kTraceRx], 0u);
+    for (std::size_t hop = 1; hop < kTraceHops; ++hop) {
+      EXPECT_GE(r.hop_ns[hop], r.hop_ns[hop - 1]) << "hop " << hop << " before hop " << hop - 1;
+    }
+  }
+}
+
+// [telemetry] trace_sample_rate = 1: requests the client did not sample are traced too, with
+// the handler seeing them sampled; without trace context they get a fresh one (not counted).
+class TraceSampleRateIT : public TraceContextIT {
+ protected:
+  TraceSampleRateIT() { telemetry_ = "\n[telemetry]\ntrace_sample_rate = 1\n"; }
+};
+
+TEST_F(TraceSampleRateIT, HeadSamplingTracesUnsampledRequests) {
+  auto reader = TraceReader::open(daemon_->run_dir() + "/dataplane.traces");
+  ASSERT_TRUE(reader) << reader.message();
+  EXPECT_EQ(reader->sample_ppm(), 1'000'000u);
+  Header unsampled = request_header(1, 7);
+  unsampled.trace_flags = 0;
+  Header untraced = request_header(1, 7);
+  untraced.trace_id = TraceId{};
+  untraced.span_id = SpanId{};
+  untraced.trace_flags = 0;
+  auto replies = exchange({unsampled, untraced});
+  ASSERT_EQ(replies.size(), 2u);
+  auto records = drain_traces(*reader, 2);
+  ASSERT_EQ(records.size(), 2u);
+  for (const SpanRecord& r : records) EXPECT_EQ(r.sampled_by, std::uint8_t(SampledBy::rate));
+  // The replies are as the client sent them: flags echoed, no span without trace context.
+  EXPECT_EQ(replies[unsampled.request_id].header.trace_flags, 0);
+  EXPECT_EQ(replies[untraced.request_id].header.span_id, SpanId{});
+  auto seen = handler_log(2);
+  EXPECT_EQ(seen[unsampled.request_id].traceparent.substr(53), "01") << "the handler sees it sampled";
+  EXPECT_EQ(seen[untraced.request_id].traceparent.size(), 55u) << "a fresh context for the handler";
+  EXPECT_EQ(daemon_->stats().lcores(&LcoreStats::trace_context_invalid), 0u);
 }
 
 }  // namespace

@@ -294,6 +294,26 @@ json to_json(const ScaleEvent& value) {
               {"message", value.message}};
 }
 
+json to_json(const CacheStatus& value) {
+  return json{
+      {"agent", value.agent},
+      {"cacheable", value.cacheable},
+      {"cache_ttl_ms", value.cache_ttl_ms},
+      {"dataplane",
+       {{"connected", value.dataplane_connected},
+        {"scope", "all cacheable agents"},
+        {"hits", value.hits},
+        {"misses", value.misses},
+        {"insertions", value.insertions},
+        {"evictions", value.evictions},
+        {"expirations", value.expirations},
+        {"invalidations", value.invalidations},
+        {"bytes", value.bytes},
+        {"entries", value.entries},
+        {"hit_latency_us",
+         {{"count", value.hit_latency_count}, {"p50", value.hit_latency_p50_us}, {"p99", value.hit_latency_p99_us}}}}}};
+}
+
 json to_json(const ScalingStatus& value) {
   json decisions = json::array();
   for (const auto& d : value.decisions) decisions.push_back(to_json(d));

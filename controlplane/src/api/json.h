@@ -31,6 +31,7 @@ json to_json(const SystemStatus& value);
 json to_json(const ScaleRequest& value);
 json to_json(const ScaleEvent& value);
 json to_json(const ScalingStatus& value);
+json to_json(const CacheStatus& value);
 json to_json(const TopSnapshot& value);
 
 const char* to_string(PriorityClass value);

@@ -65,6 +65,7 @@ const Router& router() {
     handlers::add_workers(r);
     handlers::add_tenants(r);
     handlers::add_routes(r);
+    handlers::add_cache(r);
     handlers::add_metrics(r);
     handlers::add_tuning(r);
     handlers::add_top(r);

@@ -180,6 +180,20 @@ struct ScalingStatus {  // GET /v1/agents/{name}/scaling
   std::vector<ScaleEvent> decisions;            // the last ones, oldest first
 };
 
+// GET /v1/agents/{name}/cache: the agent's response-cache settings and the data plane's cache
+// figures. The data plane counts per lcore, not per agent: the figures are those of every
+// cacheable agent together (docs/observability.md, "Response cache").
+struct CacheStatus {
+  std::string agent;
+  bool cacheable = false;
+  std::uint32_t cache_ttl_ms = 0;
+  bool dataplane_connected = false;  // false: the figures below are all 0
+  std::uint64_t hits = 0, misses = 0, insertions = 0, evictions = 0, expirations = 0, invalidations = 0;
+  std::uint64_t bytes = 0, entries = 0;
+  std::uint64_t hit_latency_count = 0;
+  double hit_latency_p50_us = 0, hit_latency_p99_us = 0;
+};
+
 struct ScaleRequest {  // POST /v1/agents/{name}/scale
   std::optional<std::uint32_t> min;
   std::optional<std::uint32_t> max;
@@ -248,6 +262,17 @@ class ControlApi {
   virtual ApiResult<ScalingStatus> get_scaling(const std::string& name) {
     (void)name;
     return api_error(ApiErrorCode::unavailable, "this control plane runs no autoscaler");
+  }
+
+  // The data plane's response cache: drop one agent's entries (nullopt: every agent's);
+  // not_found for an unknown agent, unavailable while no data plane is linked.
+  virtual ApiResult<Ok> invalidate_cache(const std::optional<std::string>& agent) {
+    (void)agent;
+    return api_error(ApiErrorCode::unavailable, "this control plane drives no data plane cache");
+  }
+  virtual ApiResult<CacheStatus> get_cache(const std::string& agent) {  // not_found
+    (void)agent;
+    return api_error(ApiErrorCode::unavailable, "this control plane drives no data plane cache");
   }
 
   virtual ApiResult<std::vector<WorkerInfo>> list_workers(const std::optional<std::string>& agent) = 0;

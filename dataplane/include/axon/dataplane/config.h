@@ -78,6 +78,9 @@ struct UringSettings {
 // no extra clock reads and record nothing (the stamps the deadlines need stay).
 struct TelemetrySettings {
   bool stage_latency = true;
+  // Head sampling (docs/observability.md, "Traces"): the share of requests traced besides the
+  // ones whose client set the sampled flag, 0 to 1. 0: only client-sampled requests are traced.
+  double trace_sample_rate = 0.0;
 };
 
 // [reassembly]: segmented requests (docs/protocol.md §6). Each lcore has its own table and arena,

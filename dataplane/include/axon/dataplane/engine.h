@@ -32,6 +32,8 @@ class Lcore;
 class DedupTable;
 class ReassemblyTable;
 class StageRecorder;
+class TraceRecorder;
+class TraceMapping;
 class ResponseCache;
 class CacheGenerations;
 struct CacheHits;
@@ -63,6 +65,7 @@ struct EngineShared {
   RouteHolder routes;
   std::vector<Lcore*> lcores;
   StatsView stats;
+  const TraceMapping* traces = nullptr;  // the trace file (trace_ring.h); null: no traces
   std::atomic<bool> stop{false};
   // Per-agent response-cache generations: the control thread bumps, lcores compare (response_cache.h).
   std::unique_ptr<CacheGenerations> cache_generations;
@@ -135,6 +138,8 @@ class Lcore {
                     std::uint32_t length) noexcept;
   // A tracked request dropped without any reply (its frame could not be answered): forgotten.
   void forget_dedup(const Pending& p) noexcept;
+  [[nodiscard]] bool forward_settlement(const ReplyContext& ctx, const protocol::Header& reply,
+                                        const std::uint8_t* data, std::uint32_t length) noexcept;
   void attach_dedup(const Pending& p, ReplyContext& ctx) noexcept;
   // dispatch_request, then frees a reassembled message's memory unless it went to another lcore.
   void dispatch_pending(const Pending& p, std::uint64_t now) noexcept;
@@ -203,6 +208,7 @@ class Lcore {
   std::uint32_t frame_capacity_ = 0;
   std::unique_ptr<Sched> sched_;           // dispatch state, drain meters (engine.cc)
   std::unique_ptr<StageRecorder> stages_;  // per-stage latencies (stage_recorder.h)
+  std::unique_ptr<TraceRecorder> traces_;  // sampled traces (trace_recorder.h)
   std::uint64_t next_housekeeping_ns_ = 0;
   // Every stamp of the loop: the process's TSC clock, the one written into the worker segments.
   TscClock clock_ = process_clock();
