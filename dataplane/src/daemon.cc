@@ -255,6 +255,7 @@ bool Daemon::try_xdp(AfXdpOptions::ZeroCopy zero_copy, int nic_node, std::string
   xdp.enforce_allowlist = config_.xdp.enforce_allowlist;
   xdp.enforce_rate = config_.xdp.enforce_rate;
   xdp.enforce_credits = config_.xdp.enforce_credits;
+  xdp.rx_stamp = config_.xdp.rx_stamp;
   auto undo = [&](std::string message) {
     ports_.clear();
     program_.reset();  // detaches (if attached) and unloads

@@ -979,6 +979,24 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
   stats_.port_tx_errors.store(port.tx_errors, std::memory_order_relaxed);
 }
 
+// The request's first hop, "NIC receive" (docs/observability.md): the backend's own stamp when it
+// has one, else the burst's `now`. The XDP hook stamps with CLOCK_MONOTONIC; the lcore's hop clock
+// is a line fitted to it once at start, which drifts from it slowly, so the stamp is carried onto
+// the hop clock by their offset, read once per burst that has stamps (`offset`, INT64_MIN until
+// then: one clock_gettime). A stamp that still lands ahead of `now` or more than a second before
+// it is not one of ours to trust: counted, and `now` is used.
+std::uint64_t Lcore::first_hop(const Frame& frame, std::uint64_t now, std::int64_t& offset) noexcept {
+  if (frame.rx_ns == 0) return now;
+  if (offset == INT64_MIN) offset = std::int64_t(clock_.now_ns() - monotonic_ns());
+  const std::uint64_t rx = frame.rx_ns + std::uint64_t(offset);
+  if (rx > now || now - rx > 1'000'000'000u) {
+    count(stats_.rx_hook_stamp_rejected);
+    return now;
+  }
+  count(stats_.rx_hook_stamped);
+  return rx;
+}
+
 std::uint32_t Lcore::poll_once() noexcept {
   const std::uint64_t now = clock_.now_ns();
   std::uint32_t work = 0;
@@ -991,16 +1009,19 @@ std::uint32_t Lcore::poll_once() noexcept {
   Pending pending[kBurst];
   std::uint32_t later[kBurst];
   std::uint32_t later_count = 0;
+  std::uint64_t rx_ns[kBurst];
+  std::int64_t stamp_offset = INT64_MIN;
   for (std::uint32_t i = 0; i < n; ++i) {
     bytes += frames[i].len;
-    if (!prepare(frames[i], now, false, pending[i])) continue;
+    rx_ns[i] = first_hop(frames[i], now, stamp_offset);
+    if (!prepare(frames[i], rx_ns[i], false, pending[i])) continue;
     if (deferred(pending[i])) {
       later[later_count++] = i;
     } else {
-      dispatch_pending(pending[i], now);
+      dispatch_pending(pending[i], rx_ns[i]);
     }
   }
-  for (std::uint32_t k = 0; k < later_count; ++k) dispatch_pending(pending[later[k]], now);
+  for (std::uint32_t k = 0; k < later_count; ++k) dispatch_pending(pending[later[k]], rx_ns[later[k]]);
   count(stats_.rx_frames, n);
   count(stats_.rx_bytes, bytes);
   flush_staged();

@@ -122,6 +122,8 @@ class Lcore {
   };
   static constexpr std::uint32_t kNoSlot = ~0u;
 
+  // The frame's first hop: its backend's receive stamp when usable, else `now` (counted).
+  [[nodiscard]] std::uint64_t first_hop(const Frame& frame, std::uint64_t now, std::int64_t& offset) noexcept;
   // Parses and validates a frame into `p`; false when it was dropped or answered already.
   // `admitted`: a forwarded frame, whose tenant policy its first lcore applied.
   // A segment of a segmented request is held in the reassembly table: then it returns false,
