@@ -110,8 +110,7 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
            "first sight of them.")
       .sample(double(totals.rx_hook_stamped));
   m.family("axon_dataplane_rx_hook_stamp_rejected_total", "counter",
-           "XDP hook stamps not used (ahead of the lcore's clock or more than a second old): those frames were "
-           "stamped by the lcore.")
+           "XDP hook stamps not used (more than a second old): those frames were stamped by the lcore.")
       .sample(double(totals.rx_hook_stamp_rejected));
   m.family("axon_dataplane_reassembly_bytes", "gauge",
            "Reassembly memory in use per lcore (bytes of its [reassembly] memory_per_lcore arena).");

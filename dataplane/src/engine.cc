@@ -983,18 +983,20 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
 // has one, else the burst's `now`. The XDP hook stamps with CLOCK_MONOTONIC; the lcore's hop clock
 // is a line fitted to it once at start, which drifts from it slowly, so the stamp is carried onto
 // the hop clock by their offset, read once per burst that has stamps (`offset`, INT64_MIN until
-// then: one clock_gettime). A stamp that still lands ahead of `now` or more than a second before
-// it is not one of ours to trust: counted, and `now` is used.
+// then: one clock_gettime). A frame stamped after `now` arrived between the burst's clock read
+// and its RX peek: it gets `now`, the hops must not run backwards. A stamp more than a second
+// before `now` is not one to trust (a frame cannot wait that long in a ring the lcore polls):
+// counted, and `now` is used.
 std::uint64_t Lcore::first_hop(const Frame& frame, std::uint64_t now, std::int64_t& offset) noexcept {
   if (frame.rx_ns == 0) return now;
   if (offset == INT64_MIN) offset = std::int64_t(clock_.now_ns() - monotonic_ns());
   const std::uint64_t rx = frame.rx_ns + std::uint64_t(offset);
-  if (rx > now || now - rx > 1'000'000'000u) {
+  if (rx <= now && now - rx > 1'000'000'000u) {
     count(stats_.rx_hook_stamp_rejected);
     return now;
   }
   count(stats_.rx_hook_stamped);
-  return rx;
+  return rx < now ? rx : now;
 }
 
 std::uint32_t Lcore::poll_once() noexcept {

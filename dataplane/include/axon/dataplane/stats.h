@@ -147,8 +147,7 @@ struct alignas(128) LcoreStats {
   // and span_id zero); the handler got a fresh one instead.
   Counter trace_context_invalid;
   // Frames whose first hop is the XDP hook's stamp ([xdp] rx_stamp), and stamped frames whose
-  // stamp was not usable (ahead of the lcore's clock or more than a second old), stamped by the
-  // lcore instead.
+  // stamp was not usable (more than a second old), stamped by the lcore instead.
   Counter rx_hook_stamped;
   Counter rx_hook_stamp_rejected;
 };
