@@ -3,6 +3,7 @@
 // exported as Perfetto / Chrome trace-event JSON for ui.perfetto.dev. Plain text, no escape
 // codes, so it reads the same on a terminal and in a pipe.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -63,7 +64,7 @@ std::string render_request(const json& e) {
   for (const auto& s : spans) {
     const std::string parent = text(s, "parent_span_id");
     children[parent].push_back(&s);
-    if (!known.count(parent) && (roots.empty() || roots.back() != parent)) roots.push_back(parent);
+    if (!known.count(parent) && std::find(roots.begin(), roots.end(), parent) == roots.end()) roots.push_back(parent);
   }
   const std::uint64_t t0 = number(e, "start_unix_ns");
   std::function<void(const std::string&, int)> walk = [&](const std::string& parent, int depth) {

@@ -68,9 +68,10 @@ std::string otlp_json(const std::vector<ExportSpan>& spans, const std::string& s
       .dump();
 }
 
-Result<std::unique_ptr<OtlpExporter>, std::string> OtlpExporter::create(const TracingSettings& t) {
+Result<std::unique_ptr<OtlpExporter>, OtlpError> OtlpExporter::create(const TracingSettings& t) {
   const auto endpoint = parse_http_endpoint(t.otlp_endpoint);
-  if (!endpoint) return make_error(std::string("[tracing] otlp_endpoint '" + t.otlp_endpoint + "' is not a URL"));
+  if (!endpoint)
+    return make_error(OtlpError::invalid_config, "[tracing] otlp_endpoint '" + t.otlp_endpoint + "' is not a URL");
   client::RestOptions rest;
   const std::string host = endpoint->host.find(':') != std::string::npos ? "[" + endpoint->host + "]" : endpoint->host;
   rest.url = (endpoint->tls ? "https://" : "http://") + host + ":" + endpoint->port;
@@ -81,7 +82,7 @@ Result<std::unique_ptr<OtlpExporter>, std::string> OtlpExporter::create(const Tr
   rest.server_name = "the OTLP collector";
   for (const auto& [name, value] : t.otlp_headers) rest.headers.emplace_back(name, value);
   auto client = client::RestClient::create(std::move(rest));
-  if (!client) return make_error("[tracing]: " + client.message());
+  if (!client) return make_error(OtlpError::invalid_config, "[tracing]: " + client.message());
   Options options;
   options.queue_spans = t.otlp_queue_spans;
   options.batch_spans = t.otlp_batch_spans;

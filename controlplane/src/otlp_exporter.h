@@ -24,6 +24,8 @@
 
 namespace axon::controlplane {
 
+enum class OtlpError { invalid_config };  // an endpoint or CA file the client cannot use
+
 // One span waiting for export, with what the OTLP span needs besides the span itself.
 struct ExportSpan {
   TraceSpan span;
@@ -53,7 +55,7 @@ class OtlpExporter {
   };
 
   // Sends over HTTP(S) to settings.otlp_endpoint (Boost.Beast through axon::rest_client).
-  static Result<std::unique_ptr<OtlpExporter>, std::string> create(const TracingSettings& settings);
+  static Result<std::unique_ptr<OtlpExporter>, OtlpError> create(const TracingSettings& settings);
   OtlpExporter(Options options, Sender sender);  // tests give a fake sender
   ~OtlpExporter();                               // stops the thread (after at most one request)
   OtlpExporter(const OtlpExporter&) = delete;
