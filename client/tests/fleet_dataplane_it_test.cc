@@ -51,8 +51,9 @@ class FleetDataplaneIT : public ::testing::Test {
 
   void TearDown() override {
     for (int i = 0; i < kAppliances; ++i) {
-      if (daemons_[i] && daemons_[i]->running())
+      if (daemons_[i] && daemons_[i]->running()) {
         EXPECT_EQ(daemons_[i]->stop(), std::optional<int>(0)) << "SIGTERM must drain and exit 0";
+      }
       if (HasFailure() && daemons_[i]) {
         std::cerr << "---- axon-dataplane " << i << " log:\n" << daemons_[i]->log() << "----\n";
         dirs_[i]->keep();
