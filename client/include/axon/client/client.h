@@ -81,6 +81,10 @@ struct CallOptions {
   // backoff_max) (a late reply still counts), then resend.
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{1000};
+  // The request id to send with (the same on every attempt); 0 lets the client pick a fresh one.
+  // A FleetClient passes one id to every appliance it tries (fleet.h). It must not be
+  // outstanding on this Client.
+  std::uint64_t request_id = 0;
 };
 
 // What a send_request() put on the wire; identifies the reply to wait for.
