@@ -34,6 +34,8 @@ AXON_DEPS=(
   libssl-dev openssl curl prometheus python3-yaml
   # host tuning: ethtool's netlink interface (NIC queues, coalescing)
   libmnl-dev
+  # fleet (docs/fleet.md): etcd for membership and shared config; tests start their own members
+  etcd-server etcd-client
   # runtime tools used by the scripts
   iproute2 python3 procps jq ethtool
   # the Python packages (client/python, sdk/python): offline pip builds and their venv test
