@@ -283,6 +283,8 @@ ApiResult<std::string> ControlPlane::metrics() {
   m.stats = link_.stats();
   std::string text = export_metrics(m);
   if (tuning_) text += tuning_->metrics();
+  if (traces_) text += traces_->metrics();
+  if (exporter_) text += exporter_->metrics();
   return text;
 }
 

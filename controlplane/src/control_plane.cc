@@ -86,7 +86,7 @@ Result<Ok, DaemonError> ControlPlane::start() {
   link_dataplane();
   if (!config_.dataplane.command.empty()) supervise_dataplane();
   take_over();
-  return Ok{};
+  return start_traces();
 }
 
 // [dataplane] command: this control plane runs axon-dataplane itself (hosts without
