@@ -77,6 +77,15 @@ class Placement(unittest.TestCase):
         for line, (g, e) in enumerate(zip(got, expected)):
             self.assertEqual(g, e, f"input: {lines[line]}")
 
+    def test_degraded_members_come_last(self) -> None:
+        ids = [f"appliance-{i}" for i in range(3)]
+        s = key_on(ids, ids[0])
+        members = [fleet.FleetMember(i, "127.0.0.1", 7400, degraded=(i == ids[0])) for i in ids]
+        with fleet.FleetClient(members, tenant=1) as fc:
+            self.assertEqual(fc.placement(7, s)[-1], ids[0])
+            fc.set_members([fleet.FleetMember(i, "127.0.0.1", 7400) for i in ids])
+            self.assertEqual(fc.placement(7, s)[0], ids[0])
+
     def test_member_parsing(self) -> None:
         self.assertEqual(fleet.parse_member("10.0.0.1:7401"), fleet.FleetMember("10.0.0.1:7401", "10.0.0.1", 7401))
         self.assertEqual(fleet.parse_member("[::1]:7402").host, "::1")
@@ -99,9 +108,19 @@ class EtcdAnswer(unittest.TestCase):
         ]
         body = {"header": {"revision": "3"}, "kvs": [{"key": b64(k), "value": b64(json.dumps(v))} for k, v in kvs]}
         body["kvs"].append({"key": b64("/axon/members/a5"), "value": b64("not json")})
+        for k, v in [
+            ("/axon/members/a6", {"id": "a6", "axp": [{"address": "10.0.0.6", "port": 7400}], "health": 6}),
+            ("/axon/members/a7", {"id": 7, "axp": [{"address": "10.0.0.7", "port": "7400"}]}),
+        ]:
+            body["kvs"].append({"key": b64(k), "value": b64(json.dumps(v))})
         members = fleet.parse_etcd_members(json.dumps(body))
         self.assertEqual(
-            members, [fleet.FleetMember("a1", "10.0.0.1", 7401), fleet.FleetMember("a2", "10.0.0.2", 7400)]
+            members,
+            [
+                fleet.FleetMember("a1", "10.0.0.1", 7401),
+                fleet.FleetMember("a2", "10.0.0.2", 7400, degraded=True),
+                fleet.FleetMember("a6", "10.0.0.6", 7400),
+            ],
         )
         self.assertEqual(fleet.parse_etcd_members('{"header": {}}'), [])
         with self.assertRaises(ValueError):
