@@ -31,10 +31,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+import socket
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from .aio import AsyncClient
-from .client import Client
+from .client import Client, resolve
 from .errors import AxonClientError, AxonErrorReply, AxonTimeout
 from .exchange import Reply, RetryPolicy, TraceContext, new_request_id
 from .protocol import DEFAULT_PORT, ErrorCode, Priority
@@ -264,6 +265,17 @@ class _Fleet:
         return remaining if last else min(remaining, self.member_timeout)
 
 
+SocketFactory = Callable[[int], socket.socket]
+
+
+def _socket_for(factory: Optional[SocketFactory], member: FleetMember) -> Optional[socket.socket]:
+    """A socket from the caller's factory (given the member's address family), or None."""
+    if factory is None:
+        return None
+    family, _ = resolve(member.host, member.port)
+    return factory(family)
+
+
 def _members_of(members: Optional[Sequence[Union[str, FleetMember]]]) -> List[FleetMember]:
     return [m if isinstance(m, FleetMember) else parse_member(m) for m in (members or [])]
 
@@ -281,6 +293,8 @@ class FleetClient:
       the last member tried gets all that is left. It is also the deadline_us that member sees.
     probe_after, probe_max: a member that timed out is left out of placement and tried again
       (one request) after probe_after seconds, doubled after each failed probe up to probe_max.
+    sock_factory: makes each member's UDP socket, given its address family (e.g. one made in
+      another network namespace, or bound to a source address); None: the client makes them.
     Calls from several threads are serialised.
     """
 
@@ -296,11 +310,13 @@ class FleetClient:
         member_timeout: float = 0.3,
         probe_after: float = 1.0,
         probe_max: float = 10.0,
+        sock_factory: Optional[SocketFactory] = None,
     ) -> None:
         if member_timeout <= 0:
             raise ValueError("member_timeout must be positive")
         self.tenant = tenant
         self.retry = retry
+        self.sock_factory = sock_factory
         self._fleet = _Fleet(member_timeout, probe_after, probe_max)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -393,7 +409,13 @@ class FleetClient:
                 tried += 1
                 try:
                     if m.client is None:
-                        m.client = Client(m.info.host, m.info.port, tenant=self.tenant, retry=self.retry)
+                        m.client = Client(
+                            m.info.host,
+                            m.info.port,
+                            tenant=self.tenant,
+                            retry=self.retry,
+                            sock=_socket_for(self.sock_factory, m.info),
+                        )
                     reply = m.client.call(
                         agent,
                         payload,
@@ -471,12 +493,14 @@ class AsyncFleetClient:
         member_timeout: float = 0.3,
         probe_after: float = 1.0,
         probe_max: float = 10.0,
+        sock_factory: Optional[SocketFactory] = None,
     ) -> "AsyncFleetClient":
         if member_timeout <= 0:
             raise ValueError("member_timeout must be positive")
         self = cls.__new__(cls)
         self.tenant = tenant
         self.retry = retry
+        self.sock_factory = sock_factory
         self._fleet = _Fleet(member_timeout, probe_after, probe_max)
         self._opening: Dict[int, asyncio.Lock] = {}
         self._poller: Optional[asyncio.Task[None]] = None
@@ -526,7 +550,13 @@ class AsyncFleetClient:
         lock = self._opening.setdefault(id(m), asyncio.Lock())
         async with lock:
             if m.client is None:
-                m.client = await AsyncClient.connect(m.info.host, m.info.port, tenant=self.tenant, retry=self.retry)
+                m.client = await AsyncClient.connect(
+                    m.info.host,
+                    m.info.port,
+                    tenant=self.tenant,
+                    retry=self.retry,
+                    sock=_socket_for(self.sock_factory, m.info),
+                )
             return m.client
 
     async def request(self, agent: int, payload: Union[bytes, bytearray, memoryview, str], **kw: Any) -> bytes:
