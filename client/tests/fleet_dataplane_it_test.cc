@@ -112,7 +112,7 @@ TEST_F(FleetDataplaneIT, SessionsSpreadAndAKilledAppliancesSessionsMoveWithNoReq
       net_->ns,
       [&] {
         FleetOptions fo;
-        fo.member_timeout = 500ms;
+        fo.member_timeout = 1s;  // above any live appliance's latency on a loaded machine
         fo.client.max_datagram_bytes = 1472;
         auto fleet = FleetClient::open(members, fo);
         ASSERT_TRUE(fleet) << fleet.message();

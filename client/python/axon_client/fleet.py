@@ -81,11 +81,13 @@ def rendezvous_order(member_ids: Sequence[str], key: int) -> List[int]:
 @dataclass(frozen=True)
 class FleetMember:
     """A member: `id` is what placement hashes (the appliance id from etcd, or the "host:port"
-    string of a static list); host and port are its AXP address."""
+    string of a static list); host and port are its AXP address. `degraded` (etcd health
+    "degraded": its data plane is not linked) places it after the healthy members."""
 
     id: str
     host: str
     port: int = DEFAULT_PORT
+    degraded: bool = False
 
 
 def parse_member(text: str) -> FleetMember:
@@ -130,7 +132,8 @@ def _range_end(prefix: bytes) -> bytes:
 
 def parse_etcd_members(range_response: Union[bytes, str]) -> List[FleetMember]:
     """The serving members in a /v3/kv/range answer for the members prefix: those whose value
-    parses and has an AXP address, without the "draining" ones (they take no new sessions)."""
+    parses and has an AXP address, without the "draining" ones (they take no new sessions);
+    "degraded" ones are flagged."""
     doc = json.loads(range_response)
     if not isinstance(doc, dict):
         raise ValueError("etcd's range answer is not a JSON object")
@@ -150,19 +153,22 @@ def parse_etcd_members(range_response: Union[bytes, str]) -> List[FleetMember]:
 
 
 def _member_of(key: str, v: Any) -> Optional[FleetMember]:
-    if not isinstance(v, dict) or v.get("health", "ok") == "draining":
+    if not isinstance(v, dict):
+        return None
+    health = v.get("health", "ok")
+    if health == "draining":
         return None
     axp = v.get("axp")
     if not isinstance(axp, list) or not axp or not isinstance(axp[0], dict):
         return None
     host = axp[0].get("address")
     port = axp[0].get("port", DEFAULT_PORT)
-    if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
+    if not isinstance(host, str) or not host or type(port) is not int or not 0 < port < 65536:
         return None
     mid = v.get("id")
     if not isinstance(mid, str) or not mid:
         mid = key.rsplit("/", 1)[-1]
-    return FleetMember(mid, host, port) if mid else None
+    return FleetMember(mid, host, port, health == "degraded") if mid else None
 
 
 def read_etcd_members(endpoints: Sequence[str], prefix: str = "/axon/", timeout: float = 2.0) -> List[FleetMember]:
@@ -229,15 +235,20 @@ class _Fleet:
     def apply(self, members: Iterable[FleetMember]) -> List[Any]:
         """Replaces the members; returns the clients of members that left (to close)."""
         old = {(m.info.id, m.info.host, m.info.port): m for m in self.members}
-        self.members = [old.pop((i.id, i.host, i.port), None) or _Member(i) for i in members]
+        kept = []
+        for i in members:
+            m = old.pop((i.id, i.host, i.port), None) or _Member(i)
+            m.info = i  # its health may have changed
+            kept.append(m)
+        self.members = kept
         self.counters.member_updates += 1
         return [m.client for m in old.values() if m.client is not None]
 
     def order(self, key: int, now: float) -> List[_Member]:
         ids = [m.info.id for m in self.members]
         ranked = [self.members[i] for i in rendezvous_order(ids, key)]
-        first = [m for m in ranked if not m.down or m.probe_at <= now]
-        return first + [m for m in ranked if m.down and m.probe_at > now]
+        first = [m for m in ranked if (not m.down or m.probe_at <= now) and not m.info.degraded]
+        return first + [m for m in ranked if m not in first]
 
     def key_for(self, tenant: int, agent: int, session_key: int) -> int:
         if session_key == 0:
@@ -344,9 +355,8 @@ class FleetClient:
     def set_members(self, members: Sequence[Union[str, FleetMember]]) -> None:
         """Replaces the member list; a member whose id and address stay keeps its state."""
         with self._lock:
-            current = [(m.info.id, m.info.host, m.info.port) for m in self._fleet.members]
             wanted = _members_of(members)
-            if current == [(m.id, m.host, m.port) for m in wanted]:
+            if [m.info for m in self._fleet.members] == wanted:
                 return
             for c in self._fleet.apply(wanted):
                 c.close()
@@ -527,9 +537,7 @@ class AsyncFleetClient:
     def set_members(self, members: Sequence[Union[str, FleetMember]]) -> None:
         """Replaces the member list; a member whose id and address stay keeps its state."""
         wanted = _members_of(members)
-        if [(m.info.id, m.info.host, m.info.port) for m in self._fleet.members] == [
-            (m.id, m.host, m.port) for m in wanted
-        ]:
+        if [m.info for m in self._fleet.members] == wanted:
             return
         for c in self._fleet.apply(wanted):
             c.close()

@@ -150,7 +150,7 @@ class FleetDataplaneIT(unittest.TestCase):
         members = [f"{self.net.root4}:{7401 + i}" for i in range(3)]
         dead = members[1]
         sessions = range(1, 91)
-        with fleet.FleetClient(members, tenant=1, member_timeout=0.5, sock_factory=self.net.socket) as fc:
+        with fleet.FleetClient(members, tenant=1, member_timeout=1.0, sock_factory=self.net.socket) as fc:
             home: Dict[int, str] = {}
             for s in sessions:
                 r = fc.call(7, f"{s}".encode(), session_key=s, deadline=5.0)
@@ -178,7 +178,7 @@ class FleetDataplaneIT(unittest.TestCase):
 
         async def run() -> None:
             afc = await fleet.AsyncFleetClient.connect(
-                members, tenant=1, member_timeout=0.5, sock_factory=self.net.socket
+                members, tenant=1, member_timeout=1.0, sock_factory=self.net.socket
             )
             try:
                 results = await asyncio.gather(
