@@ -46,6 +46,7 @@ int run_axonctl(int argc, const char* const* argv, GlobalOptions& global) {
   add_cache_command(app, global, selected);
   add_tune_command(app, global, selected);
   add_top_command(app, global, selected);
+  add_traces_command(app, global, selected);
 
   try {
     app.parse(argc, argv);

@@ -464,7 +464,10 @@ Result<Reply, ClientError> Client::call(const RequestOptions& request, std::span
   if (options.timeout_retries > 0 && options.attempt_timeout.count() <= 0)
     return make_error(ClientError::invalid_argument, "attempt_timeout must be positive when timeout_retries > 0");
   const std::uint64_t deadline = monotonic_ns() + to_ns(options.timeout);
-  auto sent = send_request(request, payload);
+  if (options.request_id != 0 && outstanding_.count(options.request_id) != 0)
+    return make_error(ClientError::invalid_argument,
+                      "request id " + std::to_string(options.request_id) + " is already outstanding on this client");
+  auto sent = options.request_id != 0 ? transmit(request, payload, options.request_id) : send_request(request, payload);
   if (!sent) return sent.error();
   // Every retry reuses the request id and the header (docs/protocol.md §1, §6): it is the same
   // request, and the data plane drops segments that differ from a partial message it holds.

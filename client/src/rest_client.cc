@@ -166,7 +166,7 @@ std::string RestClient::Impl::connect_advice(const error_code& ec) const {
   const int err = ec == beast::error::timeout ? ETIMEDOUT : ec.value();
   std::string message = "cannot connect to " + endpoint + ": " + std::strerror(err);
   if (err == ECONNREFUSED || err == ENOENT || err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH) {
-    message += "; is axon-controlplane running? (see " +
+    message += "; is " + options.server_name + " running? (see " +
                (options.unix_socket.empty() ? options.address_hint : options.unix_hint) + ")";
   } else if (err == EACCES || err == EPERM) {
     message += "; the unix socket is for root only: run as root or use the HTTPS API (" + options.address_hint + ")";
@@ -183,6 +183,7 @@ std::string RestClient::Impl::request_text(std::string_view method, std::string_
   if (options.unix_socket.empty()) request.append(":").append(url.port);
   request.append("\r\nUser-Agent: axonctl\r\nAccept: application/json\r\nConnection: close\r\n");
   if (!options.token.empty()) request.append("Authorization: Bearer ").append(options.token).append("\r\n");
+  for (const auto& [name, value] : options.headers) request.append(name).append(": ").append(value).append("\r\n");
   if (!body.empty() || method == "POST" || method == "PUT") {
     if (!body.empty()) request.append("Content-Type: application/json\r\n");
     request.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");

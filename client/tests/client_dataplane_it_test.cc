@@ -105,7 +105,7 @@ TEST_P(ClientDataplaneIT, MessagesUpTo64KiBEchoBothWaysOverIPv4AndIPv6) {
 // A worker slower than attempt_timeout: the client resends the segmented request (same id and
 // header, checked byte for byte in ClientRetries) while the first runs, and takes the first
 // reply; the data plane reassembled every resend whole, with no segment mismatch, and ran the
-// request more than once (the appliance does not deduplicate, protocol §1).
+// request more than once (this agent has no dedup window, so every resend runs, protocol §1).
 TEST_P(ClientDataplaneIT, ASlowWorkerGetsTheSegmentedRequestResentWhole) {
   ConfigSpec spec;
   spec.backend = GetParam();

@@ -257,6 +257,48 @@ void read_fleet(TableReader& r, FleetSettings& f) {
   }
 }
 
+// [tracing] (docs/operations.md): sizes are positive, the endpoint an http(s) URL.
+void read_tracing(TableReader& r, TracingSettings& t) {
+  auto positive = [&](const char* key, std::uint32_t& out, std::uint32_t max) {
+    if (r.read(key, out) && (out == 0 || out > max)) {
+      r.invalid(key, "must be between 1 and " + std::to_string(max));
+    }
+  };
+  positive("store_traces", t.store_traces, 1000000);
+  if (r.read("otlp_endpoint", t.otlp_endpoint) && !t.otlp_endpoint.empty() && !parse_http_endpoint(t.otlp_endpoint)) {
+    r.invalid("otlp_endpoint",
+              "must be an http:// or https:// URL with a host, e.g. \"http://127.0.0.1:4318/v1/traces\" (the OTLP/HTTP "
+              "collector's traces path), or \"\" for no export");
+  }
+  if (const toml::table* headers = r.table("otlp_headers")) {
+    TableReader h(r.file(), *headers, "tracing.otlp_headers", kExample);
+    for (const auto& [key, node] : *headers) {
+      const std::string name(key.str());
+      std::string value;
+      if (!h.read(name.c_str(), value)) break;
+      if (name.empty() || name.find_first_of(" :\r\n") != std::string::npos ||
+          value.find_first_of("\r\n") != std::string::npos) {
+        h.invalid(name.c_str(), "must be an HTTP header name = \"value\" without spaces, ':' or line breaks");
+        break;
+      }
+      t.otlp_headers[name] = value;
+    }
+    h.reject_unknown();
+    if (h.problem) r.problem = h.problem;
+  }
+  r.read("otlp_ca_file", t.otlp_ca_file);
+  read_ms(r, "otlp_timeout_ms", t.otlp_timeout, 1, 600000);
+  positive("otlp_queue_spans", t.otlp_queue_spans, 10000000);
+  positive("otlp_batch_spans", t.otlp_batch_spans, 100000);
+  if (r.read("otlp_max_retries", t.otlp_max_retries) && t.otlp_max_retries > 100) {
+    r.invalid("otlp_max_retries", "must be between 0 and 100");
+  }
+  if (r.read("service_name", t.service_name) && t.service_name.empty()) {
+    r.invalid("service_name", "must not be empty (the OTLP resource's service.name)");
+  }
+  r.reject_unknown();
+}
+
 void read_dataplane(TableReader& r, DataplaneLinkSettings& d) {
   r.read("run_dir", d.run_dir);
   if (r.read_list("command", d.command) && !d.command.empty() && d.command[0].rfind('/', 0) != 0) {
@@ -540,6 +582,7 @@ Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, co
   section("dataplane", [&](TableReader& r, const toml::table&) { read_dataplane(r, config.dataplane); });
   section("tuning", [&](TableReader& r, const toml::table&) { read_tuning(r, config.tuning); });
   section("fleet", [&](TableReader& r, const toml::table&) { read_fleet(r, config.fleet); });
+  section("tracing", [&](TableReader& r, const toml::table&) { read_tracing(r, config.tracing); });
   auto table_array = [&](const char* key, auto&& item_fn) {
     if (problem) return;
     const toml::array* array = top.table_array(key);

@@ -296,6 +296,8 @@ ApiResult<std::string> ControlPlane::metrics() {
     w.sample(double(fleet_apply_failures_));
     text += fleet_->metrics() + w.str();
   }
+  if (traces_) text += traces_->metrics();
+  if (exporter_) text += exporter_->metrics();
   return text;
 }
 

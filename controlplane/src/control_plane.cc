@@ -86,6 +86,7 @@ Result<Ok, DaemonError> ControlPlane::start() {
   link_dataplane();
   if (!config_.dataplane.command.empty()) supervise_dataplane();
   take_over();
+  if (auto traced = start_traces(); !traced) return traced;
   return start_fleet();
 }
 

@@ -37,7 +37,9 @@
 #include "dataplane_link.h"
 #include "fleet.h"
 #include "fleet_config.h"
+#include "otlp_exporter.h"
 #include "registry.h"
+#include "trace_store.h"
 
 namespace axon::controlplane {
 
@@ -99,7 +101,9 @@ class ControlPlane final : public ControlApi {
   ApiResult<Ok> delete_tenant(std::uint32_t id) override;
   ApiResult<std::vector<RouteInfo>> list_routes() override;
   ApiResult<std::string> metrics() override;
-  ApiResult<TopSnapshot> top() override;    // top.cc
+  ApiResult<TopSnapshot> top() override;                                             // top.cc
+  ApiResult<std::vector<TraceEntry>> list_traces(const TraceQuery& query) override;  // trace_api.cc
+  ApiResult<std::vector<TraceEntry>> get_trace(const std::string& trace_id) override;
   ApiResult<std::string> fleet() override;  // fleet_api.cc
   ApiResult<TuningReply> tuning(const std::string& method, const std::string& path, const std::string& query,
                                 const std::string& body) override;
@@ -155,9 +159,12 @@ class ControlPlane final : public ControlApi {
   ApiResult<AgentStatus> fleet_put_agent(const AgentSpec& spec, bool create);
 
   void start_tuning();
-  Result<Ok, DaemonError> start_fleet();  // fleet_api.cc
-  Fleet::Local fleet_local();             // fleet_api.cc; takes mutex_
-  void link_dataplane();                  // refreshes the link; on a new data plane: re-push, re-grant slots
+  Result<Ok, DaemonError> start_traces();  // trace_api.cc
+  TraceStore::Sink trace_sink();           // trace_api.cc: where new traces go besides the store
+                                           // refreshes the link; on a new data plane: re-push, re-grant slots
+  Result<Ok, DaemonError> start_fleet();   // fleet_api.cc
+  Fleet::Local fleet_local();              // fleet_api.cc; takes mutex_
+  void link_dataplane();                   // refreshes the link; on a new data plane: re-push, re-grant slots
   void refresh_slots();
   void scale_pools();  // scaling.cc: samples each pool for the autoscaler, applies its decisions
   PoolSample pool_sample(const AgentSpec& agent, const Pool& pool, Clock::time_point now) const;
@@ -199,6 +206,10 @@ class ControlPlane final : public ControlApi {
   std::uint64_t strays_stopped_ = 0;
   std::uint64_t adopted_ = 0;
   std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+  // Last: the store's thread calls into the registry under mutex_ and hands traces to the
+  // exporter, so it stops first, then the exporter.
+  std::unique_ptr<OtlpExporter> exporter_;
+  std::unique_ptr<TraceStore> traces_;
   // [fleet]: membership in etcd. Last: destroyed (its thread joined) before what it reads.
   std::unique_ptr<Fleet> fleet_;
   std::unique_ptr<FleetConfig> fleet_config_;  // stopped before fleet_ (it uses it)

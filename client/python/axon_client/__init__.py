@@ -5,6 +5,7 @@ Synchronous (Client) and asyncio (AsyncClient) clients with the same features: r
 with exponential backoff and a retry budget, BUSY honoured (retry no sooner than
 retry_after_us), a client-side deadline also sent as the header's deadline_us, W3C trace
 context, and ERROR replies raised as typed exceptions named after their AXP error code.
+FleetClient and AsyncFleetClient spread sessions over several appliances (axon_client.fleet).
 """
 
 from .aio import AsyncClient
@@ -28,12 +29,14 @@ from .errors import (
     WorkerFailed,
 )
 from .exchange import Event, Reply, RetryPolicy, TraceContext
+from .fleet import AsyncFleetClient, FleetClient, FleetMember, FleetReply
 from .protocol import ErrorCode, Header, MessageType, Priority
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
+    "AsyncFleetClient",
     "AxonBusy",
     "AxonClientError",
     "AxonErrorReply",
@@ -42,6 +45,9 @@ __all__ = [
     "DeadlineExceeded",
     "ErrorCode",
     "Event",
+    "FleetClient",
+    "FleetMember",
+    "FleetReply",
     "HandlerError",
     "Header",
     "DuplicateReplyEvicted",

@@ -369,8 +369,8 @@ class DataplaneIT(unittest.TestCase):
         self.assertGreaterEqual(reply.attempts, 2)
         sends = [e for e in events if e.kind == "send"]
         self.assertEqual({e.request_id for e in sends}, {reply.request_id})
-        # The worker saw the same id more than once: every retry carried it (the data plane does
-        # not deduplicate yet, so the retries queued behind the sleeping first attempt).
+        # The worker saw the same id more than once: every retry carried it (this agent has no
+        # dedup window, so the retries queued behind the sleeping first attempt).
         self._wait_for(lambda: self.ids_seen("w0").count(reply.request_id) >= 2)
         self.assertGreaterEqual(self.ids_seen("w0").count(reply.request_id), 2)
 

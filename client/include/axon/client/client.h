@@ -71,8 +71,9 @@ struct CallOptions {
   unsigned busy_retries = 0;
   // How many times a request that got no reply is sent again (0: send once, wait the whole
   // timeout). A retry is the same request: same request id, same header (deadline_us and trace
-  // context included), every segment again. The appliance does not deduplicate retries yet
-  // (docs/protocol.md §1): leave this 0 for handlers that are not idempotent.
+  // context included), every segment again. The appliance absorbs a retry only for an agent
+  // with a dedup window (`dedup_window_ms`, docs/protocol.md §1): for any other agent a retry
+  // may run the handler again, so leave this 0 for handlers that are not idempotent.
   unsigned timeout_retries = 0;
   // With timeout_retries: wait this long for a reply to an attempt before a retry is due ...
   std::chrono::milliseconds attempt_timeout{500};
@@ -80,6 +81,10 @@ struct CallOptions {
   // backoff_max) (a late reply still counts), then resend.
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{1000};
+  // The request id to send with (the same on every attempt); 0 lets the client pick a fresh one.
+  // A FleetClient passes one id to every appliance it tries (fleet.h). It must not be
+  // outstanding on this Client.
+  std::uint64_t request_id = 0;
 };
 
 // What a send_request() put on the wire; identifies the reply to wait for.

@@ -30,6 +30,10 @@ struct RestOptions {
   // Names the option that sets the address in connection errors ("see --api").
   std::string address_hint = "--api";
   std::string unix_hint = "--unix";
+  // Other users of the client (the control plane's OTLP exporter): the server named in
+  // connection errors, and more request headers (name, value).
+  std::string server_name = "axon-controlplane";
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 struct RestResponse {

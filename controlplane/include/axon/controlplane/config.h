@@ -113,6 +113,20 @@ struct FleetSettings {
   bool enabled() const { return !etcd_endpoints.empty(); }
 };
 
+// [tracing]: the trace store (GET /v1/traces) and the OTLP/HTTP JSON exporter
+// (docs/observability.md, "Traces").
+struct TracingSettings {
+  std::uint32_t store_traces = 4096;                // traced requests kept; the oldest is evicted
+  std::string otlp_endpoint;                        // "" = no export; http://host:port/path or https://...
+  std::map<std::string, std::string> otlp_headers;  // sent with every export request
+  std::string otlp_ca_file;                         // https: CA bundle ("" = the system's)
+  std::chrono::milliseconds otlp_timeout{2000};     // per export request
+  std::uint32_t otlp_queue_spans = 8192;            // spans waiting; full drops the oldest
+  std::uint32_t otlp_batch_spans = 512;             // spans per export request at most
+  std::uint32_t otlp_max_retries = 3;               // per batch, with backoff; then dropped
+  std::string service_name = "axon";                // OTLP resource attribute service.name
+};
+
 struct ControlplaneConfig {
   std::string source_path;
   std::string state_dir = "/var/lib/axon";  // registry (agents, tenants) survives restarts here
@@ -129,6 +143,7 @@ struct ControlplaneConfig {
   DataplaneLinkSettings dataplane;
   TuningSettings tuning;
   FleetSettings fleet;
+  TracingSettings tracing;
   // Seed the registry on the very first start (no state file yet); afterwards the REST API
   // owns it.
   std::vector<TenantSpec> tenants;
@@ -136,6 +151,16 @@ struct ControlplaneConfig {
 };
 
 Result<ControlplaneConfig, ConfigError> load_config(const std::string& path);
+
+// An http:// or https:// URL split for a client: host (IPv6 without brackets), port (the
+// scheme's default when absent) and target (path and query, "/" when absent).
+struct HttpEndpoint {
+  bool tls = false;
+  std::string host;
+  std::string port;
+  std::string target;
+};
+std::optional<HttpEndpoint> parse_http_endpoint(const std::string& url);
 Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, const std::string& source_name);
 
 // The worker identity rules of this config (worker_identity.h).

@@ -19,6 +19,7 @@
 
 #include "axon/common/model.h"
 #include "axon/common/result.h"
+#include "axon/controlplane/traces.h"
 
 namespace axon::controlplane {
 
@@ -294,6 +295,17 @@ class ControlApi {
   // GET /v1/top; unavailable while no data plane stats are mapped.
   virtual ApiResult<TopSnapshot> top() {
     return api_error(ApiErrorCode::unavailable, "this control plane serves no live counters");
+  }
+
+  // GET /v1/traces (recent first, filtered) and /v1/traces/{trace_id} (every traced request of
+  // that trace; not_found when the store has none). unavailable without a trace store.
+  virtual ApiResult<std::vector<TraceEntry>> list_traces(const TraceQuery& query) {
+    (void)query;
+    return api_error(ApiErrorCode::unavailable, "this control plane keeps no traces");
+  }
+  virtual ApiResult<std::vector<TraceEntry>> get_trace(const std::string& trace_id) {
+    (void)trace_id;
+    return api_error(ApiErrorCode::unavailable, "this control plane keeps no traces");
   }
 
   // Prometheus text exposition format (version 0.0.4) for GET /metrics.
