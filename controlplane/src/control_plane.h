@@ -161,7 +161,6 @@ class ControlPlane final : public ControlApi {
   void start_tuning();
   Result<Ok, DaemonError> start_traces();  // trace_api.cc
   TraceStore::Sink trace_sink();           // trace_api.cc: where new traces go besides the store
-                                           // refreshes the link; on a new data plane: re-push, re-grant slots
   Result<Ok, DaemonError> start_fleet();   // fleet_api.cc
   Fleet::Local fleet_local();              // fleet_api.cc; takes mutex_
   void link_dataplane();                   // refreshes the link; on a new data plane: re-push, re-grant slots
