@@ -61,10 +61,13 @@ std::string range_end(std::string prefix) {
   return std::string(1, '\0');  // every key
 }
 
-// One member value; nullopt when it has no usable AXP address or is draining.
+// One member value; nullopt when it has no usable AXP address or is draining. Nothing here
+// throws on a value of another type (json::value() would): a bad member is skipped.
 std::optional<FleetMember> member_of(const std::string& key, const nlohmann::json& v) {
   if (!v.is_object()) return std::nullopt;
-  if (v.value("health", std::string("ok")) == "draining") return std::nullopt;
+  std::string health = "ok";
+  if (const auto h = v.find("health"); h != v.end() && h->is_string()) health = h->get<std::string>();
+  if (health == "draining") return std::nullopt;
   const auto axp = v.find("axp");
   if (axp == v.end() || !axp->is_array() || axp->empty()) return std::nullopt;
   const auto& first = axp->front();
@@ -72,7 +75,8 @@ std::optional<FleetMember> member_of(const std::string& key, const nlohmann::jso
   FleetMember m;
   m.host = first["address"].get<std::string>();
   m.port = protocol::kDefaultPort;
-  if (first.contains("port") && first["port"].is_number_unsigned()) {
+  if (first.contains("port")) {
+    if (!first["port"].is_number_unsigned()) return std::nullopt;
     const auto port = first["port"].get<std::uint64_t>();
     if (port == 0 || port > 65535) return std::nullopt;
     m.port = static_cast<std::uint16_t>(port);
@@ -83,6 +87,7 @@ std::optional<FleetMember> member_of(const std::string& key, const nlohmann::jso
     m.id = key.substr(key.rfind('/') + 1);
   }
   if (m.host.empty() || m.id.empty()) return std::nullopt;
+  m.degraded = health == "degraded";
   return m;
 }
 
