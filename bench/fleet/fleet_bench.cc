@@ -32,6 +32,9 @@ namespace {
 struct Totals {
   std::atomic<std::uint64_t> ok{0}, errors{0}, failovers{0}, ok_after_kill{0}, errors_after_kill{0};
   std::atomic<std::uint64_t> first_reroute_ns{0};  // CLOCK_MONOTONIC of the first rerouted RESPONSE
+  // Members the clients had already marked down when the signal went out (a member that answered
+  // later than member_timeout under load): then the reroute time measures nothing.
+  std::atomic<std::uint64_t> down_before_kill{0};
 };
 
 }  // namespace
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
       ac::CallOptions co;
       co.timeout = std::chrono::milliseconds(timeout_ms);
       co.busy_retries = 3;
+      bool seen_kill = false;
       while (axon::monotonic_ns() < end) {
         ac::RequestOptions req;
         req.tenant = 1;
@@ -93,6 +97,10 @@ int main(int argc, char** argv) {
         req.session_key = 1 + rng() % sessions;
         auto r = fleet->call(req, payload, co);
         const std::uint64_t killed = kill_ns.load(std::memory_order_acquire);
+        if (killed != 0 && !seen_kill) {
+          seen_kill = true;
+          totals.down_before_kill.fetch_add(fleet->members_down());
+        }
         const bool ok = r && r->reply.ok();
         (ok ? totals.ok : totals.errors).fetch_add(1, std::memory_order_relaxed);
         if (killed != 0) (ok ? totals.ok_after_kill : totals.errors_after_kill).fetch_add(1);
@@ -129,6 +137,7 @@ int main(int argc, char** argv) {
     out["kill_member"] = kill_member;
     out["responses_after_kill"] = totals.ok_after_kill.load();
     out["errors_after_kill"] = totals.errors_after_kill.load();
+    out["members_down_before_kill"] = totals.down_before_kill.load();
     const std::uint64_t rerouted = totals.first_reroute_ns.load();
     if (rerouted != 0) {
       out["reroute_ms"] = double(rerouted - kill_ns.load()) / 1e6;

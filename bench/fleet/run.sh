@@ -33,8 +33,11 @@ duration_s=3
 sessions=1000
 member_timeout_ms=300
 kill_after_s=1.5
+repeat=3
 server_cpu=1
 load_cpu=0
+spread=0
+peer=axon
 keep=0
 
 usage() {
@@ -47,8 +50,14 @@ usage: sudo bench/fleet/run.sh [options]
   --sessions N           session keys 1..N (default ${sessions})
   --member-timeout-ms M  FleetOptions::member_timeout (default ${member_timeout_ms})
   --kill-after S         when, in the failover runs, the member is signalled (default ${kill_after_s})
+  --repeat N             failover runs per signal (default ${repeat}): the reroute time depends on
+                         whether a request to the victim was in flight when it died
   --server-cpu C         cpu of every data plane and worker (default ${server_cpu})
   --load-cpu C           cpu of the client threads (default ${load_cpu})
+  --peer axon|baseline   the appliances: axon-dataplane (uring, poll mode: one lcore spins a cpu) or
+                         axon-baseline-server (epoll: sleeps when idle), to see the client's own
+                         failover without poll-mode threads competing for the cpus (default axon)
+  --spread               appliance i on cpu (server-cpu + i) mod cpus instead of all on --server-cpu
   --keep                 keep the work directory
 EOF
 }
@@ -62,8 +71,11 @@ while (($#)); do
     --sessions) sessions="$2"; shift 2 ;;
     --member-timeout-ms) member_timeout_ms="$2"; shift 2 ;;
     --kill-after) kill_after_s="$2"; shift 2 ;;
+    --repeat) repeat="$2"; shift 2 ;;
     --server-cpu) server_cpu="$2"; shift 2 ;;
     --load-cpu) load_cpu="$2"; shift 2 ;;
+    --spread) spread=1; shift ;;
+    --peer) peer="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -81,6 +93,9 @@ build="$(cd "${build}" && pwd)"
 dataplane_bin="${build}/dataplane/axon-dataplane"
 echo_worker_bin="${build}/examples/echo_worker"
 fleet_bench="${build}/bench/axon-fleet-bench"
+baseline_bin="${build}/bench/baseline/axon-baseline-server"
+[[ "${peer}" == axon || "${peer}" == baseline ]] || die "--peer is axon or baseline"
+[[ "${peer}" == axon || -x "${baseline_bin}" ]] || die "missing ${baseline_bin} (target axon-baseline-server)"
 for b in "${dataplane_bin}" "${echo_worker_bin}" "${fleet_bench}"; do
   [[ -x "${b}" ]] || die "missing ${b}; build the release preset (targets axon-dataplane echo_worker axon-fleet-bench)"
 done
@@ -131,20 +146,30 @@ for _ in $(seq 50); do ip netns exec "${ns}" ping -c1 -W1 "${addr_r}" >/dev/null
 # start_fleet N: N data planes (ports 7401..7400+N) with an echo worker each; fills dp_pids and
 # members (the axon-fleet-bench --member arguments).
 start_fleet() {
-  local n="$1" i run_dir port
+  local n="$1" i run_dir port cpu
   dp_pids=()
   members=()
   for ((i = 0; i < n; i++)); do
     port=$((7401 + i))
+    cpu="${server_cpu}"
+    ((spread)) && cpu=$(((server_cpu + i) % ncpu))
     run_dir="${work}/dp${i}"
     rm -rf "${run_dir}"
     mkdir -p "${run_dir}"
+    members+=(--member "dp${i}=${addr_r}:${port}")
+    if [[ "${peer}" == baseline ]]; then
+      nice -n -10 "${baseline_bin}" --bind "${addr_r}" --port "${port}" --workers 1 --cpu "${cpu}" --tenants 1 \
+        --agents 1-8 --duration 3600 >>"${work}/dp${i}.log" 2>&1 &
+      dp_pids+=("$!")
+      pids+=("$!")
+      continue
+    fi
     cat >"${work}/dp${i}.toml" <<TOML
 [dataplane]
 interface = "${vr}"
 backend = "uring"
 queues = [0]
-cores = [${server_cpu}]
+cores = [${cpu}]
 ports = [${port}]
 run_dir = "${run_dir}"
 
@@ -161,7 +186,7 @@ tenant = 1
 name = "echo"
 workers = ["echo-0"]
 TOML
-    nice -n -10 taskset -c "${server_cpu}" "${dataplane_bin}" --config "${work}/dp${i}.toml" >>"${work}/dp${i}.log" 2>&1 &
+    nice -n -10 taskset -c "${cpu}" "${dataplane_bin}" --config "${work}/dp${i}.toml" >>"${work}/dp${i}.log" 2>&1 &
     dp_pids+=("$!")
     pids+=("$!")
     for _ in $(seq 100); do
@@ -169,10 +194,9 @@ TOML
       kill -0 "${dp_pids[$i]}" 2>/dev/null || die "axon-dataplane ${i} exited during start-up: $(tail -n 2 "${work}/dp${i}.log" | tr '\n' ' ')"
       sleep 0.1
     done
-    AXON_WORKER_SOCKET="${run_dir}/workers/echo-0.sock" nice -n -10 taskset -c "${server_cpu}" "${echo_worker_bin}" \
+    AXON_WORKER_SOCKET="${run_dir}/workers/echo-0.sock" nice -n -10 taskset -c "${cpu}" "${echo_worker_bin}" \
       >>"${work}/workers.log" 2>&1 &
     pids+=("$!")
-    members+=(--member "dp${i}=${addr_r}:${port}")
   done
   # Until every member answers: a short run must see no errors.
   for _ in $(seq 30); do
@@ -212,24 +236,27 @@ for n in 1 2 3; do
   stop_fleet
 done
 for sig in KILL STOP; do
-  log "failover: SIG${sig} to appliance dp1 of 3 at ${kill_after_s} s"
-  start_fleet 3
-  r="$(load --kill-pid "${dp_pids[1]}" --kill-member dp1 --kill-after "${kill_after_s}" --kill-signal "${sig}")"
-  results="$(jq -c --argjson r "${r}" --arg step "failover" '. + [$r + {step: $step, appliances: 3}]' <<<"${results}")"
-  stop_fleet
+  for ((k = 1; k <= repeat; k++)); do
+    log "failover: SIG${sig} to appliance dp1 of 3 at ${kill_after_s} s (run ${k} of ${repeat})"
+    start_fleet 3
+    r="$(load --kill-pid "${dp_pids[1]}" --kill-member dp1 --kill-after "${kill_after_s}" --kill-signal "${sig}")"
+    results="$(jq -c --argjson r "${r}" --arg step "failover" '. + [$r + {step: $step, appliances: 3}]' <<<"${results}")"
+    stop_fleet 2>/dev/null
+  done
 done
 
 jq -n --argjson steps "${results}" --arg cmd "${command_line}" --arg host "$(uname -n)" --arg kernel "$(uname -r)" \
-  --argjson ncpu "${ncpu}" --arg server_cpu "${server_cpu}" --arg load_cpu "${load_cpu}" --arg stamp "${stamp}" \
+  --argjson ncpu "${ncpu}" --arg server_cpu "${server_cpu}" --arg load_cpu "${load_cpu}" --arg stamp "${stamp}" --arg spread "${spread}" --arg peer "${peer}" \
   '{benchmark: "fleet", when: $stamp, command: $cmd, host: $host, kernel: $kernel, cpus: $ncpu,
-    setup: {backend: "uring", lcores_per_appliance: 1, workers_per_appliance: 1, server_cpu: $server_cpu,
-            load_cpu: $load_cpu, note: "every appliance on the same cpu: they share it"},
+    setup: {peer: $peer, backend: (if $peer == "axon" then "uring" else "epoll (axon-baseline-server)" end), lcores_per_appliance: 1, workers_per_appliance: 1, server_cpu: $server_cpu,
+            load_cpu: $load_cpu, spread: ($spread == "1"),
+            note: (if $spread == "1" then "appliance i on cpu (server_cpu + i) mod cpus, sharing them with each other and the clients" else "every appliance on the same cpu: they share it" end)},
     steps: $steps}' >"${out}"
 md="${out%.json}.md"
 {
-  echo "| step | appliances | signal | client threads | RESPONSEs/s | errors | failovers | reroute ms |"
-  echo "|---|---:|---|---:|---:|---:|---:|---:|"
-  jq -r '.steps[] | "| \(.step) | \(.appliances) | \(.kill_signal // "-") | \(.threads) | \(.responses_per_s | floor) | \(.errors) | \(.failovers) | \(if .reroute_ms == null then "-" else (.reroute_ms * 100 | floor / 100 | tostring) end) |"' "${out}"
+  echo "| step | appliances | signal | client threads | RESPONSEs/s | errors | failovers | down before the signal | reroute ms |"
+  echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
+  jq -r '.steps[] | "| \(.step) | \(.appliances) | \(.kill_signal // "-") | \(.threads) | \(.responses_per_s | floor) | \(.errors) | \(.failovers) | \(.members_down_before_kill // "-") | \(if .reroute_ms == null then "-" else (.reroute_ms * 100 | floor / 100 | tostring) end) |"' "${out}"
 } >"${md}"
 cat "${md}"
 log "results: ${out} and ${md}"

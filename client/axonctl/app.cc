@@ -42,6 +42,7 @@ int run_axonctl(int argc, const char* const* argv, GlobalOptions& global) {
   add_workers_command(app, global, selected);
   add_tenants_command(app, global, selected);
   add_routes_command(app, global, selected);
+  add_fleet_command(app, global, selected);
   add_cache_command(app, global, selected);
   add_tune_command(app, global, selected);
   add_top_command(app, global, selected);

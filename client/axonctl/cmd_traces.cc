@@ -18,7 +18,8 @@ namespace {
 using nlohmann::json;
 
 std::uint64_t number(const json& j, const char* key) {
-  return j.is_object() && j.contains(key) && j[key].is_number_unsigned() ? j[key].get<std::uint64_t>() : 0;
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer()) return 0;
+  return j[key].get<std::int64_t>() < 0 ? 0 : j[key].get<std::uint64_t>();
 }
 std::string text(const json& j, const char* key) {
   return j.is_object() && j.contains(key) && j[key].is_string() && !j[key].get<std::string>().empty()

@@ -77,6 +77,7 @@ void add_routes_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_cache_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_tune_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_top_command(CLI::App& app, GlobalOptions& global, Runner& selected);
+void add_fleet_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 void add_traces_command(CLI::App& app, GlobalOptions& global, Runner& selected);
 
 // Builds the whole CLI, parses argv and runs the chosen subcommand; returns the exit code.

@@ -135,6 +135,7 @@ void FleetClient::Impl::apply(std::vector<FleetMember> next) {
     });
     if (same != members.end()) {
       kept.push_back(std::move(*same));
+      kept.back().info.degraded = info.degraded;
     } else {
       kept.push_back(Member{std::move(info), std::nullopt, false, 0, 0});
     }
@@ -156,13 +157,14 @@ void FleetClient::Impl::apply_pending() {
 }
 
 // The up members (and the down ones due for a probe) in rendezvous order, then the other down
-// ones: tried only when nothing else answered.
+// ones and the degraded ones (their data plane is not linked), in rendezvous order: tried only
+// when nothing else answered.
 std::vector<std::size_t> FleetClient::Impl::order_for(std::uint64_t key) {
   const std::uint64_t now = monotonic_ns();
   std::vector<std::size_t> first, last;
   for (std::size_t i : rendezvous_order(ids, key)) {
     const Member& m = members[i];
-    (!m.down || m.probe_at_ns <= now ? first : last).push_back(i);
+    ((!m.down || m.probe_at_ns <= now) && !m.info.degraded ? first : last).push_back(i);
   }
   first.insert(first.end(), last.begin(), last.end());
   return first;
@@ -254,7 +256,8 @@ Result<FleetReply, ClientError> FleetClient::call(const RequestOptions& request,
   const std::uint64_t deadline = monotonic_ns() + to_ns(options.timeout);
   const std::uint64_t session = request.session_key != 0 ? request.session_key : fleet_mix64(s.spread++);
   auto order = s.order_for(fleet_key(request.tenant, request.agent, session));
-  if (!s.options.failover && order.size() > 1) order.erase(order.begin() + 1, order.end());  // not resize(): g++ 12 -Warray-bounds
+  if (!s.options.failover && order.size() > 1)
+    order.erase(order.begin() + 1, order.end());  // not resize(): g++ 12 -Warray-bounds
   if (order.empty()) {
     ++s.counters.failed_calls;
     return make_error(ClientError::invalid_argument, "the fleet has no members (check the static list or etcd)");

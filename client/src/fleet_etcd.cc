@@ -5,66 +5,24 @@
 
 #include "axon/client/fleet.h"
 #include "axon/client/rest.h"
+#include "axon/fleet/etcd.h"
 
 namespace axon::client {
 namespace {
 
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(std::string_view in) {
+std::optional<std::string> decoded(const std::string& text) {
   std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const std::uint32_t v = (std::uint32_t(std::uint8_t(in[i])) << 16) | (std::uint32_t(std::uint8_t(in[i + 1])) << 8) |
-                            std::uint8_t(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out.push_back(kB64[(v >> s) & 63]);
-  }
-  if (const std::size_t rest = in.size() - i; rest > 0) {
-    std::uint32_t v = std::uint32_t(std::uint8_t(in[i])) << 16;
-    if (rest == 2) v |= std::uint32_t(std::uint8_t(in[i + 1])) << 8;
-    out.push_back(kB64[(v >> 18) & 63]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kB64[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
+  if (!fleet::base64_decode(text, out)) return std::nullopt;
   return out;
 }
 
-std::optional<std::string> base64_decode(std::string_view in) {
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') break;
-    const char* at = std::char_traits<char>::find(kB64, 64, c);
-    if (at == nullptr) return std::nullopt;
-    acc = (acc << 6) | std::uint32_t(at - kB64);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
-// The end of the range of keys that start with `prefix`: the prefix with its last byte + 1.
-std::string range_end(std::string prefix) {
-  while (!prefix.empty()) {
-    if (static_cast<unsigned char>(prefix.back()) < 0xff) {
-      prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
-      return prefix;
-    }
-    prefix.pop_back();
-  }
-  return std::string(1, '\0');  // every key
-}
-
-// One member value; nullopt when it has no usable AXP address or is draining.
+// One member value; nullopt when it has no usable AXP address or is draining. Nothing here
+// throws on a value of another type (json::value() would): a bad member is skipped.
 std::optional<FleetMember> member_of(const std::string& key, const nlohmann::json& v) {
   if (!v.is_object()) return std::nullopt;
-  if (v.value("health", std::string("ok")) == "draining") return std::nullopt;
+  std::string health = "ok";
+  if (const auto h = v.find("health"); h != v.end() && h->is_string()) health = h->get<std::string>();
+  if (health == "draining") return std::nullopt;
   const auto axp = v.find("axp");
   if (axp == v.end() || !axp->is_array() || axp->empty()) return std::nullopt;
   const auto& first = axp->front();
@@ -72,7 +30,8 @@ std::optional<FleetMember> member_of(const std::string& key, const nlohmann::jso
   FleetMember m;
   m.host = first["address"].get<std::string>();
   m.port = protocol::kDefaultPort;
-  if (first.contains("port") && first["port"].is_number_unsigned()) {
+  if (first.contains("port")) {
+    if (!first["port"].is_number_unsigned()) return std::nullopt;
     const auto port = first["port"].get<std::uint64_t>();
     if (port == 0 || port > 65535) return std::nullopt;
     m.port = static_cast<std::uint16_t>(port);
@@ -83,6 +42,7 @@ std::optional<FleetMember> member_of(const std::string& key, const nlohmann::jso
     m.id = key.substr(key.rfind('/') + 1);
   }
   if (m.host.empty() || m.id.empty()) return std::nullopt;
+  m.degraded = health == "degraded";
   return m;
 }
 
@@ -103,8 +63,8 @@ Result<std::vector<FleetMember>, ClientError> parse_etcd_members(std::string_vie
   if (!doc["kvs"].is_array()) return make_error(ClientError::receive_failed, "etcd's range answer: kvs is not a list");
   for (const auto& kv : doc["kvs"]) {
     if (!kv.is_object() || !kv.contains("key") || !kv["key"].is_string()) continue;
-    auto key = base64_decode(kv["key"].get<std::string>());
-    auto value = base64_decode(kv.value("value", std::string()));
+    std::optional<std::string> key = decoded(kv["key"].get<std::string>());
+    std::optional<std::string> value = decoded(kv.value("value", std::string()));
     if (!key || !value) continue;
     nlohmann::json v = nlohmann::json::parse(*value, nullptr, false);
     if (v.is_discarded()) continue;  // not ours to judge: skip a member we cannot read
@@ -116,8 +76,8 @@ Result<std::vector<FleetMember>, ClientError> parse_etcd_members(std::string_vie
 Result<std::vector<FleetMember>, ClientError> read_etcd_members(const EtcdSourceOptions& options) {
   const std::string prefix = options.prefix + "members/";
   nlohmann::json body;
-  body["key"] = base64_encode(prefix);
-  body["range_end"] = base64_encode(range_end(prefix));
+  body["key"] = fleet::base64_encode(prefix);
+  body["range_end"] = fleet::base64_encode(fleet::prefix_range_end(prefix));
   const std::string text = body.dump();
   std::string errors;
   for (const auto& endpoint : options.endpoints) {

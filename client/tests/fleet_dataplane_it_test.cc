@@ -1,11 +1,14 @@
 // FleetClient against three REAL data planes (issue 18, "Clients"): three axon-dataplane
-// processes with the uring backend on the root end of one veth pair (prefix axfc), ports 7401,
-// 7402 and 7403, each with its own run directory and a real echo_worker; the FleetClient's
+// processes with the uring backend on the root end of one veth pair (prefix axfc), on three
+// free UDP ports, each with its own run directory and a real echo_worker; the FleetClient's
 // sockets live in the namespace. Sessions spread over the three; after one data plane is killed
 // with SIGKILL, only its sessions move, and every request gets a RESPONSE (after a failover for
 // the moved ones) or an explicit error: none is lost. Nothing asserts on time. (Three appliances
 // on one host share its cores; the test needs correctness, not speed.)
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -28,6 +31,20 @@ using axon::client::FleetOptions;
 using axon::client::RequestOptions;
 
 constexpr int kAppliances = 3;
+
+// A UDP port nothing is bound to now (fixed ports would collide with a concurrent run).
+std::uint16_t free_udp_port() {
+  const int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  socklen_t len = sizeof a;
+  std::uint16_t port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin6_port);
+  close(fd);
+  return port;
+}
 constexpr std::uint64_t kSessions = 90;
 
 class FleetDataplaneIT : public ::testing::Test {
@@ -64,13 +81,15 @@ class FleetDataplaneIT : public ::testing::Test {
     for (auto& t : dirs_) t.reset();
   }
 
-  // Appliance i: the uring data plane on port 7401 + i with one echo worker, ready and attached.
+  // Appliance i: the uring data plane on ports_[i] with one echo worker, ready and attached.
   void start_appliance(int i) {
+    ports_[i] = free_udp_port();
+    ASSERT_NE(ports_[i], 0);
     dirs_[i] = std::make_unique<TempDir>();
     ASSERT_FALSE(dirs_[i]->path().empty());
     ConfigSpec spec;
     spec.backend = "uring";
-    spec.port = static_cast<std::uint16_t>(7401 + i);
+    spec.port = ports_[i];
     spec.core = i;
     daemons_[i] = std::make_unique<Daemon>(dirs_[i]->path());
     std::string error;
@@ -90,6 +109,7 @@ class FleetDataplaneIT : public ::testing::Test {
   std::unique_ptr<TempDir> dirs_[kAppliances];
   std::unique_ptr<Daemon> daemons_[kAppliances];
   std::unique_ptr<Worker> workers_[kAppliances];
+  std::uint16_t ports_[kAppliances] = {};
 };
 
 RequestOptions session(std::uint64_t key) {
@@ -104,7 +124,7 @@ TEST_F(FleetDataplaneIT, SessionsSpreadAndAKilledAppliancesSessionsMoveWithNoReq
   std::vector<FleetMember> members;
   for (int i = 0; i < kAppliances; ++i) {
     ASSERT_NO_FATAL_FAILURE(start_appliance(i));
-    members.push_back({"dp" + std::to_string(i), net_->root_ip4, static_cast<std::uint16_t>(7401 + i)});
+    members.push_back({"dp" + std::to_string(i), net_->root_ip4, ports_[i]});
   }
   std::map<std::string, int> load;  // sessions per appliance before the kill
   std::string why;
@@ -112,7 +132,7 @@ TEST_F(FleetDataplaneIT, SessionsSpreadAndAKilledAppliancesSessionsMoveWithNoReq
       net_->ns,
       [&] {
         FleetOptions fo;
-        fo.member_timeout = 500ms;
+        fo.member_timeout = 1s;  // above any live appliance's latency on a loaded machine
         fo.client.max_datagram_bytes = 1472;
         auto fleet = FleetClient::open(members, fo);
         ASSERT_TRUE(fleet) << fleet.message();

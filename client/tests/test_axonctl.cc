@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -515,6 +516,77 @@ TEST(Commands, OptionsFromTheEnvironment) {
   EXPECT_NE(o.message().find(token_path), std::string::npos);
   unsetenv("AXON_API");
   unsetenv("AXON_API_SOCKET");
+}
+
+TEST(Commands, TracesListShowAndExport) {
+  const std::string id = "0af7651916cd43dd8448eb211c80319c";
+  const json span_a = {{"name", "appliance"},
+                       {"span_id", "b7ad6b7169203331"},
+                       {"parent_span_id", "00f067aa0ba902b7"},
+                       {"start_unix_ns", 1000},
+                       {"duration_ns", 9000}};
+  const json span_q = {{"name", "queue"},
+                       {"span_id", "1111111111111111"},
+                       {"parent_span_id", "b7ad6b7169203331"},
+                       {"start_unix_ns", 1500},
+                       {"duration_ns", 2500}};
+  const json span_h = {{"name", "handler"},
+                       {"span_id", "2222222222222222"},
+                       {"parent_span_id", "00f067aa0ba902b7"},
+                       {"start_unix_ns", 4000},
+                       {"duration_ns", 3000}};
+  const json entry = {
+      {"trace_id", id},
+      {"request_id", 42},
+      {"agent", "echo"},
+      {"tenant", "t1"},
+      {"start_unix_ns", 1000},
+      {"duration_ns", 9000},
+      {"stages_ns", {{"ingress", 500}, {"queue", 2500}, {"handler", 3000}, {"return", 2500}, {"egress", 500}}},
+      {"spans", json::array({span_a, span_q, span_h})}};
+  CliRun list = run({"traces", "--agent", "echo", "--tenant", "t1", "--limit", "3"},
+                    {reply(200, json{{"traces", json::array({entry})}})});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  ASSERT_EQ(list.requests.size(), 1u);
+  EXPECT_EQ(list.requests[0].path, "/v1/traces?limit=3&agent=echo&tenant=t1");
+  EXPECT_NE(list.out.find("TRACE ID"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(id + "  42"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("9.0us"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("2.5us"), std::string::npos) << list.out;
+
+  CliRun show = run({"traces", "show", id}, {reply(200, json{{"trace_id", id}, {"requests", json::array({entry})}})});
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  ASSERT_EQ(show.requests.size(), 1u);
+  EXPECT_EQ(show.requests[0].path, "/v1/traces/" + id);
+  EXPECT_NE(show.out.find("00f067aa0ba902b7 (the client's span)\n  appliance  b7ad6b7169203331  +0.0us"),
+            std::string::npos)
+      << show.out;
+  EXPECT_NE(show.out.find("\n    queue      1111111111111111  +0.5us"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("\n  handler    2222222222222222  +3.0us"), std::string::npos) << show.out;
+  EXPECT_EQ(show.out.find("(the client's span)"), show.out.rfind("(the client's span)")) << "one root: " << show.out;
+
+  char tmpl[] = "/tmp/axonctl-perfetto-XXXXXX";
+  const int fd = mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  const json perfetto = {{"traceEvents", json::array({json{{"ph", "X"}, {"name", "appliance"}}})}};
+  CliRun exported = run({"traces", "export", id, "--perfetto", tmpl}, {reply(200, perfetto)});
+  EXPECT_EQ(exported.exit_code, 0) << exported.err;
+  ASSERT_EQ(exported.requests.size(), 1u);
+  EXPECT_EQ(exported.requests[0].path, "/v1/traces/" + id + "?format=perfetto");
+  std::ifstream written(tmpl);
+  std::stringstream text;
+  text << written.rdbuf();
+  EXPECT_EQ(json::parse(text.str(), nullptr, false), perfetto);
+  EXPECT_NE(exported.out.find("wrote 1 trace events"), std::string::npos) << exported.out;
+  std::remove(tmpl);
+
+  CliRun bad = run({"traces", "--limit", "0"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_TRUE(bad.requests.empty());
+  CliRun unknown = run({"traces", "show", id}, {reply(404, json{{"error", "no trace " + id}})});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("404"), std::string::npos) << unknown.err;
 }
 
 }  // namespace

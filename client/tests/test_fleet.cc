@@ -111,15 +111,20 @@ TEST(FleetEtcd, RangeAnswerGivesTheServingMembers) {
       kv("/axon/members/a1", R"({"id":"a1","axp":[{"address":"10.0.0.1","port":7401}],"health":"ok"})") + "," +
       kv("/axon/members/a2", R"({"axp":[{"address":"10.0.0.2"}],"health":"degraded"})") + "," +
       kv("/axon/members/a3", R"({"id":"a3","axp":[{"address":"10.0.0.3","port":7400}],"health":"draining"})") + "," +
-      kv("/axon/members/a4", R"({"id":"a4","axp":[]})") + "," + kv("/axon/members/a5", "not json") + "]}";
+      kv("/axon/members/a4", R"({"id":"a4","axp":[]})") + "," + kv("/axon/members/a5", "not json") + "," +
+      kv("/axon/members/a6", R"({"id":"a6","axp":[{"address":"10.0.0.6","port":7400}],"health":6})") + "," +
+      kv("/axon/members/a7", R"({"id":7,"axp":[{"address":"10.0.0.7","port":"7400"}]})") + "]}";
   auto members = axon::client::parse_etcd_members(body);
   ASSERT_TRUE(members) << members.message();
-  ASSERT_EQ(members->size(), 2u) << "a3 drains, a4 has no address, a5 is not JSON";
+  ASSERT_EQ(members->size(), 3u) << "a3 drains, a4 has no address, a5 is not JSON, a7's port is a string";
   EXPECT_EQ((*members)[0].id, "a1");
   EXPECT_EQ((*members)[0].host, "10.0.0.1");
   EXPECT_EQ((*members)[0].port, 7401);
   EXPECT_EQ((*members)[1].id, "a2") << "the key's last part when the value has no id";
   EXPECT_EQ((*members)[1].port, p::kDefaultPort);
+  EXPECT_TRUE((*members)[1].degraded);
+  EXPECT_FALSE((*members)[0].degraded);
+  EXPECT_EQ((*members)[2].id, "a6") << "a health that is not a string reads as ok";
   auto none = axon::client::parse_etcd_members(R"({"header":{"revision":"7"}})");
   ASSERT_TRUE(none);
   EXPECT_TRUE(none->empty());
@@ -141,6 +146,21 @@ RequestOptions session(std::uint64_t key) {
 std::uint64_t key_placed_on(const std::vector<std::string>& ids, const std::string& first) {
   for (std::uint64_t s = 1;; ++s)
     if (owner(ids, axon::client::fleet_key(1, 7, s)) == first) return s;
+}
+
+TEST(FleetPlacement, DegradedMembersComeLast) {
+  const auto ids = names(3);
+  const std::uint64_t s = key_placed_on(ids, ids[0]);
+  std::vector<FleetMember> members;
+  for (const auto& id : ids) members.push_back({id, "127.0.0.1", 7400, id == ids[0]});
+  auto fleet = FleetClient::open(members);
+  ASSERT_TRUE(fleet);
+  auto order = fleet->placement(session(s));
+  ASSERT_EQ(order.size(), 3u);
+  EXPECT_EQ(order.back(), ids[0]) << "its key's first choice, but degraded";
+  members[0].degraded = false;
+  fleet->set_members(members);
+  EXPECT_EQ(fleet->placement(session(s)).front(), ids[0]) << "healthy again: its keys return";
 }
 
 TEST(FleetFailover, WorkerFailedAndSilenceMoveTheRequestOnWithTheSameId) {
@@ -289,7 +309,7 @@ TEST(FleetBaseline, SessionsSpreadAKilledMembersSessionsMoveAndItComesBack) {
     members.push_back({"m" + std::to_string(i), "127.0.0.1", servers[i].port()});
   }
   FleetOptions fo;
-  fo.member_timeout = 250ms;
+  fo.member_timeout = 1s;  // above any live member's latency on a loaded machine
   fo.probe_after = 300ms;
   auto fleet = FleetClient::open(members, fo);
   ASSERT_TRUE(fleet) << fleet.message();

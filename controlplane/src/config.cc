@@ -209,6 +209,54 @@ void read_tuning(TableReader& r, TuningSettings& t) {
   }
 }
 
+// "host:port" or "[v6]:port" with a port of 1..65535.
+bool valid_host_port(const std::string& text) {
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find("]:");
+    if (close == std::string::npos || close < 2) return false;
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0 || text.find(':') != colon) return false;
+    port = text.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+  const unsigned long value = std::stoul(port);
+  return value >= 1 && value <= 65535;
+}
+
+void read_fleet(TableReader& r, FleetSettings& f) {
+  r.read_list("etcd_endpoints", f.etcd_endpoints);
+  r.read("appliance_id", f.appliance_id);
+  r.read_list("advertise", f.advertise);
+  r.read("api_url", f.api_url);
+  r.read("lease_ttl_s", f.lease_ttl_s);
+  r.read("prefix", f.prefix);
+  read_ms(r, "request_timeout_ms", f.request_timeout, 100, 60000);
+  r.reject_unknown();
+  if (r.problem) return;
+  for (const auto& e : f.etcd_endpoints) {
+    if (e.rfind("http://", 0) != 0 || !valid_host_port(e.substr(7))) {
+      r.invalid("etcd_endpoints", "'" + e + "' must be http://host:port (e.g. http://127.0.0.1:2379)");
+      return;
+    }
+  }
+  for (const auto& a : f.advertise) {
+    if (!valid_host_port(a)) {
+      r.invalid("advertise", "'" + a + "' must be address:port (IPv6 in brackets: \"[fd00::1]:7400\")");
+      return;
+    }
+  }
+  if (f.lease_ttl_s < 2 || f.lease_ttl_s > 3600) r.invalid("lease_ttl_s", "must be 2..3600 seconds");
+  if (f.prefix.size() < 2 || f.prefix.front() != '/' || f.prefix.back() != '/') {
+    r.invalid("prefix", "must start and end with '/' (e.g. \"/axon/\")");
+  }
+  if (!f.appliance_id.empty() && f.appliance_id.find_first_of("/ \t\n") != std::string::npos) {
+    r.invalid("appliance_id", "must not contain '/' or white space");
+  }
+}
+
 // [tracing] (docs/operations.md): sizes are positive, the endpoint an http(s) URL.
 void read_tracing(TableReader& r, TracingSettings& t) {
   auto positive = [&](const char* key, std::uint32_t& out, std::uint32_t max) {
@@ -533,6 +581,7 @@ Result<ControlplaneConfig, ConfigError> parse_config(const std::string& text, co
   section("pools", [&](TableReader& r, const toml::table&) { read_pools(r, config.pools); });
   section("dataplane", [&](TableReader& r, const toml::table&) { read_dataplane(r, config.dataplane); });
   section("tuning", [&](TableReader& r, const toml::table&) { read_tuning(r, config.tuning); });
+  section("fleet", [&](TableReader& r, const toml::table&) { read_fleet(r, config.fleet); });
   section("tracing", [&](TableReader& r, const toml::table&) { read_tracing(r, config.tracing); });
   auto table_array = [&](const char* key, auto&& item_fn) {
     if (problem) return;

@@ -34,6 +34,18 @@ std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
 
 }  // namespace
 
+ApiResult<AgentSpec> scaled_spec(AgentSpec spec, const ScaleRequest& request, const ControlplaneConfig& config) {
+  if (!request.min && !request.max) {
+    return api_error(ApiErrorCode::invalid_argument, "scale needs 'min', 'max' or both");
+  }
+  if (request.min) spec.pool.min = *request.min;
+  if (request.max) spec.pool.max = *request.max;
+  if (request.min && !request.max && spec.pool.max < spec.pool.min) spec.pool.max = spec.pool.min;
+  if (request.max && !request.min && spec.pool.min > spec.pool.max) spec.pool.min = spec.pool.max;
+  if (auto why = check_agent(spec, config); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
+  return spec;
+}
+
 // ---- ControlApi ----------------------------------------------------------------------------
 
 ApiResult<SystemStatus> ControlPlane::status() {
@@ -79,7 +91,7 @@ ApiResult<AgentStatus> ControlPlane::get_agent(const std::string& name) {
   return agent_status(*spec.value());
 }
 
-ApiResult<AgentStatus> ControlPlane::create_agent(const AgentSpec& spec) {
+ApiResult<AgentStatus> ControlPlane::local_create_agent(const AgentSpec& spec) {
   std::lock_guard lock(mutex_);
   auto pool_it = pools_.find(spec.name);
   if (pool_it != pools_.end() && pool_it->second.deleting) {
@@ -103,7 +115,7 @@ ApiResult<AgentStatus> ControlPlane::create_agent(const AgentSpec& spec) {
   return agent_status(spec);
 }
 
-ApiResult<AgentStatus> ControlPlane::replace_agent(const std::string& name, const AgentSpec& spec) {
+ApiResult<AgentStatus> ControlPlane::local_replace_agent(const std::string& name, const AgentSpec& spec) {
   std::lock_guard lock(mutex_);
   const auto found = find_agent(name);
   if (!found) return found.error();
@@ -134,7 +146,7 @@ ApiResult<AgentStatus> ControlPlane::replace_agent(const std::string& name, cons
   return agent_status(spec);
 }
 
-ApiResult<Ok> ControlPlane::delete_agent(const std::string& name) {
+ApiResult<Ok> ControlPlane::local_delete_agent(const std::string& name) {
   std::lock_guard lock(mutex_);
   const auto found = find_agent(name);
   if (!found) return found.error();
@@ -152,19 +164,13 @@ ApiResult<Ok> ControlPlane::delete_agent(const std::string& name) {
   return registry_.save();
 }
 
-ApiResult<AgentStatus> ControlPlane::scale_agent(const std::string& name, const ScaleRequest& request) {
+ApiResult<AgentStatus> ControlPlane::local_scale_agent(const std::string& name, const ScaleRequest& request) {
   std::lock_guard lock(mutex_);
   const auto found = find_agent(name);
   if (!found) return found.error();
-  AgentSpec spec = *found.value();
-  if (!request.min && !request.max) {
-    return api_error(ApiErrorCode::invalid_argument, "scale needs 'min', 'max' or both");
-  }
-  if (request.min) spec.pool.min = *request.min;
-  if (request.max) spec.pool.max = *request.max;
-  if (request.min && !request.max && spec.pool.max < spec.pool.min) spec.pool.max = spec.pool.min;
-  if (request.max && !request.min && spec.pool.min > spec.pool.max) spec.pool.min = spec.pool.max;
-  if (auto why = check_agent(spec, config_); !why.empty()) return api_error(ApiErrorCode::invalid_argument, why);
+  auto scaled = scaled_spec(*found.value(), request, config_);
+  if (!scaled) return scaled.error();
+  const AgentSpec& spec = scaled.value();
   registry_.set_agent(spec);
   Pool& pool = pools_[name];
   // New bounds are followed at once, and recorded as the autoscaler's decision.
@@ -234,14 +240,14 @@ ApiResult<TenantSpec> ControlPlane::get_tenant(std::uint32_t id) {
   return it->second;
 }
 
-ApiResult<TenantSpec> ControlPlane::put_tenant(std::uint32_t id, const TenantSpec& spec) {
+ApiResult<TenantSpec> ControlPlane::local_put_tenant(std::uint32_t id, const TenantSpec& spec) {
   std::lock_guard lock(mutex_);
   auto put = registry_.put_tenant(id, spec);
   tables_dirty_ = true;
   return put;
 }
 
-ApiResult<Ok> ControlPlane::delete_tenant(std::uint32_t id) {
+ApiResult<Ok> ControlPlane::local_delete_tenant(std::uint32_t id) {
   std::lock_guard lock(mutex_);
   auto deleted = registry_.delete_tenant(id);
   tables_dirty_ = true;
@@ -283,6 +289,13 @@ ApiResult<std::string> ControlPlane::metrics() {
   m.stats = link_.stats();
   std::string text = export_metrics(m);
   if (tuning_) text += tuning_->metrics();
+  if (fleet_) {
+    MetricsWriter w;
+    w.family("axon_fleet_config_apply_failures_total", "counter",
+             "Changes of the fleet's configuration in etcd this appliance refused (see the log)");
+    w.sample(double(fleet_apply_failures_));
+    text += fleet_->metrics() + w.str();
+  }
   if (traces_) text += traces_->metrics();
   if (exporter_) text += exporter_->metrics();
   return text;

@@ -86,7 +86,8 @@ Result<Ok, DaemonError> ControlPlane::start() {
   link_dataplane();
   if (!config_.dataplane.command.empty()) supervise_dataplane();
   take_over();
-  return start_traces();
+  if (auto traced = start_traces(); !traced) return traced;
+  return start_fleet();
 }
 
 // [dataplane] command: this control plane runs axon-dataplane itself (hosts without
@@ -130,6 +131,7 @@ void ControlPlane::link_dataplane() {
   const auto event = link_.refresh();
   if (event == DataplaneLink::Event::none) return;
   tables_dirty_ = true;
+  if (fleet_) fleet_->poke();  // the member's health follows the data plane
   if (event == DataplaneLink::Event::restarted) {
     // Workers exit when their data plane does, and respawns fail until it is back: those
     // exits are not the agents' fault, so they must not keep a breaker open.
@@ -257,6 +259,11 @@ std::chrono::milliseconds ControlPlane::next_timeout() const {
 }
 
 void ControlPlane::shutdown() {
+  // Outside mutex_: the fleet thread takes it. With on_exit = "stop" the appliance stops
+  // serving, so its member key goes now; with "keep" the data plane serves on and the key
+  // stays until its lease expires or the next control plane takes it over.
+  if (fleet_config_) fleet_config_->stop();
+  if (fleet_) fleet_->stop(config_.pools.on_exit == "stop");
   std::unique_lock lock(mutex_);
   if (config_.pools.on_exit != "stop") {
     save_runtime();

@@ -35,6 +35,8 @@
 
 #include "autoscaler.h"
 #include "dataplane_link.h"
+#include "fleet.h"
+#include "fleet_config.h"
 #include "otlp_exporter.h"
 #include "registry.h"
 #include "trace_store.h"
@@ -42,6 +44,8 @@
 namespace axon::controlplane {
 
 AutoscalerPolicy autoscaler_policy(const PoolSettings& pools);  // scaling.cc
+// `spec` with a scale request's bounds, checked (control_api.cc).
+ApiResult<AgentSpec> scaled_spec(AgentSpec spec, const ScaleRequest& request, const ControlplaneConfig& config);
 
 class ControlPlane final : public ControlApi {
  public:
@@ -78,6 +82,8 @@ class ControlPlane final : public ControlApi {
   ApiResult<SystemStatus> status() override;
   ApiResult<std::vector<AgentStatus>> list_agents() override;
   ApiResult<AgentStatus> get_agent(const std::string& name) override;
+  // The writes: to etcd with compare-and-swap in a fleet (fleet_api.cc, applied here through
+  // the watch), else the local_* versions at once.
   ApiResult<AgentStatus> create_agent(const AgentSpec& spec) override;
   ApiResult<AgentStatus> replace_agent(const std::string& name, const AgentSpec& spec) override;
   ApiResult<Ok> delete_agent(const std::string& name) override;
@@ -98,6 +104,7 @@ class ControlPlane final : public ControlApi {
   ApiResult<TopSnapshot> top() override;                                             // top.cc
   ApiResult<std::vector<TraceEntry>> list_traces(const TraceQuery& query) override;  // trace_api.cc
   ApiResult<std::vector<TraceEntry>> get_trace(const std::string& trace_id) override;
+  ApiResult<std::string> fleet() override;  // fleet_api.cc
   ApiResult<TuningReply> tuning(const std::string& method, const std::string& path, const std::string& query,
                                 const std::string& body) override;
 
@@ -139,9 +146,23 @@ class ControlPlane final : public ControlApi {
   void begin_drain(Worker& worker);
   void on_member_event(const MemberEvent& event);
 
+  // The writes applied here (control_api.cc): REST without a fleet, the fleet's watch with one.
+  ApiResult<AgentStatus> local_create_agent(const AgentSpec& spec);
+  ApiResult<AgentStatus> local_replace_agent(const std::string& name, const AgentSpec& spec);
+  ApiResult<Ok> local_delete_agent(const std::string& name);
+  ApiResult<AgentStatus> local_scale_agent(const std::string& name, const ScaleRequest& request);
+  ApiResult<TenantSpec> local_put_tenant(std::uint32_t id, const TenantSpec& spec);
+  ApiResult<Ok> local_delete_tenant(std::uint32_t id);
+  // fleet_api.cc: the fleet's configuration applied through the local_* writes.
+  void apply_fleet_config(const std::vector<FleetConfig::Change>& changes, bool full);
+  std::vector<std::pair<std::string, std::string>> fleet_seed();
+  ApiResult<AgentStatus> fleet_put_agent(const AgentSpec& spec, bool create);
+
   void start_tuning();
   Result<Ok, DaemonError> start_traces();  // trace_api.cc
   TraceStore::Sink trace_sink();           // trace_api.cc: where new traces go besides the store
+  Result<Ok, DaemonError> start_fleet();   // fleet_api.cc
+  Fleet::Local fleet_local();              // fleet_api.cc; takes mutex_
   void link_dataplane();                   // refreshes the link; on a new data plane: re-push, re-grant slots
   void refresh_slots();
   void scale_pools();  // scaling.cc: samples each pool for the autoscaler, applies its decisions
@@ -188,6 +209,10 @@ class ControlPlane final : public ControlApi {
   // exporter, so it stops first, then the exporter.
   std::unique_ptr<OtlpExporter> exporter_;
   std::unique_ptr<TraceStore> traces_;
+  // [fleet]: membership in etcd. Last: destroyed (its thread joined) before what it reads.
+  std::unique_ptr<Fleet> fleet_;
+  std::unique_ptr<FleetConfig> fleet_config_;  // stopped before fleet_ (it uses it)
+  std::uint64_t fleet_apply_failures_ = 0;     // etcd changes this appliance refused (logged)
 };
 
 }  // namespace axon::controlplane

@@ -115,6 +115,13 @@ Result<Ok, PreflightError> preflight(const ControlplaneConfig& config, bool prob
       if (auto free = port_free(api.listen, endpoint.value()); !free) return free;
     }
   }
+  const std::string& ca = config.tracing.otlp_ca_file;
+  if (!config.tracing.otlp_endpoint.empty() && !ca.empty() && access(ca.c_str(), R_OK) != 0) {
+    return make_error(PreflightError::missing_file, "[tracing] otlp_ca_file " + ca +
+                                                        " cannot be read: " + std::strerror(errno) +
+                                                        "; give the PEM bundle of the CA that signed the OTLP "
+                                                        "collector's certificate, or \"\" for the system's");
+  }
   if (auto ok = user_exists("[controlplane] worker_user", config.worker_user); !ok) return ok;
   for (const auto& agent : config.agents) {
     if (auto ok = user_exists("agent '" + agent.name + "'", agent.user); !ok) return ok;

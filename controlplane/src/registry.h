@@ -16,7 +16,7 @@
 
 namespace axon::controlplane {
 
-enum class DaemonError { cgroups, state, io_error };
+enum class DaemonError { cgroups, state, io_error, fleet };
 
 class Registry {
  public:

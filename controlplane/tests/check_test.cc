@@ -1,6 +1,7 @@
 // `axon-controlplane --check` refuses what would fail at start (issue 11 item 14): a missing
 // certificate file, a port in use, an invalid listen address and a nonexistent worker_user,
-// each with a message that says what to fix; a good config passes.
+// each with a message that says what to fix; a good config passes. [tracing]: a bad
+// otlp_endpoint and an unreadable otlp_ca_file are refused naming the key.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -60,6 +61,22 @@ TEST_F(CheckTest, AMissingCertificateFails) {
   std::string out;
   EXPECT_EQ(check(config("127.0.0.1:0", dir_ + "/missing.crt", "nobody"), out), 1) << out;
   EXPECT_NE(out.find("cert_file " + dir_ + "/missing.crt cannot be read"), std::string::npos) << out;
+}
+
+TEST_F(CheckTest, BadTracingSettingsFail) {
+  std::string out;
+  const std::string base = config("127.0.0.1:0", dir_ + "/server.crt", "nobody");
+  EXPECT_EQ(check(base + "[tracing]\notlp_endpoint = \"collector:4318\"\n", out), 1) << out;
+  EXPECT_NE(out.find("[tracing] otlp_endpoint: must be an http:// or https:// URL"), std::string::npos) << out;
+  EXPECT_EQ(check(base + "[tracing]\nstore_traces = -3\n", out), 1) << out;
+  EXPECT_NE(out.find("store_traces must be an integer"), std::string::npos) << out;
+  EXPECT_EQ(check(base + "[tracing]\notlp_endpoint = \"https://127.0.0.1:4318/v1/traces\"\notlp_ca_file = \"" + dir_ +
+                      "/missing-ca.pem\"\n",
+                  out),
+            1)
+      << out;
+  EXPECT_NE(out.find("[tracing] otlp_ca_file " + dir_ + "/missing-ca.pem cannot be read"), std::string::npos) << out;
+  EXPECT_EQ(check(base + "[tracing]\notlp_endpoint = \"https://127.0.0.1:4318/v1/traces\"\n", out), 0) << out;
 }
 
 TEST_F(CheckTest, APortInUseFails) {

@@ -207,6 +207,45 @@ TEST(ControlplaneConfig, TenantClassLimitsAndCreditsParse) {
   EXPECT_EQ(config->tenants[0].credits_min, 1u) << "the model's default";
 }
 
+TEST(ControlplaneConfig, FleetSectionParsesAndIsOffByDefault) {
+  auto none = parse_config(kBase, "test.toml");
+  ASSERT_TRUE(none) << none.message();
+  EXPECT_FALSE(none->fleet.enabled());
+  auto config = parse_config(std::string(kBase) +
+                                 "[fleet]\netcd_endpoints = [\"http://10.0.0.5:2379\", \"http://[fd00::5]:2379\"]\n"
+                                 "appliance_id = \"axon-1\"\nadvertise = [\"10.0.0.1:7400\", \"[fd00::1]:7400\"]\n"
+                                 "lease_ttl_s = 5\nprefix = \"/prod/\"\nrequest_timeout_ms = 800\n",
+                             "test.toml");
+  ASSERT_TRUE(config) << config.message();
+  EXPECT_TRUE(config->fleet.enabled());
+  EXPECT_EQ(config->fleet.etcd_endpoints.size(), 2u);
+  EXPECT_EQ(config->fleet.appliance_id, "axon-1");
+  EXPECT_EQ(config->fleet.advertise.at(1), "[fd00::1]:7400");
+  EXPECT_EQ(config->fleet.lease_ttl_s, 5u);
+  EXPECT_EQ(config->fleet.prefix, "/prod/");
+  EXPECT_EQ(config->fleet.request_timeout.count(), 800);
+}
+
+TEST(ControlplaneConfig, FleetMistakesAreRefusedWithTheFix) {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"etcd_endpoints = [\"10.0.0.5:2379\"]", "must be http://host:port"},
+      {"etcd_endpoints = [\"https://10.0.0.5:2379\"]", "must be http://host:port"},
+      {"advertise = [\"10.0.0.1\"]", "must be address:port"},
+      {"advertise = [\"fd00::1:7400\"]", "IPv6 in brackets"},
+      {"lease_ttl_s = 1", "2..3600"},
+      {"prefix = \"axon\"", "start and end with '/'"},
+      {"appliance_id = \"a/b\"", "must not contain '/'"},
+      {"etcd = 1", "unknown key 'etcd'"},
+  };
+  for (const auto& [line, mentions] : cases) {
+    SCOPED_TRACE(line);
+    auto config = parse_config(std::string(kBase) + "[fleet]\n" + line + "\n", "test.toml");
+    ASSERT_FALSE(config) << "accepted: " << line;
+    EXPECT_NE(config.message().find("test.toml:"), std::string::npos) << config.message();
+    EXPECT_NE(config.message().find(mentions), std::string::npos) << config.message();
+  }
+}
+
 TEST(ControlplaneConfig, MissingFileSaysWhatToDo) {
   auto config = load_config("/nonexistent/axon-controlplane.toml");
   ASSERT_FALSE(config);

@@ -2,7 +2,8 @@
 // follows the OTLP protobuf JSON mapping field by field, with the configured headers; a refused
 // port and a blackhole collector (accepts, never answers) cost failures and bounded retries,
 // then the batch is dropped and counted, while enqueue never waits; a full queue drops the
-// OLDEST spans (a fake sender holds the thread); a refused status is not retried.
+// OLDEST spans (a fake sender holds the thread); a refused status is not retried. Over https
+// the collector's certificate is verified against otlp_ca_file (refused without it).
 #include "otlp_exporter.h"
 
 #include <gtest/gtest.h>
@@ -10,9 +11,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <set>
 
 #include "otlp_receiver.h"
+#include "test_tls_server.h"
 
 namespace axon::controlplane {
 namespace {
@@ -181,6 +184,45 @@ TEST(OtlpExporter, RejectedBatchIsNotRetried) {
   ASSERT_TRUE(within(5s, [&] { return exporter.counters().dropped_rejected == 6; }));
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(exporter.counters().failures, 1u);
+}
+
+TEST(OtlpExporter, HttpsVerifiesTheCollectorAgainstTheCaFile) {
+  char tmpl[] = "/tmp/axon-otlp-tls-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  ASSERT_TRUE(axon::testing::generate_certificate(AXON_OPENSSL_BIN, dir, "collector", "IP:127.0.0.1"));
+  axon::testing::TestHttpServer::Options so;
+  so.cert_file = dir + "/collector.crt";
+  so.key_file = dir + "/collector.key";
+  auto server = axon::testing::TestHttpServer::start(so, [](const axon::testing::RecordedRequest&) {
+    return axon::testing::TestHttpServer::response(200, "OK", "{}", "Content-Type: application/json\r\n");
+  });
+  ASSERT_TRUE(server);
+  TracingSettings t = settings("https://127.0.0.1:" + std::to_string(server->port()) + "/v1/traces");
+  t.otlp_ca_file = dir + "/collector.crt";
+  auto trusted = OtlpExporter::create(t);
+  ASSERT_TRUE(trusted) << trusted.message();
+  (*trusted)->start();
+  (*trusted)->enqueue(entry(7));
+  ASSERT_TRUE(within(5s, [&] { return (*trusted)->counters().sent == 6; })) << (*trusted)->metrics();
+  ASSERT_EQ(server->requests().size(), 1u);
+  EXPECT_EQ(server->requests()[0].method, "POST");
+  EXPECT_EQ(server->requests()[0].path, "/v1/traces");
+  EXPECT_EQ(server->requests()[0].header("x-api-key"), "secret-1");
+  std::vector<std::string> problems;
+  EXPECT_EQ(otlp_test::otlp_spans(json::parse(server->requests()[0].body), "axon-test", problems).size(), 6u);
+  EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems);
+
+  // The system store does not know this self-signed collector: the handshake fails, counted.
+  t.otlp_ca_file.clear();
+  auto untrusted = OtlpExporter::create(t);
+  ASSERT_TRUE(untrusted) << untrusted.message();
+  (*untrusted)->start();
+  (*untrusted)->enqueue(entry(8));
+  ASSERT_TRUE(within(10s, [&] { return (*untrusted)->counters().dropped_retries == 6; })) << (*untrusted)->metrics();
+  EXPECT_EQ((*untrusted)->counters().sent, 0u);
+  EXPECT_EQ(server->requests().size(), 1u) << "nothing was sent to an unverified collector";
+  std::filesystem::remove_all(dir);
 }
 
 TEST(OtlpExporter, BadCaFileIsRefusedAtCreate) {

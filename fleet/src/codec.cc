@@ -1,4 +1,6 @@
 // The etcd gateway's encodings: base64 keys and values, and prefix range ends (see etcd.h).
+#include <openssl/evp.h>
+
 #include <string>
 
 #include "axon/fleet/etcd.h"
@@ -18,68 +20,31 @@ std::string prefix_range_end(const std::string& prefix) {
   return std::string(1, '\0');  // every key
 }
 
-namespace {
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-}  // namespace
-
+// base64 through OpenSSL's EVP block coder (RFC 4648 alphabet, padded), as etcd's gateway speaks it.
 std::string base64_encode(const std::string& bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  const auto at = [&](std::size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(bytes[k])); };
-  for (; i + 2 < bytes.size(); i += 3) {
-    const unsigned v = at(i) << 16 | at(i + 1) << 8 | at(i + 2);
-    out += kB64[v >> 18 & 63];
-    out += kB64[v >> 12 & 63];
-    out += kB64[v >> 6 & 63];
-    out += kB64[v & 63];
-  }
-  if (i + 1 == bytes.size()) {
-    const unsigned v = at(i) << 16;
-    out += kB64[v >> 18 & 63];
-    out += kB64[v >> 12 & 63];
-    out += "==";
-  } else if (i + 2 == bytes.size()) {
-    const unsigned v = at(i) << 16 | at(i + 1) << 8;
-    out += kB64[v >> 18 & 63];
-    out += kB64[v >> 12 & 63];
-    out += kB64[v >> 6 & 63];
-    out += '=';
-  }
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(n < 0 ? 0 : std::size_t(n));
   return out;
 }
 
 bool base64_decode(const std::string& text, std::string& out) {
   out.clear();
+  // EVP_DecodeBlock takes whole quanta only, skips surrounding whitespace (etcd sends none) and
+  // counts padding as zero bytes: both checked here, so "Zm9" and "Z=9v" are refused.
   if (text.size() % 4 != 0) return false;
-  unsigned v = 0;
-  int bits = 0;
   std::size_t pad = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    int d = -1;
-    if (c >= 'A' && c <= 'Z')
-      d = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      d = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      d = c - '0' + 52;
-    else if (c == '+')
-      d = 62;
-    else if (c == '/')
-      d = 63;
-    else if (c == '=' && i + 2 >= text.size()) {
-      ++pad;
-      continue;
-    }
-    if (d < 0 || pad > 0) return false;
-    v = v << 6 | static_cast<unsigned>(d);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>(v >> bits & 0xff);
-    }
+  while (pad < 2 && pad < text.size() && text[text.size() - 1 - pad] == '=') ++pad;
+  if (text.find('=') < text.size() - pad) return false;
+  out.resize(text.size() / 4 * 3);
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0 || std::size_t(n) < pad) {
+    out.clear();
+    return false;
   }
+  out.resize(std::size_t(n) - pad);
   return true;
 }
 

@@ -31,10 +31,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+import socket
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from .aio import AsyncClient
-from .client import Client
+from .client import Client, resolve
 from .errors import AxonClientError, AxonErrorReply, AxonTimeout
 from .exchange import Reply, RetryPolicy, TraceContext, new_request_id
 from .protocol import DEFAULT_PORT, ErrorCode, Priority
@@ -80,11 +81,13 @@ def rendezvous_order(member_ids: Sequence[str], key: int) -> List[int]:
 @dataclass(frozen=True)
 class FleetMember:
     """A member: `id` is what placement hashes (the appliance id from etcd, or the "host:port"
-    string of a static list); host and port are its AXP address."""
+    string of a static list); host and port are its AXP address. `degraded` (etcd health
+    "degraded": its data plane is not linked) places it after the healthy members."""
 
     id: str
     host: str
     port: int = DEFAULT_PORT
+    degraded: bool = False
 
 
 def parse_member(text: str) -> FleetMember:
@@ -129,7 +132,8 @@ def _range_end(prefix: bytes) -> bytes:
 
 def parse_etcd_members(range_response: Union[bytes, str]) -> List[FleetMember]:
     """The serving members in a /v3/kv/range answer for the members prefix: those whose value
-    parses and has an AXP address, without the "draining" ones (they take no new sessions)."""
+    parses and has an AXP address, without the "draining" ones (they take no new sessions);
+    "degraded" ones are flagged."""
     doc = json.loads(range_response)
     if not isinstance(doc, dict):
         raise ValueError("etcd's range answer is not a JSON object")
@@ -149,19 +153,22 @@ def parse_etcd_members(range_response: Union[bytes, str]) -> List[FleetMember]:
 
 
 def _member_of(key: str, v: Any) -> Optional[FleetMember]:
-    if not isinstance(v, dict) or v.get("health", "ok") == "draining":
+    if not isinstance(v, dict):
+        return None
+    health = v.get("health", "ok")
+    if health == "draining":
         return None
     axp = v.get("axp")
     if not isinstance(axp, list) or not axp or not isinstance(axp[0], dict):
         return None
     host = axp[0].get("address")
     port = axp[0].get("port", DEFAULT_PORT)
-    if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
+    if not isinstance(host, str) or not host or type(port) is not int or not 0 < port < 65536:
         return None
     mid = v.get("id")
     if not isinstance(mid, str) or not mid:
         mid = key.rsplit("/", 1)[-1]
-    return FleetMember(mid, host, port) if mid else None
+    return FleetMember(mid, host, port, health == "degraded") if mid else None
 
 
 def read_etcd_members(endpoints: Sequence[str], prefix: str = "/axon/", timeout: float = 2.0) -> List[FleetMember]:
@@ -228,15 +235,20 @@ class _Fleet:
     def apply(self, members: Iterable[FleetMember]) -> List[Any]:
         """Replaces the members; returns the clients of members that left (to close)."""
         old = {(m.info.id, m.info.host, m.info.port): m for m in self.members}
-        self.members = [old.pop((i.id, i.host, i.port), None) or _Member(i) for i in members]
+        kept = []
+        for i in members:
+            m = old.pop((i.id, i.host, i.port), None) or _Member(i)
+            m.info = i  # its health may have changed
+            kept.append(m)
+        self.members = kept
         self.counters.member_updates += 1
         return [m.client for m in old.values() if m.client is not None]
 
     def order(self, key: int, now: float) -> List[_Member]:
         ids = [m.info.id for m in self.members]
         ranked = [self.members[i] for i in rendezvous_order(ids, key)]
-        first = [m for m in ranked if not m.down or m.probe_at <= now]
-        return first + [m for m in ranked if m.down and m.probe_at > now]
+        first = [m for m in ranked if (not m.down or m.probe_at <= now) and not m.info.degraded]
+        return first + [m for m in ranked if m not in first]
 
     def key_for(self, tenant: int, agent: int, session_key: int) -> int:
         if session_key == 0:
@@ -264,6 +276,17 @@ class _Fleet:
         return remaining if last else min(remaining, self.member_timeout)
 
 
+SocketFactory = Callable[[int], socket.socket]
+
+
+def _socket_for(factory: Optional[SocketFactory], member: FleetMember) -> Optional[socket.socket]:
+    """A socket from the caller's factory (given the member's address family), or None."""
+    if factory is None:
+        return None
+    family, _ = resolve(member.host, member.port)
+    return factory(family)
+
+
 def _members_of(members: Optional[Sequence[Union[str, FleetMember]]]) -> List[FleetMember]:
     return [m if isinstance(m, FleetMember) else parse_member(m) for m in (members or [])]
 
@@ -281,6 +304,8 @@ class FleetClient:
       the last member tried gets all that is left. It is also the deadline_us that member sees.
     probe_after, probe_max: a member that timed out is left out of placement and tried again
       (one request) after probe_after seconds, doubled after each failed probe up to probe_max.
+    sock_factory: makes each member's UDP socket, given its address family (e.g. one made in
+      another network namespace, or bound to a source address); None: the client makes them.
     Calls from several threads are serialised.
     """
 
@@ -296,11 +321,13 @@ class FleetClient:
         member_timeout: float = 0.3,
         probe_after: float = 1.0,
         probe_max: float = 10.0,
+        sock_factory: Optional[SocketFactory] = None,
     ) -> None:
         if member_timeout <= 0:
             raise ValueError("member_timeout must be positive")
         self.tenant = tenant
         self.retry = retry
+        self.sock_factory = sock_factory
         self._fleet = _Fleet(member_timeout, probe_after, probe_max)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -328,9 +355,8 @@ class FleetClient:
     def set_members(self, members: Sequence[Union[str, FleetMember]]) -> None:
         """Replaces the member list; a member whose id and address stay keeps its state."""
         with self._lock:
-            current = [(m.info.id, m.info.host, m.info.port) for m in self._fleet.members]
             wanted = _members_of(members)
-            if current == [(m.id, m.host, m.port) for m in wanted]:
+            if [m.info for m in self._fleet.members] == wanted:
                 return
             for c in self._fleet.apply(wanted):
                 c.close()
@@ -393,7 +419,13 @@ class FleetClient:
                 tried += 1
                 try:
                     if m.client is None:
-                        m.client = Client(m.info.host, m.info.port, tenant=self.tenant, retry=self.retry)
+                        m.client = Client(
+                            m.info.host,
+                            m.info.port,
+                            tenant=self.tenant,
+                            retry=self.retry,
+                            sock=_socket_for(self.sock_factory, m.info),
+                        )
                     reply = m.client.call(
                         agent,
                         payload,
@@ -471,12 +503,14 @@ class AsyncFleetClient:
         member_timeout: float = 0.3,
         probe_after: float = 1.0,
         probe_max: float = 10.0,
+        sock_factory: Optional[SocketFactory] = None,
     ) -> "AsyncFleetClient":
         if member_timeout <= 0:
             raise ValueError("member_timeout must be positive")
         self = cls.__new__(cls)
         self.tenant = tenant
         self.retry = retry
+        self.sock_factory = sock_factory
         self._fleet = _Fleet(member_timeout, probe_after, probe_max)
         self._opening: Dict[int, asyncio.Lock] = {}
         self._poller: Optional[asyncio.Task[None]] = None
@@ -503,9 +537,7 @@ class AsyncFleetClient:
     def set_members(self, members: Sequence[Union[str, FleetMember]]) -> None:
         """Replaces the member list; a member whose id and address stay keeps its state."""
         wanted = _members_of(members)
-        if [(m.info.id, m.info.host, m.info.port) for m in self._fleet.members] == [
-            (m.id, m.host, m.port) for m in wanted
-        ]:
+        if [m.info for m in self._fleet.members] == wanted:
             return
         for c in self._fleet.apply(wanted):
             c.close()
@@ -526,7 +558,13 @@ class AsyncFleetClient:
         lock = self._opening.setdefault(id(m), asyncio.Lock())
         async with lock:
             if m.client is None:
-                m.client = await AsyncClient.connect(m.info.host, m.info.port, tenant=self.tenant, retry=self.retry)
+                m.client = await AsyncClient.connect(
+                    m.info.host,
+                    m.info.port,
+                    tenant=self.tenant,
+                    retry=self.retry,
+                    sock=_socket_for(self.sock_factory, m.info),
+                )
             return m.client
 
     async def request(self, agent: int, payload: Union[bytes, bytearray, memoryview, str], **kw: Any) -> bytes:

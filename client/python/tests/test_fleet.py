@@ -77,6 +77,15 @@ class Placement(unittest.TestCase):
         for line, (g, e) in enumerate(zip(got, expected)):
             self.assertEqual(g, e, f"input: {lines[line]}")
 
+    def test_degraded_members_come_last(self) -> None:
+        ids = [f"appliance-{i}" for i in range(3)]
+        s = key_on(ids, ids[0])
+        members = [fleet.FleetMember(i, "127.0.0.1", 7400, degraded=(i == ids[0])) for i in ids]
+        with fleet.FleetClient(members, tenant=1) as fc:
+            self.assertEqual(fc.placement(7, s)[-1], ids[0])
+            fc.set_members([fleet.FleetMember(i, "127.0.0.1", 7400) for i in ids])
+            self.assertEqual(fc.placement(7, s)[0], ids[0])
+
     def test_member_parsing(self) -> None:
         self.assertEqual(fleet.parse_member("10.0.0.1:7401"), fleet.FleetMember("10.0.0.1:7401", "10.0.0.1", 7401))
         self.assertEqual(fleet.parse_member("[::1]:7402").host, "::1")
@@ -99,9 +108,19 @@ class EtcdAnswer(unittest.TestCase):
         ]
         body = {"header": {"revision": "3"}, "kvs": [{"key": b64(k), "value": b64(json.dumps(v))} for k, v in kvs]}
         body["kvs"].append({"key": b64("/axon/members/a5"), "value": b64("not json")})
+        for k, v in [
+            ("/axon/members/a6", {"id": "a6", "axp": [{"address": "10.0.0.6", "port": 7400}], "health": 6}),
+            ("/axon/members/a7", {"id": 7, "axp": [{"address": "10.0.0.7", "port": "7400"}]}),
+        ]:
+            body["kvs"].append({"key": b64(k), "value": b64(json.dumps(v))})
         members = fleet.parse_etcd_members(json.dumps(body))
         self.assertEqual(
-            members, [fleet.FleetMember("a1", "10.0.0.1", 7401), fleet.FleetMember("a2", "10.0.0.2", 7400)]
+            members,
+            [
+                fleet.FleetMember("a1", "10.0.0.1", 7401),
+                fleet.FleetMember("a2", "10.0.0.2", 7400, degraded=True),
+                fleet.FleetMember("a6", "10.0.0.6", 7400),
+            ],
         )
         self.assertEqual(fleet.parse_etcd_members('{"header": {}}'), [])
         with self.assertRaises(ValueError):
@@ -120,7 +139,7 @@ class Failover(unittest.TestCase):
         a_script = lambda h, p, n: ("error", ErrorCode.WORKER_FAILED, "gone") if p == b"one" else ("silent",)  # noqa: E731
         with FakeServer(a_script) as a, FakeServer() as b:
             ids = [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"]
-            with fleet.FleetClient(ids, tenant=1, retry=FAST, member_timeout=0.2) as fc:
+            with fleet.FleetClient(ids, tenant=1, retry=FAST, member_timeout=0.5) as fc:
                 s = key_on(ids, ids[0])
                 r = fc.call(7, b"one", session_key=s, deadline=2.0)
                 self.assertEqual(r.reply.payload, b"one")
@@ -155,7 +174,7 @@ class Failover(unittest.TestCase):
         async def run() -> None:
             with FakeServer(lambda h, p, n: ("silent",)) as a, FakeServer() as b, FakeServer() as c:
                 ids = [f"127.0.0.1:{s.port}" for s in (a, b, c)]
-                fc = await fleet.AsyncFleetClient.connect(ids, tenant=1, retry=FAST, member_timeout=0.2)
+                fc = await fleet.AsyncFleetClient.connect(ids, tenant=1, retry=FAST, member_timeout=1.0)
                 try:
                     sessions = list(range(1, 61))
                     replies = await asyncio.gather(
@@ -358,7 +377,7 @@ class AgainstRealServers(unittest.TestCase):
                 self.assertEqual(r.member, home[s], f"session {s} moved though its member lives")
 
     def test_sync_kill9_moves_only_its_sessions(self) -> None:
-        with fleet.FleetClient(self.ids, tenant=1, member_timeout=0.25) as fc:
+        with fleet.FleetClient(self.ids, tenant=1, member_timeout=1.0) as fc:
             home = {s: fc.call(7, b"x", session_key=s, deadline=3.0).member for s in range(1, 121)}
             self.assertEqual(set(home.values()), set(self.ids))
             self.servers[1].kill9()
@@ -373,7 +392,7 @@ class AgainstRealServers(unittest.TestCase):
 
     def test_asyncio_kill9_moves_only_its_sessions(self) -> None:
         async def run() -> None:
-            fc = await fleet.AsyncFleetClient.connect(self.ids, tenant=1, member_timeout=0.25)
+            fc = await fleet.AsyncFleetClient.connect(self.ids, tenant=1, member_timeout=1.0)
             try:
                 sessions = range(1, 121)
                 first = await asyncio.gather(*(fc.call(7, b"x", session_key=s, deadline=3.0) for s in sessions))

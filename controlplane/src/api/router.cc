@@ -69,6 +69,7 @@ const Router& router() {
     handlers::add_metrics(r);
     handlers::add_tuning(r);
     handlers::add_top(r);
+    handlers::add_fleet(r);
     handlers::add_traces(r);
     handlers::add_dashboard(r);
     return r;

@@ -89,6 +89,7 @@ void add_cache(Router& r);      // /v1/cache, /v1/agents/{name}/cache (the respo
 void add_metrics(Router& r);    // /metrics
 void add_tuning(Router& r);     // /v1/tuning... (host tuning service)
 void add_top(Router& r);        // /v1/top (live counters)
+void add_fleet(Router& r);      // /v1/fleet (members in etcd, this appliance's view)
 void add_traces(Router& r);     // /v1/traces... (sampled traces, JSON or Perfetto)
 void add_dashboard(Router& r);  // /dashboard (the web page; no token, its data fetches need one)
 }  // namespace handlers

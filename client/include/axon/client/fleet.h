@@ -46,6 +46,9 @@ struct FleetMember {
   std::string id;  // what placement hashes: the appliance id (etcd), or "host:port" (static list)
   std::string host;
   std::uint16_t port = protocol::kDefaultPort;
+  // Its health is "degraded" (etcd): its control plane is up but its data plane is not linked.
+  // Placed after the healthy members (a last resort), like a member marked down.
+  bool degraded = false;
 };
 
 // "host:port" strings (parse_host_port's forms; the port defaults to 7400) as members whose
@@ -63,7 +66,7 @@ struct EtcdSourceOptions {
 
 // The members in an etcd range response (the JSON gateway's /v3/kv/range answer for the
 // members prefix): one per key whose value parses and has an AXP address, without those whose
-// health is "draining" (they take no new sessions). Exposed for tests.
+// health is "draining" (they take no new sessions); "degraded" ones are flagged. Exposed for tests.
 [[nodiscard]] Result<std::vector<FleetMember>, ClientError> parse_etcd_members(std::string_view range_response);
 // One range read of the members prefix from the first endpoint that answers.
 [[nodiscard]] Result<std::vector<FleetMember>, ClientError> read_etcd_members(const EtcdSourceOptions& options);
@@ -128,7 +131,7 @@ class FleetClient {
                                                      const CallOptions& options = {});
 
   // The member ids in the order a call for `request` would try them now (the up members in
-  // rendezvous order, then the down ones).
+  // rendezvous order, then the down and the degraded ones).
   [[nodiscard]] std::vector<std::string> placement(const RequestOptions& request);
 
   [[nodiscard]] const FleetCounters& counters() const noexcept;

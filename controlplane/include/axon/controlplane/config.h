@@ -100,6 +100,19 @@ struct DataplaneLinkSettings {
   std::chrono::milliseconds reconnect_interval{500};
 };
 
+// [fleet] (docs/fleet.md): several appliances as one service through etcd. With no
+// etcd_endpoints the control plane is on its own, exactly as without this section.
+struct FleetSettings {
+  std::vector<std::string> etcd_endpoints;  // "http://host:2379"; empty = no fleet
+  std::string appliance_id;                 // "" = the host name
+  std::vector<std::string> advertise;       // AXP front doors clients use: "10.0.0.1:7400", "[fd00::1]:7400"
+  std::string api_url;                      // "" = https://<api.listen>
+  std::uint32_t lease_ttl_s = 10;           // the member key outlives a dead control plane this long
+  std::string prefix = "/axon/";            // every key of this fleet lives under it
+  std::chrono::milliseconds request_timeout{2000};
+  bool enabled() const { return !etcd_endpoints.empty(); }
+};
+
 // [tracing]: the trace store (GET /v1/traces) and the OTLP/HTTP JSON exporter
 // (docs/observability.md, "Traces").
 struct TracingSettings {
@@ -129,6 +142,7 @@ struct ControlplaneConfig {
   PoolSettings pools;
   DataplaneLinkSettings dataplane;
   TuningSettings tuning;
+  FleetSettings fleet;
   TracingSettings tracing;
   // Seed the registry on the very first start (no state file yet); afterwards the REST API
   // owns it.

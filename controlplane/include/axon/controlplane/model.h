@@ -287,6 +287,13 @@ class ControlApi {
 
   virtual ApiResult<std::vector<RouteInfo>> list_routes() = 0;
 
+  // GET /v1/fleet (docs/fleet.md): the fleet's members as etcd has them and this
+  // appliance's view of etcd, as a JSON object; not_found when [fleet] is not configured.
+  virtual ApiResult<std::string> fleet() {
+    return api_error(ApiErrorCode::not_found,
+                     "this appliance is not in a fleet: set [fleet] etcd_endpoints (docs/fleet.md)");
+  }
+
   // GET /v1/top; unavailable while no data plane stats are mapped.
   virtual ApiResult<TopSnapshot> top() {
     return api_error(ApiErrorCode::unavailable, "this control plane serves no live counters");
