@@ -605,8 +605,11 @@ run_step_retry() {
   local attempt=1 json="$4" best=""
   while :; do
     if ! run_step "$1" "$2" "$3" "${json}.${attempt}"; then
-      # A failed start (the tool's own error, logged above) is retried like a disturbed step.
+      # A failed start (the tool's own error, logged above) is retried like a disturbed step, after
+      # a pause: the usual cause is the previous run's AF_XDP socket on the queue, which the kernel
+      # releases after the process exits (EBUSY), or a driver's TIME_WAIT-like port.
       ((attempt > retries)) && break
+      sleep "${attempt}"
       attempt=$((attempt + 1))
       continue
     fi
