@@ -282,7 +282,7 @@ measure() {
   local telemetry="$1" round="$2" tag="${1}-${2}" enabled
   write_config "${telemetry}" "${work}/dataplane-${telemetry}.toml"
   start_axon "${work}/dataplane-${telemetry}.toml"
-  enabled="$(stats_json | jq -r '.stage_latency.enabled // "unknown"')"
+  enabled="$(stats_json | jq -r '.stage_latency.enabled | if . == null then "unknown" else tostring end')"  # (// would take false for missing)
   [[ "${enabled}" == "${telemetry}" ]] || die "stage_latency = ${telemetry} but axon-dataplane-stats says enabled: ${enabled}"
   load "${work}/sat-${tag}.json" --rate "${overload_rate}" --duration "${step_s}" --max-lag-us 1000 ||
     log "${tag}: the saturation step failed (see ${work}/load.log)"
