@@ -27,9 +27,10 @@
 # of the baseline's saturation; with its CDF), and a payload sweep (64 B, 1 KiB, 8 KiB, 64 KiB) at
 # that rate (AXP requests above one datagram go as segmented messages, docs/protocol.md §6). Then the XDP malformed-drop comparison, the ring section (axon-bench-ring) and the
 # mixed-class benchmark (bench/mixed/run.sh: interactive alone, under background with FIFO and
-# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum), and the messages
+# with class scheduling; XDP_TX BUSY against XDP_DROP; kill -9 -> pool at minimum), the messages
 # benchmark (bench/messages/run.sh: payload sweep to 64 KiB with throughput per size, cache hit
-# latency, retransmit cost with dedup on and off).
+# latency, retransmit cost with dedup on and off), and the telemetry overhead
+# (bench/overhead/run.sh: stage_latency on vs off, A/B in one run).
 # --short is the CI regression gate's suite: reflector, xdp and baseline, one overload step and
 # one fixed-rate step each, in about a minute; bench/compare checks its ratios.
 #
@@ -78,6 +79,7 @@ load_sched="nice"
 nats_long=1
 mixed=1
 messages=1
+overhead=1
 
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -115,6 +117,7 @@ Options:
   --no-nats-long     skip the second NATS sweep on the same (by then long-running) server
   --no-mixed         skip the mixed-class benchmark (bench/mixed/run.sh, about 2 minutes)
   --no-messages      skip the messages benchmark (bench/messages/run.sh, about 3 minutes)
+  --no-overhead      skip the telemetry overhead benchmark (bench/overhead/run.sh, about 1 minute)
   --out DIR          results directory (default: bench/results/<UTC date>)
   --keep             keep the work directory (per-step JSON, logs)
 EOF
@@ -146,6 +149,7 @@ while [[ $# -gt 0 ]]; do
     --no-nats-long) nats_long=0; shift ;;
     --no-mixed) mixed=0; shift ;;
     --no-messages) messages=0; shift ;;
+    --no-overhead) overhead=0; shift ;;
     --out) out="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -159,6 +163,7 @@ if ((short)); then
   nats_long=0
   mixed=0
   messages=0
+  overhead=0
   payloads="64"
   latency_s=2
   [[ -n "${fixed_rate}" ]] || fixed_rate=20000
@@ -600,8 +605,11 @@ run_step_retry() {
   local attempt=1 json="$4" best=""
   while :; do
     if ! run_step "$1" "$2" "$3" "${json}.${attempt}"; then
-      # A failed start (the tool's own error, logged above) is retried like a disturbed step.
+      # A failed start (the tool's own error, logged above) is retried like a disturbed step, after
+      # a pause: the usual cause is the previous run's AF_XDP socket on the queue, which the kernel
+      # releases after the process exits (EBUSY), or a driver's TIME_WAIT-like port.
       ((attempt > retries)) && break
+      sleep "${attempt}"
       attempt=$((attempt + 1))
       continue
     fi
@@ -839,6 +847,14 @@ if ((messages)); then
     --load-cpu "${load_cpu}" --out "${work}/messages/messages.json" >"${work}/messages.log" 2>&1 ||
     log "the messages benchmark failed (see ${work}/messages.log)"
 fi
+if ((overhead)); then
+  # Its own namespace, veth pair and subnet (10.199.83.0/30); overhead.json and overhead.md.
+  log "=== telemetry overhead (bench/overhead/run.sh)"
+  mkdir -p "${work}/overhead"
+  timeout --kill-after=10 600 "${here}/overhead/run.sh" --build "${axon_build}" --server-cpu "${server_cpu}" \
+    --load-cpu "${load_cpu}" --out "${work}/overhead/overhead.json" >"${work}/overhead.log" 2>&1 ||
+    log "the telemetry overhead benchmark failed (see ${work}/overhead.log)"
+fi
 
 # --- raw results -----------------------------------------------------------------------------
 # Per cpu over the whole run: the share of time the host's hypervisor took (steal) and the share
@@ -895,6 +911,10 @@ fi
 if [[ -s "${work}/messages/messages.json" ]]; then
   cp "${work}/messages/messages.json" "${work}/messages/messages.md" "${out}/" 2>/dev/null || true
   log "messages: ${out}/messages.json, ${out}/messages.md"
+fi
+if [[ -s "${work}/overhead/overhead.json" ]]; then
+  cp "${work}/overhead/overhead.json" "${work}/overhead/overhead.md" "${out}/" 2>/dev/null || true
+  log "telemetry overhead: ${out}/overhead.json, ${out}/overhead.md"
 fi
 log "raw results: ${out}/raw.json ($(($(date +%s) - start_epoch)) s)"
 python3 "${here}/report.py" "${out}" || die "report.py failed on ${out}/raw.json"

@@ -106,6 +106,19 @@ static __always_inline enum axon_reason spend_credit(__be32 tenant_id, __u32* re
   return AXON_OK;
 }
 
+/* Puts the hook's stamp in front of the frame. A driver without metadata support refuses the
+ * adjustment: the frame then goes unstamped and the data plane stamps it when it first sees it. */
+static __always_inline void stamp_rx(struct xdp_md* ctx, __u64 rx_ns) {
+  struct axon_rx_meta* meta;
+
+  if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(*meta)) != 0) return;
+  meta = (struct axon_rx_meta*)(long)ctx->data_meta;
+  if ((void*)(meta + 1) > (void*)(long)ctx->data) return;
+  meta->rx_ns = rx_ns;
+  meta->magic = AXON_RX_META_MAGIC;
+  meta->reserved = 0;
+}
+
 SEC("xdp")
 int axon_xdp_filter(struct xdp_md* ctx) {
   const void* data = (const void*)(long)ctx->data;
@@ -116,6 +129,8 @@ int axon_xdp_filter(struct xdp_md* ctx) {
   __u32 retry_after_us = 0;
   enum axon_reason reason;
   int action;
+  /* Taken first: the closest this program gets to the NIC's receive. */
+  const __u64 rx_ns = (cfg.flags & AXON_CFG_RX_STAMP) ? bpf_ktime_get_ns() : 0;
 
   reason = axon_classify_frame(data, data_end, &cfg, &info);
   if (reason == AXON_OK && (cfg.flags & AXON_CFG_ENFORCE_ALLOWLIST)) reason = check_allowlist(&info);
@@ -134,6 +149,9 @@ int axon_xdp_filter(struct xdp_md* ctx) {
   } else if (cfg.flags & AXON_CFG_DELIVER_TO_KERNEL) {
     action = XDP_PASS;
   } else {
+    /* The stamp goes in before the redirect: adjusting the metadata invalidates the packet
+     * pointers, which nothing reads after this point. */
+    if (cfg.flags & AXON_CFG_RX_STAMP) stamp_rx(ctx, rx_ns);
     /* The flags argument is the action returned when the queue has no socket. */
     action = bpf_redirect_map(&axon_xsks, ctx->rx_queue_index, XDP_DROP);
     if (action != XDP_REDIRECT) reason = AXON_DROP_NO_SOCKET;

@@ -171,6 +171,20 @@ enum axon_config_flag {
   AXON_CFG_DELIVER_TO_KERNEL = 1u << 4,  /* XDP: valid AXP goes to the kernel stack (XDP_PASS)
                                           * instead of AF_XDP; the filter-only deployment */
   AXON_CFG_ENFORCE_CREDITS = 1u << 5,    /* XDP: per-tenant credits; over them, BUSY via XDP_TX */
+  AXON_CFG_RX_STAMP = 1u << 6,           /* XDP: stamp redirected frames (struct axon_rx_meta) */
+};
+
+/* The hook's receive stamp, written into the metadata area just in front of a frame redirected to
+ * AF_XDP (the kernel copies the metadata with the frame, in copy mode too): the data plane's first
+ * hop ("NIC receive", docs/observability.md) is then the XDP hook's time instead of the time the
+ * lcore first saw the frame. rx_ns is bpf_ktime_get_ns(): CLOCK_MONOTONIC, the clock the data
+ * plane's hop clock is fitted to. magic tells a stamped frame from whatever the frame's headroom
+ * held before; the data plane clears it when it reads the stamp. */
+#define AXON_RX_META_MAGIC 0x54535841u /* "AXST" little-endian */
+struct axon_rx_meta {
+  __u64 rx_ns;
+  __u32 magic;
+  __u32 reserved;
 };
 
 struct axon_config {

@@ -398,6 +398,9 @@ step() {
     jq -e '(.skipped and (.failed | not)) or ((.failed or .load_behind or .stalled or ([(.steal // {})[]] | max // 0) > 0.02) | not)' \
       "${json}.${attempt}" >/dev/null 2>&1 && break
     ((attempt > retries)) && break
+    # A load generator that failed to start most often found the previous run's AF_XDP socket on
+    # the queue still being released by the kernel (EBUSY; the teardown is deferred): give it time.
+    jq -e '.failed' "${json}.${attempt}" >/dev/null 2>&1 && sleep "${attempt}"
     attempt=$((attempt + 1))
   done
   jq --argjson n "${attempt}" '. + {attempts: $n}' "${best}" >"${json}"

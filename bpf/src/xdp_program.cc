@@ -184,6 +184,7 @@ XdpResult<XdpProgram> XdpProgram::load(const XdpConfig& config) {
   if (config.enforce_rate) cfg.flags |= AXON_CFG_ENFORCE_RATE;
   if (config.deliver_to_kernel) cfg.flags |= AXON_CFG_DELIVER_TO_KERNEL;
   if (config.enforce_credits) cfg.flags |= AXON_CFG_ENFORCE_CREDITS;
+  if (config.rx_stamp) cfg.flags |= AXON_CFG_RX_STAMP;
 
   if (int err = bpf_map__set_max_entries(state->skel->maps.axon_xsks, config.max_queues); err != 0)
     return make_error(XdpError::open_failed, "cannot size the AF_XDP socket map: " + errno_text(err));

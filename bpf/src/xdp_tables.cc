@@ -237,8 +237,10 @@ XdpResult<TestRunResult> XdpProgram::test_run(std::span<const std::uint8_t> fram
   opts.data_size_in = static_cast<std::uint32_t>(frame.size());
   opts.ctx_in = with_ctx ? &ctx : nullptr;
   opts.ctx_size_in = with_ctx ? sizeof ctx : 0;
-  // XDP_TX may rewrite and cut the frame, never grow it (the program only shrinks the tail).
-  std::vector<std::uint8_t> out(frame.size());
+  // XDP_TX may rewrite and cut the frame, never grow it (the program only shrinks the tail); the
+  // kernel returns the output from data_meta, so room for the metadata ([xdp] rx_stamp: the
+  // hook's stamp in front of a redirected frame, at most 32 bytes) comes on top.
+  std::vector<std::uint8_t> out(frame.size() + 32);
   opts.data_out = out.data();
   opts.data_size_out = static_cast<std::uint32_t>(out.size());
   opts.repeat = 1;

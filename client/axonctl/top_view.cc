@@ -249,15 +249,18 @@ std::vector<std::string> render_top(const json& previous, const json& current, c
   f.line("BUSY/s   " + reason_rates(previous.is_object() ? previous.value("busy", json()) : json(),
                                     current.value("busy", json()), iv));
 
-  f.line(pad("WORKER", 16) + pad("AGENT", 12) + pad("CLASS", 9) + pad("STATE", 9) + rpad("DEPTH", 6) + rpad("INFL", 6) +
-         rpad("DONE/s", 9));
+  f.line(pad("WORKER", 16) + pad("AGENT", 12) + pad("CLASS", 9) + pad("STATE", 9) + rpad("DEPTH", 6) +
+         rpad("INT/BG", 9) + rpad("INFL", 6) + rpad("DONE/s", 9));
   rows.clear();
   for (const auto& w : current.value("workers", json::array())) {
     const json& p = find_by(member(previous, "workers"), "id", w["id"]);
-    rows.push_back(pad(str(w, "id"), 16) + pad(str(w, "agent"), 12) + pad(str(w, "class"), 9) +
-                   pad(str(w, "state"), 9) + rpad(std::to_string(u64(w, "ring_depth")), 6) +
-                   rpad(std::to_string(u64(w, "inflight")), 6) +
-                   rpad(format_rate(p.is_null() ? -1 : iv.rate(u64(p, "completed"), u64(w, "completed"))), 9));
+    rows.push_back(
+        pad(str(w, "id"), 16) + pad(str(w, "agent"), 12) + pad(str(w, "class"), 9) + pad(str(w, "state"), 9) +
+        rpad(std::to_string(u64(w, "ring_depth")), 6) +
+        rpad(std::to_string(u64(w, "ring_depth_interactive")) + "/" + std::to_string(u64(w, "ring_depth_background")),
+             9) +
+        rpad(std::to_string(u64(w, "inflight")), 6) +
+        rpad(format_rate(p.is_null() ? -1 : iv.rate(u64(p, "completed"), u64(w, "completed"))), 9));
   }
   if (rows.empty()) rows.push_back("(no workers)");
   f.rows(rows, f.room(0), "workers");

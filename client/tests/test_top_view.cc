@@ -45,6 +45,8 @@ json sample(std::uint64_t at_ms, std::uint64_t requests, std::size_t lcores, std
                             {"class", "standard"},
                             {"state", "busy"},
                             {"ring_depth", 3},
+                            {"ring_depth_interactive", 2},
+                            {"ring_depth_background", 1},
                             {"inflight", 1},
                             {"completed", requests}});
   }
@@ -72,6 +74,9 @@ TEST(TopView, RatesAreDeltasOverTheSampleInterval) {
   EXPECT_NE(text.find("bad_magic 200"), std::string::npos) << text;
   EXPECT_NE(text.find(" 25%"), std::string::npos) << "busy % = 1 - idle/loops\n" << text;
   EXPECT_NE(text.find("BUSY/s   none"), std::string::npos) << text;
+  // The worker's ring depth in total and per class (interactive/background).
+  EXPECT_NE(text.find("INT/BG"), std::string::npos) << text;
+  EXPECT_NE(text.find("     3      2/1     1"), std::string::npos) << text;
 }
 
 TEST(TopView, QuantilesDescribeTheIntervalNotTheLifetime) {

@@ -105,6 +105,13 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
            "Requests with a malformed W3C trace context (exactly one of trace_id and span_id zero, docs/protocol.md "
            "§5): the handler got a fresh trace instead.")
       .sample(double(totals.trace_context_invalid));
+  m.family("axon_dataplane_rx_hook_stamped_total", "counter",
+           "Frames whose first hop (NIC receive) is the XDP hook's stamp ([xdp] rx_stamp) rather than the lcore's "
+           "first sight of them.")
+      .sample(double(totals.rx_hook_stamped));
+  m.family("axon_dataplane_rx_hook_stamp_rejected_total", "counter",
+           "XDP hook stamps not used (more than a second old): those frames were stamped by the lcore.")
+      .sample(double(totals.rx_hook_stamp_rejected));
   m.family("axon_dataplane_reassembly_bytes", "gauge",
            "Reassembly memory in use per lcore (bytes of its [reassembly] memory_per_lcore arena).");
   for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
@@ -137,7 +144,7 @@ void write_dataplane(MetricsWriter& m, const dataplane::StatsReader& stats) {
   for (std::uint32_t l = 0; l < stats.lcore_count(); ++l) {
     m.sample({{"lcore", std::to_string(l)}}, double(stats.lcore(l, &LcoreStats::dedup_entries)));
   }
-  m.family("axon_dataplane_slot_drain_rate", "gauge",
+  m.family("axon_dataplane_slot_drain_rate_requests_per_second", "gauge",
            "Completions per second of each live worker slot while it had work (EWMA; 0 = not measured yet).");
   for (std::uint32_t w = 0; w < stats.worker_count(); ++w) {
     if (stats.worker_state(w) != dataplane::WorkerSlotState::alive) continue;

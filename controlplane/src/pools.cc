@@ -536,6 +536,8 @@ WorkerInfo ControlPlane::worker_info(const Worker& w) const {
   if (slot_info != nullptr && slot_info->pid == info.pid && info.pid != 0) {
     info.inflight = slot_info->inflight;
     info.ring_depth = slot_info->depth;
+    info.ring_depth_interactive = slot_info->depth_interactive;
+    info.ring_depth_background = slot_info->depth_background;
     info.completed = slot_info->completed;
   }
   return info;

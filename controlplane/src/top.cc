@@ -90,7 +90,16 @@ ApiResult<TopSnapshot> ControlPlane::top() {
   fill_top_from_stats(top, *stats);
   for (const auto& [id, w] : workers_) {
     const WorkerInfo info = worker_info(w);
-    TopWorker t{info.id, info.agent, info.slot, "", info.state, info.ring_depth, info.inflight, info.completed};
+    TopWorker t{info.id,
+                info.agent,
+                info.slot,
+                "",
+                info.state,
+                info.ring_depth,
+                info.inflight,
+                info.completed,
+                info.ring_depth_interactive,
+                info.ring_depth_background};
     if (const auto a = registry_.agents().find(w.agent); a != registry_.agents().end()) {
       t.klass = json_io::to_string(a->second.priority);
     }

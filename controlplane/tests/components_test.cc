@@ -263,5 +263,26 @@ TEST(MetricsExporter, StageLatencyHistogramsAreMergedCumulativeAndInSeconds) {
       << text;
 }
 
+// The drain rate gauge carries its unit (issue 15: it was axon_dataplane_slot_drain_rate).
+TEST(MetricsExporter, SlotDrainRateIsInRequestsPerSecond) {
+  ScratchDir dir;
+  const std::string path = dir.path() + "/dataplane.stats";
+  auto file = dataplane::StatsFile::create(path, 1, 1);
+  ASSERT_TRUE(file.ok()) << file.message();
+  dataplane::WorkerStats& w = file->view().workers[0];
+  std::snprintf(w.name, sizeof w.name, "%s", "slot-0");
+  w.state.store(std::uint32_t(dataplane::WorkerSlotState::alive));
+  w.drain_rate.store(1234);
+  auto reader = dataplane::StatsReader::open(path);
+  ASSERT_TRUE(reader.ok()) << reader.message();
+  MetricsSnapshot s;
+  s.stats = &reader.value();
+  const std::string text = export_metrics(s);
+  EXPECT_NE(text.find("# TYPE axon_dataplane_slot_drain_rate_requests_per_second gauge"), std::string::npos) << text;
+  EXPECT_NE(text.find("axon_dataplane_slot_drain_rate_requests_per_second{slot=\"slot-0\"} 1234"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("axon_dataplane_slot_drain_rate{"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace axon::controlplane

@@ -43,7 +43,7 @@ bool Lcore::answer_from_cache(const Pending& p, std::uint64_t rx_ns, CachedReque
   cached.gen = shared_.cache_generations->current(p.request.agent_id);
   const std::uint64_t ttl_ns = std::uint64_t(p.route->scheduling.cache_ttl_ms) * 1'000'000u;
   std::span<const std::uint8_t> hit;
-  if (!cache_->try_lookup(cached.key, cached.gen, ttl_ns, monotonic_ns(), hit)) return false;
+  if (!cache_->try_lookup(cached.key, cached.gen, ttl_ns, clock_.now_ns(), hit)) return false;
   ReplyContext ctx;
   if (!capture_context(bytes, p.parsed, p.request, rx_ns, ctx)) {
     count(stats_.drops[std::size_t(protocol::Reason::eth_truncated)]);
@@ -86,7 +86,7 @@ void Lcore::store_in_cache(const ReplyContext& ctx, const std::uint8_t* data, st
 
 void Lcore::cache_transmitted() noexcept {
   if (cache_hits_ == nullptr || cache_hits_->count == 0) return;
-  const std::uint64_t tx = monotonic_ns();
+  const std::uint64_t tx = clock_.now_ns();
   for (std::uint32_t i = 0; i < cache_hits_->count; ++i) {
     const std::uint64_t rx = cache_hits_->rx_ns[i];
     record(stats_.cache_hit_latency, tx > rx ? tx - rx : 0);

@@ -268,6 +268,7 @@ ConfigResult<DataplaneConfig> build(const toml::table& root, const std::string& 
     r.read("enforce_allowlist", config.xdp.enforce_allowlist);
     r.read("enforce_rate", config.xdp.enforce_rate);
     r.read("enforce_credits", config.xdp.enforce_credits);
+    r.read("rx_stamp", config.xdp.rx_stamp);
     if (config.xdp.frame_size != 2048 && config.xdp.frame_size != 4096) r.invalid("frame_size", "use 2048 or 4096");
     if (config.xdp.frames < 256 || !std::has_single_bit(config.xdp.frames)) {
       r.invalid("frames", "use a power of two >= 256");

@@ -117,6 +117,8 @@ json slot_json(const SlotInfo& s) {
               {"generation", s.generation},
               {"inflight", s.inflight},
               {"depth", s.depth},
+              {"depth_interactive", s.depth_interactive},
+              {"depth_background", s.depth_background},
               {"submitted", s.submitted},
               {"completed", s.completed},
               {"lost", s.lost},
@@ -176,6 +178,8 @@ Result<std::vector<SlotInfo>, ControlError> parse_slot_array(const json& root) {
     bool ok = entry.is_object() && read_string(entry, "name", s.name) && read_string(entry, "state", s.state) &&
               read_number(entry, "pid", s.pid) && read_number(entry, "generation", s.generation) &&
               read_number(entry, "inflight", s.inflight) && read_number(entry, "depth", s.depth) &&
+              read_number(entry, "depth_interactive", s.depth_interactive) &&
+              read_number(entry, "depth_background", s.depth_background) &&
               read_number(entry, "submitted", s.submitted) && read_number(entry, "completed", s.completed) &&
               read_number(entry, "lost", s.lost) && read_number(entry, "deaths", s.deaths);
     if (!ok) return make_error(ControlError::protocol_error, "a slot in the data plane's reply has a mistyped field");

@@ -255,6 +255,7 @@ bool Daemon::try_xdp(AfXdpOptions::ZeroCopy zero_copy, int nic_node, std::string
   xdp.enforce_allowlist = config_.xdp.enforce_allowlist;
   xdp.enforce_rate = config_.xdp.enforce_rate;
   xdp.enforce_credits = config_.xdp.enforce_credits;
+  xdp.rx_stamp = config_.xdp.rx_stamp;
   auto undo = [&](std::string message) {
     ports_.clear();
     program_.reset();  // detaches (if attached) and unloads
@@ -813,6 +814,8 @@ std::vector<control::SlotInfo> Daemon::slot_infos() const {
       info.generation = s->generation.load(std::memory_order_relaxed);
       info.inflight = s->inflight.load(std::memory_order_relaxed);
       info.depth = s->depth.load(std::memory_order_relaxed);
+      info.depth_interactive = s->depth_interactive.load(std::memory_order_relaxed);
+      info.depth_background = s->depth_background.load(std::memory_order_relaxed);
       info.submitted = s->submitted.load(std::memory_order_relaxed);
       info.completed = s->completed.load(std::memory_order_relaxed);
       info.lost = s->lost.load(std::memory_order_relaxed);

@@ -162,7 +162,7 @@ Lcore::Lcore(std::uint32_t id, Port& port, EngineShared& shared)
     max_buffers += slot->channel->total_buffers();
   }
   sched_ = std::make_unique<Sched>();
-  stages_ = std::make_unique<StageRecorder>(stats_, shared.config.telemetry.stage_latency);
+  stages_ = std::make_unique<StageRecorder>(stats_, shared.config.telemetry.stage_latency, clock_);
   const std::uint32_t sample_ppm = std::uint32_t(shared.config.telemetry.trace_sample_rate * 1e6 + 0.5);
   traces_ = std::make_unique<TraceRecorder>(shared.traces != nullptr ? shared.traces->ring(id) : nullptr,
                                             shared.traces != nullptr ? shared.traces->records(id) : nullptr,
@@ -453,7 +453,7 @@ bool Lcore::admit(WorkerSlot& slot, const AgentRoute& route, const Pending& p, s
   const std::uint64_t delay = dispatch::queue_delay_ns(outstanding, rate);
   if (p.request.deadline_us != 0) {
     const std::uint64_t deadline = rx_ns + std::uint64_t(p.request.deadline_us) * 1000u;
-    const std::uint64_t now = monotonic_ns();
+    const std::uint64_t now = clock_.now_ns();
     if (now >= deadline || delay > deadline - now) {
       count(now >= deadline ? stats_.deadline_expired : stats_.deadline_unmeetable);
       refuse_error(p, rx_ns, protocol::ErrorCode::deadline_exceeded);
@@ -609,7 +609,7 @@ std::uint32_t Lcore::drain_forwarded() noexcept {
         if (dedup_ != nullptr && cell.dedup == dedup_.get()) {
           const DedupTable::Settled settled =
               dedup_->settle(cell.dedup_entry, cell.dedup_generation, true, cell.reply,
-                             std::span<const std::uint8_t>(cell.frame, cell.len), monotonic_ns());
+                             std::span<const std::uint8_t>(cell.frame, cell.len), clock_.now_ns());
           if (settled.evicted > 0) count(stats_.dedup_evictions, settled.evicted);
         }
         return;
@@ -733,7 +733,7 @@ std::uint32_t Lcore::tx_room() noexcept {
 void Lcore::flush_tx() noexcept {
   if (tx_count_ == 0) {
     cache_transmitted();
-    if (traces_->pending() != 0) traces_->transmitted(monotonic_ns());
+    if (traces_->pending() != 0) traces_->transmitted(clock_.now_ns());
     return stages_->transmitted();
   }
   std::uint32_t sent = port_.tx_burst(tx_, tx_count_);
@@ -745,7 +745,7 @@ void Lcore::flush_tx() noexcept {
   tx_count_ = 0;
   cache_transmitted();
   stages_->transmitted();
-  if (traces_->pending() != 0) traces_->transmitted(monotonic_ns());
+  if (traces_->pending() != 0) traces_->transmitted(clock_.now_ns());
 }
 
 std::uint32_t Lcore::poll_replies(std::uint64_t now) noexcept {
@@ -832,7 +832,7 @@ void Lcore::reclaim_dead(WorkerSlot& slot) noexcept {
     slot.stats->generation.store(slot.channel->generation(), std::memory_order_relaxed);
     slot.stats->pid.store(0, std::memory_order_relaxed);
     // Housekeeping samples these only for live slots: publish the reclaimed state now.
-    slot.stats->depth.store(slot.channel->request_depth(), std::memory_order_relaxed);
+    publish_depths(slot);
     slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
     slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
   }
@@ -915,6 +915,15 @@ void Lcore::watch_progress(WorkerSlot& slot, Staging& st, std::uint32_t state, s
                 static_cast<unsigned long long>(depth), shared_.config.worker_stall_timeout_ms, answered);
 }
 
+// The worker's request ring depths, in total and per class, into its stats block.
+void Lcore::publish_depths(WorkerSlot& slot) noexcept {
+  const std::uint64_t interactive = slot.channel->request_depth(shm::PriorityClass::interactive);
+  const std::uint64_t background = slot.channel->request_depth(shm::PriorityClass::background);
+  slot.stats->depth.store(interactive + background, std::memory_order_relaxed);
+  slot.stats->depth_interactive.store(interactive, std::memory_order_relaxed);
+  slot.stats->depth_background.store(background, std::memory_order_relaxed);
+}
+
 void Lcore::housekeeping(std::uint64_t now) noexcept {
   const bool sweep = now >= next_deadline_sweep_ns_;
   if (sweep) next_deadline_sweep_ns_ = now + kDeadlineSweepNs;
@@ -945,7 +954,7 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
     dispatch::DrainMeter& meter = sched_->drain[local];
     meter.sample(now, st.completed, slot.channel->inflight());
     if (slot.stats != nullptr) {
-      slot.stats->depth.store(slot.channel->request_depth(), std::memory_order_relaxed);
+      publish_depths(slot);
       slot.stats->inflight.store(slot.channel->inflight(), std::memory_order_relaxed);
       slot.stats->free_buffers.store(slot.channel->free_buffers(), std::memory_order_relaxed);
       slot.stats->drain_rate.store(meter.rate_per_s, std::memory_order_relaxed);
@@ -970,8 +979,28 @@ void Lcore::housekeeping(std::uint64_t now) noexcept {
   stats_.port_tx_errors.store(port.tx_errors, std::memory_order_relaxed);
 }
 
+// The request's first hop, "NIC receive" (docs/observability.md): the backend's own stamp when it
+// has one, else the burst's `now`. The XDP hook stamps with CLOCK_MONOTONIC; the lcore's hop clock
+// is a line fitted to it once at start, which drifts from it slowly, so the stamp is carried onto
+// the hop clock by their offset, read once per burst that has stamps (`offset`, INT64_MIN until
+// then: one clock_gettime). A frame stamped after `now` arrived between the burst's clock read
+// and its RX peek: it gets `now`, the hops must not run backwards. A stamp more than a second
+// before `now` is not one to trust (a frame cannot wait that long in a ring the lcore polls):
+// counted, and `now` is used.
+std::uint64_t Lcore::first_hop(const Frame& frame, std::uint64_t now, std::int64_t& offset) noexcept {
+  if (frame.rx_ns == 0) return now;
+  if (offset == INT64_MIN) offset = std::int64_t(clock_.now_ns() - monotonic_ns());
+  const std::uint64_t rx = frame.rx_ns + std::uint64_t(offset);
+  if (rx <= now && now - rx > 1'000'000'000u) {
+    count(stats_.rx_hook_stamp_rejected);
+    return now;
+  }
+  count(stats_.rx_hook_stamped);
+  return rx < now ? rx : now;
+}
+
 std::uint32_t Lcore::poll_once() noexcept {
-  const std::uint64_t now = monotonic_ns();
+  const std::uint64_t now = clock_.now_ns();
   std::uint32_t work = 0;
   Frame frames[kBurst];
   std::uint32_t n = port_.rx_burst(frames, kBurst);
@@ -982,16 +1011,19 @@ std::uint32_t Lcore::poll_once() noexcept {
   Pending pending[kBurst];
   std::uint32_t later[kBurst];
   std::uint32_t later_count = 0;
+  std::uint64_t rx_ns[kBurst];
+  std::int64_t stamp_offset = INT64_MIN;
   for (std::uint32_t i = 0; i < n; ++i) {
     bytes += frames[i].len;
-    if (!prepare(frames[i], now, false, pending[i])) continue;
+    rx_ns[i] = first_hop(frames[i], now, stamp_offset);
+    if (!prepare(frames[i], rx_ns[i], false, pending[i])) continue;
     if (deferred(pending[i])) {
       later[later_count++] = i;
     } else {
-      dispatch_pending(pending[i], now);
+      dispatch_pending(pending[i], rx_ns[i]);
     }
   }
-  for (std::uint32_t k = 0; k < later_count; ++k) dispatch_pending(pending[later[k]], now);
+  for (std::uint32_t k = 0; k < later_count; ++k) dispatch_pending(pending[later[k]], rx_ns[later[k]]);
   count(stats_.rx_frames, n);
   count(stats_.rx_bytes, bytes);
   flush_staged();
@@ -1001,7 +1033,7 @@ std::uint32_t Lcore::poll_once() noexcept {
   flush_staged();
   // A fresh clock for replies: a worker on another core often answers requests submitted
   // earlier in this same iteration, which `now` (taken before rx) would record as 0 ns.
-  work += poll_replies(monotonic_ns());
+  work += poll_replies(clock_.now_ns());
   publish_outstanding();
   flush_tx();
   if (now >= next_housekeeping_ns_) {
@@ -1049,8 +1081,8 @@ void Lcore::run() noexcept {
     if (poll_once() == 0) cpu_relax();
   }
   // Drain: keep serving replies for in-flight requests, bounded in time.
-  const std::uint64_t deadline = monotonic_ns() + std::uint64_t(shared_.config.drain_timeout_ms) * 1'000'000u;
-  while (inflight() > 0 && monotonic_ns() < deadline) {
+  const std::uint64_t deadline = clock_.now_ns() + std::uint64_t(shared_.config.drain_timeout_ms) * 1'000'000u;
+  while (inflight() > 0 && clock_.now_ns() < deadline) {
     if (poll_once() == 0) cpu_relax();
   }
   if (inflight() > 0) abandon_inflight(protocol::ErrorCode::overloaded);

@@ -70,7 +70,7 @@ void Lcore::settle_dedup(const ReplyContext& ctx, const protocol::Header& reply,
   }
   const DedupTable::Settled settled =
       dedup_->settle(ctx.dedup_entry, ctx.dedup_generation, executed, reply,
-                     std::span<const std::uint8_t>(data, data == nullptr ? 0 : length), monotonic_ns());
+                     std::span<const std::uint8_t>(data, data == nullptr ? 0 : length), clock_.now_ns());
   if (settled.evicted > 0) count(stats_.dedup_evictions, settled.evicted);
 }
 

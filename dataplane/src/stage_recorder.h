@@ -17,7 +17,8 @@ namespace axon::dataplane {
 
 class StageRecorder {
  public:
-  StageRecorder(LcoreStats& stats, bool enabled) noexcept : stats_(stats), enabled_(enabled) {}
+  StageRecorder(LcoreStats& stats, bool enabled, const TscClock& clock) noexcept
+      : stats_(stats), enabled_(enabled), clock_(clock) {}
 
   [[nodiscard]] bool enabled() const noexcept { return enabled_; }
   [[nodiscard]] std::uint32_t pending() const noexcept { return count_; }
@@ -45,7 +46,7 @@ class StageRecorder {
   // handed to the port now, in this burst or in one send_payload flushed. A clock read only
   // when there are any.
   void transmitted() noexcept {
-    if (count_ != 0) on_transmit(monotonic_ns());
+    if (count_ != 0) on_transmit(clock_.now_ns());
   }
 
   // The replies recorded since the last call were handed to the port at tx_ns.
@@ -76,6 +77,7 @@ class StageRecorder {
 
   LcoreStats& stats_;
   bool enabled_;
+  const TscClock& clock_;  // the lcore's: the hop stamps' time base
   std::uint32_t count_ = 0;
   Pending pending_[kMaxPending];
 };

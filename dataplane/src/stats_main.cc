@@ -91,11 +91,13 @@ void print_json(const StatsReader& stats, const LcoreTotals& t) {
               h.xdp_attached.load());
   std::printf(
       "\"rx_frames\":%llu,\"requests\":%llu,\"responses\":%llu,\"busy\":%llu,\"tx_dropped\":%llu,"
-      "\"late_replies\":%llu,\"trace_context_invalid\":%llu,",
+      "\"late_replies\":%llu,\"trace_context_invalid\":%llu,\"rx_hook_stamped\":%llu,"
+      "\"rx_hook_stamp_rejected\":%llu,",
       static_cast<unsigned long long>(t.rx_frames), static_cast<unsigned long long>(t.requests),
       static_cast<unsigned long long>(t.responses), static_cast<unsigned long long>(t.busy_sent),
       static_cast<unsigned long long>(t.tx_dropped), static_cast<unsigned long long>(t.late_replies),
-      static_cast<unsigned long long>(t.trace_context_invalid));
+      static_cast<unsigned long long>(t.trace_context_invalid), static_cast<unsigned long long>(t.rx_hook_stamped),
+      static_cast<unsigned long long>(t.rx_hook_stamp_rejected));
   std::printf("\"errors\":{");
   bool first = true;
   for (std::size_t e = 1; e < protocol::kErrorCodeCount; ++e) {

@@ -84,6 +84,8 @@ LcoreTotals StatsReader::totals() const noexcept {
     t.reassembled += load(l.reassembled);
     t.reply_segments += load(l.reply_segments);
     t.trace_context_invalid += load(l.trace_context_invalid);
+    t.rx_hook_stamped += load(l.rx_hook_stamped);
+    t.rx_hook_stamp_rejected += load(l.rx_hook_stamp_rejected);
     t.reassembly_bytes += load(l.reassembly_bytes);
     t.reassembly_messages += load(l.reassembly_messages);
     t.dedup_misses += load(l.dedup_misses);

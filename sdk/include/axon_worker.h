@@ -101,7 +101,7 @@ typedef struct axon_request {
   uint8_t reserved0[2];
   uint8_t trace_id[16]; /* W3C trace context */
   uint8_t parent_span_id[8];
-  uint64_t enqueue_ns;    /* CLOCK_MONOTONIC when the data plane enqueued it */
+  uint64_t enqueue_ns;    /* CLOCK_MONOTONIC ns (read through the data plane's TSC) when it was enqueued */
   uint64_t internal_[20]; /* the SDK's copy of the descriptor; opaque */
 } axon_request;
 

@@ -140,6 +140,7 @@ ShmResult<Worker> Worker::attach(int fd, std::uint64_t expected_generation, int 
   worker.small_loans_ = shm::RingConsumer<shm::LoanSlot>(v.small_loan_ring, v.slots<shm::LoanSlot>(v.small_loan_ring));
   worker.large_loans_ = shm::RingConsumer<shm::LoanSlot>(v.large_loan_ring, v.slots<shm::LoanSlot>(v.large_loan_ring));
   worker.spin_budget_ = worker.policy_.spin_min;
+  worker.clock_ = shm::hop_clock_of(*v.header);
   worker.span_state_ = span_seed();
   v.header->worker_pid.store(std::uint32_t(getpid()), std::memory_order_relaxed);
   v.header->worker_generation.store(v.header->generation, std::memory_order_relaxed);
@@ -239,6 +240,7 @@ Worker& Worker::operator=(Worker&& other) noexcept {
     scheduling_ = other.scheduling_;
     policy_ = other.policy_;
     spin_budget_ = other.spin_budget_;
+    clock_ = other.clock_;
     span_state_ = other.span_state_;
     stats_ = other.stats_;
     if (dataplane_pidfd_ >= 0) close(dataplane_pidfd_);
@@ -346,7 +348,7 @@ std::uint32_t Worker::receive_burst(Request* out, std::uint32_t max) noexcept {
     const std::uint32_t room = kPendingCapacity - pending_count_;
     if (max > room) max = room;
   }
-  const std::uint64_t now = monotonic_ns();
+  const std::uint64_t now = clock_.now_ns();
   const std::uint32_t every = scheduling_.background_every;
   const std::uint64_t expired_before = stats_.deadline_expired;
   const std::uint64_t interactive_before = stats_.interactive;
@@ -466,7 +468,7 @@ bool Worker::try_complete(const Request& request, const ReplyBuffer& buffer, std
   reply.status = std::uint16_t(status);
   reply.flags = std::uint16_t((request.meta.flags & shm::kFlagLargeBuffer) |
                               (buffer.in_place ? shm::kFlagReplyInPlace : shm::kFlagLoanedBuffer));
-  reply.hop_ns[shm::kHopWorkerComplete] = monotonic_ns();
+  reply.hop_ns[shm::kHopWorkerComplete] = clock_.now_ns();
   ++stats_.completed;
   return true;
 }

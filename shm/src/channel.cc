@@ -29,6 +29,7 @@ ShmResult<WorkerChannel> WorkerChannel::create(const ChannelOptions& options) {
 
   WorkerChannel channel;
   channel.options_ = options;
+  channel.clock_ = process_clock();
   channel.region_ = std::move(region).value();
   const auto& g = options.geometry;
   channel.small_count_ = g.small_buffer_count;
@@ -142,7 +143,7 @@ void WorkerChannel::wake_worker() noexcept {
 std::uint32_t WorkerChannel::try_submit_burst(OutgoingRequest* requests, std::uint32_t n, PriorityClass cls,
                                               bool wake) noexcept {
   const std::size_t c = std::size_t(cls) & 1u;
-  const std::uint64_t now = monotonic_ns();
+  const std::uint64_t now = clock_.now_ns();
   std::uint32_t accepted = requests_[c].try_push_burst(n, [&](std::uint32_t i, Descriptor& slot) noexcept {
     OutgoingRequest& request = requests[i];
     const std::uint32_t id = request.lease.buffer_id;

@@ -122,6 +122,8 @@ ShmResult<SegmentView> format_segment(std::byte* base, std::size_t size, const S
   header->background_ring_offset = p.background_ring;
   header->small = SlabClass{p.small_slab, g.small_buffer_size, g.small_buffer_count};
   header->large = SlabClass{p.large_slab, g.large_buffer_size, g.large_buffer_count};
+  const TscClock& clock = process_clock();
+  header->clock = HopClock{clock.tsc_base, clock.ns_base, clock.mult, clock.shift};
   // The magic is written last: a half-formatted segment never looks valid.
   std::atomic_ref<std::uint64_t>(header->magic).store(kSegmentMagic, std::memory_order_release);
   return validate_segment(base, size);

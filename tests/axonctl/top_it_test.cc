@@ -155,7 +155,7 @@ TEST_F(TopIt, TopInA80x24TmuxSessionShowsMovingFiguresWithinTheScreen) {
   ASSERT_FALSE(stages.empty());
   for (const std::string* screen : {&std::as_const(first), &second}) {
     for (const char* needle : {"axon top", "data plane ready", "LCORE", "BUSY%", "STAGE", "P99", "drops/s", "BUSY/s",
-                               "WORKER", "echo-0", "echo-1", "standard"}) {
+                               "WORKER", "INT/BG", "echo-0", "echo-1", "standard"}) {
       EXPECT_NE(screen->find(needle), std::string::npos) << needle << " missing from:\n" << *screen;
     }
     EXPECT_GT(figure_after(*screen, "req/s"), 0) << *screen;

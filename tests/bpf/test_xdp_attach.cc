@@ -16,7 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <optional>
 
 // libxdp's ring helpers are inline C; their casts are not ours to change.
@@ -176,6 +178,52 @@ TEST_F(XdpAttachTest, TestRunRedirectsIntoARegisteredSocket) {
   ASSERT_TRUE(orphan.ok());
   EXPECT_EQ(orphan->action, test::kXdpDrop);
   EXPECT_EQ(program.read_counters()->packets_for(AXON_DROP_NO_SOCKET) - after->packets_for(AXON_DROP_NO_SOCKET), 1u);
+}
+
+// [xdp] rx_stamp: a frame redirected to AF_XDP carries the hook's CLOCK_MONOTONIC stamp in the
+// metadata in front of it (axon_rx_meta, which the data plane reads as the request's first hop);
+// without the flag, and on frames not redirected, nothing is put in front.
+TEST_F(XdpAttachTest, RxStampPutsTheHooksTimeInFrontOfRedirectedFramesOnly) {
+  XdpConfig stamping;
+  stamping.rx_stamp = true;
+  LOAD_OR_FAIL(program, stamping);
+  LOAD_OR_FAIL(plain, XdpConfig{});
+  test::XskSocket xsk(dev());
+  ASSERT_TRUE(xsk.ok()) << xsk.error();
+  ASSERT_TRUE(program.set_socket(0, xsk.fd()).ok());
+  ASSERT_TRUE(plain.set_socket(0, xsk.fd()).ok());
+
+  auto frame = test::build_frame(test::FrameSpec{});
+  TestRunOptions on_queue0;
+  on_queue0.ingress_ifindex = static_cast<std::uint32_t>(ifindex_);
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const std::uint64_t before_ns = std::uint64_t(ts.tv_sec) * 1'000'000'000u + std::uint64_t(ts.tv_nsec);
+  auto run = program.test_run(frame, on_queue0);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const std::uint64_t after_ns = std::uint64_t(ts.tv_sec) * 1'000'000'000u + std::uint64_t(ts.tv_nsec);
+  ASSERT_TRUE(run.ok()) << run.message();
+  EXPECT_EQ(run->action, test::kXdpRedirect);
+  ASSERT_EQ(run->frame.size(), frame.size() + sizeof(axon_rx_meta)) << "the stamp precedes the frame";
+  axon_rx_meta meta{};
+  std::memcpy(&meta, run->frame.data(), sizeof meta);
+  EXPECT_EQ(meta.magic, AXON_RX_META_MAGIC);
+  EXPECT_GE(meta.rx_ns, before_ns);
+  EXPECT_LE(meta.rx_ns, after_ns);
+  EXPECT_TRUE(std::equal(frame.begin(), frame.end(), run->frame.begin() + sizeof(axon_rx_meta)))
+      << "the frame itself is unchanged";
+
+  auto unstamped = plain.test_run(frame, on_queue0);
+  ASSERT_TRUE(unstamped.ok()) << unstamped.message();
+  EXPECT_EQ(unstamped->action, test::kXdpRedirect);
+  EXPECT_EQ(unstamped->frame.size(), frame.size()) << "rx_stamp off: nothing in front";
+
+  test::FrameSpec not_axp;
+  not_axp.dst_port = 53;
+  auto passed = program.test_run(test::build_frame(not_axp), on_queue0);
+  ASSERT_TRUE(passed.ok()) << passed.message();
+  EXPECT_EQ(passed->action, test::kXdpPass);
+  EXPECT_EQ(passed->frame.size(), test::build_frame(not_axp).size()) << "traffic passed to the kernel is not stamped";
 }
 
 TEST_F(XdpAttachTest, DatagramAcrossVethReachesTheSocketAndOthersReachTheKernel) {

@@ -211,6 +211,8 @@ TEST(ControlCodec, RepliesRoundTrip) {
   s.generation = 3;
   s.inflight = 4;
   s.depth = 5;
+  s.depth_interactive = 3;
+  s.depth_background = 2;
   s.submitted = 6;
   s.completed = 7;
   s.lost = 8;
@@ -234,7 +236,10 @@ TEST(ControlCodec, RepliesRoundTrip) {
 
   auto slots = parse_slots_reply(encode_slots(h.slots));
   ASSERT_TRUE(slots.ok()) << slots.message();
-  EXPECT_EQ(slots->size(), 2u);
+  ASSERT_EQ(slots->size(), 2u);
+  EXPECT_EQ((*slots)[0].depth, 5u);
+  EXPECT_EQ((*slots)[0].depth_interactive, 3u);  // per class (issue 15)
+  EXPECT_EQ((*slots)[0].depth_background, 2u);
   auto applied = parse_applied_reply(encode_applied(12));
   ASSERT_TRUE(applied.ok()) << applied.message();
   EXPECT_EQ(applied.value(), 12u);

@@ -113,6 +113,10 @@ TEST_P(StageLatencyIT, EveryStageHasOneSamplePerRequestAndTheStagesAddUpToTheTot
     return;
   }
   EXPECT_TRUE(stats.stage_latency_enabled());
+  // [xdp] rx_stamp (on by default): every request's first hop is the XDP hook's stamp, carried in
+  // the frame's metadata through AF_XDP; none was stale.
+  EXPECT_EQ(stats.lcores(&LcoreStats::rx_hook_stamped), 2 * kPerClass);
+  EXPECT_EQ(stats.lcores(&LcoreStats::rx_hook_stamp_rejected), 0u);
   // Egress and total are recorded once the reply frame left; the client may see it first.
   ASSERT_TRUE(eventually([&] { return stats.stage_latency(Stage::total).count == 2 * kPerClass; }))
       << stats.stage_latency(Stage::total).count;

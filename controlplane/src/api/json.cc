@@ -175,6 +175,8 @@ json to_json(const WorkerInfo& value) {
          {"cgroup", value.cgroup},
          {"inflight", value.inflight},
          {"ring_depth", value.ring_depth},
+         {"ring_depth_interactive", value.ring_depth_interactive},
+         {"ring_depth_background", value.ring_depth_background},
          {"completed", value.completed},
          {"last_exit", value.last_exit},
          {"crash_streak", value.crash_streak},
@@ -253,6 +255,8 @@ json to_json(const TopSnapshot& value) {
                            {"class", w.klass},
                            {"state", to_string(w.state)},
                            {"ring_depth", w.ring_depth},
+                           {"ring_depth_interactive", w.ring_depth_interactive},
+                           {"ring_depth_background", w.ring_depth_background},
                            {"inflight", w.inflight},
                            {"completed", w.completed}});
   }
@@ -400,6 +404,8 @@ ApiResult<WorkerInfo> worker_info_from_json(const json& j) {
   r.optional("cgroup", out.cgroup);
   r.optional("inflight", out.inflight);
   r.optional("ring_depth", out.ring_depth);
+  r.optional("ring_depth_interactive", out.ring_depth_interactive);
+  r.optional("ring_depth_background", out.ring_depth_background);
   r.optional("completed", out.completed);
   r.optional("last_exit", out.last_exit);
   r.optional("crash_streak", out.crash_streak);

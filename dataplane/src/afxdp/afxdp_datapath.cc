@@ -3,9 +3,28 @@
 // the need-wakeup flag.
 #include <sys/socket.h>
 
+#include <cstring>
+
 #include "afxdp/afxdp_port.h"
+#include "axon_xdp.shared.h"
 
 namespace axon::dataplane {
+namespace {
+
+// The XDP hook's receive stamp in the metadata in front of the frame (struct axon_rx_meta), or 0.
+// The magic is cleared once read: the frame's headroom keeps it otherwise, and a later frame in
+// the same buffer that came without a stamp would be read as stamped.
+std::uint64_t take_rx_stamp(std::uint8_t* data) noexcept {
+  std::uint8_t* at = data - sizeof(axon_rx_meta);
+  axon_rx_meta meta;
+  std::memcpy(&meta, at, sizeof meta);
+  if (meta.magic != AXON_RX_META_MAGIC) return 0;
+  const std::uint32_t cleared = 0;
+  std::memcpy(at + offsetof(axon_rx_meta, magic), &cleared, sizeof cleared);
+  return meta.rx_ns;
+}
+
+}  // namespace
 
 std::uint32_t AfXdpPort::rx_burst(Frame* frames, std::uint32_t max) noexcept {
   std::uint32_t idx = 0;
@@ -25,6 +44,7 @@ std::uint32_t AfXdpPort::rx_burst(Frame* frames, std::uint32_t max) noexcept {
     frames[i].data = static_cast<std::uint8_t*>(xsk_umem__get_data(base, desc->addr));
     frames[i].len = desc->len;
     frames[i].handle = desc->addr;
+    frames[i].rx_ns = take_rx_stamp(frames[i].data);
   }
   xsk_ring_cons__release(&rx_, n);
   counters_.rx_frames += n;

@@ -65,6 +65,7 @@ struct XdpConfig {
   bool enforce_credits = false;     // spend per-tenant credits; none left: BUSY via XDP_TX (no entry: unlimited)
   bool deliver_to_kernel = false;   // valid AXP -> kernel stack (XDP_PASS) instead of AF_XDP
   bool drop_all_fragments = false;  // drop every IP fragment, not only attributable AXP ones
+  bool rx_stamp = false;            // stamp redirected frames with the hook's time (axon_rx_meta)
   std::uint32_t max_queues = 64;    // size of the queue -> AF_XDP socket map
 };
 
@@ -110,6 +111,8 @@ struct XdpCounters {
 // program left it (rewritten and cut for XDP_TX).
 struct TestRunResult {
   std::uint32_t action = 0;  // XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX or XDP_REDIRECT
+  // The frame as the program left it, preceded by any metadata it put in front (axon_rx_meta
+  // on a redirect with rx_stamp).
   std::vector<std::uint8_t> frame;
 };
 

@@ -115,6 +115,7 @@ struct WorkerInfo {
   std::string cgroup;  // path relative to the cgroup root
   std::uint64_t inflight = 0;
   std::uint64_t ring_depth = 0;
+  std::uint64_t ring_depth_interactive = 0, ring_depth_background = 0;  // ring_depth per request ring
   std::uint64_t completed = 0;
   // The supervisor's last crash decision (docs/scheduling.md, "Crash respawn and crash loops").
   std::string last_exit;                    // how its last process ended; "" if none did
@@ -214,6 +215,7 @@ struct TopWorker {
   std::string klass;  // the agent's priority class: "realtime" | "standard" | "batch"
   WorkerState state = WorkerState::starting;
   std::uint64_t ring_depth = 0, inflight = 0, completed = 0;
+  std::uint64_t ring_depth_interactive = 0, ring_depth_background = 0;
 };
 
 // A latency histogram as sparse buckets [lower_ns, lower_ns + width_ns) with counts,

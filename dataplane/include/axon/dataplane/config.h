@@ -31,6 +31,9 @@ struct XdpSettings {
   // Tenants' credits (credits_max > 0) are enforced (in XDP, or by the userspace backends);
   // tenants without credits are unlimited either way. false: credits are not enforced at all.
   bool enforce_credits = true;
+  // The XDP hook stamps every frame it hands to AF_XDP, and that stamp is the request's first hop
+  // (docs/observability.md, "Hops and stages"); false: the first hop is the lcore's first sight.
+  bool rx_stamp = true;
 };
 
 // [credits]: how the data plane refreshes the tenants' credits (docs/scheduling.md, "Credits

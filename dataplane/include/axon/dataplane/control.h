@@ -36,6 +36,7 @@ struct SlotInfo {
   std::string state;  // "vacant", "alive" or "dying"
   std::int32_t pid = 0;
   std::uint64_t generation = 0, inflight = 0, depth = 0, submitted = 0, completed = 0, lost = 0, deaths = 0;
+  std::uint64_t depth_interactive = 0, depth_background = 0;  // `depth` per request ring
 };
 
 struct Hello {

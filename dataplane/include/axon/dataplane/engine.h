@@ -122,6 +122,8 @@ class Lcore {
   };
   static constexpr std::uint32_t kNoSlot = ~0u;
 
+  // The frame's first hop: its backend's receive stamp when usable, else `now` (counted).
+  [[nodiscard]] std::uint64_t first_hop(const Frame& frame, std::uint64_t now, std::int64_t& offset) noexcept;
   // Parses and validates a frame into `p`; false when it was dropped or answered already.
   // `admitted`: a forwarded frame, whose tenant policy its first lcore applied.
   // A segment of a segmented request is held in the reassembly table: then it returns false,
@@ -176,6 +178,7 @@ class Lcore {
   std::uint32_t drain_forwarded() noexcept;
   std::uint32_t poll_replies(std::uint64_t now) noexcept;
   void housekeeping(std::uint64_t now) noexcept;
+  void publish_depths(WorkerSlot& slot) noexcept;
   void reclaim_dead(WorkerSlot& slot) noexcept;
   void watch_progress(WorkerSlot& slot, Staging& st, std::uint32_t state, std::uint64_t now) noexcept;
   void answer_error(const ReplyContext& ctx, protocol::ErrorCode code, std::uint32_t retry_after_us = 0) noexcept;
@@ -209,6 +212,8 @@ class Lcore {
   std::unique_ptr<StageRecorder> stages_;  // per-stage latencies (stage_recorder.h)
   std::unique_ptr<TraceRecorder> traces_;  // sampled traces (trace_recorder.h)
   std::uint64_t next_housekeeping_ns_ = 0;
+  // Every stamp of the loop: the process's TSC clock, the one written into the worker segments.
+  TscClock clock_ = process_clock();
   std::uint64_t next_deadline_sweep_ns_ = 0;
   Frame tx_cache_[kBurst];  // free TX frames taken from the port in bursts
   std::uint32_t tx_cache_count_ = 0;

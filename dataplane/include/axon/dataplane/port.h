@@ -19,6 +19,9 @@ struct Frame {
   std::uint8_t* data = nullptr;
   std::uint32_t len = 0;     // bytes of packet (rx), or capacity until set by the engine (tx)
   std::uint64_t handle = 0;  // backend's identity of the buffer
+  // rx: when the frame was received before the backend handed it over (CLOCK_MONOTONIC ns; the
+  // AF_XDP backend's XDP hook stamp, [xdp] rx_stamp), 0 when the backend has none.
+  std::uint64_t rx_ns = 0;
 };
 
 struct PortCounters {

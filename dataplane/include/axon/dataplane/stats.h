@@ -34,7 +34,9 @@ inline constexpr std::uint64_t kStatsMagic = 0x5354414e4f5841ull;  // "AXONSTA"
 // 10: LcoreStats trace_context_invalid (issue 15 trace context).
 // 11: error code duplicate_reply_evicted (errors_sent grew by one); LcoreStats dedup_* (issue 14
 //    retransmit dedup and the reply cache).
-inline constexpr std::uint32_t kStatsVersion = 11;
+// 12: WorkerStats depth_interactive and depth_background (issue 15: per-class ring depths).
+// 13: LcoreStats rx_hook_stamped and rx_hook_stamp_rejected (issue 15: the XDP hook's stamp).
+inline constexpr std::uint32_t kStatsVersion = 13;
 inline constexpr std::size_t kClassCount = AXON_CLASS_COUNT;  // AXP priorities: interactive, background
 inline constexpr std::size_t kMaxLcores = 64;
 inline constexpr std::size_t kMaxWorkers = 4096;
@@ -144,6 +146,10 @@ struct alignas(128) LcoreStats {
   // Requests whose trace context was malformed (docs/protocol.md §5: exactly one of trace_id
   // and span_id zero); the handler got a fresh one instead.
   Counter trace_context_invalid;
+  // Frames whose first hop is the XDP hook's stamp ([xdp] rx_stamp), and stamped frames whose
+  // stamp was not usable (more than a second old), stamped by the lcore instead.
+  Counter rx_hook_stamped;
+  Counter rx_hook_stamp_rejected;
 };
 
 // stalled: a live worker that stopped taking requests (worker_stall_timeout_ms); not routed to,
@@ -179,6 +185,9 @@ struct alignas(128) WorkerStats {
   // request would see (queued + in flight, over drain_rate; 0 when unknown or empty).
   Counter drain_rate;
   Counter queue_delay_ns;
+  // `depth` per request ring (shm::PriorityClass), sampled with it.
+  Counter depth_interactive;
+  Counter depth_background;
 };
 
 struct StatsHeader {

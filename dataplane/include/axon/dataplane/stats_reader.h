@@ -39,6 +39,8 @@ struct LcoreTotals {
   std::uint64_t cache_hits = 0, cache_misses = 0, cache_insertions = 0, cache_evictions = 0;
   std::uint64_t cache_expirations = 0, cache_invalidations = 0, cache_bytes = 0, cache_entries = 0;
   std::uint64_t trace_context_invalid = 0;  // malformed trace context replaced (docs/protocol.md §5)
+  std::uint64_t rx_hook_stamped = 0;         // first hop from the XDP hook's stamp ([xdp] rx_stamp)
+  std::uint64_t rx_hook_stamp_rejected = 0;  // stamps not usable (more than a second old)
 
   // ERROR replies of every code.
   [[nodiscard]] std::uint64_t errors() const noexcept;

@@ -207,6 +207,9 @@ class Worker {
   SchedulingPolicy scheduling_{};
   WaitPolicy policy_{};
   std::uint32_t spin_budget_ = 64;
+  // The data plane's hop clock, from the segment header: the dequeue and done stamps must be on
+  // the time base of the data plane's rx and enqueue stamps (and its deadlines).
+  TscClock clock_{};
   std::uint64_t span_state_ = 0;  // splitmix64 state of the handlers' span ids, seeded at attach
   WorkerStats stats_{};
 };

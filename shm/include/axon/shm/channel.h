@@ -186,6 +186,7 @@ class WorkerChannel {
   SlabClass small_slab_{};
   SlabClass large_slab_{};
   std::uint64_t generation_ = 0;
+  TscClock clock_{};  // the hop clock written into the header (the process's)
   std::vector<BufferState> state_;
   std::vector<InflightEntry> inflight_;
   std::vector<std::uint32_t> free_small_;  // stacks: LIFO keeps recently used buffers warm

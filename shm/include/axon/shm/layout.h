@@ -26,7 +26,9 @@ inline constexpr std::uint64_t kSegmentMagic = 0x314745534e4f5841ull;  // "AXONS
 // 2: a second request ring for background requests (PriorityClass), the deadline_exceeded
 // reply status and the worker's per-class counters in the header.
 // 3: Descriptor::span_id (was reserved1): the handler's span, made by the worker SDK.
-inline constexpr std::uint32_t kLayoutVersion = 3;
+// 4: the hop-stamp clock (SegmentHeader::clock), so the worker stamps on the data plane's TSC
+// calibration.
+inline constexpr std::uint32_t kLayoutVersion = 4;
 
 // Two cache lines: the adjacent-line prefetcher pulls lines in pairs, so anything
 // written by different processes is kept 128 bytes apart (as LMAX Disruptor does).
@@ -81,8 +83,9 @@ struct alignas(64) Descriptor {
   std::uint8_t parent_span_id[8];
   // --- second cache line
   std::uint8_t trace_id[16];
-  // Per-hop CLOCK_MONOTONIC ns: data plane rx, data plane enqueue, worker dequeue,
-  // worker complete. Any hop may leave its stamp 0.
+  // Per-hop ns on the segment's clock (SegmentHeader::clock: CLOCK_MONOTONIC read through the
+  // TSC): data plane rx, data plane enqueue, worker dequeue, worker complete. Any hop may leave
+  // its stamp 0.
   std::uint64_t hop_ns[4];
   std::uint64_t user_cookie;  // opaque to the worker, returned untouched
   // The handler's own span (W3C span id, child of parent_span_id): 0 in requests; the worker
@@ -176,6 +179,19 @@ static_assert(sizeof(SlabClass) == 16);
 
 enum class WorkerState : std::uint32_t { vacant = 0, attached = 1, detached = 2 };
 
+// The data plane's hop-stamp clock (axon::TscClock), written once when the segment is formatted:
+// ns = ns_base + (tsc - tsc_base) * mult >> shift, CLOCK_MONOTONIC when mult is 0. The worker
+// stamps its hops with it, so the stages that cross the process boundary are differences of one
+// clock.
+struct HopClock {
+  std::uint64_t tsc_base;
+  std::uint64_t ns_base;
+  std::uint32_t mult;
+  std::uint32_t shift;
+};
+static_assert(sizeof(HopClock) == 24);
+static_assert(offsetof(HopClock, mult) == 16);
+
 // The first bytes of every segment.
 struct alignas(kFalseSharingRange) SegmentHeader {
   // --- identity: checked on attach before anything else is trusted
@@ -209,8 +225,10 @@ struct alignas(kFalseSharingRange) SegmentHeader {
   std::atomic<std::uint64_t> deadline_expired;
   // --- the worker sleeps here when both request rings are empty (one eventcount for both)
   EventCount request_event;
+  // --- written once at format time, read by the worker at attach
+  alignas(kFalseSharingRange) HopClock clock;
 };
-static_assert(sizeof(SegmentHeader) == 3 * kFalseSharingRange);
+static_assert(sizeof(SegmentHeader) == 4 * kFalseSharingRange);
 static_assert(offsetof(SegmentHeader, magic) == 0);
 static_assert(offsetof(SegmentHeader, layout_version) == 8);
 static_assert(offsetof(SegmentHeader, segment_size) == 16);
@@ -225,6 +243,7 @@ static_assert(offsetof(SegmentHeader, interactive_served) == kFalseSharingRange 
 static_assert(offsetof(SegmentHeader, background_served) == kFalseSharingRange + 40);
 static_assert(offsetof(SegmentHeader, deadline_expired) == kFalseSharingRange + 48);
 static_assert(offsetof(SegmentHeader, request_event) == 2 * kFalseSharingRange);
+static_assert(offsetof(SegmentHeader, clock) == 3 * kFalseSharingRange);
 
 enum class SegmentBacking : std::uint32_t { hugetlb_2m = 1, shmem_4k = 2 };
 

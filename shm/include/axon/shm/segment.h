@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "axon/common/clock.h"
 #include "axon/shm/error.h"
 #include "axon/shm/layout.h"
 #include "axon/shm/region.h"
@@ -26,6 +27,12 @@ ShmResult<Ok> check_geometry(const SegmentGeometry& geometry);
 
 // Bytes a segment of this geometry needs.
 std::size_t segment_bytes(const SegmentGeometry& geometry) noexcept;
+
+// The hop clock a segment carries (SegmentHeader::clock, written by format_segment from the
+// data plane's process_clock()).
+[[nodiscard]] inline TscClock hop_clock_of(const SegmentHeader& header) noexcept {
+  return TscClock{header.clock.tsc_base, header.clock.ns_base, header.clock.mult, header.clock.shift};
+}
 
 // Process-local addresses of everything inside one mapped segment.
 struct SegmentView {
