@@ -5,6 +5,7 @@
 #include <sys/random.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -13,6 +14,8 @@
 #include <utility>
 
 #include "axon/common/clock.h"
+
+#include "fleet_etcd.h"
 
 namespace axon::client {
 namespace {
@@ -112,11 +115,12 @@ struct FleetClient::Impl {
   FleetCounters counters;
   std::uint64_t spread = random_nonzero();  // placement of requests without a session key
 
-  // The etcd poller hands member lists over here; call() and placement() apply them.
+  // The etcd source's thread hands member lists over here; call() and placement() apply them.
   std::mutex mu;
   std::optional<std::vector<FleetMember>> pending;
   std::uint64_t pending_errors = 0;
   std::condition_variable_any wake;
+  std::atomic<bool> stopping{false};  // ends the source's watch (it checks this flag)
   std::jthread poller;
 
   void apply(std::vector<FleetMember> next);
@@ -194,6 +198,7 @@ FleetClient::FleetClient(FleetClient&&) noexcept = default;
 FleetClient& FleetClient::operator=(FleetClient&&) noexcept = default;
 FleetClient::~FleetClient() {
   if (impl_ && impl_->poller.joinable()) {
+    impl_->stopping = true;
     impl_->poller.request_stop();
     impl_->wake.notify_all();
     impl_->poller.join();
@@ -217,21 +222,24 @@ Result<FleetClient, ClientError> FleetClient::open_etcd(const EtcdSourceOptions&
   auto fleet = open(std::move(first.value()), options);
   if (!fleet) return fleet;
   Impl* impl = fleet->impl_.get();
+  // The thread is created here, in the caller's network namespace: etcd must be reachable
+  // from it (the members' AXP sockets are opened later, by call()).
   impl->poller = std::jthread([impl, source](std::stop_token stop) {
-    for (;;) {
-      {
-        std::unique_lock lock(impl->mu);
-        impl->wake.wait_for(lock, stop, source.poll_interval, [] { return false; });
-      }
-      if (stop.stop_requested()) return;
-      auto read = read_etcd_members(source);
+    detail::EtcdMemberSink sink;
+    sink.members = [impl](std::vector<FleetMember> members) {
       std::lock_guard lock(impl->mu);
-      if (read) {
-        impl->pending = std::move(read.value());
-      } else {
-        ++impl->pending_errors;  // keep the last list: the appliances outlive an etcd outage
-      }
-    }
+      impl->pending = std::move(members);
+    };
+    sink.error = [impl] {
+      std::lock_guard lock(impl->mu);
+      ++impl->pending_errors;  // keep the last list: the appliances outlive an etcd outage
+    };
+    sink.sleep = [impl, &stop](std::chrono::milliseconds wait) {
+      std::unique_lock lock(impl->mu);
+      impl->wake.wait_for(lock, stop, wait, [] { return false; });
+      return !stop.stop_requested();
+    };
+    detail::run_etcd_member_source(source, impl->stopping, sink);
   });
   return fleet;
 }

@@ -1,9 +1,13 @@
-// The etcd member source of FleetClient: one range read of <prefix>members/ through etcd's v3
-// JSON gateway (POST /v3/kv/range, keys and values base64), over the REST client's plain HTTP.
-// FleetClient polls it; the appliances keep their member keys under a lease (docs/fleet.md).
+// The etcd member source of FleetClient: a range read of <prefix>members/ through etcd's v3
+// JSON gateway (POST /v3/kv/range, keys and values base64), and the source's loop, which lists
+// the prefix and then watches it (axon::fleet's EtcdClient) so that a member key put or deleted
+// (a lease that expired) reaches the client at once, re-listing after a broken watch. The
+// appliances keep their member keys under a lease (docs/fleet.md).
+#include "fleet_etcd.h"
+
+#include <map>
 #include <nlohmann/json.hpp>
 
-#include "axon/client/fleet.h"
 #include "axon/client/rest.h"
 #include "axon/fleet/etcd.h"
 
@@ -44,6 +48,30 @@ std::optional<FleetMember> member_of(const std::string& key, const nlohmann::jso
   if (m.host.empty() || m.id.empty()) return std::nullopt;
   m.degraded = health == "degraded";
   return m;
+}
+
+// The members among the member keys' values (key -> value, as etcd has them now).
+std::vector<FleetMember> fleet_etcd_members_of(const std::map<std::string, std::string>& kvs) {
+  std::vector<FleetMember> out;
+  for (const auto& [key, value] : kvs) {
+    nlohmann::json v = nlohmann::json::parse(value, nullptr, false);
+    if (v.is_discarded()) continue;
+    if (auto m = member_of(key, v)) out.push_back(std::move(*m));
+  }
+  return out;
+}
+
+// The fallback: a range read every poll_interval through the REST client.
+void fleet_etcd_poll(const EtcdSourceOptions& source, const std::atomic<bool>& stop,
+                     const detail::EtcdMemberSink& sink) {
+  while (!stop.load() && sink.sleep(source.poll_interval)) {
+    auto read = read_etcd_members(source);
+    if (read) {
+      sink.members(std::move(read.value()));
+    } else {
+      sink.error();  // the last list stays in use: the appliances outlive an etcd outage
+    }
+  }
 }
 
 }  // namespace
@@ -107,4 +135,44 @@ Result<std::vector<FleetMember>, ClientError> read_etcd_members(const EtcdSource
                     "no etcd endpoint answered for " + prefix + errors + " (is etcd running? check the endpoints)");
 }
 
+namespace detail {
+
+void run_etcd_member_source(const EtcdSourceOptions& source, const std::atomic<bool>& stop,
+                            const EtcdMemberSink& sink) {
+  auto etcd = fleet::EtcdClient::create(fleet::EtcdOptions{source.endpoints, source.request_timeout});
+  if (!etcd) return fleet_etcd_poll(source, stop, sink);
+  const std::string prefix = source.prefix + "members/";
+  bool listed_before = true;  // open_etcd has just read the list: watch from a fresh listing at once
+  while (!stop.load()) {
+    if (!listed_before && !sink.sleep(source.poll_interval)) return;
+    listed_before = false;
+    auto listed = etcd->get_prefix(prefix);
+    if (!listed) {
+      sink.error();
+      continue;
+    }
+    std::map<std::string, std::string> kvs;
+    for (auto& kv : listed->kvs) kvs[kv.key] = std::move(kv.value);
+    sink.members(fleet_etcd_members_of(kvs));
+    // Every change after the listing, in order: puts replace a member's value, deletes (an
+    // expired lease, a revoked one) drop it.
+    auto watched = etcd->watch_prefix(
+        prefix, listed->revision + 1,
+        [&](const fleet::WatchBatch& batch) {
+          for (const auto& e : batch.events) {
+            if (e.type == fleet::WatchEvent::Type::del) {
+              kvs.erase(e.kv.key);
+            } else {
+              kvs[e.kv.key] = e.kv.value;
+            }
+          }
+          sink.members(fleet_etcd_members_of(kvs));
+          return true;
+        },
+        stop);
+    if (!watched) sink.error();  // broken or compacted: list again after poll_interval
+  }
+}
+
+}  // namespace detail
 }  // namespace axon::client

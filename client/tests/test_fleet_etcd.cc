@@ -2,6 +2,8 @@
 // test on loopback with a temporary data directory): member keys put, changed to draining and
 // deleted through etcd's JSON gateway, and the client's member list following each change; an
 // etcd that stops leaves the last list in place (counted), and one that returns is read again.
+// With a poll interval far longer than the test, changes (a delete, a revoked lease) still
+// arrive: the client watches the members prefix.
 // Skips when the etcd binary is not installed (apt-get install etcd-server).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -21,6 +23,7 @@
 #include "axon/client/fleet.h"
 #include "axon/client/rest.h"
 #include "axon/common/clock.h"
+#include "axon/fleet/etcd.h"
 
 #include "base64_util.h"
 
@@ -181,6 +184,42 @@ TEST(FleetEtcd, TheClientsMemberListFollowsEtcd) {
   auto refused = ac::FleetClient::open_etcd(none);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.message().find("is etcd running"), std::string::npos) << refused.message();
+}
+
+TEST(FleetEtcd, TheWatchSeesADeletedMemberKeyWithoutWaitingForThePoll) {
+  const std::string binary = find_etcd();
+  if (binary.empty()) GTEST_SKIP() << "etcd is not installed (apt-get install etcd-server)";
+  Etcd etcd;
+  ASSERT_TRUE(etcd.start(binary)) << "etcd did not come up";
+  auto kv = axon::fleet::EtcdClient::create(axon::fleet::EtcdOptions{{etcd.endpoint()}, 2000ms});
+  ASSERT_TRUE(kv) << kv.message();
+  ASSERT_TRUE(etcd.put_raw("/axon/members/a1", member_json("a1", 7401)));
+  auto lease = kv->grant_lease(60);
+  ASSERT_TRUE(lease) << lease.message();
+  ASSERT_TRUE(kv->put("/axon/members/a2", member_json("a2", 7402), *lease));
+
+  ac::EtcdSourceOptions src;
+  src.endpoints = {etcd.endpoint()};
+  src.poll_interval = 30s;  // longer than this test: only the watch can see the changes in time
+  auto fleet = ac::FleetClient::open_etcd(src);
+  ASSERT_TRUE(fleet) << fleet.message();
+  auto ids = [&] {
+    (void)fleet->placement(ac::RequestOptions{});
+    auto v = fleet->member_ids();
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  EXPECT_EQ(ids(), (std::vector<std::string>{"a1", "a2"}));
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(etcd.put_raw("/axon/members/a3", member_json("a3", 7403)));
+  EXPECT_TRUE(eventually([&] { return ids() == std::vector<std::string>{"a1", "a2", "a3"}; }, 5s)) << "a put";
+  ASSERT_TRUE(etcd.del("/axon/members/a1"));
+  EXPECT_TRUE(eventually([&] { return ids() == std::vector<std::string>{"a2", "a3"}; }, 5s)) << "a delete";
+  // A lease that ends (revoked here; expired is the same DELETE event) takes its key along.
+  ASSERT_TRUE(kv->revoke_lease(*lease));
+  EXPECT_TRUE(eventually([&] { return ids() == std::vector<std::string>{"a3"}; }, 5s)) << "a revoked lease";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, src.poll_interval) << "the poll cannot have run";
+  EXPECT_EQ(fleet->counters().etcd_errors, 0u);
 }
 
 }  // namespace

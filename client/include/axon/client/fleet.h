@@ -9,8 +9,10 @@
 // placement byte for byte, so both place a key on the same member.
 //
 // Members come from a static list or from etcd (the members prefix that the appliances'
-// control planes write, docs/fleet.md), polled through etcd's JSON gateway. Not thread-safe
-// (one thread per FleetClient, like Client); the etcd poller is an internal thread.
+// control planes write, docs/fleet.md): listed, then watched through etcd's JSON gateway, so a
+// member key put or deleted (an expired lease) is seen at once; after a broken watch the
+// prefix is listed again. Not thread-safe (one thread per FleetClient, like Client); the etcd
+// source is an internal thread.
 #pragma once
 
 #include <chrono>
@@ -60,6 +62,9 @@ struct FleetMember {
 struct EtcdSourceOptions {
   std::vector<std::string> endpoints;  // "http://127.0.0.1:2379", ...: tried in turn
   std::string prefix = "/axon/";
+  // The wait before listing the prefix again after a failed read or a broken watch (while the
+  // watch stands, changes arrive as they happen). Endpoints that axon::fleet's client does not
+  // take (it speaks http:// only) are polled this often instead of watched.
   std::chrono::milliseconds poll_interval{1000};
   std::chrono::milliseconds request_timeout{2000};
 };
@@ -94,7 +99,7 @@ struct FleetCounters {
   std::uint64_t member_up = 0;       // down members that answered a probe
   std::uint64_t failed_calls = 0;    // calls that ended in a ClientError on every member tried
   std::uint64_t member_updates = 0;  // member lists applied (static or from etcd)
-  std::uint64_t etcd_errors = 0;     // etcd polls that failed (the last list stays in use)
+  std::uint64_t etcd_errors = 0;     // etcd reads and watches that failed (the last list stays in use)
 };
 
 // What a call got, and from where.
@@ -110,7 +115,8 @@ class FleetClient {
   [[nodiscard]] static Result<FleetClient, ClientError> open(std::vector<FleetMember> members,
                                                              const FleetOptions& options = {});
   // A fleet whose members are read from etcd now (the call fails if no endpoint answers) and
-  // then every poll_interval by a background thread.
+  // then kept current by a background thread that watches the members prefix (created on the
+  // calling thread, so in its network namespace: etcd must be reachable from there).
   [[nodiscard]] static Result<FleetClient, ClientError> open_etcd(const EtcdSourceOptions& source,
                                                                   const FleetOptions& options = {});
 
