@@ -135,6 +135,38 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+def unjudgeable(peers):
+    """Why each ratio between two measured peers is not a figure of them, if it is not: a step
+    whose load side fell behind its schedule measured the load generator (its sends went out in
+    bursts after a stall), so neither the saturation nor the latency of that step is the peer's.
+    Keys are ratio names as derive() makes them ("saturation.xdp/reflector"), values the reason."""
+    def saturation_reason(tag):
+        steps = peers.get(tag, {}).get("steps") or []
+        if steps and steps[-1]["verdict"] == "behind":
+            return f"{tag}'s last load step: the load side fell behind ({steps[-1]['load_behind_reason']})"
+        return None
+
+    def fixed_reason(tag):
+        f = (peers.get(tag, {}).get("fixed") or {}).get("64") or {}
+        if f.get("load_behind"):
+            return f"{tag}'s fixed-rate step: the load side fell behind ({f['load_behind_reason']})"
+        return None
+
+    out = {}
+    live = [t for t, p in peers.items() if not p.get("skipped")]
+    for a in live:
+        for b in live:
+            if a == b:
+                continue
+            why = saturation_reason(a) or saturation_reason(b)
+            if why:
+                out[f"saturation.{a}/{b}"] = why
+            why = fixed_reason(a) or fixed_reason(b)
+            if why:
+                out[f"fixed_p50.{a}/{b}"] = out[f"fixed_p99.{a}/{b}"] = why
+    return out
+
+
 def derive(raw):
     short = raw.get("mode") == "short"
     max_steal = (raw.get("config") or {}).get("max_steal", 0.02)
@@ -416,10 +448,14 @@ def main():
     with open(os.path.join(outdir, "raw.json")) as fh:
         raw = json.load(fh)
     peers, ratios, targets = derive(raw)
+    unjudged = unjudgeable(peers)
     made = plots(outdir, peers)
     suite = dict(raw)
     suite["derived"] = {"peers": peers, "targets": targets}
     suite["ratios"] = ratios
+    # Ratios resting on a step whose load side fell behind: no figure of the peers (the gate
+    # neither passes nor fails them; bench/compare says so).
+    suite["unjudgeable"] = unjudged
     with open(os.path.join(outdir, "suite.json"), "w") as fh:
         json.dump(suite, fh, indent=1)
     with open(os.path.join(outdir, "summary.md"), "w") as fh:

@@ -181,7 +181,8 @@ std::string RestClient::Impl::request_text(std::string_view method, std::string_
   request.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
   request.append("Host: ").append(url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host);
   if (options.unix_socket.empty()) request.append(":").append(url.port);
-  request.append("\r\nUser-Agent: axonctl\r\nAccept: application/json\r\nConnection: close\r\n");
+  request.append("\r\nUser-Agent: ").append(options.user_agent);
+  request.append("\r\nAccept: application/json\r\nConnection: close\r\n");
   if (!options.token.empty()) request.append("Authorization: Bearer ").append(options.token).append("\r\n");
   for (const auto& [name, value] : options.headers) request.append(name).append(": ").append(value).append("\r\n");
   if (!body.empty() || method == "POST" || method == "PUT") {

@@ -80,6 +80,7 @@ Result<std::unique_ptr<OtlpExporter>, OtlpError> OtlpExporter::create(const Trac
   rest.max_response_bytes = 1 << 20;
   rest.address_hint = "[tracing] otlp_endpoint";
   rest.server_name = "the OTLP collector";
+  rest.user_agent = "axon-controlplane";  // a collector's logs name the exporter, not the CLI
   for (const auto& [name, value] : t.otlp_headers) rest.headers.emplace_back(name, value);
   auto client = client::RestClient::create(std::move(rest));
   if (!client) return make_error(OtlpError::invalid_config, "[tracing]: " + client.message());

@@ -1,11 +1,12 @@
 // The whole fleet on one machine (issue 18, "Tests"; docs/fleet.md): a three-member etcd
 // cluster (axon::etcd_cluster, each member in a namespace of its own) and THREE FULL
-// appliances. Each appliance is a real axon-dataplane (uring backend, one lcore) running in a
-// network namespace of its own (`ip netns exec`) on its own veth pair, a real axon-controlplane
-// linked to it (HTTPS with real tokens, cgroups, [fleet] with a 2 s lease) and the echo workers
-// that control plane spawns (spinning at most 64 pauses before they sleep on their futex: three
-// appliances share two cores). The other end of each veth is in one client namespace, where a
-// C++ FleetClient fed from etcd (it watches the members prefix) sends its sessions.
+// appliances. Each appliance is a real axon-dataplane (XDP backend, copy mode, one lcore)
+// running in a network namespace of its own (`ip netns exec`) on its own veth pair, a real
+// axon-controlplane linked to it (HTTPS with real tokens, cgroups, [fleet] with a 2 s lease)
+// and the echo workers that control plane spawns (spinning at most 64 pauses before they sleep
+// on their futex: three appliances share two cores). The other end of each veth is in one
+// client namespace, where a C++ FleetClient fed from etcd (it watches the members prefix)
+// sends its sessions.
 //
 // The test: all three register (ok, data plane linked); a tenant and an agent pushed through
 // ONE appliance's API are applied on all three (same config_revision, a warm worker each);
@@ -151,7 +152,7 @@ class FleetE2E : public ControlplaneDaemon {
     chmod((a.dir + "/run").c_str(), 0755);
 
     dataplane::it::ConfigSpec dp;
-    dp.backend = "uring";
+    dp.backend = "xdp";  // copy mode (veth)
     dp.workers = {};
     dp.core = int(apps_.size() - 1);  // one lcore each, spread over the cpus (modulo their count)
     dp.dataplane_extra = "worker_slots = 4\n";

@@ -209,6 +209,8 @@ TEST(OtlpExporter, HttpsVerifiesTheCollectorAgainstTheCaFile) {
   EXPECT_EQ(server->requests()[0].method, "POST");
   EXPECT_EQ(server->requests()[0].path, "/v1/traces");
   EXPECT_EQ(server->requests()[0].header("x-api-key"), "secret-1");
+  // Regression: the exporter introduced itself as "axonctl" (the REST client's default).
+  EXPECT_EQ(server->requests()[0].header("user-agent"), "axon-controlplane");
   std::vector<std::string> problems;
   EXPECT_EQ(otlp_test::otlp_spans(json::parse(server->requests()[0].body), "axon-test", problems).size(), 6u);
   EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems);

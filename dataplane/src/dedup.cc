@@ -4,7 +4,6 @@
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <string>
 
@@ -12,16 +11,9 @@ namespace axon::dataplane {
 
 namespace {
 
-constexpr std::size_t kHugePage = 2u << 20;
+using probe::mix;
 
-std::uint64_t mix(std::uint64_t x) noexcept {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
+constexpr std::size_t kHugePage = 2u << 20;
 
 std::uint64_t hash_of(const DedupKey& key, std::uint32_t agent_id) noexcept {
   std::uint64_t a = 0, b = 0;
@@ -32,15 +24,12 @@ std::uint64_t hash_of(const DedupKey& key, std::uint32_t agent_id) noexcept {
   return mix(h ^ b);
 }
 
-// Whether home `k` of the element at `j` lies cyclically outside (i, j] (backward-shift deletion).
-bool may_fill(std::uint32_t i, std::uint32_t j, std::uint32_t k) noexcept {
-  return i <= j ? (k <= i || k > j) : (k <= i && k > j);
-}
-
 // A remote settlement: (generation << 2) | 2 | executed; 0 = none.
 constexpr std::uint64_t kRemoteSet = 2;
 
 }  // namespace
+
+static_assert(DedupTable::kNone == probe::Index::kEmpty, "find() passes the index's empty mark on as kNone");
 
 struct DedupTable::Entry {
   enum State : std::uint8_t { free = 0, in_flight, cached, tombstone };
@@ -87,10 +76,8 @@ Result<std::unique_ptr<DedupTable>, DedupError> DedupTable::create(const DedupLi
   for (std::uint32_t i = 0; i < n; ++i) t->free_[i] = n - 1 - i;
   t->free_count_ = n;
   t->records_.reset(new Record[n]);
-  const std::uint32_t slots = std::bit_ceil(n * 2);
-  t->index_mask_ = slots - 1;
-  t->index_.reset(new std::uint32_t[slots]);
-  std::fill_n(t->index_.get(), slots, kNone);
+  t->index_.allocate(n);
+  const std::uint32_t slots = probe::slots_for(n);
   t->agent_mask_ = slots - 1;  // at most one agent per cached entry
   t->agents_.reset(new AgentList[slots]());
   return t;
@@ -101,39 +88,16 @@ DedupTable::~DedupTable() {
 }
 
 std::uint32_t DedupTable::find(const DedupKey& key, std::uint32_t agent_id, std::uint64_t hash) const noexcept {
-  for (std::uint32_t i = std::uint32_t(hash) & index_mask_;; i = (i + 1) & index_mask_) {
-    const std::uint32_t e = index_[i];
-    if (e == kNone) return kNone;
+  return index_.find(hash, [&](std::uint32_t e) {
     const Entry& x = entries_[e];
-    if (x.hash == hash && x.agent_id == agent_id && x.key.request_id == key.request_id &&
-        x.key.tenant_id == key.tenant_id && x.key.src_port == key.src_port &&
-        std::memcmp(x.key.src_addr, key.src_addr, sizeof key.src_addr) == 0) {
-      return e;
-    }
-  }
-}
-
-void DedupTable::index_insert(std::uint32_t entry) noexcept {
-  std::uint32_t i = std::uint32_t(entries_[entry].hash) & index_mask_;
-  while (index_[i] != kNone) i = (i + 1) & index_mask_;
-  index_[i] = entry;
+    return x.hash == hash && x.agent_id == agent_id && x.key.request_id == key.request_id &&
+           x.key.tenant_id == key.tenant_id && x.key.src_port == key.src_port &&
+           std::memcmp(x.key.src_addr, key.src_addr, sizeof key.src_addr) == 0;
+  });
 }
 
 void DedupTable::index_erase(std::uint32_t entry) noexcept {
-  std::uint32_t i = std::uint32_t(entries_[entry].hash) & index_mask_;
-  while (index_[i] != entry) {
-    if (index_[i] == kNone) return;
-    i = (i + 1) & index_mask_;
-  }
-  index_[i] = kNone;
-  for (std::uint32_t j = (i + 1) & index_mask_; index_[j] != kNone; j = (j + 1) & index_mask_) {
-    const std::uint32_t home = std::uint32_t(entries_[index_[j]].hash) & index_mask_;
-    if (may_fill(i, j, home)) {
-      index_[i] = index_[j];
-      index_[j] = kNone;
-      i = j;
-    }
-  }
+  index_.erase(entry, entries_[entry].hash, [this](std::uint32_t e) { return entries_[e].hash; });
 }
 
 std::uint32_t DedupTable::agent_slot(std::uint32_t agent_id, bool insert) noexcept {
@@ -149,14 +113,13 @@ std::uint32_t DedupTable::agent_slot(std::uint32_t agent_id, bool insert) noexce
 
 void DedupTable::agent_erase(std::uint32_t i) noexcept {
   agents_[i].count = 0;
-  for (std::uint32_t j = (i + 1) & agent_mask_; agents_[j].count != 0; j = (j + 1) & agent_mask_) {
-    const std::uint32_t home = std::uint32_t(mix(agents_[j].agent_id)) & agent_mask_;
-    if (may_fill(i, j, home)) {
-      agents_[i] = agents_[j];
-      agents_[j].count = 0;
-      i = j;
-    }
-  }
+  probe::close_hole(
+      i, agent_mask_, [this](std::uint32_t j) { return agents_[j].count == 0; },
+      [this](std::uint32_t j) { return mix(agents_[j].agent_id); },
+      [this](std::uint32_t from, std::uint32_t to) {
+        agents_[to] = agents_[from];
+        agents_[from].count = 0;
+      });
 }
 
 std::uint32_t DedupTable::cached(std::uint32_t agent_id) const noexcept {
@@ -277,7 +240,7 @@ DedupTable::Lookup DedupTable::begin(const DedupKey& key, std::uint32_t agent_id
   e.length = 0;
   e.prev = e.next = kNone;
   e.remote.store(0, std::memory_order_relaxed);
-  index_insert(entry);
+  index_.insert(entry, entries_[entry].hash);
   e.active_at = used_;
   active_[used_++] = entry;
   out.verdict = Verdict::fresh;

@@ -34,6 +34,7 @@
 #include "axon/common/result.h"
 #include "axon/protocol/axp.h"
 
+#include "probe_index.h"
 #include "reassembly.h"
 
 namespace axon::dataplane {
@@ -118,7 +119,6 @@ class DedupTable {
 
   DedupTable() = default;
   [[nodiscard]] std::uint32_t find(const DedupKey& key, std::uint32_t agent_id, std::uint64_t hash) const noexcept;
-  void index_insert(std::uint32_t entry) noexcept;
   void index_erase(std::uint32_t entry) noexcept;
   [[nodiscard]] std::uint32_t agent_slot(std::uint32_t agent_id, bool insert) noexcept;
   void agent_erase(std::uint32_t slot) noexcept;
@@ -146,8 +146,7 @@ class DedupTable {
   std::uint32_t free_count_ = 0;
   std::uint32_t used_ = 0;
   std::uint32_t cursor_ = 0;  // expire()'s position in active_
-  std::unique_ptr<std::uint32_t[]> index_;
-  std::uint32_t index_mask_ = 0;
+  probe::Index index_;        // entries by hash
   std::unique_ptr<AgentList[]> agents_;
   std::uint32_t agent_mask_ = 0;
   std::uint64_t live_bytes_ = 0;

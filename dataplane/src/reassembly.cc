@@ -3,7 +3,6 @@
 
 #include <sys/mman.h>
 
-#include <bit>
 #include <cstring>
 
 namespace axon::dataplane {
@@ -12,14 +11,7 @@ namespace {
 
 constexpr std::size_t kHugePage = 2u << 20;
 
-std::uint64_t mix(std::uint64_t x) noexcept {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
+using probe::mix;
 
 std::uint64_t hash_of(const SegmentKey& key) noexcept {
   std::uint64_t a = 0, b = 0;
@@ -42,17 +34,9 @@ bool same_message(const protocol::Header& a, const protocol::Header& b) noexcept
          a.trace_id == b.trace_id && a.span_id == b.span_id && a.deadline_us == b.deadline_us;
 }
 
-std::uint32_t pow2_at_least(std::uint32_t n) noexcept {
-  return std::bit_ceil(n < 2 ? 2u : n);
-}
-
-// Whether home `k` of the element at `j` lies cyclically outside (i, j]: then it may move to
-// the hole at i (backward-shift deletion for linear probing).
-bool may_fill(std::uint32_t i, std::uint32_t j, std::uint32_t k) noexcept {
-  return i <= j ? (k <= i || k > j) : (k <= i && k > j);
-}
-
 }  // namespace
+
+static_assert(ReassemblyTable::kNone == probe::Index::kEmpty, "find() passes the index's empty mark on as kNone");
 
 struct ReassemblyTable::Entry {
   enum State : std::uint8_t { free = 0, partial, complete, away };
@@ -104,10 +88,8 @@ Result<std::unique_ptr<ReassemblyTable>, ReassemblyError> ReassemblyTable::creat
   t->free_blocks_.reset(new std::uint32_t[t->block_count_]);
   for (std::uint32_t i = 0; i < t->block_count_; ++i) t->free_blocks_[i] = t->block_count_ - 1 - i;
   t->free_block_count_ = t->block_count_;
-  const std::uint32_t slots = pow2_at_least(limits.messages * 2);
-  t->index_mask_ = slots - 1;
-  t->index_.reset(new std::uint32_t[slots]);
-  std::fill_n(t->index_.get(), slots, kNone);
+  t->index_.allocate(limits.messages);
+  const std::uint32_t slots = probe::slots_for(limits.messages);
   t->tenant_mask_ = slots - 1;  // at most one tenant per held message
   t->tenants_.reset(new TenantUse[slots]());
   return t;
@@ -118,34 +100,11 @@ ReassemblyTable::~ReassemblyTable() {
 }
 
 std::uint32_t ReassemblyTable::find(const SegmentKey& key, std::uint64_t hash) const noexcept {
-  for (std::uint32_t i = std::uint32_t(hash) & index_mask_;; i = (i + 1) & index_mask_) {
-    const std::uint32_t e = index_[i];
-    if (e == kNone) return kNone;
-    if (entries_[e].hash == hash && same_key(entries_[e].key, key)) return e;
-  }
-}
-
-void ReassemblyTable::index_insert(std::uint32_t entry) noexcept {
-  std::uint32_t i = std::uint32_t(entries_[entry].hash) & index_mask_;
-  while (index_[i] != kNone) i = (i + 1) & index_mask_;
-  index_[i] = entry;
+  return index_.find(hash, [&](std::uint32_t e) { return entries_[e].hash == hash && same_key(entries_[e].key, key); });
 }
 
 void ReassemblyTable::index_erase(std::uint32_t entry) noexcept {
-  std::uint32_t i = std::uint32_t(entries_[entry].hash) & index_mask_;
-  while (index_[i] != entry) {
-    if (index_[i] == kNone) return;
-    i = (i + 1) & index_mask_;
-  }
-  index_[i] = kNone;
-  for (std::uint32_t j = (i + 1) & index_mask_; index_[j] != kNone; j = (j + 1) & index_mask_) {
-    const std::uint32_t home = std::uint32_t(entries_[index_[j]].hash) & index_mask_;
-    if (may_fill(i, j, home)) {
-      index_[i] = index_[j];
-      index_[j] = kNone;
-      i = j;
-    }
-  }
+  index_.erase(entry, entries_[entry].hash, [this](std::uint32_t e) { return entries_[e].hash; });
 }
 
 std::uint32_t ReassemblyTable::tenant_slot(std::uint32_t tenant_id, bool insert) noexcept {
@@ -161,14 +120,13 @@ std::uint32_t ReassemblyTable::tenant_slot(std::uint32_t tenant_id, bool insert)
 
 void ReassemblyTable::tenant_erase(std::uint32_t i) noexcept {
   tenants_[i].blocks = 0;
-  for (std::uint32_t j = (i + 1) & tenant_mask_; tenants_[j].blocks != 0; j = (j + 1) & tenant_mask_) {
-    const std::uint32_t home = std::uint32_t(mix(tenants_[j].tenant_id)) & tenant_mask_;
-    if (may_fill(i, j, home)) {
-      tenants_[i] = tenants_[j];
-      tenants_[j].blocks = 0;
-      i = j;
-    }
-  }
+  probe::close_hole(
+      i, tenant_mask_, [this](std::uint32_t j) { return tenants_[j].blocks == 0; },
+      [this](std::uint32_t j) { return mix(tenants_[j].tenant_id); },
+      [this](std::uint32_t from, std::uint32_t to) {
+        tenants_[to] = tenants_[from];
+        tenants_[from].blocks = 0;
+      });
 }
 
 std::uint64_t ReassemblyTable::tenant_bytes(std::uint32_t tenant_id) const noexcept {
@@ -252,7 +210,7 @@ ReassemblyTable::Outcome ReassemblyTable::add(const SegmentKey& key, const proto
     for (std::uint32_t b = 0; b < need; ++b) e.blocks[b] = free_blocks_[--free_block_count_];
     std::memset(e.seen, 0, sizeof e.seen);
     e.state = Entry::partial;
-    index_insert(entry);
+    index_.insert(entry, entries_[entry].hash);
     tenants_[tenant_slot(key.tenant_id, true)].blocks += need;
     blocks_used_ += need;
     e.active_at = messages_used_;

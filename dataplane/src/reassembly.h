@@ -23,6 +23,8 @@
 #include "axon/common/result.h"
 #include "axon/protocol/axp.h"
 
+#include "probe_index.h"
+
 namespace axon::dataplane {
 
 struct ReassemblyLimits {
@@ -109,7 +111,6 @@ class ReassemblyTable {
 
   ReassemblyTable() = default;
   [[nodiscard]] std::uint32_t find(const SegmentKey& key, std::uint64_t hash) const noexcept;
-  void index_insert(std::uint32_t entry) noexcept;
   void index_erase(std::uint32_t entry) noexcept;
   [[nodiscard]] std::uint32_t tenant_slot(std::uint32_t tenant_id, bool insert) noexcept;
   void tenant_erase(std::uint32_t slot) noexcept;
@@ -127,8 +128,7 @@ class ReassemblyTable {
   std::unique_ptr<std::uint32_t[]> free_blocks_;  // stack
   std::uint32_t free_block_count_ = 0;
   std::uint32_t block_count_ = 0;
-  std::unique_ptr<std::uint32_t[]> index_;  // open addressing, linear probing: entry or kNone
-  std::uint32_t index_mask_ = 0;
+  probe::Index index_;                    // entries by hash
   std::unique_ptr<TenantUse[]> tenants_;  // open addressing by tenant id, linear probing
   std::uint32_t tenant_mask_ = 0;
   std::uint32_t tenant_block_limit_ = 0;

@@ -4,7 +4,6 @@
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -18,14 +17,7 @@ namespace {
 
 constexpr std::size_t kHugePage = 2u << 20;
 
-std::uint64_t mix(std::uint64_t x) noexcept {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
+using probe::mix;
 
 std::uint64_t home_of(const CacheKey& key) noexcept {
   return mix(key.hash[0] ^ (std::uint64_t(key.tenant_id) << 32 | key.agent_id));
@@ -33,12 +25,6 @@ std::uint64_t home_of(const CacheKey& key) noexcept {
 
 std::uint64_t round_up(std::uint64_t n) noexcept {
   return (n + ResponseCache::kAlign - 1) / ResponseCache::kAlign * ResponseCache::kAlign;
-}
-
-// Whether home `k` of the element at `j` lies cyclically outside (i, j]: then it may move to
-// the hole at i (backward-shift deletion for linear probing).
-bool may_fill(std::uint32_t i, std::uint32_t j, std::uint32_t k) noexcept {
-  return i <= j ? (k <= i || k > j) : (k <= i && k > j);
 }
 
 }  // namespace
@@ -92,10 +78,7 @@ Result<std::unique_ptr<ResponseCache>, CacheError> ResponseCache::create(std::ui
   c->arena_ = static_cast<std::uint8_t*>(arena);
   // At most capacity / kAlign records (an empty reply takes one granule): the index stays at
   // most half full.
-  const auto slots = std::bit_ceil(std::uint32_t(c->capacity_ / kAlign) * 2u);
-  c->mask_ = slots - 1;
-  c->index_.reset(new std::uint32_t[slots]);
-  std::fill_n(c->index_.get(), slots, kEmpty);
+  c->index_.allocate(std::uint32_t(c->capacity_ / kAlign));
   c->scratch_.reset(new std::uint8_t[kMaxRequest]);
   return c;
 }
@@ -120,43 +103,23 @@ ResponseCache::Record& ResponseCache::record(std::uint32_t granule) const noexce
 }
 
 std::uint32_t ResponseCache::find(const CacheKey& key, std::uint64_t home) const noexcept {
-  for (std::uint32_t i = std::uint32_t(home) & mask_;; i = (i + 1) & mask_) {
-    const std::uint32_t at = index_[i];
-    if (at == kEmpty) return kEmpty;
-    const CacheKey& k = record(at).key;
-    if (k.hash[0] == key.hash[0] && k.hash[1] == key.hash[1] && k.tenant_id == key.tenant_id &&
-        k.agent_id == key.agent_id) {
-      return i;
-    }
-  }
+  return index_.find_slot(home, [&](std::uint32_t granule) {
+    const CacheKey& k = record(granule).key;
+    return k.hash[0] == key.hash[0] && k.hash[1] == key.hash[1] && k.tenant_id == key.tenant_id &&
+           k.agent_id == key.agent_id;
+  });
 }
 
 std::uint32_t ResponseCache::slot_of(std::uint32_t granule) const noexcept {
-  for (std::uint32_t i = std::uint32_t(home_of(record(granule).key)) & mask_;; i = (i + 1) & mask_) {
-    if (index_[i] == granule) return i;
-    if (index_[i] == kEmpty) return kEmpty;
-  }
-}
-
-void ResponseCache::erase_slot(std::uint32_t i) noexcept {
-  for (std::uint32_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
-    const std::uint32_t at = index_[j];
-    if (at == kEmpty) break;
-    const std::uint32_t k = std::uint32_t(home_of(record(at).key)) & mask_;
-    if (may_fill(i, j, k)) {
-      index_[i] = at;
-      i = j;
-    }
-  }
-  index_[i] = kEmpty;
+  return index_.find_slot(home_of(record(granule).key), [granule](std::uint32_t g) { return g == granule; });
 }
 
 void ResponseCache::drop(std::uint32_t slot) noexcept {
-  Record& r = record(index_[slot]);
+  Record& r = record(index_.at(slot));
   r.live = 0;
   live_bytes_ -= r.size;
   --entries_;
-  erase_slot(slot);
+  index_.erase_slot(slot, [this](std::uint32_t granule) { return home_of(record(granule).key); });
 }
 
 void ResponseCache::evict_oldest(std::uint64_t now_ns) noexcept {
@@ -201,7 +164,7 @@ bool ResponseCache::try_lookup(const CacheKey& key, std::uint32_t gen, std::uint
                                std::span<const std::uint8_t>& out) noexcept {
   const std::uint32_t slot = find(key, home_of(key));
   if (slot == kEmpty) return false;
-  const Record& r = record(index_[slot]);
+  const Record& r = record(index_.at(slot));
   if (r.gen != gen) {
     ++counters_.invalidations;
     drop(slot);
@@ -240,9 +203,7 @@ bool ResponseCache::insert(const CacheKey& key, std::uint32_t gen, std::uint64_t
   r.size = std::uint32_t(need);
   r.live = 1;
   if (!payload.empty()) std::memcpy(arena_ + at + kAlign, payload.data(), payload.size());
-  std::uint32_t i = std::uint32_t(home) & mask_;
-  while (index_[i] != kEmpty) i = (i + 1) & mask_;
-  index_[i] = std::uint32_t(at / kAlign);
+  index_.insert(std::uint32_t(at / kAlign), home);
   live_bytes_ += need;
   ++entries_;
   ++counters_.insertions;

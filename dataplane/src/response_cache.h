@@ -25,6 +25,8 @@
 #include "axon/common/model.h"
 #include "axon/common/result.h"
 
+#include "probe_index.h"
+
 namespace axon::dataplane {
 
 // What a cached reply answers: tenant and agent compared exactly, the payload by its 128-bit hash.
@@ -123,13 +125,12 @@ class ResponseCache {
 
  private:
   struct Record;
-  static constexpr std::uint32_t kEmpty = ~0u;
+  static constexpr std::uint32_t kEmpty = probe::Index::kEmpty;
 
   ResponseCache() = default;
   [[nodiscard]] Record& record(std::uint32_t granule) const noexcept;
   [[nodiscard]] std::uint32_t find(const CacheKey& key, std::uint64_t home) const noexcept;  // index slot
   [[nodiscard]] std::uint32_t slot_of(std::uint32_t granule) const noexcept;
-  void erase_slot(std::uint32_t slot) noexcept;
   void drop(std::uint32_t slot) noexcept;
   [[nodiscard]] std::uint64_t make_room(std::uint64_t need, std::uint64_t now_ns) noexcept;
   void evict_oldest(std::uint64_t now_ns) noexcept;
@@ -142,8 +143,7 @@ class ResponseCache {
   std::uint64_t used_ = 0;      // bytes between tail and head, dropped records and padding included
   std::uint64_t live_bytes_ = 0;
   std::uint32_t entries_ = 0;
-  std::unique_ptr<std::uint32_t[]> index_;  // granule of a live record, or kEmpty; linear probing
-  std::uint32_t mask_ = 0;
+  probe::Index index_;  // granules of live records by home_of(key)
   std::unique_ptr<std::uint8_t[]> scratch_;
   CacheCounters counters_{};
 };

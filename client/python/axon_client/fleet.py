@@ -13,9 +13,10 @@ with the same request id. On the same appliance that id is its retry dedup (docs
 handler twice: use it for idempotent handlers, or pass idempotent=False (no failover).
 
 Members come from a static list ("host:port" strings) or from etcd: the range of
-<prefix>members/ read through etcd's v3 JSON gateway with urllib every `poll_interval` seconds
-(polling, not a watch stream: simple in both threading and asyncio, and a member change is seen
-within one interval).
+<prefix>members/ read through etcd's v3 JSON gateway, then watched (axon_client.fleet_etcd: a
+thread reads the gateway's /v3/watch stream), so a member change is seen as etcd applies it;
+after a broken watch the range is read again `poll_interval` seconds later. Endpoints other
+than plain http:// are polled every `poll_interval` seconds with urllib instead.
 
     with FleetClient(["10.0.0.1:7400", "10.0.0.2:7400"], tenant=1) as fleet:
         fleet.request(agent=7, payload=b"hi", session_key=42, deadline=1.0)
@@ -208,7 +209,7 @@ class FleetCounters:
     member_up: int = 0  # down members that answered a probe
     failed_calls: int = 0  # calls that raised after every member tried
     member_updates: int = 0  # member lists applied
-    etcd_errors: int = 0  # etcd polls that failed (the last list stays in use)
+    etcd_errors: int = 0  # etcd reads and watches that failed (the last list stays in use)
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,8 @@ class FleetClient:
     """A synchronous AXP client over a fleet (see the module docstring).
 
     members: "host:port" strings or FleetMember; or etcd_endpoints (["http://127.0.0.1:2379"])
-      and etcd_prefix ("/axon/") to read them from etcd every poll_interval seconds.
+      and etcd_prefix ("/axon/") to read them from etcd and watch them there (poll_interval:
+      the wait before reading them again after a broken watch or a failed read).
     tenant, retry: as for Client (each member has one Client).
     member_timeout: the most one member gets of a call's deadline before the call fails over;
       the last member tried gets all that is left. It is also the deadline_us that member sees.
@@ -332,23 +334,33 @@ class FleetClient:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
+        self._watch: Any = None
         if etcd_endpoints:
             endpoints, prefix = list(etcd_endpoints), etcd_prefix
             self._fleet.apply(read_etcd_members(endpoints, prefix))
-            self._poller = threading.Thread(
-                target=self._poll, args=(endpoints, prefix, poll_interval), name="axon-fleet-etcd", daemon=True
-            )
-            self._poller.start()
+            from .fleet_etcd import EtcdMemberWatch, watchable
+
+            if watchable(endpoints):
+                self._watch = EtcdMemberWatch(endpoints, prefix, poll_interval, self.set_members, self._etcd_error)
+                self._watch.start()
+            else:
+                self._poller = threading.Thread(
+                    target=self._poll, args=(endpoints, prefix, poll_interval), name="axon-fleet-etcd", daemon=True
+                )
+                self._poller.start()
         else:
             self._fleet.apply(_members_of(members))
+
+    def _etcd_error(self) -> None:
+        with self._lock:
+            self._fleet.counters.etcd_errors += 1
 
     def _poll(self, endpoints: List[str], prefix: str, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
                 members = read_etcd_members(endpoints, prefix)
             except (ConnectionError, ValueError):
-                with self._lock:
-                    self._fleet.counters.etcd_errors += 1
+                self._etcd_error()
                 continue
             self.set_members(members)
 
@@ -458,6 +470,8 @@ class FleetClient:
 
     def close(self) -> None:
         self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()
         if self._poller is not None:
             self._poller.join()
         with self._lock:
@@ -483,8 +497,8 @@ class AsyncFleetClient:
         replies = await asyncio.gather(*(fleet.request(7, q, session_key=k) for k, q in work))
         await fleet.close()
 
-    With etcd_endpoints, a task reads the members prefix every poll_interval seconds (urllib in
-    the default executor).
+    With etcd_endpoints, a thread watches the members prefix and hands each change to the event
+    loop (endpoints other than http:// are read every poll_interval seconds by a task instead).
     """
 
     def __init__(self) -> None:
@@ -514,14 +528,31 @@ class AsyncFleetClient:
         self._fleet = _Fleet(member_timeout, probe_after, probe_max)
         self._opening: Dict[int, asyncio.Lock] = {}
         self._poller: Optional[asyncio.Task[None]] = None
+        self._watch: Any = None
         loop = asyncio.get_running_loop()
         if etcd_endpoints:
             endpoints = list(etcd_endpoints)
             self._fleet.apply(await loop.run_in_executor(None, read_etcd_members, endpoints, etcd_prefix))
-            self._poller = loop.create_task(self._poll(endpoints, etcd_prefix, poll_interval))
+            from .fleet_etcd import EtcdMemberWatch, watchable
+
+            if watchable(endpoints):
+
+                def on_members(members: List[FleetMember]) -> None:
+                    loop.call_soon_threadsafe(self.set_members, members)
+
+                def on_error() -> None:
+                    loop.call_soon_threadsafe(self._etcd_error)
+
+                self._watch = EtcdMemberWatch(endpoints, etcd_prefix, poll_interval, on_members, on_error)
+                self._watch.start()
+            else:
+                self._poller = loop.create_task(self._poll(endpoints, etcd_prefix, poll_interval))
         else:
             self._fleet.apply(_members_of(members))
         return self
+
+    def _etcd_error(self) -> None:
+        self._fleet.counters.etcd_errors += 1
 
     async def _poll(self, endpoints: List[str], prefix: str, interval: float) -> None:
         loop = asyncio.get_running_loop()
@@ -530,7 +561,7 @@ class AsyncFleetClient:
             try:
                 members = await loop.run_in_executor(None, read_etcd_members, endpoints, prefix)
             except (ConnectionError, ValueError):
-                self._fleet.counters.etcd_errors += 1
+                self._etcd_error()
                 continue
             self.set_members(members)
 
@@ -641,6 +672,9 @@ class AsyncFleetClient:
         raise last_error
 
     async def close(self) -> None:
+        if self._watch is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._watch.stop)
+            self._watch = None
         if self._poller is not None:
             self._poller.cancel()
             try:

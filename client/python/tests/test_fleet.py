@@ -230,15 +230,21 @@ class EtcdProcess:
         self.stop()
         raise RuntimeError("etcd did not come up")
 
-    def _post(self, path: str, body: dict) -> None:
+    def _post(self, path: str, body: dict) -> dict:
         import urllib.request
 
         req = urllib.request.Request(self.endpoint + path, data=json.dumps(body).encode())
         with urllib.request.urlopen(req, timeout=1) as r:
-            r.read()
+            return json.loads(r.read())
 
-    def put(self, key: str, value: str) -> None:
-        self._post("/v3/kv/put", {"key": b64(key), "value": b64(value)})
+    def put(self, key: str, value: str, lease: str = "0") -> None:
+        self._post("/v3/kv/put", {"key": b64(key), "value": b64(value), "lease": lease})
+
+    def grant(self, ttl: int) -> str:
+        return str(self._post("/v3/lease/grant", {"TTL": ttl})["ID"])
+
+    def revoke(self, lease: str) -> None:
+        self._post("/v3/lease/revoke", {"ID": lease})
 
     def delete(self, key: str) -> None:
         self._post("/v3/kv/deleterange", {"key": b64(key)})
@@ -301,6 +307,42 @@ class EtcdSource(unittest.TestCase):
                 while ids() != ["b1", "b2"] and time.monotonic() < end:
                     await asyncio.sleep(0.02)
                 self.assertEqual(ids(), ["b1", "b2"])
+            finally:
+                await fc.close()
+
+        asyncio.run(run())
+
+    def test_sync_watch_sees_changes_without_waiting_for_the_poll(self) -> None:
+        # poll_interval is far longer than the test: only the watch can see these in time.
+        lease = self.etcd.grant(60)
+        self.etcd.put("/axon/members/w1", member_json("w1", 7401))
+        self.etcd.put("/axon/members/w2", member_json("w2", 7402), lease=lease)
+        start = time.monotonic()
+        with fleet.FleetClient(tenant=1, etcd_endpoints=[self.etcd.endpoint], poll_interval=30.0) as fc:
+            ids = lambda: sorted(m.info.id for m in fc._fleet.members)  # noqa: E731
+            self.assertEqual(ids(), ["w1", "w2"])
+            self.etcd.put("/axon/members/w3", member_json("w3", 7403))
+            self.assertTrue(wait_for(lambda: ids() == ["w1", "w2", "w3"], 5.0), ids())
+            self.etcd.delete("/axon/members/w1")
+            self.assertTrue(wait_for(lambda: ids() == ["w2", "w3"], 5.0), ids())
+            self.etcd.revoke(lease)  # an expired lease deletes its key the same way
+            self.assertTrue(wait_for(lambda: ids() == ["w3"], 5.0), ids())
+            self.assertEqual(fc.counters.etcd_errors, 0)
+        self.assertLess(time.monotonic() - start, 30.0, "close() must not wait for the poll interval")
+
+    def test_asyncio_watch_sees_a_delete_without_waiting_for_the_poll(self) -> None:
+        async def run() -> None:
+            self.etcd.put("/axon/members/v1", member_json("v1", 7401))
+            self.etcd.put("/axon/members/v2", member_json("v2", 7402))
+            fc = await fleet.AsyncFleetClient.connect(tenant=1, etcd_endpoints=[self.etcd.endpoint], poll_interval=30.0)
+            try:
+                ids = lambda: sorted(m.info.id for m in fc._fleet.members)  # noqa: E731
+                self.assertEqual(ids(), ["v1", "v2"])
+                self.etcd.delete("/axon/members/v1")
+                end = time.monotonic() + 5
+                while ids() != ["v2"] and time.monotonic() < end:
+                    await asyncio.sleep(0.02)
+                self.assertEqual(ids(), ["v2"])
             finally:
                 await fc.close()
 

@@ -33,6 +33,7 @@ struct RestOptions {
   // Other users of the client (the control plane's OTLP exporter): the server named in
   // connection errors, and more request headers (name, value).
   std::string server_name = "axon-controlplane";
+  std::string user_agent = "axonctl";  // who is asking, for the server's logs
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
