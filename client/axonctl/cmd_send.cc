@@ -144,9 +144,9 @@ const char* type_name(p::MessageType type) {
   return "UNKNOWN";
 }
 
-void print_reply(const client::Reply& r, bool json) {
+void print_reply(const client::Reply& r, bool as_json) {
   double rtt_us = static_cast<double>(r.rtt_ns) / 1000.0;
-  if (json) {
+  if (as_json) {
     nlohmann::json j;
     j["type"] = type_name(r.type);
     j["request_id"] = id_hex(r.request_id);
