@@ -83,6 +83,11 @@ std::string status_text(int status) {
   return reason != nullptr ? std::to_string(status) + " " + reason : "HTTP " + std::to_string(status);
 }
 
+std::vector<std::pair<std::string, std::string>> if_match_header(std::int64_t revision) {
+  if (revision <= 0) return {};
+  return {{"If-Match", "\"" + std::to_string(revision) + "\""}};
+}
+
 std::string path_segment(const std::string& text) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
@@ -172,6 +177,7 @@ ApiOutcome send_api(GlobalOptions& global, const ApiRequest& request) {
       outcome.exit_code = kExitUsage;
       return outcome;
     }
+    options->headers.insert(options->headers.end(), request.headers.begin(), request.headers.end());
     auto rest = client::RestClient::create(options.value());
     if (!rest) {
       print_error_to(global, rest.message());

@@ -140,6 +140,9 @@ bool build_agent_spec(const CreateOptions& o, json& spec, std::string& why) {
 
 }  // namespace
 
+constexpr const char* kAgentIfMatchHelp =
+    "Only if the agent is still at this revision (from 'agents get'); else 409 and nothing changes";
+
 void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) {
   CLI::App* cmd = app.add_subcommand("agents", "List, inspect, create, delete and scale agents");
   cmd->require_subcommand(1);
@@ -217,12 +220,15 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
   });
 
   auto delete_name = std::make_shared<std::string>();
+  auto delete_if = std::make_shared<std::int64_t>(0);
   CLI::App* del = cmd->add_subcommand("delete", "Unregister an agent (its workers drain and stop)");
   del->add_option("name", *delete_name, "Agent name")->required();
-  del->callback([&global, &selected, delete_name] {
+  del->add_option("--if-match", *delete_if, kAgentIfMatchHelp)->check(CLI::PositiveNumber);
+  del->callback([&global, &selected, delete_name, delete_if] {
     std::string name = *delete_name;
-    selected = [&global, name] {
-      return call_api(global, {"DELETE", "/v1/agents/" + path_segment(name), ""},
+    const std::int64_t revision = *delete_if;
+    selected = [&global, name, revision] {
+      return call_api(global, {"DELETE", "/v1/agents/" + path_segment(name), "", if_match_header(revision)},
                       [name](const json&) { return "deleted agent " + name + "\n"; });
     };
   });
@@ -230,6 +236,7 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
   struct ScaleOptions {
     std::string name;
     std::uint32_t min = 0, max = 0;
+    std::int64_t if_match = 0;
     CLI::Option* min_opt = nullptr;
     CLI::Option* max_opt = nullptr;
   };
@@ -238,6 +245,7 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
   scale->add_option("name", s->name, "Agent name")->required();
   s->min_opt = scale->add_option("--min", s->min, "Workers kept warm");
   s->max_opt = scale->add_option("--max", s->max, "Upper bound when scaling with load");
+  scale->add_option("--if-match", s->if_match, kAgentIfMatchHelp)->check(CLI::PositiveNumber);
   scale->callback([&global, &selected, s] {
     selected = [&global, s] {
       json body = json::object();
@@ -247,8 +255,9 @@ void add_agents_command(CLI::App& app, GlobalOptions& global, Runner& selected) 
         print_error_to(global, "agents scale: give --min, --max or both");
         return int(kExitUsage);
       }
-      return call_api(global, {"POST", "/v1/agents/" + path_segment(s->name) + "/scale", body.dump()},
-                      [](const json& agent) { return "scaled agent " + name_of(agent) + "\n" + render_agent(agent); });
+      return call_api(
+          global, {"POST", "/v1/agents/" + path_segment(s->name) + "/scale", body.dump(), if_match_header(s->if_match)},
+          [](const json& agent) { return "scaled agent " + name_of(agent) + "\n" + render_agent(agent); });
     };
   });
 

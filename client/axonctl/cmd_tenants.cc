@@ -24,6 +24,7 @@ struct SetOptions {
   // Per-class limits and credits: each sent only when given (docs/scheduling.md).
   std::map<std::string, std::uint32_t> limits;
   std::map<std::string, CLI::Option*> limit_opts;
+  std::int64_t if_match = 0;  // 0: conditional on the revision the GET returned
   CLI::Option* name_opt = nullptr;
   CLI::Option* rate_opt = nullptr;
   CLI::Option* burst_opt = nullptr;
@@ -60,13 +61,24 @@ int run_set(GlobalOptions& global, const SetOptions& o) {
     print_error_to(global, "tenants set: tenant " + std::to_string(o.id) + " does not exist yet: give --name");
     return kExitUsage;
   }
+  // The PUT is conditional on the tenant as read (its `revision` stays in the body): a change
+  // made by someone else in between is not overwritten but answered with 409. --if-match
+  // names the revision instead.
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (o.if_match > 0) {
+    spec.erase("revision");
+    headers = if_match_header(o.if_match);
+  }
   const bool created = current.response->status == 404;
-  return call_api(global, {"PUT", path, spec.dump()}, [created](const json& tenant) {
+  return call_api(global, {"PUT", path, spec.dump(), headers}, [created](const json& tenant) {
     return std::string(created ? "created" : "updated") + " tenant\n" + render_tenant(tenant);
   });
 }
 
 }  // namespace
+
+constexpr const char* kTenantIfMatchHelp =
+    "Only if the tenant is still at this revision (from 'tenants get'); else 409 and nothing changes";
 
 void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected) {
   CLI::App* cmd = app.add_subcommand("tenants", "List, create/update and delete tenants");
@@ -74,6 +86,14 @@ void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected)
 
   cmd->add_subcommand("list", "List tenants (ID NAME RATE BURST PREFIXES)")->callback([&global, &selected] {
     selected = [&global] { return call_api(global, {"GET", "/v1/tenants", ""}, render_tenants); };
+  });
+
+  auto get_id = std::make_shared<std::uint32_t>(0);
+  CLI::App* get = cmd->add_subcommand("get", "Show one tenant with its revision");
+  get->add_option("id", *get_id, "Tenant id")->required()->check(CLI::Range(1u, 0xffffffffu));
+  get->callback([&global, &selected, get_id] {
+    const std::string path = "/v1/tenants/" + std::to_string(*get_id);
+    selected = [&global, path] { return call_api(global, {"GET", path, ""}, render_tenant); };
   });
 
   auto o = std::make_shared<SetOptions>();
@@ -87,6 +107,7 @@ void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected)
                                   "replaces the list)")
                       ->expected(1, -1);
   set->add_flag("--clear-prefixes", o->clear_prefixes, "Remove every source prefix");
+  set->add_option("--if-match", o->if_match, kTenantIfMatchHelp)->check(CLI::PositiveNumber);
   struct LimitFlag {
     const char* flag;
     const char* key;
@@ -109,12 +130,15 @@ void add_tenants_command(CLI::App& app, GlobalOptions& global, Runner& selected)
   set->callback([&global, &selected, o] { selected = [&global, o] { return run_set(global, *o); }; });
 
   auto delete_id = std::make_shared<std::uint32_t>(0);
+  auto delete_if = std::make_shared<std::int64_t>(0);
   CLI::App* del = cmd->add_subcommand("delete", "Delete a tenant (refused while an agent uses it)");
   del->add_option("id", *delete_id, "Tenant id")->required();
-  del->callback([&global, &selected, delete_id] {
+  del->add_option("--if-match", *delete_if, kTenantIfMatchHelp)->check(CLI::PositiveNumber);
+  del->callback([&global, &selected, delete_id, delete_if] {
     std::uint32_t id = *delete_id;
-    selected = [&global, id] {
-      return call_api(global, {"DELETE", "/v1/tenants/" + std::to_string(id), ""},
+    const std::int64_t revision = *delete_if;
+    selected = [&global, id, revision] {
+      return call_api(global, {"DELETE", "/v1/tenants/" + std::to_string(id), "", if_match_header(revision)},
                       [id](const json&) { return "deleted tenant " + std::to_string(id) + "\n"; });
     };
   });

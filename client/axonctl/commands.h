@@ -6,9 +6,12 @@
 // the REST subcommands (API address, token) live in GlobalOptions so they are parsed once.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "axon/client/rest.h"
 #include "axon/common/result.h"
@@ -37,8 +40,12 @@ enum ExitCode : int {
 struct ApiRequest {
   std::string method;
   std::string path;
-  std::string body;  // JSON; empty = none
+  std::string body;                                               // JSON; empty = none
+  std::vector<std::pair<std::string, std::string>> headers = {};  // more request headers (If-Match)
 };
+
+// The If-Match header of a write conditional on a revision (--if-match REV), or none for 0.
+std::vector<std::pair<std::string, std::string>> if_match_header(std::int64_t revision);
 
 // Sends an ApiRequest; the default builds a RestClient from GlobalOptions. Tests replace it
 // to see the request a command line maps to without a server.

@@ -185,6 +185,7 @@ std::string render_agent(const json& agent) {
   }
   return render_key_values({
       {"name", text(spec, "name")},
+      {"revision", text(agent, "revision")},
       {"id", text(spec, "id")},
       {"tenant", text(spec, "tenant")},
       {"priority", text(spec, "priority")},
@@ -273,6 +274,7 @@ std::string render_tenant(const json& t) {
   return render_key_values({
       {"id", text(t, "id")},
       {"name", text(t, "name")},
+      {"revision", text(t, "revision")},
       {"rate", rate_text(t)},
       {"burst", text(t, "burst")},
       {"prefixes", join(field(t, "prefixes"), ", ")},

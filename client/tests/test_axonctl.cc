@@ -422,6 +422,39 @@ TEST(Commands, TenantSetUpdatesOnlyGivenFields) {
   EXPECT_EQ(nameless.err, "axonctl: tenants set: tenant 7 does not exist yet: give --name\n");
 }
 
+// Conditional writes (docs/api/openapi.yaml, "Revisions"): `tenants set` keeps the revision it
+// read in the body, so the PUT is refused (409) if someone changed the tenant in between;
+// --if-match names a revision instead, as an If-Match header, as on delete and scale.
+TEST(Commands, IfMatchMakesWritesConditional) {
+  json existing = {{"id", 5}, {"name", "acme"}, {"rate_pps", 100}, {"revision", 12}};
+  CliRun read = run({"tenants", "set", "5", "--rate", "7"}, {reply(200, existing), reply(200, existing)});
+  ASSERT_EQ(read.requests.size(), 2u) << read.err;
+  EXPECT_EQ(json::parse(read.requests[1].body).value("revision", 0), 12);
+  EXPECT_TRUE(read.requests[1].headers.empty());
+
+  CliRun named =
+      run({"tenants", "set", "5", "--rate", "7", "--if-match", "9"}, {reply(200, existing), reply(200, existing)});
+  ASSERT_EQ(named.requests.size(), 2u) << named.err;
+  EXPECT_FALSE(json::parse(named.requests[1].body).contains("revision"));
+  EXPECT_EQ(named.requests[1].headers, (std::vector<std::pair<std::string, std::string>>{{"If-Match", "\"9\""}}));
+
+  CliRun del = run({"agents", "delete", "echo", "--if-match", "4"}, {reply(204, json())});
+  ASSERT_EQ(del.requests.size(), 1u) << del.err;
+  EXPECT_EQ(del.requests[0].headers, (std::vector<std::pair<std::string, std::string>>{{"If-Match", "\"4\""}}));
+  CliRun scale = run({"agents", "scale", "echo", "--max", "3", "--if-match", "5"},
+                     {reply(409, json{{"error", "agent 'echo' was changed meanwhile"}})});
+  ASSERT_EQ(scale.requests.size(), 1u);
+  EXPECT_EQ(scale.requests[0].headers, (std::vector<std::pair<std::string, std::string>>{{"If-Match", "\"5\""}}));
+  EXPECT_EQ(scale.exit_code, 1);
+  EXPECT_NE(scale.err.find("409 conflict"), std::string::npos) << scale.err;
+  EXPECT_EQ(run({"agents", "delete", "echo", "--if-match", "-1"}).exit_code, kExitUsage);
+
+  CliRun get = run({"tenants", "get", "5"}, {reply(200, existing)});
+  EXPECT_EQ(get.requests.at(0).path, "/v1/tenants/5");
+  EXPECT_NE(get.out.find("revision"), std::string::npos) << get.out;
+  EXPECT_NE(get.out.find("12"), std::string::npos) << get.out;
+}
+
 TEST(Commands, ApiErrorsAreOneLineAndExitOne) {
   CliRun forbidden =
       run({"agents", "delete", "echo"}, {reply(403, json{{"error", "role reader cannot DELETE /v1/agents/echo"}})});

@@ -203,6 +203,7 @@ void read_tuning(TableReader& r, TuningSettings& t) {
   r.read("state_dir", t.state_dir);
   r.read("dataplane_config", t.dataplane_config);
   r.read_list("profile_dirs", t.profile_dirs);
+  r.read("root", t.root);
   r.reject_unknown();
   if (!r.problem && t.apply_at_start && t.profile.empty()) {
     r.invalid("apply_at_start", "needs a profile to apply: set profile = \"latency\" (or another in /etc/axon/tuning)");

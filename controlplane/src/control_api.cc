@@ -115,10 +115,12 @@ ApiResult<AgentStatus> ControlPlane::local_create_agent(const AgentSpec& spec) {
   return agent_status(spec);
 }
 
-ApiResult<AgentStatus> ControlPlane::local_replace_agent(const std::string& name, const AgentSpec& spec) {
+ApiResult<AgentStatus> ControlPlane::local_replace_agent(const std::string& name, const AgentSpec& spec,
+                                                         const Precondition& pre) {
   std::lock_guard lock(mutex_);
   const auto found = find_agent(name);
   if (!found) return found.error();
+  if (auto held = registry_.check(pre, Resource::agent, name, "agent '" + name + "'"); !held) return held.error();
   const AgentSpec old = *found.value();
   if (spec.name != name) {
     return api_error(ApiErrorCode::invalid_argument, "the body's name '" + spec.name + "' differs from the path's '" +
@@ -146,10 +148,11 @@ ApiResult<AgentStatus> ControlPlane::local_replace_agent(const std::string& name
   return agent_status(spec);
 }
 
-ApiResult<Ok> ControlPlane::local_delete_agent(const std::string& name) {
+ApiResult<Ok> ControlPlane::local_delete_agent(const std::string& name, const Precondition& pre) {
   std::lock_guard lock(mutex_);
   const auto found = find_agent(name);
   if (!found) return found.error();
+  if (auto held = registry_.check(pre, Resource::agent, name, "agent '" + name + "'"); !held) return held.error();
   std::string cgroup = cgroups_ ? cgroup_of(*found.value()) : std::string();
   registry_.erase_agent(name);
   Pool& pool = pools_[name];
@@ -164,10 +167,12 @@ ApiResult<Ok> ControlPlane::local_delete_agent(const std::string& name) {
   return registry_.save();
 }
 
-ApiResult<AgentStatus> ControlPlane::local_scale_agent(const std::string& name, const ScaleRequest& request) {
+ApiResult<AgentStatus> ControlPlane::local_scale_agent(const std::string& name, const ScaleRequest& request,
+                                                       const Precondition& pre) {
   std::lock_guard lock(mutex_);
   const auto found = find_agent(name);
   if (!found) return found.error();
+  if (auto held = registry_.check(pre, Resource::agent, name, "agent '" + name + "'"); !held) return held.error();
   auto scaled = scaled_spec(*found.value(), request, config_);
   if (!scaled) return scaled.error();
   const AgentSpec& spec = scaled.value();
@@ -240,15 +245,22 @@ ApiResult<TenantSpec> ControlPlane::get_tenant(std::uint32_t id) {
   return it->second;
 }
 
-ApiResult<TenantSpec> ControlPlane::local_put_tenant(std::uint32_t id, const TenantSpec& spec) {
+ApiResult<TenantSpec> ControlPlane::local_put_tenant(std::uint32_t id, const TenantSpec& spec,
+                                                     const Precondition& pre) {
   std::lock_guard lock(mutex_);
+  const std::string key = std::to_string(id);
+  if (auto held = registry_.check(pre, Resource::tenant, key, "tenant " + key); !held) return held.error();
   auto put = registry_.put_tenant(id, spec);
   tables_dirty_ = true;
   return put;
 }
 
-ApiResult<Ok> ControlPlane::local_delete_tenant(std::uint32_t id) {
+ApiResult<Ok> ControlPlane::local_delete_tenant(std::uint32_t id, const Precondition& pre) {
   std::lock_guard lock(mutex_);
+  const std::string key = std::to_string(id);
+  if (registry_.tenants().contains(id)) {
+    if (auto held = registry_.check(pre, Resource::tenant, key, "tenant " + key); !held) return held.error();
+  }
   auto deleted = registry_.delete_tenant(id);
   tables_dirty_ = true;
   return deleted;

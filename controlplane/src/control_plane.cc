@@ -209,6 +209,7 @@ void ControlPlane::start_tuning() {
   tc.verify_interval = config_.tuning.verify_interval;
   tc.options.state_dir = config_.tuning.state_dir;
   tc.options.dataplane_config = config_.tuning.dataplane_config;
+  tc.options.root = config_.tuning.root.empty() ? "/" : config_.tuning.root;
   if (!config_.tuning.profile_dirs.empty()) tc.options.profile_dirs = config_.tuning.profile_dirs;
   tuning_ = std::make_unique<tuning::TuningService>(std::move(tc));
   if (config_.tuning.profile.empty()) return;

@@ -99,6 +99,16 @@ class ControlPlane final : public ControlApi {
   ApiResult<TenantSpec> get_tenant(std::uint32_t id) override;
   ApiResult<TenantSpec> put_tenant(std::uint32_t id, const TenantSpec& spec) override;
   ApiResult<Ok> delete_tenant(std::uint32_t id) override;
+  // Revisions and conditional writes (model.h Precondition; fleet_api.cc): the registry's
+  // revisions without a fleet, the etcd mod_revisions applied here with one.
+  std::map<std::string, std::int64_t> revisions(Resource kind) override;
+  ApiResult<AgentStatus> replace_agent_if(const std::string& name, const AgentSpec& spec,
+                                          const Precondition& pre) override;
+  ApiResult<Ok> delete_agent_if(const std::string& name, const Precondition& pre) override;
+  ApiResult<AgentStatus> scale_agent_if(const std::string& name, const ScaleRequest& request,
+                                        const Precondition& pre) override;
+  ApiResult<TenantSpec> put_tenant_if(std::uint32_t id, const TenantSpec& spec, const Precondition& pre) override;
+  ApiResult<Ok> delete_tenant_if(std::uint32_t id, const Precondition& pre) override;
   ApiResult<std::vector<RouteInfo>> list_routes() override;
   ApiResult<std::string> metrics() override;
   ApiResult<TopSnapshot> top() override;                                             // top.cc
@@ -107,6 +117,7 @@ class ControlPlane final : public ControlApi {
   ApiResult<std::string> fleet() override;  // fleet_api.cc
   ApiResult<TuningReply> tuning(const std::string& method, const std::string& path, const std::string& query,
                                 const std::string& body) override;
+  ApiResult<TuningReply> tuning_apply(const std::string& body, const Precondition& pre) override;  // fleet_tuning.cc
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -146,17 +157,32 @@ class ControlPlane final : public ControlApi {
   void begin_drain(Worker& worker);
   void on_member_event(const MemberEvent& event);
 
-  // The writes applied here (control_api.cc): REST without a fleet, the fleet's watch with one.
+  // The writes applied here (control_api.cc): REST without a fleet (`pre` checked against the
+  // registry's revisions), the fleet's watch with one.
   ApiResult<AgentStatus> local_create_agent(const AgentSpec& spec);
-  ApiResult<AgentStatus> local_replace_agent(const std::string& name, const AgentSpec& spec);
-  ApiResult<Ok> local_delete_agent(const std::string& name);
-  ApiResult<AgentStatus> local_scale_agent(const std::string& name, const ScaleRequest& request);
-  ApiResult<TenantSpec> local_put_tenant(std::uint32_t id, const TenantSpec& spec);
-  ApiResult<Ok> local_delete_tenant(std::uint32_t id);
+  ApiResult<AgentStatus> local_replace_agent(const std::string& name, const AgentSpec& spec,
+                                             const Precondition& pre = {});
+  ApiResult<Ok> local_delete_agent(const std::string& name, const Precondition& pre = {});
+  ApiResult<AgentStatus> local_scale_agent(const std::string& name, const ScaleRequest& request,
+                                           const Precondition& pre = {});
+  ApiResult<TenantSpec> local_put_tenant(std::uint32_t id, const TenantSpec& spec, const Precondition& pre = {});
+  ApiResult<Ok> local_delete_tenant(std::uint32_t id, const Precondition& pre = {});
   // fleet_api.cc: the fleet's configuration applied through the local_* writes.
   void apply_fleet_config(const std::vector<FleetConfig::Change>& changes, bool full);
+  void apply_fleet_tenant(const FleetConfig::Change& c, std::set<std::string>& seen);
+  void apply_fleet_agent(const FleetConfig::Change& c, std::set<std::string>& seen);
+  // fleet_tuning.cc: <prefix>config/tuning/profile applied through the tuning service, a REST
+  // apply written there, and what /v1/fleet shows of it.
+  void apply_fleet_tuning(const FleetConfig::Change& c);
+  void forget_fleet_tuning();
+  ApiResult<TuningReply> fleet_tuning_write(const std::string& body, const Precondition& pre);
+  std::string with_fleet_tuning(const std::string& view) const;              // adds "tuning" to GET /v1/fleet
+  void fleet_refused(const FleetConfig::Change& c, const std::string& why);  // logged and counted
   std::vector<std::pair<std::string, std::string>> fleet_seed();
-  ApiResult<AgentStatus> fleet_put_agent(const AgentSpec& spec, bool create);
+  ApiResult<AgentStatus> fleet_put_agent(const AgentSpec& spec, bool create, const Precondition& pre);
+  // The etcd mod_revision of each tenant ("tenants/<id>") and agent ("agents/<name>") as
+  // applied here; 0 forgets one. Takes mutex_.
+  void note_fleet_revision(const std::string& key, std::int64_t revision);
 
   void start_tuning();
   Result<Ok, DaemonError> start_traces();  // trace_api.cc
@@ -211,8 +237,17 @@ class ControlPlane final : public ControlApi {
   std::unique_ptr<TraceStore> traces_;
   // [fleet]: membership in etcd. Last: destroyed (its thread joined) before what it reads.
   std::unique_ptr<Fleet> fleet_;
-  std::unique_ptr<FleetConfig> fleet_config_;  // stopped before fleet_ (it uses it)
-  std::uint64_t fleet_apply_failures_ = 0;     // etcd changes this appliance refused (logged)
+  std::unique_ptr<FleetConfig> fleet_config_;            // stopped before fleet_ (it uses it)
+  std::uint64_t fleet_apply_failures_ = 0;               // etcd changes this appliance refused (logged)
+  std::map<std::string, std::int64_t> fleet_revisions_;  // see note_fleet_revision
+  struct FleetTuning {
+    std::string profile;        // the fleet's profile ("" = it sets none)
+    std::int64_t revision = 0;  // the key's mod_revision this appliance acted on
+    bool applied = false;       // the tuning service applied it
+    int status = 0;             // the tuning service's status for the apply
+    std::string reply;          // and its body: the report, or the error
+  };
+  FleetTuning fleet_tuning_;  // under mutex_
 };
 
 }  // namespace axon::controlplane

@@ -129,6 +129,7 @@ bool FleetConfig::list_and_apply(std::int64_t& revision) {
     Change c;
     if (!parse_key(kv.key, c)) continue;
     c.value = kv.value;
+    c.mod_revision = kv.mod_revision;
     changes.push_back(std::move(c));
     revisions[kv.key] = kv.mod_revision;
     newest = std::max(newest, kv.mod_revision);
@@ -165,6 +166,7 @@ void FleetConfig::run() {
               if (!parse_key(e.kv.key, c)) continue;
               c.deleted = e.type == fleet::WatchEvent::Type::del;
               c.value = e.kv.value;
+              c.mod_revision = e.kv.mod_revision;
               if (c.deleted) {
                 mod_revisions_.erase(e.kv.key);
               } else {
@@ -187,60 +189,77 @@ void FleetConfig::run() {
   }
 }
 
+ApiResult<std::int64_t> FleetConfig::expected_revision(const std::string& key, const std::string& what,
+                                                       const Precondition& pre) const {
+  if (pre.kind == Precondition::Kind::revision) return pre.revision;
+  std::lock_guard lock(mu_);
+  const auto it = mod_revisions_.find(key);
+  if (it != mod_revisions_.end()) return it->second;
+  if (pre.kind == Precondition::Kind::exists) {
+    return api_error(ApiErrorCode::conflict, what + " does not exist (If-Match: * writes only an existing one)");
+  }
+  return std::int64_t{0};
+}
+
+namespace {
+
+ApiError etcd_unreachable(const std::string& why, std::int64_t applied) {
+  return api_error(ApiErrorCode::unavailable,
+                   "etcd is unreachable, and in a fleet configuration changes go through etcd (" + why +
+                       "); this appliance serves on with the configuration of revision " + std::to_string(applied) +
+                       ": retry when etcd is back");
+}
+
+// A lost compare: `now` is the key's mod_revision (0 = it does not exist).
+ApiError changed_meanwhile(const std::string& what, std::int64_t now, std::int64_t expected, bool by_request) {
+  return api_error(ApiErrorCode::conflict, what + " was changed meanwhile (its etcd revision is " +
+                                               (now == 0 ? std::string("none: it was deleted") : std::to_string(now)) +
+                                               ", " + (by_request ? "the request" : "this appliance") + " expected " +
+                                               (expected == 0 ? "none" : std::to_string(expected)) +
+                                               "): read it again and retry");
+}
+
+}  // namespace
+
 ApiResult<std::int64_t> FleetConfig::put(Change::Kind kind, const std::string& name, const std::string& value,
-                                         bool must_not_exist) {
+                                         bool must_not_exist, const Precondition& pre) {
   const std::string key = key_of(kind, name);
+  const std::string what = std::string(kind_name(kind)) + " '" + name + "'";
   std::int64_t expected = 0;
   if (!must_not_exist) {
-    std::lock_guard lock(mu_);
-    const auto it = mod_revisions_.find(key);
-    expected = it == mod_revisions_.end() ? 0 : it->second;
+    auto wanted = expected_revision(key, what, pre);
+    if (!wanted) return wanted.error();
+    expected = *wanted;
   }
   auto txn = fleet_.etcd().put_if(key, value, expected);
-  const std::string what = std::string(kind_name(kind)) + " '" + name + "'";
   if (!txn) {
     fleet_.etcd_failed("config_write", txn.message());
-    return api_error(ApiErrorCode::unavailable,
-                     "etcd is unreachable, and in a fleet configuration changes go through etcd (" + txn.message() +
-                         "); this appliance serves on with the configuration of revision " +
-                         std::to_string(applied_revision()) + ": retry when etcd is back");
+    return etcd_unreachable(txn.message(), applied_revision());
   }
   fleet_.etcd_answered();
   if (!txn->succeeded) {
-    const std::int64_t now = txn->current.mod_revision;
-    return api_error(ApiErrorCode::conflict,
-                     what + " was changed meanwhile (its etcd revision is " +
-                         (now == 0 ? std::string("none: it was deleted") : std::to_string(now)) +
-                         ", this appliance expected " + (expected == 0 ? "none" : std::to_string(expected)) +
-                         "): read it again and retry");
+    return changed_meanwhile(what, txn->current.mod_revision, expected, pre.kind == Precondition::Kind::revision);
   }
   return txn->revision;
 }
 
-ApiResult<std::int64_t> FleetConfig::remove(Change::Kind kind, const std::string& name) {
+ApiResult<std::int64_t> FleetConfig::remove(Change::Kind kind, const std::string& name, const Precondition& pre) {
   const std::string key = key_of(kind, name);
-  std::int64_t expected = 0;
+  const std::string what = std::string(kind_name(kind)) + " '" + name + "'";
   {
     std::lock_guard lock(mu_);
-    const auto it = mod_revisions_.find(key);
-    if (it == mod_revisions_.end()) {
-      return api_error(ApiErrorCode::not_found, std::string(kind_name(kind)) + " '" + name + "' is not in etcd");
-    }
-    expected = it->second;
+    if (!mod_revisions_.contains(key)) return api_error(ApiErrorCode::not_found, what + " is not in etcd");
   }
-  auto txn = fleet_.etcd().delete_if(key, expected);
+  auto expected = expected_revision(key, what, pre);
+  if (!expected) return expected.error();
+  auto txn = fleet_.etcd().delete_if(key, *expected);
   if (!txn) {
     fleet_.etcd_failed("config_write", txn.message());
-    return api_error(ApiErrorCode::unavailable,
-                     "etcd is unreachable, and in a fleet configuration changes go "
-                     "through etcd (" +
-                         txn.message() + "): retry when etcd is back");
+    return etcd_unreachable(txn.message(), applied_revision());
   }
   fleet_.etcd_answered();
   if (!txn->succeeded) {
-    return api_error(ApiErrorCode::conflict, std::string(kind_name(kind)) + " '" + name +
-                                                 "' was changed meanwhile through another appliance: read it "
-                                                 "again and retry");
+    return changed_meanwhile(what, txn->current.mod_revision, *expected, pre.kind == Precondition::Kind::revision);
   }
   return txn->revision;
 }

@@ -36,7 +36,8 @@ class FleetConfig {
     Kind kind = Kind::tenant;
     std::string name;  // tenant id, agent name, "profile"
     bool deleted = false;
-    std::string value;  // JSON (puts)
+    std::string value;              // JSON (puts)
+    std::int64_t mod_revision = 0;  // the key's etcd mod_revision (puts)
   };
   // full: `changes` is everything under the prefix, and what is not in it must go.
   using ApplyFn = std::function<void(const std::vector<Change>& changes, bool full)>;
@@ -53,10 +54,11 @@ class FleetConfig {
   void stop();
 
   // Compare-and-swap writes; each returns the store revision it created. unavailable when
-  // etcd cannot be reached, conflict when the key changed since this appliance applied it.
-  ApiResult<std::int64_t> put(Change::Kind kind, const std::string& name, const std::string& value,
-                              bool must_not_exist);
-  ApiResult<std::int64_t> remove(Change::Kind kind, const std::string& name);
+  // etcd cannot be reached; conflict when the key is not at the expected mod_revision: the
+  // request's (`pre`, If-Match) when it names one, else the one this appliance applied.
+  ApiResult<std::int64_t> put(Change::Kind kind, const std::string& name, const std::string& value, bool must_not_exist,
+                              const Precondition& pre = {});
+  ApiResult<std::int64_t> remove(Change::Kind kind, const std::string& name, const Precondition& pre = {});
   // Waits until the watch applied `revision` here; false when `timeout` passed first.
   bool wait_applied(std::int64_t revision, std::chrono::milliseconds timeout);
   std::int64_t applied_revision() const;
@@ -64,6 +66,10 @@ class FleetConfig {
  private:
   std::string key_of(Change::Kind kind, const std::string& name) const;
   bool parse_key(const std::string& key, Change& change) const;
+  // The mod_revision a write compares with (see put), or conflict for If-Match: * on a key
+  // this appliance does not have.
+  ApiResult<std::int64_t> expected_revision(const std::string& key, const std::string& what,
+                                            const Precondition& pre) const;
   void run();
   bool list_and_apply(std::int64_t& revision);  // false: etcd failed (counted)
   void applied(std::int64_t revision);

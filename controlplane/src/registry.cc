@@ -1,9 +1,11 @@
 // Registry: tenants, agents and state.json (see registry.h).
 #include "registry.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -35,6 +37,14 @@ Result<Ok, DaemonError> Registry::load() {
     }
     AXON_LOG_INFO(kLog, "registry from %s: %zu tenant(s), %zu agent(s)", path.c_str(), tenants_.size(), agents_.size());
   }
+  // Resources without a revision (seeded, or from a state.json of an older version) get one.
+  for (const auto& [id, t] : tenants_) tenant_revisions_.try_emplace(std::to_string(id), 0);
+  for (const auto& [name, a] : agents_) agent_revisions_.try_emplace(name, 0);
+  for (auto* revisions : {&tenant_revisions_, &agent_revisions_}) {
+    for (auto& [key, revision] : *revisions) {
+      if (revision <= 0) revision = ++revision_;
+    }
+  }
   if (auto saved = save(); !saved) return make_error(DaemonError::state, saved.message());
   return Ok{};
 }
@@ -61,6 +71,27 @@ ApiResult<Ok> Registry::parse(const std::string& text) {
   }
   const auto version = state.find("table_version");
   table_version_ = version != state.end() && version->is_number_unsigned() ? version->get<std::uint64_t>() : 0;
+  // Revisions (absent in a state.json written before they existed: load() numbers them).
+  const auto counter = state.find("revision");
+  revision_ = counter != state.end() && counter->is_number_unsigned() ? counter->get<std::int64_t>() : 0;
+  const auto revisions = state.find("revisions");
+  if (revisions != state.end() && revisions->is_object()) {
+    auto read = [&](const char* kind, std::map<std::string, std::int64_t>& out,
+                    const std::function<bool(const std::string&)>& exists) {
+      const auto section = revisions->find(kind);
+      if (section == revisions->end() || !section->is_object()) return;
+      for (const auto& [key, value] : section->items()) {
+        if (value.is_number_unsigned() && exists(key)) out[key] = std::min(value.get<std::int64_t>(), revision_);
+      }
+    };
+    read("tenants", tenant_revisions_, [&](const std::string& key) {
+      for (const auto& [id, t] : tenants_) {
+        if (std::to_string(id) == key) return true;
+      }
+      return false;
+    });
+    read("agents", agent_revisions_, [&](const std::string& key) { return agents_.contains(key); });
+  }
   return Ok{};
 }
 
@@ -68,6 +99,8 @@ ApiResult<Ok> Registry::save() const {
   nlohmann::json state;
   state["version"] = 1;
   state["table_version"] = table_version_;
+  state["revision"] = revision_;
+  state["revisions"] = {{"tenants", tenant_revisions_}, {"agents", agent_revisions_}};
   state["tenants"] = nlohmann::json::array();
   for (const auto& [id, t] : tenants_) state["tenants"].push_back(json_io::to_json(t));
   state["agents"] = nlohmann::json::array();
@@ -82,6 +115,37 @@ ApiResult<Ok> Registry::save() const {
                      "the change is active but could not be saved to " + path + ": " + std::strerror(errno));
   }
   return Ok{};
+}
+
+void Registry::set_agent(const AgentSpec& spec) {
+  agents_[spec.name] = spec;
+  agent_revisions_[spec.name] = ++revision_;
+}
+
+void Registry::erase_agent(const std::string& name) {
+  agents_.erase(name);
+  agent_revisions_.erase(name);
+}
+
+std::map<std::string, std::int64_t> Registry::revisions(Resource kind) const {
+  return kind == Resource::tenant ? tenant_revisions_ : agent_revisions_;
+}
+
+ApiResult<Ok> Registry::check(const Precondition& pre, Resource kind, const std::string& key,
+                              const std::string& what) const {
+  if (pre.kind == Precondition::Kind::none) return Ok{};
+  const auto& revisions = kind == Resource::tenant ? tenant_revisions_ : agent_revisions_;
+  const auto it = revisions.find(key);
+  const std::int64_t now = it == revisions.end() ? 0 : it->second;
+  if (pre.kind == Precondition::Kind::exists) {
+    if (now != 0) return Ok{};
+    return api_error(ApiErrorCode::conflict, what + " does not exist (If-Match: * writes only an existing one)");
+  }
+  if (now == pre.revision) return Ok{};
+  return api_error(ApiErrorCode::conflict, what + " was changed meanwhile (its revision is " +
+                                               (now == 0 ? std::string("none: it was deleted") : std::to_string(now)) +
+                                               ", the request expected " + std::to_string(pre.revision) +
+                                               "): read it again and retry");
 }
 
 const AgentSpec* Registry::agent(const std::string& name) const {
@@ -122,6 +186,7 @@ ApiResult<TenantSpec> Registry::put_tenant(std::uint32_t id, const TenantSpec& s
     }
   }
   tenants_[id] = t;
+  tenant_revisions_[std::to_string(id)] = ++revision_;
   if (const auto saved = save(); !saved) return saved.error();
   return t;
 }
@@ -135,6 +200,7 @@ ApiResult<Ok> Registry::delete_tenant(std::uint32_t id) {
     }
   }
   tenants_.erase(id);
+  tenant_revisions_.erase(std::to_string(id));
   return save();
 }
 

@@ -8,6 +8,8 @@
 // Membership: all three register; `kill -9` of b's control plane removes its member key once
 // its lease (2 s) expires. etcd down: a keeps serving AXP, /v1/fleet and the metrics say etcd
 // is unreachable; etcd back: a is registered again.
+#include <strings.h>
+
 #include "axon/fleet/etcd.h"
 
 #include "daemon_fixture.h"
@@ -24,7 +26,7 @@ class FleetDaemon : public ControlplaneDaemon {
 
   void SetUp() override {
     ControlplaneDaemon::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
+    if (IsSkipped() || HasFatalFailure() || !with_etcd_) return;
     std::string error;
     etcd_ = EtcdCluster::start(3, error);
     ASSERT_NE(etcd_, nullptr) << error;
@@ -56,7 +58,7 @@ class FleetDaemon : public ControlplaneDaemon {
     std::unique_ptr<ChildProcess> process;
     std::uint16_t port = 0;
   };
-  void start_light(const std::string& id) {
+  void start_light(const std::string& id, const std::string& extra = "") {
     const std::string dir = tmp_.path() + "/" + id;
     std::filesystem::create_directories(dir + "/run");
     Light light;
@@ -67,7 +69,7 @@ class FleetDaemon : public ControlplaneDaemon {
         << "\"\ntokens_file = \"" << tokens_ << "\"\naudit_log = \"" << dir << "/audit.log\"\n"
         << "unix_socket = \"" << dir << "/api.sock\"\n[cgroups]\nenabled = false\n"
         << "[dataplane]\nrun_dir = \"" << dir << "/run\"\n"
-        << fleet_section(id, "192.0.2." + std::to_string(lights_.size() + 10) + ":7400");
+        << extra << fleet_section(id, "192.0.2." + std::to_string(lights_.size() + 10) + ":7400");
     light.process = std::make_unique<ChildProcess>();
     std::string error;
     ASSERT_TRUE(light.process->start({AXON_CONTROLPLANE_BIN, "--config", dir + "/controlplane.toml"}, {},
@@ -89,10 +91,13 @@ class FleetDaemon : public ControlplaneDaemon {
 
   std::string metrics() { return call("GET", "/metrics").body; }
 
-  // One REST call to the appliance on `port` with its own response file (safe on threads).
-  Http call_at(std::uint16_t port, const std::string& method, const std::string& path, const std::string& body = "") {
+  // One REST call to the appliance on `port` with its own response file (safe on threads);
+  // `headers` are sent ("If-Match: 5"), the response's ETag is kept in `etag`.
+  Http call_at(std::uint16_t port, const std::string& method, const std::string& path, const std::string& body = "",
+               const std::vector<std::string>& headers = {}, std::string* etag = nullptr) {
     static std::atomic<int> serial{0};
-    const std::string body_file = tmp_.path() + "/response-" + std::to_string(serial++) + ".body";
+    const std::string body_file = tmp_.path() + "/response-" + std::to_string(serial) + ".body";
+    const std::string head_file = tmp_.path() + "/response-" + std::to_string(serial++) + ".head";
     std::vector<std::string> argv{"curl",
                                   "-sS",
                                   "-o",
@@ -107,7 +112,10 @@ class FleetDaemon : public ControlplaneDaemon {
                                   cert_,
                                   "https://127.0.0.1:" + std::to_string(port) + path,
                                   "-H",
-                                  "Authorization: Bearer " + admin_token_};
+                                  "Authorization: Bearer " + admin_token_,
+                                  "-D",
+                                  head_file};
+    for (const auto& h : headers) argv.insert(argv.end(), {"-H", h});
     if (!body.empty()) argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
     std::string out;
     Http r;
@@ -117,7 +125,20 @@ class FleetDaemon : public ControlplaneDaemon {
     }
     r.status = std::atoi(out.c_str());
     r.body = read_file(body_file);
+    if (etag != nullptr) {
+      etag->clear();
+      std::istringstream head(read_file(head_file));
+      for (std::string line; std::getline(head, line);) {
+        if (line.size() > 6 && strncasecmp(line.c_str(), "etag: ", 6) == 0) *etag = line.substr(6, line.find('\r') - 6);
+      }
+    }
     return r;
+  }
+
+  // The revision of a tenant as the appliance on `port` shows it (0: none).
+  std::int64_t tenant_revision(std::uint16_t port, std::uint32_t id) {
+    const json j = call_at(port, "GET", "/v1/tenants/" + std::to_string(id)).parsed();
+    return j.is_object() ? j.value("revision", std::int64_t(0)) : 0;
   }
 
   std::set<std::uint32_t> tenant_ids(std::uint16_t port) {
@@ -129,6 +150,7 @@ class FleetDaemon : public ControlplaneDaemon {
   }
 
   std::unique_ptr<EtcdCluster> etcd_;
+  bool with_etcd_ = true;  // false: a test of an appliance without a fleet
   std::map<std::string, Light> lights_;
 };
 
@@ -317,6 +339,194 @@ TEST_F(FleetDaemon, ConfigWrittenThroughAnyApplianceIsAppliedOnAllAndConflictsGe
   auto current = etcd->get("/axon/config/tenants/5");
   ASSERT_TRUE(current && current->kvs.size() == 1);
   EXPECT_NE(current->kvs[0].value.find("\"t5\""), std::string::npos) << current->kvs[0].value;
+}
+
+// Conditional writes (docs/fleet.md, "Conditional writes"): the compare is against the revision
+// the client read, not the one the appliance applied. Client A writes through a, client B
+// through b after b applied A's change: B's write based on the old revision gets 409 (with
+// the old rule, b would have compared with what it applied and overwritten A's change).
+// Conditional writes and the tuning profile (issue 18's fleetwrite part): its own network prefix.
+class FleetWrites : public FleetDaemon {
+ protected:
+  FleetWrites() { net_prefix_ = "axfw"; }
+};
+
+TEST_F(FleetWrites, WritesWithIfMatchCompareWithTheClientsRevision) {
+  start_a();
+  start_light("b");
+  const std::uint16_t b = lights_["b"].port;
+  ASSERT_TRUE(eventually([&] { return tenant_ids(b).contains(1); })) << fleet_view().dump(2);
+  Http created = call_at(port_, "PUT", "/v1/tenants/5", R"({"name":"t5"})");
+  ASSERT_EQ(created.status, 200) << created.body;
+  const std::int64_t r = created.parsed().value("revision", std::int64_t(0));
+  ASSERT_GT(r, 0) << created.body;
+  // Both clients read revision r (a GET carries it as ETag too).
+  std::string etag;
+  Http read_a = call_at(port_, "GET", "/v1/tenants/5", "", {}, &etag);
+  EXPECT_EQ(etag, "\"" + std::to_string(r) + "\"") << read_a.body;
+  ASSERT_TRUE(eventually([&] { return tenant_revision(b, 5) == r; }));
+
+  Http a_writes = call_at(port_, "PUT", "/v1/tenants/5", R"({"name":"t5","rate_pps":100,"burst":10})",
+                          {"If-Match: \"" + std::to_string(r) + "\""}, &etag);
+  ASSERT_EQ(a_writes.status, 200) << a_writes.body;
+  const std::int64_t r2 = a_writes.parsed().value("revision", std::int64_t(0));
+  EXPECT_GT(r2, r);
+  EXPECT_EQ(etag, "\"" + std::to_string(r2) + "\"");
+  ASSERT_TRUE(eventually([&] { return tenant_revision(b, 5) == r2; })) << "b applies A's change";
+  Http b_writes = call_at(b, "PUT", "/v1/tenants/5", R"({"name":"t5","rate_pps":999,"burst":10})",
+                          {"If-Match: " + std::to_string(r)});
+  EXPECT_EQ(b_writes.status, 409) << b_writes.body;
+  EXPECT_NE(b_writes.body.find("its etcd revision is " + std::to_string(r2) + ", the request expected " +
+                               std::to_string(r) + "): read it again and retry"),
+            std::string::npos)
+      << b_writes.body;
+  EXPECT_EQ(call_at(port_, "GET", "/v1/tenants/5").parsed().value("rate_pps", 0), 100) << "A's change stands";
+  // B reads again and writes with the revision it read (as a body field this time).
+  Http b_again =
+      call_at(b, "PUT", "/v1/tenants/5",
+              json{{"name", "t5"}, {"rate_pps", 999}, {"burst", 10}, {"revision", tenant_revision(b, 5)}}.dump());
+  ASSERT_EQ(b_again.status, 200) << b_again.body;
+  const std::int64_t r3 = b_again.parsed().value("revision", std::int64_t(0));
+  EXPECT_GT(r3, r2);
+  ASSERT_TRUE(eventually([&] { return tenant_revision(port_, 5) == r3; }));
+
+  // Malformed If-Match: 400 saying the form; nothing written.
+  for (const std::string bad : {"If-Match: abc", "If-Match: W/\"5\"", "If-Match: \"1\", \"2\"", "If-Match: -3"}) {
+    Http refused = call_at(port_, "PUT", "/v1/tenants/5", R"({"name":"t5","rate_pps":1,"burst":10})", {bad});
+    EXPECT_EQ(refused.status, 400) << bad << ": " << refused.body;
+    EXPECT_NE(refused.body.find("If-Match: \\\"<revision>\\\""), std::string::npos) << refused.body;
+  }
+  EXPECT_EQ(call_at(port_, "PUT", "/v1/tenants/5", R"({"name":"t5","revision":"x"})").status, 400);
+  EXPECT_EQ(tenant_revision(port_, 5), r3);
+  // If-Match: * means "must exist"; a stale delete is refused, a current one done.
+  EXPECT_EQ(call_at(port_, "PUT", "/v1/tenants/77", R"({"name":"t77"})", {"If-Match: *"}).status, 409);
+  EXPECT_FALSE(tenant_ids(port_).contains(77));
+  EXPECT_EQ(call_at(port_, "DELETE", "/v1/tenants/5", "", {"If-Match: " + std::to_string(r2)}).status, 409);
+  EXPECT_EQ(call_at(port_, "DELETE", "/v1/tenants/5", "", {"If-Match: " + std::to_string(r3)}).status, 204);
+
+  // Agents: listed with their revision; scale conditional on it, also through axonctl.
+  const json agents = call_at(port_, "GET", "/v1/agents").parsed();
+  ASSERT_TRUE(agents.is_object() && !agents["agents"].empty()) << agents.dump();
+  const std::int64_t ra = agents["agents"][0].value("revision", std::int64_t(0));
+  ASSERT_GT(ra, 0) << agents.dump();
+  auto axonctl = [&](std::vector<std::string> args, std::string& out) {
+    std::vector<std::string> argv{AXONCTL_BIN, "--api",     "https://127.0.0.1:" + std::to_string(port_), "--ca", cert_,
+                                  "--token",   admin_token_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, &out);
+  };
+  std::string out;
+  ASSERT_EQ(axonctl({"agents", "get", "echo"}, out), 0) << out;
+  EXPECT_NE(out.find("revision"), std::string::npos) << out;
+  EXPECT_NE(out.find(std::to_string(ra)), std::string::npos) << out;
+  EXPECT_NE(axonctl({"agents", "scale", "echo", "--max", "5", "--if-match", std::to_string(ra - 1)}, out), 0);
+  EXPECT_NE(out.find("409 conflict"), std::string::npos) << out;
+  EXPECT_EQ(axonctl({"agents", "scale", "echo", "--max", "5", "--if-match", std::to_string(ra)}, out), 0) << out;
+  EXPECT_EQ(call_at(port_, "GET", "/v1/agents/echo").parsed()["spec"]["pool"].value("max", 0), 5);
+}
+
+// Without a fleet the registry numbers its writes: the same ETag / If-Match rules, and the
+// revisions survive in state.json.
+// The fleet's tuning profile: applied through each appliance's tuning service. Each tuning
+// service works on a root-prefix sandbox of its own (as tests/tuning does): the host is
+// never touched. An unknown profile in etcd is refused, logged and counted.
+TEST_F(FleetWrites, TuningProfileWrittenThroughOneApplianceIsAppliedOnEach) {
+  const std::string profiles = tmp_.path() + "/profiles";
+  std::filesystem::create_directories(profiles);
+  std::ofstream(profiles + "/fleetsmall.toml") << "[profile]\ndescription = \"fleet test\"\n"
+                                               << "[sysctl]\n\"net.core.somaxconn\" = 4096\n";
+  auto sandbox = [&](const std::string& id) {
+    const std::string root = tmp_.path() + "/tune-" + id;
+    std::filesystem::create_directories(root + "/root/proc/sys/net/core");
+    std::ofstream(root + "/root/proc/sys/net/core/somaxconn") << "128\n";
+    return "[tuning]\nroot = \"" + root + "/root\"\nstate_dir = \"" + root + "/state\"\nprofile_dirs = [\"" + profiles +
+           "\"]\nverify_interval_ms = 0\n";
+  };
+  auto somaxconn = [&](const std::string& id) {
+    std::string v = read_file(tmp_.path() + "/tune-" + id + "/root/proc/sys/net/core/somaxconn");
+    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+    return v;
+  };
+  start_controlplane(config_text() + sandbox("a") + fleet_section("a", net_->root_ip4 + ":7400"));
+  start_light("b", sandbox("b"));
+  ASSERT_TRUE(eventually([&] { return member_ids(fleet_view()) == std::set<std::string>{"a", "b"}; }));
+
+  // Unknown profiles are refused before they reach etcd.
+  EXPECT_EQ(call_at(port_, "POST", "/v1/tuning/apply", R"({"profile":"nosuch"})").status, 404);
+  Http applied = call_at(port_, "POST", "/v1/tuning/apply", R"({"profile":"fleetsmall"})");
+  ASSERT_EQ(applied.status, 200) << applied.body << controlplane_->log();
+  EXPECT_EQ(somaxconn("a"), "4096") << "applied on a before the reply";
+  EXPECT_TRUE(eventually([&] { return somaxconn("b") == "4096"; })) << lights_["b"].process->log();
+  json view = fleet_view();
+  ASSERT_TRUE(view.contains("tuning")) << view.dump(2);
+  EXPECT_EQ(view["tuning"]["profile"], "fleetsmall");
+  EXPECT_TRUE(view["tuning"]["applied"].get<bool>());
+  const std::int64_t r = view["tuning"]["revision"].get<std::int64_t>();
+  EXPECT_GT(r, 0);
+  EXPECT_EQ(call_at(port_, "GET", "/v1/tuning").parsed().value("applied", ""), "fleetsmall");
+  auto etcd = fleet::EtcdClient::create(fleet::EtcdOptions{etcd_->endpoints(), 1000ms});
+  ASSERT_TRUE(etcd);
+  auto key = etcd->get("/axon/config/tuning/profile");
+  ASSERT_TRUE(key && key->kvs.size() == 1);
+  EXPECT_EQ(json::parse(key->kvs[0].value), (json{{"name", "fleetsmall"}}));
+  // The same compare-and-swap as tenants and agents: a stale If-Match is refused.
+  EXPECT_EQ(
+      call_at(port_, "POST", "/v1/tuning/apply", R"({"profile":"fleetsmall"})", {"If-Match: " + std::to_string(r - 1)})
+          .status,
+      409);
+  EXPECT_EQ(
+      call_at(port_, "POST", "/v1/tuning/apply", R"({"profile":"fleetsmall","revision":)" + std::to_string(r) + "}")
+          .status,
+      200);
+
+  // A profile no appliance has, written to etcd directly: refused and counted, nothing changes.
+  ASSERT_TRUE(etcd->put("/axon/config/tuning/profile", R"({"name":"nosuch"})"));
+  ASSERT_TRUE(eventually([&] {
+    return metrics().find("axon_fleet_config_apply_failures_total 1") != std::string::npos;
+  })) << metrics();
+  view = fleet_view();
+  EXPECT_FALSE(view["tuning"]["applied"].get<bool>()) << view.dump(2);
+  EXPECT_NE(view["tuning"].value("error", "").find("nosuch"), std::string::npos) << view.dump(2);
+  EXPECT_NE(controlplane_->log().find("nosuch"), std::string::npos);
+  EXPECT_EQ(somaxconn("a"), "4096");
+}
+
+class FleetWritesWithoutFleet : public FleetWrites {
+ protected:
+  FleetWritesWithoutFleet() { with_etcd_ = false; }
+};
+
+TEST_F(FleetWritesWithoutFleet, RevisionsComeFromTheRegistry) {
+  start_controlplane(config_text());
+  std::string etag;
+  Http read = call_at(port_, "GET", "/v1/tenants/1", "", {}, &etag);
+  ASSERT_EQ(read.status, 200) << read.body;
+  const std::int64_t r = read.parsed().value("revision", std::int64_t(0));
+  ASSERT_GT(r, 0) << read.body;
+  EXPECT_EQ(etag, "\"" + std::to_string(r) + "\"");
+  Http first = call_at(port_, "PUT", "/v1/tenants/1", R"({"name":"t1","rate_pps":50,"burst":10})",
+                       {"If-Match: " + std::to_string(r)});
+  ASSERT_EQ(first.status, 200) << first.body;
+  const std::int64_t r2 = first.parsed().value("revision", std::int64_t(0));
+  EXPECT_GT(r2, r);
+  Http second = call_at(port_, "PUT", "/v1/tenants/1", R"({"name":"t1","rate_pps":60,"burst":10})",
+                        {"If-Match: " + std::to_string(r)});
+  EXPECT_EQ(second.status, 409) << second.body;
+  EXPECT_NE(second.body.find("its revision is " + std::to_string(r2)), std::string::npos) << second.body;
+  EXPECT_EQ(call_at(port_, "PUT", "/v1/tenants/1", R"({"name":"t1"})", {"If-Match: x1"}).status, 400);
+  EXPECT_EQ(call_at(port_, "PUT", "/v1/tenants/9", R"({"name":"t9"})", {"If-Match: *"}).status, 409);
+  EXPECT_EQ(call_at(port_, "POST", "/v1/agents", R"({"name":"x","id":9,"tenant":1,"command":["/bin/false"]})",
+                    {"If-Match: *"})
+                .status,
+            400)
+      << "a create takes no If-Match";
+  const json list = call_at(port_, "GET", "/v1/tenants").parsed();
+  ASSERT_TRUE(list.is_object()) << list.dump();
+  EXPECT_EQ(list["tenants"][0].value("revision", std::int64_t(0)), r2) << list.dump();
+  const json state = json::parse(read_file(state_dir_ + "/state.json"), nullptr, false);
+  ASSERT_TRUE(state.is_object());
+  EXPECT_EQ(state["revisions"]["tenants"].value("1", std::int64_t(0)), r2) << state.dump(2);
+  EXPECT_GE(state.value("revision", std::int64_t(0)), r2);
 }
 
 TEST_F(FleetDaemon, WithoutFleetConfiguredTheRouteSaysHowToJoin) {

@@ -224,6 +224,7 @@ bool Pipeline::route(Exchange& x) {
 
 void Pipeline::handle(Exchange& x) {
   x.call.body = std::move(x.request.body);
+  x.call.if_match = x.request.if_match;
   HandlerContext ctx{api_, stats_};
   // ControlApi reports errors as values; this is only the backstop for what the standard
   // library or nlohmann-json throw (std::bad_alloc, ...), so the client still gets a 500.

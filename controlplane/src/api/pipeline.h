@@ -37,6 +37,7 @@ struct Request {
   std::string path;   // percent-encoded, as sent
   std::string query;  // after '?', without it
   std::optional<std::string> authorization;
+  std::optional<std::string> if_match;  // the If-Match header (conditional writes)
   std::size_t content_length = 0;
   std::string body;
 };

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,7 @@ struct Call {
   std::map<std::string, std::string> params;  // from {name} segments, percent-decoded
   std::map<std::string, std::string> query;
   std::string body;
+  std::optional<std::string> if_match;  // the If-Match header, as sent
 };
 
 using Handler = std::function<http::Response(HandlerContext&, const Call&)>;

@@ -223,6 +223,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (const auto it = req.find(bhttp::field::authorization); it != req.end()) {
       x_.request.authorization = std::string(it->value());
     }
+    if (const auto it = req.find(bhttp::field::if_match); it != req.end()) {
+      x_.request.if_match = std::string(it->value());
+    }
     keep_alive_ = req.keep_alive();
     frame();
   }

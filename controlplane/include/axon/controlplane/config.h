@@ -60,6 +60,9 @@ struct TuningSettings {
   std::string state_dir = "/var/lib/axon/tuning";    // snapshot.json and its lock
   std::string dataplane_config;                      // the data plane's config (cores, interface)
   std::vector<std::string> profile_dirs;             // searched for <profile>.toml; empty = the defaults
+  // Every /proc, /sys and /etc path is taken below it: "/" on a host; a directory that mirrors
+  // them in tests and sandboxes (the tuning tests' root-prefix sandbox).
+  std::string root = "/";
 };
 
 struct PoolSettings {

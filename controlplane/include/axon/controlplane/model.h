@@ -242,6 +242,24 @@ struct TopSnapshot {
   std::vector<TopStage> stages;
 };
 
+// Conditional writes (optimistic concurrency; docs/api/openapi.yaml, "Revisions"): every
+// tenant and agent has a revision, shown as its `revision` field and ETag. In a fleet it is
+// the etcd mod_revision of its key; without one, the value of the registry's write counter
+// when the resource was last written (persisted, never reused). A write that names the
+// revision it was based on (If-Match, or a body field `revision`) happens only while the
+// resource is still at that revision; otherwise it is a conflict (409).
+struct Precondition {
+  enum class Kind {
+    none,      // unconditional
+    exists,    // If-Match: * : the resource must exist
+    revision,  // If-Match: "<revision>" : the resource must be at `revision`
+  };
+  Kind kind = Kind::none;
+  std::int64_t revision = 0;
+};
+
+enum class Resource { tenant, agent };
+
 // The daemon's operations. Every method returns its value or an ApiError (never throws);
 // mutating methods are only called for callers with the admin role (the REST layer checks
 // roles and audits). The comments name the error codes a method returns besides internal.
@@ -287,6 +305,37 @@ class ControlApi {
 
   virtual ApiResult<std::vector<RouteInfo>> list_routes() = 0;
 
+  // Revisions (see Precondition): every tenant's (key: its id in decimal) or agent's (key: its
+  // name) as this appliance has it now; empty when this control plane keeps none.
+  virtual std::map<std::string, std::int64_t> revisions(Resource kind) {
+    (void)kind;
+    return {};
+  }
+  // The writes above, done only while `pre` holds (conflict otherwise; invalid_argument when
+  // this control plane keeps no revisions). These defaults serve unconditional writes only.
+  virtual ApiResult<AgentStatus> replace_agent_if(const std::string& name, const AgentSpec& spec,
+                                                  const Precondition& pre) {
+    if (pre.kind != Precondition::Kind::none) return no_revisions();
+    return replace_agent(name, spec);
+  }
+  virtual ApiResult<Ok> delete_agent_if(const std::string& name, const Precondition& pre) {
+    if (pre.kind != Precondition::Kind::none) return no_revisions();
+    return delete_agent(name);
+  }
+  virtual ApiResult<AgentStatus> scale_agent_if(const std::string& name, const ScaleRequest& request,
+                                                const Precondition& pre) {
+    if (pre.kind != Precondition::Kind::none) return no_revisions();
+    return scale_agent(name, request);
+  }
+  virtual ApiResult<TenantSpec> put_tenant_if(std::uint32_t id, const TenantSpec& spec, const Precondition& pre) {
+    if (pre.kind != Precondition::Kind::none) return no_revisions();
+    return put_tenant(id, spec);
+  }
+  virtual ApiResult<Ok> delete_tenant_if(std::uint32_t id, const Precondition& pre) {
+    if (pre.kind != Precondition::Kind::none) return no_revisions();
+    return delete_tenant(id);
+  }
+
   // GET /v1/fleet (docs/fleet.md): the fleet's members as etcd has them and this
   // appliance's view of etcd, as a JSON object; not_found when [fleet] is not configured.
   virtual ApiResult<std::string> fleet() {
@@ -323,6 +372,18 @@ class ControlApi {
                                         const std::string& body) {
     (void)method, (void)path, (void)query, (void)body;
     return api_error(ApiErrorCode::unavailable, "this control plane runs no host tuning service");
+  }
+  // POST /v1/tuning/apply, conditional on the fleet's tuning profile revision when `pre` says
+  // so (docs/fleet.md). In a fleet the profile goes to etcd and every appliance applies it.
+  virtual ApiResult<TuningReply> tuning_apply(const std::string& body, const Precondition& pre) {
+    if (pre.kind != Precondition::Kind::none) return no_revisions();
+    return tuning("POST", "/v1/tuning/apply", "", body);
+  }
+
+ private:
+  static ApiError no_revisions() {
+    return api_error(ApiErrorCode::invalid_argument,
+                     "this control plane keeps no revisions: send the write without If-Match or 'revision'");
   }
 };
 
